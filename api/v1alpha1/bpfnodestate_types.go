@@ -1,0 +1,230 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// ProgramPhase is where one program stands on one node.
+// +kubebuilder:validation:Enum=Pending;Loading;Attached;Failed;Detaching
+type ProgramPhase string
+
+const (
+	// PhasePending: selected, not loaded yet (waiting for its wave, a pull, an interface).
+	PhasePending ProgramPhase = "Pending"
+	// PhaseLoading: being pulled, verified, loaded or attached.
+	PhaseLoading ProgramPhase = "Loading"
+	// PhaseAttached: loaded, attached and pinned.
+	PhaseAttached ProgramPhase = "Attached"
+	// PhaseFailed: could not load or attach; Reason and Message say why.
+	PhaseFailed ProgramPhase = "Failed"
+	// PhaseDetaching: being detached and unpinned.
+	PhaseDetaching ProgramPhase = "Detaching"
+)
+
+// KernelInfo identifies the running kernel of a node.
+type KernelInfo struct {
+	// Release is uname -r.
+	Release string `json:"release"`
+	// Architecture is the Go architecture name (amd64, arm64).
+	// +optional
+	Architecture string `json:"architecture,omitempty"`
+	// BTF tells whether the kernel exposes its BTF (needed for CO-RE).
+	BTF bool `json:"btf"`
+	// BootID is /proc/sys/kernel/random/boot_id; a new one means pins are gone.
+	// +optional
+	BootID string `json:"bootID,omitempty"`
+}
+
+// Feature is one probed kernel capability.
+type Feature struct {
+	// Name is a program type (program/xdp), attach type (link/tcx) or helper.
+	Name string `json:"name"`
+	// Supported tells whether this kernel has it.
+	Supported bool `json:"supported"`
+}
+
+// ProgramState is one program of one BpfProgram at one attach point on this
+// node, with the fields bpftool prog show prints.
+type ProgramState struct {
+	// BpfProgram is the BpfProgram's name.
+	BpfProgram string `json:"bpfProgram"`
+	// UID is the BpfProgram's uid.
+	UID types.UID `json:"uid"`
+	// Generation is the BpfProgram generation this entry reflects.
+	// +optional
+	Generation int64 `json:"generation,omitempty"`
+	// Digest is the bundle digest loaded (or being loaded).
+	// +optional
+	Digest string `json:"digest,omitempty"`
+	// Program is the program's name in the bundle.
+	Program string `json:"program"`
+	// AttachPoint says where it is attached: xdp/eth0, tcx-ingress/eth0,
+	// tracepoint/sched/sched_process_exec, uprobe//usr/bin/bash:readline, cgroup/egress:/sys/fs/cgroup.
+	// +optional
+	AttachPoint string `json:"attachPoint,omitempty"`
+	// State is Pending, Loading, Attached, Failed or Detaching.
+	State ProgramPhase `json:"state"`
+	// Reason is a CamelCase word for the state, e.g. VerifierRejected.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Message is a human explanation; on a verifier rejection, the log's tail.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	Message string `json:"message,omitempty"`
+	// Signer is the key fingerprint and trust policy that admitted the bundle.
+	// +optional
+	Signer string `json:"signer,omitempty"`
+	// VerifiedAt is when the agent last verified the bundle's signature.
+	// +optional
+	VerifiedAt *metav1.Time `json:"verifiedAt,omitempty"`
+
+	// ID is the kernel's program id.
+	// +optional
+	ID uint32 `json:"id,omitempty"`
+	// Tag is the program tag (hash of its instructions), hex.
+	// +optional
+	Tag string `json:"tag,omitempty"`
+	// Type is the program type, e.g. xdp, tracepoint.
+	// +optional
+	Type string `json:"type,omitempty"`
+	// Name is the kernel's (truncated) program name.
+	// +optional
+	Name string `json:"name,omitempty"`
+	// LoadedAt is when the kernel loaded the program.
+	// +optional
+	LoadedAt *metav1.Time `json:"loadedAt,omitempty"`
+	// BytesXlated is the size of the translated program.
+	// +optional
+	BytesXlated uint32 `json:"bytesXlated,omitempty"`
+	// BytesJited is the size of the JIT-compiled program.
+	// +optional
+	BytesJited uint32 `json:"bytesJited,omitempty"`
+	// BytesMemlock is the memory the program accounts for.
+	// +optional
+	BytesMemlock uint64 `json:"bytesMemlock,omitempty"`
+	// VerifiedInsns is how many instructions the verifier processed.
+	// +optional
+	VerifiedInsns uint32 `json:"verifiedInsns,omitempty"`
+	// MapIDs are the ids of the maps the program uses.
+	// +optional
+	// +listType=atomic
+	MapIDs []uint32 `json:"mapIDs,omitempty"`
+	// BTFID is the id of the program's BTF.
+	// +optional
+	BTFID uint32 `json:"btfID,omitempty"`
+	// LinkID is the id of the link that attaches the program.
+	// +optional
+	LinkID uint32 `json:"linkID,omitempty"`
+	// RunCount is how many times the program ran (needs run-time stats on).
+	// +optional
+	RunCount uint64 `json:"runCount,omitempty"`
+	// RunTimeNs is the total run time in nanoseconds (needs run-time stats on).
+	// +optional
+	RunTimeNs uint64 `json:"runTimeNs,omitempty"`
+	// NsPerRun is RunTimeNs / RunCount.
+	// +optional
+	NsPerRun uint64 `json:"nsPerRun,omitempty"`
+}
+
+// UnmanagedProgram is an eBPF program on the node that bpfleet did not load.
+type UnmanagedProgram struct {
+	// ID is the kernel's program id.
+	ID uint32 `json:"id"`
+	// Type is the program type.
+	Type string `json:"type"`
+	// Name is the kernel's program name.
+	// +optional
+	Name string `json:"name,omitempty"`
+	// Tag is the program tag, hex.
+	// +optional
+	Tag string `json:"tag,omitempty"`
+	// LoadedAt is when it was loaded.
+	// +optional
+	LoadedAt *metav1.Time `json:"loadedAt,omitempty"`
+}
+
+// UnmanagedSummary bounds what a node reports about programs it did not load.
+type UnmanagedSummary struct {
+	// Count is the number of unmanaged programs.
+	Count int32 `json:"count"`
+	// ByType counts them by program type.
+	// +optional
+	ByType map[string]int32 `json:"byType,omitempty"`
+	// Programs lists up to 20 of them.
+	// +optional
+	// +kubebuilder:validation:MaxItems=20
+	// +listType=atomic
+	Programs []UnmanagedProgram `json:"programs,omitempty"`
+}
+
+// NodeSummary counts a node's program entries, for printing.
+type NodeSummary struct {
+	// Programs is the number of program entries.
+	Programs int32 `json:"programs"`
+	// Attached is how many are Attached.
+	Attached int32 `json:"attached"`
+	// Failed is how many are Failed.
+	Failed int32 `json:"failed"`
+}
+
+// BpfNodeStateStatus is what one node's agent reports.
+type BpfNodeStateStatus struct {
+	// Kernel identifies the running kernel.
+	// +optional
+	Kernel KernelInfo `json:"kernel,omitempty"`
+	// Features lists probed kernel capabilities.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Features []Feature `json:"features,omitempty"`
+	// Programs lists every managed program and attach point on the node.
+	// +optional
+	// +listType=atomic
+	Programs []ProgramState `json:"programs,omitempty"`
+	// Summary counts Programs, for printing.
+	// +optional
+	Summary NodeSummary `json:"summary,omitempty"`
+	// Unmanaged summarises programs bpfleet did not load.
+	// +optional
+	Unmanaged *UnmanagedSummary `json:"unmanaged,omitempty"`
+	// AgentVersion is the version of the agent that wrote this status.
+	// +optional
+	AgentVersion string `json:"agentVersion,omitempty"`
+	// Conditions: Ready (the agent runs and reconciled).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// BpfNodeState is one node's report of the eBPF programs it runs. Its name is
+// the node's name; only that node's agent writes it.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=bpfns,categories=bpfleet
+// +kubebuilder:printcolumn:name="Kernel",type=string,JSONPath=`.status.kernel.release`
+// +kubebuilder:printcolumn:name="Programs",type=integer,JSONPath=`.status.summary.programs`
+// +kubebuilder:printcolumn:name="Attached",type=integer,JSONPath=`.status.summary.attached`
+// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.summary.failed`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type BpfNodeState struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Status is the node's report.
+	// +optional
+	Status BpfNodeStateStatus `json:"status,omitempty"`
+}
+
+// BpfNodeStateList is a list of BpfNodeStates.
+// +kubebuilder:object:root=true
+type BpfNodeStateList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []BpfNodeState `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&BpfNodeState{}, &BpfNodeStateList{})
+}

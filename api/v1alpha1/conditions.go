@@ -1,0 +1,68 @@
+package v1alpha1
+
+// Condition types of BpfProgram.
+const (
+	// ConditionBundleResolved: the bundle tag resolved to a digest and the
+	// bundle's manifest holds every program the spec names.
+	ConditionBundleResolved = "BundleResolved"
+	// ConditionSignatureVerified: a BundleTrustPolicy admitted the digest.
+	ConditionSignatureVerified = "SignatureVerified"
+	// ConditionRolledOut: every selected node was told to run the resolved digest.
+	ConditionRolledOut = "RolledOut"
+	// ConditionReady: every selected node runs every program of the resolved digest.
+	ConditionReady = "Ready"
+	// ConditionDegraded: some selected nodes failed.
+	ConditionDegraded = "Degraded"
+)
+
+// Condition types of BundleTrustPolicy.
+const (
+	// ConditionUnsignedAllowed warns that the policy admits unsigned bundles.
+	ConditionUnsignedAllowed = "UnsignedAllowed"
+)
+
+// Condition reasons. One reason names one cause, whichever condition carries it.
+const (
+	ReasonResolved            = "Resolved"
+	ReasonResolveFailed       = "ResolveFailed"
+	ReasonRegistryUnavailable = "RegistryUnavailable"
+	ReasonBundleInvalid       = "BundleInvalid"
+	ReasonProgramNotInBundle  = "ProgramNotInBundle"
+	ReasonAttachMismatch      = "AttachTypeMismatch"
+	ReasonVerified            = "Verified"
+	ReasonUnsignedAllowed     = "UnsignedAllowed"
+	ReasonUnsigned            = "Unsigned"
+	ReasonSignatureMismatch   = "SignatureMismatch"
+	ReasonNoTrustPolicy       = "NoTrustPolicy"
+	ReasonProgramTypeDenied   = "ProgramTypeDenied"
+	ReasonRolloutInProgress   = "RolloutInProgress"
+	ReasonRolloutPaused       = "RolloutPaused"
+	ReasonRolloutComplete     = "RolloutComplete"
+	ReasonRolloutHalted       = "RolloutHalted"
+	ReasonRolledBack          = "RolledBack"
+	ReasonAllAttached         = "AllAttached"
+	ReasonNodesPending        = "NodesPending"
+	ReasonNodesFailed         = "NodesFailed"
+	ReasonNoNodesSelected     = "NoNodesSelected"
+	ReasonNoFailures          = "NoFailures"
+	ReasonWaitingForBundle    = "WaitingForBundle"
+	ReasonKeysValid           = "KeysValid"
+	ReasonKeyInvalid          = "KeyInvalid"
+)
+
+// Reasons on BpfNodeState program entries (ProgramState.Reason).
+const (
+	ReasonWaitingForWave    = "WaitingForWave"
+	ReasonPulling           = "Pulling"
+	ReasonPullFailed        = "PullFailed"
+	ReasonVerifyFailed      = "VerifyFailed"
+	ReasonLoadFailed        = "LoadFailed"
+	ReasonVerifierRejected  = "VerifierRejected"
+	ReasonNotSupported      = "NotSupported"
+	ReasonAttachFailed      = "AttachFailed"
+	ReasonNoInterface       = "NoMatchingInterface"
+	ReasonAttached          = "Attached"
+	ReasonTampered          = "Tampered"
+	ReasonMapUpdateFailed   = "MapUpdateFailed"
+	ReasonInvalidConstant   = "InvalidConstant"
+)
