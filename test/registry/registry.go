@@ -1,0 +1,247 @@
+// Package registry starts real OCI registries on 127.0.0.1 for tests.
+//
+// Start runs go-containerregistry's registry in process (under httptest),
+// with blobs in memory so a test can tamper with them (TamperBlob) and count
+// reads (BlobGets). StartDistribution runs Debian's docker-registry binary
+// (github.com/docker/distribution) on a free loopback port, with its storage
+// in a temporary directory. Both stop when the test ends; Stop stops them
+// earlier to simulate a registry outage.
+//
+// Usage:
+//
+//	reg := registry.Start(t, registry.Options{Referrers: true})
+//	ref := reg.Ref("ebpf/xdp", "v1") // "127.0.0.1:PORT/ebpf/xdp:v1"
+package registry
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/bpfleet/bpfleet/test/privileged"
+)
+
+// Options configure the in-process registry.
+type Options struct {
+	// Referrers enables the OCI 1.1 referrers API.
+	Referrers bool
+}
+
+// Registry is a running registry on 127.0.0.1.
+type Registry struct {
+	// Host is 127.0.0.1:PORT, the registry part of references.
+	Host string
+
+	stop     func()
+	stopOnce sync.Once
+	blobs    *memBlobs // in-process only
+	storage  string    // docker-registry only: filesystem root
+}
+
+// Start runs an in-process registry until the test ends.
+func Start(tb testing.TB, opts Options) *Registry {
+	tb.Helper()
+	blobs := &memBlobs{data: map[string][]byte{}, gets: map[string]int{}}
+	handler := ggcrregistry.New(
+		ggcrregistry.WithBlobHandler(blobs),
+		ggcrregistry.WithReferrersSupport(opts.Referrers),
+		ggcrregistry.Logger(log.New(io.Discard, "", 0)),
+	)
+	srv := httptest.NewServer(handler)
+	r := &Registry{Host: strings.TrimPrefix(srv.URL, "http://"), blobs: blobs}
+	r.stop = func() {
+		srv.CloseClientConnections()
+		srv.Close()
+	}
+	tb.Cleanup(r.Stop)
+	return r
+}
+
+// StartDistribution runs /usr/bin/docker-registry (Debian package
+// docker-registry) until the test ends. It skips, or fails under CI=true,
+// when the binary is missing.
+func StartDistribution(tb testing.TB) *Registry {
+	tb.Helper()
+	bin := privileged.RequireCommand(tb, "docker-registry")
+	dir := tb.TempDir()
+	addr := freeAddr(tb)
+	config := fmt.Sprintf(`version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: %s
+  delete:
+    enabled: true
+http:
+  addr: %s
+`, filepath.Join(dir, "data"), addr)
+	configPath := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
+		tb.Fatalf("write registry config: %v", err)
+	}
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "serve", configPath)
+	cmd.Stdout = &logs
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("start docker-registry: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	r := &Registry{Host: addr, storage: filepath.Join(dir, "data")}
+	r.stop = func() {
+		_ = cmd.Process.Kill()
+		<-done
+	}
+	tb.Cleanup(r.Stop)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return r
+			}
+		}
+		select {
+		case <-done:
+			tb.Fatalf("docker-registry exited: %s", logs.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("docker-registry not ready on %s after 10s: %v\n%s", addr, err, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Repository returns Host/path.
+func (r *Registry) Repository(path string) string { return r.Host + "/" + path }
+
+// Ref returns Host/path:tag, or Host/path@digest when tagOrDigest is a digest.
+func (r *Registry) Ref(path, tagOrDigest string) string {
+	if strings.Contains(tagOrDigest, ":") {
+		return r.Repository(path) + "@" + tagOrDigest
+	}
+	return r.Repository(path) + ":" + tagOrDigest
+}
+
+// Stop stops the registry now (an outage); later calls do nothing.
+func (r *Registry) Stop() { r.stopOnce.Do(r.stop) }
+
+// TamperBlob replaces the stored content of blob digest with data, without
+// changing its digest, so readers get bytes that do not match.
+func (r *Registry) TamperBlob(tb testing.TB, digest string, data []byte) {
+	tb.Helper()
+	if r.blobs != nil {
+		r.blobs.mu.Lock()
+		defer r.blobs.mu.Unlock()
+		if _, ok := r.blobs.data[digest]; !ok {
+			tb.Fatalf("tamper: registry has no blob %s", digest)
+		}
+		r.blobs.data[digest] = data
+		return
+	}
+	algo, hex, _ := strings.Cut(digest, ":")
+	if len(hex) < 2 {
+		tb.Fatalf("tamper: bad digest %q", digest)
+	}
+	path := filepath.Join(r.storage, "docker", "registry", "v2", "blobs", algo, hex[:2], hex, "data")
+	if _, err := os.Stat(path); err != nil {
+		tb.Fatalf("tamper: %v", err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		tb.Fatalf("tamper: %v", err)
+	}
+}
+
+// BlobGets returns how many times blob digest was downloaded (in-process
+// registry only; always 0 for docker-registry).
+func (r *Registry) BlobGets(digest string) int {
+	if r.blobs == nil {
+		return 0
+	}
+	r.blobs.mu.Lock()
+	defer r.blobs.mu.Unlock()
+	return r.blobs.gets[digest]
+}
+
+func freeAddr(tb testing.TB) string {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("find a free port: %v", err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// memBlobs is an in-memory blob store that, unlike the stock one, lets tests
+// tamper with content and count downloads.
+type memBlobs struct {
+	mu   sync.Mutex
+	data map[string][]byte
+	gets map[string]int
+}
+
+func (m *memBlobs) Stat(_ context.Context, _ string, h v1.Hash) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.data[h.String()]
+	if !ok {
+		return 0, ggcrregistry.ErrNotFound
+	}
+	return int64(len(b)), nil
+}
+
+func (m *memBlobs) Get(_ context.Context, _ string, h v1.Hash) (io.ReadCloser, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.data[h.String()]
+	if !ok {
+		return nil, ggcrregistry.ErrNotFound
+	}
+	m.gets[h.String()]++
+	return io.NopCloser(bytes.NewReader(b)), nil
+}
+
+func (m *memBlobs) Put(_ context.Context, _ string, h v1.Hash, rc io.ReadCloser) error {
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.data[h.String()] = b
+	return nil
+}
+
+func (m *memBlobs) Delete(_ context.Context, _ string, h v1.Hash) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.data[h.String()]; !ok {
+		return ggcrregistry.ErrNotFound
+	}
+	delete(m.data, h.String())
+	return nil
+}
