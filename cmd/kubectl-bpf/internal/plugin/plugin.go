@@ -1,0 +1,403 @@
+// Package plugin implements kubectl-bpf: read-only views of BpfPrograms and
+// BpfNodeStates that work against any cluster running bpfleet.
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
+)
+
+// Output formats accepted by -o.
+const (
+	outputTable = ""
+	outputWide  = "wide"
+	outputJSON  = "json"
+	outputYAML  = "yaml"
+)
+
+type options struct {
+	flags   *genericclioptions.ConfigFlags
+	streams genericiooptions.IOStreams
+	output  string
+	// newClient is replaceable so tests can pass a client built from an
+	// envtest rest.Config; by default it reads the kubeconfig flags.
+	newClient func() (client.Client, error)
+}
+
+// NewCommand returns the kubectl-bpf root command.
+func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	o := &options{flags: genericclioptions.NewConfigFlags(true), streams: streams}
+	o.newClient = o.clientFromFlags
+	return newCommand(o)
+}
+
+// NewCommandWithClient returns the root command reading through c (for
+// embedding, e.g. `bpfleet local`, and tests).
+func NewCommandWithClient(streams genericiooptions.IOStreams, c client.Client) *cobra.Command {
+	o := &options{flags: genericclioptions.NewConfigFlags(true), streams: streams}
+	o.newClient = func() (client.Client, error) { return c, nil }
+	return newCommand(o)
+}
+
+func newCommand(o *options) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "kubectl-bpf",
+		Short:         "Show the eBPF programs bpfleet runs, node by node",
+		SilenceUsage:  true,
+		SilenceErrors: false,
+	}
+	root.SetOut(o.streams.Out)
+	root.SetErr(o.streams.ErrOut)
+	o.flags.AddFlags(root.PersistentFlags())
+	root.PersistentFlags().StringVarP(&o.output, "output", "o", "", "output format: wide, json or yaml")
+	root.AddCommand(o.statusCommand(), o.nodesCommand(), o.programsCommand())
+	return root
+}
+
+func (o *options) clientFromFlags() (client.Client, error) {
+	cfg, err := o.flags.ToRESTConfig()
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig: %w", err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme()})
+	if err != nil {
+		return nil, fmt.Errorf("create client: %w", err)
+	}
+	return c, nil
+}
+
+func scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(s)
+	_ = v1.AddToScheme(s)
+	return s
+}
+
+func (o *options) checkOutput() error {
+	switch o.output {
+	case outputTable, outputWide, outputJSON, outputYAML:
+		return nil
+	}
+	return fmt.Errorf("unknown output format %q: use wide, json or yaml", o.output)
+}
+
+// printStructured writes v as JSON or YAML and reports whether it did.
+func (o *options) printStructured(v any) (bool, error) {
+	switch o.output {
+	case outputJSON:
+		enc := json.NewEncoder(o.streams.Out)
+		enc.SetIndent("", "  ")
+		return true, enc.Encode(v)
+	case outputYAML:
+		data, err := yaml.Marshal(v)
+		if err != nil {
+			return true, fmt.Errorf("encode yaml: %w", err)
+		}
+		_, err = o.streams.Out.Write(data)
+		return true, err
+	}
+	return false, nil
+}
+
+func (o *options) programNames(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	c, err := o.newClient()
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var list v1.BpfProgramList
+	if err := c.List(cmd.Context(), &list); err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var names []string
+	for _, p := range list.Items {
+		if strings.HasPrefix(p.Name, toComplete) {
+			names = append(names, p.Name)
+		}
+	}
+	return names, cobra.ShellCompDirectiveNoFileComp
+}
+
+// StatusRow is one program at one attach point on one node.
+type StatusRow struct {
+	Node string `json:"node"`
+	v1.ProgramState
+}
+
+func (o *options) statusCommand() *cobra.Command {
+	var node string
+	cmd := &cobra.Command{
+		Use:   "status [BPFPROGRAM]",
+		Short: "Per node, what is loaded: program, attach point, state, ids, tag, sizes, run stats",
+		Long: "Lists every program entry of every BpfNodeState, like `bpftool prog show` run on each node.\n" +
+			"Filter by BpfProgram name (argument) and by node (--node).",
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: o.programNames,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.checkOutput(); err != nil {
+				return err
+			}
+			c, err := o.newClient()
+			if err != nil {
+				return err
+			}
+			program := ""
+			if len(args) == 1 {
+				program = args[0]
+				if err := c.Get(cmd.Context(), client.ObjectKey{Name: program}, &v1.BpfProgram{}); err != nil {
+					return fmt.Errorf("get bpfprogram %s: %w", program, err)
+				}
+			}
+			rows, err := statusRows(cmd.Context(), c, program, node)
+			if err != nil {
+				return err
+			}
+			if done, err := o.printStructured(rows); done {
+				return err
+			}
+			return printStatus(o.streams.Out, rows, o.output == outputWide)
+		},
+	}
+	cmd.Flags().StringVar(&node, "node", "", "show only this node")
+	return cmd
+}
+
+func statusRows(ctx context.Context, c client.Client, program, node string) ([]StatusRow, error) {
+	var states v1.BpfNodeStateList
+	if err := c.List(ctx, &states); err != nil {
+		return nil, fmt.Errorf("list bpfnodestates: %w", err)
+	}
+	rows := []StatusRow{}
+	for _, s := range states.Items {
+		if node != "" && s.Name != node {
+			continue
+		}
+		for _, p := range s.Status.Programs {
+			if program != "" && p.BpfProgram != program {
+				continue
+			}
+			rows = append(rows, StatusRow{Node: s.Name, ProgramState: p})
+		}
+	}
+	sort.SliceStable(rows, func(i, j int) bool {
+		a, b := rows[i], rows[j]
+		if a.Node != b.Node {
+			return a.Node < b.Node
+		}
+		if a.BpfProgram != b.BpfProgram {
+			return a.BpfProgram < b.BpfProgram
+		}
+		return a.AttachPoint < b.AttachPoint
+	})
+	return rows, nil
+}
+
+func printStatus(w io.Writer, rows []StatusRow, wide bool) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	header := "NODE\tBPFPROGRAM\tPROGRAM\tATTACH POINT\tSTATE\tID\tTAG\tLOADED\tXLATED\tJITED\tMAPS\tRUNS\tNS/RUN"
+	if wide {
+		header += "\tLINK\tDIGEST\tSIGNER\tREASON\tMESSAGE"
+	}
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		line := strings.Join([]string{
+			r.Node, r.BpfProgram, r.Program, dash(r.AttachPoint), string(r.State), num(uint64(r.ID)), dash(r.Tag),
+			age(r.LoadedAt), num(uint64(r.BytesXlated)), num(uint64(r.BytesJited)), ids(r.MapIDs),
+			num(r.RunCount), num(r.NsPerRun),
+		}, "\t")
+		if wide {
+			line += "\t" + strings.Join([]string{
+				num(uint64(r.LinkID)), short(r.Digest), dash(r.Signer), dash(r.Reason), dash(oneLine(r.Message)),
+			}, "\t")
+		}
+		fmt.Fprintln(tw, line)
+	}
+	return tw.Flush()
+}
+
+func (o *options) nodesCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "nodes",
+		Short: "Per node: kernel release, BTF, programs attached and failed, unmanaged programs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.checkOutput(); err != nil {
+				return err
+			}
+			c, err := o.newClient()
+			if err != nil {
+				return err
+			}
+			var states v1.BpfNodeStateList
+			if err := c.List(cmd.Context(), &states); err != nil {
+				return fmt.Errorf("list bpfnodestates: %w", err)
+			}
+			sort.Slice(states.Items, func(i, j int) bool { return states.Items[i].Name < states.Items[j].Name })
+			if done, err := o.printStructured(states.Items); done {
+				return err
+			}
+			tw := tabwriter.NewWriter(o.streams.Out, 0, 8, 2, ' ', 0)
+			fmt.Fprintln(tw, "NODE\tKERNEL\tBTF\tPROGRAMS\tATTACHED\tFAILED\tUNMANAGED\tREADY")
+			for _, s := range states.Items {
+				unmanaged := "-"
+				if s.Status.Unmanaged != nil {
+					unmanaged = fmt.Sprint(s.Status.Unmanaged.Count)
+				}
+				ready := "Unknown"
+				if c := meta.FindStatusCondition(s.Status.Conditions, v1.ConditionReady); c != nil {
+					ready = string(c.Status)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%t\t%d\t%d\t%d\t%s\t%s\n", s.Name, dash(s.Status.Kernel.Release), s.Status.Kernel.BTF,
+					s.Status.Summary.Programs, s.Status.Summary.Attached, s.Status.Summary.Failed, unmanaged, ready)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func (o *options) programsCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "programs",
+		Short: "Per BpfProgram: rollout state, digest, signer, nodes attached/selected",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.checkOutput(); err != nil {
+				return err
+			}
+			c, err := o.newClient()
+			if err != nil {
+				return err
+			}
+			var list v1.BpfProgramList
+			if err := c.List(cmd.Context(), &list); err != nil {
+				return fmt.Errorf("list bpfprograms: %w", err)
+			}
+			sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
+			if done, err := o.printStructured(list.Items); done {
+				return err
+			}
+			return printPrograms(o.streams.Out, list.Items, o.output == outputWide)
+		},
+	}
+}
+
+func printPrograms(w io.Writer, items []v1.BpfProgram, wide bool) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	header := "NAME\tDIGEST\tSIGNER\tNODES\tFAILED\tREADY\tROLLOUT"
+	if wide {
+		header += "\tIMAGE\tKERNELS"
+	}
+	fmt.Fprintln(tw, header)
+	for _, p := range items {
+		ready := "Unknown"
+		if c := meta.FindStatusCondition(p.Status.Conditions, v1.ConditionReady); c != nil {
+			ready = string(c.Status)
+		}
+		line := strings.Join([]string{
+			p.Name, short(p.Status.ResolvedDigest), dash(p.Status.Signer),
+			fmt.Sprintf("%d/%d", p.Status.Nodes.Attached, p.Status.Nodes.Selected),
+			fmt.Sprint(p.Status.Nodes.Failed), ready, rolloutState(p),
+		}, "\t")
+		if wide {
+			line += "\t" + p.Spec.Bundle.Image + "\t" + kernels(p.Status.Kernels)
+		}
+		fmt.Fprintln(tw, line)
+	}
+	return tw.Flush()
+}
+
+func rolloutState(p v1.BpfProgram) string {
+	r := p.Status.Rollout
+	switch {
+	case r == nil || r.TargetDigest == "":
+		if c := meta.FindStatusCondition(p.Status.Conditions, v1.ConditionRolledOut); c != nil {
+			return c.Reason
+		}
+		return "-"
+	case r.HaltedReason != "":
+		return "Halted"
+	default:
+		waves := len(p.Spec.Rollout.Waves)
+		if waves == 0 {
+			waves = 1
+		}
+		return fmt.Sprintf("wave %d/%d → %s", r.Wave+1, waves, short(r.TargetDigest))
+	}
+}
+
+func kernels(ks []v1.KernelCompatibility) string {
+	if len(ks) == 0 {
+		return "-"
+	}
+	parts := make([]string, 0, len(ks))
+	for _, k := range ks {
+		parts = append(parts, fmt.Sprintf("%s:%d/%d", k.Release, k.Attached, k.Attached+k.Failed))
+	}
+	return strings.Join(parts, ",")
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func num(n uint64) string {
+	if n == 0 {
+		return "-"
+	}
+	return fmt.Sprint(n)
+}
+
+func ids(v []uint32) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	s := make([]string, len(v))
+	for i, id := range v {
+		s[i] = fmt.Sprint(id)
+	}
+	return strings.Join(s, ",")
+}
+
+func short(digest string) string {
+	d := strings.TrimPrefix(digest, "sha256:")
+	if len(d) > 12 {
+		return d[:12]
+	}
+	return dash(d)
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 80 {
+		s = s[:77] + "..."
+	}
+	return s
+}
+
+func age(t *metav1.Time) string {
+	if t == nil || t.IsZero() {
+		return "-"
+	}
+	return duration.HumanDuration(time.Since(t.Time))
+}
