@@ -5,19 +5,36 @@ package remote
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"syscall"
 	"time"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2"
+	"oras.land/oras-go/v2/content/oci"
+	"oras.land/oras-go/v2/registry/remote"
+	"oras.land/oras-go/v2/registry/remote/auth"
+	"oras.land/oras-go/v2/registry/remote/credentials"
+	"oras.land/oras-go/v2/registry/remote/errcode"
+
+	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/bundles/format"
+	"github.com/bpfleet/bpfleet/bundles/internal/ocibundle"
 )
 
 // Options configure registry access.
 type Options struct {
-	// PlainHTTP talks HTTP instead of HTTPS. It is allowed automatically for
-	// loopback hosts (127.0.0.0/8, ::1, localhost); for any other host it
-	// needs Insecure too.
+	// PlainHTTP talks HTTP instead of HTTPS to a host that is not loopback;
+	// it needs Insecure too. Loopback hosts (127.0.0.0/8, ::1, localhost)
+	// always get plain HTTP.
 	PlainHTTP bool
-	// Insecure allows plain HTTP and skips TLS verification for any host.
+	// Insecure allows PlainHTTP for any host, and otherwise skips TLS
+	// certificate verification.
 	Insecure bool
 	// DockerConfig is the path of a docker config.json with credentials;
 	// empty means $DOCKER_CONFIG/config.json or ~/.docker/config.json.
@@ -29,32 +46,213 @@ type Options struct {
 // DefaultTimeout bounds an operation when Options.Timeout is zero.
 const DefaultTimeout = 30 * time.Second
 
+// ErrPlainHTTPRefused: PlainHTTP asked for a non-loopback host without Insecure.
+var ErrPlainHTTPRefused = errors.New("plain HTTP to a non-loopback registry needs Insecure")
+
 // Client talks to OCI registries. It is safe for concurrent use.
 type Client struct {
-	opts Options
+	opts   Options
+	http   *http.Client
+	cache  auth.Cache
+	creds  credentials.Store
+	credEr error
 }
 
 // New returns a client with opts.
 func New(opts Options) *Client {
-	return &Client{opts: opts}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.DialContext = (&net.Dialer{Timeout: opts.Timeout, KeepAlive: 30 * time.Second}).DialContext
+	transport.TLSHandshakeTimeout = opts.Timeout
+	transport.ResponseHeaderTimeout = opts.Timeout
+	if opts.Insecure {
+		transport.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for by Options.Insecure
+	}
+	c := &Client{
+		opts:  opts,
+		http:  &http.Client{Transport: transport},
+		cache: auth.NewCache(),
+	}
+	var store credentials.Store
+	var err error
+	if opts.DockerConfig != "" {
+		store, err = credentials.NewStore(opts.DockerConfig, credentials.StoreOptions{})
+	} else {
+		store, err = credentials.NewStoreFromDocker(credentials.StoreOptions{})
+	}
+	c.creds, c.credEr = store, err
+	return c
 }
 
-var errNotImplemented = errors.New("not implemented yet")
+// Options returns the options the client was made with (Timeout defaulted).
+func (c *Client) Options() Options { return c.opts }
+
+// Repository returns an oras-go repository for ref's repository, with
+// credentials, timeouts and the plain-HTTP rule applied.
+func (c *Client) Repository(ref Reference) (*remote.Repository, error) {
+	if c.credEr != nil {
+		return nil, fmt.Errorf("load docker credentials: %w", c.credEr)
+	}
+	plain, err := UsePlainHTTP(c.opts, ref.Registry)
+	if err != nil {
+		return nil, err
+	}
+	repo, err := remote.NewRepository(ref.Repository)
+	if err != nil {
+		return nil, fmt.Errorf("%w: repository %q: %w", bundles.ErrBundleInvalid, ref.Repository, err)
+	}
+	repo.PlainHTTP = plain
+	repo.Client = &auth.Client{
+		Client:     c.http,
+		Cache:      c.cache,
+		Credential: credentials.Credential(c.creds),
+	}
+	return repo, nil
+}
+
+// UsePlainHTTP applies the plain-HTTP rule for host: always for loopback,
+// with PlainHTTP only when Insecure too, never otherwise.
+func UsePlainHTTP(opts Options, host string) (bool, error) {
+	if IsLoopback(host) {
+		return true, nil
+	}
+	if opts.PlainHTTP {
+		if !opts.Insecure {
+			return false, fmt.Errorf("%w: %s", ErrPlainHTTPRefused, host)
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+// IsLoopback tells whether host[:port] names the loopback interface.
+func IsLoopback(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
 
 // Resolve returns the manifest digest (sha256:…) a tag or digest reference
 // points to. Errors wrap bundles.ErrNotFound or bundles.ErrRegistryUnavailable.
 func (c *Client) Resolve(ctx context.Context, ref string) (digest string, err error) {
-	return "", errNotImplemented
+	r, err := ParseReference(ref)
+	if err != nil {
+		return "", err
+	}
+	desc, err := c.resolve(ctx, r)
+	if err != nil {
+		return "", err
+	}
+	return desc.Digest.String(), nil
+}
+
+func (c *Client) resolve(ctx context.Context, r Reference) (ocispec.Descriptor, error) {
+	repo, err := c.Repository(r)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	target := r.Tag
+	if r.Digest != "" {
+		target = r.Digest
+	}
+	desc, err := repo.Resolve(ctx, target)
+	if err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("resolve %s: %w", r, classify(err))
+	}
+	if desc.MediaType != ocispec.MediaTypeImageManifest {
+		return ocispec.Descriptor{}, fmt.Errorf("%w: %s is a %s, not an OCI image manifest", bundles.ErrBundleInvalid, r, desc.MediaType)
+	}
+	return desc, nil
 }
 
 // Fetch downloads the bundle repository@digest and checks every blob against
 // its digest and the format limits (see format.Assemble).
 func (c *Client) Fetch(ctx context.Context, repository, digest string) (*format.Bundle, error) {
-	return nil, errNotImplemented
+	r, err := ParseReference(repository + "@" + digest)
+	if err != nil {
+		return nil, err
+	}
+	desc, err := c.resolve(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if desc.Digest.String() != digest {
+		return nil, fmt.Errorf("%w: registry answered %s for %s", bundles.ErrDigestMismatch, desc.Digest, r)
+	}
+	repo, err := c.Repository(r)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	b, err := ocibundle.Read(ctx, repo, r.Repository, desc)
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s: %w", r, classify(err))
+	}
+	return b, nil
 }
 
-// Push copies the bundle tagged or digested by ref's tag from the OCI layout
-// in layoutDir to ref, and returns the manifest digest.
+// Push copies the bundle tagged (or digested) like ref from the OCI layout
+// in layoutDir to ref, after checking it is a valid bundle, and returns the
+// manifest digest.
 func (c *Client) Push(ctx context.Context, layoutDir, ref string) (digest string, err error) {
-	return "", errNotImplemented
+	r, err := ParseReference(ref)
+	if err != nil {
+		return "", err
+	}
+	store, err := oci.NewWithContext(ctx, layoutDir)
+	if err != nil {
+		return "", fmt.Errorf("open layout %s: %w", layoutDir, err)
+	}
+	srcRef := r.Tag
+	if r.Digest != "" {
+		srcRef = r.Digest
+	}
+	desc, err := store.Resolve(ctx, srcRef)
+	if err != nil {
+		return "", fmt.Errorf("find %s in layout %s: %w", srcRef, layoutDir, ocibundle.Classify(err))
+	}
+	if _, err := ocibundle.Read(ctx, store, r.Repository, desc); err != nil {
+		return "", fmt.Errorf("check %s in layout %s: %w", srcRef, layoutDir, err)
+	}
+	repo, err := c.Repository(r)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	if _, err := oras.Copy(ctx, store, desc.Digest.String(), repo, srcRef, oras.DefaultCopyOptions); err != nil {
+		return "", fmt.Errorf("push %s: %w", r, classify(err))
+	}
+	return desc.Digest.String(), nil
+}
+
+// classify wraps transport and registry errors in bundles sentinels.
+func classify(err error) error {
+	var resp *errcode.ErrorResponse
+	var netErr net.Error
+	var urlErr *url.Error
+	switch {
+	case errors.Is(err, bundles.ErrDigestMismatch), errors.Is(err, bundles.ErrNotFound),
+		errors.Is(err, bundles.ErrRegistryUnavailable), errors.Is(err, bundles.ErrBundleInvalid),
+		errors.Is(err, bundles.ErrTooLarge):
+		return err
+	case errors.As(err, &resp) && resp.StatusCode >= 500:
+		return fmt.Errorf("%w: %w", bundles.ErrRegistryUnavailable, err)
+	case errors.As(err, &resp) && resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("%w: %w", bundles.ErrNotFound, err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, syscall.ECONNREFUSED),
+		errors.Is(err, syscall.ECONNRESET), errors.As(err, &netErr), errors.As(err, &urlErr):
+		return fmt.Errorf("%w: %w", bundles.ErrRegistryUnavailable, err)
+	}
+	return ocibundle.Classify(err)
 }
