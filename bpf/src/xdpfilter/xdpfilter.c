@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * xdp-pod-filter: drops packets of death at the NIC.
+ *
+ * Rules live in an array map indexed by priority (index 0 first). The first
+ * rule that matches decides the verdict; a frame no rule matches gets
+ * default_action. The list ends at the first slot whose flags are 0, so a
+ * few rules cost a few comparisons; a rule kept in place but switched off has
+ * RULE_DISABLED set. Rules are read on every packet, so a rule written into
+ * the map takes effect at once, without reloading the program.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "xdp_parse.h"
+
+#define MAX_RULES 32
+#define PATTERN_MAX 64
+
+enum rule_flags {
+	RULE_ACTIVE = 1,   /* the rule applies */
+	RULE_DISABLED = 2, /* the slot is in use but the rule is switched off */
+};
+
+/* rule is the value of the rules map. Addresses and ports in network order. */
+struct rule {
+	__u8 flags;           /* rule_flags; 0 ends the rule list */
+	__u8 action;          /* XDP_DROP or XDP_PASS */
+	__u8 l4_proto;        /* IPPROTO_TCP or IPPROTO_UDP; 0 matches both */
+	__u8 family;          /* 4 or 6; 0 matches both (then no source prefix) */
+	__be16 dst_port;      /* 0 matches any port */
+	__u8 src_prefix_len;  /* 0 matches any source */
+	__u8 pattern_len;     /* 0: no payload match; at most PATTERN_MAX */
+	__u16 pattern_offset; /* from the first byte of the L4 payload */
+	__u8 _pad[6];
+	__be32 src_addr[4];   /* source prefix; IPv4 in src_addr[0] */
+	__u8 pattern[PATTERN_MAX];
+	__u8 mask[PATTERN_MAX]; /* payload byte i matches if (b ^ pattern[i]) & mask[i] == 0 */
+};
+
+/* counter is the per-CPU value of rule_hits. */
+struct counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_RULES);
+	__type(key, __u32);
+	__type(value, struct rule);
+} rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_RULES);
+	__type(key, __u32);
+	__type(value, struct counter);
+} rule_hits SEC(".maps");
+
+/* default_action is the verdict for frames no rule matches (XDP_PASS). */
+volatile const __u32 default_action = XDP_PASS;
+
+static __always_inline int prefix_matches(const struct pkt *p, const struct rule *r)
+{
+	__u32 bits = r->src_prefix_len;
+	if (bits == 0)
+		return 1;
+	if (r->family != p->family || bits > (p->family == 4 ? 32 : 128))
+		return 0;
+	for (int w = 0; w < 4; w++) {
+		if (bits == 0)
+			break;
+		__u32 take = bits > 32 ? 32 : bits;
+		__u32 mask = take == 32 ? 0xffffffff : ~(0xffffffffu >> take);
+		if ((p->saddr[w] ^ r->src_addr[w]) & bpf_htonl(mask))
+			return 0;
+		bits -= take;
+	}
+	return 1;
+}
+
+static __always_inline int payload_matches(struct xdp_md *ctx, const struct pkt *p,
+					   const struct rule *r)
+{
+	__u32 len = r->pattern_len;
+	if (len == 0)
+		return 1;
+	if (len > PATTERN_MAX || !p->has_ports)
+		return 0;
+	__u32 off = p->payload_off + r->pattern_offset;
+	if (off + len > p->payload_end)
+		return 0;
+	__u8 buf[PATTERN_MAX];
+	if (bpf_xdp_load_bytes(ctx, off, buf, len))
+		return 0;
+	for (__u32 i = 0; i < PATTERN_MAX; i++) {
+		if (i >= len)
+			break;
+		if ((buf[i] ^ r->pattern[i]) & r->mask[i])
+			return 0;
+	}
+	return 1;
+}
+
+static __always_inline int rule_matches(struct xdp_md *ctx, const struct pkt *p,
+					const struct rule *r)
+{
+	if (r->family && r->family != p->family)
+		return 0;
+	if (r->l4_proto && r->l4_proto != p->l4_proto)
+		return 0;
+	if (r->dst_port && (!p->has_ports || r->dst_port != p->dport))
+		return 0;
+	if (!prefix_matches(p, r))
+		return 0;
+	return payload_matches(ctx, p, r);
+}
+
+SEC("xdp")
+int xdp_pod_filter(struct xdp_md *ctx)
+{
+	struct pkt p = {};
+	if (parse_pkt(ctx, &p) != PARSE_OK)
+		return default_action;
+	if (p.l4_proto != IPPROTO_TCP && p.l4_proto != IPPROTO_UDP)
+		return default_action;
+
+	for (__u32 i = 0; i < MAX_RULES; i++) {
+		__u32 key = i;
+		struct rule *r = bpf_map_lookup_elem(&rules, &key);
+		if (!r || r->flags == 0)
+			break;
+		if (!(r->flags & RULE_ACTIVE) || (r->flags & RULE_DISABLED))
+			continue;
+		if (!rule_matches(ctx, &p, r))
+			continue;
+		struct counter *c = bpf_map_lookup_elem(&rule_hits, &key);
+		if (c) {
+			c->packets++;
+			c->bytes += ctx->data_end - ctx->data;
+		}
+		return r->action == XDP_DROP ? XDP_DROP : XDP_PASS;
+	}
+	return default_action;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * xdp-lb: an L4 load-balancer datapath (IPv4, TCP and UDP) in XDP.
+ *
+ * Forward direction: a frame to a VIP (address, port, protocol) picks a
+ * backend from the VIP's Maglev ring (computed in user space) by a hash of
+ * its 5-tuple, gets its destination address and port rewritten to the
+ * backend's (stateless DNAT, checksums updated incrementally) and is passed
+ * to the kernel, which routes it to the backend. The same flow always hashes
+ * to the same slot, so it sticks to one backend while the ring is unchanged.
+ *
+ * Return direction: a frame from a backend address and port (the reals map)
+ * gets its source rewritten back to the VIP before the kernel routes it to
+ * the client. Attach the program on the interfaces facing the clients and on
+ * the ones facing the backends.
+ *
+ * IPv6 and anything not to a VIP or from a backend is passed untouched.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "xdp_parse.h"
+
+#define MAX_VIPS 16
+#define RING_SIZE 65537 /* prime, > 100 x backends per VIP */
+#define MAX_BACKENDS 1024
+
+/* vip_key identifies a service: address and port in network order. */
+struct vip_key {
+	__be32 addr;
+	__be16 port;
+	__u8 proto;
+	__u8 _pad;
+};
+
+/* vip_info locates the VIP's ring: rings[ring * RING_SIZE + slot]. */
+struct vip_info {
+	__u32 ring;
+	__u32 flags;
+};
+
+enum backend_flags {
+	BACKEND_VALID = 1,
+};
+
+/* backend is a value of the backends array; id 0 is never valid. */
+struct backend {
+	__be32 addr;
+	__be16 port;
+	__u16 flags;
+};
+
+/* real_key identifies a backend endpoint on the return path. */
+struct real_key {
+	__be32 addr;
+	__be16 port;
+	__u8 proto;
+	__u8 _pad;
+};
+
+/* real_info is the VIP a backend endpoint answers for. */
+struct real_info {
+	__be32 vip_addr;
+	__be16 vip_port;
+	__u16 _pad;
+};
+
+struct counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_VIPS);
+	__type(key, struct vip_key);
+	__type(value, struct vip_info);
+} vips SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_VIPS * RING_SIZE);
+	__type(key, __u32);
+	__type(value, __u32);
+} rings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct backend);
+} backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_BACKENDS);
+	__type(key, struct real_key);
+	__type(value, struct real_info);
+} reals SEC(".maps");
+
+/* backend_stats counts frames sent to each backend id (per CPU). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct counter);
+} backend_stats SEC(".maps");
+
+/* hash_seed perturbs the flow hash; user space must not depend on its value. */
+volatile const __u32 hash_seed = 0x5bd1e995;
+
+static __always_inline __u32 mix32(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
+static __always_inline __u32 flow_hash(const struct pkt *p)
+{
+	__u32 h = mix32(hash_seed ^ p->saddr[0]);
+	h = mix32(h ^ p->daddr[0]);
+	h = mix32(h ^ (((__u32)p->sport << 16) | p->dport));
+	return mix32(h ^ p->l4_proto);
+}
+
+/*
+ * csum_replace updates a 16-bit one's complement checksum for a 32-bit
+ * field that changed from `from` to `to` (RFC 1624: HC' = ~(~HC + ~m + m')).
+ * All values are in memory (network) order; the sum is order independent.
+ */
+static __always_inline __u16 csum_replace(__u16 check, __u32 from, __u32 to)
+{
+	__u32 sum = (__u16)~check;
+	__u32 nfrom = ~from;
+	sum += (nfrom & 0xffff) + (nfrom >> 16) + (to & 0xffff) + (to >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/*
+ * rewrite replaces the address and port at the given offsets (source or
+ * destination) and fixes the IPv4 header and TCP/UDP checksums.
+ */
+static __always_inline int rewrite(struct xdp_md *ctx, const struct pkt *p, int dst,
+				   __be32 addr, __be16 port)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct iphdr *ip = data + p->l3_off;
+	if ((void *)(ip + 1) > data_end)
+		return -1;
+	__be32 *ip_field = dst ? &ip->daddr : &ip->saddr;
+	__be32 old_addr = *ip_field;
+	*ip_field = addr;
+	ip->check = csum_replace(ip->check, old_addr, addr);
+
+	__be16 *port_field, *check;
+	if (p->l4_proto == IPPROTO_UDP) {
+		struct udphdr *udp = data + p->l4_off;
+		if ((void *)(udp + 1) > data_end)
+			return -1;
+		port_field = dst ? &udp->dest : &udp->source;
+		check = &udp->check;
+	} else {
+		struct tcphdr *tcp = data + p->l4_off;
+		if ((void *)(tcp + 1) > data_end)
+			return -1;
+		port_field = dst ? &tcp->dest : &tcp->source;
+		check = &tcp->check;
+	}
+	__be16 old_port = *port_field;
+	*port_field = port;
+	/* A UDP checksum of 0 means "none" and stays so. */
+	if (p->l4_proto == IPPROTO_UDP && *check == 0)
+		return 0;
+	__u16 sum = csum_replace(*check, old_addr, addr);
+	sum = csum_replace(sum, old_port, port);
+	if (p->l4_proto == IPPROTO_UDP && sum == 0)
+		sum = 0xffff;
+	*check = sum;
+	return 0;
+}
+
+SEC("xdp")
+int xdp_lb(struct xdp_md *ctx)
+{
+	struct pkt p = {};
+	if (parse_pkt(ctx, &p) != PARSE_OK || p.family != 4 || !p.has_ports)
+		return XDP_PASS;
+
+	struct vip_key vk = {.addr = p.daddr[0], .port = p.dport, .proto = p.l4_proto};
+	struct vip_info *vip = bpf_map_lookup_elem(&vips, &vk);
+	if (vip) {
+		if (vip->ring >= MAX_VIPS)
+			return XDP_DROP;
+		__u32 slot = vip->ring * RING_SIZE + flow_hash(&p) % RING_SIZE;
+		__u32 *id = bpf_map_lookup_elem(&rings, &slot);
+		if (!id)
+			return XDP_DROP;
+		__u32 bid = *id;
+		struct backend *be = bpf_map_lookup_elem(&backends, &bid);
+		if (!be || !(be->flags & BACKEND_VALID))
+			return XDP_DROP; /* a VIP without backends refuses traffic */
+		if (rewrite(ctx, &p, 1, be->addr, be->port))
+			return XDP_DROP;
+		struct counter *c = bpf_map_lookup_elem(&backend_stats, &bid);
+		if (c) {
+			c->packets++;
+			c->bytes += ctx->data_end - ctx->data;
+		}
+		return XDP_PASS;
+	}
+
+	struct real_key rk = {.addr = p.saddr[0], .port = p.sport, .proto = p.l4_proto};
+	struct real_info *real = bpf_map_lookup_elem(&reals, &rk);
+	if (real) {
+		if (rewrite(ctx, &p, 0, real->vip_addr, real->vip_port))
+			return XDP_DROP;
+	}
+	return XDP_PASS;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
