@@ -7,19 +7,35 @@ package dataplane
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/sys/unix"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles/format"
+	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
+	"github.com/bpfleet/bpfleet/nodeagent/loader"
 	"github.com/bpfleet/bpfleet/nodeagent/netwatch"
+	"github.com/bpfleet/bpfleet/nodeagent/probe"
+	"github.com/bpfleet/bpfleet/nodeagent/status"
 )
 
-// Bundle is what the dataplane reads from a verified bundle: the ELF object
-// holding a program. *format.Bundle implements it.
+// Bundle is what the dataplane reads from a verified bundle: the manifest
+// entry of a program and the ELF object holding it. *format.Bundle
+// implements it.
 type Bundle interface {
-	// Object returns the ELF bytes of the named object of the bundle.
+	// Object returns the ELF bytes of the named object.
 	Object(name string) ([]byte, error)
+	// Program returns the manifest entry of the named program.
+	Program(name string) (*format.Program, bool)
 }
 
 // Desired is one BpfProgram the node must run.
@@ -41,25 +57,40 @@ type Desired struct {
 	Spec v1alpha1.BpfProgramSpec
 	// Hold, when set, means the node cannot move to Digest now (registry
 	// down, verification failed, waiting for a wave): what runs keeps
-	// running and every entry reports Hold as its reason.
+	// running and every entry reports why (see HoldError for the reason).
 	Hold error
 }
+
+// HoldError is a Hold with a status reason (a v1alpha1 Reason* word).
+type HoldError struct {
+	// Reason is reported as ProgramState.Reason, e.g. PullFailed.
+	Reason string
+	// Err says why.
+	Err error
+}
+
+func (e *HoldError) Error() string { return e.Err.Error() }
+func (e *HoldError) Unwrap() error { return e.Err }
+
+// Hold returns a Hold error reported with reason.
+func Hold(reason string, err error) error { return &HoldError{Reason: reason, Err: err} }
 
 // Options configure a Dataplane.
 type Options struct {
 	// BPFFSRoot is where pins live; default /sys/fs/bpf/bpfleet.
 	BPFFSRoot string
-	// StateDir holds the local records; default <BPFFSRoot> is not used for
-	// records, so the default is /var/lib/bpfleet.
+	// StateDir holds the local records; default /var/lib/bpfleet.
 	StateDir string
-	// Stats turns on the kernel's run-time statistics (run count, run time).
+	// Stats turns on the kernel's run-time statistics (run count, run time)
+	// for as long as the Dataplane is open.
 	Stats bool
 	// Log receives progress and errors.
 	Log logr.Logger
 	// Interfaces lists and watches interfaces; nil means netlink in NetNS.
 	Interfaces netwatch.Source
 	// NetNS is the path of the network namespace whose interfaces are
-	// managed (e.g. /var/run/netns/x); "" means the agent's own.
+	// managed (e.g. /var/run/netns/x); "" means the agent's own. Used only
+	// when Interfaces is nil.
 	NetNS string
 	// BootID overrides /proc/sys/kernel/random/boot_id (tests).
 	BootID string
@@ -67,46 +98,285 @@ type Options struct {
 	KernelRelease string
 }
 
-// ErrClosed is returned after Close.
+// DefaultStateDir is where records live unless Options.StateDir says otherwise.
+const DefaultStateDir = "/var/lib/bpfleet"
+
+// ErrClosed is returned by New's users after Close.
 var ErrClosed = errors.New("dataplane closed")
 
-// Dataplane owns the managed programs of one node.
+// Dataplane owns the managed programs of one node. Its methods are safe for
+// concurrent use.
 type Dataplane struct {
-	changes chan struct{}
+	opts     Options
+	log      logr.Logger
+	layout   bpffs.Layout
+	store    bpffs.Store
+	src      netwatch.Source
+	cache    *loader.Cache
+	stats    io.Closer
+	kernel   v1alpha1.KernelInfo
+	features []v1alpha1.Feature
+	changes  chan struct{}
+	cancel   context.CancelFunc
+
+	mu      sync.Mutex
+	closed  bool
+	entries map[types.UID]*entry
+	last    []Desired
 }
 
 // New opens the dataplane: it mounts bpffs and tracefs when missing, reads
-// the local records and detects a reboot or kernel change (which means the
-// pins are gone and everything must be loaded again).
+// the local records, detects a reboot or kernel change (the pins are then
+// gone and everything is loaded again on Apply), re-adopts what is pinned
+// and starts watching interfaces.
 func New(ctx context.Context, opts Options) (*Dataplane, error) {
-	return &Dataplane{changes: make(chan struct{}, 1)}, nil
+	if opts.BPFFSRoot == "" {
+		opts.BPFFSRoot = bpffs.DefaultRoot
+	}
+	if opts.StateDir == "" {
+		opts.StateDir = DefaultStateDir
+	}
+	if err := bpffs.MountBPFFS(); err != nil {
+		return nil, err
+	}
+	if err := bpffs.MountTracefs(); err != nil {
+		// Only tracepoints and uprobes need it; report, do not fail.
+		opts.Log.Error(err, "tracefs unavailable")
+	}
+	if err := os.MkdirAll(opts.BPFFSRoot, 0o700); err != nil {
+		return nil, fmt.Errorf("create pin root: %w", err)
+	}
+	d := &Dataplane{
+		opts:    opts,
+		log:     opts.Log,
+		layout:  bpffs.Layout{Root: opts.BPFFSRoot},
+		store:   bpffs.Store{Dir: opts.StateDir},
+		src:     opts.Interfaces,
+		cache:   loader.NewCache(),
+		changes: make(chan struct{}, 1),
+		entries: map[types.UID]*entry{},
+	}
+	if d.src == nil {
+		d.src = netwatch.NewNetlink(opts.NetNS)
+	}
+	d.kernel = kernelInfo(opts)
+	d.features = probe.Features()
+	if opts.Stats {
+		c, err := status.EnableStats()
+		if err != nil {
+			return nil, err
+		}
+		d.stats = c
+	}
+	if err := d.checkBoot(); err != nil {
+		d.closeStats()
+		return nil, err
+	}
+	d.adoptAll()
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.cancel = cancel
+	if err := d.src.Watch(wctx, d.signal); err != nil {
+		cancel()
+		d.closeAll()
+		d.closeStats()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Dataplane) signal() {
+	select {
+	case d.changes <- struct{}{}:
+	default:
+	}
+}
+
+func kernelInfo(opts Options) v1alpha1.KernelInfo {
+	k := v1alpha1.KernelInfo{Release: opts.KernelRelease, BootID: opts.BootID, Architecture: runtime.GOARCH}
+	if k.Release == "" {
+		var u unix.Utsname
+		if unix.Uname(&u) == nil {
+			k.Release = unix.ByteSliceToString(u.Release[:])
+		}
+	}
+	if k.BootID == "" {
+		b, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+		k.BootID = strings.TrimSpace(string(b))
+	}
+	k.BTF = probe.BTF() == nil
+	return k
+}
+
+// checkBoot compares the boot id and kernel release with the node record. A
+// change means the pins of the previous boot are gone (or, after a kernel
+// upgrade, must not be trusted): forget every record and pin.
+func (d *Dataplane) checkBoot() error {
+	prev, ok, err := d.store.Node()
+	if err != nil {
+		return err
+	}
+	cur := bpffs.Node{BootID: d.kernel.BootID, KernelRelease: d.kernel.Release}
+	if ok && prev != cur {
+		d.log.Info("boot or kernel changed: reloading everything", "previousBoot", prev.BootID, "boot", cur.BootID,
+			"previousKernel", prev.KernelRelease, "kernel", cur.KernelRelease)
+		uids, err := d.store.List()
+		if err != nil {
+			return err
+		}
+		for _, uid := range uids {
+			if err := d.store.Delete(uid); err != nil {
+				return err
+			}
+			if err := d.layout.Remove(uid); err != nil {
+				return err
+			}
+		}
+	}
+	if !ok || prev != cur {
+		return d.store.PutNode(cur)
+	}
+	return nil
 }
 
 // Apply makes the node run exactly desired, the node's full desired set. It
 // is idempotent; what is pinned but not desired is detached and unpinned.
 func (d *Dataplane) Apply(ctx context.Context, desired []Desired) []v1alpha1.ProgramState {
-	return nil
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.last = append([]Desired(nil), desired...)
+	return d.applyLocked(ctx)
 }
 
 // Resync applies the last desired set again: it heals drift and attaches
 // interfaces that appeared since.
 func (d *Dataplane) Resync(ctx context.Context) []v1alpha1.ProgramState {
-	return nil
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	return d.applyLocked(ctx)
+}
+
+func (d *Dataplane) applyLocked(ctx context.Context) []v1alpha1.ProgramState {
+	net := d.interfaces()
+	want := map[types.UID]bool{}
+	for i := range d.last {
+		ds := &d.last[i]
+		if want[ds.UID] {
+			continue
+		}
+		want[ds.UID] = true
+		if ctx.Err() != nil {
+			break
+		}
+		e := d.entries[ds.UID]
+		if e == nil {
+			e = newEntry(ds.UID)
+			d.entries[ds.UID] = e
+		}
+		d.applyEntry(e, ds, net)
+	}
+	if ctx.Err() == nil {
+		for uid, e := range d.entries {
+			if !want[uid] {
+				d.remove(e)
+				delete(d.entries, uid)
+			}
+		}
+		// Pin directories nobody recorded (a crash between pin and record).
+		if uids, err := d.layout.UIDs(); err == nil {
+			for _, uid := range uids {
+				if !want[uid] && d.entries[uid] == nil {
+					d.log.Info("removing unrecorded pins", "uid", uid)
+					_ = d.layout.Remove(uid)
+				}
+			}
+		}
+	}
+	return d.snapshotLocked()
+}
+
+// netState is the interfaces seen at the start of an Apply.
+type netState struct {
+	ifaces  []netwatch.Interface
+	primary string
+	err     error
+}
+
+func (d *Dataplane) interfaces() netState {
+	var n netState
+	n.ifaces, n.err = d.src.Interfaces()
+	if n.err == nil {
+		n.primary, n.err = d.src.Primary()
+	}
+	return n
 }
 
 // Snapshot returns the state of every managed program and attach point with
 // bpftool's fields, and run statistics when Options.Stats is set.
-func (d *Dataplane) Snapshot() []v1alpha1.ProgramState { return nil }
+func (d *Dataplane) Snapshot() []v1alpha1.ProgramState {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.snapshotLocked()
+}
 
 // Changes is signalled when an interface appears or disappears; the caller
 // should call Resync.
 func (d *Dataplane) Changes() <-chan struct{} { return d.changes }
 
 // Kernel identifies the running kernel.
-func (d *Dataplane) Kernel() v1alpha1.KernelInfo { return v1alpha1.KernelInfo{} }
+func (d *Dataplane) Kernel() v1alpha1.KernelInfo { return d.kernel }
 
 // Features lists the probed kernel capabilities.
-func (d *Dataplane) Features() []v1alpha1.Feature { return nil }
+func (d *Dataplane) Features() []v1alpha1.Feature {
+	return append([]v1alpha1.Feature(nil), d.features...)
+}
 
-// Close releases file descriptors. It never detaches: pins keep programs running.
-func (d *Dataplane) Close() error { return nil }
+// Close releases file descriptors and stops watching interfaces. It never
+// detaches: pins keep programs running.
+func (d *Dataplane) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.closeAll()
+	return d.closeStats()
+}
+
+func (d *Dataplane) closeAll() {
+	for _, e := range d.entries {
+		e.release()
+	}
+}
+
+func (d *Dataplane) closeStats() error {
+	if d.stats == nil {
+		return nil
+	}
+	err := d.stats.Close()
+	d.stats = nil
+	return err
+}
+
+func sortedUIDs(m map[types.UID]*entry) []*entry {
+	out := make([]*entry, 0, len(m))
+	for _, e := range m {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].name != out[j].name {
+			return out[i].name < out[j].name
+		}
+		return out[i].uid < out[j].uid
+	})
+	return out
+}

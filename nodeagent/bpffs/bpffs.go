@@ -1,0 +1,156 @@
+// Package bpffs lays out pins under <root>/<program uid>/ (progs, links,
+// maps), mounts bpffs and tracefs when missing, and keeps a small local
+// record per BpfProgram of what was loaded, from which digest, with which
+// program tags, so that a restarted agent re-adopts instead of reloading.
+package bpffs
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Well-known mount points.
+const (
+	BPFFSMount   = "/sys/fs/bpf"
+	TracefsMount = "/sys/kernel/tracing"
+	DefaultRoot  = "/sys/fs/bpf/bpfleet"
+)
+
+// MountBPFFS mounts a bpffs at BPFFSMount unless one is there.
+func MountBPFFS() error { return ensureMount(BPFFSMount, "bpf", unix.BPF_FS_MAGIC) }
+
+// MountTracefs mounts tracefs at TracefsMount unless it is there.
+func MountTracefs() error { return ensureMount(TracefsMount, "tracefs", unix.TRACEFS_MAGIC) }
+
+func ensureMount(dir, fstype string, magic int64) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err == nil && int64(st.Type) == magic {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("mount %s at %s: %w", fstype, dir, err)
+	}
+	if err := unix.Mount(fstype, dir, fstype, 0, ""); err != nil {
+		return fmt.Errorf("mount %s at %s: %w", fstype, dir, err)
+	}
+	return nil
+}
+
+// Layout names the pins of one BpfProgram under a root.
+type Layout struct {
+	// Root is the bpffs directory holding every BpfProgram's pins.
+	Root string
+}
+
+// Dir is the directory of a BpfProgram.
+func (l Layout) Dir(uid types.UID) string { return filepath.Join(l.Root, string(uid)) }
+
+// Program is the pin of a program.
+func (l Layout) Program(uid types.UID, name string) string {
+	return filepath.Join(l.Dir(uid), "progs", name)
+}
+
+// Map is the pin of a map.
+func (l Layout) Map(uid types.UID, name string) string {
+	return filepath.Join(l.Dir(uid), "maps", sanitize(name))
+}
+
+// Link is the pin of the link of program at attach point.
+func (l Layout) Link(uid types.UID, program, point string) string {
+	return filepath.Join(l.Dir(uid), "links", program+"@"+url.PathEscape(point))
+}
+
+// ParseLink splits a link pin's file name into program and attach point.
+func ParseLink(file string) (program, point string, err error) {
+	base := filepath.Base(file)
+	prog, esc, ok := strings.Cut(base, "@")
+	if !ok {
+		return "", "", fmt.Errorf("parse link pin %s: no @", base)
+	}
+	point, err = url.PathUnescape(esc)
+	if err != nil {
+		return "", "", fmt.Errorf("parse link pin %s: %w", base, err)
+	}
+	return prog, point, nil
+}
+
+// Links lists the link pins of a BpfProgram.
+func (l Layout) Links(uid types.UID) ([]string, error) {
+	return list(filepath.Join(l.Dir(uid), "links"))
+}
+
+// UIDs lists the BpfPrograms that have a pin directory.
+func (l Layout) UIDs() ([]types.UID, error) {
+	ents, err := os.ReadDir(l.Root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", l.Root, err)
+	}
+	var out []types.UID
+	for _, e := range ents {
+		if e.IsDir() {
+			out = append(out, types.UID(e.Name()))
+		}
+	}
+	return out, nil
+}
+
+// Prepare creates the directories of a BpfProgram.
+func (l Layout) Prepare(uid types.UID) error {
+	for _, sub := range []string{"progs", "maps", "links"} {
+		if err := os.MkdirAll(filepath.Join(l.Dir(uid), sub), 0o700); err != nil {
+			return fmt.Errorf("create pin directory: %w", err)
+		}
+	}
+	return nil
+}
+
+// Remove removes every pin of a BpfProgram. Removing a pin does not detach
+// a link or free a program another holder keeps open.
+func (l Layout) Remove(uid types.UID) error {
+	if err := os.RemoveAll(l.Dir(uid)); err != nil {
+		return fmt.Errorf("remove pins of %s: %w", uid, err)
+	}
+	return nil
+}
+
+func list(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", dir, err)
+	}
+	out := make([]string, 0, len(ents))
+	for _, e := range ents {
+		out = append(out, filepath.Join(dir, e.Name()))
+	}
+	return out, nil
+}
+
+// sanitize makes a map name (".rodata") a plain file name.
+func sanitize(name string) string {
+	return strings.ReplaceAll(url.PathEscape(name), ".", "%2E")
+}
+
+// MapDir is the directory of a BpfProgram's map pins.
+func (l Layout) MapDir(uid types.UID) string { return filepath.Join(l.Dir(uid), "maps") }
+
+// MapName returns the map name of a map pin's file name.
+func MapName(file string) string {
+	name, err := url.PathUnescape(filepath.Base(file))
+	if err != nil {
+		return filepath.Base(file)
+	}
+	return name
+}

@@ -1,0 +1,141 @@
+package dataplane
+
+import (
+	"fmt"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/nodeagent/attach"
+	"github.com/bpfleet/bpfleet/nodeagent/loader"
+	"github.com/bpfleet/bpfleet/nodeagent/status"
+)
+
+// maxMessage bounds ProgramState.Message (the CRD allows 2048).
+const maxMessage = 2000
+
+func message(err error) string {
+	if tail, ok := loader.VerifierTail(err, maxMessage-100); ok {
+		return truncate("verifier rejected the program:\n" + tail)
+	}
+	return truncate(err.Error())
+}
+
+func truncate(s string) string {
+	if len(s) <= maxMessage {
+		return s
+	}
+	return "…" + s[len(s)-maxMessage+3:]
+}
+
+// snapshotLocked builds one ProgramState per program and attach point.
+func (d *Dataplane) snapshotLocked() []v1alpha1.ProgramState {
+	var out []v1alpha1.ProgramState
+	for _, e := range sortedUIDs(d.entries) {
+		out = append(out, d.entryStates(e)...)
+	}
+	return out
+}
+
+func (d *Dataplane) entryStates(e *entry) []v1alpha1.ProgramState {
+	spec := e.desiredSpec
+	if e.hold != nil && e.specSet {
+		spec = e.spec
+	}
+	base := v1alpha1.ProgramState{
+		BpfProgram: e.name,
+		UID:        e.uid,
+		Generation: e.generation,
+		Digest:     e.digest,
+		Signer:     e.signer,
+	}
+	if base.Digest == "" {
+		base.Digest = e.desiredDigest
+	}
+	var out []v1alpha1.ProgramState
+	for _, pa := range spec.Programs {
+		st := base
+		st.Program = pa.Name
+		prog := e.progs[pa.Name]
+		if prog != nil {
+			if err := status.FillProgram(&st, prog, d.opts.Stats); err != nil {
+				d.log.V(1).Info("read program info", "error", err.Error())
+			}
+		}
+		targets := e.targets[pa.Name]
+		rows := make([]v1alpha1.ProgramState, 0, len(targets)+1)
+		for _, t := range targets {
+			row := st
+			row.AttachPoint = t.Point
+			key := linkKey(t.Program, t.Point)
+			if a := e.links[key]; a != nil {
+				row.State, row.Reason = v1alpha1.PhaseAttached, v1alpha1.ReasonAttached
+				row.LinkID = status.LinkID(a.link)
+			} else if err := e.attachErr[key]; err != nil {
+				row.State, row.Reason, row.Message = v1alpha1.PhaseFailed, reasonFor(err, v1alpha1.ReasonAttachFailed), message(err)
+			} else if err := e.progErr[pa.Name]; err != nil {
+				row.State, row.Reason, row.Message = v1alpha1.PhaseFailed, reasonFor(err, v1alpha1.ReasonLoadFailed), message(err)
+			} else {
+				row.State = v1alpha1.PhasePending
+			}
+			rows = append(rows, row)
+		}
+		if len(rows) == 0 {
+			row := st
+			kind, _ := attach.KindOf(pa)
+			switch err := firstNonNil(e.progErr[pa.Name], e.planErr[pa.Name]); {
+			case err != nil:
+				row.State, row.Reason, row.Message = v1alpha1.PhaseFailed, reasonFor(err, v1alpha1.ReasonLoadFailed), message(err)
+			case kind.PerInterface() && e.specSet:
+				row.State, row.Reason, row.Message = v1alpha1.PhasePending, v1alpha1.ReasonNoInterface, "no interface matches the selector"
+			default:
+				row.State = v1alpha1.PhasePending
+			}
+			// Links adopted but not reconciled yet (held before the first apply).
+			for _, a := range e.links {
+				if a.target.Program == pa.Name && !e.specSet {
+					r := st
+					r.AttachPoint, r.State, r.Reason, r.LinkID = a.target.Point, v1alpha1.PhaseAttached, v1alpha1.ReasonAttached, status.LinkID(a.link)
+					rows = append(rows, r)
+				}
+			}
+			if len(rows) == 0 {
+				rows = append(rows, row)
+			}
+		}
+		for i := range rows {
+			d.overlay(e, &rows[i])
+		}
+		out = append(out, rows...)
+	}
+	return out
+}
+
+// overlay applies the entry-wide outcome (hold, failed new digest, notice).
+func (d *Dataplane) overlay(e *entry, row *v1alpha1.ProgramState) {
+	running := row.State == v1alpha1.PhaseAttached
+	switch {
+	case e.hold != nil:
+		row.Reason, row.Message = reasonFor(e.hold, v1alpha1.ReasonWaitingForBundle), truncate(e.hold.Error())
+		if !running {
+			row.State = v1alpha1.PhasePending
+		}
+	case e.failure != nil:
+		row.State, row.Reason = v1alpha1.PhaseFailed, reasonFor(e.failure, v1alpha1.ReasonLoadFailed)
+		row.Digest = e.desiredDigest
+		msg := message(e.failure)
+		if running {
+			msg = fmt.Sprintf("keeping %s running: %s", e.digest, msg)
+		}
+		row.Message = truncate(msg)
+	case e.notice != nil && running:
+		row.Reason, row.Message = e.notice.reason, e.notice.message
+	}
+}
+
+func firstNonNil(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,110 @@
+// Package loader turns a bundle's ELF object into a CollectionSpec, applies
+// spec.constants and spec.mapEntries to it (pure, no kernel), and loads its
+// maps and programs into the kernel with CO-RE against the node's BTF.
+//
+// Programs are loaded one at a time against maps created once, so that one
+// program the verifier refuses does not keep its siblings from running.
+package loader
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+)
+
+// Sentinel errors, wrapped by the functions of this package.
+var (
+	// ErrInvalidConstant: a constant names no .rodata variable or its value
+	// does not fit the variable.
+	ErrInvalidConstant = errors.New("invalid constant")
+	// ErrInvalidMapEntry: a map entry names no map, or its key or value has
+	// the wrong size or encoding.
+	ErrInvalidMapEntry = errors.New("invalid map entry")
+	// ErrNoProgram: the object holds no program of that name.
+	ErrNoProgram = errors.New("no such program in object")
+)
+
+// ParseELF reads an ELF object into a CollectionSpec.
+func ParseELF(obj []byte) (*ebpf.CollectionSpec, error) {
+	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(obj))
+	if err != nil {
+		return nil, fmt.Errorf("parse ELF object: %w", err)
+	}
+	return spec, nil
+}
+
+// Cache shares decoded kernel BTF across loads; nil is valid.
+type Cache = btf.Cache
+
+// NewCache returns a BTF cache to share across loads.
+func NewCache() *Cache { return btf.NewCache() }
+
+// LoadMaps creates every map of spec (with .rodata holding the constants
+// already set on spec) and returns them by name.
+func LoadMaps(spec *ebpf.CollectionSpec, cache *Cache) (map[string]*ebpf.Map, error) {
+	only := spec.Copy()
+	only.Programs = map[string]*ebpf.ProgramSpec{}
+	coll, err := ebpf.NewCollectionWithOptions(only, ebpf.CollectionOptions{Cache: cache})
+	if err != nil {
+		return nil, fmt.Errorf("create maps: %w", err)
+	}
+	maps := coll.Maps
+	coll.Maps = nil
+	coll.Close()
+	return maps, nil
+}
+
+// LoadProgram loads program name of spec, linked against maps (from
+// LoadMaps). A verifier rejection wraps *ebpf.VerifierError; VerifierTail
+// extracts the end of its log.
+func LoadProgram(spec *ebpf.CollectionSpec, name string, maps map[string]*ebpf.Map, cache *Cache) (*ebpf.Program, error) {
+	ps, ok := spec.Programs[name]
+	if !ok {
+		return nil, fmt.Errorf("load program %s: %w", name, ErrNoProgram)
+	}
+	one := spec.Copy()
+	one.Programs = map[string]*ebpf.ProgramSpec{name: ps.Copy()}
+	coll, err := ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{MapReplacements: maps, Cache: cache})
+	if err != nil {
+		return nil, fmt.Errorf("load program %s: %w", name, err)
+	}
+	prog := coll.Programs[name]
+	delete(coll.Programs, name)
+	coll.Close() // closes only the clones of maps
+	return prog, nil
+}
+
+// VerifierTail returns the last lines of the verifier log carried by err, at
+// most max bytes, and whether err is a verifier rejection at all.
+func VerifierTail(err error, max int) (string, bool) {
+	var ve *ebpf.VerifierError
+	if !errors.As(err, &ve) {
+		return "", false
+	}
+	log := ve.Log
+	var tail []string
+	size := 0
+	for i := len(log) - 1; i >= 0; i-- {
+		line := strings.TrimSpace(log[i])
+		if line == "" {
+			continue
+		}
+		if size+len(line)+1 > max {
+			break
+		}
+		tail = append([]string{line}, tail...)
+		size += len(line) + 1
+	}
+	if len(tail) == 0 {
+		s := ve.Error()
+		if len(s) > max {
+			s = s[len(s)-max:]
+		}
+		return s, true
+	}
+	return strings.Join(tail, "\n"), true
+}

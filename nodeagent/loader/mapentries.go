@@ -1,0 +1,120 @@
+package loader
+
+import (
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+)
+
+// Entry is one decoded map entry.
+type Entry struct {
+	// Map is the map's name in the object.
+	Map string
+	// Key and Value are raw bytes in the map's layout.
+	Key, Value []byte
+}
+
+// DecodeMapEntries decodes entries and checks each against the key and value
+// sizes of its map in spec.
+func DecodeMapEntries(spec *ebpf.CollectionSpec, entries []v1alpha1.MapEntry) ([]Entry, error) {
+	out := make([]Entry, 0, len(entries))
+	for i, e := range entries {
+		ms, ok := spec.Maps[e.Map]
+		if !ok {
+			return nil, fmt.Errorf("map entry %d: no map %q: %w", i, e.Map, ErrInvalidMapEntry)
+		}
+		if ms.Type == ebpf.ProgramArray || ms.Type == ebpf.ArrayOfMaps || ms.Type == ebpf.HashOfMaps {
+			return nil, fmt.Errorf("map entry %d: map %s of type %s holds kernel objects: %w", i, e.Map, ms.Type, ErrInvalidMapEntry)
+		}
+		if perCPU(ms.Type) {
+			return nil, fmt.Errorf("map entry %d: per-CPU map %s is not writable from the spec: %w", i, e.Map, ErrInvalidMapEntry)
+		}
+		key, err := decode(e.Encoding, e.Key)
+		if err != nil {
+			return nil, fmt.Errorf("map entry %d: decode key of %s: %w", i, e.Map, err)
+		}
+		val, err := decode(e.Encoding, e.Value)
+		if err != nil {
+			return nil, fmt.Errorf("map entry %d: decode value of %s: %w", i, e.Map, err)
+		}
+		if len(key) != int(ms.KeySize) {
+			return nil, fmt.Errorf("map entry %d: key of %s is %d bytes, want %d: %w", i, e.Map, len(key), ms.KeySize, ErrInvalidMapEntry)
+		}
+		if len(val) != int(ms.ValueSize) {
+			return nil, fmt.Errorf("map entry %d: value of %s is %d bytes, want %d: %w", i, e.Map, len(val), ms.ValueSize, ErrInvalidMapEntry)
+		}
+		out = append(out, Entry{Map: e.Map, Key: key, Value: val})
+	}
+	return out, nil
+}
+
+func perCPU(t ebpf.MapType) bool {
+	switch t {
+	case ebpf.PerCPUArray, ebpf.PerCPUHash, ebpf.LRUCPUHash, ebpf.PerCPUCGroupStorage:
+		return true
+	}
+	return false
+}
+
+func decode(enc v1alpha1.MapEncoding, s string) ([]byte, error) {
+	var b []byte
+	var err error
+	switch enc {
+	case v1alpha1.MapEncodingHex, "":
+		b, err = hex.DecodeString(s)
+	case v1alpha1.MapEncodingBase64:
+		b, err = base64.StdEncoding.DecodeString(s)
+	default:
+		return nil, fmt.Errorf("unknown encoding %q: %w", enc, ErrInvalidMapEntry)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, ErrInvalidMapEntry)
+	}
+	return b, nil
+}
+
+// WriteEntries puts entries into maps and deletes the keys of stale (entries
+// written before and no longer wanted). Missing stale keys are not an error.
+func WriteEntries(maps map[string]*ebpf.Map, entries, stale []Entry) error {
+	want := map[string]bool{}
+	for _, e := range entries {
+		want[e.Map+"\x00"+string(e.Key)] = true
+	}
+	for _, e := range stale {
+		if want[e.Map+"\x00"+string(e.Key)] {
+			continue
+		}
+		m, ok := maps[e.Map]
+		if !ok {
+			continue
+		}
+		if err := m.Delete(e.Key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete stale key from map %s: %w", e.Map, err)
+		}
+	}
+	for _, e := range entries {
+		m, ok := maps[e.Map]
+		if !ok {
+			return fmt.Errorf("write map %s: %w", e.Map, ErrInvalidMapEntry)
+		}
+		if err := m.Put(e.Key, e.Value); err != nil {
+			return fmt.Errorf("write map %s: %w", e.Map, err)
+		}
+	}
+	return nil
+}
+
+// DecodeMapEntriesLive is DecodeMapEntries against loaded maps (for entries
+// written to maps re-adopted from pins, whose spec is not at hand).
+func DecodeMapEntriesLive(maps map[string]*ebpf.Map, entries []v1alpha1.MapEntry) ([]Entry, error) {
+	spec := &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{}}
+	for name, m := range maps {
+		spec.Maps[name] = &ebpf.MapSpec{Name: name, Type: m.Type(), KeySize: m.KeySize(), ValueSize: m.ValueSize()}
+	}
+	return DecodeMapEntries(spec, entries)
+}

@@ -1,0 +1,131 @@
+// Package status reads, for a loaded program and its link, the fields
+// bpftool prog show prints, plus run statistics when the kernel collects them.
+package status
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+)
+
+// typeNames are bpftool's names of program types.
+var typeNames = map[ebpf.ProgramType]string{
+	ebpf.SocketFilter:          "socket_filter",
+	ebpf.Kprobe:                "kprobe",
+	ebpf.SchedCLS:              "sched_cls",
+	ebpf.SchedACT:              "sched_act",
+	ebpf.TracePoint:            "tracepoint",
+	ebpf.XDP:                   "xdp",
+	ebpf.PerfEvent:             "perf_event",
+	ebpf.CGroupSKB:             "cgroup_skb",
+	ebpf.CGroupSock:            "cgroup_sock",
+	ebpf.SockOps:               "sock_ops",
+	ebpf.CGroupDevice:          "cgroup_device",
+	ebpf.RawTracepoint:         "raw_tracepoint",
+	ebpf.CGroupSockAddr:        "cgroup_sock_addr",
+	ebpf.CGroupSysctl:          "cgroup_sysctl",
+	ebpf.RawTracepointWritable: "raw_tracepoint_writable",
+	ebpf.CGroupSockopt:         "cgroup_sockopt",
+	ebpf.Tracing:               "tracing",
+	ebpf.LSM:                   "lsm",
+}
+
+// TypeName is bpftool's name of a program type.
+func TypeName(t ebpf.ProgramType) string {
+	if n, ok := typeNames[t]; ok {
+		return n
+	}
+	return fmt.Sprintf("type_%d", uint32(t))
+}
+
+// bootTime is when the machine booted, on the wall clock (what bpftool adds
+// to a program's load time to print loaded_at).
+func bootTime() time.Time {
+	var rt, bt unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_REALTIME, &rt) != nil || unix.ClockGettime(unix.CLOCK_BOOTTIME, &bt) != nil {
+		return time.Time{}
+	}
+	return time.Unix(rt.Sec, rt.Nsec).Add(-time.Duration(bt.Nano()))
+}
+
+// FillProgram sets the program fields of st from prog: id, tag, type, name,
+// loadedAt, bytes xlated/jited/memlock, verified instructions, map ids, BTF
+// id and, when stats is set, run count, run time and ns per run.
+func FillProgram(st *v1alpha1.ProgramState, prog *ebpf.Program, stats bool) error {
+	info, err := prog.Info()
+	if err != nil {
+		return fmt.Errorf("read program info: %w", err)
+	}
+	if id, ok := info.ID(); ok {
+		st.ID = uint32(id)
+	}
+	st.Tag = info.Tag
+	st.Type = TypeName(info.Type)
+	st.Name = info.Name
+	if lt, ok := info.LoadTime(); ok {
+		t := metav1.NewTime(bootTime().Add(lt).Truncate(time.Second))
+		st.LoadedAt = &t
+	}
+	if n, err := info.TranslatedSize(); err == nil {
+		st.BytesXlated = uint32(n)
+	}
+	if n, err := info.JitedSize(); err == nil {
+		st.BytesJited = n
+	}
+	if n, ok := info.Memlock(); ok {
+		st.BytesMemlock = n
+	}
+	if n, ok := info.VerifiedInstructions(); ok {
+		st.VerifiedInsns = n
+	}
+	st.MapIDs = nil
+	if ids, ok := info.MapIDs(); ok {
+		for _, id := range ids {
+			st.MapIDs = append(st.MapIDs, uint32(id))
+		}
+	}
+	if id, ok := info.BTFID(); ok {
+		st.BTFID = uint32(id)
+	}
+	st.RunCount, st.RunTimeNs, st.NsPerRun = 0, 0, 0
+	if stats {
+		s, err := prog.Stats()
+		if err != nil {
+			return fmt.Errorf("read program stats: %w", err)
+		}
+		st.RunCount = s.RunCount
+		st.RunTimeNs = uint64(s.Runtime)
+		if s.RunCount > 0 {
+			st.NsPerRun = st.RunTimeNs / s.RunCount
+		}
+	}
+	return nil
+}
+
+// LinkID returns the kernel's id of l, 0 when unknown.
+func LinkID(l link.Link) uint32 {
+	if l == nil {
+		return 0
+	}
+	info, err := l.Info()
+	if err != nil {
+		return 0
+	}
+	return uint32(info.ID)
+}
+
+// EnableStats turns on the kernel's run-time statistics for as long as the
+// returned closer stays open.
+func EnableStats() (interface{ Close() error }, error) {
+	c, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)
+	if err != nil {
+		return nil, fmt.Errorf("enable run-time stats: %w", err)
+	}
+	return c, nil
+}
