@@ -1,0 +1,177 @@
+// Package deploy_test checks the kustomize tree in config/ against a real
+// apiserver: the manifests are valid, and RBAC plus the admission policy
+// confine each agent to its own node.
+package deploy_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/test/envtest"
+)
+
+var env *envtest.Env
+
+func TestMain(m *testing.M) { os.Exit(envtest.Run(m, &env)) }
+
+const (
+	namespace = "bpfleet-system"
+	agentSA   = "system:serviceaccount:bpfleet-system:bpfleet-agent"
+	opSA      = "system:serviceaccount:bpfleet-system:bpfleet-operator"
+	nodeExtra = "authentication.kubernetes.io/node-name"
+)
+
+func configDir(t *testing.T, sub string) string {
+	t.Helper()
+	root, err := envtest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(root, "config", sub)
+}
+
+func ensureNamespace(t *testing.T) {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
+	if err := env.Client.Create(context.Background(), ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
+// TestDefaultManifestsAreValid applies config/default with a server-side dry
+// run: every object passes the real apiserver's validation and defaulting.
+func TestDefaultManifestsAreValid(t *testing.T) {
+	ensureNamespace(t)
+	out, err := env.Kubectl(context.Background(), "apply", "--dry-run=server", "-k", configDir(t, "default"))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"deployment.apps/bpfleet-operator", "daemonset.apps/bpfleet-agent",
+		"clusterrole.rbac.authorization.k8s.io/bpfleet-agent", "validatingadmissionpolicy.admissionregistration.k8s.io/bpfleet-agent-own-node",
+		"customresourcedefinition.apiextensions.k8s.io/bpfprograms.bpfleet.io",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run output lacks %s:\n%s", want, out)
+		}
+	}
+}
+
+func impersonate(t *testing.T, user string, groups []string, extra map[string][]string) client.Client {
+	t.Helper()
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: groups, Extra: extra}
+	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func saGroups() []string {
+	return []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
+}
+
+// TestAgentIsConfinedToItsOwnNode impersonates the agent's service account as
+// its bound token would present it (with the node-name extra).
+func TestAgentIsConfinedToItsOwnNode(t *testing.T) {
+	ensureNamespace(t)
+	ctx := context.Background()
+	if out, err := env.Kubectl(ctx, "apply", "-k", configDir(t, "rbac")); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	agentA := impersonate(t, agentSA, saGroups(), map[string][]string{nodeExtra: {"node-a"}})
+	noNode := impersonate(t, agentSA, saGroups(), nil)
+
+	// The policy binding takes a moment to reach the admission plugin.
+	own := &v1.BpfNodeState{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		other := &v1.BpfNodeState{ObjectMeta: metav1.ObjectMeta{Name: "node-b"}}
+		err := agentA.Create(ctx, other)
+		if err != nil && strings.Contains(err.Error(), "may only write the BpfNodeState named after its own node") {
+			break
+		}
+		if err == nil {
+			_ = env.Client.Delete(ctx, other)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("admission policy never refused another node's object; last error: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	if err := agentA.Create(ctx, own); err != nil {
+		t.Fatalf("agent may not create its own node state: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, own) })
+	own.Status.Kernel.Release = "6.18.0"
+	if err := agentA.Status().Update(ctx, own); err != nil {
+		t.Fatalf("agent may not update its own status: %v", err)
+	}
+
+	// Another node's existing object: status writes are refused too.
+	otherObj := &v1.BpfNodeState{ObjectMeta: metav1.ObjectMeta{Name: "node-c"}}
+	if err := env.Client.Create(ctx, otherObj); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, otherObj) })
+	otherObj.Status.Kernel.Release = "forged"
+	if err := agentA.Status().Update(ctx, otherObj); err == nil || !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) {
+		t.Fatalf("agent wrote another node's status: %v", err)
+	}
+	if err := agentA.Delete(ctx, otherObj); err == nil {
+		t.Fatal("agent deleted another node's state")
+	}
+
+	// A token without the node-name claim writes nothing.
+	if err := noNode.Create(ctx, &v1.BpfNodeState{ObjectMeta: metav1.ObjectMeta{Name: "node-d"}}); err == nil {
+		t.Fatal("agent without a node-name claim created a node state")
+	}
+
+	// RBAC: the agent reads BpfPrograms but never changes them.
+	var progs v1.BpfProgramList
+	if err := agentA.List(ctx, &progs); err != nil {
+		t.Fatalf("agent may not list bpfprograms: %v", err)
+	}
+	prog := &v1.BpfProgram{
+		ObjectMeta: metav1.ObjectMeta{Name: "forged"},
+		Spec: v1.BpfProgramSpec{
+			Bundle:   v1.BundleSource{Image: "r.example.com/x/y:v1"},
+			Programs: []v1.ProgramAttachment{{Name: "p", Tracepoint: &v1.TracepointAttach{Group: "sched", Name: "sched_switch"}}},
+		},
+	}
+	if err := agentA.Create(ctx, prog); !apierrors.IsForbidden(err) {
+		t.Fatalf("agent create bpfprogram: want Forbidden, got %v", err)
+	}
+}
+
+// TestOperatorCannotReadSecretsElsewhere checks the operator's account reads
+// no Secret outside the namespace its trust-policy keys live in.
+func TestOperatorCannotReadSecretsElsewhere(t *testing.T) {
+	ensureNamespace(t)
+	ctx := context.Background()
+	if out, err := env.Kubectl(ctx, "apply", "-k", configDir(t, "rbac")); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	op := impersonate(t, opSA, saGroups(), nil)
+	var secrets corev1.SecretList
+	if err := op.List(ctx, &secrets, client.InNamespace("kube-system")); !apierrors.IsForbidden(err) {
+		t.Fatalf("operator list secrets in kube-system: want Forbidden, got %v", err)
+	}
+	var nodes corev1.NodeList
+	if err := op.List(ctx, &nodes); err != nil {
+		t.Fatalf("operator may not list nodes: %v", err)
+	}
+}
