@@ -1,14 +1,30 @@
 // Package cache is the node-local bundle cache: a content-addressed OCI
-// layout on disk. Every read is checked against its digest; a corrupted entry
-// is dropped and fetched again. Concurrent requests for one digest share one
-// download.
+// image layout on disk (blobs/sha256/<hex>, index.json). Every read is
+// checked against its digest; an entry found corrupted is repaired from the
+// registry. Concurrent requests for one digest share one download, and a
+// registry outage never hides what the cache already holds.
 package cache
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
 
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/singleflight"
+	"oras.land/oras-go/v2/content/oci"
+	"oras.land/oras-go/v2/errdef"
+
+	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/bundles/format"
+	"github.com/bpfleet/bpfleet/bundles/internal/ocibundle"
 )
 
 // Fetcher downloads a verified bundle; *remote.Client satisfies it.
@@ -16,35 +32,262 @@ type Fetcher interface {
 	Fetch(ctx context.Context, repository, digest string) (*format.Bundle, error)
 }
 
-// Cache is a node-local bundle cache. It is safe for concurrent use.
+// Cache is a node-local bundle cache. It is safe for concurrent use by one
+// process; two processes must not share a directory.
 type Cache struct {
 	dir     string
 	fetcher Fetcher
+	store   *oci.Store
+	group   singleflight.Group
+	// mu lets Get and Lookup run together and GC alone.
+	mu sync.RWMutex
 }
 
-var errNotImplemented = errors.New("not implemented yet")
+// tagPrefix marks the index.json entries of cached bundles: sha256-<hex>.
+const tagPrefix = "sha256-"
+
+var digestPattern = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
 
 // Open opens (creating if needed) the cache in dir. fetcher may be nil for
 // a cache that only serves what it holds.
 func Open(dir string, fetcher Fetcher) (*Cache, error) {
-	return &Cache{dir: dir, fetcher: fetcher}, errNotImplemented
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create cache dir: %w", err)
+	}
+	store, err := oci.NewWithContext(context.Background(), dir)
+	if err != nil {
+		// A corrupted index.json or manifest must not keep the node from
+		// starting: set the index aside and start from the blobs, which
+		// Get verifies and repairs one by one.
+		index := filepath.Join(dir, ocispec.ImageIndexFile)
+		if renameErr := os.Rename(index, index+".corrupt"); renameErr != nil {
+			return nil, fmt.Errorf("open cache %s: %w", dir, err)
+		}
+		if store, err = oci.NewWithContext(context.Background(), dir); err != nil {
+			return nil, fmt.Errorf("open cache %s with a fresh index: %w", dir, err)
+		}
+	}
+	return &Cache{dir: dir, fetcher: fetcher, store: store}, nil
 }
+
+// Dir returns the cache directory.
+func (c *Cache) Dir() string { return c.dir }
 
 // Get returns the bundle with digest: from disk when present and intact,
-// else fetched from repository and stored. Concurrent callers for one digest
-// share one download.
+// else fetched from repository and stored (repairing any corrupted blob).
+// Concurrent callers for one digest share one download; each caller still
+// gives up when its own ctx ends.
 func (c *Cache) Get(ctx context.Context, repository, digest string) (*format.Bundle, error) {
-	return nil, errNotImplemented
+	if !digestPattern.MatchString(digest) {
+		return nil, fmt.Errorf("%w: %q is not sha256:<64 hex>", bundles.ErrBundleInvalid, digest)
+	}
+	b, err := c.Lookup(ctx, digest)
+	switch {
+	case err == nil:
+		b.Repository = repository
+		return b, nil
+	case errors.Is(err, bundles.ErrNotFound), errors.Is(err, bundles.ErrDigestMismatch),
+		errors.Is(err, bundles.ErrBundleInvalid), errors.Is(err, bundles.ErrTooLarge):
+		// Missing or corrupted on disk: download it again below.
+	default:
+		return nil, err
+	}
+	if c.fetcher == nil {
+		return nil, fmt.Errorf("cache has no fetcher: %w", err)
+	}
+	ch := c.group.DoChan(digest, func() (any, error) {
+		// The download outlives a caller that gives up, so the others
+		// still get it; the fetcher bounds it with its own timeout.
+		return c.fetchAndStore(context.WithoutCancel(ctx), repository, digest)
+	})
+	select {
+	case <-ctx.Done():
+		return nil, fmt.Errorf("get %s: %w", digest, ctx.Err())
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*format.Bundle), nil
+	}
 }
 
-// Lookup returns the bundle with digest from disk only; bundles.ErrNotFound
-// when absent. Use it when the registry must not be contacted.
+func (c *Cache) fetchAndStore(ctx context.Context, repository, digest string) (*format.Bundle, error) {
+	b, err := c.fetcher.Fetch(ctx, repository, digest)
+	if err != nil {
+		return nil, err
+	}
+	if b.Digest != digest {
+		return nil, fmt.Errorf("%w: fetcher returned %s for %s", bundles.ErrDigestMismatch, b.Digest, digest)
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if err := c.write(ctx, b); err != nil {
+		return nil, fmt.Errorf("store %s in cache: %w", digest, err)
+	}
+	return b, nil
+}
+
+// write stores b's blobs, replacing any that exist but do not hash to their
+// digest, then the manifest, then the index entry.
+func (c *Cache) write(ctx context.Context, b *format.Bundle) error {
+	im, err := format.ParseImageManifest(b.ImageManifest())
+	if err != nil {
+		return err
+	}
+	for i, l := range im.Layers {
+		data, err := b.Object(b.Manifest.Objects[i].Name)
+		if err != nil {
+			return err
+		}
+		if err := c.ensureBlob(ctx, l, data); err != nil {
+			return err
+		}
+	}
+	if err := c.ensureBlob(ctx, im.Config, b.Config()); err != nil {
+		return err
+	}
+	desc := ocibundle.ManifestDescriptor(b.Digest, int64(len(b.ImageManifest())))
+	if err := c.ensureBlob(ctx, desc, b.ImageManifest()); err != nil {
+		return err
+	}
+	return c.store.Tag(ctx, desc, tagPrefix+strings.TrimPrefix(b.Digest, "sha256:"))
+}
+
+func (c *Cache) ensureBlob(ctx context.Context, desc ocispec.Descriptor, data []byte) error {
+	path := c.blobPath(desc.Digest)
+	existing, err := os.ReadFile(path)
+	switch {
+	case err == nil && bytes.Equal(existing, data):
+		if ocispec.MediaTypeImageManifest == desc.MediaType {
+			// Present and intact; make sure the store indexes it.
+			return c.pushManifest(ctx, desc, data)
+		}
+		return nil
+	case err == nil:
+		// Corrupted on disk: replace atomically, so no reader ever sees it
+		// missing or half written.
+		return replaceFile(path, data)
+	case errors.Is(err, os.ErrNotExist):
+		if desc.MediaType == ocispec.MediaTypeImageManifest {
+			return c.pushManifest(ctx, desc, data)
+		}
+		err := c.store.Push(ctx, desc, bytes.NewReader(data))
+		if errors.Is(err, errdef.ErrAlreadyExists) {
+			return nil
+		}
+		return err
+	default:
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+}
+
+func (c *Cache) pushManifest(ctx context.Context, desc ocispec.Descriptor, data []byte) error {
+	err := c.store.Push(ctx, desc, bytes.NewReader(data))
+	if errors.Is(err, errdef.ErrAlreadyExists) {
+		return nil
+	}
+	return err
+}
+
+func replaceFile(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".repair-*")
+	if err != nil {
+		return fmt.Errorf("repair %s: %w", path, err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("repair %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("repair %s: %w", path, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("repair %s: %w", path, err)
+	}
+	return nil
+}
+
+func (c *Cache) blobPath(d digest.Digest) string {
+	return filepath.Join(c.dir, ocispec.ImageBlobsDir, d.Algorithm().String(), d.Encoded())
+}
+
+// Lookup returns the bundle with digest from disk only, every blob checked
+// against its digest. It returns bundles.ErrNotFound when absent and
+// bundles.ErrDigestMismatch when corrupted. Use it when the registry must
+// not be contacted. Bundle.Repository is empty.
 func (c *Cache) Lookup(ctx context.Context, digest string) (*format.Bundle, error) {
-	return nil, errNotImplemented
+	if !digestPattern.MatchString(digest) {
+		return nil, fmt.Errorf("%w: %q is not sha256:<64 hex>", bundles.ErrBundleInvalid, digest)
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	fi, err := os.Stat(c.blobPath(ocidigest(digest)))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s not in cache", bundles.ErrNotFound, digest)
+	}
+	desc := ocibundle.ManifestDescriptor(digest, fi.Size())
+	b, err := ocibundle.Read(ctx, c.store, "", desc)
+	if err != nil {
+		return nil, fmt.Errorf("read %s from cache: %w", digest, err)
+	}
+	return b, nil
+}
+
+// Digests lists the digests of the bundles in the cache.
+func (c *Cache) Digests(ctx context.Context) ([]string, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.digests(ctx)
+}
+
+func (c *Cache) digests(ctx context.Context) ([]string, error) {
+	var out []string
+	err := c.store.Tags(ctx, "", func(tags []string) error {
+		for _, t := range tags {
+			if strings.HasPrefix(t, tagPrefix) {
+				out = append(out, "sha256:"+strings.TrimPrefix(t, tagPrefix))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list cache: %w", err)
+	}
+	return out, nil
 }
 
 // GC removes every bundle whose digest is not in keep, with the blobs only
 // they used, and returns how many bundles it removed.
 func (c *Cache) GC(keep []string) (removed int, err error) {
-	return 0, errNotImplemented
+	ctx := context.Background()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	kept := make(map[string]bool, len(keep))
+	for _, d := range keep {
+		kept[d] = true
+	}
+	all, err := c.digests(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, d := range all {
+		if kept[d] {
+			continue
+		}
+		desc, err := c.store.Resolve(ctx, tagPrefix+strings.TrimPrefix(d, "sha256:"))
+		if err != nil {
+			return removed, fmt.Errorf("gc %s: %w", d, err)
+		}
+		if err := c.store.Delete(ctx, desc); err != nil && !errors.Is(err, errdef.ErrNotFound) {
+			return removed, fmt.Errorf("gc %s: %w", d, err)
+		}
+		removed++
+	}
+	if err := c.store.GC(ctx); err != nil {
+		return removed, fmt.Errorf("gc blobs: %w", err)
+	}
+	return removed, nil
 }
+
+func ocidigest(d string) digest.Digest { return digest.Digest(d) }

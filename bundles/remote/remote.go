@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"syscall"
 	"time"
 
@@ -246,6 +247,10 @@ func classify(err error) error {
 		errors.Is(err, bundles.ErrRegistryUnavailable), errors.Is(err, bundles.ErrBundleInvalid),
 		errors.Is(err, bundles.ErrTooLarge):
 		return err
+	case strings.Contains(err.Error(), "mismatch Content-Length"):
+		// oras-go reports a body longer or shorter than the descriptor
+		// with a plain error: the content does not match what was signed.
+		return fmt.Errorf("%w: %w", bundles.ErrDigestMismatch, err)
 	case errors.As(err, &resp) && resp.StatusCode >= 500:
 		return fmt.Errorf("%w: %w", bundles.ErrRegistryUnavailable, err)
 	case errors.As(err, &resp) && resp.StatusCode == http.StatusNotFound:
