@@ -1,0 +1,86 @@
+// Command bpfleet-operator runs the bpfleet operator: it resolves and verifies
+// BpfProgram bundles, rolls them out to nodes in waves and sums node reports.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/bpfleet/bpfleet/bundles/remote"
+	"github.com/bpfleet/bpfleet/operator"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bpfleet-operator:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		metricsAddr    = flag.String("metrics-bind-address", ":8080", "address the metrics endpoint binds to; 0 disables it")
+		probeAddr      = flag.String("health-probe-bind-address", ":8081", "address the health and readiness probes bind to")
+		leaderElect    = flag.Bool("leader-elect", true, "elect a leader with a Lease so only one replica reconciles")
+		leaderNS       = flag.String("leader-election-namespace", "", "namespace of the leader election Lease; empty means the pod's namespace")
+		plainHTTP      = flag.Bool("registry-plain-http", false, "talk plain HTTP to registries (allowed for loopback hosts; others need -registry-insecure)")
+		insecure       = flag.Bool("registry-insecure", false, "allow plain HTTP and skip TLS verification for every registry")
+		dockerConfig   = flag.String("registry-docker-config", "", "docker config.json with registry credentials; empty means the default location")
+		registryTimout = flag.Duration("registry-timeout", remote.DefaultTimeout, "bound on each registry operation")
+		resync         = flag.Duration("resync-period", 5*time.Minute, "how often pullPolicy: Always tags are resolved again")
+	)
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("load kubeconfig: %w", err)
+	}
+	scheme, err := operator.Scheme()
+	if err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: *metricsAddr},
+		HealthProbeBindAddress:  *probeAddr,
+		LeaderElection:          *leaderElect,
+		LeaderElectionID:        "bpfleet-operator.bpfleet.io",
+		LeaderElectionNamespace: *leaderNS,
+	})
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+	ctx := ctrl.SetupSignalHandler()
+	err = operator.Setup(ctx, mgr, operator.Options{
+		Remote: remote.Options{
+			PlainHTTP:    *plainHTTP,
+			Insecure:     *insecure,
+			DockerConfig: *dockerConfig,
+			Timeout:      *registryTimout,
+		},
+		ResyncPeriod: *resync,
+	})
+	if err != nil {
+		return fmt.Errorf("set up reconcilers: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("add health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return fmt.Errorf("add readiness check: %w", err)
+	}
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("run manager: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,100 @@
+// Package operator wires bpfleet's reconcilers into a controller-runtime
+// manager. cmd/bpfleet-operator runs it as a Deployment; `bpfleet local` and
+// the e2e suites run it in their own process with Setup.
+package operator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles/remote"
+	"github.com/bpfleet/bpfleet/bundles/trust"
+	"github.com/bpfleet/bpfleet/operator/nodestate"
+	"github.com/bpfleet/bpfleet/operator/program"
+	"github.com/bpfleet/bpfleet/operator/trustpolicy"
+)
+
+// Name is the operator's name in Events and leader election.
+const Name = "bpfleet-operator"
+
+// Options configure the operator.
+type Options struct {
+	// Remote are the registry options bundles are resolved, fetched and
+	// verified with.
+	Remote remote.Options
+	// ResyncPeriod is how often pullPolicy: Always tags are resolved again;
+	// zero means 5 minutes.
+	ResyncPeriod time.Duration
+	// Clock drives rollout pauses; nil means the real clock.
+	Clock clock.PassiveClock
+}
+
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
+// Setup adds the BpfProgram, BundleTrustPolicy and node-state garbage
+// collection reconcilers to mgr, whose scheme must hold bpfleet's and
+// client-go's kinds.
+func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
+	rc := remote.New(opts.Remote)
+	keys := SecretKeySource(mgr.GetAPIReader())
+	recorder := mgr.GetEventRecorder(Name)
+	programs := &program.Reconciler{
+		Client:       mgr.GetClient(),
+		Registry:     rc,
+		Verifier:     &trust.Verifier{Remote: opts.Remote, Keys: keys},
+		Recorder:     recorder,
+		Clock:        opts.Clock,
+		ResyncPeriod: opts.ResyncPeriod,
+	}
+	if err := programs.SetupWithManager(ctx, mgr); err != nil {
+		return err
+	}
+	policies := &trustpolicy.Reconciler{Client: mgr.GetClient(), Keys: keys, Recorder: recorder}
+	if err := policies.SetupWithManager(mgr); err != nil {
+		return err
+	}
+	gc := &nodestate.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
+	return gc.SetupWithManager(mgr)
+}
+
+// SecretKeySource reads PEM keys from Secrets with r, one get per key, so
+// the operator needs neither list nor watch on Secrets.
+func SecretKeySource(r client.Reader) trust.KeySource {
+	return func(ctx context.Context, ref v1alpha1.SecretKeyRef) ([]byte, error) {
+		var s corev1.Secret
+		if err := r.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, &s); err != nil {
+			return nil, fmt.Errorf("get secret %s/%s: %w", ref.Namespace, ref.Name, err)
+		}
+		key := ref.Key
+		if key == "" {
+			key = "cosign.pub"
+		}
+		data, ok := s.Data[key]
+		if !ok {
+			return nil, fmt.Errorf("secret %s/%s has no key %q", ref.Namespace, ref.Name, key)
+		}
+		return data, nil
+	}
+}
+
+// Scheme returns a scheme with client-go's kinds and bpfleet's kinds.
+func Scheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("add client-go kinds: %w", err)
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("add bpfleet kinds: %w", err)
+	}
+	return s, nil
+}

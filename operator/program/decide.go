@@ -1,0 +1,490 @@
+package program
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/bpfleet/bpfleet/api/rollout"
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+)
+
+// This file holds the reconciler's decisions as pure functions: no client,
+// no clock other than the time passed in. The reconciler gathers inputs,
+// calls them, and writes what they return.
+
+// NodeOutcome is where one node stands on one digest.
+type NodeOutcome int
+
+const (
+	// NodePending: the node has not reported every program attached at the digest.
+	NodePending NodeOutcome = iota
+	// NodeAttached: every program of the spec is Attached at the digest.
+	NodeAttached
+	// NodeFailed: a program of the spec is Failed at the digest.
+	NodeFailed
+)
+
+// NodeView is one selected node as the decisions see it.
+type NodeView struct {
+	// Name is the node name.
+	Name string
+	// State is the node's BpfNodeState, nil when the agent has not written one.
+	State *v1alpha1.BpfNodeState
+}
+
+// outcomeAt tells where node stands with every program of programs at digest,
+// for the BpfProgram uid, and the first failure's "Reason: message".
+func outcomeAt(state *v1alpha1.BpfNodeState, uid types.UID, programs []string, digest string) (NodeOutcome, string) {
+	if digest == "" || state == nil {
+		return NodePending, ""
+	}
+	attached := make(map[string]bool, len(programs))
+	wanted := make(map[string]bool, len(programs))
+	for _, name := range programs {
+		wanted[name] = true
+	}
+	for _, e := range state.Status.Programs {
+		if e.UID != uid || e.Digest != digest || !wanted[e.Program] {
+			continue
+		}
+		switch e.State {
+		case v1alpha1.PhaseFailed:
+			return NodeFailed, failure(e)
+		case v1alpha1.PhaseAttached:
+			attached[e.Program] = true
+		}
+	}
+	if len(attached) == len(wanted) {
+		return NodeAttached, ""
+	}
+	return NodePending, ""
+}
+
+func failure(e v1alpha1.ProgramState) string {
+	reason := cmp.Or(e.Reason, "Failed")
+	msg := e.Message
+	if len(msg) > 200 {
+		msg = msg[len(msg)-200:]
+	}
+	if msg == "" {
+		return e.Program + ": " + reason
+	}
+	return e.Program + ": " + reason + ": " + msg
+}
+
+// SummaryInput is what Summarize needs.
+type SummaryInput struct {
+	// Program is the BpfProgram, with the status.rollout decided this round.
+	Program *v1alpha1.BpfProgram
+	// Nodes are the selected nodes, each with its BpfNodeState if any.
+	Nodes []NodeView
+}
+
+// Summary is the fleet view of one BpfProgram.
+type Summary struct {
+	// Counts go to status.nodes.
+	Counts v1alpha1.NodeCounts
+	// Kernels go to status.kernels, sorted by release.
+	Kernels []v1alpha1.KernelCompatibility
+	// Failures are "node: program: Reason: message", sorted by node, at most 20.
+	Failures []string
+}
+
+// Summarize counts nodes attached, failed and pending at the digest each must
+// run (rollout.DigestForNode), and groups them by kernel release.
+func Summarize(in SummaryInput) Summary {
+	p := in.Program
+	programs := specPrograms(p)
+	var s Summary
+	kernels := map[string]*v1alpha1.KernelCompatibility{}
+	nodes := slices.Clone(in.Nodes)
+	slices.SortFunc(nodes, func(a, b NodeView) int { return strings.Compare(a.Name, b.Name) })
+	for _, n := range nodes {
+		s.Counts.Selected++
+		outcome, why := outcomeAt(n.State, p.UID, programs, rollout.DigestForNode(p, n.Name))
+		var k *v1alpha1.KernelCompatibility
+		if n.State != nil && n.State.Status.Kernel.Release != "" {
+			release := n.State.Status.Kernel.Release
+			if k = kernels[release]; k == nil {
+				k = &v1alpha1.KernelCompatibility{Release: release}
+				kernels[release] = k
+			}
+		}
+		switch outcome {
+		case NodeAttached:
+			s.Counts.Attached++
+			if k != nil {
+				k.Attached++
+			}
+		case NodeFailed:
+			s.Counts.Failed++
+			if len(s.Failures) < 20 {
+				s.Failures = append(s.Failures, n.Name+": "+why)
+			}
+			if k != nil {
+				k.Failed++
+				if k.FirstFailure == "" {
+					k.FirstFailure = why
+				}
+			}
+		default:
+			s.Counts.Pending++
+		}
+	}
+	s.Counts.Summary = fmt.Sprintf("%d/%d", s.Counts.Attached, s.Counts.Selected)
+	for _, k := range kernels {
+		s.Kernels = append(s.Kernels, *k)
+	}
+	slices.SortFunc(s.Kernels, func(a, b v1alpha1.KernelCompatibility) int { return strings.Compare(a.Release, b.Release) })
+	return s
+}
+
+func specPrograms(p *v1alpha1.BpfProgram) []string {
+	names := make([]string, 0, len(p.Spec.Programs))
+	for _, a := range p.Spec.Programs {
+		names = append(names, a.Name)
+	}
+	return names
+}
+
+// Event is an Event the reconciler must emit.
+type Event struct {
+	// Type is corev1.EventTypeNormal or EventTypeWarning.
+	Type string
+	// Reason is a CamelCase word.
+	Reason string
+	// Message is for humans.
+	Message string
+}
+
+// RolloutInput is what DecideRollout needs.
+type RolloutInput struct {
+	// Now is the current time, from the reconciler's injected clock.
+	Now time.Time
+	// Program is the BpfProgram with its current status.rollout.
+	Program *v1alpha1.BpfProgram
+	// Verified is the digest verified for the current generation, or ""
+	// when the current spec's bundle was not (yet) admitted.
+	Verified string
+	// Paused tells whether the last decision paused after a completed wave
+	// (the RolledOut condition's reason is RolloutPaused); WaveStartedAt
+	// then holds when the pause ends.
+	Paused bool
+	// Nodes are the selected nodes.
+	Nodes []NodeView
+}
+
+// RolloutDecision is the next status.rollout and what to tell the world.
+type RolloutDecision struct {
+	// Rollout is the new status.rollout (nil while nothing was verified).
+	Rollout *v1alpha1.RolloutStatus
+	// RolledOut is the RolledOut condition (type, status, reason, message).
+	RolledOut metav1.Condition
+	// RequeueAfter is when to look again (a pause ending); zero for never.
+	RequeueAfter time.Duration
+	// Events to emit.
+	Events []Event
+}
+
+// DecideRollout moves status.rollout one step: it starts a rollout when a new
+// digest was verified, completes waves whose nodes all report the target
+// attached, waits pauseSeconds between waves, and halts (rolling every node
+// back to the stable digest) when more than maxFailedNodes nodes fail the
+// target.
+func DecideRollout(in RolloutInput) RolloutDecision {
+	p := in.Program
+	spec := p.Spec.Rollout
+	var d RolloutDecision
+	cur := p.Status.Rollout
+	var r *v1alpha1.RolloutStatus
+	if cur != nil {
+		r = cur.DeepCopy()
+	}
+	now := metav1.NewTime(in.Now)
+
+	// A newly verified digest starts a rollout from what runs now.
+	if in.Verified != "" && (r == nil || r.TargetDigest != in.Verified) {
+		stable := ""
+		if r != nil {
+			switch {
+			case r.HaltedReason != "":
+				stable = r.StableDigest
+			case r.TargetDigest == r.StableDigest:
+				stable = r.TargetDigest
+			default:
+				// Superseded mid-rollout: nodes not yet moved run the stable digest.
+				stable = r.StableDigest
+			}
+		}
+		r = &v1alpha1.RolloutStatus{TargetDigest: in.Verified, StableDigest: stable, WaveStartedAt: &now}
+		in.Paused = false
+		if stable != in.Verified {
+			from := "nothing"
+			if stable != "" {
+				from = short(stable)
+			}
+			d.Events = append(d.Events, Event{corev1.EventTypeNormal, "RolloutStarted",
+				fmt.Sprintf("rolling out %s (from %s) with strategy %s", short(in.Verified), from, cmp.Or(spec.Strategy, v1alpha1.RolloutAllAtOnce))})
+		}
+	}
+	d.Rollout = r
+	if r == nil {
+		d.RolledOut = cond(v1alpha1.ConditionRolledOut, false, v1alpha1.ReasonWaitingForBundle, "no verified bundle digest yet")
+		return d
+	}
+
+	programs := specPrograms(p)
+	waves := rollout.Waves(p)
+	last := max(int32(len(waves))-1, 0)
+	type nodeAt struct {
+		name    string
+		wave    int32
+		outcome NodeOutcome
+		why     string
+	}
+	nodes := make([]nodeAt, 0, len(in.Nodes))
+	for _, n := range in.Nodes {
+		o, why := outcomeAt(n.State, p.UID, programs, r.TargetDigest)
+		nodes = append(nodes, nodeAt{n.Name, rollout.WaveOf(rollout.Bucket(n.Name, p.UID), waves), o, why})
+	}
+	slices.SortFunc(nodes, func(a, b nodeAt) int { return strings.Compare(a.name, b.name) })
+	r.UpdatedNodes = 0
+	for _, n := range nodes {
+		if n.outcome == NodeAttached {
+			r.UpdatedNodes++
+		}
+	}
+
+	switch {
+	case r.HaltedReason != "":
+		d.RolledOut = cond(v1alpha1.ConditionRolledOut, false, v1alpha1.ReasonRolledBack, r.HaltedReason)
+		return d
+	case r.TargetDigest == r.StableDigest:
+		d.RolledOut = cond(v1alpha1.ConditionRolledOut, true, v1alpha1.ReasonRolloutComplete,
+			fmt.Sprintf("every selected node was told to run %s", short(r.TargetDigest)))
+		return d
+	}
+
+	for {
+		// Failures among the nodes told to run the target.
+		var failed []nodeAt
+		done := true
+		members := 0
+		for _, n := range nodes {
+			if n.wave > r.Wave {
+				continue
+			}
+			if n.wave == r.Wave {
+				members++
+			}
+			switch n.outcome {
+			case NodeFailed:
+				failed = append(failed, n)
+			case NodePending:
+				done = false
+			}
+		}
+		r.FailedNodes = nil
+		for i, n := range failed {
+			if i == 20 {
+				break
+			}
+			r.FailedNodes = append(r.FailedNodes, n.name)
+		}
+		if int32(len(failed)) > spec.MaxFailedNodes {
+			var b strings.Builder
+			fmt.Fprintf(&b, "%d node(s) failed %s (maxFailedNodes %d), rolled back to ", len(failed), short(r.TargetDigest), spec.MaxFailedNodes)
+			if r.StableDigest == "" {
+				b.WriteString("nothing")
+			} else {
+				b.WriteString(short(r.StableDigest))
+			}
+			b.WriteString(":")
+			for i, n := range failed {
+				if i == 5 {
+					fmt.Fprintf(&b, " and %d more", len(failed)-5)
+					break
+				}
+				fmt.Fprintf(&b, " %s (%s);", n.name, n.why)
+			}
+			r.HaltedReason = strings.TrimSuffix(b.String(), ";")
+			d.Events = append(d.Events,
+				Event{corev1.EventTypeWarning, "RolloutHalted", fmt.Sprintf("wave %d of %s: %s", r.Wave, short(r.TargetDigest), r.HaltedReason)},
+				Event{corev1.EventTypeWarning, v1alpha1.ReasonRolledBack, fmt.Sprintf("every node returns to %s", cmp.Or(short(r.StableDigest), "nothing"))})
+			d.RolledOut = cond(v1alpha1.ConditionRolledOut, false, v1alpha1.ReasonRolledBack, r.HaltedReason)
+			return d
+		}
+		if !done {
+			d.RolledOut = cond(v1alpha1.ConditionRolledOut, false, v1alpha1.ReasonRolloutInProgress,
+				fmt.Sprintf("wave %d of %d: %d node(s) run %s", r.Wave+1, last+1, r.UpdatedNodes, short(r.TargetDigest)))
+			return d
+		}
+		// The wave is complete.
+		if !in.Paused {
+			d.Events = append(d.Events, Event{corev1.EventTypeNormal, "WaveCompleted",
+				fmt.Sprintf("wave %d of %d (%d node(s)) runs %s", r.Wave+1, last+1, members, short(r.TargetDigest))})
+		}
+		if r.Wave >= last {
+			r.StableDigest = r.TargetDigest
+			r.FailedNodes = nil
+			d.Events = append(d.Events, Event{corev1.EventTypeNormal, v1alpha1.ReasonRolloutComplete,
+				fmt.Sprintf("every selected node was told to run %s", short(r.TargetDigest))})
+			d.RolledOut = cond(v1alpha1.ConditionRolledOut, true, v1alpha1.ReasonRolloutComplete,
+				fmt.Sprintf("every selected node was told to run %s", short(r.TargetDigest)))
+			return d
+		}
+		pause := time.Duration(spec.PauseSeconds) * time.Second
+		if pause > 0 && members > 0 {
+			if !in.Paused {
+				end := metav1.NewTime(in.Now.Add(pause))
+				r.WaveStartedAt = &end
+				in.Paused = true
+			}
+			if remaining := r.WaveStartedAt.Sub(in.Now); remaining > 0 {
+				d.RequeueAfter = remaining
+				d.RolledOut = cond(v1alpha1.ConditionRolledOut, false, v1alpha1.ReasonRolloutPaused,
+					fmt.Sprintf("wave %d of %d complete, next wave in %s", r.Wave+1, last+1, remaining.Round(time.Second)))
+				return d
+			}
+		}
+		r.Wave++
+		r.WaveStartedAt = &now
+		in.Paused = false
+	}
+}
+
+func cond(t string, ok bool, reason, msg string) metav1.Condition {
+	s := metav1.ConditionFalse
+	if ok {
+		s = metav1.ConditionTrue
+	}
+	return metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg}
+}
+
+// short returns the first 12 hex digits of a sha256 digest.
+func short(digest string) string {
+	hex := strings.TrimPrefix(digest, "sha256:")
+	if len(hex) > 12 {
+		return hex[:12]
+	}
+	return hex
+}
+
+// ReadyInput is what DecideReady needs.
+type ReadyInput struct {
+	// Rollout is the status.rollout just decided.
+	Rollout *v1alpha1.RolloutStatus
+	// Refused is the BundleResolved or SignatureVerified condition that is
+	// False for the current generation, nil when the bundle was admitted.
+	Refused *metav1.Condition
+	// Summary is the node summary.
+	Summary Summary
+}
+
+// DecideReady returns the Ready and Degraded conditions. Ready is True only
+// when the current spec's digest runs on every selected node.
+func DecideReady(in ReadyInput) (ready, degraded metav1.Condition) {
+	c := in.Summary.Counts
+	switch {
+	case in.Summary.Counts.Failed > 0:
+		degraded = cond(v1alpha1.ConditionDegraded, true, v1alpha1.ReasonNodesFailed,
+			fmt.Sprintf("%d of %d node(s) failed: %s", c.Failed, c.Selected, strings.Join(firstN(in.Summary.Failures, 5), "; ")))
+	case in.Rollout != nil && in.Rollout.HaltedReason != "":
+		degraded = cond(v1alpha1.ConditionDegraded, true, v1alpha1.ReasonRolloutHalted, in.Rollout.HaltedReason)
+	default:
+		degraded = cond(v1alpha1.ConditionDegraded, false, v1alpha1.ReasonNoFailures, "no selected node reports a failure")
+	}
+	switch {
+	case in.Refused != nil:
+		ready = cond(v1alpha1.ConditionReady, false, in.Refused.Reason, in.Refused.Message)
+	case in.Rollout == nil || in.Rollout.TargetDigest == "":
+		ready = cond(v1alpha1.ConditionReady, false, v1alpha1.ReasonWaitingForBundle, "no verified bundle digest yet")
+	case in.Rollout.HaltedReason != "":
+		ready = cond(v1alpha1.ConditionReady, false, v1alpha1.ReasonRolloutHalted, in.Rollout.HaltedReason)
+	case c.Selected == 0:
+		ready = cond(v1alpha1.ConditionReady, false, v1alpha1.ReasonNoNodesSelected, "the nodeSelector selects no node")
+	case c.Failed > 0:
+		ready = cond(v1alpha1.ConditionReady, false, v1alpha1.ReasonNodesFailed, degraded.Message)
+	case rollout.InProgress(in.Rollout):
+		ready = cond(v1alpha1.ConditionReady, false, v1alpha1.ReasonRolloutInProgress,
+			fmt.Sprintf("%d/%d node(s) run %s", in.Rollout.UpdatedNodes, c.Selected, short(in.Rollout.TargetDigest)))
+	case c.Pending > 0:
+		ready = cond(v1alpha1.ConditionReady, false, v1alpha1.ReasonNodesPending,
+			fmt.Sprintf("%d of %d node(s) have not reported every program attached", c.Pending, c.Selected))
+	default:
+		ready = cond(v1alpha1.ConditionReady, true, v1alpha1.ReasonAllAttached,
+			fmt.Sprintf("%d node(s) run %s", c.Selected, short(in.Rollout.TargetDigest)))
+	}
+	return ready, degraded
+}
+
+func firstN(s []string, n int) []string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// attachKinds maps an attach block of the spec to the manifest program types
+// that can be attached there.
+var attachKinds = map[string][]string{
+	"xdp":           {"xdp"},
+	"tc":            {"sched_cls"},
+	"tracepoint":    {"tracepoint"},
+	"rawTracepoint": {"raw_tracepoint", "raw_tracepoint_writable", "tracing"},
+	"fentry":        {"tracing"},
+	"fexit":         {"tracing"},
+	"kprobe":        {"kprobe"},
+	"uprobe":        {"kprobe"},
+	"cgroup":        {"cgroup_skb", "cgroup_sock", "cgroup_sock_addr", "cgroup_device", "cgroup_sysctl", "cgroup_sockopt", "sock_ops"},
+}
+
+// AttachKind returns the attach block set in a, e.g. "xdp" or "rawTracepoint".
+func AttachKind(a v1alpha1.ProgramAttachment) string {
+	switch {
+	case a.XDP != nil:
+		return "xdp"
+	case a.TC != nil:
+		return "tc"
+	case a.Tracepoint != nil:
+		return "tracepoint"
+	case a.RawTracepoint != nil:
+		return "rawTracepoint"
+	case a.Fentry != nil:
+		return "fentry"
+	case a.Fexit != nil:
+		return "fexit"
+	case a.Kprobe != nil:
+		return "kprobe"
+	case a.Uprobe != nil:
+		return "uprobe"
+	case a.Cgroup != nil:
+		return "cgroup"
+	}
+	return ""
+}
+
+// AttachTypes lists the distinct attach kinds of the spec in order, comma
+// separated, for status.attachTypes.
+func AttachTypes(p *v1alpha1.BpfProgram) string {
+	var kinds []string
+	for _, a := range p.Spec.Programs {
+		if k := AttachKind(a); k != "" && !slices.Contains(kinds, k) {
+			kinds = append(kinds, k)
+		}
+	}
+	return strings.Join(kinds, ",")
+}
+
+// Compatible tells whether a manifest program of type progType can be
+// attached with the attach block kind.
+func Compatible(kind, progType string) bool {
+	return slices.Contains(attachKinds[kind], progType)
+}

@@ -1,0 +1,501 @@
+// Package program reconciles BpfPrograms: it resolves the bundle reference to
+// one digest, verifies it against the BundleTrustPolicies, rolls it out to
+// the selected nodes wave by wave through status.rollout (which agents read
+// with api/rollout.DigestForNode), and sums the nodes' BpfNodeState reports
+// into status.
+package program
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles"
+	"github.com/bpfleet/bpfleet/bundles/format"
+	"github.com/bpfleet/bpfleet/bundles/remote"
+	"github.com/bpfleet/bpfleet/bundles/trust"
+)
+
+// VerifiedForAnnotation records, on the BpfProgram, the inputs (digest,
+// generation, covering trust policies) of the last completed verification,
+// so that node reports do not cause a registry round trip each; a change of
+// any input verifies again.
+const VerifiedForAnnotation = "bpfleet.io/verified-for"
+
+// Registry resolves references and fetches bundles; *remote.Client is one.
+type Registry interface {
+	Resolve(ctx context.Context, ref string) (digest string, err error)
+	Fetch(ctx context.Context, repository, digest string) (*format.Bundle, error)
+}
+
+// Verifier admits a digest against trust policies; *trust.Verifier is one.
+type Verifier interface {
+	Verify(ctx context.Context, repository, digest string, policies []v1alpha1.BundleTrustPolicy) (trust.Result, error)
+}
+
+// Reconciler reconciles BpfPrograms.
+type Reconciler struct {
+	// Client reads through the manager's cache and writes to the API server.
+	Client client.Client
+	// Registry resolves tags and fetches bundle manifests.
+	Registry Registry
+	// Verifier checks signatures against the trust policies.
+	Verifier Verifier
+	// Recorder emits Events.
+	Recorder events.EventRecorder
+	// Clock tells the time for rollout pauses; nil means the real clock.
+	Clock clock.PassiveClock
+	// ResyncPeriod is how often a pullPolicy: Always tag is resolved again;
+	// zero means 5 minutes.
+	ResyncPeriod time.Duration
+}
+
+// +kubebuilder:rbac:groups=bpfleet.io,resources=bpfprograms,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=bpfleet.io,resources=bpfprograms/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=bpfleet.io,resources=bpfnodestates,verbs=get;list;watch
+// +kubebuilder:rbac:groups=bpfleet.io,resources=bundletrustpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// scope carries what the phases of one Reconcile share.
+type scope struct {
+	program *v1alpha1.BpfProgram
+	ref     remote.Reference
+	// digest is the digest the current spec resolved to, "" if unknown.
+	digest string
+	// verified is digest when it was admitted for the current generation.
+	verified string
+	// verifiedFor is the VerifiedForAnnotation value to record.
+	verifiedFor string
+	// resolved tells that a requested re-resolve was done.
+	resolved bool
+	nodes    []NodeView
+	requeue  time.Duration
+}
+
+// Reconcile moves one BpfProgram towards its spec.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	p := &v1alpha1.BpfProgram{}
+	if err := r.Client.Get(ctx, req.NamespacedName, p); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !p.DeletionTimestamp.IsZero() {
+		// Agents detach when the object is gone; nothing is held here.
+		return ctrl.Result{}, nil
+	}
+	before := p.DeepCopy()
+	s := &scope{program: p}
+	defer func() {
+		if err := r.patch(ctx, before, s); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+
+	var transient, permanent error
+	for _, phase := range []func(context.Context, *scope) error{
+		r.reconcileBundle,
+		r.reconcileVerification,
+		r.reconcileNodes,
+		r.reconcileRollout,
+	} {
+		err := phase(ctx, s)
+		switch {
+		case err == nil:
+		case errors.Is(err, reconcile.TerminalError(nil)):
+			permanent = errors.Join(permanent, err)
+		default:
+			transient = errors.Join(transient, err)
+		}
+	}
+	p.Status.ObservedGeneration = p.Generation
+	if transient != nil {
+		return ctrl.Result{}, transient
+	}
+	if permanent != nil {
+		return ctrl.Result{}, permanent
+	}
+	return ctrl.Result{RequeueAfter: s.requeue}, nil
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Clock == nil {
+		return time.Now()
+	}
+	return r.Clock.Now()
+}
+
+// patch writes status once, only when it changed, then the metadata the
+// reconcile consumed or recorded (resolve annotation, VerifiedForAnnotation).
+func (r *Reconciler) patch(ctx context.Context, before *v1alpha1.BpfProgram, s *scope) error {
+	p := s.program
+	if !equality.Semantic.DeepEqual(before.Status, p.Status) {
+		if err := r.Client.Status().Patch(ctx, p, client.MergeFrom(before)); err != nil {
+			return fmt.Errorf("patch status: %w", err)
+		}
+	}
+	meta := p.DeepCopy()
+	changed := false
+	if _, ok := meta.Annotations[v1alpha1.ResolveAnnotation]; ok && s.resolved {
+		delete(meta.Annotations, v1alpha1.ResolveAnnotation)
+		changed = true
+	}
+	if s.verifiedFor != "" && meta.Annotations[VerifiedForAnnotation] != s.verifiedFor {
+		if meta.Annotations == nil {
+			meta.Annotations = map[string]string{}
+		}
+		meta.Annotations[VerifiedForAnnotation] = s.verifiedFor
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	if err := r.Client.Patch(ctx, meta, client.MergeFrom(p)); err != nil {
+		return fmt.Errorf("patch annotations: %w", err)
+	}
+	return nil
+}
+
+// needResolve tells whether the tag must be resolved again. A resolved digest
+// is kept until the spec changes, pullPolicy is Always, or the resolve
+// annotation asks: a moving tag never splits the fleet over two digests.
+func needResolve(p *v1alpha1.BpfProgram, ref remote.Reference) bool {
+	if _, ok := p.Annotations[v1alpha1.ResolveAnnotation]; ok {
+		return true
+	}
+	c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionBundleResolved)
+	return p.Spec.Bundle.PullPolicy == v1alpha1.PullAlways ||
+		p.Status.ResolvedDigest == "" ||
+		p.Status.ResolvedImage != ref.Repository ||
+		c == nil || c.ObservedGeneration != p.Generation ||
+		c.Reason == v1alpha1.ReasonRegistryUnavailable || c.Reason == v1alpha1.ReasonResolveFailed
+}
+
+// reconcileBundle resolves spec.bundle.image to the digest the fleet runs.
+func (r *Reconciler) reconcileBundle(ctx context.Context, s *scope) error {
+	p := s.program
+	p.Status.AttachTypes = AttachTypes(p)
+	ref, err := remote.ParseReference(p.Spec.Bundle.Image)
+	if err != nil {
+		r.setBundleResolvedCondition(s, false, v1alpha1.ReasonResolveFailed, err.Error())
+		return reconcile.TerminalError(fmt.Errorf("parse bundle reference: %w", err))
+	}
+	s.ref = ref
+	digest := ref.Digest
+	switch {
+	case digest != "":
+		// A digest reference is used as is.
+	case needResolve(p, ref):
+		d, err := r.Registry.Resolve(ctx, p.Spec.Bundle.Image)
+		if err != nil {
+			if errors.Is(err, bundles.ErrRegistryUnavailable) {
+				r.setBundleResolvedCondition(s, false, v1alpha1.ReasonRegistryUnavailable, err.Error())
+				return fmt.Errorf("resolve %s: %w", p.Spec.Bundle.Image, err)
+			}
+			r.setBundleResolvedCondition(s, false, v1alpha1.ReasonResolveFailed, err.Error())
+			// A tag pushed later is picked up at the next resync.
+			s.requeue = r.resync()
+			return nil
+		}
+		digest = d
+		s.resolved = true
+	default:
+		digest = p.Status.ResolvedDigest
+	}
+	if p.Spec.Bundle.PullPolicy == v1alpha1.PullAlways && ref.Digest == "" {
+		s.requeue = r.resync()
+	}
+	s.digest = digest
+	p.Status.ResolvedDigest = digest
+	p.Status.ShortDigest = short(digest)
+	p.Status.ResolvedImage = ref.Repository
+	if c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionBundleResolved); c == nil ||
+		c.Status != metav1.ConditionFalse || c.ObservedGeneration != p.Generation ||
+		c.Reason == v1alpha1.ReasonRegistryUnavailable || c.Reason == v1alpha1.ReasonResolveFailed {
+		// The manifest check in reconcileVerification may still turn it False.
+		r.setBundleResolvedCondition(s, true, v1alpha1.ReasonResolved, "resolved to "+ref.Repository+"@"+digest)
+	}
+	return nil
+}
+
+func (r *Reconciler) resync() time.Duration {
+	if r.ResyncPeriod > 0 {
+		return r.ResyncPeriod
+	}
+	return 5 * time.Minute
+}
+
+// verificationKey hashes what a verification depends on.
+func verificationKey(p *v1alpha1.BpfProgram, repository, digest string, policies []v1alpha1.BundleTrustPolicy) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s@%s\x00%d\x00", repository, digest, p.Generation)
+	for _, pol := range policies {
+		if trust.Covers(pol, repository) {
+			fmt.Fprintf(h, "%s/%s/%d\x00", pol.Name, pol.UID, pol.Generation)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// reconcileVerification admits the digest: a trust policy's key signed it,
+// the policy allows its program types, and the bundle holds every program the
+// spec names with a compatible attach kind.
+func (r *Reconciler) reconcileVerification(ctx context.Context, s *scope) error {
+	p := s.program
+	if s.digest == "" || !bundleResolvedNow(p) && !isManifestRefusal(p) {
+		return nil
+	}
+	var policies v1alpha1.BundleTrustPolicyList
+	if err := r.Client.List(ctx, &policies); err != nil {
+		return fmt.Errorf("list trust policies: %w", err)
+	}
+	slices.SortFunc(policies.Items, func(a, b v1alpha1.BundleTrustPolicy) int { return compareNames(a.Name, b.Name) })
+	key := verificationKey(p, s.ref.Repository, s.digest, policies.Items)
+	if p.Annotations[VerifiedForAnnotation] == key && !retryable(p) {
+		// Same inputs as the last verification: keep its outcome.
+		if meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionSignatureVerified) &&
+			meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionBundleResolved) {
+			s.verified = s.digest
+		}
+		return nil
+	}
+
+	res, err := r.Verifier.Verify(ctx, s.ref.Repository, s.digest, policies.Items)
+	if err != nil {
+		reason := signatureReason(err)
+		r.setSignatureVerifiedCondition(s, false, reason, err.Error())
+		if reason == v1alpha1.ReasonRegistryUnavailable {
+			return fmt.Errorf("verify %s: %w", short(s.digest), err)
+		}
+		s.verifiedFor = key
+		return reconcile.TerminalError(fmt.Errorf("verify %s: %w", short(s.digest), err))
+	}
+	b, err := r.Registry.Fetch(ctx, s.ref.Repository, s.digest)
+	if err != nil {
+		if errors.Is(err, bundles.ErrRegistryUnavailable) {
+			r.setBundleResolvedCondition(s, false, v1alpha1.ReasonRegistryUnavailable, err.Error())
+			return fmt.Errorf("fetch %s: %w", short(s.digest), err)
+		}
+		r.setBundleResolvedCondition(s, false, v1alpha1.ReasonBundleInvalid, err.Error())
+		s.verifiedFor = key
+		return reconcile.TerminalError(fmt.Errorf("fetch %s: %w", short(s.digest), err))
+	}
+	if err := trust.CheckProgramTypes(res, b.Manifest); err != nil {
+		r.setSignatureVerifiedCondition(s, false, v1alpha1.ReasonProgramTypeDenied, err.Error())
+		s.verifiedFor = key
+		return reconcile.TerminalError(fmt.Errorf("check program types: %w", err))
+	}
+	if reason, msg := checkPrograms(p, b.Manifest); reason != "" {
+		// The signature is fine; the bundle does not fit the spec.
+		r.setSignatureVerifiedCondition(s, true, verifiedReason(res), "admitted by "+res.Signer())
+		r.setBundleResolvedCondition(s, false, reason, msg)
+		s.verifiedFor = key
+		return reconcile.TerminalError(errors.New(msg))
+	}
+	p.Status.Signer = res.Signer()
+	r.setSignatureVerifiedCondition(s, true, verifiedReason(res), "admitted by "+res.Signer())
+	r.setBundleResolvedCondition(s, true, v1alpha1.ReasonResolved, "resolved to "+s.ref.Repository+"@"+s.digest)
+	s.verified = s.digest
+	s.verifiedFor = key
+	return nil
+}
+
+func compareNames(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// bundleResolvedNow tells whether BundleResolved is True for this generation.
+func bundleResolvedNow(p *v1alpha1.BpfProgram) bool {
+	c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionBundleResolved)
+	return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == p.Generation
+}
+
+// isManifestRefusal tells whether BundleResolved is False because of the
+// bundle's content, which a later verification may clear.
+func isManifestRefusal(p *v1alpha1.BpfProgram) bool {
+	c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionBundleResolved)
+	return c != nil && c.Status == metav1.ConditionFalse && c.ObservedGeneration == p.Generation &&
+		(c.Reason == v1alpha1.ReasonProgramNotInBundle || c.Reason == v1alpha1.ReasonAttachMismatch || c.Reason == v1alpha1.ReasonBundleInvalid)
+}
+
+// retryable tells whether the last verification ended on a transient error.
+func retryable(p *v1alpha1.BpfProgram) bool {
+	for _, t := range []string{v1alpha1.ConditionSignatureVerified, v1alpha1.ConditionBundleResolved} {
+		c := meta.FindStatusCondition(p.Status.Conditions, t)
+		if c == nil || c.Reason == v1alpha1.ReasonRegistryUnavailable {
+			return true
+		}
+	}
+	return false
+}
+
+func verifiedReason(res trust.Result) string {
+	if res.Unsigned {
+		return v1alpha1.ReasonUnsignedAllowed
+	}
+	return v1alpha1.ReasonVerified
+}
+
+// signatureReason maps a verification error to its condition reason.
+func signatureReason(err error) string {
+	switch {
+	case errors.Is(err, bundles.ErrRegistryUnavailable):
+		return v1alpha1.ReasonRegistryUnavailable
+	case errors.Is(err, bundles.ErrNoTrustPolicy):
+		return v1alpha1.ReasonNoTrustPolicy
+	case errors.Is(err, bundles.ErrUnsigned):
+		return v1alpha1.ReasonUnsigned
+	case errors.Is(err, bundles.ErrProgramTypeDenied):
+		return v1alpha1.ReasonProgramTypeDenied
+	default:
+		return v1alpha1.ReasonSignatureMismatch
+	}
+}
+
+// checkPrograms returns a reason and message when a program the spec names is
+// not in the manifest or cannot be attached the way the spec says.
+func checkPrograms(p *v1alpha1.BpfProgram, m *format.Manifest) (reason, msg string) {
+	for _, a := range p.Spec.Programs {
+		prog, ok := m.Program(a.Name)
+		if !ok {
+			return v1alpha1.ReasonProgramNotInBundle, fmt.Sprintf("program %q is not in bundle %s", a.Name, m.Name)
+		}
+		if kind := AttachKind(a); !Compatible(kind, prog.Type) {
+			return v1alpha1.ReasonAttachMismatch, fmt.Sprintf("program %q is of type %s and cannot be attached as %s", a.Name, prog.Type, kind)
+		}
+	}
+	return "", ""
+}
+
+// reconcileNodes lists the selected nodes and their reports: Nodes from the
+// metadata cache, BpfNodeStates through the index of the uids they report.
+func (r *Reconciler) reconcileNodes(ctx context.Context, s *scope) error {
+	p := s.program
+	sel := labels.Everything()
+	if p.Spec.NodeSelector != nil {
+		var err error
+		if sel, err = metav1.LabelSelectorAsSelector(p.Spec.NodeSelector); err != nil {
+			return reconcile.TerminalError(fmt.Errorf("parse node selector: %w", err))
+		}
+	}
+	nodes := &metav1.PartialObjectMetadataList{}
+	nodes.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NodeList"))
+	if err := r.Client.List(ctx, nodes, client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		return fmt.Errorf("list nodes: %w", err)
+	}
+	var states v1alpha1.BpfNodeStateList
+	if err := r.Client.List(ctx, &states, client.MatchingFields{IndexProgramUID: string(p.UID)}); err != nil {
+		return fmt.Errorf("list node states: %w", err)
+	}
+	byName := make(map[string]*v1alpha1.BpfNodeState, len(states.Items))
+	for i := range states.Items {
+		byName[states.Items[i].Name] = &states.Items[i]
+	}
+	s.nodes = make([]NodeView, 0, len(nodes.Items))
+	for _, n := range nodes.Items {
+		if !n.DeletionTimestamp.IsZero() {
+			continue
+		}
+		s.nodes = append(s.nodes, NodeView{Name: n.Name, State: byName[n.Name]})
+	}
+	return nil
+}
+
+// reconcileRollout decides status.rollout, then sums the nodes and sets
+// RolledOut, Ready and Degraded.
+func (r *Reconciler) reconcileRollout(_ context.Context, s *scope) error {
+	p := s.program
+	paused := false
+	if c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionRolledOut); c != nil {
+		paused = c.Reason == v1alpha1.ReasonRolloutPaused
+	}
+	d := DecideRollout(RolloutInput{Now: r.now(), Program: p, Verified: s.verified, Paused: paused, Nodes: s.nodes})
+	p.Status.Rollout = d.Rollout
+	r.setRolledOutCondition(s, d.RolledOut)
+	for _, e := range d.Events {
+		r.Recorder.Eventf(p, nil, e.Type, e.Reason, "Rollout", "%s", e.Message)
+	}
+	if d.RequeueAfter > 0 && (s.requeue == 0 || d.RequeueAfter < s.requeue) {
+		s.requeue = d.RequeueAfter
+	}
+
+	sum := Summarize(SummaryInput{Program: p, Nodes: s.nodes})
+	p.Status.Nodes = sum.Counts
+	p.Status.Kernels = sum.Kernels
+	ready, degraded := DecideReady(ReadyInput{Rollout: p.Status.Rollout, Refused: refusal(p), Summary: sum})
+	r.setReadyCondition(s, ready)
+	r.setDegradedCondition(s, degraded)
+	return nil
+}
+
+// refusal returns the BundleResolved or SignatureVerified condition that is
+// False for the current generation.
+func refusal(p *v1alpha1.BpfProgram) *metav1.Condition {
+	for _, t := range []string{v1alpha1.ConditionSignatureVerified, v1alpha1.ConditionBundleResolved} {
+		c := meta.FindStatusCondition(p.Status.Conditions, t)
+		if c != nil && c.Status == metav1.ConditionFalse && c.ObservedGeneration == p.Generation {
+			return c
+		}
+	}
+	return nil
+}
+
+// set writes condition c and reports whether its status or reason changed.
+func set(s *scope, c metav1.Condition) bool {
+	c.ObservedGeneration = s.program.Generation
+	old := meta.FindStatusCondition(s.program.Status.Conditions, c.Type)
+	changed := old == nil || old.Status != c.Status || old.Reason != c.Reason
+	meta.SetStatusCondition(&s.program.Status.Conditions, c)
+	return changed
+}
+
+func (r *Reconciler) setBundleResolvedCondition(s *scope, ok bool, reason, msg string) {
+	if set(s, cond(v1alpha1.ConditionBundleResolved, ok, reason, msg)) && !ok {
+		r.Recorder.Eventf(s.program, nil, corev1.EventTypeWarning, reason, "Resolve", "%s", msg)
+	}
+}
+
+func (r *Reconciler) setSignatureVerifiedCondition(s *scope, ok bool, reason, msg string) {
+	changed := set(s, cond(v1alpha1.ConditionSignatureVerified, ok, reason, msg))
+	switch {
+	case ok:
+		// A new digest admitted is news even when the condition stays True.
+		r.Recorder.Eventf(s.program, nil, corev1.EventTypeNormal, v1alpha1.ReasonVerified, "Verify", "%s@%s %s", s.ref.Repository, short(s.digest), msg)
+		if reason == v1alpha1.ReasonUnsignedAllowed {
+			r.Recorder.Eventf(s.program, nil, corev1.EventTypeWarning, v1alpha1.ReasonUnsignedAllowed, "Verify", "%s@%s runs without a valid signature: %s", s.ref.Repository, short(s.digest), msg)
+		}
+	case changed:
+		r.Recorder.Eventf(s.program, nil, corev1.EventTypeWarning, reason, "Verify", "%s@%s refused: %s", s.ref.Repository, short(s.digest), msg)
+	}
+}
+
+func (r *Reconciler) setRolledOutCondition(s *scope, c metav1.Condition) { set(s, c) }
+
+func (r *Reconciler) setReadyCondition(s *scope, c metav1.Condition) { set(s, c) }
+
+func (r *Reconciler) setDegradedCondition(s *scope, c metav1.Condition) {
+	if set(s, c) && c.Status == metav1.ConditionTrue {
+		r.Recorder.Eventf(s.program, nil, corev1.EventTypeWarning, c.Reason, "Summarize", "%s", c.Message)
+	}
+}

@@ -1,0 +1,158 @@
+package program
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles/remote"
+	"github.com/bpfleet/bpfleet/bundles/trust"
+)
+
+// IndexProgramUID is the field index of BpfNodeStates by the uids of the
+// BpfPrograms they report, so a reconcile reads only the states that matter.
+const IndexProgramUID = "status.programs.uid"
+
+// NodeStateProgramUIDs returns the distinct BpfProgram uids a BpfNodeState
+// reports; it is the IndexProgramUID extractor.
+func NodeStateProgramUIDs(obj client.Object) []string {
+	s, ok := obj.(*v1alpha1.BpfNodeState)
+	if !ok {
+		return nil
+	}
+	var uids []string
+	seen := map[types.UID]bool{}
+	for _, e := range s.Status.Programs {
+		if !seen[e.UID] {
+			seen[e.UID] = true
+			uids = append(uids, string(e.UID))
+		}
+	}
+	return uids
+}
+
+// SetupWithManager registers the index and the watches: a BpfNodeState event
+// wakes only the BpfPrograms it reports, a Node label change only the
+// BpfPrograms whose selector matches, a trust policy change only the
+// BpfPrograms it covers.
+func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.BpfNodeState{}, IndexProgramUID, NodeStateProgramUIDs); err != nil {
+		return fmt.Errorf("index node states by program uid: %w", err)
+	}
+	err := ctrl.NewControllerManagedBy(mgr).
+		Named("bpfprogram").
+		For(&v1alpha1.BpfProgram{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Watches(&v1alpha1.BpfNodeState{}, handler.EnqueueRequestsFromMapFunc(r.nodeStatePrograms)).
+		Watches(&corev1.Node{}, r.nodeHandler(), builder.OnlyMetadata).
+		Watches(&v1alpha1.BundleTrustPolicy{}, handler.EnqueueRequestsFromMapFunc(r.policyPrograms)).
+		Complete(r)
+	if err != nil {
+		return fmt.Errorf("build bpfprogram controller: %w", err)
+	}
+	return nil
+}
+
+// nodeStatePrograms maps a BpfNodeState to the BpfPrograms it reports.
+func (r *Reconciler) nodeStatePrograms(_ context.Context, obj client.Object) []reconcile.Request {
+	s, ok := obj.(*v1alpha1.BpfNodeState)
+	if !ok {
+		return nil
+	}
+	var reqs []reconcile.Request
+	seen := map[string]bool{}
+	for _, e := range s.Status.Programs {
+		if e.BpfProgram != "" && !seen[e.BpfProgram] {
+			seen[e.BpfProgram] = true
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: e.BpfProgram}})
+		}
+	}
+	return reqs
+}
+
+// nodeHandler enqueues, on a Node's creation, deletion or label change, the
+// BpfPrograms whose selector matches its old or new labels. Status
+// heartbeats change no label and enqueue nothing.
+func (r *Reconciler) nodeHandler() handler.EventHandler {
+	enqueue := func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request], sets ...labels.Set) {
+		for _, req := range r.programsSelecting(ctx, sets...) {
+			q.Add(req)
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, q, e.Object.GetLabels())
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			if labels.Equals(e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels()) &&
+				e.ObjectOld.GetDeletionTimestamp().IsZero() == e.ObjectNew.GetDeletionTimestamp().IsZero() {
+				return
+			}
+			enqueue(ctx, q, e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels())
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, q, e.Object.GetLabels())
+		},
+	}
+}
+
+// programsSelecting returns the BpfPrograms whose nodeSelector matches one of sets.
+func (r *Reconciler) programsSelecting(ctx context.Context, sets ...labels.Set) []reconcile.Request {
+	var list v1alpha1.BpfProgramList
+	if err := r.Client.List(ctx, &list); err != nil {
+		log.FromContext(ctx).Error(err, "list BpfPrograms for a node event")
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, p := range list.Items {
+		sel := labels.Everything()
+		if p.Spec.NodeSelector != nil {
+			var err error
+			if sel, err = metav1.LabelSelectorAsSelector(p.Spec.NodeSelector); err != nil {
+				continue
+			}
+		}
+		for _, set := range sets {
+			if sel.Matches(set) {
+				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: p.Name}})
+				break
+			}
+		}
+	}
+	return reqs
+}
+
+// policyPrograms maps a trust policy to the BpfPrograms whose image it covers.
+func (r *Reconciler) policyPrograms(ctx context.Context, obj client.Object) []reconcile.Request {
+	pol, ok := obj.(*v1alpha1.BundleTrustPolicy)
+	if !ok {
+		return nil
+	}
+	var list v1alpha1.BpfProgramList
+	if err := r.Client.List(ctx, &list); err != nil {
+		log.FromContext(ctx).Error(err, "list BpfPrograms for a trust policy event")
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, p := range list.Items {
+		ref, err := remote.ParseReference(p.Spec.Bundle.Image)
+		if err == nil && trust.Covers(*pol, ref.Repository) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: p.Name}})
+		}
+	}
+	return reqs
+}
