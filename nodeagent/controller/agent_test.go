@@ -1,0 +1,629 @@
+package controller_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles/build"
+	"github.com/bpfleet/bpfleet/bundles/remote"
+	"github.com/bpfleet/bpfleet/bundles/signing"
+	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
+	"github.com/bpfleet/bpfleet/nodeagent/controller"
+	"github.com/bpfleet/bpfleet/test/kernelprog"
+	"github.com/bpfleet/bpfleet/test/netns"
+	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/registry"
+)
+
+const (
+	agentAddr  = "10.77.0.1"
+	peerAddr   = "10.77.0.2"
+	deniedPort = 7001
+	openPort   = 7002
+	otherPort  = 7003
+	password   = "bpfleet-test"
+	nodeLabel  = "bpfleet.io/test-agent"
+)
+
+// world is one node's worth of real parts: a loopback registry with signed
+// bundles, a Node and trust policy in the API server, a network namespace
+// with a veth to a peer namespace, and a private bpffs root and state dir.
+type world struct {
+	reg      *registry.Registry
+	repo     string
+	node     string
+	root     string
+	stateDir string
+	agentNS  *netns.NS
+	peerNS   *netns.NS
+	veth     *netns.Veth
+	keyDir   string
+	priv     string
+	pub      []byte
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	privileged.RequireBPFFS(t)
+	privileged.RequireCommand(t, "ip")
+	w := &world{
+		reg:      registry.Start(t, registry.Options{}),
+		node:     "agent-" + randHex(4),
+		root:     "/sys/fs/bpf/bpfleet-test-" + randHex(6),
+		stateDir: t.TempDir(),
+		keyDir:   t.TempDir(),
+	}
+	w.repo = w.reg.Repository("agent/xdp")
+	t.Cleanup(func() { _ = os.RemoveAll(w.root) })
+	w.agentNS = netns.New(t)
+	w.peerNS = netns.New(t)
+	w.veth = netns.NewVeth(t, w.agentNS, agentAddr+"/24", w.peerNS, peerAddr+"/24")
+
+	priv, pub, err := signing.GenerateKeyPair(w.keyDir, []byte(password))
+	if err != nil {
+		t.Fatalf("generate key pair: %v", err)
+	}
+	w.priv = priv
+	if w.pub, err = os.ReadFile(pub); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx := context.Background()
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: w.node, Labels: map[string]string{nodeLabel: w.node}}}
+	if err := env.Client.Create(ctx, node); err != nil {
+		t.Fatalf("create node: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), node) })
+	policy := &v1alpha1.BundleTrustPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "agent-" + randHex(4)},
+		Spec: v1alpha1.BundleTrustPolicySpec{
+			Images: []string{w.repo},
+			Keys:   []v1alpha1.TrustedKey{{Name: "test", PublicKey: string(w.pub)}},
+		},
+	}
+	if err := env.Client.Create(ctx, policy); err != nil {
+		t.Fatalf("create trust policy: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), policy) })
+	return w
+}
+
+// push builds a bundle of the kernelprog XDP filter (version tells bundles
+// apart), pushes it as tag and signs it when sign is set.
+func (w *world) push(t *testing.T, tag, version string, sign bool) (ref, digest string) {
+	t.Helper()
+	dir := t.TempDir()
+	const object = "progs_bpfel.o"
+	if err := os.WriteFile(filepath.Join(dir, object), kernelprog.Object, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := fmt.Sprintf(`name: agent-test
+version: %s
+objects:
+  - file: %s
+programs:
+  - name: %s
+    attach: xdp
+metricMaps: [counters]
+`, version, object, kernelprog.XDPFilter)
+	if err := os.WriteFile(filepath.Join(dir, build.SpecFile), []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	layout := t.TempDir()
+	ctx := context.Background()
+	res, err := build.Build(ctx, dir, build.Options{LayoutDir: layout, Tag: tag})
+	if err != nil {
+		t.Fatalf("build bundle: %v", err)
+	}
+	ref = w.reg.Ref("agent/xdp", tag)
+	digest, err = remote.New(remote.Options{}).Push(ctx, layout, ref)
+	if err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+	if digest != res.Digest {
+		t.Fatalf("pushed digest %s, built %s", digest, res.Digest)
+	}
+	if sign {
+		if err := signing.Sign(ctx, w.repo+"@"+digest, w.priv, []byte(password), remote.Options{}); err != nil {
+			t.Fatalf("sign %s: %v", digest, err)
+		}
+	}
+	return ref, digest
+}
+
+func denyEntry(port uint16) v1alpha1.MapEntry {
+	return v1alpha1.MapEntry{
+		Map:   "deny",
+		Key:   hex.EncodeToString(binary.NativeEndian.AppendUint16(nil, port)),
+		Value: "01",
+	}
+}
+
+// createProgram creates a BpfProgram for the XDP filter on the world's veth,
+// selecting the world's node, and sets its status as the operator would
+// after resolving and verifying digest.
+func (w *world) createProgram(t *testing.T, ref, digest string, entries ...v1alpha1.MapEntry) *v1alpha1.BpfProgram {
+	t.Helper()
+	p := &v1alpha1.BpfProgram{
+		ObjectMeta: metav1.ObjectMeta{Name: "xdp-" + randHex(4)},
+		Spec: v1alpha1.BpfProgramSpec{
+			Bundle: v1alpha1.BundleSource{Image: ref},
+			Programs: []v1alpha1.ProgramAttachment{{
+				Name: kernelprog.XDPFilter,
+				XDP: &v1alpha1.XDPAttach{
+					Interfaces: v1alpha1.InterfaceSelector{Names: []string{w.veth.A}},
+					Mode:       v1alpha1.XDPModeGeneric,
+				},
+			}},
+			MapEntries:   entries,
+			NodeSelector: &metav1.LabelSelector{MatchLabels: map[string]string{nodeLabel: w.node}},
+		},
+	}
+	ctx := context.Background()
+	if err := env.Client.Create(ctx, p); err != nil {
+		t.Fatalf("create BpfProgram: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), p) })
+	setRollout(t, p, digest, digest, "")
+	return p
+}
+
+// setRollout writes status as the operator does: resolved, verified, and a
+// rollout from stable to target (halted when halted is set).
+func setRollout(t *testing.T, p *v1alpha1.BpfProgram, stable, target, halted string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
+		t.Fatal(err)
+	}
+	p.Status.ObservedGeneration = p.Generation
+	p.Status.ResolvedDigest = target
+	meta.SetStatusCondition(&p.Status.Conditions, metav1.Condition{
+		Type: v1alpha1.ConditionSignatureVerified, Status: metav1.ConditionTrue,
+		Reason: v1alpha1.ReasonVerified, ObservedGeneration: p.Generation,
+	})
+	p.Status.Rollout = &v1alpha1.RolloutStatus{TargetDigest: target, StableDigest: stable, HaltedReason: halted}
+	if err := env.Client.Status().Update(ctx, p); err != nil {
+		t.Fatalf("update BpfProgram status: %v", err)
+	}
+}
+
+// agent is a running node agent.
+type agent struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (w *world) startAgent(t *testing.T) *agent {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &agent{cancel: cancel, done: make(chan error, 1)}
+	opts := controller.Options{
+		NodeName:       w.node,
+		BPFFSRoot:      w.root,
+		StateDir:       w.stateDir,
+		NetNS:          "/var/run/netns/" + w.agentNS.Name,
+		ResyncInterval: 300 * time.Millisecond,
+		Registry:       remote.Options{PlainHTTP: true, Timeout: 3 * time.Second},
+		Version:        "test",
+	}
+	go func() { a.done <- controller.Run(ctx, env.Config, opts) }()
+	t.Cleanup(a.stop)
+	return a
+}
+
+func (a *agent) stop() {
+	a.cancel()
+	<-a.done
+	a.done <- nil // later stops return at once
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for time.Now().Before(deadline) {
+		ok, msg := cond()
+		if ok {
+			return
+		}
+		last = msg
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: not true after %s; last: %s", what, timeout, last)
+}
+
+func (w *world) state(t *testing.T) *v1alpha1.BpfNodeState {
+	t.Helper()
+	ns := &v1alpha1.BpfNodeState{}
+	if err := env.Client.Get(context.Background(), types.NamespacedName{Name: w.node}, ns); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		t.Fatal(err)
+	}
+	return ns
+}
+
+func entriesOf(ns *v1alpha1.BpfNodeState, uid types.UID) []v1alpha1.ProgramState {
+	if ns == nil {
+		return nil
+	}
+	var out []v1alpha1.ProgramState
+	for _, s := range ns.Status.Programs {
+		if s.UID == uid {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// waitEntry waits for one entry of p matching cond and returns it.
+func (w *world) waitEntry(t *testing.T, p *v1alpha1.BpfProgram, what string, cond func(v1alpha1.ProgramState) bool) v1alpha1.ProgramState {
+	t.Helper()
+	var got v1alpha1.ProgramState
+	eventually(t, 30*time.Second, what, func() (bool, string) {
+		es := entriesOf(w.state(t), p.UID)
+		for _, e := range es {
+			if cond(e) {
+				got = e
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%+v", es)
+	})
+	return got
+}
+
+func attachedAt(digest string) func(v1alpha1.ProgramState) bool {
+	return func(s v1alpha1.ProgramState) bool {
+		return s.State == v1alpha1.PhaseAttached && s.Digest == digest && s.ID != 0 && s.Reason == v1alpha1.ReasonAttached
+	}
+}
+
+// delivered sends n UDP datagrams from the peer namespace to port on the
+// agent's side and returns how many arrived.
+func (w *world) delivered(t *testing.T, port, n int) int {
+	t.Helper()
+	var conn *net.UDPConn
+	if err := w.agentNS.Do(t, func() (err error) {
+		conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(agentAddr), Port: port})
+		return err
+	}); err != nil {
+		t.Fatalf("listen in agent netns: %v", err)
+	}
+	defer conn.Close()
+	var out *net.UDPConn
+	if err := w.peerNS.Do(t, func() (err error) {
+		out, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.ParseIP(agentAddr), Port: port})
+		return err
+	}); err != nil {
+		t.Fatalf("dial from peer netns: %v", err)
+	}
+	defer out.Close()
+	for range n {
+		if _, err := out.Write([]byte("bpfleet")); err != nil {
+			t.Fatalf("send: %v", err)
+		}
+	}
+	got := 0
+	buf := make([]byte, 64)
+	for {
+		_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if _, _, err := conn.ReadFromUDP(buf); err != nil {
+			return got
+		}
+		got++
+	}
+}
+
+// bpffsLeft lists what is left under the world's bpffs root.
+func (w *world) bpffsLeft(t *testing.T) []string {
+	t.Helper()
+	var left []string
+	_ = filepath.Walk(w.root, func(path string, info os.FileInfo, err error) error {
+		if err == nil && path != w.root {
+			left = append(left, path)
+		}
+		return nil
+	})
+	return left
+}
+
+type bpftoolProg struct {
+	ID           uint32   `json:"id"`
+	Type         string   `json:"type"`
+	Name         string   `json:"name"`
+	Tag          string   `json:"tag"`
+	BytesXlated  uint32   `json:"bytes_xlated"`
+	BytesJited   uint32   `json:"bytes_jited"`
+	BytesMemlock uint64   `json:"bytes_memlock"`
+	MapIDs       []uint32 `json:"map_ids"`
+	BTFID        uint32   `json:"btf_id"`
+	LoadedAt     int64    `json:"loaded_at"`
+}
+
+func bpftoolShow(t *testing.T, bpftool string, id uint32) bpftoolProg {
+	t.Helper()
+	out, err := exec.Command(bpftool, "-j", "prog", "show", "id", strconv.FormatUint(uint64(id), 10)).Output()
+	if err != nil {
+		t.Fatalf("bpftool prog show id %d: %v", id, err)
+	}
+	var p bpftoolProg
+	if err := json.Unmarshal(out, &p); err != nil {
+		t.Fatalf("decode bpftool output %s: %v", out, err)
+	}
+	return p
+}
+
+func readCounter(t *testing.T, w *world, uid types.UID, idx uint32) uint64 {
+	t.Helper()
+	m, err := ebpf.LoadPinnedMap(bpffs.Layout{Root: w.root}.Map(uid, "counters"), nil)
+	if err != nil {
+		t.Fatalf("open pinned counters map: %v", err)
+	}
+	defer m.Close()
+	var v uint64
+	if err := m.Lookup(idx, &v); err != nil {
+		t.Fatalf("lookup counters[%d]: %v", idx, err)
+	}
+	return v
+}
+
+// TestAgentEndToEnd drives one agent on the real kernel through a program's
+// life: attach and filter, map update in place, idle, restart, registry
+// outage during an upgrade, deselection and deletion.
+func TestAgentEndToEnd(t *testing.T) {
+	w := newWorld(t)
+	bpftool := privileged.RequireCommand(t, "bpftool")
+	ctx := context.Background()
+
+	ref, v1 := w.push(t, "v1", "0.1.0", true)
+	start := time.Now()
+	p := w.createProgram(t, ref, v1, denyEntry(deniedPort))
+	a := w.startAgent(t)
+
+	var first v1alpha1.ProgramState
+	t.Run("attached and filtering", func(t *testing.T) {
+		first = w.waitEntry(t, p, "program attached", attachedAt(v1))
+		t.Logf("create → Attached in status: %s", time.Since(start))
+		if want := "xdp/" + w.veth.A; first.AttachPoint == "" || first.Signer == "" || first.VerifiedAt == nil {
+			t.Errorf("entry lacks attach point (want like %q), signer or verifiedAt: %+v", want, first)
+		}
+		if got := w.delivered(t, deniedPort, 20); got != 0 {
+			t.Errorf("%d of 20 datagrams to the denied port arrived", got)
+		}
+		if got := w.delivered(t, openPort, 20); got == 0 {
+			t.Errorf("no datagram to an open port arrived")
+		}
+		if drops := readCounter(t, w, p.UID, 1); drops < 20 {
+			t.Errorf("counters[1] = %d drops, want >= 20", drops)
+		}
+
+		bt := bpftoolShow(t, bpftool, first.ID)
+		if bt.ID != first.ID || bt.Tag != first.Tag || bt.Type != first.Type || bt.Name != first.Name ||
+			bt.BytesXlated != first.BytesXlated || bt.BytesJited != first.BytesJited ||
+			bt.BytesMemlock != first.BytesMemlock || bt.BTFID != first.BTFID ||
+			fmt.Sprint(bt.MapIDs) != fmt.Sprint(first.MapIDs) {
+			t.Errorf("status differs from bpftool:\nstatus  %+v\nbpftool %+v", first, bt)
+		}
+		if first.LoadedAt == nil || abs(first.LoadedAt.Unix()-bt.LoadedAt) > 1 {
+			t.Errorf("loadedAt %v, bpftool %d", first.LoadedAt, bt.LoadedAt)
+		}
+
+		ns := w.state(t)
+		if len(ns.OwnerReferences) != 1 || ns.OwnerReferences[0].Kind != "Node" || ns.OwnerReferences[0].Name != w.node {
+			t.Errorf("owner references = %+v, want the Node", ns.OwnerReferences)
+		}
+		k := ns.Status.Kernel
+		if k.Release == "" || k.Architecture == "" || k.BootID == "" || !k.BTF || len(ns.Status.Features) == 0 {
+			t.Errorf("kernel/features incomplete: %+v, %d features", k, len(ns.Status.Features))
+		}
+		if ns.Status.Summary != (v1alpha1.NodeSummary{Programs: 1, Attached: 1}) || ns.Status.AgentVersion != "test" {
+			t.Errorf("summary %+v, version %q", ns.Status.Summary, ns.Status.AgentVersion)
+		}
+		if c := meta.FindStatusCondition(ns.Status.Conditions, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+			t.Errorf("Ready = %+v, want True", c)
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("map entries change in place", func(t *testing.T) {
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
+			t.Fatal(err)
+		}
+		p.Spec.MapEntries = []v1alpha1.MapEntry{denyEntry(otherPort)}
+		if err := env.Client.Update(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		setRollout(t, p, v1, v1, "")
+		w.waitEntry(t, p, "new generation attached", func(s v1alpha1.ProgramState) bool {
+			return attachedAt(v1)(s) && s.Generation == p.Generation
+		})
+		eventually(t, 10*time.Second, "rule moved", func() (bool, string) {
+			return w.delivered(t, otherPort, 5) == 0 && w.delivered(t, deniedPort, 5) > 0, "old port still denied or new one open"
+		})
+		if got := w.state(t).Status.Programs[0].ID; got != first.ID {
+			t.Errorf("program id %d after a map change, want %d (no reload)", got, first.ID)
+		}
+	})
+
+	t.Run("idle writes nothing", func(t *testing.T) {
+		time.Sleep(time.Second) // let the last change settle
+		before := w.state(t).ResourceVersion
+		time.Sleep(2 * time.Second) // about 6 resyncs
+		if after := w.state(t).ResourceVersion; after != before {
+			t.Errorf("BpfNodeState resourceVersion moved from %s to %s while idle", before, after)
+		}
+	})
+
+	t.Run("restart re-adopts", func(t *testing.T) {
+		a.stop()
+		if got := w.delivered(t, otherPort, 5); got != 0 {
+			t.Errorf("filter stopped with the agent: %d datagrams arrived", got)
+		}
+		a = w.startAgent(t)
+		time.Sleep(2 * time.Second)
+		got := w.waitEntry(t, p, "attached after restart", attachedAt(v1))
+		if got.ID != first.ID {
+			t.Errorf("program id %d after restart, want %d (re-adopted, not reloaded)", got.ID, first.ID)
+		}
+	})
+
+	var v2 string
+	t.Run("registry down during upgrade keeps the old program", func(t *testing.T) {
+		_, v2 = w.push(t, "v2", "0.2.0", true)
+		w.reg.Stop()
+		setRollout(t, p, v1, v2, "")
+		held := w.waitEntry(t, p, "held with PullFailed", func(s v1alpha1.ProgramState) bool {
+			return s.Reason == v1alpha1.ReasonPullFailed
+		})
+		if held.State != v1alpha1.PhaseAttached || held.ID != first.ID || held.Message == "" {
+			t.Errorf("held entry %+v, want Attached, id %d, a message", held, first.ID)
+		}
+		if got := w.delivered(t, otherPort, 5); got != 0 {
+			t.Errorf("old filter not running during the outage: %d datagrams arrived", got)
+		}
+		c := meta.FindStatusCondition(w.state(t).Status.Conditions, v1alpha1.ConditionReady)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonPullFailed {
+			t.Errorf("Ready = %+v, want False/PullFailed", c)
+		}
+		// The operator halts the rollout: the node returns to the stable
+		// digest from its cache, without the registry.
+		setRollout(t, p, v1, v2, v1alpha1.ReasonRolloutHalted)
+		w.waitEntry(t, p, "back at v1", attachedAt(v1))
+	})
+
+	t.Run("deselected node detaches everything", func(t *testing.T) {
+		node := &corev1.Node{}
+		if err := env.Client.Get(ctx, types.NamespacedName{Name: w.node}, node); err != nil {
+			t.Fatal(err)
+		}
+		delete(node.Labels, nodeLabel)
+		if err := env.Client.Update(ctx, node); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, "pins removed", func() (bool, string) {
+			left := w.bpffsLeft(t)
+			return len(left) == 0 && len(entriesOf(w.state(t), p.UID)) == 0, fmt.Sprint(left)
+		})
+		if got := w.delivered(t, otherPort, 5); got == 0 {
+			t.Errorf("filter still drops after deselection")
+		}
+		node.Labels[nodeLabel] = w.node
+		if err := env.Client.Update(ctx, node); err != nil {
+			t.Fatal(err)
+		}
+		w.waitEntry(t, p, "attached again from the cache", attachedAt(v1))
+	})
+
+	t.Run("deleted BpfProgram detaches everything", func(t *testing.T) {
+		if err := env.Client.Delete(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, "pins removed", func() (bool, string) {
+			left := w.bpffsLeft(t)
+			return len(left) == 0 && len(entriesOf(w.state(t), p.UID)) == 0, fmt.Sprint(left)
+		})
+		if ns := w.state(t); ns.Status.Summary.Programs != 0 {
+			t.Errorf("summary %+v after deletion", ns.Status.Summary)
+		}
+	})
+}
+
+func abs(x int64) int64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// TestUntrustedBundlesAreRefused: an unsigned bundle and one signed by a key
+// no policy trusts fail with VerifyFailed and nothing is loaded.
+func TestUntrustedBundlesAreRefused(t *testing.T) {
+	w := newWorld(t)
+	otherPriv, _, err := signing.GenerateKeyPair(t.TempDir(), []byte(password))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	unsignedRef, unsigned := w.push(t, "unsigned", "0.1.0", false)
+	wrongRef, wrong := w.push(t, "wrongkey", "0.3.0", false)
+	if err := signing.Sign(context.Background(), w.repo+"@"+wrong, otherPriv, []byte(password), remote.Options{}); err != nil {
+		t.Fatalf("sign with another key: %v", err)
+	}
+	pu := w.createProgram(t, unsignedRef, unsigned, denyEntry(deniedPort))
+	pw := w.createProgram(t, wrongRef, wrong, denyEntry(deniedPort))
+	w.startAgent(t)
+
+	for _, p := range []*v1alpha1.BpfProgram{pu, pw} {
+		e := w.waitEntry(t, p, "refused "+p.Name, func(s v1alpha1.ProgramState) bool {
+			return s.State == v1alpha1.PhaseFailed && s.Reason == v1alpha1.ReasonVerifyFailed
+		})
+		if e.ID != 0 || e.Message == "" {
+			t.Errorf("refused entry %+v: want no program id and a message", e)
+		}
+	}
+	if left := w.bpffsLeft(t); len(left) != 0 {
+		t.Errorf("something was pinned for untrusted bundles: %v", left)
+	}
+	if got := w.delivered(t, deniedPort, 5); got == 0 {
+		t.Errorf("a filter runs although no bundle was trusted")
+	}
+	c := meta.FindStatusCondition(w.state(t).Status.Conditions, v1alpha1.ConditionReady)
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonVerifyFailed {
+		t.Errorf("Ready = %+v, want False/VerifyFailed", c)
+	}
+}
+
+// TestLockRefusesSecondAgent: one state directory, one agent.
+func TestLockRefusesSecondAgent(t *testing.T) {
+	dir := t.TempDir()
+	unlock, err := controller.Lock(dir)
+	if err != nil {
+		t.Fatalf("first lock: %v", err)
+	}
+	_, err = controller.Lock(dir)
+	if !errors.Is(err, controller.ErrLocked) {
+		t.Fatalf("second lock: %v, want ErrLocked", err)
+	}
+	err = controller.Run(context.Background(), env.Config, controller.Options{NodeName: "n", StateDir: dir, BPFFSRoot: filepath.Join(dir, "nobpffs")})
+	if !errors.Is(err, controller.ErrLocked) {
+		t.Fatalf("Run with a locked state dir: %v, want ErrLocked", err)
+	}
+	unlock()
+	unlock2, err := controller.Lock(dir)
+	if err != nil {
+		t.Fatalf("lock after unlock: %v", err)
+	}
+	unlock2()
+}

@@ -1,0 +1,334 @@
+// Package controller is the node agent's reconciler: it watches the node's own
+// Node, its own BpfNodeState, every BpfProgram and every BundleTrustPolicy,
+// computes the node's full desired set, pulls and verifies bundles again (the
+// agent trusts no status field alone), hands the set to the dataplane and
+// reports what runs in the node's BpfNodeState, writing only on change.
+//
+// There are no finalizers: a deleted or deselected BpfProgram is simply
+// absent from the desired set, and the dataplane detaches what is absent.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles/format"
+	"github.com/bpfleet/bpfleet/bundles/remote"
+	"github.com/bpfleet/bpfleet/bundles/trust"
+	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
+	"github.com/bpfleet/bpfleet/nodeagent/metrics"
+)
+
+// +kubebuilder:rbac:groups=bpfleet.io,resources=bpfprograms,verbs=get;list;watch
+// +kubebuilder:rbac:groups=bpfleet.io,resources=bundletrustpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=bpfleet.io,resources=bpfnodestates,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=bpfleet.io,resources=bpfnodestates/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Dataplane is the kernel side the reconciler drives; *dataplane.Dataplane
+// satisfies it.
+type Dataplane interface {
+	Apply(ctx context.Context, desired []dataplane.Desired) []v1alpha1.ProgramState
+	Snapshot() []v1alpha1.ProgramState
+	Changes() <-chan struct{}
+	Kernel() v1alpha1.KernelInfo
+	Features() []v1alpha1.Feature
+}
+
+// Bundles gets verified-by-digest bundles into the node cache; *cache.Cache
+// satisfies it.
+type Bundles interface {
+	Get(ctx context.Context, repository, digest string) (*format.Bundle, error)
+}
+
+// Reconciler keeps one node's programs as the cluster declares them. It holds
+// dependencies only; every request starts from the API objects.
+type Reconciler struct {
+	// Client reads from the manager's node-scoped cache and writes the
+	// BpfNodeState.
+	Client client.Client
+	// NodeName is the node this agent runs on.
+	NodeName string
+	// Dataplane loads, attaches and reports programs.
+	Dataplane Dataplane
+	// Bundles pulls bundles by digest into the node cache.
+	Bundles Bundles
+	// Verifier checks signatures against the trust policies, remembering
+	// recent successes.
+	Verifier *VerifyMemo
+	// Recorder emits events on program state transitions; nil emits none.
+	Recorder events.EventRecorder
+	// Version is the agent version written to status.
+	Version string
+	// RetryInterval is how soon a reconcile held by an unreachable registry
+	// is retried; zero means 5s.
+	RetryInterval time.Duration
+}
+
+// statsRefreshNamespace marks the periodic stats refresh request: the same
+// node key in a namespace that no cluster-scoped object uses, so a request
+// itself says whether run-time statistics may be written.
+const statsRefreshNamespace = "bpfleet-stats-refresh"
+
+// Reconcile brings the node to its desired set and reports it.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	if req.Name != r.NodeName {
+		return ctrl.Result{}, nil
+	}
+	logger := log.FromContext(ctx)
+	withStats := req.Namespace == statsRefreshNamespace
+
+	node := &corev1.Node{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: r.NodeName}, node); err != nil {
+		if apierrors.IsNotFound(err) {
+			// Without its Node the agent cannot tell which programs select
+			// it; what runs keeps running until the Node is back.
+			logger.Info("node not found; keeping what runs", "node", r.NodeName)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("get node %s: %w", r.NodeName, err)
+	}
+	var programs v1alpha1.BpfProgramList
+	if err := r.Client.List(ctx, &programs); err != nil {
+		return ctrl.Result{}, fmt.Errorf("list BpfPrograms: %w", err)
+	}
+	var policies v1alpha1.BundleTrustPolicyList
+	if err := r.Client.List(ctx, &policies); err != nil {
+		return ctrl.Result{}, fmt.Errorf("list BundleTrustPolicies: %w", err)
+	}
+	sel, selErr := selected(programs.Items, node)
+	if selErr != nil {
+		logger.Error(selErr, "some BpfPrograms were left out")
+	}
+
+	desired, verified := r.desired(ctx, sel, policies.Items)
+
+	start := time.Now()
+	states := r.Dataplane.Apply(ctx, desired)
+	metrics.PhaseSeconds.WithLabelValues(r.NodeName, metrics.PhaseApply).Observe(time.Since(start).Seconds())
+	states = explainHolds(states, desired)
+
+	if err := r.report(ctx, node, states, verified, withStats); err != nil {
+		return ctrl.Result{}, err
+	}
+	for _, d := range desired {
+		if d.Hold != nil && transientHold(d.Hold) {
+			return ctrl.Result{RequeueAfter: r.retryInterval()}, nil
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+func (r *Reconciler) retryInterval() time.Duration {
+	if r.RetryInterval > 0 {
+		return r.RetryInterval
+	}
+	return 5 * time.Second
+}
+
+// desired builds the node's full desired set: one entry per selected
+// program, with a verified bundle, or a Hold saying why it cannot move to
+// its digest now. It also returns when each admitted digest was verified.
+func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, policies []v1alpha1.BundleTrustPolicy) ([]dataplane.Desired, map[types.UID]time.Time) {
+	logger := log.FromContext(ctx)
+	out := make([]dataplane.Desired, 0, len(sel))
+	verified := map[types.UID]time.Time{}
+	for _, p := range sel {
+		d := dataplane.Desired{
+			Name:       p.Name,
+			UID:        p.UID,
+			Generation: p.Generation,
+			Digest:     digestFor(p, r.NodeName),
+			Spec:       *p.Spec.DeepCopy(),
+		}
+		if d.Digest == "" {
+			d.Hold = dataplane.Hold(holdReason(errWaitingForDigest), errWaitingForDigest)
+			out = append(out, d)
+			continue
+		}
+		b, v, err := r.fetchVerified(ctx, p, d.Digest, policies)
+		if err != nil {
+			d.Hold = dataplane.Hold(holdReason(err), err)
+			metrics.Failures.WithLabelValues(r.NodeName, holdReason(err)).Inc()
+			logger.Info("holding BpfProgram at what runs", "bpfProgram", p.Name, "digest", d.Digest, "reason", holdReason(err), "error", err.Error())
+		} else {
+			d.Bundle = b
+			d.Signer = v.Signer()
+			verified[p.UID] = v.At
+		}
+		out = append(out, d)
+	}
+	return out, verified
+}
+
+// fetchVerified verifies repository@digest against the trust policies, pulls
+// it into the node cache and checks its program types against the admitting
+// policy. Verification comes first so that nothing untrusted is downloaded.
+func (r *Reconciler) fetchVerified(ctx context.Context, p *v1alpha1.BpfProgram, digest string, policies []v1alpha1.BundleTrustPolicy) (*format.Bundle, Verification, error) {
+	ref, err := remote.ParseReference(p.Spec.Bundle.Image)
+	if err != nil {
+		return nil, Verification{}, fmt.Errorf("parse bundle image of %s: %w", p.Name, err)
+	}
+	start := time.Now()
+	v, err := r.Verifier.Verify(ctx, ref.Repository, digest, policies)
+	metrics.PhaseSeconds.WithLabelValues(r.NodeName, metrics.PhaseVerify).Observe(time.Since(start).Seconds())
+	if err != nil {
+		return nil, Verification{}, fmt.Errorf("verify %s@%s: %w", ref.Repository, digest, err)
+	}
+	start = time.Now()
+	b, err := r.Bundles.Get(ctx, ref.Repository, digest)
+	metrics.PhaseSeconds.WithLabelValues(r.NodeName, metrics.PhasePull).Observe(time.Since(start).Seconds())
+	if err != nil {
+		return nil, Verification{}, fmt.Errorf("pull %s@%s: %w", ref.Repository, digest, err)
+	}
+	if err := trust.CheckProgramTypes(v.Result, b.Manifest); err != nil {
+		return nil, Verification{}, fmt.Errorf("check program types of %s@%s: %w", ref.Repository, digest, err)
+	}
+	return b, v, nil
+}
+
+// explainHolds makes sure every entry of a held program says why it is held,
+// whatever the dataplane reported: the running entries keep their state, the
+// others are Pending (transient or waiting) or Failed (will not verify).
+func explainHolds(states []v1alpha1.ProgramState, desired []dataplane.Desired) []v1alpha1.ProgramState {
+	holds := map[types.UID]dataplane.Desired{}
+	for _, d := range desired {
+		if d.Hold != nil {
+			holds[d.UID] = d
+		}
+	}
+	if len(holds) == 0 {
+		return states
+	}
+	reported := map[types.UID]bool{}
+	for i := range states {
+		d, ok := holds[states[i].UID]
+		if !ok {
+			continue
+		}
+		reported[d.UID] = true
+		s := &states[i]
+		s.Reason = holdReason(d.Hold)
+		s.Message = truncate(d.Hold.Error(), 2048)
+		if s.State != v1alpha1.PhaseAttached {
+			s.State = heldPhase(d.Hold)
+		}
+	}
+	for _, d := range desired {
+		if d.Hold == nil || reported[d.UID] {
+			continue
+		}
+		for _, pa := range d.Spec.Programs {
+			states = append(states, v1alpha1.ProgramState{
+				BpfProgram: d.Name,
+				UID:        d.UID,
+				Generation: d.Generation,
+				Digest:     d.Digest,
+				Program:    pa.Name,
+				State:      heldPhase(d.Hold),
+				Reason:     holdReason(d.Hold),
+				Message:    truncate(d.Hold.Error(), 2048),
+			})
+		}
+	}
+	return states
+}
+
+func heldPhase(hold error) v1alpha1.ProgramPhase {
+	if holdReason(hold) == v1alpha1.ReasonVerifyFailed {
+		return v1alpha1.PhaseFailed
+	}
+	return v1alpha1.PhasePending
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
+
+// report creates the node's BpfNodeState when missing and writes its status
+// when it differs from what it says now.
+func (r *Reconciler) report(ctx context.Context, node *corev1.Node, states []v1alpha1.ProgramState, verified map[types.UID]time.Time, withStats bool) error {
+	ns := &v1alpha1.BpfNodeState{}
+	err := r.Client.Get(ctx, types.NamespacedName{Name: r.NodeName}, ns)
+	switch {
+	case apierrors.IsNotFound(err):
+		ns = &v1alpha1.BpfNodeState{ObjectMeta: metav1.ObjectMeta{
+			Name: r.NodeName,
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: "v1",
+				Kind:       "Node",
+				Name:       node.Name,
+				UID:        node.UID,
+			}},
+		}}
+		if err := r.Client.Create(ctx, ns); err != nil {
+			return fmt.Errorf("create BpfNodeState %s: %w", r.NodeName, err)
+		}
+		metrics.StatusWrites.WithLabelValues(r.NodeName, "create").Inc()
+	case err != nil:
+		return fmt.Errorf("get BpfNodeState %s: %w", r.NodeName, err)
+	}
+
+	next := r.nodeStatus(ns.Status, states, verified, withStats)
+	if statusEqual(ns.Status, next, withStats) {
+		return nil
+	}
+	start := time.Now()
+	base := ns.DeepCopy()
+	ns.Status = next
+	if err := r.Client.Status().Patch(ctx, ns, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("patch BpfNodeState %s status: %w", r.NodeName, err)
+	}
+	metrics.PhaseSeconds.WithLabelValues(r.NodeName, metrics.PhaseStatus).Observe(time.Since(start).Seconds())
+	metrics.StatusWrites.WithLabelValues(r.NodeName, "status").Inc()
+	r.recordTransitions(ns, base.Status.Programs, next.Programs)
+	return nil
+}
+
+// recordTransitions counts and emits an event for every entry that turned
+// Failed or Attached since the last written status.
+func (r *Reconciler) recordTransitions(ns *v1alpha1.BpfNodeState, before, after []v1alpha1.ProgramState) {
+	prev := map[string]v1alpha1.ProgramState{}
+	for _, s := range before {
+		prev[entryKey(s)] = s
+	}
+	for _, s := range after {
+		old, had := prev[entryKey(s)]
+		if had && old.State == s.State && old.Reason == s.Reason && old.Digest == s.Digest {
+			continue
+		}
+		switch s.State {
+		case v1alpha1.PhaseFailed:
+			metrics.Failures.WithLabelValues(r.NodeName, s.Reason).Inc()
+			if r.Recorder != nil {
+				r.Recorder.Eventf(ns, nil, corev1.EventTypeWarning, s.Reason, "Apply",
+					"%s/%s %s: %s", s.BpfProgram, s.Program, s.AttachPoint, s.Message)
+			}
+		case v1alpha1.PhaseAttached:
+			if r.Recorder != nil && (!had || old.State != v1alpha1.PhaseAttached || old.Digest != s.Digest) {
+				r.Recorder.Eventf(ns, nil, corev1.EventTypeNormal, v1alpha1.ReasonAttached, "Apply",
+					"%s/%s attached at %s (id %d, %s)", s.BpfProgram, s.Program, s.AttachPoint, s.ID, s.Digest)
+			}
+		}
+	}
+}
+
+// errNoNode is returned by SetupWithManager without a node name.
+var errNoNode = errors.New("node name is empty")

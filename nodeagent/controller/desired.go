@@ -1,0 +1,94 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/bpfleet/bpfleet/api/rollout"
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles"
+)
+
+// errWaitingForDigest holds a selected program the operator has not given a
+// digest for this node yet (tag not resolved, not verified, or waiting for
+// its wave).
+var errWaitingForDigest = errors.New("waiting for the operator to roll a verified digest out to this node")
+
+// selected returns the BpfPrograms whose nodeSelector matches node, sorted
+// by name. Programs being deleted are left out: absence detaches them.
+func selected(programs []v1alpha1.BpfProgram, node *corev1.Node) ([]*v1alpha1.BpfProgram, error) {
+	var out []*v1alpha1.BpfProgram
+	var errs []error
+	for i := range programs {
+		p := &programs[i]
+		if !p.DeletionTimestamp.IsZero() {
+			continue
+		}
+		ok, err := selects(p.Spec.NodeSelector, node.Labels)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("evaluate nodeSelector of BpfProgram %s: %w", p.Name, err))
+			continue
+		}
+		if ok {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, errors.Join(errs...)
+}
+
+// selects tells whether sel matches a node with nodeLabels; nil or empty
+// selects every node.
+func selects(sel *metav1.LabelSelector, nodeLabels map[string]string) (bool, error) {
+	if sel == nil {
+		return true, nil
+	}
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil {
+		return false, fmt.Errorf("parse label selector: %w", err)
+	}
+	return s.Matches(labels.Set(nodeLabels)), nil
+}
+
+// digestFor is the digest node must run for p now; "" while there is none.
+func digestFor(p *v1alpha1.BpfProgram, node string) string {
+	return rollout.DigestForNode(p, node)
+}
+
+// holdReason maps a Desired.Hold error to the ProgramState reason that
+// explains it.
+func holdReason(err error) string {
+	switch {
+	case errors.Is(err, errWaitingForDigest):
+		return v1alpha1.ReasonWaitingForWave
+	case errors.Is(err, bundles.ErrUnsigned),
+		errors.Is(err, bundles.ErrSignatureMismatch),
+		errors.Is(err, bundles.ErrNoTrustPolicy),
+		errors.Is(err, bundles.ErrProgramTypeDenied):
+		return v1alpha1.ReasonVerifyFailed
+	default:
+		return v1alpha1.ReasonPullFailed
+	}
+}
+
+// transientHold tells whether retrying soon may clear a hold: the registry
+// was unreachable, as opposed to a bundle that will never verify.
+func transientHold(err error) bool {
+	return holdReason(err) == v1alpha1.ReasonPullFailed
+}
+
+// policyKey identifies the trust policies' content for the verification memo:
+// a changed policy (new key, removed image glob) forces a new verification.
+func policyKey(policies []v1alpha1.BundleTrustPolicy) string {
+	keys := make([]string, 0, len(policies))
+	for _, p := range policies {
+		keys = append(keys, fmt.Sprintf("%s/%s/%d", p.Name, p.UID, p.Generation))
+	}
+	sort.Strings(keys)
+	return fmt.Sprint(keys)
+}

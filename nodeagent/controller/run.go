@@ -1,0 +1,242 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles/cache"
+	"github.com/bpfleet/bpfleet/bundles/remote"
+	"github.com/bpfleet/bpfleet/bundles/trust"
+	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
+	"github.com/bpfleet/bpfleet/nodeagent/metrics"
+)
+
+// Options configure one node agent.
+type Options struct {
+	// NodeName is the node the agent manages (required).
+	NodeName string
+	// BPFFSRoot is where pins live; default /sys/fs/bpf/bpfleet.
+	BPFFSRoot string
+	// StateDir holds the local records and the agent lock; default /var/lib/bpfleet.
+	StateDir string
+	// CacheDir holds pulled bundles; default <StateDir>/bundles.
+	CacheDir string
+	// NetNS is the network namespace whose interfaces are managed
+	// (/var/run/netns/x); "" means the agent's own.
+	NetNS string
+	// ResyncInterval reconciles periodically; default 30s.
+	ResyncInterval time.Duration
+	// Stats turns the kernel's run-time statistics on.
+	Stats bool
+	// StatsInterval writes fresh statistics into status this often; zero never.
+	StatsInterval time.Duration
+	// MetricsAddr serves /metrics; "0" or "" disables.
+	MetricsAddr string
+	// HealthAddr serves /healthz and /readyz; "0" or "" disables.
+	HealthAddr string
+	// Registry configures bundle pulls and signature reads.
+	Registry remote.Options
+	// VerifyTTL is how long a verified digest stands before its signature is
+	// checked again; default DefaultVerifyTTL.
+	VerifyTTL time.Duration
+	// Version is written to status.agentVersion.
+	Version string
+	// Log is the agent's logger; zero means controller-runtime's.
+	Log logr.Logger
+}
+
+func (o *Options) defaults() error {
+	if o.NodeName == "" {
+		return errNoNode
+	}
+	if o.BPFFSRoot == "" {
+		o.BPFFSRoot = "/sys/fs/bpf/bpfleet"
+	}
+	if o.StateDir == "" {
+		o.StateDir = "/var/lib/bpfleet"
+	}
+	if o.CacheDir == "" {
+		o.CacheDir = filepath.Join(o.StateDir, "bundles")
+	}
+	if o.ResyncInterval <= 0 {
+		o.ResyncInterval = 30 * time.Second
+	}
+	if o.MetricsAddr == "" {
+		o.MetricsAddr = "0"
+	}
+	if o.Log.GetSink() == nil {
+		o.Log = ctrl.Log.WithName("bpfleet-agent")
+	}
+	return nil
+}
+
+// ErrLocked is returned when another agent holds the state directory.
+var ErrLocked = errors.New("another bpfleet agent holds the state directory")
+
+// LockFile is the lock's file name in the state directory.
+const LockFile = "agent.lock"
+
+// Lock takes an exclusive lock on stateDir/agent.lock so that two agents
+// never manage the same node state; the returned function releases it.
+// Errors wrap ErrLocked when another agent (in this or another process)
+// holds it.
+func Lock(stateDir string) (unlock func(), err error) {
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state directory: %w", err)
+	}
+	path := filepath.Join(stateDir, LockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file: %w", err)
+	}
+	// flock locks belong to the open file description, so a second Lock in
+	// the same process conflicts too.
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s is locked by %s", ErrLocked, path, strings.TrimSpace(string(holder)))
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte("pid "+strconv.Itoa(os.Getpid())+"\n"), 0)
+	return func() {
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
+// Scheme returns the kinds the agent reads and writes.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// Run runs one node agent until ctx ends: it locks the state directory,
+// opens the dataplane (re-adopting what a previous agent pinned) and the
+// bundle cache, and runs a manager scoped to the node. Several agents with
+// distinct node names, state directories and bpffs roots may run in one
+// process. Stopping never detaches: pins keep the programs running.
+func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
+	if err := opts.defaults(); err != nil {
+		return err
+	}
+	unlock, err := Lock(opts.StateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	dp, err := dataplane.New(ctx, dataplane.Options{
+		BPFFSRoot: opts.BPFFSRoot,
+		StateDir:  opts.StateDir,
+		Stats:     opts.Stats,
+		Log:       opts.Log.WithName("dataplane"),
+		NetNS:     opts.NetNS,
+	})
+	if err != nil {
+		return fmt.Errorf("open dataplane: %w", err)
+	}
+	defer dp.Close()
+
+	bundleCache, err := cache.Open(opts.CacheDir, remote.New(opts.Registry))
+	if err != nil {
+		return fmt.Errorf("open bundle cache: %w", err)
+	}
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 Scheme(),
+		Logger:                 opts.Log,
+		Cache:                  CacheOptions(opts.NodeName),
+		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
+		HealthProbeBindAddress: disabled(opts.HealthAddr),
+	})
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+	if opts.HealthAddr != "" && opts.HealthAddr != "0" {
+		if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+			return fmt.Errorf("add health check: %w", err)
+		}
+		if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+			return fmt.Errorf("add ready check: %w", err)
+		}
+	}
+	unregister := metrics.Register(opts.NodeName, dp.Snapshot)
+	defer unregister()
+
+	r := &Reconciler{
+		Client:    mgr.GetClient(),
+		NodeName:  opts.NodeName,
+		Dataplane: dp,
+		Bundles:   bundleCache,
+		Verifier: &VerifyMemo{
+			Verifier: &trust.Verifier{Remote: opts.Registry, Keys: SecretKeys(mgr.GetAPIReader())},
+			TTL:      opts.VerifyTTL,
+		},
+		Recorder: mgr.GetEventRecorder("bpfleet-agent"),
+		Version:  opts.Version,
+	}
+	if err := r.SetupWithManager(mgr, Triggers{ResyncInterval: opts.ResyncInterval, StatsInterval: opts.StatsInterval}); err != nil {
+		return fmt.Errorf("set up controller: %w", err)
+	}
+	opts.Log.Info("starting node agent", "node", opts.NodeName, "bpffsRoot", opts.BPFFSRoot, "stateDir", opts.StateDir, "netns", opts.NetNS)
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("run manager: %w", err)
+	}
+	return nil
+}
+
+func disabled(addr string) string {
+	if addr == "" {
+		return "0"
+	}
+	return addr
+}
+
+// SecretKeys resolves trust-policy keys stored in Secrets with direct reads
+// (no cluster-wide Secret watch: the agent may only get them).
+func SecretKeys(reader client.Reader) trust.KeySource {
+	return func(ctx context.Context, ref v1alpha1.SecretKeyRef) ([]byte, error) {
+		var s corev1.Secret
+		if err := reader.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, &s); err != nil {
+			return nil, fmt.Errorf("get secret %s/%s: %w", ref.Namespace, ref.Name, err)
+		}
+		key := ref.Key
+		if key == "" {
+			key = "cosign.pub"
+		}
+		data, ok := s.Data[key]
+		if !ok {
+			return nil, fmt.Errorf("secret %s/%s has no key %q", ref.Namespace, ref.Name, key)
+		}
+		return data, nil
+	}
+}

@@ -1,0 +1,149 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+)
+
+// CacheOptions scope a manager's cache to what node needs: its own Node and
+// BpfNodeState (by name), and every BpfProgram and BundleTrustPolicy.
+func CacheOptions(node string) cache.Options {
+	byName := fields.OneTermEqualSelector("metadata.name", node)
+	return cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Node{}:            {Field: byName},
+			&v1alpha1.BpfNodeState{}: {Field: byName},
+		},
+	}
+}
+
+// Triggers say what else than API changes makes the node reconcile.
+type Triggers struct {
+	// ResyncInterval reconciles periodically (drift healing, interfaces);
+	// zero means 30s.
+	ResyncInterval time.Duration
+	// StatsInterval refreshes run-time statistics in status; zero never does.
+	StatsInterval time.Duration
+}
+
+// SetupWithManager registers the reconciler: every event maps to the one
+// node key. The manager's cache must be scoped with CacheOptions.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, t Triggers) error {
+	if r.NodeName == "" {
+		return errNoNode
+	}
+	if t.ResyncInterval <= 0 {
+		t.ResyncInterval = 30 * time.Second
+	}
+	key := reconcile.Request{NamespacedName: types.NamespacedName{Name: r.NodeName}}
+	toNode := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{key}
+	})
+	ticks := make(chan event.GenericEvent, 2)
+	if err := mgr.Add(&ticker{
+		out:      ticks,
+		interval: t.ResyncInterval,
+		changes:  r.Dataplane.Changes(),
+		stats:    t.StatsInterval,
+	}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("bpfnodeagent").
+		WithOptions(controller.Options{
+			MaxConcurrentReconciles: 1,
+			// Several agents may share a process (bpfleet local, e2e).
+			SkipNameValidation: ptr.To(true),
+		}).
+		Watches(&corev1.Node{}, toNode, builder.WithPredicates(predicate.Or[client.Object](
+			predicate.LabelChangedPredicate{}, predicate.GenerationChangedPredicate{}))).
+		Watches(&v1alpha1.BpfProgram{}, toNode, builder.WithPredicates(r.programChanged())).
+		Watches(&v1alpha1.BundleTrustPolicy{}, toNode, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&v1alpha1.BpfNodeState{}, toNode).
+		WatchesRawSource(source.Channel(ticks, handler.EnqueueRequestsFromMapFunc(
+			func(_ context.Context, o client.Object) []reconcile.Request {
+				if o.GetNamespace() == statsRefreshNamespace {
+					return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: statsRefreshNamespace, Name: r.NodeName}}}
+				}
+				return []reconcile.Request{key}
+			}))).
+		Complete(r)
+}
+
+// programChanged passes BpfProgram events that can change this node's
+// desired set: creation, deletion, a new generation, new labels, or another
+// digest for this node. The operator's node counts alone do not.
+func (r *Reconciler) programChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*v1alpha1.BpfProgram)
+			n, ok2 := e.ObjectNew.(*v1alpha1.BpfProgram)
+			if !ok1 || !ok2 {
+				return true
+			}
+			return o.Generation != n.Generation ||
+				!n.DeletionTimestamp.IsZero() ||
+				digestFor(o, r.NodeName) != digestFor(n, r.NodeName)
+		},
+	}
+}
+
+// ticker turns the resync interval, the stats interval and the dataplane's
+// interface changes into generic events. An event in statsRefreshNamespace
+// asks for a statistics refresh.
+type ticker struct {
+	out      chan<- event.GenericEvent
+	interval time.Duration
+	stats    time.Duration
+	changes  <-chan struct{}
+}
+
+func (t *ticker) Start(ctx context.Context) error {
+	resync := time.NewTicker(t.interval)
+	defer resync.Stop()
+	var statsC <-chan time.Time
+	if t.stats > 0 {
+		s := time.NewTicker(t.stats)
+		defer s.Stop()
+		statsC = s.C
+	}
+	send := func(ns string) {
+		select {
+		case t.out <- event.GenericEvent{Object: &v1alpha1.BpfNodeState{ObjectMeta: metav1.ObjectMeta{Namespace: ns}}}:
+		default: // a reconcile is already queued
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-resync.C:
+			send("")
+		case <-statsC:
+			send(statsRefreshNamespace)
+		case <-t.changes:
+			send("")
+		}
+	}
+}
+
+var _ manager.Runnable = (*ticker)(nil)

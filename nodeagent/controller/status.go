@@ -1,0 +1,152 @@
+package controller
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+)
+
+// nodeStatus builds the status the node reports now from the dataplane's
+// states. Fields that only move with time (run-time statistics, the
+// verification time of a digest already reported) are carried over from prev
+// unless withStats asks for fresh statistics, so that an idle node computes
+// exactly the status it already has.
+func (r *Reconciler) nodeStatus(prev v1alpha1.BpfNodeStateStatus, states []v1alpha1.ProgramState, verified map[types.UID]time.Time, withStats bool) v1alpha1.BpfNodeStateStatus {
+	old := map[string]v1alpha1.ProgramState{}
+	for _, s := range prev.Programs {
+		old[entryKey(s)] = s
+	}
+	programs := make([]v1alpha1.ProgramState, 0, len(states))
+	for _, s := range states {
+		s := *s.DeepCopy()
+		o, had := old[entryKey(s)]
+		if at, ok := verified[s.UID]; ok && s.Digest != "" {
+			if had && o.VerifiedAt != nil && o.Digest == s.Digest {
+				s.VerifiedAt = o.VerifiedAt
+			} else {
+				t := metav1.NewTime(at.Truncate(time.Second))
+				s.VerifiedAt = &t
+			}
+		}
+		if !withStats {
+			if had && o.ID == s.ID {
+				s.RunCount, s.RunTimeNs, s.NsPerRun = o.RunCount, o.RunTimeNs, o.NsPerRun
+			} else {
+				s.RunCount, s.RunTimeNs, s.NsPerRun = 0, 0, 0
+			}
+		}
+		switch {
+		case had && o.ID == s.ID && s.ID != 0 && o.LoadedAt != nil && s.LoadedAt != nil:
+			// The same kernel program: its load time is derived from the
+			// boot time and may wobble by a second between reads.
+			s.LoadedAt = o.LoadedAt
+		case s.LoadedAt != nil:
+			t := metav1.NewTime(s.LoadedAt.Truncate(time.Second))
+			s.LoadedAt = &t
+		}
+		programs = append(programs, s)
+	}
+	sort.SliceStable(programs, func(i, j int) bool { return entryKey(programs[i]) < entryKey(programs[j]) })
+
+	next := v1alpha1.BpfNodeStateStatus{
+		Kernel:       r.Dataplane.Kernel(),
+		Features:     r.Dataplane.Features(),
+		Programs:     programs,
+		Summary:      summarize(programs),
+		Unmanaged:    prev.Unmanaged,
+		AgentVersion: r.Version,
+		Conditions:   append([]metav1.Condition(nil), prev.Conditions...),
+	}
+	sort.Slice(next.Features, func(i, j int) bool { return next.Features[i].Name < next.Features[j].Name })
+	setReadyCondition(&next)
+	return next
+}
+
+// entryKey identifies one program entry: BpfProgram uid, program, attach point.
+func entryKey(s v1alpha1.ProgramState) string {
+	return fmt.Sprintf("%s\x00%s\x00%s\x00%s", s.BpfProgram, s.UID, s.Program, s.AttachPoint)
+}
+
+func summarize(programs []v1alpha1.ProgramState) v1alpha1.NodeSummary {
+	sum := v1alpha1.NodeSummary{Programs: int32(len(programs))}
+	for _, s := range programs {
+		switch s.State {
+		case v1alpha1.PhaseAttached:
+			sum.Attached++
+		case v1alpha1.PhaseFailed:
+			sum.Failed++
+		}
+	}
+	return sum
+}
+
+// setReadyCondition: Ready is True when every entry is Attached at its
+// desired digest with nothing held; otherwise False with the first failing
+// (else first waiting) entry's reason.
+func setReadyCondition(st *v1alpha1.BpfNodeStateStatus) {
+	cond := metav1.Condition{
+		Type:    v1alpha1.ConditionReady,
+		Status:  metav1.ConditionTrue,
+		Reason:  v1alpha1.ReasonAllAttached,
+		Message: fmt.Sprintf("%d program entries attached", st.Summary.Attached),
+	}
+	var failed, waiting *v1alpha1.ProgramState
+	nWaiting := 0
+	for i := range st.Programs {
+		s := &st.Programs[i]
+		switch {
+		case s.State == v1alpha1.PhaseFailed:
+			if failed == nil {
+				failed = s
+			}
+		case s.State != v1alpha1.PhaseAttached || (s.Reason != "" && s.Reason != v1alpha1.ReasonAttached):
+			nWaiting++
+			if waiting == nil {
+				waiting = s
+			}
+		}
+	}
+	switch {
+	case failed != nil:
+		cond.Status = metav1.ConditionFalse
+		cond.Reason = failed.Reason
+		cond.Message = fmt.Sprintf("%d of %d program entries failed; first: %s/%s: %s",
+			st.Summary.Failed, st.Summary.Programs, failed.BpfProgram, failed.Program, failed.Message)
+	case waiting != nil:
+		cond.Status = metav1.ConditionFalse
+		cond.Reason = waiting.Reason
+		cond.Message = fmt.Sprintf("%d of %d program entries not at their desired digest yet; first: %s/%s: %s",
+			nWaiting, st.Summary.Programs, waiting.BpfProgram, waiting.Program, waiting.Message)
+	}
+	if cond.Reason == "" {
+		cond.Reason = string(v1alpha1.PhasePending)
+	}
+	cond.Message = truncate(cond.Message, 1024)
+	meta.SetStatusCondition(&st.Conditions, cond)
+}
+
+// statusEqual compares two statuses semantically: condition transition times
+// are ignored, and run-time statistics unless withStats.
+func statusEqual(a, b v1alpha1.BpfNodeStateStatus, withStats bool) bool {
+	a, b = *a.DeepCopy(), *b.DeepCopy()
+	for _, st := range []*v1alpha1.BpfNodeStateStatus{&a, &b} {
+		for i := range st.Conditions {
+			st.Conditions[i].LastTransitionTime = metav1.Time{}
+			st.Conditions[i].ObservedGeneration = 0
+		}
+		if !withStats {
+			for i := range st.Programs {
+				p := &st.Programs[i]
+				p.RunCount, p.RunTimeNs, p.NsPerRun = 0, 0, 0
+			}
+		}
+	}
+	return equality.Semantic.DeepEqual(a, b)
+}
