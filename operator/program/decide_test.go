@@ -1,0 +1,409 @@
+package program
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/bpfleet/bpfleet/api/rollout"
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+)
+
+const (
+	dOld = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+	dNew = "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+	uid  = types.UID("prog-uid")
+)
+
+var t0 = time.Date(2026, 11, 22, 5, 0, 0, 0, time.UTC)
+
+func testProgram(strategy v1alpha1.RolloutStrategy, r *v1alpha1.RolloutStatus) *v1alpha1.BpfProgram {
+	return &v1alpha1.BpfProgram{
+		ObjectMeta: metav1.ObjectMeta{Name: "p", UID: uid},
+		Spec: v1alpha1.BpfProgramSpec{
+			Programs: []v1alpha1.ProgramAttachment{
+				{Name: "xdp_filter", XDP: &v1alpha1.XDPAttach{}},
+				{Name: "on_exec", Tracepoint: &v1alpha1.TracepointAttach{Group: "sched", Name: "sched_process_exec"}},
+			},
+			Rollout: v1alpha1.RolloutSpec{Strategy: strategy, Waves: []int32{10, 50, 100}, PauseSeconds: 60, MaxFailedNodes: 1},
+		},
+		Status: v1alpha1.BpfProgramStatus{Rollout: r},
+	}
+}
+
+// report builds a node state reporting every program of the test program at
+// digest in state phase (Failed entries carry VerifierRejected).
+func report(node, release, digest string, phase v1alpha1.ProgramPhase) *v1alpha1.BpfNodeState {
+	s := &v1alpha1.BpfNodeState{ObjectMeta: metav1.ObjectMeta{Name: node}}
+	s.Status.Kernel.Release = release
+	for _, prog := range []string{"xdp_filter", "on_exec"} {
+		e := v1alpha1.ProgramState{BpfProgram: "p", UID: uid, Digest: digest, Program: prog, State: phase}
+		if phase == v1alpha1.PhaseFailed {
+			e.Reason, e.Message = v1alpha1.ReasonVerifierRejected, "R1 invalid mem access"
+		}
+		s.Status.Programs = append(s.Status.Programs, e)
+	}
+	return s
+}
+
+// fleet is 20 nodes, node-00..node-19, with their wave for waves [10,50,100].
+type fleet struct {
+	names []string
+	wave  map[string]int32
+}
+
+func newFleet() fleet {
+	f := fleet{wave: map[string]int32{}}
+	for i := range 20 {
+		n := fmt.Sprintf("node-%02d", i)
+		f.names = append(f.names, n)
+		f.wave[n] = rollout.WaveOf(rollout.Bucket(n, uid), []int32{10, 50, 100})
+	}
+	return f
+}
+
+// views reports, for each node, digest attached when in(wave) says so, with
+// override per node name.
+func (f fleet) views(state func(name string, wave int32) *v1alpha1.BpfNodeState) []NodeView {
+	var out []NodeView
+	for _, n := range f.names {
+		out = append(out, NodeView{Name: n, State: state(n, f.wave[n])})
+	}
+	return out
+}
+
+func (f fleet) inWave(w int32) []string {
+	var out []string
+	for _, n := range f.names {
+		if f.wave[n] == w {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func TestFleetCoversEveryWave(t *testing.T) {
+	f := newFleet()
+	for w := range int32(3) {
+		if len(f.inWave(w)) == 0 {
+			t.Fatalf("no node of 20 in wave %d; the rollout tests need one", w)
+		}
+	}
+}
+
+func TestDecideRollout(t *testing.T) {
+	f := newFleet()
+	firstWave := f.inWave(0)
+	attachedUpTo := func(digest string, upTo int32, old string) func(string, int32) *v1alpha1.BpfNodeState {
+		return func(n string, w int32) *v1alpha1.BpfNodeState {
+			if w <= upTo {
+				return report(n, "6.18", digest, v1alpha1.PhaseAttached)
+			}
+			if old != "" {
+				return report(n, "6.18", old, v1alpha1.PhaseAttached)
+			}
+			return nil
+		}
+	}
+	startedAt := metav1.NewTime(t0.Add(-time.Minute))
+	pauseEnds := metav1.NewTime(t0.Add(30 * time.Second))
+	pauseEnded := metav1.NewTime(t0.Add(-time.Second))
+
+	tests := []struct {
+		name     string
+		strategy v1alpha1.RolloutStrategy
+		// current is status.rollout before the decision.
+		current *v1alpha1.RolloutStatus
+		// verified is the digest admitted for the current generation.
+		verified string
+		// paused is whether the RolledOut condition says RolloutPaused.
+		paused bool
+		// nodes reports each node's state by name and wave.
+		nodes func(string, int32) *v1alpha1.BpfNodeState
+		// want* are the expected decision.
+		wantTarget, wantStable string
+		wantWave               int32
+		wantHalted             bool
+		wantReason             string
+		wantRequeue            time.Duration
+		wantEvents             []string
+	}{
+		{
+			name:       "nothing verified: no rollout",
+			nodes:      attachedUpTo("", -1, ""),
+			wantReason: v1alpha1.ReasonWaitingForBundle,
+		},
+		{
+			name:       "first verified digest starts wave 0 from nothing",
+			strategy:   v1alpha1.RolloutWaves,
+			verified:   dNew,
+			nodes:      attachedUpTo("", -1, ""),
+			wantTarget: dNew, wantWave: 0,
+			wantReason: v1alpha1.ReasonRolloutInProgress,
+			wantEvents: []string{"RolloutStarted"},
+		},
+		{
+			name:       "new digest rolls from the stable one",
+			strategy:   v1alpha1.RolloutWaves,
+			current:    &v1alpha1.RolloutStatus{TargetDigest: dOld, StableDigest: dOld, Wave: 2},
+			verified:   dNew,
+			nodes:      attachedUpTo(dOld, 2, ""),
+			wantTarget: dNew, wantStable: dOld, wantWave: 0,
+			wantReason: v1alpha1.ReasonRolloutInProgress,
+			wantEvents: []string{"RolloutStarted"},
+		},
+		{
+			name:       "wave 0 complete: pause starts, requeue after pauseSeconds",
+			strategy:   v1alpha1.RolloutWaves,
+			current:    &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld, WaveStartedAt: &startedAt},
+			verified:   dNew,
+			nodes:      attachedUpTo(dNew, 0, dOld),
+			wantTarget: dNew, wantStable: dOld, wantWave: 0,
+			wantReason:  v1alpha1.ReasonRolloutPaused,
+			wantRequeue: time.Minute,
+			wantEvents:  []string{"WaveCompleted"},
+		},
+		{
+			name:       "paused, 30s left: wait, no event again",
+			strategy:   v1alpha1.RolloutWaves,
+			current:    &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld, WaveStartedAt: &pauseEnds},
+			verified:   dNew,
+			paused:     true,
+			nodes:      attachedUpTo(dNew, 0, dOld),
+			wantTarget: dNew, wantStable: dOld, wantWave: 0,
+			wantReason:  v1alpha1.ReasonRolloutPaused,
+			wantRequeue: 30 * time.Second,
+		},
+		{
+			name:       "pause over: wave 1 begins",
+			strategy:   v1alpha1.RolloutWaves,
+			current:    &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld, WaveStartedAt: &pauseEnded},
+			verified:   dNew,
+			paused:     true,
+			nodes:      attachedUpTo(dNew, 0, dOld),
+			wantTarget: dNew, wantStable: dOld, wantWave: 1,
+			wantReason: v1alpha1.ReasonRolloutInProgress,
+		},
+		{
+			name:       "last wave complete: target becomes stable",
+			strategy:   v1alpha1.RolloutWaves,
+			current:    &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld, Wave: 2, WaveStartedAt: &startedAt},
+			verified:   dNew,
+			nodes:      attachedUpTo(dNew, 2, ""),
+			wantTarget: dNew, wantStable: dNew, wantWave: 2,
+			wantReason: v1alpha1.ReasonRolloutComplete,
+			wantEvents: []string{"WaveCompleted", "RolloutComplete"},
+		},
+		{
+			name:     "two failures in wave 1 exceed maxFailedNodes 1: halt and roll back",
+			strategy: v1alpha1.RolloutWaves,
+			current:  &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld, Wave: 1, WaveStartedAt: &startedAt},
+			verified: dNew,
+			nodes: func(n string, w int32) *v1alpha1.BpfNodeState {
+				if w == 1 {
+					return report(n, "5.15", dNew, v1alpha1.PhaseFailed)
+				}
+				return report(n, "6.18", dOld, v1alpha1.PhaseAttached)
+			},
+			wantTarget: dNew, wantStable: dOld, wantWave: 1, wantHalted: true,
+			wantReason: v1alpha1.ReasonRolledBack,
+			wantEvents: []string{"RolloutHalted", "RolledBack"},
+		},
+		{
+			name:     "one failure within maxFailedNodes counts as done",
+			strategy: v1alpha1.RolloutWaves,
+			current:  &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld, Wave: 0, WaveStartedAt: &startedAt},
+			verified: dNew,
+			nodes: func(n string, w int32) *v1alpha1.BpfNodeState {
+				if n == firstWave[0] {
+					return report(n, "5.15", dNew, v1alpha1.PhaseFailed)
+				}
+				return attachedUpTo(dNew, 0, dOld)(n, w)
+			},
+			wantTarget: dNew, wantStable: dOld, wantWave: 0,
+			wantReason:  v1alpha1.ReasonRolloutPaused,
+			wantRequeue: time.Minute,
+			wantEvents:  []string{"WaveCompleted"},
+		},
+		{
+			name:       "halted rollout stays halted for the same digest",
+			strategy:   v1alpha1.RolloutWaves,
+			current:    &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld, Wave: 1, HaltedReason: "2 node(s) failed"},
+			verified:   dNew,
+			nodes:      attachedUpTo(dOld, 2, ""),
+			wantTarget: dNew, wantStable: dOld, wantWave: 1, wantHalted: true,
+			wantReason: v1alpha1.ReasonRolledBack,
+		},
+		{
+			name:       "refused new digest (verified empty) keeps the rollout as is",
+			strategy:   v1alpha1.RolloutWaves,
+			current:    &v1alpha1.RolloutStatus{TargetDigest: dOld, StableDigest: dOld, Wave: 2},
+			verified:   "",
+			nodes:      attachedUpTo(dOld, 2, ""),
+			wantTarget: dOld, wantStable: dOld, wantWave: 2,
+			wantReason: v1alpha1.ReasonRolloutComplete,
+		},
+		{
+			name:       "AllAtOnce: one wave, completes when every node attached",
+			strategy:   v1alpha1.RolloutAllAtOnce,
+			current:    &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld, WaveStartedAt: &startedAt},
+			verified:   dNew,
+			nodes:      attachedUpTo(dNew, 2, ""),
+			wantTarget: dNew, wantStable: dNew, wantWave: 0,
+			wantReason: v1alpha1.ReasonRolloutComplete,
+			wantEvents: []string{"WaveCompleted", "RolloutComplete"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := testProgram(tt.strategy, tt.current)
+			before := p.DeepCopy()
+			d := DecideRollout(RolloutInput{Now: t0, Program: p, Verified: tt.verified, Paused: tt.paused, Nodes: f.views(tt.nodes)})
+			if tt.current != nil && !equalRollout(before.Status.Rollout, p.Status.Rollout) {
+				t.Fatal("DecideRollout modified its input")
+			}
+			if d.RolledOut.Reason != tt.wantReason {
+				t.Errorf("RolledOut reason %s (%s), want %s", d.RolledOut.Reason, d.RolledOut.Message, tt.wantReason)
+			}
+			if d.RequeueAfter != tt.wantRequeue {
+				t.Errorf("requeue after %s, want %s", d.RequeueAfter, tt.wantRequeue)
+			}
+			var events []string
+			for _, e := range d.Events {
+				events = append(events, e.Reason)
+			}
+			if strings.Join(events, ",") != strings.Join(tt.wantEvents, ",") {
+				t.Errorf("events %v, want %v", events, tt.wantEvents)
+			}
+			r := d.Rollout
+			if tt.wantTarget == "" {
+				if r != nil {
+					t.Fatalf("rollout %+v, want none", r)
+				}
+				return
+			}
+			if r.TargetDigest != tt.wantTarget || r.StableDigest != tt.wantStable || r.Wave != tt.wantWave || (r.HaltedReason != "") != tt.wantHalted {
+				t.Errorf("rollout target %s stable %s wave %d halted %q; want %s %s %d halted=%v",
+					short(r.TargetDigest), short(r.StableDigest), r.Wave, r.HaltedReason, short(tt.wantTarget), short(tt.wantStable), tt.wantWave, tt.wantHalted)
+			}
+			if tt.wantHalted && tt.current.HaltedReason == "" {
+				// The reason names the first five failed nodes with their reasons.
+				for _, n := range firstN(f.inWave(1), 5) {
+					if !strings.Contains(r.HaltedReason, n+" (xdp_filter: VerifierRejected") {
+						t.Errorf("halted reason %q does not name failed node %s", r.HaltedReason, n)
+					}
+				}
+				if len(r.FailedNodes) != len(f.inWave(1)) {
+					t.Errorf("failedNodes %v, want the %d nodes of wave 1", r.FailedNodes, len(f.inWave(1)))
+				}
+			}
+		})
+	}
+}
+
+func equalRollout(a, b *v1alpha1.RolloutStatus) bool {
+	return fmt.Sprintf("%+v", a) == fmt.Sprintf("%+v", b)
+}
+
+func TestSummarize(t *testing.T) {
+	p := testProgram(v1alpha1.RolloutAllAtOnce, &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dNew})
+	partial := report("n4", "6.18", dNew, v1alpha1.PhaseAttached)
+	partial.Status.Programs[1].State = v1alpha1.PhaseLoading
+	other := report("n6", "6.18", dNew, v1alpha1.PhaseAttached)
+	for i := range other.Status.Programs {
+		other.Status.Programs[i].UID = "another-program"
+	}
+	nodes := []NodeView{
+		{Name: "n1", State: report("n1", "6.18", dNew, v1alpha1.PhaseAttached)},
+		{Name: "n2", State: report("n2", "5.15", dNew, v1alpha1.PhaseFailed)},
+		{Name: "n3", State: report("n3", "6.18", dOld, v1alpha1.PhaseAttached)}, // older digest: pending
+		{Name: "n4", State: partial},                                             // one program still loading: pending
+		{Name: "n5"},                                                             // no BpfNodeState: pending
+		{Name: "n6", State: other},                                               // reports another program only: pending
+		{Name: "n7", State: report("n7", "5.15", dNew, v1alpha1.PhaseAttached)},
+	}
+	s := Summarize(SummaryInput{Program: p, Nodes: nodes})
+	want := v1alpha1.NodeCounts{Selected: 7, Attached: 2, Failed: 1, Pending: 4, Summary: "2/7"}
+	if s.Counts != want {
+		t.Errorf("counts %+v, want %+v", s.Counts, want)
+	}
+	wantKernels := []v1alpha1.KernelCompatibility{
+		{Release: "5.15", Attached: 1, Failed: 1, FirstFailure: "xdp_filter: VerifierRejected: R1 invalid mem access"},
+		{Release: "6.18", Attached: 1},
+	}
+	if fmt.Sprint(s.Kernels) != fmt.Sprint(wantKernels) {
+		t.Errorf("kernels %+v, want %+v", s.Kernels, wantKernels)
+	}
+	if len(s.Failures) != 1 || !strings.HasPrefix(s.Failures[0], "n2: xdp_filter: VerifierRejected") {
+		t.Errorf("failures %q", s.Failures)
+	}
+}
+
+func TestDecideReady(t *testing.T) {
+	complete := &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dNew}
+	tests := []struct {
+		name    string
+		rollout *v1alpha1.RolloutStatus
+		refused *metav1.Condition
+		counts  v1alpha1.NodeCounts
+		// wantReady and wantDegraded are the condition reasons.
+		wantReady, wantDegraded string
+		wantTrue                bool
+	}{
+		{name: "all attached", rollout: complete, counts: v1alpha1.NodeCounts{Selected: 3, Attached: 3},
+			wantReady: v1alpha1.ReasonAllAttached, wantDegraded: v1alpha1.ReasonNoFailures, wantTrue: true},
+		{name: "pending", rollout: complete, counts: v1alpha1.NodeCounts{Selected: 3, Attached: 2, Pending: 1},
+			wantReady: v1alpha1.ReasonNodesPending, wantDegraded: v1alpha1.ReasonNoFailures},
+		{name: "failed", rollout: complete, counts: v1alpha1.NodeCounts{Selected: 3, Attached: 2, Failed: 1},
+			wantReady: v1alpha1.ReasonNodesFailed, wantDegraded: v1alpha1.ReasonNodesFailed},
+		{name: "no nodes", rollout: complete,
+			wantReady: v1alpha1.ReasonNoNodesSelected, wantDegraded: v1alpha1.ReasonNoFailures},
+		{name: "nothing verified", counts: v1alpha1.NodeCounts{Selected: 3, Pending: 3},
+			wantReady: v1alpha1.ReasonWaitingForBundle, wantDegraded: v1alpha1.ReasonNoFailures},
+		{name: "new bundle refused while the old one runs", rollout: complete, counts: v1alpha1.NodeCounts{Selected: 3, Attached: 3},
+			refused:   &metav1.Condition{Type: v1alpha1.ConditionSignatureVerified, Reason: v1alpha1.ReasonUnsigned, Message: "not signed"},
+			wantReady: v1alpha1.ReasonUnsigned, wantDegraded: v1alpha1.ReasonNoFailures},
+		{name: "halted", rollout: &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld, HaltedReason: "x"}, counts: v1alpha1.NodeCounts{Selected: 3, Attached: 3},
+			wantReady: v1alpha1.ReasonRolloutHalted, wantDegraded: v1alpha1.ReasonRolloutHalted},
+		{name: "in progress", rollout: &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld}, counts: v1alpha1.NodeCounts{Selected: 3, Attached: 3},
+			wantReady: v1alpha1.ReasonRolloutInProgress, wantDegraded: v1alpha1.ReasonNoFailures},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ready, degraded := DecideReady(ReadyInput{Rollout: tt.rollout, Refused: tt.refused, Summary: Summary{Counts: tt.counts}})
+			if ready.Reason != tt.wantReady || degraded.Reason != tt.wantDegraded || (ready.Status == metav1.ConditionTrue) != tt.wantTrue {
+				t.Errorf("ready %s/%s degraded %s; want %s (true=%v) / %s", ready.Status, ready.Reason, degraded.Reason, tt.wantReady, tt.wantTrue, tt.wantDegraded)
+			}
+		})
+	}
+}
+
+func TestCompatible(t *testing.T) {
+	tests := []struct {
+		kind, progType string
+		want           bool
+	}{
+		{"xdp", "xdp", true},
+		{"tc", "sched_cls", true},
+		{"tc", "xdp", false},
+		{"tracepoint", "tracepoint", true},
+		{"rawTracepoint", "raw_tracepoint", true},
+		{"rawTracepoint", "tracing", true},
+		{"fentry", "tracing", true},
+		{"fexit", "kprobe", false},
+		{"kprobe", "kprobe", true},
+		{"uprobe", "kprobe", true},
+		{"cgroup", "cgroup_skb", true},
+		{"cgroup", "cgroup_sock_addr", true},
+		{"xdp", "sched_cls", false},
+	}
+	for _, tt := range tests {
+		if got := Compatible(tt.kind, tt.progType); got != tt.want {
+			t.Errorf("Compatible(%s, %s) = %v, want %v", tt.kind, tt.progType, got, tt.want)
+		}
+	}
+}
