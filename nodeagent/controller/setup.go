@@ -30,7 +30,7 @@ func CacheOptions(node string) cache.Options {
 	byName := fields.OneTermEqualSelector("metadata.name", node)
 	return cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Node{}:            {Field: byName},
+			&corev1.Node{}:           {Field: byName},
 			&v1alpha1.BpfNodeState{}: {Field: byName},
 		},
 	}

@@ -1,0 +1,70 @@
+// Command bpfleet-agent is the per-node agent: it keeps the node's eBPF
+// programs as the cluster's BpfPrograms declare them and reports them in the
+// node's BpfNodeState. Wiring only; the work is in nodeagent/controller.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/bpfleet/bpfleet/bundles/remote"
+	"github.com/bpfleet/bpfleet/nodeagent/controller"
+)
+
+// version is set with -ldflags "-X main.version=…"; else the module version.
+var version = ""
+
+func main() {
+	var opts controller.Options
+	flag.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "Name of this node (default $NODE_NAME).")
+	flag.StringVar(&opts.BPFFSRoot, "bpffs-root", "/sys/fs/bpf/bpfleet", "bpffs directory holding the agent's pins.")
+	flag.StringVar(&opts.StateDir, "state-dir", "/var/lib/bpfleet", "Directory for local records and the agent lock.")
+	flag.StringVar(&opts.CacheDir, "cache-dir", "", "Bundle cache directory (default <state-dir>/bundles).")
+	flag.StringVar(&opts.NetNS, "netns", "", "Network namespace path whose interfaces are managed (default: the agent's own).")
+	flag.DurationVar(&opts.ResyncInterval, "resync-interval", 30*time.Second, "Periodic resync: drift healing and interface re-attachment.")
+	flag.BoolVar(&opts.Stats, "stats", false, "Turn on the kernel's run-time statistics (run count, run time per program).")
+	flag.DurationVar(&opts.StatsInterval, "stats-interval", 0, "Write fresh run-time statistics into BpfNodeState this often (0: never; metrics are always fresh).")
+	flag.DurationVar(&opts.VerifyTTL, "verify-ttl", controller.DefaultVerifyTTL, "How long a verified bundle signature stands before it is checked again.")
+	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "Address of /metrics (0 disables).")
+	flag.StringVar(&opts.HealthAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz (0 disables).")
+	flag.BoolVar(&opts.Registry.PlainHTTP, "registry-plain-http", false, "Talk plain HTTP to registries (automatic for loopback).")
+	flag.BoolVar(&opts.Registry.Insecure, "registry-insecure", false, "Allow plain HTTP and skip TLS verification for any registry.")
+	flag.StringVar(&opts.Registry.DockerConfig, "registry-config", "", "docker config.json with registry credentials.")
+	flag.DurationVar(&opts.Registry.Timeout, "registry-timeout", remote.DefaultTimeout, "Bound on each registry operation.")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	opts.Version = agentVersion()
+	opts.Log = ctrl.Log.WithName("bpfleet-agent")
+	if opts.NodeName == "" {
+		fmt.Fprintln(os.Stderr, "bpfleet-agent: --node-name or $NODE_NAME is required")
+		os.Exit(2)
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bpfleet-agent: load kubeconfig:", err)
+		os.Exit(1)
+	}
+	if err := controller.Run(ctrl.SetupSignalHandler(), cfg, opts); err != nil {
+		fmt.Fprintln(os.Stderr, "bpfleet-agent:", err)
+		os.Exit(1)
+	}
+}
+
+func agentVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
