@@ -2,16 +2,39 @@ package attach
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 )
 
-// CgroupRoot is where the cgroup v2 hierarchy is mounted.
-const CgroupRoot = "/sys/fs/cgroup"
+// CgroupRoot returns where the cgroup v2 hierarchy is mounted:
+// /sys/fs/cgroup on unified hosts, else the first cgroup2 mount (hybrid
+// hosts mount it at /sys/fs/cgroup/unified).
+var CgroupRoot = sync.OnceValue(func() string {
+	const def = "/sys/fs/cgroup"
+	var st unix.Statfs_t
+	if unix.Statfs(def, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+		return def
+	}
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return def
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[2] == "cgroup2" {
+			return f[1]
+		}
+	}
+	return def
+})
 
 // CgroupPath makes a spec's cgroup path absolute (relative paths are under
 // CgroupRoot) and clean.
@@ -19,7 +42,7 @@ func CgroupPath(p string) string {
 	if filepath.IsAbs(p) {
 		return filepath.Clean(p)
 	}
-	return filepath.Join(CgroupRoot, p)
+	return filepath.Join(CgroupRoot(), p)
 }
 
 var cgroupAttachTypes = map[v1alpha1.CgroupAttachType]ebpf.AttachType{

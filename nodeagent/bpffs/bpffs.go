@@ -59,12 +59,12 @@ func (l Layout) Program(uid types.UID, name string) string {
 
 // Map is the pin of a map.
 func (l Layout) Map(uid types.UID, name string) string {
-	return filepath.Join(l.Dir(uid), "maps", sanitize(name))
+	return filepath.Join(l.Dir(uid), "maps", escape(name))
 }
 
 // Link is the pin of the link of program at attach point.
 func (l Layout) Link(uid types.UID, program, point string) string {
-	return filepath.Join(l.Dir(uid), "links", program+"@"+url.PathEscape(point))
+	return filepath.Join(l.Dir(uid), "links", program+"@"+escape(point))
 }
 
 // ParseLink splits a link pin's file name into program and attach point.
@@ -138,9 +138,20 @@ func list(dir string) ([]string, error) {
 	return out, nil
 }
 
-// sanitize makes a map name (".rodata") a plain file name.
-func sanitize(name string) string {
-	return strings.ReplaceAll(url.PathEscape(name), ".", "%2E")
+// escape makes any string a plain pin file name: bytes other than
+// [A-Za-z0-9_-] become %XX (bpffs refuses some, e.g. in "a.test:+0x10").
+// url.PathUnescape reverses it.
+func escape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
 }
 
 // MapDir is the directory of a BpfProgram's map pins.

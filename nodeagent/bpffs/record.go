@@ -82,7 +82,9 @@ type Store struct {
 	Dir string
 }
 
-func (s Store) path(uid types.UID) string { return filepath.Join(s.Dir, "programs", string(uid)+".json") }
+func (s Store) path(uid types.UID) string {
+	return filepath.Join(s.Dir, "programs", string(uid)+".json")
+}
 
 // Get reads the record of uid; ok is false when there is none.
 func (s Store) Get(uid types.UID) (rec Record, ok bool, err error) {

@@ -262,40 +262,40 @@ func (d *Dataplane) Resync(ctx context.Context) []v1alpha1.ProgramState {
 }
 
 func (d *Dataplane) applyLocked(ctx context.Context) []v1alpha1.ProgramState {
-	net := d.interfaces()
 	want := map[types.UID]bool{}
 	for i := range d.last {
+		want[d.last[i].UID] = true
+	}
+	// Remove first: a replacement may need the hooks the removed ones hold.
+	for uid, e := range d.entries {
+		if !want[uid] {
+			d.remove(e)
+			delete(d.entries, uid)
+		}
+	}
+	// Pin directories nobody recorded (a crash between pin and record).
+	if uids, err := d.layout.UIDs(); err == nil {
+		for _, uid := range uids {
+			if !want[uid] && d.entries[uid] == nil {
+				d.log.Info("removing unrecorded pins", "uid", uid)
+				_ = d.layout.Remove(uid)
+			}
+		}
+	}
+	net := d.interfaces()
+	done := map[types.UID]bool{}
+	for i := range d.last {
 		ds := &d.last[i]
-		if want[ds.UID] {
+		if done[ds.UID] || ctx.Err() != nil {
 			continue
 		}
-		want[ds.UID] = true
-		if ctx.Err() != nil {
-			break
-		}
+		done[ds.UID] = true
 		e := d.entries[ds.UID]
 		if e == nil {
 			e = newEntry(ds.UID)
 			d.entries[ds.UID] = e
 		}
 		d.applyEntry(e, ds, net)
-	}
-	if ctx.Err() == nil {
-		for uid, e := range d.entries {
-			if !want[uid] {
-				d.remove(e)
-				delete(d.entries, uid)
-			}
-		}
-		// Pin directories nobody recorded (a crash between pin and record).
-		if uids, err := d.layout.UIDs(); err == nil {
-			for _, uid := range uids {
-				if !want[uid] && d.entries[uid] == nil {
-					d.log.Info("removing unrecorded pins", "uid", uid)
-					_ = d.layout.Remove(uid)
-				}
-			}
-		}
 	}
 	return d.snapshotLocked()
 }

@@ -9,9 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
+	"syscall" // ENOTSUPP (524) is kernel-internal, absent from x/sys/unix
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
@@ -99,7 +102,9 @@ func reasonFor(err error, def string) string {
 	switch {
 	case errors.As(err, &he):
 		return he.Reason
-	case errors.As(err, &ve):
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return v1alpha1.ReasonNotSupported
+	case errors.As(err, &ve) && hasLog(ve):
 		return v1alpha1.ReasonVerifierRejected
 	case errors.Is(err, loader.ErrInvalidConstant):
 		return v1alpha1.ReasonInvalidConstant
@@ -109,12 +114,32 @@ func reasonFor(err error, def string) string {
 		return v1alpha1.ReasonProgramNotInBundle
 	case errors.Is(err, attach.ErrTypeMismatch):
 		return v1alpha1.ReasonAttachMismatch
-	case errors.Is(err, ebpf.ErrNotSupported):
-		return v1alpha1.ReasonNotSupported
 	case errors.As(err, &re):
 		return re.reason
 	}
 	return def
+}
+
+// hasLog tells whether the verifier said anything (a refusal before the
+// verifier ran, e.g. EPERM, carries an empty log).
+func hasLog(ve *ebpf.VerifierError) bool {
+	for _, l := range ve.Log {
+		if strings.TrimSpace(l) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// loadError classifies a program load error: the kernel refusing BTF
+// tracing programs (fentry, fexit, tp_btf) outright means not supported.
+func loadError(ps *ebpf.ProgramSpec, err error) error {
+	var ve *ebpf.VerifierError
+	if ps != nil && ps.Type == ebpf.Tracing && (!errors.As(err, &ve) || !hasLog(ve)) &&
+		(errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, syscall.Errno(524))) {
+		return fmt.Errorf("kernel refuses BTF tracing programs (fentry/fexit/tp_btf): %w: %w", ebpf.ErrNotSupported, err)
+	}
+	return withReason(v1alpha1.ReasonLoadFailed, err)
 }
 
 func isNilBundle(b Bundle) bool {
@@ -267,11 +292,12 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 		}
 		p, err := loader.LoadProgram(cs, pa.Name, maps, d.cache)
 		if err != nil {
+			err = loadError(cs.Programs[pa.Name], err)
 			if running {
 				discard()
-				return withReason(v1alpha1.ReasonLoadFailed, err)
+				return err
 			}
-			progErr[pa.Name] = withReason(v1alpha1.ReasonLoadFailed, err)
+			progErr[pa.Name] = err
 			continue
 		}
 		progs[pa.Name] = p
@@ -407,7 +433,7 @@ func (d *Dataplane) loadMissing(e *entry, ds *Desired) {
 		}
 		p, err := loader.LoadProgram(cs, pa.Name, e.maps, d.cache)
 		if err != nil {
-			e.progErr[pa.Name] = withReason(v1alpha1.ReasonLoadFailed, err)
+			e.progErr[pa.Name] = loadError(cs.Programs[pa.Name], err)
 			continue
 		}
 		e.progs[pa.Name] = p
@@ -776,4 +802,3 @@ func (d *Dataplane) adopt(rec bpffs.Record) *entry {
 	}
 	return e
 }
-

@@ -13,6 +13,9 @@ import (
 const maxMessage = 2000
 
 func message(err error) string {
+	if reasonFor(err, "") != v1alpha1.ReasonVerifierRejected {
+		return truncate(err.Error())
+	}
 	if tail, ok := loader.VerifierTail(err, maxMessage-100); ok {
 		return truncate("verifier rejected the program:\n" + tail)
 	}

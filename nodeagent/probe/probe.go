@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
+	"golang.org/x/sys/unix"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 )
@@ -39,7 +40,16 @@ var (
 // ProgramType reports whether the kernel loads programs of type t (cached
 // by cilium/ebpf).
 func ProgramType(t ebpf.ProgramType) error {
-	if err := features.HaveProgramType(t); err != nil {
+	err := features.HaveProgramType(t)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrNotSupported):
+		return fmt.Errorf("program type %s: %w", t, err)
+	case errors.Is(err, unix.EPERM) && os.Geteuid() == 0:
+		// Root refused a trivial program of the type: the kernel will not
+		// run it (e.g. BTF tracing programs without trampoline support).
+		return fmt.Errorf("program type %s: %w: %w", t, ErrNotSupported, err)
+	default:
 		return fmt.Errorf("program type %s: %w", t, err)
 	}
 	return nil

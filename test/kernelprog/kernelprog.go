@@ -1,17 +1,37 @@
 // Package kernelprog holds eBPF test programs for the node agent's kernel
 // tests: one per hook kind, a UDP port filter with constants and maps, and a
-// program the verifier rejects. The object is built from src/progs.c by go
-// generate and committed, so tests need no clang.
+// program the verifier rejects, plus in-memory bundles of them. The objects
+// are built from src/progs.c by go generate and committed, so tests need no
+// clang.
 package kernelprog
 
-import _ "embed"
+import (
+	_ "embed"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/bpfleet/bpfleet/bundles/format"
+)
 
 //go:generate clang -O2 -g -Wall -Werror -target bpfel -I/usr/include/x86_64-linux-gnu -c src/progs.c -o progs_bpfel.o
+//go:generate clang -O2 -g -Wall -Werror -target bpfel -I/usr/include/x86_64-linux-gnu -DV2 -c src/progs.c -o progs_v2_bpfel.o
+//go:generate clang -O2 -g -Wall -Werror -target bpfel -I/usr/include/x86_64-linux-gnu -DBROKEN -c src/progs.c -o progs_broken_bpfel.o
 
 // Object is the little-endian ELF object with every test program.
 //
 //go:embed progs_bpfel.o
 var Object []byte
+
+// ObjectV2 is Object with a different xdp_filter (another tag): an upgrade.
+//
+//go:embed progs_v2_bpfel.o
+var ObjectV2 []byte
+
+// ObjectBroken is Object with an xdp_filter the verifier refuses: a bad release.
+//
+//go:embed progs_broken_bpfel.o
+var ObjectBroken []byte
 
 // Program names in Object.
 const (
@@ -28,3 +48,43 @@ const (
 	Fexit       = "fexit_open"      // fexit do_sys_openat2
 	XDPRejected = "xdp_bad"         // refused by the verifier
 )
+
+// Bundle is an in-memory bundle holding one object, for dataplane tests. It
+// implements the dataplane's view of a *format.Bundle.
+type Bundle struct {
+	// Digest names the bundle.
+	Digest string
+	obj    []byte
+	progs  map[string]*format.Program
+}
+
+// ObjectName is the name of the single object of a test Bundle.
+const ObjectName = "progs.o"
+
+// NewBundle returns a bundle of obj (Object, ObjectV2 or ObjectBroken) named
+// by digest, listing every program of the object.
+func NewBundle(digest string, obj []byte) (*Bundle, error) {
+	spec, err := ebpf.LoadCollectionSpecFromReader(bytesReader(obj))
+	if err != nil {
+		return nil, fmt.Errorf("parse test object: %w", err)
+	}
+	b := &Bundle{Digest: digest, obj: obj, progs: map[string]*format.Program{}}
+	for name, ps := range spec.Programs {
+		b.progs[name] = &format.Program{Name: name, Object: ObjectName, Section: ps.SectionName, License: ps.License}
+	}
+	return b, nil
+}
+
+// Object returns the object's bytes.
+func (b *Bundle) Object(name string) ([]byte, error) {
+	if name != ObjectName {
+		return nil, fmt.Errorf("bundle %s has no object %q", b.Digest, name)
+	}
+	return b.obj, nil
+}
+
+// Program returns the manifest entry of a program.
+func (b *Bundle) Program(name string) (*format.Program, bool) {
+	p, ok := b.progs[name]
+	return p, ok
+}

@@ -55,6 +55,15 @@ int xdp_filter(struct xdp_md *ctx)
 	if (ihl != 20 || p[ETH_HLEN + 9] != IPPROTO_UDP)
 		return XDP_PASS;
 	__u16 port = ((__u16)p[ETH_HLEN + 20 + 2] << 8) | p[ETH_HLEN + 20 + 3];
+#ifdef V2
+	// Version 2 counts the UDP packets it inspects too (a different tag).
+	count(0);
+#endif
+#ifdef BROKEN
+	// A broken release: reads past the bounds checked above.
+	if (p[ETH_HLEN + 200])
+		return XDP_PASS;
+#endif
 	if (bpf_map_lookup_elem(&deny, &port)) {
 		count(1);
 		return drop_action;
