@@ -52,11 +52,12 @@ var ErrPlainHTTPRefused = errors.New("plain HTTP to a non-loopback registry need
 
 // Client talks to OCI registries. It is safe for concurrent use.
 type Client struct {
-	opts   Options
-	http   *http.Client
-	cache  auth.Cache
-	creds  credentials.Store
-	credEr error
+	opts      Options
+	http      *http.Client
+	cache     auth.Cache
+	creds     credentials.Store
+	credEr    error
+	transport *http.Transport
 }
 
 // New returns a client with opts.
@@ -76,16 +77,22 @@ func New(opts Options) *Client {
 		http:  &http.Client{Transport: transport},
 		cache: auth.NewCache(),
 	}
-	var store credentials.Store
-	var err error
-	if opts.DockerConfig != "" {
-		store, err = credentials.NewStore(opts.DockerConfig, credentials.StoreOptions{})
-	} else {
-		store, err = credentials.NewStoreFromDocker(credentials.StoreOptions{})
-	}
-	c.creds, c.credEr = store, err
+	c.creds, c.credEr = opts.CredentialStore()
+	c.transport = transport
 	return c
 }
+
+// CredentialStore opens the docker config credentials opts name.
+func (o Options) CredentialStore() (credentials.Store, error) {
+	if o.DockerConfig != "" {
+		return credentials.NewStore(o.DockerConfig, credentials.StoreOptions{})
+	}
+	return credentials.NewStoreFromDocker(credentials.StoreOptions{})
+}
+
+// Transport returns the HTTP transport the client uses (timeouts and TLS
+// settings applied), for other registry libraries to share.
+func (c *Client) Transport() http.RoundTripper { return c.transport }
 
 // Options returns the options the client was made with (Timeout defaulted).
 func (c *Client) Options() Options { return c.opts }
