@@ -1,0 +1,3 @@
+package exectrace
+
+//go:generate go tool bpf2go -tags linux -cc clang -cflags "-O2 -g -Wall -Werror -I../include" -target bpfel exectrace ../src/exectrace/exectrace.c

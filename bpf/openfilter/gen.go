@@ -1,0 +1,3 @@
+package openfilter
+
+//go:generate go tool bpf2go -tags linux -cc clang -cflags "-O2 -g -Wall -Werror -I../include" -target bpfel openfilter ../src/openfilter/openfilter.c
