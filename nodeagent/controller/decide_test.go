@@ -1,0 +1,255 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles"
+	"github.com/bpfleet/bpfleet/bundles/trust"
+	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
+)
+
+func TestSelected(t *testing.T) {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"role": "edge", "zone": "a"}}}
+	now := metav1.Now()
+	prog := func(name string, sel *metav1.LabelSelector, deleting bool) v1alpha1.BpfProgram {
+		p := v1alpha1.BpfProgram{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.BpfProgramSpec{NodeSelector: sel}}
+		if deleting {
+			p.DeletionTimestamp = &now
+		}
+		return p
+	}
+	tests := []struct {
+		name    string
+		program v1alpha1.BpfProgram
+		want    bool // selected
+		wantErr bool
+	}{
+		{name: "nil selector selects every node", program: prog("a", nil, false), want: true},
+		{name: "empty selector selects every node", program: prog("b", &metav1.LabelSelector{}, false), want: true},
+		{name: "matching label", program: prog("c", &metav1.LabelSelector{MatchLabels: map[string]string{"role": "edge"}}, false), want: true},
+		{name: "other label value", program: prog("d", &metav1.LabelSelector{MatchLabels: map[string]string{"role": "core"}}, false)},
+		{name: "expression NotIn", program: prog("e", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: "zone", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"a"}}}}, false)},
+		{name: "being deleted is absent", program: prog("f", nil, true)},
+		{name: "invalid selector is left out with an error", program: prog("g", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+			{Key: "zone", Operator: "Bogus"}}}, false), wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := selected([]v1alpha1.BpfProgram{tt.program}, node)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if (len(got) == 1) != tt.want {
+				t.Fatalf("selected = %d programs, want selected=%v", len(got), tt.want)
+			}
+		})
+	}
+}
+
+func TestHoldReason(t *testing.T) {
+	tests := []struct {
+		err       error
+		reason    string
+		transient bool
+	}{
+		{err: errWaitingForDigest, reason: v1alpha1.ReasonWaitingForWave},
+		{err: fmt.Errorf("verify: %w", bundles.ErrUnsigned), reason: v1alpha1.ReasonVerifyFailed},
+		{err: fmt.Errorf("verify: %w", bundles.ErrSignatureMismatch), reason: v1alpha1.ReasonVerifyFailed},
+		{err: fmt.Errorf("verify: %w", bundles.ErrNoTrustPolicy), reason: v1alpha1.ReasonVerifyFailed},
+		{err: fmt.Errorf("check: %w", bundles.ErrProgramTypeDenied), reason: v1alpha1.ReasonVerifyFailed},
+		{err: fmt.Errorf("pull: %w", bundles.ErrRegistryUnavailable), reason: v1alpha1.ReasonPullFailed, transient: true},
+		{err: fmt.Errorf("pull: %w", bundles.ErrDigestMismatch), reason: v1alpha1.ReasonPullFailed, transient: true},
+		{err: dataplane.Hold(v1alpha1.ReasonVerifyFailed, fmt.Errorf("x: %w", bundles.ErrUnsigned)), reason: v1alpha1.ReasonVerifyFailed},
+	}
+	for _, tt := range tests {
+		if got := holdReason(tt.err); got != tt.reason {
+			t.Errorf("holdReason(%v) = %s, want %s", tt.err, got, tt.reason)
+		}
+		if got := transientHold(tt.err); got != tt.transient {
+			t.Errorf("transientHold(%v) = %v, want %v", tt.err, got, tt.transient)
+		}
+	}
+}
+
+func TestExplainHolds(t *testing.T) {
+	verifyErr := dataplane.Hold(v1alpha1.ReasonVerifyFailed, bundles.ErrSignatureMismatch)
+	pullErr := dataplane.Hold(v1alpha1.ReasonPullFailed, bundles.ErrRegistryUnavailable)
+	spec := v1alpha1.BpfProgramSpec{Programs: []v1alpha1.ProgramAttachment{{Name: "p1"}, {Name: "p2"}}}
+	tests := []struct {
+		name    string
+		states  []v1alpha1.ProgramState
+		desired []dataplane.Desired
+		want    []v1alpha1.ProgramState // State and Reason only
+	}{
+		{
+			name:    "nothing held leaves states alone",
+			states:  []v1alpha1.ProgramState{{UID: "a", State: v1alpha1.PhaseAttached, Reason: v1alpha1.ReasonAttached}},
+			desired: []dataplane.Desired{{UID: "a"}},
+			want:    []v1alpha1.ProgramState{{State: v1alpha1.PhaseAttached, Reason: v1alpha1.ReasonAttached}},
+		},
+		{
+			name:    "running program held by an outage stays Attached with the reason",
+			states:  []v1alpha1.ProgramState{{UID: "a", State: v1alpha1.PhaseAttached, Reason: v1alpha1.ReasonAttached}},
+			desired: []dataplane.Desired{{UID: "a", Hold: pullErr}},
+			want:    []v1alpha1.ProgramState{{State: v1alpha1.PhaseAttached, Reason: v1alpha1.ReasonPullFailed}},
+		},
+		{
+			name:    "never loaded and refused is Failed",
+			states:  []v1alpha1.ProgramState{{UID: "a", State: v1alpha1.PhasePending}},
+			desired: []dataplane.Desired{{UID: "a", Hold: verifyErr}},
+			want:    []v1alpha1.ProgramState{{State: v1alpha1.PhaseFailed, Reason: v1alpha1.ReasonVerifyFailed}},
+		},
+		{
+			name:    "held program the dataplane does not report gets one entry per program",
+			desired: []dataplane.Desired{{UID: "b", Spec: spec, Hold: pullErr}},
+			want: []v1alpha1.ProgramState{
+				{State: v1alpha1.PhasePending, Reason: v1alpha1.ReasonPullFailed},
+				{State: v1alpha1.PhasePending, Reason: v1alpha1.ReasonPullFailed},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := explainHolds(tt.states, tt.desired)
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %d entries, want %d: %+v", len(got), len(tt.want), got)
+			}
+			for i := range got {
+				if got[i].State != tt.want[i].State || got[i].Reason != tt.want[i].Reason {
+					t.Errorf("entry %d = %s/%s, want %s/%s", i, got[i].State, got[i].Reason, tt.want[i].State, tt.want[i].Reason)
+				}
+				if got[i].Reason != v1alpha1.ReasonAttached && got[i].Message == "" {
+					t.Errorf("entry %d has no message", i)
+				}
+			}
+		})
+	}
+}
+
+func TestSetReadyCondition(t *testing.T) {
+	attached := v1alpha1.ProgramState{BpfProgram: "a", Program: "p", State: v1alpha1.PhaseAttached, Reason: v1alpha1.ReasonAttached}
+	tests := []struct {
+		name       string
+		programs   []v1alpha1.ProgramState
+		wantStatus metav1.ConditionStatus
+		wantReason string
+	}{
+		{name: "no programs", wantStatus: metav1.ConditionTrue, wantReason: v1alpha1.ReasonAllAttached},
+		{name: "all attached", programs: []v1alpha1.ProgramState{attached, attached}, wantStatus: metav1.ConditionTrue, wantReason: v1alpha1.ReasonAllAttached},
+		{name: "held while running", programs: []v1alpha1.ProgramState{attached, {State: v1alpha1.PhaseAttached, Reason: v1alpha1.ReasonPullFailed}},
+			wantStatus: metav1.ConditionFalse, wantReason: v1alpha1.ReasonPullFailed},
+		{name: "pending without a reason", programs: []v1alpha1.ProgramState{{State: v1alpha1.PhasePending}},
+			wantStatus: metav1.ConditionFalse, wantReason: string(v1alpha1.PhasePending)},
+		{name: "failure wins over waiting", programs: []v1alpha1.ProgramState{
+			{State: v1alpha1.PhasePending, Reason: v1alpha1.ReasonWaitingForWave},
+			{State: v1alpha1.PhaseFailed, Reason: v1alpha1.ReasonVerifierRejected}},
+			wantStatus: metav1.ConditionFalse, wantReason: v1alpha1.ReasonVerifierRejected},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := &v1alpha1.BpfNodeStateStatus{Programs: tt.programs, Summary: summarize(tt.programs)}
+			setReadyCondition(st)
+			c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady)
+			if c == nil || c.Status != tt.wantStatus || c.Reason != tt.wantReason {
+				t.Fatalf("Ready = %+v, want %s/%s", c, tt.wantStatus, tt.wantReason)
+			}
+		})
+	}
+}
+
+func TestStatusEqual(t *testing.T) {
+	base := func() v1alpha1.BpfNodeStateStatus {
+		st := v1alpha1.BpfNodeStateStatus{
+			Kernel:   v1alpha1.KernelInfo{Release: "6.18", BTF: true},
+			Programs: []v1alpha1.ProgramState{{BpfProgram: "a", ID: 7, State: v1alpha1.PhaseAttached, RunCount: 10, RunTimeNs: 100}},
+		}
+		setReadyCondition(&st)
+		return st
+	}
+	tests := []struct {
+		name      string
+		mutate    func(*v1alpha1.BpfNodeStateStatus)
+		withStats bool
+		want      bool
+	}{
+		{name: "identical", mutate: func(*v1alpha1.BpfNodeStateStatus) {}, want: true},
+		{name: "condition transition time only", mutate: func(s *v1alpha1.BpfNodeStateStatus) {
+			s.Conditions[0].LastTransitionTime = metav1.NewTime(time.Unix(1, 0))
+		}, want: true},
+		{name: "stats only, not refreshing", mutate: func(s *v1alpha1.BpfNodeStateStatus) { s.Programs[0].RunCount = 99 }, want: true},
+		{name: "stats only, refreshing", mutate: func(s *v1alpha1.BpfNodeStateStatus) { s.Programs[0].RunCount = 99 }, withStats: true},
+		{name: "nil and empty lists", mutate: func(s *v1alpha1.BpfNodeStateStatus) { s.Features = []v1alpha1.Feature{} }, want: true},
+		{name: "program id", mutate: func(s *v1alpha1.BpfNodeStateStatus) { s.Programs[0].ID = 8 }},
+		{name: "kernel", mutate: func(s *v1alpha1.BpfNodeStateStatus) { s.Kernel.BootID = "x" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := base(), base()
+			tt.mutate(&b)
+			if got := statusEqual(a, b, tt.withStats); got != tt.want {
+				t.Fatalf("statusEqual = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// countingVerifier answers from a script and counts calls.
+type countingVerifier struct {
+	calls int
+	err   error
+}
+
+func (v *countingVerifier) Verify(context.Context, string, string, []v1alpha1.BundleTrustPolicy) (trust.Result, error) {
+	v.calls++
+	if v.err != nil {
+		return trust.Result{}, v.err
+	}
+	return trust.Result{Policy: "p", KeyName: "k"}, nil
+}
+
+func TestVerifyMemo(t *testing.T) {
+	ctx := context.Background()
+	now := time.Unix(1000, 0)
+	inner := &countingVerifier{}
+	m := &VerifyMemo{Verifier: inner, TTL: time.Minute, Now: func() time.Time { return now }}
+	pol := []v1alpha1.BundleTrustPolicy{{ObjectMeta: metav1.ObjectMeta{Name: "p", UID: types.UID("u"), Generation: 1}}}
+
+	if _, err := m.Verify(ctx, "r/x", "sha256:1", pol); err != nil || inner.calls != 1 {
+		t.Fatalf("first verify: %v, %d calls", err, inner.calls)
+	}
+	if _, err := m.Verify(ctx, "r/x", "sha256:1", pol); err != nil || inner.calls != 1 {
+		t.Fatalf("fresh entry should not verify again: %v, %d calls", err, inner.calls)
+	}
+	pol[0].Generation = 2
+	if _, err := m.Verify(ctx, "r/x", "sha256:1", pol); err != nil || inner.calls != 2 {
+		t.Fatalf("a changed policy must verify again: %v, %d calls", err, inner.calls)
+	}
+	now = now.Add(2 * time.Minute)
+	inner.err = fmt.Errorf("get signature: %w", bundles.ErrRegistryUnavailable)
+	v, err := m.Verify(ctx, "r/x", "sha256:1", pol)
+	if err != nil || inner.calls != 3 || v.Policy != "p" {
+		t.Fatalf("an outage after expiry keeps the earlier success: %+v, %v, %d calls", v, err, inner.calls)
+	}
+	inner.err = fmt.Errorf("verify: %w", bundles.ErrSignatureMismatch)
+	if _, err := m.Verify(ctx, "r/x", "sha256:1", pol); !errors.Is(err, bundles.ErrSignatureMismatch) {
+		t.Fatalf("a mismatch after expiry must fail, got %v", err)
+	}
+	inner.err = fmt.Errorf("get signature: %w", bundles.ErrRegistryUnavailable)
+	if _, err := m.Verify(ctx, "r/x", "sha256:1", pol); !errors.Is(err, bundles.ErrRegistryUnavailable) {
+		t.Fatalf("after a mismatch, an outage must not restore the old success, got %v", err)
+	}
+	if _, err := m.Verify(ctx, "r/x", "sha256:2", pol); err == nil {
+		t.Fatal("an unknown digest during an outage must fail")
+	}
+}
