@@ -1,0 +1,184 @@
+package trust_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles"
+	"github.com/bpfleet/bpfleet/bundles/format"
+	"github.com/bpfleet/bpfleet/bundles/remote"
+	"github.com/bpfleet/bpfleet/bundles/signing"
+	"github.com/bpfleet/bpfleet/bundles/trust"
+	"github.com/bpfleet/bpfleet/test/registry"
+	"github.com/bpfleet/bpfleet/test/registry/testbundle"
+)
+
+func policy(name string, images []string, allowUnsigned bool, keys ...v1alpha1.TrustedKey) v1alpha1.BundleTrustPolicy {
+	return v1alpha1.BundleTrustPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       v1alpha1.BundleTrustPolicySpec{Images: images, Keys: keys, AllowUnsigned: allowUnsigned},
+	}
+}
+
+func TestCovers(t *testing.T) {
+	tests := []struct {
+		glob string // policy image glob
+		repo string // bundle repository
+		want bool   // covered
+	}{
+		{glob: "registry.example.com/ebpf/*", repo: "registry.example.com/ebpf/xdp", want: true},
+		{glob: "registry.example.com/ebpf/*", repo: "registry.example.com/ebpf/team/xdp", want: false},
+		{glob: "registry.example.com/ebpf/**", repo: "registry.example.com/ebpf/team/xdp", want: true},
+		{glob: "registry.example.com/ebpf/**", repo: "registry.example.com/ebpfx/xdp", want: false},
+		{glob: "registry.example.com/ebpf/xdp", repo: "registry.example.com/ebpf/xdp:v1", want: true},
+		{glob: "registry.example.com/ebpf/xdp:v1", repo: "registry.example.com/ebpf/xdp", want: true},
+		{glob: "registry.example.com/ebpf/xdp", repo: "registry.example.com/ebpf/xdp@sha256:" + strings.Repeat("a", 64), want: true},
+		{glob: "registry.example.com/ebpf/xdp", repo: "evil.example.com/ebpf/xdp", want: false},
+		{glob: "*/ebpf/xdp", repo: "127.0.0.1:5000/ebpf/xdp", want: true},
+		{glob: "127.0.0.1:5000/*", repo: "127.0.0.1:5000/xdp", want: true},
+		{glob: "[", repo: "[", want: false}, // malformed glob never matches
+	}
+	for _, tt := range tests {
+		if got := trust.Covers(policy("p", []string{tt.glob}, false), tt.repo); got != tt.want {
+			t.Errorf("Covers(%q, %q) = %v, want %v", tt.glob, tt.repo, got, tt.want)
+		}
+	}
+}
+
+func TestCheckProgramTypes(t *testing.T) {
+	m := &format.Manifest{Programs: []format.Program{{Name: "f", Type: "xdp"}, {Name: "t", Type: "tracepoint"}}}
+	tests := []struct {
+		allowed []string // policy allow-list
+		want    error    // nil = allowed
+	}{
+		{allowed: nil},
+		{allowed: []string{"xdp", "tracepoint"}},
+		{allowed: []string{"xdp"}, want: bundles.ErrProgramTypeDenied},
+	}
+	for _, tt := range tests {
+		err := trust.CheckProgramTypes(trust.Result{Policy: "p", AllowedProgramTypes: tt.allowed}, m)
+		if !errors.Is(err, tt.want) {
+			t.Errorf("CheckProgramTypes(%v) = %v, want %v", tt.allowed, err, tt.want)
+		}
+		if tt.want != nil && !strings.Contains(err.Error(), "program t is tracepoint, policy p allows only xdp") {
+			t.Errorf("error %q does not say which program", err)
+		}
+	}
+}
+
+func TestVerify(t *testing.T) {
+	reg := registry.Start(t, registry.Options{})
+	opts := remote.Options{Timeout: 10 * time.Second}
+	ref, signedDigest := testbundle.Push(t, reg, "ebpf/xdp", "v1", testbundle.Source{Return: 2})
+	_, unsignedDigest := testbundle.Push(t, reg, "ebpf/xdp", "v2", testbundle.Source{Return: 1})
+	repo := reg.Repository("ebpf/xdp")
+	dir := t.TempDir()
+	password := []byte("pw")
+	priv, pub, err := signing.GenerateKeyPair(dir, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := signing.Sign(context.Background(), ref, priv, password, opts); err != nil {
+		t.Fatal(err)
+	}
+	pubPEM, _ := os.ReadFile(pub)
+	_, otherPub, _ := signing.GenerateKeyPair(t.TempDir(), password)
+	otherPEM, _ := os.ReadFile(otherPub)
+	fp, _ := signing.Fingerprint(pubPEM)
+
+	good := v1alpha1.TrustedKey{Name: "release", PublicKey: string(pubPEM)}
+	wrong := v1alpha1.TrustedKey{Name: "other", PublicKey: string(otherPEM)}
+	secret := v1alpha1.TrustedKey{Name: "from-secret", SecretRef: &v1alpha1.SecretKeyRef{Namespace: "bpfleet", Name: "keys"}}
+	here := []string{reg.Host + "/ebpf/*"}
+	elsewhere := []string{"registry.example.com/**"}
+	secrets := func(_ context.Context, ref v1alpha1.SecretKeyRef) ([]byte, error) {
+		if ref.Namespace == "bpfleet" && ref.Name == "keys" && ref.Key == trust.DefaultSecretKey {
+			return pubPEM, nil
+		}
+		return nil, fmt.Errorf("no secret %v", ref)
+	}
+
+	tests := []struct {
+		name     string
+		digest   string                       // bundle to verify
+		policies []v1alpha1.BundleTrustPolicy // cluster policies
+		keys     trust.KeySource              // secretRef resolver
+		want     trust.Result                 // on success
+		wantErr  error                        // sentinel on failure
+	}{
+		{name: "no policy", digest: signedDigest, wantErr: bundles.ErrNoTrustPolicy},
+		{name: "policy for another registry", digest: signedDigest, policies: []v1alpha1.BundleTrustPolicy{policy("p", elsewhere, true)}, wantErr: bundles.ErrNoTrustPolicy},
+		{name: "signed by trusted key", digest: signedDigest, policies: []v1alpha1.BundleTrustPolicy{policy("prod", here, false, wrong, good)},
+			want: trust.Result{Policy: "prod", KeyName: "release", Fingerprint: fp}},
+		{name: "wrong key", digest: signedDigest, policies: []v1alpha1.BundleTrustPolicy{policy("prod", here, false, wrong)}, wantErr: bundles.ErrSignatureMismatch},
+		{name: "unsigned", digest: unsignedDigest, policies: []v1alpha1.BundleTrustPolicy{policy("prod", here, false, good)}, wantErr: bundles.ErrUnsigned},
+		{name: "unsigned allowed", digest: unsignedDigest, policies: []v1alpha1.BundleTrustPolicy{policy("dev", here, true)},
+			want: trust.Result{Policy: "dev", Unsigned: true}},
+		{name: "signed policy wins over lenient one", digest: signedDigest,
+			policies: []v1alpha1.BundleTrustPolicy{policy("a-dev", here, true), policy("b-prod", here, false, good)},
+			want:     trust.Result{Policy: "b-prod", KeyName: "release", Fingerprint: fp}},
+		{name: "wrong key, lenient policy admits unsigned", digest: signedDigest,
+			policies: []v1alpha1.BundleTrustPolicy{policy("prod", here, false, wrong), policy("dev", here, true)},
+			want:     trust.Result{Policy: "dev", Unsigned: true}},
+		{name: "secretRef without KeySource", digest: signedDigest, policies: []v1alpha1.BundleTrustPolicy{policy("prod", here, false, secret)}, wantErr: trust.ErrSecretRefRefused},
+		{name: "secretRef with KeySource", digest: signedDigest, policies: []v1alpha1.BundleTrustPolicy{policy("prod", here, false, secret)}, keys: secrets,
+			want: trust.Result{Policy: "prod", KeyName: "from-secret", Fingerprint: fp}},
+		{name: "broken policy does not hide a good one", digest: signedDigest,
+			policies: []v1alpha1.BundleTrustPolicy{policy("a", here, false, secret), policy("b", here, false, good)},
+			want:     trust.Result{Policy: "b", KeyName: "release", Fingerprint: fp}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := &trust.Verifier{Remote: opts, Keys: tt.keys}
+			got, err := v.Verify(context.Background(), repo, tt.digest, tt.policies)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Verify = %+v, %v; want %v", got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Verify: %v", err)
+			}
+			if got.Policy != tt.want.Policy || got.KeyName != tt.want.KeyName || got.Fingerprint != tt.want.Fingerprint || got.Unsigned != tt.want.Unsigned {
+				t.Fatalf("Verify = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+
+	reg.Stop()
+	v := &trust.Verifier{Remote: opts}
+	_, err = v.Verify(context.Background(), repo, signedDigest, []v1alpha1.BundleTrustPolicy{policy("prod", here, true, good)})
+	if !errors.Is(err, bundles.ErrRegistryUnavailable) {
+		t.Fatalf("Verify(registry down, allowUnsigned) = %v, want ErrRegistryUnavailable, never a silent unsigned admit", err)
+	}
+}
+
+func TestSigner(t *testing.T) {
+	r := trust.Result{Policy: "prod", KeyName: "release", Fingerprint: "SHA256:" + strings.Repeat("ab", 32)}
+	if got, want := r.Signer(), "prod/release SHA256:abababababababab…"; got != want {
+		t.Errorf("Signer() = %q, want %q", got, want)
+	}
+	if got := (trust.Result{Policy: "dev", Unsigned: true}).Signer(); got != "dev (unsigned, allowed by policy)" {
+		t.Errorf("Signer() = %q", got)
+	}
+}
+
+func ExampleCovers() {
+	p := v1alpha1.BundleTrustPolicy{Spec: v1alpha1.BundleTrustPolicySpec{
+		Images: []string{"registry.example.com/ebpf/*"},
+	}}
+	fmt.Println(trust.Covers(p, "registry.example.com/ebpf/xdp-filter"))
+	fmt.Println(trust.Covers(p, "registry.example.com/other/xdp-filter"))
+	// Output:
+	// true
+	// false
+}
