@@ -1,0 +1,743 @@
+package operator_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/bpfleet/bpfleet/api/rollout"
+	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles/remote"
+	"github.com/bpfleet/bpfleet/bundles/signing"
+	"github.com/bpfleet/bpfleet/operator"
+	"github.com/bpfleet/bpfleet/test/envtest"
+	"github.com/bpfleet/bpfleet/test/registry"
+	"github.com/bpfleet/bpfleet/test/registry/testbundle"
+)
+
+var env *envtest.Env
+
+func TestMain(m *testing.M) { os.Exit(envtest.Run(m, &env)) }
+
+var (
+	startOnce sync.Once
+	// clock drives rollout pauses; tests step it.
+	clock = clocktesting.NewFakeClock(time.Date(2026, 11, 22, 5, 0, 0, 0, time.UTC))
+)
+
+// startOperator runs the operator in this process, once for the package,
+// against the test control plane, as `bpfleet local` does.
+func startOperator(t *testing.T) {
+	t.Helper()
+	startOnce.Do(func() {
+		scheme, err := operator.Scheme()
+		if err != nil {
+			t.Fatal(err)
+		}
+		mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+			Scheme:     scheme,
+			Metrics:    metricsserver.Options{BindAddress: "0"},
+			Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		err = operator.Setup(ctx, mgr, operator.Options{Remote: remote.Options{PlainHTTP: true}, Clock: clock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			if err := mgr.Start(ctx); err != nil {
+				fmt.Fprintln(os.Stderr, "manager:", err)
+			}
+		}()
+	})
+}
+
+const password = "test-password"
+
+// keyPair generates a cosign key pair and returns the private key path and
+// the public key PEM.
+func keyPair(t *testing.T) (priv, pubPEM string) {
+	t.Helper()
+	priv, pub, err := signing.GenerateKeyPair(t.TempDir(), []byte(password))
+	if err != nil {
+		t.Fatalf("generate key pair: %v", err)
+	}
+	data, err := os.ReadFile(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv, string(data)
+}
+
+func sign(t *testing.T, ref, priv string) {
+	t.Helper()
+	if err := signing.Sign(context.Background(), ref, priv, []byte(password), remote.Options{PlainHTTP: true}); err != nil {
+		t.Fatalf("sign %s: %v", ref, err)
+	}
+}
+
+// trustPolicy creates a policy trusting pubPEM for every repository of reg.
+func trustPolicy(t *testing.T, name string, reg *registry.Registry, pubPEM string) *v1.BundleTrustPolicy {
+	t.Helper()
+	pol := &v1.BundleTrustPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1.BundleTrustPolicySpec{
+			Images: []string{reg.Host + "/*", reg.Host + "/*/*"},
+			Keys:   []v1.TrustedKey{{Name: "test-key", PublicKey: pubPEM}},
+		},
+	}
+	create(t, pol)
+	return pol
+}
+
+func create(t *testing.T, obj client.Object) {
+	t.Helper()
+	if err := env.Client.Create(context.Background(), obj); err != nil {
+		t.Fatalf("create %T %s: %v", obj, obj.GetName(), err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), obj) })
+}
+
+// nodes creates n Nodes named prefix-NN labelled bpfleet.io/test=prefix.
+func nodes(t *testing.T, prefix string, n int) []string {
+	t.Helper()
+	var names []string
+	for i := range n {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+			Name:   fmt.Sprintf("%s-%02d", prefix, i),
+			Labels: map[string]string{"bpfleet.io/test": prefix},
+		}}
+		create(t, node)
+		names = append(names, node.Name)
+		t.Cleanup(func() {
+			_ = env.Client.Delete(context.Background(), &v1.BpfNodeState{ObjectMeta: metav1.ObjectMeta{Name: node.Name}})
+		})
+	}
+	return names
+}
+
+// program creates a BpfProgram running the test bundle's two programs on
+// the nodes labelled bpfleet.io/test=selector.
+func program(t *testing.T, name, image, selector string, mutate ...func(*v1.BpfProgram)) *v1.BpfProgram {
+	t.Helper()
+	p := &v1.BpfProgram{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1.BpfProgramSpec{
+			Bundle: v1.BundleSource{Image: image},
+			Programs: []v1.ProgramAttachment{
+				{Name: testbundle.XDPProgram, XDP: &v1.XDPAttach{Interfaces: v1.InterfaceSelector{Names: []string{"eth0"}}}},
+				{Name: testbundle.TracepointProgram, Tracepoint: &v1.TracepointAttach{Group: "syscalls", Name: "sys_enter_openat"}},
+			},
+			NodeSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"bpfleet.io/test": selector}},
+		},
+	}
+	for _, m := range mutate {
+		m(p)
+	}
+	create(t, p)
+	return p
+}
+
+// report writes node's BpfNodeState as its agent would: every program of p
+// at digest in phase, on kernel release.
+func report(t *testing.T, p *v1.BpfProgram, node, release, digest string, phase v1.ProgramPhase) {
+	t.Helper()
+	ctx := context.Background()
+	state := &v1.BpfNodeState{ObjectMeta: metav1.ObjectMeta{Name: node}}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(state), state); apierrors.IsNotFound(err) {
+		if err := env.Client.Create(ctx, state); err != nil {
+			t.Fatalf("create node state %s: %v", node, err)
+		}
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	entries := slices.DeleteFunc(state.Status.Programs, func(e v1.ProgramState) bool { return e.UID == p.UID })
+	for _, a := range p.Spec.Programs {
+		e := v1.ProgramState{BpfProgram: p.Name, UID: p.UID, Generation: p.Generation, Digest: digest, Program: a.Name, State: phase}
+		if phase == v1.PhaseFailed {
+			e.Reason, e.Message = v1.ReasonVerifierRejected, "R2 invalid mem access 'scalar'"
+		}
+		entries = append(entries, e)
+	}
+	state.Status.Programs = entries
+	state.Status.Kernel = v1.KernelInfo{Release: release, BTF: true}
+	if err := env.Client.Status().Update(ctx, state); err != nil {
+		t.Fatalf("report node state %s: %v", node, err)
+	}
+}
+
+// eventually polls f until it returns nil or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func get(t *testing.T, name string) *v1.BpfProgram {
+	t.Helper()
+	p := &v1.BpfProgram{}
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Name: name}, p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// waitCondition waits until p's condition typ has status and reason for
+// p's current generation, and returns p.
+func waitCondition(t *testing.T, name, typ string, status metav1.ConditionStatus, reason string) *v1.BpfProgram {
+	t.Helper()
+	var p *v1.BpfProgram
+	eventually(t, 30*time.Second, func() error {
+		p = get(t, name)
+		c := meta.FindStatusCondition(p.Status.Conditions, typ)
+		if c == nil || c.Status != status || c.Reason != reason || c.ObservedGeneration != p.Generation {
+			return fmt.Errorf("condition %s = %+v, want %s/%s at generation %d", typ, c, status, reason, p.Generation)
+		}
+		return nil
+	})
+	return p
+}
+
+// waitEvent waits for an Event about the named object with reason whose
+// note contains text.
+func waitEvent(t *testing.T, name, reason, text string) eventsv1.Event {
+	t.Helper()
+	var found eventsv1.Event
+	eventually(t, 30*time.Second, func() error {
+		var list eventsv1.EventList
+		if err := env.Client.List(context.Background(), &list); err != nil {
+			return err
+		}
+		var seen []string
+		for _, e := range list.Items {
+			if e.Regarding.Name != name {
+				continue
+			}
+			if e.Reason == reason && strings.Contains(e.Note, text) {
+				found = e
+				return nil
+			}
+			seen = append(seen, e.Reason+": "+e.Note)
+		}
+		return fmt.Errorf("no event %s %q about %s; have %q", reason, text, name, seen)
+	})
+	return found
+}
+
+func TestHappyPath(t *testing.T) {
+	startOperator(t)
+	reg := registry.Start(t, registry.Options{})
+	priv, pub := keyPair(t)
+	ref, digest := testbundle.Push(t, reg, "ebpf/happy", "v1", testbundle.Source{})
+	sign(t, ref, priv)
+	trustPolicy(t, "happy", reg, pub)
+	names := nodes(t, "happy", 3)
+	p := program(t, "happy", ref, "happy")
+
+	p = waitCondition(t, "happy", v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonVerified)
+	if p.Status.ResolvedDigest != digest || p.Status.ShortDigest != strings.TrimPrefix(digest, "sha256:")[:12] {
+		t.Errorf("resolved %s (%s), want %s", p.Status.ResolvedDigest, p.Status.ShortDigest, digest)
+	}
+	if p.Status.ResolvedImage != reg.Repository("ebpf/happy") || p.Status.AttachTypes != "xdp,tracepoint" {
+		t.Errorf("resolvedImage %q attachTypes %q", p.Status.ResolvedImage, p.Status.AttachTypes)
+	}
+	if !strings.Contains(p.Status.Signer, "happy") {
+		t.Errorf("signer %q does not name the policy", p.Status.Signer)
+	}
+	waitEvent(t, "happy", v1.ReasonVerified, "")
+	p = waitCondition(t, "happy", v1.ConditionReady, metav1.ConditionFalse, v1.ReasonNodesPending)
+	if p.Status.Nodes != (v1.NodeCounts{Selected: 3, Pending: 3, Summary: "0/3"}) {
+		t.Errorf("nodes %+v before any report", p.Status.Nodes)
+	}
+	for _, n := range names {
+		if got := rollout.DigestForNode(p, n); got != digest {
+			t.Fatalf("node %s told to run %q, want %s", n, got, digest)
+		}
+	}
+
+	// Agents report, one after the other; counts track them.
+	report(t, p, names[0], "6.18.0", digest, v1.PhaseAttached)
+	eventually(t, 30*time.Second, func() error {
+		if got := get(t, "happy").Status.Nodes.Summary; got != "1/3" {
+			return fmt.Errorf("summary %q, want 1/3", got)
+		}
+		return nil
+	})
+	report(t, p, names[1], "6.18.0", digest, v1.PhaseAttached)
+	report(t, p, names[2], "6.1.0", digest, v1.PhaseAttached)
+	p = waitCondition(t, "happy", v1.ConditionReady, metav1.ConditionTrue, v1.ReasonAllAttached)
+	if p.Status.Nodes != (v1.NodeCounts{Selected: 3, Attached: 3, Summary: "3/3"}) {
+		t.Errorf("nodes %+v", p.Status.Nodes)
+	}
+	wantKernels := []v1.KernelCompatibility{{Release: "6.1.0", Attached: 1}, {Release: "6.18.0", Attached: 2}}
+	if fmt.Sprint(p.Status.Kernels) != fmt.Sprint(wantKernels) {
+		t.Errorf("kernels %+v, want %+v", p.Status.Kernels, wantKernels)
+	}
+	if !meta.IsStatusConditionTrue(p.Status.Conditions, v1.ConditionRolledOut) {
+		t.Errorf("RolledOut not True: %+v", p.Status.Conditions)
+	}
+
+	// A node fails: Degraded, with the verifier's reason per kernel.
+	report(t, p, names[2], "6.1.0", digest, v1.PhaseFailed)
+	p = waitCondition(t, "happy", v1.ConditionDegraded, metav1.ConditionTrue, v1.ReasonNodesFailed)
+	if p.Status.Nodes.Failed != 1 || p.Status.Nodes.Attached != 2 {
+		t.Errorf("nodes %+v", p.Status.Nodes)
+	}
+	if k := p.Status.Kernels[0]; k.Release != "6.1.0" || k.Failed != 1 || !strings.Contains(k.FirstFailure, v1.ReasonVerifierRejected) {
+		t.Errorf("kernel 6.1.0 %+v", k)
+	}
+	waitEvent(t, "happy", v1.ReasonNodesFailed, names[2])
+}
+
+func TestRefusedBundles(t *testing.T) {
+	startOperator(t)
+	reg := registry.Start(t, registry.Options{})
+	priv, pub := keyPair(t)
+	otherPriv, _ := keyPair(t)
+	trustPolicy(t, "refused", reg, pub)
+	names := nodes(t, "refused", 1)
+
+	signedRef, _ := testbundle.Push(t, reg, "ebpf/signed", "v1", testbundle.Source{})
+	sign(t, signedRef, priv)
+	unsignedRef, _ := testbundle.Push(t, reg, "ebpf/unsigned", "v1", testbundle.Source{Return: 1})
+	wrongKeyRef, _ := testbundle.Push(t, reg, "ebpf/wrongkey", "v1", testbundle.Source{Return: 3})
+	sign(t, wrongKeyRef, otherPriv)
+	tamperedRef, tamperedDigest := testbundle.Push(t, reg, "ebpf/tampered", "v1", testbundle.Source{Return: 4})
+	sign(t, tamperedRef, priv)
+	tamperLayer(t, reg, tamperedRef, tamperedDigest)
+	otherReg := registry.Start(t, registry.Options{})
+	uncoveredRef, _ := testbundle.Push(t, otherReg, "ebpf/uncovered", "v1", testbundle.Source{})
+
+	tests := []struct {
+		name  string
+		image string
+		// mutate changes the spec away from the test bundle's.
+		mutate func(*v1.BpfProgram)
+		// condition and reason are the condition that turns False.
+		condition, reason string
+	}{
+		{name: "unsigned", image: unsignedRef, condition: v1.ConditionSignatureVerified, reason: v1.ReasonUnsigned},
+		{name: "wrong-key", image: wrongKeyRef, condition: v1.ConditionSignatureVerified, reason: v1.ReasonSignatureMismatch},
+		{name: "no-policy", image: uncoveredRef, condition: v1.ConditionSignatureVerified, reason: v1.ReasonNoTrustPolicy},
+		{name: "tampered", image: tamperedRef, condition: v1.ConditionBundleResolved, reason: v1.ReasonBundleInvalid},
+		{name: "program-missing", image: signedRef, condition: v1.ConditionBundleResolved, reason: v1.ReasonProgramNotInBundle,
+			mutate: func(p *v1.BpfProgram) { p.Spec.Programs[1].Name = "not_in_bundle" }},
+		{name: "attach-mismatch", image: signedRef, condition: v1.ConditionBundleResolved, reason: v1.ReasonAttachMismatch,
+			mutate: func(p *v1.BpfProgram) {
+				p.Spec.Programs[0].XDP = nil
+				p.Spec.Programs[0].TC = &v1.TCAttach{Interfaces: v1.InterfaceSelector{Names: []string{"eth0"}}, Direction: v1.TCIngress}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			name := "refused-" + tt.name
+			var mutate []func(*v1.BpfProgram)
+			if tt.mutate != nil {
+				mutate = append(mutate, tt.mutate)
+			}
+			program(t, name, tt.image, "refused", mutate...)
+			p := waitCondition(t, name, tt.condition, metav1.ConditionFalse, tt.reason)
+			if p.Status.Rollout != nil {
+				t.Errorf("rollout %+v for a refused bundle", p.Status.Rollout)
+			}
+			if got := rollout.DigestForNode(p, names[0]); got != "" {
+				t.Errorf("node told to run %s", got)
+			}
+			ready := meta.FindStatusCondition(p.Status.Conditions, v1.ConditionReady)
+			if ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != tt.reason {
+				t.Errorf("Ready %+v, want False/%s", ready, tt.reason)
+			}
+			waitEvent(t, name, tt.reason, "")
+		})
+	}
+
+	// A refused update leaves the verified digest running.
+	t.Run("refused-update-keeps-old", func(t *testing.T) {
+		p := program(t, "refused-update", signedRef, "refused")
+		p = waitCondition(t, p.Name, v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonVerified)
+		old := p.Status.ResolvedDigest
+		report(t, p, names[0], "6.18.0", old, v1.PhaseAttached)
+		waitCondition(t, p.Name, v1.ConditionReady, metav1.ConditionTrue, v1.ReasonAllAttached)
+
+		p = get(t, p.Name)
+		p.Spec.Bundle.Image = unsignedRef
+		if err := env.Client.Update(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+		p = waitCondition(t, p.Name, v1.ConditionSignatureVerified, metav1.ConditionFalse, v1.ReasonUnsigned)
+		if got := rollout.DigestForNode(p, names[0]); got != old {
+			t.Errorf("node told to run %q after a refused update, want the old %s", got, old)
+		}
+		if p.Status.Nodes.Attached != 1 {
+			t.Errorf("nodes %+v: the old digest still runs", p.Status.Nodes)
+		}
+		waitCondition(t, p.Name, v1.ConditionReady, metav1.ConditionFalse, v1.ReasonUnsigned)
+	})
+}
+
+// tamperLayer replaces the ELF layer of the bundle ref@digest in reg.
+func tamperLayer(t *testing.T, reg *registry.Registry, ref, digest string) {
+	t.Helper()
+	r, err := remote.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := remote.New(remote.Options{PlainHTTP: true}).Fetch(context.Background(), r.Repository, digest)
+	if err != nil {
+		t.Fatalf("fetch %s: %v", ref, err)
+	}
+	reg.TamperBlob(t, b.Manifest.Objects[0].Digest, []byte("not the signed ELF"))
+}
+
+func TestTagMovedKeepsRecordedDigest(t *testing.T) {
+	startOperator(t)
+	reg := registry.Start(t, registry.Options{})
+	priv, pub := keyPair(t)
+	trustPolicy(t, "moved", reg, pub)
+	names := nodes(t, "moved", 2)
+	ref, d1 := testbundle.Push(t, reg, "ebpf/moved", "stable", testbundle.Source{})
+	sign(t, ref, priv)
+	p := program(t, "moved", ref, "moved")
+	p = waitCondition(t, "moved", v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonVerified)
+	for _, n := range names {
+		report(t, p, n, "6.18.0", d1, v1.PhaseAttached)
+	}
+	waitCondition(t, "moved", v1.ConditionReady, metav1.ConditionTrue, v1.ReasonAllAttached)
+
+	// The tag moves; a node report wakes the reconciler, which keeps d1.
+	_, d2 := testbundle.Push(t, reg, "ebpf/moved", "stable", testbundle.Source{Return: 1})
+	sign(t, ref, priv)
+	if d1 == d2 {
+		t.Fatal("the second push has the same digest")
+	}
+	report(t, p, names[0], "6.18.1", d1, v1.PhaseAttached)
+	eventually(t, 30*time.Second, func() error {
+		if k := get(t, "moved").Status.Kernels; len(k) != 2 {
+			return fmt.Errorf("kernels %+v: the report was not summed yet", k)
+		}
+		return nil
+	})
+	p = get(t, "moved")
+	if p.Status.ResolvedDigest != d1 || rollout.DigestForNode(p, names[1]) != d1 {
+		t.Fatalf("resolved %s, node runs %s after the tag moved; want %s kept", p.Status.ResolvedDigest, rollout.DigestForNode(p, names[1]), d1)
+	}
+
+	// The resolve annotation picks up d2 and starts a rollout; it is removed.
+	p.Annotations = map[string]string{v1.ResolveAnnotation: "now"}
+	if err := env.Client.Update(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		p = get(t, "moved")
+		if p.Status.ResolvedDigest != d2 {
+			return fmt.Errorf("resolved %s, want %s", p.Status.ResolvedDigest, d2)
+		}
+		if _, ok := p.Annotations[v1.ResolveAnnotation]; ok {
+			return fmt.Errorf("resolve annotation still set")
+		}
+		if r := p.Status.Rollout; r == nil || r.TargetDigest != d2 || r.StableDigest != d1 {
+			return fmt.Errorf("rollout %+v, want %s from %s", r, d2, d1)
+		}
+		return nil
+	})
+	for _, n := range names {
+		if got := rollout.DigestForNode(p, n); got != d2 {
+			t.Errorf("node %s runs %s, want %s (AllAtOnce)", n, got, d2)
+		}
+	}
+	waitEvent(t, "moved", "RolloutStarted", strings.TrimPrefix(d2, "sha256:")[:12])
+}
+
+func TestWaves(t *testing.T) {
+	startOperator(t)
+	reg := registry.Start(t, registry.Options{})
+	priv, pub := keyPair(t)
+	trustPolicy(t, "waves", reg, pub)
+	names := nodes(t, "waves", 20)
+	ref1, d1 := testbundle.Push(t, reg, "ebpf/waves", "v1", testbundle.Source{})
+	sign(t, ref1, priv)
+	ref2, d2 := testbundle.Push(t, reg, "ebpf/waves", "v2", testbundle.Source{Return: 1})
+	sign(t, ref2, priv)
+	waves := []int32{10, 50, 100}
+	p := program(t, "waves", ref1, "waves", func(p *v1.BpfProgram) {
+		p.Spec.Rollout = v1.RolloutSpec{Strategy: v1.RolloutWaves, Waves: waves, PauseSeconds: 600, MaxFailedNodes: 0}
+	})
+	waveOf := map[string]int32{}
+	for _, n := range names {
+		waveOf[n] = rollout.WaveOf(rollout.Bucket(n, p.UID), waves)
+	}
+	for w := range int32(3) {
+		if !slices.ContainsFunc(names, func(n string) bool { return waveOf[n] == w }) {
+			t.Fatalf("no node in wave %d: the uid %s spreads 20 nodes badly", w, p.UID)
+		}
+	}
+
+	// agents plays every agent once: each node runs what DigestForNode says,
+	// and fails digest failing (if set) when in wave failWave.
+	agents := func(p *v1.BpfProgram, failing string, failWave int32) {
+		for _, n := range names {
+			d := rollout.DigestForNode(p, n)
+			if d == "" {
+				continue
+			}
+			phase := v1.PhaseAttached
+			if d == failing && waveOf[n] == failWave {
+				phase = v1.PhaseFailed
+			}
+			report(t, p, n, "6.18.0", d, phase)
+		}
+	}
+	// checkMembership asserts that exactly the nodes of waves 0..wave run target.
+	checkMembership := func(p *v1.BpfProgram, target, other string) {
+		t.Helper()
+		r := p.Status.Rollout
+		for _, n := range names {
+			want := other
+			if waveOf[n] <= r.Wave {
+				want = target
+			}
+			if got := rollout.DigestForNode(p, n); got != want {
+				t.Fatalf("wave %d in progress: node %s (wave %d) runs %q, want %q", r.Wave, n, waveOf[n], got, want)
+			}
+		}
+	}
+	waitWave := func(wave int32, reason string) *v1.BpfProgram {
+		t.Helper()
+		var p *v1.BpfProgram
+		eventually(t, 30*time.Second, func() error {
+			p = get(t, "waves")
+			c := meta.FindStatusCondition(p.Status.Conditions, v1.ConditionRolledOut)
+			if p.Status.Rollout == nil || p.Status.Rollout.Wave != wave || c == nil || c.Reason != reason {
+				return fmt.Errorf("rollout %+v RolledOut %+v, want wave %d %s", p.Status.Rollout, c, wave, reason)
+			}
+			return nil
+		})
+		return p
+	}
+	// poke steps the clock past the pause and wakes the reconciler.
+	poke := func() {
+		t.Helper()
+		clock.Step(601 * time.Second)
+		p := get(t, "waves")
+		if p.Annotations == nil {
+			p.Annotations = map[string]string{}
+		}
+		p.Annotations["test.bpfleet.io/poke"] = clock.Now().String()
+		if err := env.Client.Update(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// First rollout: no stable digest, nodes outside the wave run nothing.
+	p = waitWave(0, v1.ReasonRolloutInProgress)
+	checkMembership(p, d1, "")
+	for wave := range int32(3) {
+		agents(p, "", -1)
+		if wave < 2 {
+			p = waitWave(wave, v1.ReasonRolloutPaused)
+			checkMembership(p, d1, "")
+			poke()
+			p = waitWave(wave+1, v1.ReasonRolloutInProgress)
+			checkMembership(p, d1, "")
+		}
+	}
+	p = waitWave(2, v1.ReasonRolloutComplete)
+	if p.Status.Rollout.StableDigest != d1 || p.Status.Rollout.UpdatedNodes != 20 {
+		t.Fatalf("rollout %+v after the last wave", p.Status.Rollout)
+	}
+	waitCondition(t, "waves", v1.ConditionReady, metav1.ConditionTrue, v1.ReasonAllAttached)
+	waitEvent(t, "waves", "WaveCompleted", "wave 1 of 3")
+
+	// Second digest: wave 0 takes it, wave 1 fails it, the rollout halts and
+	// every node returns to d1.
+	p.Spec.Bundle.Image = ref2
+	if err := env.Client.Update(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		p = get(t, "waves")
+		if r := p.Status.Rollout; r == nil || r.TargetDigest != d2 || r.StableDigest != d1 || r.Wave != 0 {
+			return fmt.Errorf("rollout %+v, want wave 0 of %s from %s", r, d2, d1)
+		}
+		return nil
+	})
+	checkMembership(p, d2, d1)
+	agents(p, d2, 1)
+	p = waitWave(0, v1.ReasonRolloutPaused)
+	poke()
+	p = waitWave(1, v1.ReasonRolloutInProgress)
+	checkMembership(p, d2, d1)
+	agents(p, d2, 1)
+	p = waitWave(1, v1.ReasonRolledBack)
+	r := p.Status.Rollout
+	if r.HaltedReason == "" || len(r.FailedNodes) == 0 {
+		t.Fatalf("halted rollout %+v lacks reason or failed nodes", r)
+	}
+	for _, n := range r.FailedNodes {
+		if waveOf[n] != 1 {
+			t.Errorf("failed node %s is in wave %d, not 1", n, waveOf[n])
+		}
+	}
+	for _, n := range names {
+		if got := rollout.DigestForNode(p, n); got != d1 {
+			t.Errorf("node %s runs %s after the rollback, want %s", n, got, d1)
+		}
+	}
+	waitEvent(t, "waves", "RolloutHalted", r.FailedNodes[0])
+	waitEvent(t, "waves", v1.ReasonRolledBack, strings.TrimPrefix(d1, "sha256:")[:12])
+	waitCondition(t, "waves", v1.ConditionDegraded, metav1.ConditionTrue, v1.ReasonRolloutHalted)
+}
+
+func TestNodeDeletedCollectsItsState(t *testing.T) {
+	startOperator(t)
+	reg := registry.Start(t, registry.Options{})
+	priv, pub := keyPair(t)
+	trustPolicy(t, "gc", reg, pub)
+	names := nodes(t, "gc", 2)
+	ref, digest := testbundle.Push(t, reg, "ebpf/gc", "v1", testbundle.Source{})
+	sign(t, ref, priv)
+	p := program(t, "gc", ref, "gc")
+	p = waitCondition(t, "gc", v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonVerified)
+	for _, n := range names {
+		report(t, p, n, "6.18.0", digest, v1.PhaseAttached)
+	}
+	waitCondition(t, "gc", v1.ConditionReady, metav1.ConditionTrue, v1.ReasonAllAttached)
+
+	if err := env.Client.Delete(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: names[1]}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		err := env.Client.Get(context.Background(), client.ObjectKey{Name: names[1]}, &v1.BpfNodeState{})
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("node state of the deleted node: %v", err)
+		}
+		return nil
+	})
+	eventually(t, 30*time.Second, func() error {
+		if n := get(t, "gc").Status.Nodes; n != (v1.NodeCounts{Selected: 1, Attached: 1, Summary: "1/1"}) {
+			return fmt.Errorf("nodes %+v", n)
+		}
+		return nil
+	})
+	// The state of the node that stays is kept.
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Name: names[0]}, &v1.BpfNodeState{}); err != nil {
+		t.Fatalf("node state of a live node: %v", err)
+	}
+}
+
+func TestTrustPolicyStatus(t *testing.T) {
+	startOperator(t)
+	ctx := context.Background()
+	_, pub := keyPair(t)
+	_, pub2 := keyPair(t)
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "team-key", Namespace: "default"},
+		Data:       map[string][]byte{"cosign.pub": []byte(pub2)},
+	}
+	create(t, secret)
+	reg := registry.Start(t, registry.Options{})
+	pol := &v1.BundleTrustPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "keys"},
+		Spec: v1.BundleTrustPolicySpec{
+			Images: []string{reg.Host + "/policy/*"},
+			Keys: []v1.TrustedKey{
+				{Name: "inline", PublicKey: pub},
+				{Name: "from-secret", SecretRef: &v1.SecretKeyRef{Namespace: "default", Name: "team-key", Key: "cosign.pub"}},
+			},
+		},
+	}
+	create(t, pol)
+	program(t, "covered", reg.Ref("policy/a", "v1"), "nobody")
+	program(t, "not-covered", reg.Ref("elsewhere/a", "v1"), "nobody")
+
+	waitPolicy := func(check func(*v1.BundleTrustPolicy) error) *v1.BundleTrustPolicy {
+		t.Helper()
+		got := &v1.BundleTrustPolicy{}
+		eventually(t, 30*time.Second, func() error {
+			if err := env.Client.Get(ctx, client.ObjectKey{Name: "keys"}, got); err != nil {
+				return err
+			}
+			if got.Status.ObservedGeneration != got.Generation {
+				return fmt.Errorf("status of generation %d, want %d", got.Status.ObservedGeneration, got.Generation)
+			}
+			return check(got)
+		})
+		return got
+	}
+	got := waitPolicy(func(p *v1.BundleTrustPolicy) error {
+		if !meta.IsStatusConditionTrue(p.Status.Conditions, v1.ConditionReady) || p.Status.KeyCount != 2 || p.Status.CoveredPrograms != 1 {
+			return fmt.Errorf("status %+v", p.Status)
+		}
+		return nil
+	})
+	fp, err := signing.Fingerprint([]byte(pub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Status.KeyFingerprints) != 2 || got.Status.KeyFingerprints[0] != "inline "+fp {
+		t.Errorf("fingerprints %q, want inline %s first", got.Status.KeyFingerprints, fp)
+	}
+
+	// A key that does not parse: Ready False KeyInvalid naming it.
+	got.Spec.Keys[0].PublicKey = "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n"
+	if err := env.Client.Update(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	waitPolicy(func(p *v1.BundleTrustPolicy) error {
+		c := meta.FindStatusCondition(p.Status.Conditions, v1.ConditionReady)
+		if c == nil || c.Reason != v1.ReasonKeyInvalid || !strings.Contains(c.Message, "inline") || p.Status.KeyCount != 1 {
+			return fmt.Errorf("Ready %+v keyCount %d", c, p.Status.KeyCount)
+		}
+		return nil
+	})
+
+	// allowUnsigned is loud: a condition and a Warning Event.
+	got = &v1.BundleTrustPolicy{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: "keys"}, got); err != nil {
+		t.Fatal(err)
+	}
+	got.Spec.AllowUnsigned = true
+	got.Spec.Keys[0].PublicKey = pub
+	if err := env.Client.Update(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	waitPolicy(func(p *v1.BundleTrustPolicy) error {
+		if !meta.IsStatusConditionTrue(p.Status.Conditions, v1.ConditionUnsignedAllowed) {
+			return fmt.Errorf("conditions %+v", p.Status.Conditions)
+		}
+		return nil
+	})
+	ev := waitEvent(t, "keys", v1.ReasonUnsignedAllowed, "UNSIGNED")
+	if ev.Type != corev1.EventTypeWarning {
+		t.Errorf("event type %s, want Warning", ev.Type)
+	}
+}
