@@ -209,9 +209,9 @@ func (c *Client) Fetch(ctx context.Context, repository, digest string) (*format.
 	return b, nil
 }
 
-// Push copies the bundle tagged (or digested) like ref from the OCI layout
-// in layoutDir to ref, after checking it is a valid bundle, and returns the
-// manifest digest.
+// Push copies the bundle named ref (or ref's tag or digest) in the OCI
+// layout in layoutDir to ref, after checking it is a valid bundle, and
+// returns the manifest digest.
 func (c *Client) Push(ctx context.Context, layoutDir, ref string) (digest string, err error) {
 	r, err := ParseReference(ref)
 	if err != nil {
@@ -221,13 +221,18 @@ func (c *Client) Push(ctx context.Context, layoutDir, ref string) (digest string
 	if err != nil {
 		return "", fmt.Errorf("open layout %s: %w", layoutDir, err)
 	}
+	// Layout entries are named by the full reference (as build does), or
+	// by tag or digest alone (as oras does).
 	srcRef := r.Tag
 	if r.Digest != "" {
 		srcRef = r.Digest
 	}
-	desc, err := store.Resolve(ctx, srcRef)
+	desc, err := store.Resolve(ctx, r.String())
 	if err != nil {
-		return "", fmt.Errorf("find %s in layout %s: %w", srcRef, layoutDir, ocibundle.Classify(err))
+		desc, err = store.Resolve(ctx, srcRef)
+	}
+	if err != nil {
+		return "", fmt.Errorf("find %s in layout %s: %w", r, layoutDir, ocibundle.Classify(err))
 	}
 	if _, err := ocibundle.Read(ctx, store, r.Repository, desc); err != nil {
 		return "", fmt.Errorf("check %s in layout %s: %w", srcRef, layoutDir, err)

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bpfleet/bpfleet/bundles/cli"
+	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
 )
 
 func main() {
@@ -17,7 +18,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(cli.NewBundleCommand())
+	root.AddCommand(cli.NewBundleCommand(), local.NewCommand())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "bpfleet:", err)
 		os.Exit(1)

@@ -1,0 +1,90 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/bpfleet/bpfleet/bundles/remote"
+	"github.com/bpfleet/bpfleet/nodeagent/controller"
+)
+
+func (e *Env) startControlPlane(ctx context.Context) error {
+	assets := filepath.Join(e.opts.RepoDir, "bin", "k8s")
+	cp := &crenvtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDDirectoryPaths:     []string{filepath.Join(e.opts.RepoDir, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		Scheme:                controller.Scheme(),
+	}
+	api := cp.ControlPlane.GetAPIServer()
+	api.SecureServing.ListenAddr.Address = "127.0.0.1"
+	api.SecureServing.ListenAddr.Port = strconv.Itoa(e.opts.APIPort)
+	api.Configure().
+		Set("advertise-address", "127.0.0.1").
+		Set("endpoint-reconciler-type", "none")
+	cfg, err := cp.Start()
+	if err != nil {
+		return fmt.Errorf("start control plane: %w", err)
+	}
+	e.cp = cp
+	e.onStop(func(context.Context) error { return cp.Stop() })
+	e.Config = cfg
+	c, err := client.New(cfg, client.Options{Scheme: controller.Scheme()})
+	if err != nil {
+		return fmt.Errorf("create client: %w", err)
+	}
+	e.Client = c
+
+	user, err := cp.ControlPlane.AddUser(crenvtest.User{Name: "bpfleet-local-admin", Groups: []string{"system:masters"}}, cfg)
+	if err != nil {
+		return fmt.Errorf("add admin user: %w", err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return fmt.Errorf("render kubeconfig: %w", err)
+	}
+	e.Kubeconfig = filepath.Join(e.opts.StateDir, "kubeconfig")
+	if err := os.WriteFile(e.Kubeconfig, kc, 0o600); err != nil {
+		return fmt.Errorf("write kubeconfig: %w", err)
+	}
+	e.Printf("apiserver https://127.0.0.1:%d, kubeconfig %s", e.opts.APIPort, e.Kubeconfig)
+	return nil
+}
+
+// startRegistry serves a real OCI distribution API on 127.0.0.1 with blobs
+// on disk under the state dir.
+func (e *Env) startRegistry(ctx context.Context) error {
+	dir := filepath.Join(e.opts.StateDir, "registry")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create registry dir: %w", err)
+	}
+	handler := ggcrregistry.New(
+		ggcrregistry.WithBlobHandler(ggcrregistry.NewDiskBlobHandler(dir)),
+		ggcrregistry.WithReferrersSupport(true),
+		ggcrregistry.Logger(log.New(io.Discard, "", 0)),
+	)
+	addr := fmt.Sprintf("127.0.0.1:%d", e.opts.RegistryPort)
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	e.onStop(func(ctx context.Context) error { return srv.Shutdown(ctx) })
+	e.Registry = addr
+	e.RemoteOptions = remote.Options{Timeout: 30 * time.Second}
+	e.Printf("registry http://%s (blobs in %s)", addr, dir)
+	return nil
+}

@@ -1,0 +1,208 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/bpfleet/bpfleet/nodeagent/controller"
+	"github.com/bpfleet/bpfleet/operator"
+)
+
+// FilterLabel selects the nodes the demo's packet-of-death filter runs on.
+const FilterLabel = "bpfleet.io/filter"
+
+// BPFFSRoot holds every local node's pins, one subtree per node.
+const BPFFSRoot = "/sys/fs/bpf/bpfleet-local"
+
+// Node is one simulated node: a Node object, a network namespace holding its
+// interface eth0, and a veth peer on this host to send it traffic.
+type Node struct {
+	// Name is the Node object's name and the agent's node name.
+	Name string
+	// Labels are the Node's labels.
+	Labels map[string]string
+	// NetNS is the network namespace's name (/var/run/netns/<NetNS>).
+	NetNS string
+	// Interface is the node's interface inside NetNS.
+	Interface string
+	// Addr is Interface's address.
+	Addr netip.Addr
+	// HostInterface is the veth peer in this host's namespace.
+	HostInterface string
+	// HostAddr is HostInterface's address.
+	HostAddr netip.Addr
+	// BPFFSRoot is the agent's pin root.
+	BPFFSRoot string
+	// StateDir is the agent's state directory.
+	StateDir string
+
+	stop func()
+	done chan error
+}
+
+func run(ctx context.Context, name string, args ...string) error {
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// createNodes makes the Node objects and, for each, a network namespace with
+// eth0 and a host-side veth peer. Addresses come from 192.0.2.0/24
+// (TEST-NET-1): they exist only inside the namespaces made here.
+func (e *Env) createNodes(ctx context.Context) error {
+	if _, err := exec.LookPath("ip"); err != nil {
+		return errors.New("the ip command (Debian package iproute2) is needed to create network namespaces")
+	}
+	// Registered first, so it runs last: whatever pins the agents left (a
+	// run interrupted before its programs were deleted) go with the nodes.
+	e.onStop(func(context.Context) error { return os.RemoveAll(BPFFSRoot) })
+	for i := 1; i <= e.opts.Nodes; i++ {
+		n := &Node{
+			Name:          fmt.Sprintf("bpfleet-node-%d", i),
+			NetNS:         fmt.Sprintf("bpfleet-node-%d", i),
+			Interface:     "eth0",
+			HostInterface: fmt.Sprintf("bfl-node%d", i),
+			HostAddr:      netip.AddrFrom4([4]byte{192, 0, 2, byte(4*i + 1)}),
+			Addr:          netip.AddrFrom4([4]byte{192, 0, 2, byte(4*i + 2)}),
+			BPFFSRoot:     filepath.Join(BPFFSRoot, fmt.Sprintf("bpfleet-node-%d", i)),
+			StateDir:      filepath.Join(e.opts.StateDir, "nodes", fmt.Sprintf("bpfleet-node-%d", i)),
+			Labels:        map[string]string{"kubernetes.io/hostname": fmt.Sprintf("bpfleet-node-%d", i)},
+		}
+		// Every node but the last runs the filter, so the demo shows a node
+		// the selector leaves alone.
+		if i < e.opts.Nodes || e.opts.Nodes == 1 {
+			n.Labels[FilterLabel] = "enabled"
+		}
+		if err := e.createNode(ctx, n); err != nil {
+			return err
+		}
+		e.Nodes = append(e.Nodes, n)
+		e.Printf("%s  netns %s  %s %s  ← host %s %s  labels %v", n.Name, n.NetNS, n.Interface, n.Addr, n.HostInterface, n.HostAddr, n.Labels)
+	}
+	return nil
+}
+
+func (e *Env) createNode(ctx context.Context, n *Node) error {
+	obj := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: n.Labels}}
+	if err := e.Client.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create node %s: %w", n.Name, err)
+	}
+	// A namespace left by a run that was killed is replaced.
+	_ = run(ctx, "ip", "netns", "del", n.NetNS)
+	_ = run(ctx, "ip", "link", "del", n.HostInterface)
+	e.onStop(func(ctx context.Context) error {
+		err := run(ctx, "ip", "netns", "del", n.NetNS)
+		_ = run(ctx, "ip", "link", "del", n.HostInterface)
+		return err
+	})
+	cmds := [][]string{
+		{"netns", "add", n.NetNS},
+		{"-n", n.NetNS, "link", "set", "lo", "up"},
+		{"link", "add", n.HostInterface, "type", "veth", "peer", "name", n.Interface, "netns", n.NetNS},
+		{"addr", "add", n.HostAddr.String() + "/30", "dev", n.HostInterface},
+		{"link", "set", n.HostInterface, "up"},
+		{"-n", n.NetNS, "addr", "add", n.Addr.String() + "/30", "dev", n.Interface},
+		{"-n", n.NetNS, "link", "set", n.Interface, "up"},
+	}
+	for _, c := range cmds {
+		if err := run(ctx, "ip", c...); err != nil {
+			return err
+		}
+	}
+	return os.MkdirAll(n.StateDir, 0o700)
+}
+
+// startOperator runs the operator in this process.
+func (e *Env) startOperator(ctx context.Context) error {
+	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
+		Scheme:                 controller.Scheme(),
+		Metrics:                server.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		LeaderElection:         false,
+	})
+	if err != nil {
+		return fmt.Errorf("create operator manager: %w", err)
+	}
+	if err := operator.Setup(ctx, mgr, operator.Options{Remote: e.RemoteOptions}); err != nil {
+		return fmt.Errorf("set up operator: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(runCtx) }()
+	e.onStop(func(context.Context) error {
+		cancel()
+		return <-done
+	})
+	return nil
+}
+
+// startAgents runs one node agent per node in this process, each with its
+// own node name, pin root, state directory and network namespace.
+func (e *Env) startAgents(ctx context.Context) error {
+	for _, n := range e.Nodes {
+		if err := e.StartAgent(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// StartAgent starts n's agent; it re-adopts whatever n's previous agent pinned.
+func (e *Env) StartAgent(n *Node) error {
+	runCtx, cancel := context.WithCancel(context.Background())
+	n.done = make(chan error, 1)
+	n.stop = cancel
+	opts := controller.Options{
+		NodeName:       n.Name,
+		BPFFSRoot:      n.BPFFSRoot,
+		StateDir:       filepath.Join(n.StateDir, "state"),
+		CacheDir:       filepath.Join(n.StateDir, "cache"),
+		NetNS:          "/var/run/netns/" + n.NetNS,
+		ResyncInterval: 10 * time.Second,
+		Stats:          true,
+		Registry:       e.RemoteOptions,
+		Version:        "local",
+	}
+	started := make(chan struct{})
+	go func() {
+		close(started)
+		n.done <- controller.Run(runCtx, e.Config, opts)
+	}()
+	<-started
+	var once sync.Once
+	e.onStop(func(context.Context) error {
+		var err error
+		once.Do(func() { err = e.StopAgent(n) })
+		return err
+	})
+	return nil
+}
+
+// StopAgent stops n's agent; its programs stay attached through their pins.
+func (e *Env) StopAgent(n *Node) error {
+	if n.stop == nil {
+		return nil
+	}
+	n.stop()
+	n.stop = nil
+	if err := <-n.done; err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("agent %s: %w", n.Name, err)
+	}
+	return nil
+}
