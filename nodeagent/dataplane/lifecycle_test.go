@@ -73,6 +73,7 @@ func TestReadoptAndUpgradeUnderTraffic(t *testing.T) {
 	}
 	eventually(t, 2*time.Second, "drops after rollback", func() bool { return e.counter(t, uid, 1) > 10 })
 
+	eventually(t, 10*time.Second, "1000 packets sent", func() bool { return tr.sent.Load() >= 1000 })
 	sent, got := tr.sent.Load(), tr.received.Load()
 	t.Logf("sent %d packets of death, %d got through", sent, got)
 	if sent < 1000 {
