@@ -1,0 +1,141 @@
+package loader_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/nodeagent/loader"
+	"github.com/bpfleet/bpfleet/test/kernelprog"
+)
+
+func spec(t *testing.T) *ebpf.CollectionSpec {
+	t.Helper()
+	cs, err := loader.ParseELF(kernelprog.Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+func TestParseELF(t *testing.T) {
+	cs := spec(t)
+	for _, name := range []string{kernelprog.XDPFilter, kernelprog.TCCount, kernelprog.Uprobe} {
+		if cs.Programs[name] == nil {
+			t.Errorf("program %s missing", name)
+		}
+	}
+	if _, err := loader.ParseELF([]byte("not an ELF")); err == nil {
+		t.Fatal("garbage parsed")
+	}
+}
+
+func TestSetConstants(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// consts to set.
+		consts []v1alpha1.Constant
+		// check reads the result back, nil when an error is expected.
+		check func(t *testing.T, cs *ebpf.CollectionSpec)
+	}{
+		{name: "decimal u32", consts: []v1alpha1.Constant{{Name: "drop_action", Value: "2"}}, check: func(t *testing.T, cs *ebpf.CollectionSpec) {
+			var v uint32
+			if err := cs.Variables["drop_action"].Get(&v); err != nil || v != 2 {
+				t.Fatalf("drop_action = %d, %v", v, err)
+			}
+		}},
+		{name: "hex u32", consts: []v1alpha1.Constant{{Name: "drop_action", Value: "0xff"}}, check: func(t *testing.T, cs *ebpf.CollectionSpec) {
+			var v uint32
+			if err := cs.Variables["drop_action"].Get(&v); err != nil || v != 255 {
+				t.Fatalf("drop_action = %d, %v", v, err)
+			}
+		}},
+		{name: "bool false", consts: []v1alpha1.Constant{{Name: "enabled", Value: "false"}}, check: func(t *testing.T, cs *ebpf.CollectionSpec) {
+			var v uint8
+			if err := cs.Variables["enabled"].Get(&v); err != nil || v != 0 {
+				t.Fatalf("enabled = %d, %v", v, err)
+			}
+		}},
+		{name: "hex bytes", consts: []v1alpha1.Constant{{Name: "marker", Value: "0xdeadbeef"}}, check: func(t *testing.T, cs *ebpf.CollectionSpec) {
+			v := make([]byte, 4)
+			if err := cs.Variables["marker"].Get(v); err != nil || binary.BigEndian.Uint32(v) != 0xdeadbeef {
+				t.Fatalf("marker = %x, %v", v, err)
+			}
+		}},
+		{name: "unknown name", consts: []v1alpha1.Constant{{Name: "nope", Value: "1"}}},
+		{name: "map is not a constant", consts: []v1alpha1.Constant{{Name: "counters", Value: "1"}}},
+		{name: "u32 overflow", consts: []v1alpha1.Constant{{Name: "drop_action", Value: "4294967296"}}},
+		{name: "negative unsigned", consts: []v1alpha1.Constant{{Name: "drop_action", Value: "-1"}}},
+		{name: "bool from int", consts: []v1alpha1.Constant{{Name: "enabled", Value: "1"}}},
+		{name: "array from int", consts: []v1alpha1.Constant{{Name: "marker", Value: "7"}}},
+		{name: "array too short", consts: []v1alpha1.Constant{{Name: "marker", Value: "0x01"}}},
+		{name: "bad hex", consts: []v1alpha1.Constant{{Name: "marker", Value: "0xzz00zz00"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cs := spec(t)
+			err := loader.SetConstants(cs, tc.consts)
+			if tc.check == nil {
+				if !errors.Is(err, loader.ErrInvalidConstant) {
+					t.Fatalf("want ErrInvalidConstant, got %v", err)
+				}
+				t.Log(err)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, cs)
+		})
+	}
+}
+
+func TestDecodeMapEntries(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		entry v1alpha1.MapEntry
+		// key and value expected; nil key means an error is expected.
+		key, value []byte
+	}{
+		{name: "hex", entry: v1alpha1.MapEntry{Map: "deny", Key: "0f27", Value: "01"}, key: []byte{0x0f, 0x27}, value: []byte{1}},
+		{name: "hex default encoding upper case", entry: v1alpha1.MapEntry{Map: "deny", Key: "0F27", Value: "FF", Encoding: v1alpha1.MapEncodingHex}, key: []byte{0x0f, 0x27}, value: []byte{0xff}},
+		{name: "base64", entry: v1alpha1.MapEntry{Map: "counters", Key: "AAAAAA==", Value: "AQAAAAAAAAA=", Encoding: v1alpha1.MapEncodingBase64}, key: []byte{0, 0, 0, 0}, value: []byte{1, 0, 0, 0, 0, 0, 0, 0}},
+		{name: "unknown map", entry: v1alpha1.MapEntry{Map: "nope", Key: "0f27", Value: "01"}},
+		{name: "short key", entry: v1alpha1.MapEntry{Map: "deny", Key: "0f", Value: "01"}},
+		{name: "long value", entry: v1alpha1.MapEntry{Map: "deny", Key: "0f27", Value: "0101"}},
+		{name: "bad hex", entry: v1alpha1.MapEntry{Map: "deny", Key: "zz27", Value: "01"}},
+		{name: "bad base64", entry: v1alpha1.MapEntry{Map: "deny", Key: "!!", Value: "AQ==", Encoding: v1alpha1.MapEncodingBase64}},
+		{name: "data section", entry: v1alpha1.MapEntry{Map: ".rodata", Key: "00000000", Value: "00"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := loader.DecodeMapEntries(spec(t), []v1alpha1.MapEntry{tc.entry})
+			if tc.key == nil {
+				if !errors.Is(err, loader.ErrInvalidMapEntry) {
+					t.Fatalf("want ErrInvalidMapEntry, got %v (%v)", err, got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got[0].Key) != string(tc.key) || string(got[0].Value) != string(tc.value) || got[0].Map != tc.entry.Map {
+				t.Fatalf("got %+v", got[0])
+			}
+		})
+	}
+}
+
+func TestVerifierTail(t *testing.T) {
+	log := []string{"0: R1=ctx()", "1: (71) r0 = *(u8 *)(r2 +64)", "invalid access to packet, off=64 size=1", "processed 3 insns"}
+	err := error(&ebpf.VerifierError{Cause: errors.New("permission denied"), Log: log})
+	tail, ok := loader.VerifierTail(err, 80)
+	if !ok || !strings.Contains(tail, "invalid access to packet") || strings.Contains(tail, "R1=ctx") {
+		t.Fatalf("tail = %q, %v", tail, ok)
+	}
+	if _, ok := loader.VerifierTail(errors.New("other"), 80); ok {
+		t.Fatal("a plain error is not a verifier error")
+	}
+}
