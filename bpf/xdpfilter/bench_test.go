@@ -1,0 +1,58 @@
+package xdpfilter
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/bpfleet/bpfleet/bpf/internal/benchprogs"
+	"github.com/bpfleet/bpfleet/bpf/internal/frame"
+	"github.com/bpfleet/bpfleet/test/privileged"
+)
+
+// benchRun runs prog b.N times in one BPF_PROG_RUN and reports the
+// kernel-measured cost per packet.
+func benchRun(b *testing.B, prog *ebpf.Program, in []byte, want uint32) {
+	b.Helper()
+	ret, per, err := prog.Benchmark(in, b.N, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if ret != want {
+		b.Fatalf("verdict %d, want %d", ret, want)
+	}
+	b.ReportMetric(float64(per.Nanoseconds()), "ns/packet")
+}
+
+// BenchmarkProgRun measures the filter's cost per packet with BPF_PROG_RUN,
+// against an XDP_PASS program as the baseline.
+func BenchmarkProgRun(b *testing.B) {
+	privileged.RequireRoot(b)
+	progs, err := benchprogs.Load()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer progs.Close()
+
+	good := frame.Build(udp4(9999, "xxxxHELLO-some-payload-bytes"))
+	bad := frame.Build(udp4(9999, "xxxxDEATH-some-payload-bytes"))
+	three := tableRules[:3]
+	many := make([]Rule, MaxRules)
+	for i := range many {
+		// 31 rules that check the port, then the pattern rule last.
+		many[i] = Rule{Action: ActionDrop, Protocol: ProtocolUDP, DstPort: uint16(20000 + i)}
+	}
+	many[MaxRules-1] = tableRules[0]
+	v6src := Rule{Action: ActionDrop, Source: netip.MustParsePrefix("2001:db8:bad::/48")}
+
+	b.Run("baseline-xdp-pass", func(b *testing.B) { benchRun(b, progs.Pass, good, xdpPass) })
+	b.Run("3-rules/pass", func(b *testing.B) { benchRun(b, loadObjects(b, xdpPass, three).XdpPodFilter, good, xdpPass) })
+	b.Run("3-rules/drop-pattern", func(b *testing.B) { benchRun(b, loadObjects(b, xdpPass, three).XdpPodFilter, bad, xdpDrop) })
+	b.Run("32-rules/pass", func(b *testing.B) { benchRun(b, loadObjects(b, xdpPass, many).XdpPodFilter, good, xdpPass) })
+	b.Run("32-rules/drop-last", func(b *testing.B) { benchRun(b, loadObjects(b, xdpPass, many).XdpPodFilter, bad, xdpDrop) })
+	b.Run("ipv6-prefix/drop", func(b *testing.B) {
+		in := frame.Build(tcp(netip.MustParseAddr("2001:db8:bad::7"), v6b, 80))
+		benchRun(b, loadObjects(b, xdpPass, []Rule{v6src}).XdpPodFilter, in, xdpDrop)
+	})
+}
