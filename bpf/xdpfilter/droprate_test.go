@@ -1,0 +1,220 @@
+package xdpfilter
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfleet/bpfleet/bpf/internal/benchprogs"
+	"github.com/bpfleet/bpfleet/bpf/internal/frame"
+	"github.com/bpfleet/bpfleet/test/netns"
+	"github.com/bpfleet/bpfleet/test/privileged"
+)
+
+// xdpMd is struct xdp_md, the context of an XDP BPF_PROG_RUN.
+type xdpMd struct {
+	Data, DataEnd, DataMeta, IngressIfindex, RxQueueIndex, EgressIfindex uint32
+}
+
+// dropBench is a traffic source namespace and a sink namespace: xdp_tx run
+// with live frames on the source's veth end sends frames to the sink's end,
+// where either the filter or an nftables rule drops them.
+type dropBench struct {
+	src, sink   *netns.NS
+	veth        *netns.Veth
+	srcIfindex  int
+	sinkIfindex int
+	frame       []byte
+	tx          *ebpf.Program
+	nft         string
+}
+
+func newDropBench(b *testing.B, progs *benchprogs.Programs) *dropBench {
+	b.Helper()
+	d := &dropBench{src: netns.New(b), sink: netns.New(b), tx: progs.TX}
+	d.nft = privileged.RequireCommand(b, "nft")
+	ethtool := privileged.RequireCommand(b, "ethtool")
+	d.veth = netns.NewVeth(b, d.src, "10.78.0.1/24", d.sink, "10.78.0.2/24")
+	// Frames sent by XDP_TX into a veth need NAPI on the peer: GRO gives
+	// it even when no XDP program is attached (the nftables case).
+	d.sink.Exec(b, ethtool, "-K", d.veth.B, "gro", "on")
+	var srcMAC, sinkMAC net.HardwareAddr
+	if err := d.sink.Do(b, func() error {
+		iface, err := net.InterfaceByName(d.veth.B)
+		if err == nil {
+			d.sinkIfindex, sinkMAC = iface.Index, iface.HardwareAddr
+		}
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	if err := d.src.Do(b, func() error {
+		iface, err := net.InterfaceByName(d.veth.A)
+		if err != nil {
+			return err
+		}
+		d.srcIfindex, srcMAC = iface.Index, iface.HardwareAddr
+		// XDP_TX in live-frame mode transmits on an interface with XDP set up.
+		l, err := link.AttachXDP(link.XDPOptions{Program: progs.Pass, Interface: iface.Index, Flags: link.XDPDriverMode})
+		if err != nil {
+			return err
+		}
+		b.Cleanup(func() { _ = l.Close() })
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	spec := frame.Spec{
+		Src: netip.MustParseAddr("10.78.0.1"), Dst: netip.MustParseAddr("10.78.0.2"),
+		Protocol: frame.ProtocolUDP, SrcPort: 40000, DstPort: 9999,
+		Payload: []byte("DEATH-padding-to-a-60-byte-frame"),
+	}
+	copy(spec.SrcMAC[:], srcMAC)
+	copy(spec.DstMAC[:], sinkMAC)
+	d.frame = frame.Build(spec)
+	return d
+}
+
+// send transmits n frames from the source and returns how long it took.
+func (d *dropBench) send(b *testing.B, n int) time.Duration {
+	b.Helper()
+	var elapsed time.Duration
+	err := d.src.Do(b, func() error {
+		start := time.Now()
+		_, err := d.tx.Run(&ebpf.RunOptions{
+			Data:      d.frame,
+			Repeat:    uint32(n),
+			Flags:     unix.BPF_F_TEST_XDP_LIVE_FRAMES,
+			Context:   xdpMd{DataEnd: uint32(len(d.frame)), IngressIfindex: uint32(d.srcIfindex)},
+			BatchSize: 64,
+		})
+		elapsed = time.Since(start)
+		return err
+	})
+	if err != nil {
+		b.Fatalf("send live frames: %v", err)
+	}
+	return elapsed
+}
+
+// xdpRate attaches the filter natively to the sink, sends n frames and
+// returns the filter's drop rate in packets per second.
+func (d *dropBench) xdpRate(b *testing.B, objs *xdpfilterObjects, n int) float64 {
+	b.Helper()
+	var l link.Link
+	if err := d.sink.Do(b, func() error {
+		var err error
+		l, err = link.AttachXDP(link.XDPOptions{Program: objs.XdpPodFilter, Interface: d.sinkIfindex, Flags: link.XDPDriverMode})
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	before := hits(b, objs.RuleHits, 0).Packets
+	elapsed := d.send(b, n)
+	dropped := hits(b, objs.RuleHits, 0).Packets - before
+	if dropped == 0 {
+		b.Fatal("the filter dropped nothing")
+	}
+	return float64(dropped) / elapsed.Seconds()
+}
+
+var nftCounter = regexp.MustCompile(`counter packets (\d+)`)
+
+// nftRate installs the equivalent nftables rule at the sink's netdev
+// ingress hook (the earliest nftables hook), sends n frames and returns its
+// drop rate in packets per second.
+func (d *dropBench) nftRate(b *testing.B, n int) float64 {
+	b.Helper()
+	table := netns.UniqueName("bpfl")
+	rules := fmt.Sprintf(`table netdev %s {
+	chain ingress {
+		type filter hook ingress device %s priority 0;
+		udp dport 9999 @th,64,40 0x%x counter drop
+	}
+}
+`, table, d.veth.B, "DEATH")
+	file := filepath.Join(b.TempDir(), "rules.nft")
+	if err := os.WriteFile(file, []byte(rules), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	d.sink.Exec(b, d.nft, "-f", file)
+	defer d.sink.Exec(b, d.nft, "delete", "table", "netdev", table)
+	elapsed := d.send(b, n)
+	m := nftCounter.FindStringSubmatch(d.sink.Exec(b, d.nft, "list", "table", "netdev", table))
+	if m == nil {
+		b.Fatal("no nftables counter")
+	}
+	dropped, _ := strconv.ParseUint(m[1], 10, 64)
+	if dropped == 0 {
+		b.Fatal("the nftables rule dropped nothing")
+	}
+	return float64(dropped) / elapsed.Seconds()
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// BenchmarkDropRateXDPvsNftables compares the packet-of-death filter in
+// native XDP with the equivalent nftables rule on the same veth and the
+// same traffic (live frames from an XDP_TX program on the peer), in
+// interleaved A/B rounds, and reports medians and the spread.
+func BenchmarkDropRateXDPvsNftables(b *testing.B) {
+	privileged.RequireBPFFS(b)
+	const (
+		rounds = 7
+		frames = 1_000_000
+	)
+	progs, err := benchprogs.Load()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer progs.Close()
+	objs := loadObjects(b, xdpPass, []Rule{{Action: ActionDrop, Protocol: ProtocolUDP, DstPort: 9999, Pattern: []byte("DEATH")}})
+	d := newDropBench(b, progs)
+	for b.Loop() {
+		var xdp, nft []float64
+		for r := range rounds {
+			if r%2 == 0 {
+				xdp = append(xdp, d.xdpRate(b, objs, frames))
+				nft = append(nft, d.nftRate(b, frames))
+			} else {
+				nft = append(nft, d.nftRate(b, frames))
+				xdp = append(xdp, d.xdpRate(b, objs, frames))
+			}
+		}
+		mx, mn := median(xdp), median(nft)
+		b.ReportMetric(mx/1e6, "xdp-Mpps")
+		b.ReportMetric(mn/1e6, "nft-Mpps")
+		b.ReportMetric(mx/mn, "xdp/nft")
+		b.ReportMetric((slices.Max(xdp)-slices.Min(xdp))/mx*100, "xdp-spread-%")
+		b.ReportMetric((slices.Max(nft)-slices.Min(nft))/mn*100, "nft-spread-%")
+		b.Logf("xdp Mpps per round: %.2f", scale(xdp))
+		b.Logf("nft Mpps per round: %.2f", scale(nft))
+	}
+}
+
+func scale(xs []float64) []float64 {
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		out[i] = x / 1e6
+	}
+	return out
+}
