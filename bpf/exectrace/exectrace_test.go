@@ -39,7 +39,6 @@ func TestExecProducesOneEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 0, Gid: 0}}
 	if err := cmd.Run(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,139 @@
+package openfilter
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+)
+
+// cpuTime is this process's user plus system CPU time.
+func cpuTime(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// openLoad opens and closes path n times with raw syscalls.
+func openLoad(tb testing.TB, path string, n int) {
+	tb.Helper()
+	for range n {
+		fd, err := unix.Openat(unix.AT_FDCWD, path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		_ = unix.Close(fd)
+	}
+}
+
+// consumer filters ring-buffer records in user space, as a tool without
+// in-kernel filtering must.
+type consumer struct {
+	rd            *ringbuf.Reader
+	prefix        string
+	records, hits atomic.Uint64
+	done          chan struct{}
+}
+
+func consume(rd *ringbuf.Reader, prefix string) *consumer {
+	c := &consumer{rd: rd, prefix: prefix, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		var rec ringbuf.Record
+		for {
+			if err := rd.ReadInto(&rec); err != nil {
+				return
+			}
+			ev, err := ParseEvent(rec.RawSample)
+			if err == nil && strings.HasPrefix(ev.Path, c.prefix) {
+				c.hits.Add(1)
+			}
+			c.records.Add(1)
+		}
+	}()
+	return c
+}
+
+// BenchmarkFilteringCPU compares the CPU cost of an openat-heavy load
+// (none of whose paths match) with no program, with open-filter filtering
+// in the kernel, and with open-filter sending every call to a user-space
+// consumer that filters there. Rounds are interleaved; medians reported.
+func BenchmarkFilteringCPU(b *testing.B) {
+	const (
+		rounds = 5
+		opens  = 200_000
+		prefix = "/bpfleet-bench-no-such-dir/"
+	)
+	dir := shortTempDir(b)
+	path := filepath.Join(dir, "f")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	measure := func(consts map[string]any, userSpace bool) (perOpen float64, lost uint64) {
+		f := start(b, consts, map[string]uint32{prefix: 0}, nil)
+		var c *consumer
+		if userSpace {
+			c = consume(f.rd, prefix)
+		}
+		before := cpuTime(b)
+		openLoad(b, path, opens)
+		if userSpace {
+			// Wait until the consumer has read everything sent so far.
+			sent := f.perCPU(b, f.objs.OpenStats, StatSent)
+			for c.records.Load() < sent {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		cpu := cpuTime(b) - before
+		if userSpace {
+			_ = f.rd.Close()
+			<-c.done
+			if c.hits.Load() != 0 {
+				b.Fatalf("user space matched %d records", c.hits.Load())
+			}
+		}
+		return float64(cpu.Nanoseconds()) / opens, f.perCPU(b, f.objs.OpenStats, StatLost)
+	}
+	baseline := func() float64 {
+		before := cpuTime(b)
+		openLoad(b, path, opens)
+		return float64((cpuTime(b) - before).Nanoseconds()) / opens
+	}
+	for b.Loop() {
+		var none, kernel, user []float64
+		var lost uint64
+		for range rounds {
+			none = append(none, baseline())
+			k, _ := measure(nil, false)
+			kernel = append(kernel, k)
+			u, l := measure(map[string]any{SendAllConstant: true}, true)
+			user = append(user, u)
+			lost += l
+		}
+		mNone, mKernel, mUser := median(none), median(kernel), median(user)
+		b.ReportMetric(mNone, "no-prog-cpu-ns/open")
+		b.ReportMetric(mKernel, "kernel-filter-cpu-ns/open")
+		b.ReportMetric(mUser, "user-filter-cpu-ns/open")
+		b.ReportMetric(mUser/mKernel, "user/kernel")
+		b.ReportMetric((mUser-mNone)/(mKernel-mNone), "user/kernel-overhead")
+		b.ReportMetric(float64(lost), "lost-records")
+	}
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
