@@ -24,6 +24,9 @@ import (
 //go:noinline
 func uprobeTarget(n int) int { return n * 3 }
 
+// sink keeps the uprobe target call from being optimised away.
+var sink int
+
 // fileOffset converts a virtual address of the running (non-PIE) binary to
 // its offset in the file, through the executable PT_LOAD segment.
 func fileOffset(t *testing.T, exe string, addr uintptr) int64 {
@@ -80,7 +83,7 @@ func TestHooks(t *testing.T) {
 		{name: "tp_btf", attach: v1alpha1.ProgramAttachment{Name: kernelprog.TPBTF, RawTracepoint: &v1alpha1.RawTracepointAttach{Name: "sys_enter"}},
 			fail: []string{v1alpha1.ReasonNotSupported}},
 		{name: "uprobe", attach: v1alpha1.ProgramAttachment{Name: kernelprog.Uprobe, Uprobe: &v1alpha1.UprobeAttach{Path: exe, Offset: &off}},
-			trigger: func(t *testing.T) { uprobeTarget(2) }},
+			trigger: func(t *testing.T) { sink = uprobeTarget(2) }},
 		{name: "cgroup-egress", attach: v1alpha1.ProgramAttachment{Name: kernelprog.CgroupSKB, Cgroup: &v1alpha1.CgroupAttach{Path: cg, AttachType: "egress"}}},
 		// This kernel has no kprobes and refuses trampolines: they must fail cleanly.
 		{name: "kprobe", attach: v1alpha1.ProgramAttachment{Name: kernelprog.Kprobe, Kprobe: &v1alpha1.KprobeAttach{Function: "do_sys_openat2"}},
