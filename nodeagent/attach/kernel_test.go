@@ -1,0 +1,137 @@
+package attach_test
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"go.uber.org/goleak"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/nodeagent/attach"
+	"github.com/bpfleet/bpfleet/nodeagent/loader"
+	"github.com/bpfleet/bpfleet/nodeagent/netwatch"
+	"github.com/bpfleet/bpfleet/nodeagent/probe"
+	"github.com/bpfleet/bpfleet/test/kernelprog"
+	"github.com/bpfleet/bpfleet/test/netns"
+	"github.com/bpfleet/bpfleet/test/privileged"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func load(t *testing.T, names ...string) map[string]*ebpf.Program {
+	t.Helper()
+	cs, err := loader.ParseELF(kernelprog.Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	maps, err := loader.LoadMaps(cs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, m := range maps {
+			m.Close()
+		}
+	})
+	progs := map[string]*ebpf.Program{}
+	for _, n := range names {
+		p, err := loader.LoadProgram(cs, n, maps, nil)
+		if err != nil {
+			t.Fatalf("load %s: %v", n, err)
+		}
+		t.Cleanup(func() { p.Close() })
+		progs[n] = p
+	}
+	return progs
+}
+
+func progID(t *testing.T, p *ebpf.Program) ebpf.ProgramID {
+	t.Helper()
+	info, err := p.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := info.ID()
+	return id
+}
+
+// TestXDPUpdate swaps the program behind an XDP link back and forth and
+// measures Link.Update: the link id never changes.
+func TestXDPUpdate(t *testing.T) {
+	privileged.RequireBPFFS(t)
+	ns := netns.New(t)
+	veth := netns.NewVeth(t, ns, "", nil, "")
+	src := netwatch.NewNetlink(filepath.Join("/var/run/netns", ns.Name))
+	ifaces, err := src.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	progs := load(t, kernelprog.XDPPass, kernelprog.XDPFilter)
+	ts, err := attach.Targets(v1alpha1.ProgramAttachment{Name: kernelprog.XDPPass,
+		XDP: &v1alpha1.XDPAttach{Interfaces: v1alpha1.InterfaceSelector{Names: []string{veth.A}}}}, ifaces, "")
+	if err != nil || len(ts) != 1 {
+		t.Fatalf("targets: %v %v", ts, err)
+	}
+	var l link.Link
+	if err := src.Do(func() error {
+		var err error
+		l, err = ts[0].Attach(progs[kernelprog.XDPPass])
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if !ts[0].Alive(l) {
+		t.Fatal("fresh link not alive")
+	}
+	info, _ := l.Info()
+	linkID := info.ID
+
+	const n = 100
+	order := []string{kernelprog.XDPFilter, kernelprog.XDPPass}
+	var total, worst time.Duration
+	for i := 0; i < n; i++ {
+		p := progs[order[i%2]]
+		start := time.Now()
+		if err := l.Update(p); err != nil {
+			t.Fatal(err)
+		}
+		d := time.Since(start)
+		total += d
+		worst = max(worst, d)
+		info, err := l.Info()
+		if err != nil || info.ID != linkID || info.Program != progID(t, p) {
+			t.Fatalf("after update %d: link %d (want %d) runs %d (want %d): %v", i, info.ID, linkID, info.Program, progID(t, p), err)
+		}
+	}
+	t.Logf("XDP Link.Update: mean %s, worst %s over %d swaps", total/n, worst, n)
+}
+
+// TestKprobeAttachFails: the probe and the attach agree. On a kernel without
+// CONFIG_KPROBES (this one) the attach returns an error instead of crashing;
+// on one with kprobes it attaches.
+func TestKprobeAttachFails(t *testing.T) {
+	privileged.RequireBPFFS(t)
+	progs := load(t, kernelprog.Kprobe)
+	tg, err := attach.Targets(v1alpha1.ProgramAttachment{Name: kernelprog.Kprobe, Kprobe: &v1alpha1.KprobeAttach{Function: "do_sys_openat2"}}, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := probe.Kprobes() == nil
+	l, err := tg[0].Attach(progs[kernelprog.Kprobe])
+	switch {
+	case err == nil && have:
+		l.Close()
+		t.Log("this kernel has kprobes: attached")
+	case err == nil:
+		l.Close()
+		t.Fatal("probe says no kprobes, yet the kprobe attached")
+	case have:
+		t.Fatalf("probe says kprobes work, attach failed: %v", err)
+	default:
+		t.Logf("no kprobes here, attach refused: %v", err)
+	}
+}
