@@ -33,6 +33,8 @@ type Record struct {
 	LoadHash string `json:"loadHash"`
 	// Programs are the loaded programs by name.
 	Programs map[string]ProgramRecord `json:"programs,omitempty"`
+	// Maps are the names of the pinned maps.
+	Maps []string `json:"maps,omitempty"`
 	// Object is the bundle object the programs come from.
 	Object string `json:"object,omitempty"`
 	// MapEntries are the entries last written, hex, to delete the stale ones.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"syscall" // ENOTSUPP (524) is kernel-internal, absent from x/sys/unix
 
@@ -33,6 +34,7 @@ type entry struct {
 	signer     string
 
 	// What runs.
+	loaded   bool // a load succeeded (or was re-adopted); maps may be empty
 	digest   string
 	loadHash string
 	object   string
@@ -170,7 +172,7 @@ func (d *Dataplane) applyEntry(e *entry, ds *Desired, net netState) {
 	}
 
 	lh := bpffs.LoadHash(ds.Digest, ds.Spec.Constants)
-	if len(e.maps) == 0 || e.loadHash != lh || e.tampered {
+	if !e.loaded || e.loadHash != lh || e.tampered {
 		if err := d.reload(e, ds, lh); err != nil {
 			d.log.Error(err, "load failed, keeping what runs", "bpfProgram", ds.Name, "digest", ds.Digest, "running", e.digest)
 			e.failure = err
@@ -384,6 +386,7 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 	d.ensurePins(e)
 	e.written, e.wHash = entries, hashEntries(ds.Spec.MapEntries)
 	e.object, e.loadHash, e.digest, e.progErr, e.tampered = object, lh, ds.Digest, progErr, false
+	e.loaded = true
 	return nil
 }
 
@@ -654,6 +657,10 @@ func (d *Dataplane) writeRecord(e *entry) {
 		}
 		rec.Programs[name] = pr
 	}
+	for name := range e.maps {
+		rec.Maps = append(rec.Maps, name)
+	}
+	sort.Strings(rec.Maps)
 	for _, en := range e.written {
 		rec.MapEntries = append(rec.MapEntries, bpffs.EntryRecord{Map: en.Map, Key: hex.EncodeToString(en.Key), Value: hex.EncodeToString(en.Value)})
 	}
@@ -681,7 +688,7 @@ func (d *Dataplane) remove(e *entry) {
 		_ = m.Unpin()
 		m.Close()
 	}
-	e.progs, e.maps = map[string]*ebpf.Program{}, map[string]*ebpf.Map{}
+	e.progs, e.maps, e.loaded = map[string]*ebpf.Program{}, map[string]*ebpf.Map{}, false
 	if err := d.layout.Remove(e.uid); err != nil {
 		d.log.Error(err, "remove pins")
 	}
@@ -725,6 +732,7 @@ func (d *Dataplane) adopt(rec bpffs.Record) *entry {
 	e := newEntry(rec.UID)
 	e.name, e.digest, e.loadHash, e.object, e.wHash = rec.Name, rec.Digest, rec.LoadHash, rec.Object, rec.MapEntriesHash
 	e.record = rec
+	e.loaded = true // a missing pin below sets tampered, which forces a reload
 	for _, er := range rec.MapEntries {
 		k, err1 := hex.DecodeString(er.Key)
 		v, err2 := hex.DecodeString(er.Value)
@@ -792,6 +800,12 @@ func (d *Dataplane) adopt(rec bpffs.Record) *entry {
 					p.Close()
 				}
 			}
+		}
+	}
+	for _, name := range rec.Maps {
+		if e.maps[name] == nil {
+			d.log.Info("recorded map not pinned: reloading", "uid", rec.UID, "map", name)
+			e.tampered = true
 		}
 	}
 	for name := range rec.Programs {

@@ -404,3 +404,35 @@ func TestDelete(t *testing.T) {
 		}
 	}
 }
+
+// TestPinRemovedWhileDown removes a map pin while the agent is down: the
+// restarted agent cannot trust a partial set, reloads behind the same link
+// and writes the map entries again.
+func TestPinRemovedWhileDown(t *testing.T) {
+	e := newEnv(t)
+	uid := "pinrm-" + randHex(4)
+	ds := e.xdpDesired(t, uid, "sha256:v1", kernelprog.Object, v1alpha1.XDPModeNative)
+	d := e.open(t)
+	before := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	wantAttached(t, before)
+	_ = d.Close()
+	pin := bpffs.Layout{Root: e.root}.Map(types.UID(uid), "deny")
+	if err := os.Remove(pin); err != nil {
+		t.Fatal(err)
+	}
+	d = e.open(t)
+	after := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	wantAttached(t, after)
+	if after.LinkID != before.LinkID || after.ID == before.ID {
+		t.Fatalf("want a reload behind link %d, got link %d program %d -> %d", before.LinkID, after.LinkID, before.ID, after.ID)
+	}
+	m, err := ebpf.LoadPinnedMap(pin, nil)
+	if err != nil {
+		t.Fatalf("deny not pinned again: %v", err)
+	}
+	defer m.Close()
+	var v uint8
+	if err := m.Lookup(uint16(9999), &v); err != nil {
+		t.Fatalf("rule not written again: %v", err)
+	}
+}
