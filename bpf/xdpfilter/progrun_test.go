@@ -209,6 +209,14 @@ func TestProgRunTable(t *testing.T) {
 		},
 		{name: "ipv4 non-first fragment", frame: frame.Build(with(udp4(9999, "\x9c\x40\x27\x0f\x00\x11\x00\x00xxxxDEATH"), func(s *frame.Spec) { s.FragmentOffset = 100 })), want: xdpPass, rule: -1},
 		{name: "ipv6 non-first fragment", frame: frame.Build(with(udp6(9999, "\x9c\x40\x27\x0f\x00\x11\x00\x00xxxxDEATH"), func(s *frame.Spec) { s.FragmentOffset = 100 })), want: xdpPass, rule: -1},
+		{name: "ipv6 hop-by-hop header before udp", frame: withIPv6Ext(frame.Build(udp6(9999, "xxxxDEATH")), 0, 8), want: xdpDrop, rule: 0},
+		{name: "ipv6 two extension headers", frame: withIPv6Ext(withIPv6Ext(frame.Build(udp6(9999, "xxxxDEATH")), 60, 16), 0, 8), want: xdpDrop, rule: 0},
+		{name: "ipv6 extension header overruns payload", frame: mangle(udp6(9999, "xxxxDEATH"), func(b []byte) []byte {
+			b = withIPv6Ext(b, 0, 8)
+			b[14+40+1] = 200 // hdrlen: (200+1)*8 bytes, far beyond the datagram
+			return b
+		}), want: xdpPass, rule: -1},
+		{name: "ipv6 first fragment", frame: withIPv6Ext(frame.Build(udp6(9999, "xxxxDEATH")), 44, 8), want: xdpDrop, rule: 0},
 		{name: "arp", frame: mangle(udp4(9999, "xxxxDEATH"), func(b []byte) []byte { b[12], b[13] = 0x08, 0x06; return b }), want: xdpPass, rule: -1},
 		{name: "ethernet header only", frame: bad4[:14], want: xdpPass, rule: -1},
 	}
@@ -242,6 +250,22 @@ func TestProgRunTable(t *testing.T) {
 			t.Errorf("rule %d counted %d frames, want %d", i, got, want)
 		}
 	}
+}
+
+// withIPv6Ext inserts an IPv6 extension header of type typ and size bytes
+// (a multiple of 8; a fragment header is 8 bytes with offset 0) right after
+// the IPv6 header of an untagged frame.
+func withIPv6Ext(b []byte, typ uint8, size int) []byte {
+	const l3 = 14
+	ext := make([]byte, size)
+	ext[0] = b[l3+6] // the next header moves into the extension header
+	if typ != 44 {
+		ext[1] = uint8(size/8 - 1)
+	}
+	b[l3+6] = typ
+	binary.BigEndian.PutUint16(b[l3+4:], binary.BigEndian.Uint16(b[l3+4:])+uint16(size))
+	out := append(append(append([]byte(nil), b[:l3+40]...), ext...), b[l3+40:]...)
+	return out
 }
 
 func TestDefaultActionConstant(t *testing.T) {
