@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -233,6 +234,7 @@ func (w *world) startAgent(t *testing.T) *agent {
 		ResyncInterval: 300 * time.Millisecond,
 		Registry:       remote.Options{PlainHTTP: true, Timeout: 3 * time.Second},
 		Version:        "test",
+		Log:            testr.NewWithOptions(t, testr.Options{LogTimestamp: true}),
 	}
 	go func() { a.done <- controller.Run(ctx, env.Config, opts) }()
 	t.Cleanup(a.stop)
@@ -409,6 +411,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	start := time.Now()
 	p := w.createProgram(t, ref, v1, denyEntry(deniedPort))
 	a := w.startAgent(t)
+	outer := t
 
 	var first v1alpha1.ProgramState
 	t.Run("attached and filtering", func(t *testing.T) {
@@ -491,7 +494,7 @@ func TestAgentEndToEnd(t *testing.T) {
 		if got := w.delivered(t, otherPort, 5); got != 0 {
 			t.Errorf("filter stopped with the agent: %d datagrams arrived", got)
 		}
-		a = w.startAgent(t)
+		a = w.startAgent(outer) // runs until the whole test ends
 		time.Sleep(2 * time.Second)
 		got := w.waitEntry(t, p, "attached after restart", attachedAt(v1))
 		if got.ID != first.ID {
@@ -539,7 +542,10 @@ func TestAgentEndToEnd(t *testing.T) {
 		if got := w.delivered(t, otherPort, 5); got == 0 {
 			t.Errorf("filter still drops after deselection")
 		}
-		node.Labels[nodeLabel] = w.node
+		if err := env.Client.Get(ctx, types.NamespacedName{Name: w.node}, node); err != nil {
+			t.Fatal(err)
+		}
+		node.Labels = map[string]string{nodeLabel: w.node}
 		if err := env.Client.Update(ctx, node); err != nil {
 			t.Fatal(err)
 		}

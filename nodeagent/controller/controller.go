@@ -293,8 +293,10 @@ func (r *Reconciler) report(ctx context.Context, node *corev1.Node, states []v1a
 	start := time.Now()
 	base := ns.DeepCopy()
 	ns.Status = next
-	if err := r.Client.Status().Patch(ctx, ns, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("patch BpfNodeState %s status: %w", r.NodeName, err)
+	// The agent is the only writer of its status: it replaces it whole,
+	// guarded by the resourceVersion it read.
+	if err := r.Client.Status().Update(ctx, ns); err != nil {
+		return fmt.Errorf("update BpfNodeState %s status: %w", r.NodeName, err)
 	}
 	metrics.PhaseSeconds.WithLabelValues(r.NodeName, metrics.PhaseStatus).Observe(time.Since(start).Seconds())
 	metrics.StatusWrites.WithLabelValues(r.NodeName, "status").Inc()
