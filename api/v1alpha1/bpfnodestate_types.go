@@ -30,7 +30,8 @@ type KernelInfo struct {
 	// +optional
 	Architecture string `json:"architecture,omitempty"`
 	// BTF tells whether the kernel exposes its BTF (needed for CO-RE).
-	BTF bool `json:"btf"`
+	// +optional
+	BTF bool `json:"btf,omitempty"`
 	// BootID is /proc/sys/kernel/random/boot_id; a new one means pins are gone.
 	// +optional
 	BootID string `json:"bootID,omitempty"`
@@ -147,7 +148,8 @@ type UnmanagedProgram struct {
 // UnmanagedSummary bounds what a node reports about programs it did not load.
 type UnmanagedSummary struct {
 	// Count is the number of unmanaged programs.
-	Count int32 `json:"count"`
+	// +optional
+	Count int32 `json:"count,omitempty"`
 	// ByType counts them by program type.
 	// +optional
 	ByType map[string]int32 `json:"byType,omitempty"`
@@ -161,11 +163,14 @@ type UnmanagedSummary struct {
 // NodeSummary counts a node's program entries, for printing.
 type NodeSummary struct {
 	// Programs is the number of program entries.
-	Programs int32 `json:"programs"`
+	// +optional
+	Programs int32 `json:"programs,omitempty"`
 	// Attached is how many are Attached.
-	Attached int32 `json:"attached"`
+	// +optional
+	Attached int32 `json:"attached,omitempty"`
 	// Failed is how many are Failed.
-	Failed int32 `json:"failed"`
+	// +optional
+	Failed int32 `json:"failed,omitempty"`
 }
 
 // BpfNodeStateStatus is what one node's agent reports.

@@ -371,13 +371,17 @@ type RolloutSpec struct {
 // NodeCounts sums the per-node state of one BpfProgram.
 type NodeCounts struct {
 	// Selected is how many nodes the nodeSelector selects.
-	Selected int32 `json:"selected"`
+	// +optional
+	Selected int32 `json:"selected,omitempty"`
 	// Attached is how many selected nodes run every program of the current digest.
-	Attached int32 `json:"attached"`
+	// +optional
+	Attached int32 `json:"attached,omitempty"`
 	// Failed is how many selected nodes report a failure.
-	Failed int32 `json:"failed"`
+	// +optional
+	Failed int32 `json:"failed,omitempty"`
 	// Pending is how many selected nodes have not reported the current digest yet.
-	Pending int32 `json:"pending"`
+	// +optional
+	Pending int32 `json:"pending,omitempty"`
 	// Summary is "attached/selected", for printing.
 	// +optional
 	Summary string `json:"summary,omitempty"`
@@ -394,12 +398,14 @@ type RolloutStatus struct {
 	StableDigest string `json:"stableDigest,omitempty"`
 	// Wave is the index into spec.rollout.waves of the wave in progress.
 	// Nodes in waves 0..Wave run TargetDigest.
-	Wave int32 `json:"wave"`
+	// +optional
+	Wave int32 `json:"wave,omitempty"`
 	// WaveStartedAt is when the current wave began (or its pause ended).
 	// +optional
 	WaveStartedAt *metav1.Time `json:"waveStartedAt,omitempty"`
 	// UpdatedNodes is how many nodes report TargetDigest attached.
-	UpdatedNodes int32 `json:"updatedNodes"`
+	// +optional
+	UpdatedNodes int32 `json:"updatedNodes,omitempty"`
 	// HaltedReason says why the rollout stopped; empty while it runs.
 	// +optional
 	HaltedReason string `json:"haltedReason,omitempty"`
@@ -415,9 +421,11 @@ type KernelCompatibility struct {
 	// Release is the kernel release (uname -r).
 	Release string `json:"release"`
 	// Attached is how many nodes of this release run the program.
-	Attached int32 `json:"attached"`
+	// +optional
+	Attached int32 `json:"attached,omitempty"`
 	// Failed is how many nodes of this release failed.
-	Failed int32 `json:"failed"`
+	// +optional
+	Failed int32 `json:"failed,omitempty"`
 	// FirstFailure is the first failure reason seen on this release.
 	// +optional
 	FirstFailure string `json:"firstFailure,omitempty"`

@@ -78,13 +78,15 @@ type BundleTrustPolicyStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 	// KeyCount is how many keys parsed.
-	KeyCount int32 `json:"keyCount"`
+	// +optional
+	KeyCount int32 `json:"keyCount,omitempty"`
 	// KeyFingerprints are the SHA-256 fingerprints of the keys, by name.
 	// +optional
 	// +listType=atomic
 	KeyFingerprints []string `json:"keyFingerprints,omitempty"`
 	// CoveredPrograms is how many BpfPrograms this policy covers.
-	CoveredPrograms int32 `json:"coveredPrograms"`
+	// +optional
+	CoveredPrograms int32 `json:"coveredPrograms,omitempty"`
 	// Conditions: Ready (keys parse), UnsignedAllowed (warning).
 	// +optional
 	// +listType=map

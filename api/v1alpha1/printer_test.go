@@ -80,7 +80,7 @@ func TestPrinterColumns(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Client.Delete(ctx, policy) })
-	policy.Status = v1.BundleTrustPolicyStatus{KeyCount: 0}
+	policy.Status = v1.BundleTrustPolicyStatus{KeyCount: 2}
 	if err := env.Client.Status().Update(ctx, policy); err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestPrinterColumns(t *testing.T) {
 		},
 		{
 			args: []string{"get", "bundletrustpolicies", "printer-policy"},
-			want: map[string]string{"IMAGES": `["r.example.com/*"]`, "KEYS": "0", "ALLOW-UNSIGNED": "true"},
+			want: map[string]string{"IMAGES": `["r.example.com/*"]`, "KEYS": "2", "ALLOW-UNSIGNED": "true"},
 		},
 	}
 	for _, tt := range tests {

@@ -29,7 +29,7 @@ func TestSamplesAreAccepted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := filepath.Glob(filepath.Join(root, "config", "samples", "*.yaml"))
+	files, err := filepath.Glob(filepath.Join(root, "config", "samples", "bpfleet_*.yaml"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no samples found: %v", err)
 	}
