@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -192,6 +193,33 @@ func TestParseReference(t *testing.T) {
 		got, err := remote.ParseReference(tt.in)
 		if err != nil || got != tt.want {
 			t.Errorf("ParseReference(%s) = %+v, %v; want %+v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestCredentialsFromDockerConfig(t *testing.T) {
+	reg := registry.Start(t, registry.Options{Username: "ci", Password: "hunter2"})
+	withCreds := remote.Options{Timeout: 5 * time.Second, DockerConfig: reg.DockerConfig(t, "ci", "hunter2")}
+	ref, digest := testbundle.PushWith(t, reg, "ebpf/xdp", "v1", testbundle.Source{}, withCreds)
+
+	if got, err := remote.New(withCreds).Resolve(context.Background(), ref); err != nil || got != digest {
+		t.Fatalf("Resolve with credentials = %s, %v", got, err)
+	}
+	if _, err := remote.New(withCreds).Fetch(context.Background(), reg.Repository("ebpf/xdp"), digest); err != nil {
+		t.Fatalf("Fetch with credentials: %v", err)
+	}
+	tests := []struct {
+		name   string // case
+		config string // docker config path
+		want   string // text the error must contain
+	}{
+		{name: "no credentials", config: filepath.Join(t.TempDir(), "missing.json"), want: "basic credential not found"},
+		{name: "wrong password", config: reg.DockerConfig(t, "ci", "wrong"), want: "401"},
+	}
+	for _, tt := range tests {
+		_, err := remote.New(remote.Options{Timeout: 5 * time.Second, DockerConfig: tt.config}).Resolve(context.Background(), ref)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: Resolve = %v, want an error mentioning %q", tt.name, err, tt.want)
 		}
 	}
 }

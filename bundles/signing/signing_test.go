@@ -165,3 +165,21 @@ func TestFingerprint(t *testing.T) {
 		t.Fatalf("Fingerprint(garbage) = %v", err)
 	}
 }
+
+func TestSignVerifyWithCredentials(t *testing.T) {
+	reg := registry.Start(t, registry.Options{Username: "ci", Password: "hunter2"})
+	withCreds := remote.Options{Timeout: 10 * time.Second, DockerConfig: reg.DockerConfig(t, "ci", "hunter2")}
+	ref, digest := testbundle.PushWith(t, reg, "ebpf/xdp", "v1", testbundle.Source{}, withCreds)
+	keys := newKeys(t)
+	ctx := context.Background()
+	if err := signing.Sign(ctx, ref, keys.priv, password, withCreds); err != nil {
+		t.Fatalf("Sign with credentials: %v", err)
+	}
+	if _, err := signing.Verify(ctx, reg.Repository("ebpf/xdp"), digest, [][]byte{readPEM(t, keys.pub)}, withCreds); err != nil {
+		t.Fatalf("Verify with credentials: %v", err)
+	}
+	noCreds := remote.Options{Timeout: 10 * time.Second, DockerConfig: filepath.Join(t.TempDir(), "missing.json")}
+	if _, err := signing.Verify(ctx, reg.Repository("ebpf/xdp"), digest, [][]byte{readPEM(t, keys.pub)}, noCreds); err == nil || errors.Is(err, bundles.ErrUnsigned) {
+		t.Fatalf("Verify without credentials = %v, want an auth error (never 'unsigned')", err)
+	}
+}

@@ -7,15 +7,25 @@
 // in a temporary directory. Both stop when the test ends; Stop stops them
 // earlier to simulate a registry outage.
 //
+// Options.Username/Password put the in-process registry behind HTTP basic
+// auth; DockerConfig writes a docker config.json with credentials for it.
+//
 // Usage:
 //
 //	reg := registry.Start(t, registry.Options{Referrers: true})
-//	ref := reg.Ref("ebpf/xdp", "v1") // "127.0.0.1:PORT/ebpf/xdp:v1"
+//	ref := reg.Ref("ebpf/xdp", "v1")       // "127.0.0.1:PORT/ebpf/xdp:v1"
+//	repo := reg.Repository("ebpf/xdp")     // "127.0.0.1:PORT/ebpf/xdp"
+//	reg.TamperBlob(t, layerDigest, evil)   // serve wrong bytes for a blob
+//	n := reg.BlobGets(layerDigest)         // downloads so far
+//	reg.Stop()                             // registry outage
+//
+//	dist := registry.StartDistribution(t) // same API, Debian docker-registry
 package registry
 
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"log"
@@ -40,6 +50,9 @@ import (
 type Options struct {
 	// Referrers enables the OCI 1.1 referrers API.
 	Referrers bool
+	// Username and Password, when set, make every request need HTTP basic
+	// auth with them (401 with a Basic challenge otherwise).
+	Username, Password string
 }
 
 // Registry is a running registry on 127.0.0.1.
@@ -62,6 +75,9 @@ func Start(tb testing.TB, opts Options) *Registry {
 		ggcrregistry.WithReferrersSupport(opts.Referrers),
 		ggcrregistry.Logger(log.New(io.Discard, "", 0)),
 	)
+	if opts.Username != "" || opts.Password != "" {
+		handler = basicAuth(handler, opts.Username, opts.Password)
+	}
 	srv := httptest.NewServer(handler)
 	r := &Registry{Host: strings.TrimPrefix(srv.URL, "http://"), blobs: blobs}
 	r.stop = func() {
@@ -182,6 +198,31 @@ func (r *Registry) BlobGets(digest string) int {
 	r.blobs.mu.Lock()
 	defer r.blobs.mu.Unlock()
 	return r.blobs.gets[digest]
+}
+
+func basicAuth(next http.Handler, user, password string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		if !ok || u != user || p != password {
+			w.Header().Set("WWW-Authenticate", `Basic realm="bpfleet-test"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// DockerConfig writes a docker config.json holding the credentials of
+// Options.Username/Password for this registry and returns its path.
+func (r *Registry) DockerConfig(tb testing.TB, user, password string) string {
+	tb.Helper()
+	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+	path := filepath.Join(tb.TempDir(), "config.json")
+	config := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, r.Host, auth)
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		tb.Fatalf("write docker config: %v", err)
+	}
+	return path
 }
 
 func freeAddr(tb testing.TB) string {

@@ -126,9 +126,15 @@ func Build(tb testing.TB, dir, tag string) (layout, digest string) {
 // returns the reference by tag and the digest.
 func Push(tb testing.TB, reg *registry.Registry, path, tag string, src Source) (ref, digest string) {
 	tb.Helper()
+	return PushWith(tb, reg, path, tag, src, remote.Options{})
+}
+
+// PushWith is Push with registry options (e.g. credentials).
+func PushWith(tb testing.TB, reg *registry.Registry, path, tag string, src Source, opts remote.Options) (ref, digest string) {
+	tb.Helper()
 	layout, digest := Build(tb, Dir(tb, src), tag)
 	ref = reg.Ref(path, tag)
-	got, err := remote.New(remote.Options{}).Push(context.Background(), layout, ref)
+	got, err := remote.New(opts).Push(context.Background(), layout, ref)
 	if err != nil {
 		tb.Fatalf("push %s: %v", ref, err)
 	}
