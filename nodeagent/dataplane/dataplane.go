@@ -6,7 +6,6 @@ package dataplane
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -100,9 +99,6 @@ type Options struct {
 
 // DefaultStateDir is where records live unless Options.StateDir says otherwise.
 const DefaultStateDir = "/var/lib/bpfleet"
-
-// ErrClosed is returned by New's users after Close.
-var ErrClosed = errors.New("dataplane closed")
 
 // Dataplane owns the managed programs of one node. Its methods are safe for
 // concurrent use.
