@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"oras.land/oras-go/v2"
+
 	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/test/registry"
@@ -221,5 +223,30 @@ func TestCredentialsFromDockerConfig(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: Resolve = %v, want an error mentioning %q", tt.name, err, tt.want)
 		}
+	}
+}
+
+func TestFetchRefusesOtherArtifacts(t *testing.T) {
+	reg := registry.Start(t, registry.Options{})
+	c := remote.New(remote.Options{Timeout: 5 * time.Second})
+	ctx := context.Background()
+	r, err := remote.ParseReference(reg.Ref("ebpf/other", "v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := c.Repository(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := oras.PackManifest(ctx, repo, oras.PackManifestVersion1_1, "application/vnd.example.other", oras.PackManifestOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Tag(ctx, desc, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Fetch(ctx, r.Repository, desc.Digest.String())
+	if !errors.Is(err, bundles.ErrBundleInvalid) || !strings.Contains(err.Error(), `artifact type "application/vnd.example.other"`) {
+		t.Fatalf("Fetch(other artifact) = %v, want ErrBundleInvalid naming the artifact type", err)
 	}
 }
