@@ -7,7 +7,7 @@ import (
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
-	"github.com/bpfleet/bpfleet/cmd/kubectl-bpf/internal/plugin"
+	"github.com/bpfleet/bpfleet/cmd/kubectl-bpf/plugin"
 )
 
 func main() {

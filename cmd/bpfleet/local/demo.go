@@ -148,6 +148,13 @@ func Demo(ctx context.Context, opts Options, keep bool) (err error) {
 	}); err != nil {
 		return err
 	}
+	// The agents refresh run-time statistics every 2 s: wait for one so the
+	// table below shows run counts for the traffic just sent.
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(3 * time.Second):
+	}
 	fmt.Fprintln(out, "\nkubectl bpf status:")
 	status := kubectlbpf.NewCommandWithClient(genericiooptions.IOStreams{In: os.Stdin, Out: out, ErrOut: out}, e.Client)
 	status.SetArgs([]string{"status"})

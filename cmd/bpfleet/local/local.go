@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -79,6 +81,9 @@ type Env struct {
 	// Nodes are the simulated nodes.
 	Nodes []*Node
 
+	// LogFile receives the operator's and agents' logs.
+	LogFile string
+
 	opts     Options
 	progress *progress
 	cp       *crenvtest.Environment
@@ -90,7 +95,17 @@ type Env struct {
 // duration. On error everything started so far is torn down.
 func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	opts.defaults()
-	e := &Env{opts: opts, progress: &progress{out: opts.Out, start: time.Now()}, Bundles: map[string]PushedBundle{}}
+	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	logFile, err := os.OpenFile(filepath.Join(opts.StateDir, "bpfleet.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(logFile), zap.UseDevMode(false)))
+	e := &Env{opts: opts, progress: &progress{out: opts.Out, start: time.Now()}, Bundles: map[string]PushedBundle{}, LogFile: logFile.Name()}
+	e.onStop(func(context.Context) error { return logFile.Close() })
+	fmt.Fprintf(opts.Out, "     logs of the control plane's clients, operator and agents: %s\n", logFile.Name())
 	defer func() {
 		if err != nil {
 			_ = e.Stop(context.Background())

@@ -176,6 +176,7 @@ func (e *Env) StartAgent(n *Node) error {
 		NetNS:          "/var/run/netns/" + n.NetNS,
 		ResyncInterval: 10 * time.Second,
 		Stats:          true,
+		StatsInterval:  2 * time.Second,
 		Registry:       e.RemoteOptions,
 		Version:        "local",
 	}

@@ -13,7 +13,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/cmd/kubectl-bpf/internal/plugin"
+	"github.com/bpfleet/bpfleet/cmd/kubectl-bpf/plugin"
 	"github.com/bpfleet/bpfleet/test/envtest"
 )
 
