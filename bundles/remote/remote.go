@@ -57,7 +57,7 @@ type Client struct {
 	cache     auth.Cache
 	creds     credentials.Store
 	credEr    error
-	transport *http.Transport
+	transport http.RoundTripper
 }
 
 // New returns a client with opts.
@@ -74,12 +74,31 @@ func New(opts Options) *Client {
 	}
 	c := &Client{
 		opts:  opts,
-		http:  &http.Client{Transport: transport},
+		http:  &http.Client{Transport: schemeGuard{base: transport, opts: opts}},
 		cache: auth.NewCache(),
 	}
 	c.creds, c.credEr = opts.CredentialStore()
-	c.transport = transport
+	c.transport = schemeGuard{base: transport, opts: opts}
 	return c
+}
+
+// schemeGuard upgrades plain-HTTP requests to HTTPS for hosts the
+// plain-HTTP rule does not allow. oras-go already obeys the rule through
+// Repository.PlainHTTP; go-containerregistry (used by cosign) picks HTTP on
+// its own for RFC 1918 and .local hosts, which this guard overrides.
+type schemeGuard struct {
+	base http.RoundTripper
+	opts Options
+}
+
+func (g schemeGuard) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == "http" {
+		if plain, _ := UsePlainHTTP(g.opts, req.URL.Host); !plain {
+			req = req.Clone(req.Context())
+			req.URL.Scheme = "https"
+		}
+	}
+	return g.base.RoundTrip(req)
 }
 
 // CredentialStore opens the docker config credentials opts name.
@@ -90,8 +109,9 @@ func (o Options) CredentialStore() (credentials.Store, error) {
 	return credentials.NewStoreFromDocker(credentials.StoreOptions{})
 }
 
-// Transport returns the HTTP transport the client uses (timeouts and TLS
-// settings applied), for other registry libraries to share.
+// Transport returns the HTTP transport the client uses (timeouts, TLS
+// settings and the plain-HTTP rule applied), for other registry libraries
+// (go-containerregistry under cosign) to share.
 func (c *Client) Transport() http.RoundTripper { return c.transport }
 
 // Options returns the options the client was made with (Timeout defaulted).
