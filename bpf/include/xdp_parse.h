@@ -33,7 +33,11 @@
 #define PARSE_VLAN_MAX 2
 #define PARSE_IPV6_EXT_MAX 4
 
-/* Frames longer than this are not parsed (jumbo frames are not expected). */
+/*
+ * Headers must end within this many bytes of the frame start (frames may be
+ * longer: generic XDP sees GRO packets of up to 64 KiB). It also bounds the
+ * variable packet offsets for the verifier.
+ */
 #define PARSE_FRAME_MAX 0x3fff
 
 enum parse_result {
@@ -164,8 +168,6 @@ static __always_inline int parse_pkt(struct xdp_md *ctx, struct pkt *p)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	__u32 frame_len = data_end - data;
-	if (frame_len > PARSE_FRAME_MAX)
-		return PARSE_NOT_IP;
 
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > data_end)

@@ -96,7 +96,7 @@ static __always_inline int payload_matches(struct xdp_md *ctx, const struct pkt 
 	void *data_end = (void *)(long)ctx->data_end;
 	const __u8 *bytes = data + (off & PARSE_FRAME_MAX);
 	__u8 buf[PATTERN_MAX];
-	if ((void *)(bytes + PATTERN_MAX) > data_end) {
+	if (off > PARSE_FRAME_MAX || (void *)(bytes + PATTERN_MAX) > data_end) {
 		/* Near the end of the frame, or in a fragment of a multi-buffer frame. */
 		if (bpf_xdp_load_bytes(ctx, off, buf, len))
 			return 0;
