@@ -1,0 +1,64 @@
+package dataplane_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cilium/ebpf/link"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/nodeagent/attach"
+	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
+	"github.com/bpfleet/bpfleet/test/kernelprog"
+	"github.com/bpfleet/bpfleet/test/privileged"
+)
+
+// TestUpgradeKinds upgrades one program of each swap style: cgroup and tcx
+// links are updated in place (same link id); a tracepoint gets a new link
+// attached before the old one is closed.
+func TestUpgradeKinds(t *testing.T) {
+	e := newEnv(t)
+	privileged.RequireTracefs(t)
+	cg := filepath.Join(attach.CgroupRoot(), "bpfleet-test-"+randHex(6))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(cg) })
+	for _, tc := range []struct {
+		name string
+		a    v1alpha1.ProgramAttachment
+		// inPlace tells whether the link id must survive the upgrade.
+		inPlace bool
+	}{
+		{name: "cgroup", a: v1alpha1.ProgramAttachment{Name: kernelprog.CgroupSKB, Cgroup: &v1alpha1.CgroupAttach{Path: cg, AttachType: "egress"}}, inPlace: true},
+		{name: "tcx", a: v1alpha1.ProgramAttachment{Name: kernelprog.TCCount, TC: &v1alpha1.TCAttach{Interfaces: v1alpha1.InterfaceSelector{Names: []string{e.veth.A}}, Direction: v1alpha1.TCEgress}}, inPlace: true},
+		{name: "tracepoint", a: v1alpha1.ProgramAttachment{Name: kernelprog.Tracepoint, Tracepoint: &v1alpha1.TracepointAttach{Group: "syscalls", Name: "sys_enter_getppid"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := e.open(t)
+			uid := "up-" + tc.name + "-" + randHex(3)
+			ds := dataplane.Desired{Name: tc.name, UID: types.UID(uid), Digest: "sha256:v1", Bundle: bundle(t, "sha256:v1", kernelprog.Object),
+				Spec: v1alpha1.BpfProgramSpec{Programs: []v1alpha1.ProgramAttachment{tc.a}}}
+			v1 := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+			wantAttached(t, v1)
+			ds.Digest, ds.Bundle = "sha256:v2", bundle(t, "sha256:v2", kernelprog.Object)
+			v2 := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+			wantAttached(t, v2)
+			if v2.ID == v1.ID || v2.Digest != "sha256:v2" {
+				t.Fatalf("not reloaded: program %d -> %d, digest %s", v1.ID, v2.ID, v2.Digest)
+			}
+			if tc.inPlace != (v2.LinkID == v1.LinkID) {
+				t.Fatalf("link %d -> %d, in place %v", v1.LinkID, v2.LinkID, tc.inPlace)
+			}
+			if !tc.inPlace {
+				if l, err := link.NewFromID(link.ID(v1.LinkID)); err == nil {
+					l.Close()
+					t.Fatalf("old link %d still exists", v1.LinkID)
+				}
+			}
+			d.Apply(ctx, nil)
+		})
+	}
+}
