@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -20,6 +21,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/bpfleet/bpfleet/api/rollout"
@@ -34,10 +36,30 @@ import (
 
 var env *envtest.Env
 
-func TestMain(m *testing.M) { os.Exit(envtest.Run(m, &env)) }
+// TestMain does what envtest.Run does, and stops the operator before the
+// control plane so the API server does not wait on its watches.
+func TestMain(m *testing.M) {
+	e, err := envtest.Start()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "envtest: %v\n", err)
+		os.Exit(1)
+	}
+	env = e
+	code := m.Run()
+	if stopOperator != nil {
+		stopOperator()
+		<-operatorDone
+	}
+	if err := e.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "envtest: %v\n", err)
+	}
+	os.Exit(code)
+}
 
 var (
-	startOnce sync.Once
+	startOnce    sync.Once
+	stopOperator context.CancelFunc
+	operatorDone = make(chan struct{})
 	// clock drives rollout pauses; tests step it.
 	clock = clocktesting.NewFakeClock(time.Date(2026, 11, 22, 5, 0, 0, 0, time.UTC))
 )
@@ -47,6 +69,8 @@ var (
 func startOperator(t *testing.T) {
 	t.Helper()
 	startOnce.Do(func() {
+		// Reconcile errors only: they explain a failing wait.
+		ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
 		scheme, err := operator.Scheme()
 		if err != nil {
 			t.Fatal(err)
@@ -59,12 +83,14 @@ func startOperator(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx := context.Background()
+		ctx, cancel := context.WithCancel(context.Background())
+		stopOperator = cancel
 		err = operator.Setup(ctx, mgr, operator.Options{Remote: remote.Options{PlainHTTP: true}, Clock: clock})
 		if err != nil {
 			t.Fatal(err)
 		}
 		go func() {
+			defer close(operatorDone)
 			if err := mgr.Start(ctx); err != nil {
 				fmt.Fprintln(os.Stderr, "manager:", err)
 			}
@@ -274,7 +300,8 @@ func TestHappyPath(t *testing.T) {
 		t.Errorf("signer %q does not name the policy", p.Status.Signer)
 	}
 	waitEvent(t, "happy", v1.ReasonVerified, "")
-	p = waitCondition(t, "happy", v1.ConditionReady, metav1.ConditionFalse, v1.ReasonNodesPending)
+	// The first rollout is in progress until every node reports.
+	p = waitCondition(t, "happy", v1.ConditionReady, metav1.ConditionFalse, v1.ReasonRolloutInProgress)
 	if p.Status.Nodes != (v1.NodeCounts{Selected: 3, Pending: 3, Summary: "0/3"}) {
 		t.Errorf("nodes %+v before any report", p.Status.Nodes)
 	}
