@@ -162,16 +162,27 @@ func (d *Dataplane) applyEntry(e *entry, ds *Desired, net netState) {
 	if hold == nil && isNilBundle(ds.Bundle) {
 		hold = Hold(v1alpha1.ReasonWaitingForBundle, errors.New("bundle not available on this node yet"))
 	}
+	lh := bpffs.LoadHash(ds.Digest, ds.Spec.Constants)
 	if hold != nil {
 		e.hold = hold
-		if e.specSet {
+		if e.loaded && !e.tampered && e.loadHash == lh {
+			// The desired code already runs: apply what needs no bundle
+			// (map entries, attach points of loaded programs), so a new
+			// rule takes effect even while the registry is down.
+			if err := d.writeEntries(e, ds.Spec.MapEntries, e.maps); err != nil {
+				e.failure = withReason(v1alpha1.ReasonMapUpdateFailed, err)
+			}
+			e.spec, e.specSet, e.digest = ds.Spec, true, ds.Digest
+			d.reconcileLinks(e, ds.Spec, net)
+			d.dropUnused(e)
+			d.ensurePins(e)
+		} else if e.specSet {
 			d.reconcileLinks(e, e.spec, net)
 		}
 		d.writeRecord(e)
 		return
 	}
 
-	lh := bpffs.LoadHash(ds.Digest, ds.Spec.Constants)
 	if !e.loaded || e.loadHash != lh || e.tampered {
 		if err := d.reload(e, ds, lh); err != nil {
 			d.log.Error(err, "load failed, keeping what runs", "bpfProgram", ds.Name, "digest", ds.Digest, "running", e.digest)

@@ -355,6 +355,19 @@ func TestFailuresKeepWhatRuns(t *testing.T) {
 	if st.State != v1alpha1.PhaseAttached || st.ID != g.ID {
 		t.Fatalf("nil bundle: want the old program attached, got %s/%s id %d", st.State, st.Reason, st.ID)
 	}
+	// Held on the digest that runs: a new rule needs no bundle and applies at once.
+	same := e.xdpDesired(t, good, "sha256:v1", kernelprog.Object, v1alpha1.XDPModeNative)
+	same.Bundle, same.Hold = nil, dataplane.Hold(v1alpha1.ReasonPullFailed, errors.New("registry unavailable"))
+	same.Spec.MapEntries = append(same.Spec.MapEntries, v1alpha1.MapEntry{Map: "deny", Key: portKey(7777), Value: "01"})
+	st = one(t, d.Apply(ctx, []dataplane.Desired{same}), good)
+	if st.State != v1alpha1.PhaseAttached || st.ID != g.ID {
+		t.Fatalf("held, same digest: got %s/%s id %d", st.State, st.Reason, st.ID)
+	}
+	drops := e.counter(t, good, 1)
+	e.sendUDP(t, 7777, 3)
+	if got := e.counter(t, good, 1); got < drops+3 {
+		t.Fatalf("rule added while held did not apply: drops %d -> %d", drops, got)
+	}
 }
 
 // TestDelete removes a BpfProgram: no pin, link or record is left.
