@@ -18,12 +18,14 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/go-logr/logr/testr"
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles/build"
@@ -408,15 +410,16 @@ func TestAgentEndToEnd(t *testing.T) {
 	ctx := context.Background()
 
 	ref, v1 := w.push(t, "v1", "0.1.0", true)
-	start := time.Now()
-	p := w.createProgram(t, ref, v1, denyEntry(deniedPort))
 	a := w.startAgent(t)
 	outer := t
+	eventually(t, 10*time.Second, "agent reports the node", func() (bool, string) { return w.state(t) != nil, "no BpfNodeState" })
+	p := w.createProgram(t, ref, v1, denyEntry(deniedPort))
+	start := time.Now() // the operator's status write: the node learns its digest
 
 	var first v1alpha1.ProgramState
 	t.Run("attached and filtering", func(t *testing.T) {
 		first = w.waitEntry(t, p, "program attached", attachedAt(v1))
-		t.Logf("create → Attached in status: %s", time.Since(start))
+		t.Logf("digest rolled out → Attached in BpfNodeState (observed by polling every 100ms): %s", time.Since(start))
 		if want := "xdp/" + w.veth.A; first.AttachPoint == "" || first.Signer == "" || first.VerifiedAt == nil {
 			t.Errorf("entry lacks attach point (want like %q), signer or verifiedAt: %+v", want, first)
 		}
@@ -440,6 +443,8 @@ func TestAgentEndToEnd(t *testing.T) {
 		if first.LoadedAt == nil || abs(first.LoadedAt.Unix()-bt.LoadedAt) > 1 {
 			t.Errorf("loadedAt %v, bpftool %d", first.LoadedAt, bt.LoadedAt)
 		}
+
+		checkMetrics(t, w.node, first.ID)
 
 		ns := w.state(t)
 		if len(ns.OwnerReferences) != 1 || ns.OwnerReferences[0].Kind != "Node" || ns.OwnerReferences[0].Name != w.node {
@@ -632,4 +637,57 @@ func TestLockRefusesSecondAgent(t *testing.T) {
 		t.Fatalf("lock after unlock: %v", err)
 	}
 	unlock2()
+}
+
+// checkMetrics scrapes controller-runtime's registry: the program's info
+// series, its declared metric map (counters[1] counts drops) and every
+// reconcile phase must be there. It logs the phase breakdown.
+func checkMetrics(t *testing.T, node string, id uint32) {
+	t.Helper()
+	families, err := crmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatalf("gather metrics: %v", err)
+	}
+	labels := func(m *dto.Metric) map[string]string {
+		out := map[string]string{}
+		for _, l := range m.GetLabel() {
+			out[l.GetName()] = l.GetValue()
+		}
+		return out
+	}
+	var info, drops bool
+	phases := map[string]*dto.Histogram{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			l := labels(m)
+			if l["node"] != node {
+				continue
+			}
+			switch f.GetName() {
+			case "bpfleet_program_info":
+				info = info || l["id"] == strconv.FormatUint(uint64(id), 10)
+			case "bpfleet_map_value":
+				if l["map"] == "counters" && l["key"] == "1" && l["field"] == "0" && m.GetGauge().GetValue() >= 20 {
+					drops = true
+				}
+			case "bpfleet_agent_phase_seconds":
+				phases[l["phase"]] = m.GetHistogram()
+			}
+		}
+	}
+	if !info {
+		t.Errorf("no bpfleet_program_info series with id %d", id)
+	}
+	if !drops {
+		t.Errorf("no bpfleet_map_value series for counters[1] >= 20 drops")
+	}
+	for _, phase := range []string{"verify", "pull", "apply", "status"} {
+		h := phases[phase]
+		if h == nil || h.GetSampleCount() == 0 {
+			t.Errorf("no %s phase observed", phase)
+			continue
+		}
+		t.Logf("phase %-6s n=%d mean=%s", phase, h.GetSampleCount(),
+			time.Duration(h.GetSampleSum()/float64(h.GetSampleCount())*float64(time.Second)))
+	}
 }

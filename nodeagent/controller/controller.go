@@ -79,6 +79,12 @@ type Reconciler struct {
 	RetryInterval time.Duration
 }
 
+// phaseTimes is how long one reconcile spent in each phase, for the log line
+// of a reconcile that changed the status.
+type phaseTimes struct {
+	verify, pull, apply, status time.Duration
+}
+
 // statsRefreshNamespace marks the periodic stats refresh request: the same
 // node key in a namespace that no cluster-scoped object uses, so a request
 // itself says whether run-time statistics may be written.
@@ -115,15 +121,25 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		logger.Error(selErr, "some BpfPrograms were left out")
 	}
 
-	desired, verified := r.desired(ctx, sel, policies.Items)
+	var took phaseTimes
+	desired, verified := r.desired(ctx, sel, policies.Items, &took)
 
 	start := time.Now()
 	states := r.Dataplane.Apply(ctx, desired)
-	metrics.PhaseSeconds.WithLabelValues(r.NodeName, metrics.PhaseApply).Observe(time.Since(start).Seconds())
+	took.apply = time.Since(start)
+	metrics.PhaseSeconds.WithLabelValues(r.NodeName, metrics.PhaseApply).Observe(took.apply.Seconds())
 	states = explainHolds(states, desired)
 
-	if err := r.report(ctx, node, states, verified, withStats); err != nil {
+	start = time.Now()
+	changed, err := r.report(ctx, node, states, verified, withStats)
+	if err != nil {
 		return ctrl.Result{}, err
+	}
+	if changed {
+		took.status = time.Since(start)
+		logger.Info("reported a changed status", "programs", len(states),
+			"verify", took.verify, "pull", took.pull, "apply", took.apply, "status", took.status)
+		r.collectGarbage(ctx, programs.Items, states)
 	}
 	for _, d := range desired {
 		if d.Hold != nil && transientHold(d.Hold) {
@@ -143,7 +159,7 @@ func (r *Reconciler) retryInterval() time.Duration {
 // desired builds the node's full desired set: one entry per selected
 // program, with a verified bundle, or a Hold saying why it cannot move to
 // its digest now. It also returns when each admitted digest was verified.
-func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, policies []v1alpha1.BundleTrustPolicy) ([]dataplane.Desired, map[types.UID]time.Time) {
+func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, policies []v1alpha1.BundleTrustPolicy, took *phaseTimes) ([]dataplane.Desired, map[types.UID]time.Time) {
 	logger := log.FromContext(ctx)
 	out := make([]dataplane.Desired, 0, len(sel))
 	verified := map[types.UID]time.Time{}
@@ -160,7 +176,7 @@ func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, po
 			out = append(out, d)
 			continue
 		}
-		b, v, err := r.fetchVerified(ctx, p, d.Digest, policies)
+		b, v, err := r.fetchVerified(ctx, p, d.Digest, policies, took)
 		if err != nil {
 			d.Hold = dataplane.Hold(holdReason(err), err)
 			metrics.Failures.WithLabelValues(r.NodeName, holdReason(err)).Inc()
@@ -178,19 +194,21 @@ func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, po
 // fetchVerified verifies repository@digest against the trust policies, pulls
 // it into the node cache and checks its program types against the admitting
 // policy. Verification comes first so that nothing untrusted is downloaded.
-func (r *Reconciler) fetchVerified(ctx context.Context, p *v1alpha1.BpfProgram, digest string, policies []v1alpha1.BundleTrustPolicy) (*format.Bundle, Verification, error) {
+func (r *Reconciler) fetchVerified(ctx context.Context, p *v1alpha1.BpfProgram, digest string, policies []v1alpha1.BundleTrustPolicy, took *phaseTimes) (*format.Bundle, Verification, error) {
 	ref, err := remote.ParseReference(p.Spec.Bundle.Image)
 	if err != nil {
 		return nil, Verification{}, fmt.Errorf("parse bundle image of %s: %w", p.Name, err)
 	}
 	start := time.Now()
 	v, err := r.Verifier.Verify(ctx, ref.Repository, digest, policies)
+	took.verify += time.Since(start)
 	metrics.PhaseSeconds.WithLabelValues(r.NodeName, metrics.PhaseVerify).Observe(time.Since(start).Seconds())
 	if err != nil {
 		return nil, Verification{}, fmt.Errorf("verify %s@%s: %w", ref.Repository, digest, err)
 	}
 	start = time.Now()
 	b, err := r.Bundles.Get(ctx, ref.Repository, digest)
+	took.pull += time.Since(start)
 	metrics.PhaseSeconds.WithLabelValues(r.NodeName, metrics.PhasePull).Observe(time.Since(start).Seconds())
 	if err != nil {
 		return nil, Verification{}, fmt.Errorf("pull %s@%s: %w", ref.Repository, digest, err)
@@ -264,9 +282,9 @@ func truncate(s string, n int) string {
 
 // report creates the node's BpfNodeState when missing and writes its status
 // when it differs from what it says now.
-func (r *Reconciler) report(ctx context.Context, node *corev1.Node, states []v1alpha1.ProgramState, verified map[types.UID]time.Time, withStats bool) error {
+func (r *Reconciler) report(ctx context.Context, node *corev1.Node, states []v1alpha1.ProgramState, verified map[types.UID]time.Time, withStats bool) (changed bool, err error) {
 	ns := &v1alpha1.BpfNodeState{}
-	err := r.Client.Get(ctx, types.NamespacedName{Name: r.NodeName}, ns)
+	err = r.Client.Get(ctx, types.NamespacedName{Name: r.NodeName}, ns)
 	switch {
 	case apierrors.IsNotFound(err):
 		ns = &v1alpha1.BpfNodeState{ObjectMeta: metav1.ObjectMeta{
@@ -279,16 +297,16 @@ func (r *Reconciler) report(ctx context.Context, node *corev1.Node, states []v1a
 			}},
 		}}
 		if err := r.Client.Create(ctx, ns); err != nil {
-			return fmt.Errorf("create BpfNodeState %s: %w", r.NodeName, err)
+			return false, fmt.Errorf("create BpfNodeState %s: %w", r.NodeName, err)
 		}
 		metrics.StatusWrites.WithLabelValues(r.NodeName, "create").Inc()
 	case err != nil:
-		return fmt.Errorf("get BpfNodeState %s: %w", r.NodeName, err)
+		return false, fmt.Errorf("get BpfNodeState %s: %w", r.NodeName, err)
 	}
 
 	next := r.nodeStatus(ns.Status, states, verified, withStats)
 	if statusEqual(ns.Status, next, withStats) {
-		return nil
+		return false, nil
 	}
 	start := time.Now()
 	base := ns.DeepCopy()
@@ -296,12 +314,40 @@ func (r *Reconciler) report(ctx context.Context, node *corev1.Node, states []v1a
 	// The agent is the only writer of its status: it replaces it whole,
 	// guarded by the resourceVersion it read.
 	if err := r.Client.Status().Update(ctx, ns); err != nil {
-		return fmt.Errorf("update BpfNodeState %s status: %w", r.NodeName, err)
+		return false, fmt.Errorf("update BpfNodeState %s status: %w", r.NodeName, err)
 	}
 	metrics.PhaseSeconds.WithLabelValues(r.NodeName, metrics.PhaseStatus).Observe(time.Since(start).Seconds())
 	metrics.StatusWrites.WithLabelValues(r.NodeName, "status").Inc()
 	r.recordTransitions(ns, base.Status.Programs, next.Programs)
-	return nil
+	return true, nil
+}
+
+// collectGarbage drops cached bundles no BpfProgram may need any more:
+// neither the digest this node runs or must run, nor either side of any
+// rollout (a halted rollout returns to the stable digest from the cache, and
+// a node selected again reattaches without the registry). Bundles of deleted
+// programs and superseded digests go.
+func (r *Reconciler) collectGarbage(ctx context.Context, programs []v1alpha1.BpfProgram, states []v1alpha1.ProgramState) {
+	gc, ok := r.Bundles.(interface{ GC(keep []string) (int, error) })
+	if !ok {
+		return
+	}
+	var keep []string
+	for i := range programs {
+		p := &programs[i]
+		keep = append(keep, digestFor(p, r.NodeName), p.Status.ResolvedDigest)
+		if ro := p.Status.Rollout; ro != nil {
+			keep = append(keep, ro.StableDigest, ro.TargetDigest)
+		}
+	}
+	for _, s := range states {
+		keep = append(keep, s.Digest)
+	}
+	if n, err := gc.GC(keep); err != nil {
+		log.FromContext(ctx).Error(err, "collect cached bundles")
+	} else if n > 0 {
+		log.FromContext(ctx).Info("removed unused cached bundles", "count", n)
+	}
 }
 
 // recordTransitions counts and emits an event for every entry that turned

@@ -27,6 +27,7 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/cache"
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/trust"
+	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
 	"github.com/bpfleet/bpfleet/nodeagent/metrics"
 )
@@ -189,7 +190,21 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 			return fmt.Errorf("add ready check: %w", err)
 		}
 	}
-	unregister := metrics.Register(opts.NodeName, dp.Snapshot)
+	layout := bpffs.Layout{Root: opts.BPFFSRoot}
+	unregister := metrics.Register(opts.NodeName, metrics.Source{
+		Snapshot: dp.Snapshot,
+		MetricMaps: func(uid types.UID, digest string) map[string]string {
+			b, err := bundleCache.Lookup(ctx, digest)
+			if err != nil {
+				return nil
+			}
+			paths := make(map[string]string, len(b.Manifest.MetricMaps))
+			for _, name := range b.Manifest.MetricMaps {
+				paths[name] = layout.Map(uid, name)
+			}
+			return paths
+		},
+	})
 	defer unregister()
 
 	r := &Reconciler{

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/prometheus/client_golang/prometheus"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -50,9 +52,14 @@ var (
 	registerOnce sync.Once
 )
 
-// Source gives the scrape-time collector the node's current program states;
-// the dataplane's Snapshot satisfies it.
-type Source func() []v1alpha1.ProgramState
+// Source gives the scrape-time collector a node's programs.
+type Source struct {
+	// Snapshot returns the node's program states; the dataplane's Snapshot.
+	Snapshot func() []v1alpha1.ProgramState
+	// MetricMaps returns the pinned paths, by map name, of the metric maps
+	// that bundle digest declares for BpfProgram uid; nil exports none.
+	MetricMaps func(uid types.UID, digest string) map[string]string
+}
 
 // Register adds node's source to the collectors (registering them on
 // controller-runtime's registry on first use) and returns a function that
@@ -86,6 +93,9 @@ var (
 	descRunTime = prometheus.NewDesc("bpfleet_program_run_time_seconds_total",
 		"Total time the program ran (kernel run-time statistics; needs --stats).",
 		programLabels, nil)
+	descMapValue = prometheus.NewDesc("bpfleet_map_value",
+		"Values of the metric maps a bundle declares (ebpf_exporter style): per key, each 64-bit field of the value, summed over CPUs for per-CPU maps.",
+		[]string{"node", "bpf_program", "map", "key", "field"}, nil)
 	descInfo = prometheus.NewDesc("bpfleet_program_info",
 		"One series per managed program entry, carrying its kernel id, tag and digest.",
 		append(append([]string{}, programLabels...), "id", "tag", "type", "digest"), nil)
@@ -103,6 +113,7 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descRunCount
 	ch <- descRunTime
 	ch <- descInfo
+	ch <- descMapValue
 }
 
 func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
@@ -113,7 +124,11 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	c.mu.Unlock()
 	for node, src := range sources {
-		collectNode(ch, node, src())
+		states := src.Snapshot()
+		collectNode(ch, node, states)
+		if src.MetricMaps != nil {
+			collectMaps(ch, node, states, src.MetricMaps)
+		}
 	}
 }
 
