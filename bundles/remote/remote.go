@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -65,21 +66,42 @@ func New(opts Options) *Client {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.DialContext = (&net.Dialer{Timeout: opts.Timeout, KeepAlive: 30 * time.Second}).DialContext
-	transport.TLSHandshakeTimeout = opts.Timeout
-	transport.ResponseHeaderTimeout = opts.Timeout
-	if opts.Insecure {
-		transport.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for by Options.Insecure
-	}
+	guarded := schemeGuard{base: sharedTransport(opts), opts: opts}
 	c := &Client{
-		opts:  opts,
-		http:  &http.Client{Transport: schemeGuard{base: transport, opts: opts}},
-		cache: auth.NewCache(),
+		opts:      opts,
+		http:      &http.Client{Transport: guarded},
+		cache:     auth.NewCache(),
+		transport: guarded,
 	}
 	c.creds, c.credEr = opts.CredentialStore()
-	c.transport = schemeGuard{base: transport, opts: opts}
 	return c
+}
+
+// transportKey is what makes two transports differ.
+type transportKey struct {
+	insecure bool
+	timeout  time.Duration
+}
+
+// transports pools connections across Clients: callers such as
+// trust.Verifier make a Client per call, and a transport per Client would
+// leave idle connections (file descriptors) behind each one.
+var transports sync.Map // transportKey -> *http.Transport
+
+func sharedTransport(opts Options) *http.Transport {
+	key := transportKey{insecure: opts.Insecure, timeout: opts.Timeout}
+	if t, ok := transports.Load(key); ok {
+		return t.(*http.Transport)
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: opts.Timeout, KeepAlive: 30 * time.Second}).DialContext
+	t.TLSHandshakeTimeout = opts.Timeout
+	t.ResponseHeaderTimeout = opts.Timeout
+	if opts.Insecure {
+		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for by Options.Insecure
+	}
+	actual, _ := transports.LoadOrStore(key, t)
+	return actual.(*http.Transport)
 }
 
 // schemeGuard upgrades plain-HTTP requests to HTTPS for hosts the

@@ -183,3 +183,35 @@ func TestSignVerifyWithCredentials(t *testing.T) {
 		t.Fatalf("Verify without credentials = %v, want an auth error (never 'unsigned')", err)
 	}
 }
+
+// TestVerifyDoesNotLeakConnections: callers verify once per reconcile, each
+// call with fresh clients; idle connections must be pooled, not piled up.
+func TestVerifyDoesNotLeakConnections(t *testing.T) {
+	reg := registry.Start(t, registry.Options{})
+	ref, digest := testbundle.Push(t, reg, "ebpf/xdp", "v1", testbundle.Source{})
+	keys := newKeys(t)
+	ctx := context.Background()
+	if err := signing.Sign(ctx, ref, keys.priv, password, opts); err != nil {
+		t.Fatal(err)
+	}
+	pub := [][]byte{readPEM(t, keys.pub)}
+	openFDs := func() int {
+		entries, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(entries)
+	}
+	if _, err := signing.Verify(ctx, reg.Repository("ebpf/xdp"), digest, pub, opts); err != nil {
+		t.Fatal(err)
+	}
+	before := openFDs()
+	for range 100 {
+		if _, err := signing.Verify(ctx, reg.Repository("ebpf/xdp"), digest, pub, opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := openFDs(); after > before+10 {
+		t.Fatalf("100 Verify calls left %d more open files (%d -> %d)", after-before, before, after)
+	}
+}
