@@ -117,6 +117,7 @@ type Dataplane struct {
 
 	mu      sync.Mutex
 	closed  bool
+	applied bool // Apply ran once: last is a complete desired set
 	entries map[types.UID]*entry
 	last    []Desired
 }
@@ -235,7 +236,8 @@ func (d *Dataplane) checkBoot() error {
 }
 
 // Apply makes the node run exactly desired, the node's full desired set. It
-// is idempotent; what is pinned but not desired is detached and unpinned.
+// is idempotent; what is pinned but not desired is detached and unpinned, so
+// call it only with a complete view (an empty set removes everything).
 func (d *Dataplane) Apply(ctx context.Context, desired []Desired) []v1alpha1.ProgramState {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -243,16 +245,21 @@ func (d *Dataplane) Apply(ctx context.Context, desired []Desired) []v1alpha1.Pro
 		return nil
 	}
 	d.last = append([]Desired(nil), desired...)
+	d.applied = true
 	return d.applyLocked(ctx)
 }
 
 // Resync applies the last desired set again: it heals drift and attaches
-// interfaces that appeared since.
+// interfaces that appeared since. Before the first Apply it only reports
+// what was re-adopted: the desired set is not known yet, nothing is removed.
 func (d *Dataplane) Resync(ctx context.Context) []v1alpha1.ProgramState {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
 		return nil
+	}
+	if !d.applied {
+		return d.snapshotLocked()
 	}
 	return d.applyLocked(ctx)
 }

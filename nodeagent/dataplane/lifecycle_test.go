@@ -41,6 +41,10 @@ func TestReadoptAndUpgradeUnderTraffic(t *testing.T) {
 	}
 	start := time.Now()
 	d = e.open(t)
+	// A resync before the first Apply knows no desired set: it removes nothing.
+	if st := d.Resync(ctx); len(st) != 1 || st[0].LinkID != first.LinkID {
+		t.Fatalf("resync before Apply: %+v", st)
+	}
 	again := one(t, d.Apply(ctx, []dataplane.Desired{v1}), uid)
 	t.Logf("re-adopt (New + Apply) took %s", time.Since(start))
 	wantAttached(t, again)

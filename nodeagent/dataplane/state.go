@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"fmt"
+	"sort"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
@@ -54,7 +55,12 @@ func (d *Dataplane) entryStates(e *entry) []v1alpha1.ProgramState {
 		base.Digest = e.desiredDigest
 	}
 	var out []v1alpha1.ProgramState
-	for _, pa := range spec.Programs {
+	programs := spec.Programs
+	if len(programs) == 0 && !e.specSet {
+		// Re-adopted, no desired set yet: report what runs.
+		programs = adoptedPrograms(e)
+	}
+	for _, pa := range programs {
 		st := base
 		st.Program = pa.Name
 		prog := e.progs[pa.Name]
@@ -132,6 +138,23 @@ func (d *Dataplane) overlay(e *entry, row *v1alpha1.ProgramState) {
 	case e.notice != nil && running:
 		row.Reason, row.Message = e.notice.reason, e.notice.message
 	}
+}
+
+// adoptedPrograms names the programs of a re-adopted entry, for status.
+func adoptedPrograms(e *entry) []v1alpha1.ProgramAttachment {
+	names := map[string]bool{}
+	for name := range e.progs {
+		names[name] = true
+	}
+	for _, a := range e.links {
+		names[a.target.Program] = true
+	}
+	out := make([]v1alpha1.ProgramAttachment, 0, len(names))
+	for name := range names {
+		out = append(out, v1alpha1.ProgramAttachment{Name: name})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 func firstNonNil(errs ...error) error {
