@@ -328,7 +328,9 @@ func (r *Reconciler) report(ctx context.Context, node *corev1.Node, states []v1a
 // a node selected again reattaches without the registry). Bundles of deleted
 // programs and superseded digests go.
 func (r *Reconciler) collectGarbage(ctx context.Context, programs []v1alpha1.BpfProgram, states []v1alpha1.ProgramState) {
-	gc, ok := r.Bundles.(interface{ GC(keep []string) (int, error) })
+	gc, ok := r.Bundles.(interface {
+		GC(keep []string) (int, error)
+	})
 	if !ok {
 		return
 	}
