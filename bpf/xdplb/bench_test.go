@@ -39,10 +39,12 @@ func BenchmarkProgRun(b *testing.B) {
 	for _, p := range []Protocol{ProtocolUDP, ProtocolTCP} {
 		setService(b, o, uint32(p)%2, Service{VIP: vip, Protocol: p}, backends)
 	}
+	setService(b, o, 2, Service{VIP: vip6, Protocol: ProtocolUDP}, backends6)
 	udpToVIP := frame.Build(toVIP(frame.ProtocolUDP, 1000))
 	b.Run("baseline-xdp-pass", func(b *testing.B) { benchRun(b, progs.Pass, udpToVIP, xdpPass) })
 	b.Run("udp-to-vip", func(b *testing.B) { benchRun(b, o.XdpLb, udpToVIP, xdpPass) })
 	b.Run("tcp-to-vip", func(b *testing.B) { benchRun(b, o.XdpLb, frame.Build(toVIP(frame.ProtocolTCP, 1000)), xdpPass) })
+	b.Run("udp6-to-vip", func(b *testing.B) { benchRun(b, o.XdpLb, frame.Build(toVIP6(frame.ProtocolUDP, 1000)), xdpPass) })
 	b.Run("reply-from-backend", func(b *testing.B) {
 		in := frame.Build(frame.Spec{Src: backends[0].Addr.Addr(), Dst: client, Protocol: frame.ProtocolUDP, SrcPort: 8080, DstPort: 1000, Payload: []byte("answer")})
 		benchRun(b, o.XdpLb, in, xdpPass)

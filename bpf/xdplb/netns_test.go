@@ -18,6 +18,7 @@ import (
 // all its interfaces, and backend namespaces that answer with their name.
 //
 //	client 10.200.0.2 --- 10.200.0.1 [lb] 10.201.i.1 --- 10.201.i.2 backend i
+//	       fd20::2          fd20::1         fd21:i::1        fd21:i::2
 type lab struct {
 	client, lb *netns.NS
 	backends   []*netns.NS
@@ -28,19 +29,26 @@ func newLab(t *testing.T, n int) *lab {
 	t.Helper()
 	privileged.RequireBPFFS(t)
 	ethtool := privileged.RequireCommand(t, "ethtool")
-	l := &lab{client: netns.New(t), lb: netns.New(t), objs: loadLB(t)}
-	l.lb.Exec(t, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0")
+	l := &lab{client: newNS(t), lb: newNS(t), objs: loadLB(t)}
+	l.lb.Exec(t, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
+		"net.ipv4.conf.default.rp_filter=0", "net.ipv6.conf.all.forwarding=1")
 	front := netns.NewVeth(t, l.client, "10.200.0.2/24", l.lb, "10.200.0.1/24")
+	l.client.Exec(t, "ip", "addr", "add", "fd20::2/64", "dev", front.A, "nodad")
+	l.lb.Exec(t, "ip", "addr", "add", "fd20::1/64", "dev", front.B, "nodad")
 	l.client.Exec(t, "ip", "route", "add", "default", "via", "10.200.0.1")
+	l.client.Exec(t, "ip", "-6", "route", "add", "default", "via", "fd20::1")
 	// Senders compute full checksums (no tx offload), as frames from a real
 	// NIC carry them, and receivers verify them (no rx offload, which veth
 	// would otherwise claim): a wrong rewrite of a checksum loses the flow.
 	l.client.Exec(t, ethtool, "-K", front.A, "tx", "off", "rx", "off")
 	lbIfaces := []string{front.B}
 	for i := 1; i <= n; i++ {
-		b := netns.New(t)
+		b := newNS(t)
 		v := netns.NewVeth(t, l.lb, fmt.Sprintf("10.201.%d.1/24", i), b, fmt.Sprintf("10.201.%d.2/24", i))
+		l.lb.Exec(t, "ip", "addr", "add", fmt.Sprintf("fd21:%d::1/64", i), "dev", v.A, "nodad")
+		b.Exec(t, "ip", "addr", "add", fmt.Sprintf("fd21:%d::2/64", i), "dev", v.B, "nodad")
 		b.Exec(t, "ip", "route", "add", "default", "via", fmt.Sprintf("10.201.%d.1", i))
+		b.Exec(t, "ip", "-6", "route", "add", "default", "via", fmt.Sprintf("fd21:%d::1", i))
 		b.Exec(t, ethtool, "-K", v.B, "tx", "off", "rx", "off")
 		l.backends = append(l.backends, b)
 		lbIfaces = append(lbIfaces, v.A)
@@ -67,16 +75,33 @@ func newLab(t *testing.T, n int) *lab {
 	return l
 }
 
-// serveBackend answers UDP and TCP on 8080 inside ns with name.
+// newNS is a namespace whose interfaces skip duplicate address detection,
+// so their IPv6 link-local addresses are usable for neighbour discovery
+// at once.
+func newNS(t *testing.T) *netns.NS {
+	t.Helper()
+	ns := netns.New(t)
+	ns.Exec(t, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+	return ns
+}
+
+// serveBackend answers UDP and TCP on 8080 (IPv4 and IPv6) inside ns with name.
 func serveBackend(t *testing.T, ns *netns.NS, name string) {
 	t.Helper()
+	for _, fam := range []string{"4", "6"} {
+		serveBackendFamily(t, ns, name, fam)
+	}
+}
+
+func serveBackendFamily(t *testing.T, ns *netns.NS, name, fam string) {
+	t.Helper()
 	err := ns.Do(t, func() error {
-		uc, err := net.ListenPacket("udp4", ":8080")
+		uc, err := net.ListenPacket("udp"+fam, ":8080")
 		if err != nil {
 			return err
 		}
 		t.Cleanup(func() { _ = uc.Close() })
-		tl, err := net.Listen("tcp4", ":8080")
+		tl, err := net.Listen("tcp"+fam, ":8080")
 		if err != nil {
 			return err
 		}
@@ -112,11 +137,16 @@ func serveBackend(t *testing.T, ns *netns.NS, name string) {
 // backend answered each; every answer must come from the VIP.
 func (l *lab) askUDP(t *testing.T, ports []int) map[int]string {
 	t.Helper()
+	return l.askUDPAt(t, netip.MustParseAddr("10.200.0.2"), vip, ports)
+}
+
+func (l *lab) askUDPAt(t *testing.T, src netip.Addr, vip netip.AddrPort, ports []int) map[int]string {
+	t.Helper()
 	answers := map[int]string{}
 	err := l.client.Do(t, func() error {
 		buf := make([]byte, 64)
 		for _, port := range ports {
-			conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(10, 200, 0, 2), Port: port})
+			conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, uint16(port))))
 			if err != nil {
 				return err
 			}
@@ -177,24 +207,22 @@ func TestLoadBalancesRealFlows(t *testing.T) {
 	}
 
 	// TCP through the VIP: full handshakes, answered by a backend.
-	if err := l.client.Do(t, func() error {
-		for range 10 {
-			c, err := net.DialTimeout("tcp4", vip.String(), 2*time.Second)
-			if err != nil {
-				return err
-			}
-			buf := make([]byte, 16)
-			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-			n, err := c.Read(buf)
-			_ = c.Close()
-			if err != nil || !strings.HasPrefix(string(buf[:n]), "backend-") {
-				return fmt.Errorf("tcp answer %q: %v", buf[:n], err)
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatalf("tcp through the vip: %v", err)
+	l.askTCP(t, vip)
+
+	// IPv6: the same datapath serves an IPv6 VIP with IPv6 backends.
+	setService(t, l.objs, 2, Service{VIP: vip6, Protocol: ProtocolUDP}, backends6)
+	setService(t, l.objs, 3, Service{VIP: vip6, Protocol: ProtocolTCP}, backends6)
+	share6 := map[string]int{}
+	for _, b := range l.askUDPAt(t, netip.MustParseAddr("fd20::2"), vip6, ports[:150]) {
+		share6[b]++
 	}
+	for i := 1; i <= 3; i++ {
+		if n := share6[fmt.Sprintf("backend-%d", i)]; n < 150/3/2 {
+			t.Errorf("IPv6: backend-%d answered %d of 150 flows: %v", i, n, share6)
+		}
+	}
+	l.askTCP(t, vip6)
+	t.Logf("IPv6 flows per backend: %v", share6)
 
 	// Remove backend 2: only its flows move.
 	survivors := []Backend{backends[0], backends[2]}
@@ -224,4 +252,27 @@ func TestLoadBalancesRealFlows(t *testing.T) {
 		t.Errorf("moved %d flows (%.3f), want exactly backend-2's %d, near 1/3", moved, frac, share["backend-2"])
 	}
 	t.Logf("removing 1 of 3 backends moved %d of %d flows (%.3f)", moved, flows, frac)
+}
+
+// askTCP opens ten connections to the VIP; each must be answered by a backend.
+func (l *lab) askTCP(t *testing.T, vip netip.AddrPort) {
+	t.Helper()
+	if err := l.client.Do(t, func() error {
+		for range 10 {
+			c, err := net.DialTimeout("tcp", vip.String(), 2*time.Second)
+			if err != nil {
+				return err
+			}
+			buf := make([]byte, 16)
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			n, err := c.Read(buf)
+			_ = c.Close()
+			if err != nil || !strings.HasPrefix(string(buf[:n]), "backend-") {
+				return fmt.Errorf("tcp answer %q: %v", buf[:n], err)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("tcp through %s: %v", vip, err)
+	}
 }

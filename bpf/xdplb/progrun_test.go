@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -25,6 +26,14 @@ var (
 		{ID: 1, Addr: netip.MustParseAddrPort("10.201.1.2:8080")},
 		{ID: 2, Addr: netip.MustParseAddrPort("10.201.2.2:8080")},
 		{ID: 3, Addr: netip.MustParseAddrPort("10.201.3.2:8080")},
+	}
+	client6   = netip.MustParseAddr("fd20::2")
+	vip6      = netip.MustParseAddrPort("[fd50::1]:80")
+	mixedVIP6 = netip.MustParseAddrPort("[fd50::2]:80") // points at IPv4 backends
+	backends6 = []Backend{
+		{ID: 11, Addr: netip.MustParseAddrPort("[fd21:1::2]:8080")},
+		{ID: 12, Addr: netip.MustParseAddrPort("[fd21:2::2]:8080")},
+		{ID: 13, Addr: netip.MustParseAddrPort("[fd21:3::2]:8080")},
 	}
 )
 
@@ -55,6 +64,19 @@ func setService(tb testing.TB, o *xdplbObjects, ring uint32, s Service, bs []Bac
 	return table
 }
 
+// pointAt writes a VIPsMap entry by hand.
+func pointAt(tb testing.TB, o *xdplbObjects, s Service, ring uint32) {
+	tb.Helper()
+	k, err := VIPKey(s)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	v, _ := VIPValue(ring)
+	if err := o.Vips.Update(k, v, ebpf.UpdateAny); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 func run(tb testing.TB, prog *ebpf.Program, in []byte) (uint32, []byte) {
 	tb.Helper()
 	out := make([]byte, len(in)+64)
@@ -69,8 +91,12 @@ func toVIP(proto uint8, sport uint16) frame.Spec {
 	return frame.Spec{Src: client, Dst: vip.Addr(), Protocol: proto, SrcPort: sport, DstPort: vip.Port(), Payload: []byte("request")}
 }
 
+func toVIP6(proto uint8, sport uint16) frame.Spec {
+	return frame.Spec{Src: client6, Dst: vip6.Addr(), Protocol: proto, SrcPort: sport, DstPort: vip6.Port(), Payload: []byte("request")}
+}
+
 func backendByAddr(a netip.AddrPort) (Backend, bool) {
-	for _, b := range backends {
+	for _, b := range append(slices.Clone(backends), backends6...) {
 		if b.Addr == a {
 			return b, true
 		}
@@ -83,12 +109,13 @@ func TestProgRunTable(t *testing.T) {
 	for _, p := range []Protocol{ProtocolUDP, ProtocolTCP} {
 		setService(t, o, uint32(p)%2, Service{VIP: vip, Protocol: p}, backends)
 	}
-	// The dead VIP's ring (2) is never written: every slot holds id 0.
-	k, _ := VIPKey(Service{VIP: deadVIP, Protocol: ProtocolUDP})
-	v, _ := VIPValue(2)
-	if err := o.Vips.Update(k, v, ebpf.UpdateAny); err != nil {
-		t.Fatal(err)
+	for _, p := range []Protocol{ProtocolUDP, ProtocolTCP} {
+		setService(t, o, 2+uint32(p)%2, Service{VIP: vip6, Protocol: p}, backends6)
 	}
+	// The dead VIP's ring (4) is never written: every slot holds id 0.
+	pointAt(t, o, Service{VIP: deadVIP, Protocol: ProtocolUDP}, 4)
+	// An IPv6 VIP whose ring (0) holds IPv4 backends: refused, not rewritten.
+	pointAt(t, o, Service{VIP: mixedVIP6, Protocol: ProtocolUDP}, 0)
 
 	noCsum := frame.Build(toVIP(frame.ProtocolUDP, 1000))
 	binary.BigEndian.PutUint16(noCsum[14+20+6:], 0)
@@ -102,8 +129,9 @@ func TestProgRunTable(t *testing.T) {
 	tests := []struct {
 		name  string
 		frame []byte
-		want  uint32  // XDP verdict
-		how   rewrite // what must have changed
+		want  uint32         // XDP verdict
+		how   rewrite        // what must have changed
+		from  netip.AddrPort // toClient: the VIP the reply must come from (default vip)
 	}{
 		{name: "udp to vip", frame: frame.Build(toVIP(frame.ProtocolUDP, 1000)), want: xdpPass, how: toBackend},
 		{name: "tcp to vip", frame: frame.Build(toVIP(frame.ProtocolTCP, 1000)), want: xdpPass, how: toBackend},
@@ -115,7 +143,17 @@ func TestProgRunTable(t *testing.T) {
 		{name: "tcp reply from backend", frame: frame.Build(frame.Spec{Src: backends[2].Addr.Addr(), Dst: client, Protocol: frame.ProtocolTCP, SrcPort: 8080, DstPort: 1000, Payload: []byte("answer")}), want: xdpPass, how: toClient},
 		{name: "backend address, other port", frame: frame.Build(frame.Spec{Src: backends[1].Addr.Addr(), Dst: client, Protocol: frame.ProtocolUDP, SrcPort: 22, DstPort: 1000}), want: xdpPass, how: unchanged},
 		{name: "vip address, other port", frame: frame.Build(func() frame.Spec { s := toVIP(frame.ProtocolUDP, 1000); s.DstPort = 81; return s }()), want: xdpPass, how: unchanged},
-		{name: "ipv6", frame: frame.Build(frame.Spec{Src: netip.MustParseAddr("fd00::1"), Dst: netip.MustParseAddr("fd00::2"), Protocol: frame.ProtocolUDP, SrcPort: 1, DstPort: 80}), want: xdpPass, how: unchanged},
+		{name: "udp6 to vip", frame: frame.Build(toVIP6(frame.ProtocolUDP, 1000)), want: xdpPass, how: toBackend},
+		{name: "tcp6 to vip, two vlan tags", frame: frame.Build(func() frame.Spec { s := toVIP6(frame.ProtocolTCP, 1003); s.VLANs = []uint16{8, 9}; return s }()), want: xdpPass, how: toBackend},
+		{name: "udp6 reply from backend", frame: frame.Build(frame.Spec{Src: backends6[0].Addr.Addr(), Dst: client6, Protocol: frame.ProtocolUDP, SrcPort: 8080, DstPort: 1000, Payload: []byte("answer")}), want: xdpPass, how: toClient, from: vip6},
+		{name: "tcp6 reply from backend", frame: frame.Build(frame.Spec{Src: backends6[2].Addr.Addr(), Dst: client6, Protocol: frame.ProtocolTCP, SrcPort: 8080, DstPort: 1000, Payload: []byte("answer")}), want: xdpPass, how: toClient, from: vip6},
+		{name: "ipv6 vip with ipv4 backends", frame: frame.Build(frame.Spec{Src: client6, Dst: mixedVIP6.Addr(), Protocol: frame.ProtocolUDP, SrcPort: 1, DstPort: 80}), want: xdpDrop, how: unchanged},
+		{name: "ipv6 vip, truncated payload length", frame: func() []byte {
+			b := frame.Build(toVIP6(frame.ProtocolUDP, 1000))
+			binary.BigEndian.PutUint16(b[14+4:], 4)
+			return b
+		}(), want: xdpPass, how: unchanged},
+		{name: "ipv6 other traffic", frame: frame.Build(frame.Spec{Src: netip.MustParseAddr("fd00::1"), Dst: netip.MustParseAddr("fd00::2"), Protocol: frame.ProtocolUDP, SrcPort: 1, DstPort: 80}), want: xdpPass, how: unchanged},
 		{name: "vip without backends", frame: frame.Build(frame.Spec{Src: client, Dst: deadVIP.Addr(), Protocol: frame.ProtocolUDP, SrcPort: 1, DstPort: 80}), want: xdpDrop, how: unchanged},
 		{name: "non-first fragment to vip", frame: frame.Build(func() frame.Spec { s := toVIP(frame.ProtocolUDP, 1000); s.FragmentOffset = 10; return s }()), want: xdpPass, how: unchanged},
 		{name: "ihl below 5", frame: func() []byte { b := frame.Build(toVIP(frame.ProtocolUDP, 1000)); b[14] = 0x44; return b }(), want: xdpPass, how: unchanged},
@@ -158,8 +196,12 @@ func TestProgRunTable(t *testing.T) {
 				}
 				forwarded++
 			case toClient:
-				if netip.AddrPortFrom(got.Src, got.SrcPort) != vip || got.Dst != in.Dst || got.DstPort != in.DstPort {
-					t.Errorf("reply %s:%d -> %s:%d, want from %s", got.Src, got.SrcPort, got.Dst, got.DstPort, vip)
+				want := vip
+				if tt.from.IsValid() {
+					want = tt.from
+				}
+				if netip.AddrPortFrom(got.Src, got.SrcPort) != want || got.Dst != in.Dst || got.DstPort != in.DstPort {
+					t.Errorf("reply %s -> %s:%d, want from %s", netip.AddrPortFrom(got.Src, got.SrcPort), got.Dst, got.DstPort, want)
 				}
 			}
 			if bytes.Equal(tt.frame, noCsum) && binary.BigEndian.Uint16(out[14+20+6:]) != 0 {
@@ -176,7 +218,7 @@ func TestProgRunTable(t *testing.T) {
 		}
 	}
 	var total uint64
-	for _, b := range backends {
+	for _, b := range append(slices.Clone(backends), backends6...) {
 		var perCPU []Counter
 		if err := o.BackendStats.Lookup(b.ID, &perCPU); err != nil {
 			t.Fatal(err)

@@ -28,6 +28,9 @@ func (m Maps) SetService(ring uint32, s Service, backends []Backend, table []int
 		return fmt.Errorf("%w: table of %d slots, want %d", ErrInvalidTable, len(table), RingSize)
 	}
 	for _, b := range backends {
+		if b.Addr.Addr().Is4() != s.VIP.Addr().Is4() {
+			return fmt.Errorf("%w: backend %s and service %s differ in family", ErrInvalidService, b.Addr, s.VIP)
+		}
 		v, err := BackendValue(b)
 		if err != nil {
 			return err

@@ -1,5 +1,5 @@
-// Package xdplb is the xdp-lb program: an L4 load-balancer datapath (IPv4,
-// TCP and UDP) in XDP.
+// Package xdplb is the xdp-lb program: an L4 load-balancer datapath (IPv4
+// and IPv6, TCP and UDP) in XDP.
 //
 // A frame to a service (VIP address, port, protocol: [VIPsMap]) picks a
 // backend from the service's Maglev ring ([RingsMap], computed in Go by
@@ -12,7 +12,8 @@
 // delivers to backends in other namespaces or hosts without a redirect map.
 //
 // Attach the program on the interfaces facing clients and on those facing
-// backends. Per-backend counters are in [StatsMap].
+// backends. Per-backend counters are in [StatsMap]. A service and its
+// backends share one address family.
 package xdplb
 
 import (
@@ -77,7 +78,7 @@ var ErrInvalidService = errors.New("invalid service")
 
 // Service is a load-balanced endpoint.
 type Service struct {
-	// VIP is the virtual address and port (IPv4).
+	// VIP is the virtual address and port (IPv4 or IPv6).
 	VIP netip.AddrPort
 	// Protocol is ProtocolTCP or ProtocolUDP.
 	Protocol Protocol
@@ -87,36 +88,60 @@ type Service struct {
 type Backend struct {
 	// ID is the backend's slot in BackendsMap and StatsMap (1..MaxBackends-1).
 	ID uint32
-	// Addr is the address and port frames are rewritten to (IPv4).
+	// Addr is the address and port frames are rewritten to, of the
+	// service's family.
 	Addr netip.AddrPort
 }
 
-func ipv4(ap netip.AddrPort) ([4]byte, error) {
-	if !ap.Addr().Is4() {
-		return [4]byte{}, fmt.Errorf("%w: %s is not IPv4", ErrInvalidService, ap)
+// family returns 4 or 6 for an address the datapath can serve.
+func family(ap netip.AddrPort) (byte, error) {
+	a := ap.Addr()
+	switch {
+	case a.Is4():
+		return 4, nil
+	case a.Is6() && !a.Is4In6() && a.Zone() == "":
+		return 6, nil
 	}
-	return ap.Addr().As4(), nil
+	return 0, fmt.Errorf("%w: address %s", ErrInvalidService, ap)
 }
 
-// addrPortKey is the 8-byte layout shared by vip_key, real_key and the
-// backend/real values: address (network order), port (network order), then
-// two more bytes.
-func addrPortKey(ap netip.AddrPort, b6, b7 byte) ([]byte, error) {
-	a, err := ipv4(ap)
-	if err != nil {
+// endpoint is the 20-byte layout of vip_key, real_key, backend and
+// real_info: address (16 bytes, IPv4 in the first 4, network order), port
+// (network order), then two bytes.
+func endpoint(ap netip.AddrPort, b18, b19 byte) ([]byte, error) {
+	if _, err := family(ap); err != nil {
 		return nil, err
 	}
-	b := append(a[:], 0, 0, b6, b7)
-	binary.BigEndian.PutUint16(b[4:], ap.Port())
+	b := make([]byte, 20)
+	if a := ap.Addr(); a.Is4() {
+		a4 := a.As4()
+		copy(b, a4[:])
+	} else {
+		a16 := a.As16()
+		copy(b, a16[:])
+	}
+	binary.BigEndian.PutUint16(b[16:], ap.Port())
+	b[18], b[19] = b18, b19
 	return b, nil
+}
+
+func checkProtocol(p Protocol) error {
+	if p != ProtocolTCP && p != ProtocolUDP {
+		return fmt.Errorf("%w: protocol %d", ErrInvalidService, p)
+	}
+	return nil
 }
 
 // VIPKey encodes a service as a key of VIPsMap.
 func VIPKey(s Service) ([]byte, error) {
-	if s.Protocol != ProtocolTCP && s.Protocol != ProtocolUDP {
-		return nil, fmt.Errorf("%w: protocol %d", ErrInvalidService, s.Protocol)
+	if err := checkProtocol(s.Protocol); err != nil {
+		return nil, err
 	}
-	return addrPortKey(s.VIP, byte(s.Protocol), 0)
+	fam, err := family(s.VIP)
+	if err != nil {
+		return nil, err
+	}
+	return endpoint(s.VIP, byte(s.Protocol), fam)
 }
 
 // VIPValue encodes the ring index of a service as a value of VIPsMap.
@@ -132,22 +157,28 @@ func BackendValue(b Backend) ([]byte, error) {
 	if b.ID == 0 || b.ID >= MaxBackends {
 		return nil, fmt.Errorf("%w: backend id %d not in 1..%d", ErrInvalidService, b.ID, MaxBackends-1)
 	}
-	v, err := addrPortKey(b.Addr, 0, 0)
+	fam, err := family(b.Addr)
 	if err != nil {
 		return nil, err
 	}
-	binary.NativeEndian.PutUint16(v[6:], 1) // BACKEND_VALID
-	return v, nil
+	return endpoint(b.Addr, fam, 1) // BACKEND_VALID
 }
 
 // RealKey encodes a backend endpoint as a key of RealsMap.
 func RealKey(b Backend, p Protocol) ([]byte, error) {
-	return addrPortKey(b.Addr, byte(p), 0)
+	if err := checkProtocol(p); err != nil {
+		return nil, err
+	}
+	fam, err := family(b.Addr)
+	if err != nil {
+		return nil, err
+	}
+	return endpoint(b.Addr, byte(p), fam)
 }
 
 // RealValue encodes the VIP a backend answers for as a value of RealsMap.
 func RealValue(s Service) ([]byte, error) {
-	return addrPortKey(s.VIP, 0, 0)
+	return endpoint(s.VIP, 0, 0)
 }
 
 // Counter is the value of StatsMap on one CPU.

@@ -14,10 +14,11 @@ import (
 )
 
 type xdplbBackend struct {
-	_     structs.HostLayout
-	Addr  uint32
-	Port  uint16
-	Flags uint16
+	_      structs.HostLayout
+	Addr   [4]uint32
+	Port   uint16
+	Family uint8
+	Flags  uint8
 }
 
 type xdplbCounter struct {
@@ -28,17 +29,17 @@ type xdplbCounter struct {
 
 type xdplbRealInfo struct {
 	_       structs.HostLayout
-	VipAddr uint32
+	VipAddr [4]uint32
 	VipPort uint16
 	Pad     uint16
 }
 
 type xdplbRealKey struct {
-	_     structs.HostLayout
-	Addr  uint32
-	Port  uint16
-	Proto uint8
-	Pad   uint8
+	_      structs.HostLayout
+	Addr   [4]uint32
+	Port   uint16
+	Proto  uint8
+	Family uint8
 }
 
 type xdplbVipInfo struct {
@@ -48,11 +49,11 @@ type xdplbVipInfo struct {
 }
 
 type xdplbVipKey struct {
-	_     structs.HostLayout
-	Addr  uint32
-	Port  uint16
-	Proto uint8
-	Pad   uint8
+	_      structs.HostLayout
+	Addr   [4]uint32
+	Port   uint16
+	Proto  uint8
+	Family uint8
 }
 
 // Names of all BPF objects in the ELF.

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * xdp-lb: an L4 load-balancer datapath (IPv4, TCP and UDP) in XDP.
+ * xdp-lb: an L4 load-balancer datapath (IPv4 and IPv6, TCP and UDP) in XDP.
  *
  * Forward direction: a frame to a VIP (address, port, protocol) picks a
  * backend from the VIP's Maglev ring (computed in user space) by a hash of
@@ -14,7 +14,8 @@
  * the client. Attach the program on the interfaces facing the clients and on
  * the ones facing the backends.
  *
- * IPv6 and anything not to a VIP or from a backend is passed untouched.
+ * Anything not to a VIP or from a backend is passed untouched. A VIP and its
+ * backends share one family (no NAT46/64).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -25,12 +26,15 @@
 #define RING_SIZE 65537 /* prime, > 100 x backends per VIP */
 #define MAX_BACKENDS 1024
 
-/* vip_key identifies a service: address and port in network order. */
+/*
+ * vip_key identifies a service. Addresses and ports in network order; an
+ * IPv4 address sits in addr[0] with the other words 0.
+ */
 struct vip_key {
-	__be32 addr;
+	__be32 addr[4];
 	__be16 port;
 	__u8 proto;
-	__u8 _pad;
+	__u8 family; /* 4 or 6 */
 };
 
 /* vip_info locates the VIP's ring: rings[ring * RING_SIZE + slot]. */
@@ -45,22 +49,23 @@ enum backend_flags {
 
 /* backend is a value of the backends array; id 0 is never valid. */
 struct backend {
-	__be32 addr;
+	__be32 addr[4];
 	__be16 port;
-	__u16 flags;
+	__u8 family; /* must be the family of the VIPs it serves */
+	__u8 flags;
 };
 
-/* real_key identifies a backend endpoint on the return path. */
+/* real_key identifies a backend endpoint on the return path (vip_key layout). */
 struct real_key {
-	__be32 addr;
+	__be32 addr[4];
 	__be16 port;
 	__u8 proto;
-	__u8 _pad;
+	__u8 family;
 };
 
 /* real_info is the VIP a backend endpoint answers for. */
 struct real_info {
-	__be32 vip_addr;
+	__be32 vip_addr[4];
 	__be16 vip_port;
 	__u16 _pad;
 };
@@ -121,8 +126,12 @@ static __always_inline __u32 mix32(__u32 h)
 
 static __always_inline __u32 flow_hash(const struct pkt *p)
 {
-	__u32 h = mix32(hash_seed ^ p->saddr[0]);
-	h = mix32(h ^ p->daddr[0]);
+	__u32 h = hash_seed;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		h = mix32(h ^ p->saddr[i]);
+		h = mix32(h ^ p->daddr[i]);
+	}
 	h = mix32(h ^ (((__u32)p->sport << 16) | p->dport));
 	return mix32(h ^ p->l4_proto);
 }
@@ -143,21 +152,38 @@ static __always_inline __u16 csum_replace(__u16 check, __u32 from, __u32 to)
 }
 
 /*
- * rewrite replaces the address and port at the given offsets (source or
- * destination) and fixes the IPv4 header and TCP/UDP checksums.
+ * rewrite replaces the source or destination address and port of the frame
+ * and fixes the IPv4 header checksum and the TCP/UDP checksum. IPv6 has no
+ * header checksum; its TCP/UDP checksum covers all four address words.
  */
 static __always_inline int rewrite(struct xdp_md *ctx, const struct pkt *p, int dst,
-				   __be32 addr, __be16 port)
+				   const __be32 addr[4], __be16 port)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct iphdr *ip = data + p->l3_off;
-	if ((void *)(ip + 1) > data_end)
-		return -1;
-	__be32 *ip_field = dst ? &ip->daddr : &ip->saddr;
-	__be32 old_addr = *ip_field;
-	*ip_field = addr;
-	ip->check = csum_replace(ip->check, old_addr, addr);
+	__u32 l4_sum_delta_words = 0;
+	__be32 old_addr[4] = {};
+	if (p->family == 4) {
+		struct iphdr *ip = data + p->l3_off;
+		if ((void *)(ip + 1) > data_end)
+			return -1;
+		__be32 *field = dst ? &ip->daddr : &ip->saddr;
+		old_addr[0] = *field;
+		*field = addr[0];
+		ip->check = csum_replace(ip->check, old_addr[0], addr[0]);
+		l4_sum_delta_words = 1;
+	} else {
+		struct ipv6hdr *ip6 = data + p->l3_off;
+		if ((void *)(ip6 + 1) > data_end)
+			return -1;
+		__be32 *field = dst ? ip6->daddr.in6_u.u6_addr32 : ip6->saddr.in6_u.u6_addr32;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			old_addr[i] = field[i];
+			field[i] = addr[i];
+		}
+		l4_sum_delta_words = 4;
+	}
 
 	__be16 *port_field, *check;
 	if (p->l4_proto == IPPROTO_UDP) {
@@ -175,10 +201,15 @@ static __always_inline int rewrite(struct xdp_md *ctx, const struct pkt *p, int 
 	}
 	__be16 old_port = *port_field;
 	*port_field = port;
-	/* A UDP checksum of 0 means "none" and stays so. */
-	if (p->l4_proto == IPPROTO_UDP && *check == 0)
+	/* An IPv4 UDP checksum of 0 means "none" and stays so. */
+	if (p->family == 4 && p->l4_proto == IPPROTO_UDP && *check == 0)
 		return 0;
-	__u16 sum = csum_replace(*check, old_addr, addr);
+	__u16 sum = *check;
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		if (i < l4_sum_delta_words)
+			sum = csum_replace(sum, old_addr[i], addr[i]);
+	}
 	sum = csum_replace(sum, old_port, port);
 	if (p->l4_proto == IPPROTO_UDP && sum == 0)
 		sum = 0xffff;
@@ -190,10 +221,11 @@ SEC("xdp")
 int xdp_lb(struct xdp_md *ctx)
 {
 	struct pkt p = {};
-	if (parse_pkt(ctx, &p) != PARSE_OK || p.family != 4 || !p.has_ports)
+	if (parse_pkt(ctx, &p) != PARSE_OK || !p.has_ports)
 		return XDP_PASS;
 
-	struct vip_key vk = {.addr = p.daddr[0], .port = p.dport, .proto = p.l4_proto};
+	struct vip_key vk = {.port = p.dport, .proto = p.l4_proto, .family = p.family};
+	__builtin_memcpy(vk.addr, p.daddr, sizeof(vk.addr));
 	struct vip_info *vip = bpf_map_lookup_elem(&vips, &vk);
 	if (vip) {
 		if (vip->ring >= MAX_VIPS)
@@ -204,8 +236,9 @@ int xdp_lb(struct xdp_md *ctx)
 			return XDP_DROP;
 		__u32 bid = *id;
 		struct backend *be = bpf_map_lookup_elem(&backends, &bid);
-		if (!be || !(be->flags & BACKEND_VALID))
-			return XDP_DROP; /* a VIP without backends refuses traffic */
+		/* A VIP without backends, or with one of the other family, refuses traffic. */
+		if (!be || !(be->flags & BACKEND_VALID) || be->family != p.family)
+			return XDP_DROP;
 		if (rewrite(ctx, &p, 1, be->addr, be->port))
 			return XDP_DROP;
 		struct counter *c = bpf_map_lookup_elem(&backend_stats, &bid);
@@ -216,7 +249,8 @@ int xdp_lb(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 
-	struct real_key rk = {.addr = p.saddr[0], .port = p.sport, .proto = p.l4_proto};
+	struct real_key rk = {.port = p.sport, .proto = p.l4_proto, .family = p.family};
+	__builtin_memcpy(rk.addr, p.saddr, sizeof(rk.addr));
 	struct real_info *real = bpf_map_lookup_elem(&reals, &rk);
 	if (real) {
 		if (rewrite(ctx, &p, 0, real->vip_addr, real->vip_port))
