@@ -110,6 +110,8 @@ func ParseImageManifest(data []byte) (*ocispec.Manifest, error) {
 // CheckImageManifest checks an OCI image manifest is a bundle within limits.
 func CheckImageManifest(im *ocispec.Manifest) error {
 	switch {
+	case im.SchemaVersion != 2:
+		return fmt.Errorf("%w: image manifest schemaVersion %d, want 2", bundles.ErrBundleInvalid, im.SchemaVersion)
 	case im.MediaType != ocispec.MediaTypeImageManifest:
 		return fmt.Errorf("%w: media type %q, want %s", bundles.ErrBundleInvalid, im.MediaType, ocispec.MediaTypeImageManifest)
 	case im.ArtifactType != ArtifactType:

@@ -1,0 +1,106 @@
+package format_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/bpfleet/bpfleet/bundles"
+	"github.com/bpfleet/bpfleet/bundles/format"
+)
+
+// parts returns a consistent set of bundle parts around elf, after edit
+// changed the manifest and image manifest (digests recomputed).
+func parts(t *testing.T, elf []byte, edit func(m *format.Manifest, im *ocispec.Manifest)) format.Parts {
+	t.Helper()
+	m := validManifest()
+	m.Objects[0].Digest = format.Digest(elf)
+	m.Objects[0].Size = int64(len(elf))
+	im := &ocispec.Manifest{
+		Versioned:    specs.Versioned{SchemaVersion: 2},
+		MediaType:    ocispec.MediaTypeImageManifest,
+		ArtifactType: format.ArtifactType,
+		Layers: []ocispec.Descriptor{{
+			MediaType: format.ELFMediaType, Digest: digest.Digest(format.Digest(elf)), Size: int64(len(elf)),
+			Annotations: map[string]string{format.AnnotationTitle: m.Objects[0].Name, format.AnnotationEndianness: "little"},
+		}},
+	}
+	edit(m, im)
+	config, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im.Config = ocispec.Descriptor{MediaType: format.ConfigMediaType, Digest: digest.Digest(format.Digest(config)), Size: int64(len(config))}
+	raw, err := json.Marshal(im)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return format.Parts{Repository: "r.example.com/x", Digest: format.Digest(raw), ImageManifest: raw, Config: config,
+		Layers: map[string][]byte{format.Digest(elf): elf}}
+}
+
+func TestAssemble(t *testing.T) {
+	elf := []byte("\x7fELF pretend object")
+	none := func(*format.Manifest, *ocispec.Manifest) {}
+	tests := []struct {
+		name    string
+		edit    func(m *format.Manifest, im *ocispec.Manifest) // changes before digests are computed
+		breakIt func(p *format.Parts)                          // changes after
+		want    error                                          // sentinel; nil = assembles
+		msg     string                                         // text the error must contain
+	}{
+		{name: "valid", edit: none, breakIt: func(*format.Parts) {}},
+		{name: "wrong digest asked", edit: none, breakIt: func(p *format.Parts) { p.Digest = digestA }, want: bundles.ErrDigestMismatch, msg: "image manifest hashes to"},
+		{name: "config swapped", edit: none, breakIt: func(p *format.Parts) { p.Config = append([]byte(" "), p.Config...) }, want: bundles.ErrDigestMismatch, msg: "config blob hashes to"},
+		{name: "layer tampered", edit: none, breakIt: func(p *format.Parts) {
+			for d := range p.Layers {
+				p.Layers[d] = []byte("\x7fELF evil object!!!")
+			}
+		}, want: bundles.ErrDigestMismatch, msg: "object xdpfilter_bpfel.o hashes to"},
+		{name: "layer missing", edit: none, breakIt: func(p *format.Parts) { p.Layers = nil }, want: bundles.ErrBundleInvalid, msg: "missing"},
+		{name: "title differs from object", edit: func(_ *format.Manifest, im *ocispec.Manifest) {
+			im.Layers[0].Annotations[format.AnnotationTitle] = "other.o"
+		}, breakIt: func(*format.Parts) {}, want: bundles.ErrBundleInvalid, msg: `does not match layer 0 "other.o"`},
+		{name: "title is a path", edit: func(_ *format.Manifest, im *ocispec.Manifest) {
+			im.Layers[0].Annotations[format.AnnotationTitle] = "../../x.o"
+		}, breakIt: func(*format.Parts) {}, want: bundles.ErrBundleInvalid, msg: "layer 0 title"},
+		{name: "wrong artifact type", edit: func(_ *format.Manifest, im *ocispec.Manifest) { im.ArtifactType = "application/x-other" },
+			breakIt: func(*format.Parts) {}, want: bundles.ErrBundleInvalid, msg: "artifact type"},
+		{name: "layer media type", edit: func(_ *format.Manifest, im *ocispec.Manifest) { im.Layers[0].MediaType = "application/octet-stream" },
+			breakIt: func(*format.Parts) {}, want: bundles.ErrBundleInvalid, msg: "layer 0 media type"},
+		{name: "too many layers", edit: func(_ *format.Manifest, im *ocispec.Manifest) {
+			for range format.MaxObjects {
+				im.Layers = append(im.Layers, im.Layers[0])
+			}
+		}, breakIt: func(*format.Parts) {}, want: bundles.ErrTooLarge, msg: "17 layers"},
+		{name: "layer oversize", edit: func(_ *format.Manifest, im *ocispec.Manifest) { im.Layers[0].Size = format.MaxObjectSize + 1 },
+			breakIt: func(*format.Parts) {}, want: bundles.ErrTooLarge, msg: "layer 0 is"},
+		{name: "invalid config", edit: func(m *format.Manifest, _ *ocispec.Manifest) { m.Programs = append(m.Programs, m.Programs[0]) },
+			breakIt: func(*format.Parts) {}, want: bundles.ErrBundleInvalid, msg: "duplicate program"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := parts(t, elf, tt.edit)
+			tt.breakIt(&p)
+			b, err := format.Assemble(p)
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("Assemble: %v", err)
+				}
+				got, err := b.Object("xdpfilter_bpfel.o")
+				if err != nil || string(got) != string(elf) || b.Digest != p.Digest {
+					t.Fatalf("Object = %q, %v", got, err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("Assemble = %v, want %v mentioning %q", err, tt.want, tt.msg)
+			}
+		})
+	}
+}
