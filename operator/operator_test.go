@@ -287,9 +287,9 @@ func TestHappyPath(t *testing.T) {
 	sign(t, ref, priv)
 	trustPolicy(t, "happy", reg, pub)
 	names := nodes(t, "happy", 3)
-	p := program(t, "happy", ref, "happy")
+	program(t, "happy", ref, "happy")
 
-	p = waitCondition(t, "happy", v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonVerified)
+	p := waitCondition(t, "happy", v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonVerified)
 	if p.Status.ResolvedDigest != digest || p.Status.ShortDigest != strings.TrimPrefix(digest, "sha256:")[:12] {
 		t.Errorf("resolved %s (%s), want %s", p.Status.ResolvedDigest, p.Status.ShortDigest, digest)
 	}
@@ -453,8 +453,8 @@ func TestTagMovedKeepsRecordedDigest(t *testing.T) {
 	names := nodes(t, "moved", 2)
 	ref, d1 := testbundle.Push(t, reg, "ebpf/moved", "stable", testbundle.Source{})
 	sign(t, ref, priv)
-	p := program(t, "moved", ref, "moved")
-	p = waitCondition(t, "moved", v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonVerified)
+	program(t, "moved", ref, "moved")
+	p := waitCondition(t, "moved", v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonVerified)
 	for _, n := range names {
 		report(t, p, n, "6.18.0", d1, v1.PhaseAttached)
 	}
@@ -652,8 +652,8 @@ func TestNodeDeletedCollectsItsState(t *testing.T) {
 	names := nodes(t, "gc", 2)
 	ref, digest := testbundle.Push(t, reg, "ebpf/gc", "v1", testbundle.Source{})
 	sign(t, ref, priv)
-	p := program(t, "gc", ref, "gc")
-	p = waitCondition(t, "gc", v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonVerified)
+	program(t, "gc", ref, "gc")
+	p := waitCondition(t, "gc", v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonVerified)
 	for _, n := range names {
 		report(t, p, n, "6.18.0", digest, v1.PhaseAttached)
 	}
