@@ -13,6 +13,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -740,4 +742,55 @@ func TestAgentFollowsInterfacesAndRefreshesStats(t *testing.T) {
 			t.Errorf("%d datagrams to the denied port arrived on the new interface", got)
 		}
 	})
+}
+
+// TestIdleAgentCost: an agent with a program attached and a one-second
+// resync costs little CPU and writes nothing. It logs CPU and RSS of the
+// test process (the agent, the in-process registry and the test itself; the
+// API server runs in its own process).
+func TestIdleAgentCost(t *testing.T) {
+	w := newWorld(t)
+	ref, digest := w.push(t, "v1", "0.1.0", true)
+	p := w.createProgram(t, ref, digest, denyEntry(deniedPort))
+	w.startAgent(t, func(o *controller.Options) { o.ResyncInterval = time.Second })
+	w.waitEntry(t, p, "attached", attachedAt(digest))
+	time.Sleep(time.Second)
+
+	before := w.state(t).ResourceVersion
+	cpu0 := processCPU(t)
+	const window = 6 * time.Second
+	time.Sleep(window)
+	used := processCPU(t) - cpu0
+	if after := w.state(t).ResourceVersion; after != before {
+		t.Errorf("BpfNodeState written while idle: resourceVersion %s → %s", before, after)
+	}
+	share := float64(used) / float64(window) * 100
+	t.Logf("idle, 1 program, resync 1s: CPU %s over %s (%.2f%% of one core), RSS %d MiB", used, window, share, rssKiB(t)/1024)
+	if share > 5 {
+		t.Errorf("idle agent used %.2f%% of a core, want under 5%%", share)
+	}
+}
+
+func processCPU(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func rssKiB(t *testing.T) int64 {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kib int64
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			_, _ = fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), &kib)
+		}
+	}
+	return kib
 }
