@@ -245,3 +245,40 @@ func TestReopenWithCorruptedManifest(t *testing.T) {
 		t.Fatalf("not repaired: %v", err)
 	}
 }
+
+func TestGCKeepsBlobsSharedWithKeptBundles(t *testing.T) {
+	for _, reopen := range []bool{false, true} {
+		t.Run(map[bool]string{false: "same process", true: "after reopen"}[reopen], func(t *testing.T) {
+			f := setup(t)
+			ctx := context.Background()
+			// Same ELF, another version: a new config and manifest, the same layer.
+			_, other := testbundle.Push(t, f.reg, repoPath, "v2", testbundle.Source{Version: "0.2.0"})
+			keep, err := f.cache.Get(ctx, f.repo, f.digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			drop, err := f.cache.Get(ctx, f.repo, other)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if keep.Manifest.Objects[0].Digest != drop.Manifest.Objects[0].Digest {
+				t.Fatal("test bundles should share their layer")
+			}
+			c := f.cache
+			if reopen {
+				if c, err = cache.Open(f.dir, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if removed, err := c.GC([]string{f.digest}); err != nil || removed != 1 {
+				t.Fatalf("GC = %d, %v", removed, err)
+			}
+			if _, err := c.Lookup(ctx, f.digest); err != nil {
+				t.Fatalf("kept bundle broken by GC: %v", err)
+			}
+			if _, err := os.Stat(f.blobPath(other)); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("collected manifest still on disk: %v", err)
+			}
+		})
+	}
+}

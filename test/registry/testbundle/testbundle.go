@@ -84,7 +84,11 @@ func Compile(tb testing.TB, dir, name string, src Source) string {
 	}
 	out := filepath.Join(dir, name)
 	arch := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[runtime.GOARCH]
-	cmd := exec.Command(clang, "-O2", "-g", "-target", "bpfel", "-I/usr/include/"+arch+"-linux-gnu", "-c", cPath, "-o", out)
+	// Relative paths and a prefix map keep the temporary directory out of
+	// the debug info, so equal sources give byte-identical objects.
+	cmd := exec.Command(clang, "-O2", "-g", "-target", "bpfel", "-I/usr/include/"+arch+"-linux-gnu",
+		"-fdebug-prefix-map="+dir+"=.", "-c", "testprog.c", "-o", name)
+	cmd.Dir = dir
 	if b, err := cmd.CombinedOutput(); err != nil {
 		tb.Fatalf("clang: %v\n%s", err, b)
 	}
