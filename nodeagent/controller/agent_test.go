@@ -22,6 +22,7 @@ import (
 	"github.com/go-logr/logr/testr"
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -619,6 +620,18 @@ func TestUntrustedBundlesAreRefused(t *testing.T) {
 	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonVerifyFailed {
 		t.Errorf("Ready = %+v, want False/VerifyFailed", c)
 	}
+	eventually(t, 10*time.Second, "a VerifyFailed warning event", func() (bool, string) {
+		var evs eventsv1.EventList
+		if err := env.Client.List(context.Background(), &evs); err != nil {
+			return false, err.Error()
+		}
+		for _, e := range evs.Items {
+			if e.Regarding.Name == w.node && e.Reason == v1alpha1.ReasonVerifyFailed && e.Type == corev1.EventTypeWarning {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d events, none for %s", len(evs.Items), w.node)
+	})
 }
 
 // TestLockRefusesSecondAgent: one state directory, one agent.
