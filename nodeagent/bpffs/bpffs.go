@@ -5,6 +5,8 @@
 package bpffs
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -62,14 +64,31 @@ func (l Layout) Map(uid types.UID, name string) string {
 	return filepath.Join(l.Dir(uid), "maps", escape(name))
 }
 
-// Link is the pin of the link of program at attach point.
+// maxPinName keeps pin names under NAME_MAX (255) with room to spare.
+const maxPinName = 200
+
+// Link is the pin of the link of program at attach point: program@<escaped
+// point>, or program#<hash of point> when that would be too long (deep
+// uprobe paths); the record keeps the point of hashed names.
 func (l Layout) Link(uid types.UID, program, point string) string {
-	return filepath.Join(l.Dir(uid), "links", program+"@"+escape(point))
+	name := program + "@" + escape(point)
+	if len(name) > maxPinName {
+		sum := sha256.Sum256([]byte(point))
+		name = program + "#" + hex.EncodeToString(sum[:16])
+	}
+	return filepath.Join(l.Dir(uid), "links", name)
 }
+
+// ErrHashedPin: a link pin's name holds a hash of its attach point, which
+// only the record can resolve.
+var ErrHashedPin = errors.New("link pin name is hashed")
 
 // ParseLink splits a link pin's file name into program and attach point.
 func ParseLink(file string) (program, point string, err error) {
 	base := filepath.Base(file)
+	if prog, _, ok := strings.Cut(base, "#"); ok && !strings.Contains(prog, "@") {
+		return prog, "", fmt.Errorf("parse link pin %s: %w", base, ErrHashedPin)
+	}
 	prog, esc, ok := strings.Cut(base, "@")
 	if !ok {
 		return "", "", fmt.Errorf("parse link pin %s: no @", base)

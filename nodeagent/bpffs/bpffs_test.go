@@ -1,6 +1,7 @@
 package bpffs_test
 
 import (
+	"errors"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -30,6 +31,15 @@ func TestLinkPinNames(t *testing.T) {
 		if err != nil || prog != "prog_a" || got != point {
 			t.Errorf("ParseLink(%s) = %s, %s, %v; want prog_a, %s", pin, prog, got, err, point)
 		}
+	}
+	// A deep uprobe path does not fit a file name: hashed, and only the record resolves it.
+	deep := "uprobe//proc/1/root/" + strings.Repeat("run/containerd/rootfs/", 12) + "usr/bin/app:main"
+	pin := l.Link("uid-1", "prog_a", deep)
+	if len(filepath.Base(pin)) > 255 || pin != l.Link("uid-1", "prog_a", deep) || pin == l.Link("uid-1", "prog_a", deep+"x") {
+		t.Fatalf("hashed pin name %s not short, stable and distinct", filepath.Base(pin))
+	}
+	if prog, _, err := bpffs.ParseLink(pin); !errors.Is(err, bpffs.ErrHashedPin) || prog != "prog_a" {
+		t.Fatalf("ParseLink(hashed) = %s, %v", prog, err)
 	}
 	if got := bpffs.MapName(l.Map("u", ".rodata")); got != ".rodata" {
 		t.Errorf("MapName round trip: %q", got)

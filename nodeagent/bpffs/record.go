@@ -33,6 +33,8 @@ type Record struct {
 	LoadHash string `json:"loadHash"`
 	// Programs are the loaded programs by name.
 	Programs map[string]ProgramRecord `json:"programs,omitempty"`
+	// Links are the attach points of the pinned links.
+	Links []LinkRecord `json:"links,omitempty"`
 	// Maps are the names of the pinned maps.
 	Maps []string `json:"maps,omitempty"`
 	// Object is the bundle object the programs come from.
@@ -49,6 +51,14 @@ type ProgramRecord struct {
 	Tag string `json:"tag"`
 	// ID is the kernel's program id when loaded.
 	ID uint32 `json:"id"`
+}
+
+// LinkRecord is one pinned link.
+type LinkRecord struct {
+	// Program is the program's name in the bundle.
+	Program string `json:"program"`
+	// Point is the attach point.
+	Point string `json:"point"`
 }
 
 // EntryRecord is one map entry written, hex.

@@ -671,6 +671,12 @@ func (d *Dataplane) writeRecord(e *entry) {
 	for name := range e.maps {
 		rec.Maps = append(rec.Maps, name)
 	}
+	for _, a := range e.links {
+		rec.Links = append(rec.Links, bpffs.LinkRecord{Program: a.target.Program, Point: a.target.Point})
+	}
+	sort.Slice(rec.Links, func(i, j int) bool {
+		return rec.Links[i].Program+"@"+rec.Links[i].Point < rec.Links[j].Program+"@"+rec.Links[j].Point
+	})
 	sort.Strings(rec.Maps)
 	for _, en := range e.written {
 		rec.MapEntries = append(rec.MapEntries, bpffs.EntryRecord{Map: en.Map, Key: hex.EncodeToString(en.Key), Value: hex.EncodeToString(en.Value)})
@@ -783,10 +789,18 @@ func (d *Dataplane) adopt(rec bpffs.Record) *entry {
 			tamper(name, info.Tag)
 		}
 	}
+	recorded := map[string]bpffs.LinkRecord{}
+	for _, lr := range rec.Links {
+		recorded[d.layout.Link(rec.UID, lr.Program, lr.Point)] = lr
+	}
 	pins, _ := d.layout.Links(rec.UID)
 	for _, pin := range pins {
 		prog, point, err := bpffs.ParseLink(pin)
+		if lr, ok := recorded[pin]; ok {
+			prog, point, err = lr.Program, lr.Point, nil
+		}
 		if err != nil {
+			d.log.Info("unknown link pin, leaving it", "path", pin, "error", err.Error())
 			continue
 		}
 		l, err := link.LoadPinnedLink(pin, nil)

@@ -62,3 +62,39 @@ func TestUpgradeKinds(t *testing.T) {
 		})
 	}
 }
+
+// TestReadoptDeepUprobe re-adopts a uprobe whose path is too long for a pin
+// name (as under a container's rootfs): the record resolves the hashed pin.
+func TestReadoptDeepUprobe(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	for i := 0; i < 10; i++ {
+		dir = filepath.Join(dir, "run-containerd-io.containerd.runtime.v2.task")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bash, err := os.ReadFile("/bin/bash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "bash")
+	if err := os.WriteFile(bin, bash, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	uid := "deep-" + randHex(4)
+	ds := dataplane.Desired{Name: "deep", UID: types.UID(uid), Digest: "sha256:v1", Bundle: bundle(t, "sha256:v1", kernelprog.Object),
+		Spec: v1alpha1.BpfProgramSpec{Programs: []v1alpha1.ProgramAttachment{{Name: kernelprog.Uprobe,
+			Uprobe: &v1alpha1.UprobeAttach{Path: bin, Symbol: "readline"}}}}}
+	d := e.open(t)
+	first := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	wantAttached(t, first)
+	_ = d.Close()
+	d = e.open(t)
+	again := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	wantAttached(t, again)
+	if again.LinkID != first.LinkID || again.ID != first.ID {
+		t.Fatalf("deep uprobe re-attached: link %d -> %d, program %d -> %d", first.LinkID, again.LinkID, first.ID, again.ID)
+	}
+	d.Apply(ctx, nil)
+}
