@@ -13,6 +13,10 @@
 // Rules are read on every packet: writing one into the map (for example
 // through a BpfProgram's spec.mapEntries, see [Rule.MapEntry]) takes effect
 // at once, without reloading the program.
+//
+// Patterns match per frame as the hook sees it: in generic (skb) mode a
+// frame may be several TCP segments merged by GRO, and a pattern then
+// matches only at its offset from the first segment's payload.
 package xdpfilter
 
 import (
