@@ -68,11 +68,19 @@ func ParseProgramType(name string) (ebpf.ProgramType, error) {
 // maxLinuxAttachType is the highest cilium/ebpf Linux AttachType we name.
 const maxLinuxAttachType = ebpf.AttachNetkitPeer
 
+// cgroupInetIngress names attach type 0 where it means BPF_CGROUP_INET_INGRESS
+// (cilium/ebpf calls 0 AttachNone, whose String is "None").
+const cgroupInetIngress = "CGroupInetIngress"
+
 // AttachTypeName is the manifest name of an attach type: the cilium/ebpf
-// constant without its Attach prefix (TraceFEntry, CGroupInetIngress, ...),
-// or "" for AttachNone on program types that need none.
+// constant without its Attach prefix (TraceFEntry, CGroupInetEgress, XDP,
+// ...). Attach type 0 is "CGroupInetIngress" for cgroup_skb programs and ""
+// (none needed) for every other program type.
 func AttachTypeName(progType ebpf.ProgramType, t ebpf.AttachType) string {
-	if t == ebpf.AttachNone && progType != ebpf.CGroupSKB {
+	if t == ebpf.AttachNone {
+		if progType == ebpf.CGroupSKB {
+			return cgroupInetIngress
+		}
 		return ""
 	}
 	return t.String()
@@ -80,7 +88,10 @@ func AttachTypeName(progType ebpf.ProgramType, t ebpf.AttachType) string {
 
 // ParseAttachType is the inverse of AttachTypeName for a non-empty name.
 func ParseAttachType(name string) (ebpf.AttachType, error) {
-	for t := ebpf.AttachType(0); t <= maxLinuxAttachType; t++ {
+	if name == cgroupInetIngress {
+		return ebpf.AttachCGroupInetIngress, nil
+	}
+	for t := ebpf.AttachType(1); t <= maxLinuxAttachType; t++ {
 		if t.String() == name {
 			return t, nil
 		}
