@@ -269,6 +269,8 @@ func supported(ps *ebpf.ProgramSpec, pa v1alpha1.ProgramAttachment) error {
 		return probe.Kprobes()
 	case attach.KindUprobe:
 		return probe.Uprobes()
+	case attach.KindTCX:
+		return probe.TCX()
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
@@ -69,6 +70,19 @@ func Kprobes() error {
 	return kprobeErr
 }
 
+// TCX reports whether the kernel has tcx hooks (6.6+), by querying the tcx
+// ingress hook of the loopback interface: no program is attached.
+var TCX = sync.OnceValue(func() error {
+	_, err := link.QueryPrograms(link.QueryOptions{Target: 1, Attach: ebpf.AttachTCXIngress})
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrNotSupported) || errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("tcx: %w: %w", ErrNotSupported, err)
+	}
+	return fmt.Errorf("tcx: %w", err)
+})
+
 // Uprobes reports whether the kernel has the uprobe PMU or uprobe_events.
 func Uprobes() error {
 	for _, p := range []string{"/sys/bus/event_source/devices/uprobe/type", "/sys/kernel/tracing/uprobe_events"} {
@@ -98,6 +112,7 @@ func Features() []v1alpha1.Feature {
 	}
 	out = append(out,
 		v1alpha1.Feature{Name: "link/kprobe", Supported: Kprobes() == nil},
+		v1alpha1.Feature{Name: "link/tcx", Supported: TCX() == nil},
 		v1alpha1.Feature{Name: "link/uprobe", Supported: Uprobes() == nil},
 		v1alpha1.Feature{Name: "btf/vmlinux", Supported: BTF() == nil},
 	)

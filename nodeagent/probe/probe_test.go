@@ -17,8 +17,8 @@ func TestFeatures(t *testing.T) {
 	for _, f := range probe.Features() {
 		got[f.Name] = f.Supported
 	}
-	// Every kernel bpfleet targets (>= 6.1) has these.
-	for _, name := range []string{"program/xdp", "program/sched_cls", "program/tracepoint", "program/kprobe", "program/cgroup_skb"} {
+	// Every kernel with tcx (6.6+, which bpfleet needs for tc) has these.
+	for _, name := range []string{"program/xdp", "program/sched_cls", "program/tracepoint", "program/kprobe", "program/cgroup_skb", "link/tcx"} {
 		if !got[name] {
 			t.Errorf("%s reported unsupported", name)
 		}
