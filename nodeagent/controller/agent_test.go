@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,12 +24,15 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/yaml"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles/build"
@@ -36,6 +40,7 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/signing"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
+	"github.com/bpfleet/bpfleet/test/envtest"
 	"github.com/bpfleet/bpfleet/test/kernelprog"
 	"github.com/bpfleet/bpfleet/test/netns"
 	"github.com/bpfleet/bpfleet/test/privileged"
@@ -244,7 +249,8 @@ func (w *world) startAgent(t *testing.T, mutate ...func(*controller.Options)) *a
 	for _, m := range mutate {
 		m(&opts)
 	}
-	go func() { a.done <- controller.Run(ctx, env.Config, opts) }()
+	cfg := agentConfig(t)
+	go func() { a.done <- controller.Run(ctx, cfg, opts) }()
 	t.Cleanup(a.stop)
 	return a
 }
@@ -806,4 +812,47 @@ func rssKiB(t *testing.T) int64 {
 		}
 	}
 	return kib
+}
+
+const agentUser = "bpfleet-agent-under-test"
+
+var grantAgentRole = sync.OnceValue(func() error {
+	root, err := envtest.RepoRoot()
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(filepath.Join(root, "config", "rbac", "agent", "role.yaml"))
+	if err != nil {
+		return fmt.Errorf("read the agent's ClusterRole: %w", err)
+	}
+	var role rbacv1.ClusterRole
+	if err := yaml.Unmarshal(data, &role); err != nil {
+		return fmt.Errorf("decode the agent's ClusterRole: %w", err)
+	}
+	ctx := context.Background()
+	if err := env.Client.Create(ctx, &role); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create ClusterRole: %w", err)
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: agentUser},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: agentUser}},
+	}
+	if err := env.Client.Create(ctx, binding); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create ClusterRoleBinding: %w", err)
+	}
+	return nil
+})
+
+// agentConfig connects as a user that holds only the agent's generated
+// ClusterRole (config/rbac/agent), so every test proves the least-privilege
+// role is enough.
+func agentConfig(t *testing.T) *rest.Config {
+	t.Helper()
+	if err := grantAgentRole(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: agentUser}
+	return cfg
 }
