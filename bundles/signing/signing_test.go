@@ -3,6 +3,7 @@ package signing_test
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -213,5 +214,32 @@ func TestVerifyDoesNotLeakConnections(t *testing.T) {
 	}
 	if after := openFDs(); after > before+10 {
 		t.Fatalf("100 Verify calls left %d more open files (%d -> %d)", after-before, before, after)
+	}
+}
+
+func TestVerifyAgainstHangingRegistryFailsWithinTimeout(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close() // accept, never answer
+		}
+	}()
+	keys := newKeys(t)
+	digest := "sha256:" + strings.Repeat("a", 64)
+	start := time.Now()
+	_, err = signing.Verify(context.Background(), l.Addr().String()+"/ebpf/xdp", digest, [][]byte{readPEM(t, keys.pub)}, remote.Options{Timeout: 300 * time.Millisecond})
+	if !errors.Is(err, bundles.ErrRegistryUnavailable) {
+		t.Fatalf("Verify(hanging registry) = %v, want ErrRegistryUnavailable", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Verify(hanging registry) took %v with a 300ms timeout", d)
 	}
 }
