@@ -38,8 +38,10 @@ type Options struct {
 	Clock clock.PassiveClock
 }
 
+// Secrets are read one by one, only for trust policy keys that name them.
+// The leader election Lease is granted by a namespaced Role
+// (config/rbac/common), not here.
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
 
 // Setup adds the BpfProgram, BundleTrustPolicy and node-state garbage
 // collection reconcilers to mgr, whose scheme must hold bpfleet's and

@@ -768,3 +768,34 @@ func TestTrustPolicyStatus(t *testing.T) {
 		t.Errorf("event type %s, want Warning", ev.Type)
 	}
 }
+
+func TestRegistryOutageChangesNothingForNodes(t *testing.T) {
+	startOperator(t)
+	reg := registry.Start(t, registry.Options{})
+	priv, pub := keyPair(t)
+	trustPolicy(t, "outage", reg, pub)
+	names := nodes(t, "outage", 1)
+	ref, digest := testbundle.Push(t, reg, "ebpf/outage", "v1", testbundle.Source{})
+	sign(t, ref, priv)
+	program(t, "outage", ref, "outage", func(p *v1.BpfProgram) { p.Spec.Bundle.PullPolicy = v1.PullAlways })
+	p := waitCondition(t, "outage", v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonVerified)
+	report(t, p, names[0], "6.18.0", digest, v1.PhaseAttached)
+	waitCondition(t, "outage", v1.ConditionReady, metav1.ConditionTrue, v1.ReasonAllAttached)
+
+	// The registry goes away; the next resolve (a node report wakes the
+	// reconciler, pullPolicy Always resolves each time) fails.
+	reg.Stop()
+	report(t, p, names[0], "6.18.1", digest, v1.PhaseAttached)
+	p = waitCondition(t, "outage", v1.ConditionBundleResolved, metav1.ConditionFalse, v1.ReasonRegistryUnavailable)
+	if got := rollout.DigestForNode(p, names[0]); got != digest {
+		t.Errorf("node told to run %q during the outage, want %s", got, digest)
+	}
+	if p.Status.ResolvedDigest != digest {
+		t.Errorf("resolved digest %s changed during the outage", p.Status.ResolvedDigest)
+	}
+	// Written by the same reconcile that saw the outage.
+	if c := meta.FindStatusCondition(p.Status.Conditions, v1.ConditionReady); c == nil || c.Reason != v1.ReasonAllAttached {
+		t.Errorf("Ready %+v during the outage, want True/AllAttached: what runs keeps running", c)
+	}
+	waitEvent(t, "outage", v1.ReasonRegistryUnavailable, "")
+}

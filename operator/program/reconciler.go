@@ -66,7 +66,7 @@ type Reconciler struct {
 	ResyncPeriod time.Duration
 }
 
-// +kubebuilder:rbac:groups=bpfleet.io,resources=bpfprograms,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=bpfleet.io,resources=bpfprograms,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=bpfleet.io,resources=bpfprograms/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=bpfleet.io,resources=bpfnodestates,verbs=get;list;watch
 // +kubebuilder:rbac:groups=bpfleet.io,resources=bundletrustpolicies,verbs=get;list;watch
@@ -443,18 +443,23 @@ func (r *Reconciler) reconcileRollout(_ context.Context, s *scope) error {
 	sum := Summarize(SummaryInput{Program: p, Nodes: s.nodes})
 	p.Status.Nodes = sum.Counts
 	p.Status.Kernels = sum.Kernels
-	ready, degraded := DecideReady(ReadyInput{Rollout: p.Status.Rollout, Refused: refusal(p), Summary: sum})
+	ready, degraded := DecideReady(ReadyInput{Rollout: p.Status.Rollout, Refused: refusal(p, s), Summary: sum})
 	r.setReadyCondition(s, ready)
 	r.setDegradedCondition(s, degraded)
 	return nil
 }
 
 // refusal returns the BundleResolved or SignatureVerified condition that is
-// False for the current generation.
-func refusal(p *v1alpha1.BpfProgram) *metav1.Condition {
+// False for the current generation. An unreachable registry while checking
+// the digest that already runs again (pullPolicy Always, the resolve
+// annotation) refuses nothing: Ready keeps telling how the nodes do.
+func refusal(p *v1alpha1.BpfProgram, s *scope) *metav1.Condition {
+	recheck := p.Status.Rollout != nil && p.Status.Rollout.TargetDigest == p.Status.ResolvedDigest &&
+		p.Status.ResolvedImage == s.ref.Repository
 	for _, t := range []string{v1alpha1.ConditionSignatureVerified, v1alpha1.ConditionBundleResolved} {
 		c := meta.FindStatusCondition(p.Status.Conditions, t)
-		if c != nil && c.Status == metav1.ConditionFalse && c.ObservedGeneration == p.Generation {
+		if c != nil && c.Status == metav1.ConditionFalse && c.ObservedGeneration == p.Generation &&
+			(c.Reason != v1alpha1.ReasonRegistryUnavailable || !recheck) {
 			return c
 		}
 	}
