@@ -282,3 +282,49 @@ func TestGCKeepsBlobsSharedWithKeptBundles(t *testing.T) {
 		})
 	}
 }
+
+// gatedFetcher holds every Fetch of the real client until release closes.
+type gatedFetcher struct {
+	real    cache.Fetcher
+	release chan struct{}
+	mu      sync.Mutex
+	calls   int
+}
+
+func (g *gatedFetcher) Fetch(ctx context.Context, repository, digest string) (*format.Bundle, error) {
+	g.mu.Lock()
+	g.calls++
+	g.mu.Unlock()
+	<-g.release
+	return g.real.Fetch(ctx, repository, digest)
+}
+
+func TestCallerGivingUpDoesNotCancelTheSharedDownload(t *testing.T) {
+	reg := registry.Start(t, registry.Options{})
+	_, digest := testbundle.Push(t, reg, repoPath, "v1", testbundle.Source{})
+	g := &gatedFetcher{real: remote.New(remote.Options{Timeout: 5 * time.Second}), release: make(chan struct{})}
+	c, err := cache.Open(t.TempDir(), g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patient := make(chan error, 1)
+	go func() {
+		_, err := c.Get(context.Background(), reg.Repository(repoPath), digest)
+		patient <- err
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := c.Get(ctx, reg.Repository(repoPath), digest); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("impatient Get = %v, want DeadlineExceeded", err)
+	}
+	close(g.release)
+	if err := <-patient; err != nil {
+		t.Fatalf("patient Get = %v", err)
+	}
+	if g.calls != 1 {
+		t.Fatalf("%d downloads, want 1 shared", g.calls)
+	}
+	if _, err := c.Lookup(context.Background(), digest); err != nil {
+		t.Fatalf("bundle not stored: %v", err)
+	}
+}
