@@ -398,6 +398,9 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 	}
 	d.ensurePins(e)
 	e.written, e.wHash = entries, hashEntries(ds.Spec.MapEntries)
+	if !e.tampered {
+		e.notice = nil // a tampering notice lasts until the next regular load
+	}
 	e.object, e.loadHash, e.digest, e.progErr, e.tampered = object, lh, ds.Digest, progErr, false
 	e.loaded = true
 	return nil

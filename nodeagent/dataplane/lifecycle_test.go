@@ -157,6 +157,14 @@ func TestTampered(t *testing.T) {
 		t.Fatalf("want Tampered, reloaded (tag %s, new id), same link %d; got %s tag %s id %d link %d: %s",
 			before.Tag, before.LinkID, after.Reason, after.Tag, after.ID, after.LinkID, after.Message)
 	}
+	// The notice stays until the next regular load.
+	if st := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid); st.Reason != v1alpha1.ReasonTampered {
+		t.Fatalf("notice gone before the next load: %s", st.Reason)
+	}
+	next := e.xdpDesired(t, uid, "sha256:v2", kernelprog.ObjectV2, v1alpha1.XDPModeGeneric)
+	if st := one(t, d.Apply(ctx, []dataplane.Desired{next}), uid); st.Reason != v1alpha1.ReasonAttached {
+		t.Fatalf("notice kept after a regular upgrade: %s", st.Reason)
+	}
 }
 
 // TestInterfaceRecreate deletes and recreates the interface, like a pod
