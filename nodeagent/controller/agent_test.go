@@ -35,6 +35,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bpf/xdpfilter"
 	"github.com/bpfleet/bpfleet/bundles/build"
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/signing"
@@ -147,6 +148,13 @@ metricMaps: [counters]
 	if err := os.WriteFile(filepath.Join(dir, build.SpecFile), []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return w.pushDir(t, dir, tag, sign)
+}
+
+// pushDir builds the bundle in dir, pushes it as tag and signs it when sign
+// is set.
+func (w *world) pushDir(t *testing.T, dir, tag string, sign bool) (ref, digest string) {
+	t.Helper()
 	layout := t.TempDir()
 	ctx := context.Background()
 	res, err := build.Build(ctx, dir, build.Options{LayoutDir: layout, Tag: tag})
@@ -328,6 +336,12 @@ func attachedAt(digest string) func(v1alpha1.ProgramState) bool {
 // agent's side and returns how many arrived.
 func (w *world) delivered(t *testing.T, port, n int) int {
 	t.Helper()
+	return w.deliveredPayload(t, port, n, []byte("bpfleet"))
+}
+
+// deliveredPayload is delivered with a given datagram payload.
+func (w *world) deliveredPayload(t *testing.T, port, n int, payload []byte) int {
+	t.Helper()
 	var conn *net.UDPConn
 	if err := w.agentNS.Do(t, func() (err error) {
 		conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(agentAddr), Port: port})
@@ -345,7 +359,7 @@ func (w *world) delivered(t *testing.T, port, n int) int {
 	}
 	defer out.Close()
 	for range n {
-		if _, err := out.Write([]byte("bpfleet")); err != nil {
+		if _, err := out.Write(payload); err != nil {
 			t.Fatalf("send: %v", err)
 		}
 	}
@@ -668,6 +682,13 @@ func TestLockRefusesSecondAgent(t *testing.T) {
 // reconcile phase must be there. It logs the phase breakdown.
 func checkMetrics(t *testing.T, node string, id uint32) {
 	t.Helper()
+	checkMetricsOf(t, node, id, "counters", "1", 20)
+}
+
+// checkMetricsOf is checkMetrics for metric map series key field 0 at
+// least minValue.
+func checkMetricsOf(t *testing.T, node string, id uint32, metricMap, key string, minValue float64) {
+	t.Helper()
 	families, err := crmetrics.Registry.Gather()
 	if err != nil {
 		t.Fatalf("gather metrics: %v", err)
@@ -691,7 +712,7 @@ func checkMetrics(t *testing.T, node string, id uint32) {
 			case "bpfleet_program_info":
 				info = info || l["id"] == strconv.FormatUint(uint64(id), 10)
 			case "bpfleet_map_value":
-				if l["map"] == "counters" && l["key"] == "1" && l["field"] == "0" && m.GetGauge().GetValue() >= 20 {
+				if l["map"] == metricMap && l["key"] == key && l["field"] == "0" && m.GetGauge().GetValue() >= minValue {
 					drops = true
 				}
 			case "bpfleet_agent_phase_seconds":
@@ -703,7 +724,7 @@ func checkMetrics(t *testing.T, node string, id uint32) {
 		t.Errorf("no bpfleet_program_info series with id %d", id)
 	}
 	if !drops {
-		t.Errorf("no bpfleet_map_value series for counters[1] >= 20 drops")
+		t.Errorf("no bpfleet_map_value series for %s[%s] >= %v", metricMap, key, minValue)
 	}
 	for _, phase := range []string{"verify", "pull", "apply", "status"} {
 		h := phases[phase]
@@ -855,4 +876,43 @@ func agentConfig(t *testing.T) *rest.Config {
 	cfg := rest.CopyConfig(env.Config)
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: agentUser}
 	return cfg
+}
+
+// TestShippedXDPFilter runs the shipped xdp-pod-filter bundle (bpf/xdpfilter)
+// through the agent: a typed packet-of-death rule written as a map entry
+// drops the matching datagrams only, and the bundle's declared metric map
+// (rule_hits) is exported.
+func TestShippedXDPFilter(t *testing.T) {
+	w := newWorld(t)
+	root, err := envtest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, digest := w.pushDir(t, filepath.Join(root, "bpf", "xdpfilter"), "shipped", true)
+	rule := xdpfilter.Rule{Action: xdpfilter.ActionDrop, Protocol: xdpfilter.ProtocolUDP, DstPort: deniedPort, Pattern: []byte("DEATH")}
+	key, value, err := rule.MapEntry(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := w.createProgram(t, ref, digest, v1alpha1.MapEntry{Map: xdpfilter.RulesMap, Key: key, Value: value})
+	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(p), p); err != nil {
+		t.Fatal(err)
+	}
+	p.Spec.Programs[0].Name = xdpfilter.ProgramName
+	if err := env.Client.Update(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	setRollout(t, p, digest, digest, "")
+	w.startAgent(t)
+	e := w.waitEntry(t, p, "xdp-pod-filter attached", func(s v1alpha1.ProgramState) bool {
+		return attachedAt(digest)(s) && s.Generation == p.Generation
+	})
+
+	if got := w.deliveredPayload(t, deniedPort, 20, []byte("DEATH packet")); got != 0 {
+		t.Errorf("%d of 20 packets of death arrived", got)
+	}
+	if got := w.deliveredPayload(t, deniedPort, 20, []byte("harmless")); got == 0 {
+		t.Errorf("harmless datagrams to the same port were dropped")
+	}
+	checkMetricsOf(t, w.node, e.ID, xdpfilter.HitsMap, "0", 20)
 }
