@@ -799,3 +799,32 @@ func TestRegistryOutageChangesNothingForNodes(t *testing.T) {
 	}
 	waitEvent(t, "outage", v1.ReasonRegistryUnavailable, "")
 }
+
+// A trust policy change wakes the BpfPrograms it covers, which verify again.
+func TestPolicyChangeVerifiesAgain(t *testing.T) {
+	startOperator(t)
+	ctx := context.Background()
+	reg := registry.Start(t, registry.Options{})
+	_, pub := keyPair(t)
+	pol := trustPolicy(t, "change", reg, pub)
+	names := nodes(t, "change", 1)
+	ref, digest := testbundle.Push(t, reg, "ebpf/change", "v1", testbundle.Source{})
+	program(t, "change", ref, "change")
+	waitCondition(t, "change", v1.ConditionSignatureVerified, metav1.ConditionFalse, v1.ReasonUnsigned)
+
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(pol), pol); err != nil {
+		t.Fatal(err)
+	}
+	pol.Spec.AllowUnsigned = true
+	if err := env.Client.Update(ctx, pol); err != nil {
+		t.Fatal(err)
+	}
+	p := waitCondition(t, "change", v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonUnsignedAllowed)
+	if got := rollout.DigestForNode(p, names[0]); got != digest {
+		t.Errorf("node told to run %q, want %s admitted by allowUnsigned", got, digest)
+	}
+	if !strings.Contains(p.Status.Signer, "change") {
+		t.Errorf("signer %q does not name the policy", p.Status.Signer)
+	}
+	waitEvent(t, "change", v1.ReasonUnsignedAllowed, "without a valid signature")
+}
