@@ -916,3 +916,26 @@ func TestShippedXDPFilter(t *testing.T) {
 	}
 	checkMetricsOf(t, w.node, e.ID, xdpfilter.HitsMap, "0", 20)
 }
+
+// TestTwoAgentsInOneProcess: agents for different nodes, each with its own
+// netns, bpffs root and state dir, run side by side in one process (as
+// bpfleet local and the e2e suite run them) and each reports only its own.
+func TestTwoAgentsInOneProcess(t *testing.T) {
+	worlds := []*world{newWorld(t), newWorld(t)}
+	var progs []*v1alpha1.BpfProgram
+	for _, w := range worlds {
+		ref, digest := w.push(t, "v1", "0.1.0", true)
+		progs = append(progs, w.createProgram(t, ref, digest, denyEntry(deniedPort)))
+		w.startAgent(t)
+	}
+	for i, w := range worlds {
+		e := w.waitEntry(t, progs[i], "attached on "+w.node, func(s v1alpha1.ProgramState) bool { return s.State == v1alpha1.PhaseAttached })
+		if n := len(w.state(t).Status.Programs); n != 1 {
+			t.Errorf("%s reports %d entries, want only its own program", w.node, n)
+		}
+		if got := w.delivered(t, deniedPort, 5); got != 0 {
+			t.Errorf("%s: %d datagrams to the denied port arrived", w.node, got)
+		}
+		checkMetricsOf(t, w.node, e.ID, "counters", "1", 5)
+	}
+}
