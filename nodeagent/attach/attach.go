@@ -186,6 +186,23 @@ func Prepare(ps *ebpf.ProgramSpec, a v1alpha1.ProgramAttachment) error {
 	return nil
 }
 
+// LoadKey names what of an attach block is fixed when the program is loaded
+// (the expected attach type of cgroup programs, the target of fentry, fexit
+// and tp_btf programs): a change needs a reload. "" when nothing is.
+func LoadKey(a v1alpha1.ProgramAttachment) string {
+	switch {
+	case a.Cgroup != nil:
+		return a.Name + "/cgroup/" + string(a.Cgroup.AttachType)
+	case a.Fentry != nil:
+		return a.Name + "/fentry/" + a.Fentry.Function
+	case a.Fexit != nil:
+		return a.Name + "/fexit/" + a.Fexit.Function
+	case a.RawTracepoint != nil:
+		return a.Name + "/raw_tp/" + a.RawTracepoint.Name
+	}
+	return ""
+}
+
 // Attach attaches prog at t. Per-interface kinds must run in the network
 // namespace of t.Interface (netwatch.Source.Do).
 func (t Target) Attach(prog *ebpf.Program) (link.Link, error) {

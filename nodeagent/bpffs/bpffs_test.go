@@ -93,6 +93,8 @@ func TestLoadHash(t *testing.T) {
 		{"digest matters", bpffs.LoadHash("d1", a), bpffs.LoadHash("d2", a), false},
 		{"value matters", bpffs.LoadHash("d", a), bpffs.LoadHash("d", []v1alpha1.Constant{{Name: "x", Value: "3"}, {Name: "y", Value: "2"}}), false},
 		{"no constants", bpffs.LoadHash("d", nil), bpffs.LoadHash("d", []v1alpha1.Constant{}), true},
+		{"load keys matter", bpffs.LoadHash("d", a, "p/cgroup/egress"), bpffs.LoadHash("d", a, "p/cgroup/ingress"), false},
+		{"load key order does not", bpffs.LoadHash("d", a, "k1", "k2"), bpffs.LoadHash("d", a, "k2", "k1"), true},
 	} {
 		if (tc.h1 == tc.h2) != tc.same {
 			t.Errorf("%s: %s vs %s", tc.name, tc.h1, tc.h2)

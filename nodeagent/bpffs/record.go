@@ -76,15 +76,18 @@ type Node struct {
 	KernelRelease string `json:"kernelRelease"`
 }
 
-// LoadHash hashes what decides the loaded code of a BpfProgram: the digest
-// and the constants (order-insensitive).
-func LoadHash(digest string, consts []v1alpha1.Constant) string {
+// LoadHash hashes what decides the loaded code of a BpfProgram: the digest,
+// the constants and the attach parameters fixed at load time (loadKeys, e.g.
+// a fentry's function), all order-insensitive.
+func LoadHash(digest string, consts []v1alpha1.Constant, loadKeys ...string) string {
 	cs := make([]string, 0, len(consts))
 	for _, c := range consts {
 		cs = append(cs, c.Name+"="+c.Value)
 	}
 	sort.Strings(cs)
-	h := sha256.Sum256([]byte(digest + "\n" + strings.Join(cs, "\n")))
+	keys := append([]string(nil), loadKeys...)
+	sort.Strings(keys)
+	h := sha256.Sum256([]byte(digest + "\n" + strings.Join(cs, "\n") + "\n\n" + strings.Join(keys, "\n")))
 	return hex.EncodeToString(h[:])
 }
 

@@ -162,7 +162,7 @@ func (d *Dataplane) applyEntry(e *entry, ds *Desired, net netState) {
 	if hold == nil && isNilBundle(ds.Bundle) {
 		hold = Hold(v1alpha1.ReasonWaitingForBundle, errors.New("bundle not available on this node yet"))
 	}
-	lh := bpffs.LoadHash(ds.Digest, ds.Spec.Constants)
+	lh := loadHash(ds)
 	if hold != nil {
 		e.hold = hold
 		if e.loaded && !e.tampered && e.loadHash == lh {
@@ -204,6 +204,17 @@ func (d *Dataplane) applyEntry(e *entry, ds *Desired, net netState) {
 	d.dropUnused(e)
 	d.ensurePins(e)
 	d.writeRecord(e)
+}
+
+// loadHash hashes what needs a reload when it changes.
+func loadHash(ds *Desired) string {
+	var keys []string
+	for _, pa := range ds.Spec.Programs {
+		if k := attach.LoadKey(pa); k != "" {
+			keys = append(keys, k)
+		}
+	}
+	return bpffs.LoadHash(ds.Digest, ds.Spec.Constants, keys...)
 }
 
 // parse reads the object holding the spec's programs, sets the constants

@@ -63,6 +63,31 @@ func TestUpgradeKinds(t *testing.T) {
 	}
 }
 
+// TestCgroupAttachTypeChange moves a cgroup_skb program from egress to
+// ingress: the expected attach type is fixed at load, so it is reloaded.
+func TestCgroupAttachTypeChange(t *testing.T) {
+	e := newEnv(t)
+	cg := filepath.Join(attach.CgroupRoot(), "bpfleet-test-"+randHex(6))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(cg) })
+	uid := "cgmove-" + randHex(4)
+	ds := dataplane.Desired{Name: "cg", UID: types.UID(uid), Digest: "sha256:v1", Bundle: bundle(t, "sha256:v1", kernelprog.Object),
+		Spec: v1alpha1.BpfProgramSpec{Programs: []v1alpha1.ProgramAttachment{{Name: kernelprog.CgroupSKB,
+			Cgroup: &v1alpha1.CgroupAttach{Path: cg, AttachType: "egress"}}}}}
+	d := e.open(t)
+	eg := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	wantAttached(t, eg)
+	ds.Spec.Programs[0].Cgroup = &v1alpha1.CgroupAttach{Path: cg, AttachType: "ingress"}
+	in := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	wantAttached(t, in)
+	if in.ID == eg.ID || in.AttachPoint != "cgroup/ingress:"+cg {
+		t.Fatalf("want a reload onto ingress, got program %d -> %d at %s", eg.ID, in.ID, in.AttachPoint)
+	}
+	d.Apply(ctx, nil)
+}
+
 // TestReadoptDeepUprobe re-adopts a uprobe whose path is too long for a pin
 // name (as under a container's rootfs): the record resolves the hashed pin.
 func TestReadoptDeepUprobe(t *testing.T) {
