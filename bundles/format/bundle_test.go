@@ -16,7 +16,7 @@ import (
 
 // parts returns a consistent set of bundle parts around elf, after edit
 // changed the manifest and image manifest (digests recomputed).
-func parts(t *testing.T, elf []byte, edit func(m *format.Manifest, im *ocispec.Manifest)) format.Parts {
+func parts(t testing.TB, elf []byte, edit func(m *format.Manifest, im *ocispec.Manifest)) format.Parts {
 	t.Helper()
 	m := validManifest()
 	m.Objects[0].Digest = format.Digest(elf)
@@ -103,4 +103,28 @@ func TestAssemble(t *testing.T) {
 			}
 		})
 	}
+}
+
+func FuzzParseImageManifest(f *testing.F) {
+	p := parts(f, []byte("\x7fELF seed"), func(*format.Manifest, *ocispec.Manifest) {})
+	f.Add(p.ImageManifest)
+	f.Add([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}`))
+	f.Add([]byte(`{"schemaVersion":2,"layers":[{"annotations":{"org.opencontainers.image.title":"../x"}}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		im, err := format.ParseImageManifest(data)
+		if err != nil {
+			if !errors.Is(err, bundles.ErrBundleInvalid) && !errors.Is(err, bundles.ErrTooLarge) {
+				t.Fatalf("error %v wraps neither ErrBundleInvalid nor ErrTooLarge", err)
+			}
+			return
+		}
+		if len(im.Layers) == 0 || len(im.Layers) > format.MaxObjects || im.ArtifactType != format.ArtifactType {
+			t.Fatalf("accepted %d layers, artifact type %q", len(im.Layers), im.ArtifactType)
+		}
+		for _, l := range im.Layers {
+			if format.CheckFileName(l.Annotations[format.AnnotationTitle]) != nil || l.Size > format.MaxObjectSize {
+				t.Fatalf("accepted layer %+v", l)
+			}
+		}
+	})
 }
