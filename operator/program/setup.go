@@ -98,16 +98,21 @@ func (r *Reconciler) nodeHandler() handler.EventHandler {
 			enqueue(ctx, q, e.Object.GetLabels())
 		},
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			if labels.Equals(e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels()) &&
-				e.ObjectOld.GetDeletionTimestamp().IsZero() == e.ObjectNew.GetDeletionTimestamp().IsZero() {
-				return
+			if nodeChanged(e.ObjectOld, e.ObjectNew) {
+				enqueue(ctx, q, e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels())
 			}
-			enqueue(ctx, q, e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels())
 		},
 		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			enqueue(ctx, q, e.Object.GetLabels())
 		},
 	}
+}
+
+// nodeChanged tells whether a Node update can change which programs select
+// it: its labels changed, or its deletion began.
+func nodeChanged(old, new client.Object) bool {
+	return !labels.Equals(old.GetLabels(), new.GetLabels()) ||
+		old.GetDeletionTimestamp().IsZero() != new.GetDeletionTimestamp().IsZero()
 }
 
 // programsSelecting returns the BpfPrograms whose nodeSelector matches one of sets.
@@ -117,8 +122,13 @@ func (r *Reconciler) programsSelecting(ctx context.Context, sets ...labels.Set) 
 		log.FromContext(ctx).Error(err, "list BpfPrograms for a node event")
 		return nil
 	}
+	return selecting(list.Items, sets...)
+}
+
+// selecting returns the programs whose nodeSelector matches one of sets.
+func selecting(programs []v1alpha1.BpfProgram, sets ...labels.Set) []reconcile.Request {
 	var reqs []reconcile.Request
-	for _, p := range list.Items {
+	for _, p := range programs {
 		sel := labels.Everything()
 		if p.Spec.NodeSelector != nil {
 			var err error
