@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -237,4 +238,40 @@ func progID(t *testing.T, l link.Link) uint32 {
 		t.Fatal(err)
 	}
 	return uint32(info.Program)
+}
+
+// TestFilterJumboFramesGeneric matches a pattern 18000 bytes into a 20000
+// byte datagram, past the range the parser reads in place, with generic XDP
+// on a veth with a 64000 byte MTU: the filter copies the bytes out with
+// bpf_xdp_load_bytes instead.
+func TestFilterJumboFramesGeneric(t *testing.T) {
+	const offset = 18000
+	rules := []Rule{{Action: ActionDrop, Protocol: ProtocolUDP, DstPort: 9999, PatternOffset: offset, Pattern: []byte("DEATH")}}
+	p := newPair(t, link.XDPGenericMode, rules)
+	p.sender.Exec(t, "ip", "link", "set", "dev", p.veth.A, "mtu", "64000")
+	p.receiver.Exec(t, "ip", "link", "set", "dev", p.veth.B, "mtu", "64000")
+	conn := listenUDP(t, p.receiver, "udp4", net.JoinHostPort(receiverV4, "9999"))
+	datagram := func(tag string, marker string) string {
+		b := make([]byte, 20000)
+		copy(b, tag)
+		copy(b[offset:], marker)
+		return string(b)
+	}
+	var all []string
+	for i := range 5 {
+		all = append(all, datagram(fmt.Sprintf("good-%d", i), "HEALTHY"), datagram(fmt.Sprintf("bad-%d", i), "DEATH"))
+	}
+	p.sendUDP(t, "udp4", net.JoinHostPort(receiverV4, "9999"), all)
+	got := map[string]bool{}
+	for d := range received(t, conn) {
+		got[strings.TrimRight(d[:16], "\x00")] = true
+	}
+	for i := range 5 {
+		if !got[fmt.Sprintf("good-%d", i)] || got[fmt.Sprintf("bad-%d", i)] {
+			t.Fatalf("received %v, want exactly good-0..4", got)
+		}
+	}
+	if c := hits(t, p.objs.RuleHits, 0); c.Packets != 5 {
+		t.Errorf("rule counted %d frames, want 5", c.Packets)
+	}
 }

@@ -91,20 +91,23 @@ static __always_inline int payload_matches(struct xdp_md *ctx, const struct pkt 
 	__u32 off = p->payload_off + r->pattern_offset;
 	if (off + len > p->payload_end)
 		return 0;
-	/* Common case: the bytes are in the linear part of the frame. */
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	const __u8 *bytes = data + (off & PARSE_FRAME_MAX);
 	__u8 buf[PATTERN_MAX];
-	if (off > PARSE_FRAME_MAX || (void *)(bytes + PATTERN_MAX) > data_end) {
-		/* Near the end of the frame, or in a fragment of a multi-buffer frame. */
+	if (off > PARSE_FRAME_MAX || (void *)(bytes + len) > data_end) {
+		/* Past the headers' range, or in a fragment of a multi-buffer frame. */
 		if (bpf_xdp_load_bytes(ctx, off, buf, len))
 			return 0;
 		bytes = buf;
+		data_end = buf + PATTERN_MAX;
 	}
+	/* Common case: compare in place, in the linear part of the frame. */
 	for (__u32 i = 0; i < PATTERN_MAX; i++) {
 		if (i >= len)
 			break;
+		if ((void *)(bytes + i + 1) > data_end) /* for the verifier; checked above */
+			return 0;
 		if ((bytes[i] ^ r->pattern[i]) & r->mask[i])
 			return 0;
 	}
