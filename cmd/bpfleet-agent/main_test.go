@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
+	"github.com/bpfleet/bpfleet/test/envtest"
 )
 
 // TestMain runs the agent's main instead of the tests when the test binary
@@ -17,8 +18,10 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(envtest.Run(m, &env))
 }
+
+var env *envtest.Env
 
 // runAgent runs main in a child process with args and env, and returns its
 // exit code and combined output.

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/test/netns"
+	"github.com/bpfleet/bpfleet/test/privileged"
+)
+
+// TestAgentBinary runs the real agent process against the API server: it
+// reports its node in a BpfNodeState, then writes nothing while idle. It
+// logs the process's idle CPU and RSS.
+func TestAgentBinary(t *testing.T) {
+	privileged.RequireBPFFS(t)
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	node := "bin-" + hex.EncodeToString(b)
+	root := "/sys/fs/bpf/bpfleet-test-" + hex.EncodeToString(b)
+	t.Cleanup(func() { _ = os.RemoveAll(root) })
+	ns := netns.New(t)
+	ctx := context.Background()
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}
+	if err := env.Client.Create(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), n) })
+
+	cmd := exec.Command(os.Args[0],
+		"--node-name", node, "--bpffs-root", root, "--state-dir", t.TempDir(),
+		"--netns", "/var/run/netns/"+ns.Name, "--resync-interval", "1s",
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0")
+	cmd.Env = append(os.Environ(), "BPFLEET_AGENT_TEST_MAIN=1", "KUBECONFIG="+env.Kubeconfig)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+
+	state := &v1alpha1.BpfNodeState{}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := env.Client.Get(ctx, types.NamespacedName{Name: node}, state)
+		if err == nil && state.Status.Kernel.Release != "" {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("agent exited: %v\n%s", err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no BpfNodeState with a kernel after 30s (%v)\n%s", err, out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if state.Status.AgentVersion == "" {
+		t.Errorf("agentVersion not reported")
+	}
+
+	time.Sleep(time.Second)
+	if err := env.Client.Get(ctx, types.NamespacedName{Name: node}, state); err != nil {
+		t.Fatal(err)
+	}
+	before := state.ResourceVersion
+	cpu0 := procCPU(t, cmd.Process.Pid)
+	const window = 5 * time.Second
+	time.Sleep(window)
+	used := procCPU(t, cmd.Process.Pid) - cpu0
+	if err := env.Client.Get(ctx, types.NamespacedName{Name: node}, state); err != nil {
+		t.Fatal(err)
+	}
+	if state.ResourceVersion != before {
+		t.Errorf("idle agent wrote its BpfNodeState: %s → %s", before, state.ResourceVersion)
+	}
+	t.Logf("agent process idle (resync 1s, no programs): CPU %s over %s (%.2f%% of a core), RSS %s",
+		used, window, float64(used)/float64(window)*100, procRSS(t, cmd.Process.Pid))
+}
+
+// procCPU is the user+system CPU time of pid from /proc/pid/stat.
+func procCPU(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command name (which may hold spaces) start at ") ".
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	const ticks = 100 // USER_HZ
+	return time.Duration(utime+stime) * time.Second / ticks
+}
+
+func procRSS(t *testing.T, pid int) string {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			return strings.TrimSpace(rest)
+		}
+	}
+	return "?"
+}
