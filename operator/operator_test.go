@@ -828,3 +828,54 @@ func TestPolicyChangeVerifiesAgain(t *testing.T) {
 	}
 	waitEvent(t, "change", v1.ReasonUnsignedAllowed, "without a valid signature")
 }
+
+// At steady state the BpfProgram does not change: an agent's stats refresh
+// and a Node heartbeat leave its status (and so its resourceVersion, which
+// every watcher of it would see move) as it was.
+func TestSteadyStateWritesNothing(t *testing.T) {
+	startOperator(t)
+	ctx := context.Background()
+	reg := registry.Start(t, registry.Options{})
+	priv, pub := keyPair(t)
+	trustPolicy(t, "steady", reg, pub)
+	names := nodes(t, "steady", 2)
+	ref, digest := testbundle.Push(t, reg, "ebpf/steady", "v1", testbundle.Source{})
+	sign(t, ref, priv)
+	program(t, "steady", ref, "steady")
+	p := waitCondition(t, "steady", v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonVerified)
+	for _, n := range names {
+		report(t, p, n, "6.18.0", digest, v1.PhaseAttached)
+	}
+	waitCondition(t, "steady", v1.ConditionReady, metav1.ConditionTrue, v1.ReasonAllAttached)
+	// Let the reconciles the reports queued settle.
+	time.Sleep(time.Second)
+	before := get(t, "steady").ResourceVersion
+
+	// An agent's stats refresh: run counts change, nothing the operator sums.
+	state := &v1.BpfNodeState{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: names[0]}, state); err != nil {
+		t.Fatal(err)
+	}
+	for i := range state.Status.Programs {
+		state.Status.Programs[i].RunCount += 1000
+		state.Status.Programs[i].RunTimeNs += 15000
+	}
+	if err := env.Client.Status().Update(ctx, state); err != nil {
+		t.Fatal(err)
+	}
+	// A kubelet heartbeat.
+	node := &corev1.Node{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: names[1]}, node); err != nil {
+		t.Fatal(err)
+	}
+	node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue,
+		Reason: "KubeletReady", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+	if err := env.Client.Status().Update(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	if after := get(t, "steady"); after.ResourceVersion != before {
+		t.Fatalf("the BpfProgram was written (resourceVersion %s -> %s) with nothing to change; status %+v",
+			before, after.ResourceVersion, after.Status)
+	}
+}
