@@ -42,6 +42,11 @@ type Options struct {
 	APIPort int
 	// RegistryPort is the registry's port on 127.0.0.1; default 5000.
 	RegistryPort int
+	// Prefix names the nodes (<prefix>-node-N), their network namespaces
+	// and host interfaces, and the pin root /sys/fs/bpf/<prefix>-local, so
+	// that two environments (a demo and a test run) never collide. Default
+	// "bpfleet"; at most 10 characters.
+	Prefix string
 	// Out receives progress lines; nil discards them.
 	Out io.Writer
 }
@@ -58,6 +63,9 @@ func (o *Options) defaults() {
 	}
 	if o.RegistryPort == 0 {
 		o.RegistryPort = 5000
+	}
+	if o.Prefix == "" {
+		o.Prefix = "bpfleet"
 	}
 	if o.Out == nil {
 		o.Out = io.Discard
@@ -175,6 +183,9 @@ func (e *Env) preflight(context.Context) error {
 		if _, err := os.Stat(p); err != nil {
 			return fmt.Errorf("find %s: %w (run `make tools` first)", p, err)
 		}
+	}
+	if len(e.opts.Prefix) > 10 {
+		return fmt.Errorf("prefix %q is longer than 10 characters (interface names are limited to 15)", e.opts.Prefix)
 	}
 	for _, port := range []int{e.opts.APIPort, e.opts.RegistryPort} {
 		if err := portFree(port); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -25,8 +26,8 @@ import (
 // FilterLabel selects the nodes the demo's packet-of-death filter runs on.
 const FilterLabel = "bpfleet.io/filter"
 
-// BPFFSRoot holds every local node's pins, one subtree per node.
-const BPFFSRoot = "/sys/fs/bpf/bpfleet-local"
+// bpffsRoot holds every local node's pins, one subtree per node.
+func (e *Env) bpffsRoot() string { return filepath.Join("/sys/fs/bpf", e.opts.Prefix+"-local") }
 
 // Node is one simulated node: a Node object, a network namespace holding its
 // interface eth0, and a veth peer on this host to send it traffic.
@@ -63,26 +64,32 @@ func run(ctx context.Context, name string, args ...string) error {
 }
 
 // createNodes makes the Node objects and, for each, a network namespace with
-// eth0 and a host-side veth peer. Addresses come from 192.0.2.0/24
-// (TEST-NET-1): they exist only inside the namespaces made here.
+// eth0 and a host-side veth peer. Addresses come from one /24 of 198.18.0.0/15
+// (reserved for benchmarking networks, RFC 2544) picked by the prefix, so
+// two environments do not route over each other; they exist only on the
+// interfaces made here.
 func (e *Env) createNodes(ctx context.Context) error {
 	if _, err := exec.LookPath("ip"); err != nil {
 		return errors.New("the ip command (Debian package iproute2) is needed to create network namespaces")
 	}
 	// Registered first, so it runs last: whatever pins the agents left (a
 	// run interrupted before its programs were deleted) go with the nodes.
-	e.onStop(func(context.Context) error { return os.RemoveAll(BPFFSRoot) })
+	e.onStop(func(context.Context) error { return os.RemoveAll(e.bpffsRoot()) })
+	if e.opts.Nodes > 60 {
+		return fmt.Errorf("at most 60 nodes (their addresses come from one /24), not %d", e.opts.Nodes)
+	}
 	for i := 1; i <= e.opts.Nodes; i++ {
+		name := fmt.Sprintf("%s-node-%d", e.opts.Prefix, i)
 		n := &Node{
-			Name:          fmt.Sprintf("bpfleet-node-%d", i),
-			NetNS:         fmt.Sprintf("bpfleet-node-%d", i),
+			Name:          name,
+			NetNS:         name,
 			Interface:     "eth0",
-			HostInterface: fmt.Sprintf("bfl-node%d", i),
-			HostAddr:      netip.AddrFrom4([4]byte{192, 0, 2, byte(4*i + 1)}),
-			Addr:          netip.AddrFrom4([4]byte{192, 0, 2, byte(4*i + 2)}),
-			BPFFSRoot:     filepath.Join(BPFFSRoot, fmt.Sprintf("bpfleet-node-%d", i)),
-			StateDir:      filepath.Join(e.opts.StateDir, "nodes", fmt.Sprintf("bpfleet-node-%d", i)),
-			Labels:        map[string]string{"kubernetes.io/hostname": fmt.Sprintf("bpfleet-node-%d", i)},
+			HostInterface: fmt.Sprintf("%.10s-h%d", e.opts.Prefix, i),
+			HostAddr:      netip.AddrFrom4([4]byte{198, 18, e.subnet(), byte(4*i + 1)}),
+			Addr:          netip.AddrFrom4([4]byte{198, 18, e.subnet(), byte(4*i + 2)}),
+			BPFFSRoot:     filepath.Join(e.bpffsRoot(), name),
+			StateDir:      filepath.Join(e.opts.StateDir, "nodes", name),
+			Labels:        map[string]string{"kubernetes.io/hostname": name},
 		}
 		// Every node but the last runs the filter, so the demo shows a node
 		// the selector leaves alone.
@@ -96,6 +103,13 @@ func (e *Env) createNodes(ctx context.Context) error {
 		e.Printf("%s  netns %s  %s %s  ← host %s %s  labels %v", n.Name, n.NetNS, n.Interface, n.Addr, n.HostInterface, n.HostAddr, n.Labels)
 	}
 	return nil
+}
+
+// subnet is the third octet of this environment's node addresses.
+func (e *Env) subnet() byte {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(e.opts.Prefix))
+	return byte(h.Sum32())
 }
 
 func (e *Env) createNode(ctx context.Context, n *Node) error {

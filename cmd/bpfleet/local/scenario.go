@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -139,39 +140,122 @@ func (t Traffic) String() string {
 // SendTraffic sends n good and n bad UDP datagrams from the host to the
 // node's eth0 and counts, inside the node's namespace, what arrived.
 func (e *Env) SendTraffic(ctx context.Context, node *Node, n int) (Traffic, error) {
-	conn, err := listenInNetNS(node.NetNS, netip.AddrPortFrom(node.Addr, DeathPort))
+	s, err := e.StartTraffic(node, 0)
 	if err != nil {
 		return Traffic{}, err
 	}
-	defer conn.Close()
+	for i := 0; i < n; i++ {
+		if err := s.sendPair(); err != nil {
+			s.Stop()
+			return Traffic{}, err
+		}
+	}
+	return s.Stop(), ctx.Err()
+}
+
+// TrafficStream sends good and bad datagrams to a node and counts arrivals.
+type TrafficStream struct {
+	conn    net.PacketConn
+	out     *net.UDPConn
+	stop    chan struct{}
+	done    chan struct{}
+	mu      sync.Mutex
+	t       Traffic
+	sendErr error
+}
+
+// StartTraffic opens a receiver in the node's namespace and, when interval
+// is positive, sends one good and one bad datagram every interval until Stop.
+func (e *Env) StartTraffic(node *Node, interval time.Duration) (*TrafficStream, error) {
+	conn, err := listenInNetNS(node.NetNS, netip.AddrPortFrom(node.Addr, DeathPort))
+	if err != nil {
+		return nil, err
+	}
 	out, err := net.DialUDP("udp4", &net.UDPAddr{IP: node.HostAddr.AsSlice()}, net.UDPAddrFromAddrPort(netip.AddrPortFrom(node.Addr, DeathPort)))
 	if err != nil {
-		return Traffic{}, fmt.Errorf("dial %s: %w", node.Addr, err)
+		conn.Close()
+		return nil, fmt.Errorf("dial %s: %w", node.Addr, err)
 	}
-	defer out.Close()
-	t := Traffic{GoodSent: n, BadSent: n}
-	for i := 0; i < n; i++ {
-		if _, err := out.Write([]byte("hello " + strconv.Itoa(i))); err != nil {
-			return t, fmt.Errorf("send: %w", err)
-		}
-		if _, err := out.Write(append(append([]byte{}, DeathPattern...), []byte(" "+strconv.Itoa(i))...)); err != nil {
-			return t, fmt.Errorf("send: %w", err)
-		}
+	s := &TrafficStream{conn: conn, out: out, stop: make(chan struct{}), done: make(chan struct{})}
+	go s.receive()
+	if interval > 0 {
+		go func() {
+			tick := time.NewTicker(interval)
+			defer tick.Stop()
+			for {
+				select {
+				case <-s.stop:
+					return
+				case <-tick.C:
+					if err := s.sendPair(); err != nil {
+						s.mu.Lock()
+						s.sendErr = err
+						s.mu.Unlock()
+						return
+					}
+				}
+			}
+		}()
 	}
+	return s, nil
+}
+
+func (s *TrafficStream) sendPair() error {
+	s.mu.Lock()
+	i := s.t.GoodSent
+	s.mu.Unlock()
+	if _, err := s.out.Write([]byte("hello " + strconv.Itoa(i))); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	if _, err := s.out.Write(append(append([]byte{}, DeathPattern...), []byte(" "+strconv.Itoa(i))...)); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	s.mu.Lock()
+	s.t.GoodSent++
+	s.t.BadSent++
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *TrafficStream) receive() {
+	defer close(s.done)
 	buf := make([]byte, 1500)
 	for {
-		_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-		k, _, err := conn.ReadFrom(buf)
+		k, _, err := s.conn.ReadFrom(buf)
 		if err != nil {
-			break
+			return
 		}
+		s.mu.Lock()
 		if bytes.HasPrefix(buf[:k], DeathPattern) {
-			t.BadReceived++
+			s.t.BadReceived++
 		} else {
-			t.GoodReceived++
+			s.t.GoodReceived++
 		}
+		s.mu.Unlock()
 	}
-	return t, ctx.Err()
+}
+
+// Stop stops sending, waits for datagrams in flight, and returns the counts.
+func (s *TrafficStream) Stop() Traffic {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	time.Sleep(300 * time.Millisecond)
+	_ = s.conn.Close()
+	<-s.done
+	_ = s.out.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.t
+}
+
+// Err is the first send error, if any.
+func (s *TrafficStream) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sendErr
 }
 
 // listenInNetNS opens a UDP socket inside the named network namespace; the

@@ -23,6 +23,8 @@ const TrustPolicyName = "bpfleet-local"
 
 // PushedBundle is a shipped bundle in the local registry.
 type PushedBundle struct {
+	// Name is the bundle's name.
+	Name string
 	// Ref is registry/bpfleet/name:version.
 	Ref string
 	// Repository is registry/bpfleet/name.
@@ -80,23 +82,24 @@ func (e *Env) pushBundles(ctx context.Context) error {
 		return fmt.Errorf("no %s under %s", build.SpecFile, filepath.Join(e.opts.RepoDir, "bpf"))
 	}
 	sort.Strings(dirs)
-	layout := filepath.Join(e.opts.StateDir, "layout")
-	rc := remote.New(e.RemoteOptions)
-	priv, _ := e.keyPaths()
 	for _, spec := range dirs {
-		dir := filepath.Dir(spec)
-		b, err := e.BuildPushSign(ctx, rc, dir, layout, priv)
+		b, err := e.BuildPushSign(ctx, filepath.Dir(spec))
 		if err != nil {
 			return err
 		}
+		e.Bundles[b.Name] = b
 		e.Printf("%-55s %s  programs %v", b.Ref, b.Digest[:19], b.Programs)
 	}
 	return nil
 }
 
-// BuildPushSign builds the bundle in dir, pushes it as
-// <registry>/bpfleet/<name>:<version> and signs it with the local key.
-func (e *Env) BuildPushSign(ctx context.Context, rc *remote.Client, dir, layout, keyPath string) (PushedBundle, error) {
+// BuildPushSign builds the bundle in dir (a bundle.yaml and its ELF files),
+// pushes it as <registry>/bpfleet/<name>:<version> and signs it with the
+// environment's key, like a developer shipping a new version.
+func (e *Env) BuildPushSign(ctx context.Context, dir string) (PushedBundle, error) {
+	layout := filepath.Join(e.opts.StateDir, "layout")
+	rc := remote.New(e.RemoteOptions)
+	keyPath, _ := e.keyPaths()
 	spec, err := build.ReadSpec(dir)
 	if err != nil {
 		return PushedBundle{}, fmt.Errorf("read %s: %w", dir, err)
@@ -115,12 +118,9 @@ func (e *Env) BuildPushSign(ctx context.Context, rc *remote.Client, dir, layout,
 	if err := signing.Sign(ctx, repo+"@"+digest, keyPath, password(), e.RemoteOptions); err != nil {
 		return PushedBundle{}, fmt.Errorf("sign %s: %w", ref, err)
 	}
-	b := PushedBundle{Ref: ref, Repository: repo, Digest: digest}
+	b := PushedBundle{Name: m.Name, Ref: ref, Repository: repo, Digest: digest}
 	for _, p := range m.Programs {
 		b.Programs = append(b.Programs, p.Name)
 	}
-	e.mu.Lock()
-	e.Bundles[m.Name] = b
-	e.mu.Unlock()
 	return b, nil
 }

@@ -1,0 +1,116 @@
+// Package e2e runs bpfleet end to end on this machine: a real apiserver, a
+// real registry, the operator and one agent per simulated node (each with its
+// own network namespace), real programs in the real kernel. The environment
+// is cmd/bpfleet/local's, started once for the package; every spec cleans up
+// the BpfPrograms it makes.
+//
+//	go test ./test/e2e -args -e2e.keep   # leave the environment running after the tests
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
+	"github.com/bpfleet/bpfleet/test/envtest"
+	"github.com/bpfleet/bpfleet/test/privileged"
+)
+
+var (
+	keep = flag.Bool("e2e.keep", false, "keep the environment running after the tests, until interrupted")
+
+	env      *local.Env
+	envErr   error
+	agentBin string
+	repoDir  string
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if os.Geteuid() != 0 {
+		envErr = fmt.Errorf("needs root (euid %d)", os.Geteuid())
+		return m.Run()
+	}
+	root, err := envtest.RepoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	repoDir = root
+	tmp, err := os.MkdirTemp("", "bpfleet-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	agentBin = filepath.Join(tmp, "bpfleet-agent")
+	if out, err := exec.Command("go", "build", "-o", agentBin, "github.com/bpfleet/bpfleet/cmd/bpfleet-agent").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build agent: %v\n%s", err, out)
+		return 1
+	}
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	env, envErr = local.Start(ctx, local.Options{
+		RepoDir:      root,
+		StateDir:     filepath.Join(tmp, "state"),
+		Nodes:        3,
+		APIPort:      freePort(),
+		RegistryPort: freePort(),
+		Prefix:       "e2e" + hex.EncodeToString(b),
+		Out:          os.Stderr,
+	})
+	if envErr != nil {
+		fmt.Fprintf(os.Stderr, "start environment: %v\n", envErr)
+		return 1
+	}
+	code := m.Run()
+	if *keep {
+		fmt.Fprintf(os.Stderr, "environment kept (-e2e.keep): KUBECONFIG=%s; interrupt to stop\n", env.Kubeconfig)
+		waitForInterrupt()
+	}
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer stopCancel()
+	if err := env.DeleteAll(stopCtx, time.Minute); err != nil {
+		fmt.Fprintf(os.Stderr, "delete programs: %v\n", err)
+		code = 1
+	}
+	if err := env.Stop(stopCtx); err != nil {
+		fmt.Fprintf(os.Stderr, "stop environment: %v\n", err)
+		code = 1
+	}
+	return code
+}
+
+// requireEnv gates every spec: without root it skips locally and fails
+// under CI=true.
+func requireEnv(t *testing.T) *local.Env {
+	t.Helper()
+	if env == nil {
+		privileged.SkipOrFail(t, "end-to-end environment not running: %v", envErr)
+	}
+	return env
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
