@@ -508,25 +508,46 @@ func TestWaves(t *testing.T) {
 	startOperator(t)
 	reg := registry.Start(t, registry.Options{})
 	priv, pub := keyPair(t)
-	trustPolicy(t, "waves", reg, pub)
-	names := nodes(t, "waves", 20)
 	ref1, d1 := testbundle.Push(t, reg, "ebpf/waves", "v1", testbundle.Source{})
 	sign(t, ref1, priv)
 	ref2, d2 := testbundle.Push(t, reg, "ebpf/waves", "v2", testbundle.Source{Return: 1})
 	sign(t, ref2, priv)
 	waves := []int32{10, 50, 100}
+	// The program comes first, refused for want of a trust policy, so its
+	// uid is known: the 20 nodes are picked to fill the waves as
+	// percentages say (2, 8, 10), since a random 20 leaves wave 0 empty one
+	// time in eight.
 	p := program(t, "waves", ref1, "waves", func(p *v1.BpfProgram) {
 		p.Spec.Rollout = v1.RolloutSpec{Strategy: v1.RolloutWaves, Waves: waves, PauseSeconds: 600, MaxFailedNodes: 0}
 	})
+	waitCondition(t, "waves", v1.ConditionSignatureVerified, metav1.ConditionFalse, v1.ReasonNoTrustPolicy)
 	waveOf := map[string]int32{}
-	for _, n := range names {
-		waveOf[n] = rollout.WaveOf(rollout.Bucket(n, p.UID), waves)
-	}
-	for w := range int32(3) {
-		if !slices.ContainsFunc(names, func(n string) bool { return waveOf[n] == w }) {
-			t.Fatalf("no node in wave %d: the uid %s spreads 20 nodes badly", w, p.UID)
+	var names []string
+	want := []int{2, 8, 10}
+	for i := 0; len(names) < 20; i++ {
+		n := fmt.Sprintf("waves-%03d", i)
+		w := rollout.WaveOf(rollout.Bucket(n, p.UID), waves)
+		if want[w] > 0 {
+			want[w]--
+			waveOf[n] = w
+			names = append(names, n)
 		}
 	}
+	for _, n := range names {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n, Labels: map[string]string{"bpfleet.io/test": "waves"}}}
+		create(t, node)
+		t.Cleanup(func() {
+			_ = env.Client.Delete(context.Background(), &v1.BpfNodeState{ObjectMeta: metav1.ObjectMeta{Name: n}})
+		})
+	}
+	eventually(t, 30*time.Second, func() error {
+		if n := get(t, "waves").Status.Nodes.Selected; n != 20 {
+			return fmt.Errorf("%d nodes selected, want 20", n)
+		}
+		return nil
+	})
+	// The policy admits the bundle: the first rollout starts.
+	trustPolicy(t, "waves", reg, pub)
 
 	// agents plays every agent once: each node runs what DigestForNode says,
 	// and fails digest failing (if set) when in wave failWave.
