@@ -25,10 +25,19 @@ type filter struct {
 
 func start(tb testing.TB, consts map[string]any, prefixes map[string]uint32, comms []string) *filter {
 	tb.Helper()
+	return startWithRing(tb, 0, consts, prefixes, comms)
+}
+
+// startWithRing is start with a ring buffer of ringBytes (0: as compiled).
+func startWithRing(tb testing.TB, ringBytes uint32, consts map[string]any, prefixes map[string]uint32, comms []string) *filter {
+	tb.Helper()
 	privileged.RequireTracefs(tb)
 	spec, err := Spec()
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if ringBytes != 0 {
+		spec.Maps[EventsMap].MaxEntries = ringBytes
 	}
 	for name, v := range consts {
 		if err := spec.Variables[name].Set(v); err != nil {
