@@ -146,7 +146,8 @@ func (r *Reconciler) patch(ctx context.Context, before *v1alpha1.BpfProgram, s *
 	p := s.program
 	if !equality.Semantic.DeepEqual(before.Status, p.Status) {
 		if err := r.Client.Status().Patch(ctx, p, client.MergeFrom(before)); err != nil {
-			return fmt.Errorf("patch status: %w", err)
+			// Deleted meanwhile: nothing left to describe.
+			return client.IgnoreNotFound(fmt.Errorf("patch status: %w", err))
 		}
 	}
 	meta := p.DeepCopy()
@@ -166,7 +167,7 @@ func (r *Reconciler) patch(ctx context.Context, before *v1alpha1.BpfProgram, s *
 		return nil
 	}
 	if err := r.Client.Patch(ctx, meta, client.MergeFrom(p)); err != nil {
-		return fmt.Errorf("patch annotations: %w", err)
+		return client.IgnoreNotFound(fmt.Errorf("patch annotations: %w", err))
 	}
 	return nil
 }
