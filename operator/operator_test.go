@@ -900,3 +900,31 @@ func TestSteadyStateWritesNothing(t *testing.T) {
 			before, after.ResourceVersion, after.Status)
 	}
 }
+
+// A policy's program type allow-list refuses a bundle carrying other types.
+func TestProgramTypeDenied(t *testing.T) {
+	startOperator(t)
+	reg := registry.Start(t, registry.Options{})
+	priv, pub := keyPair(t)
+	pol := &v1.BundleTrustPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "xdp-only"},
+		Spec: v1.BundleTrustPolicySpec{
+			Images:              []string{reg.Host + "/*/*"},
+			Keys:                []v1.TrustedKey{{Name: "test-key", PublicKey: pub}},
+			AllowedProgramTypes: []string{"xdp"},
+		},
+	}
+	create(t, pol)
+	names := nodes(t, "denied", 1)
+	ref, _ := testbundle.Push(t, reg, "ebpf/denied", "v1", testbundle.Source{})
+	sign(t, ref, priv)
+	program(t, "denied", ref, "denied")
+	p := waitCondition(t, "denied", v1.ConditionSignatureVerified, metav1.ConditionFalse, v1.ReasonProgramTypeDenied)
+	if c := meta.FindStatusCondition(p.Status.Conditions, v1.ConditionSignatureVerified); !strings.Contains(c.Message, "tracepoint") {
+		t.Errorf("message %q does not name the denied type", c.Message)
+	}
+	if got := rollout.DigestForNode(p, names[0]); got != "" {
+		t.Errorf("node told to run %s", got)
+	}
+	waitEvent(t, "denied", v1.ReasonProgramTypeDenied, "")
+}
