@@ -25,7 +25,7 @@ type lab struct {
 	objs       *xdplbObjects
 }
 
-func newLab(t *testing.T, n int) *lab {
+func newLab(t *testing.T, n int, mode link.XDPAttachFlags) *lab {
 	t.Helper()
 	privileged.RequireBPFFS(t)
 	ethtool := privileged.RequireCommand(t, "ethtool")
@@ -61,7 +61,7 @@ func newLab(t *testing.T, n int) *lab {
 			if err != nil {
 				return err
 			}
-			xl, err := link.AttachXDP(link.XDPOptions{Program: l.objs.XdpLb, Interface: iface.Index, Flags: link.XDPDriverMode})
+			xl, err := link.AttachXDP(link.XDPOptions{Program: l.objs.XdpLb, Interface: iface.Index, Flags: mode})
 			if err != nil {
 				return err
 			}
@@ -175,7 +175,16 @@ func (l *lab) askUDPAt(t *testing.T, src netip.Addr, vip netip.AddrPort, ports [
 }
 
 func TestLoadBalancesRealFlows(t *testing.T) {
-	l := newLab(t, 3)
+	for _, mode := range []struct {
+		name string
+		flag link.XDPAttachFlags
+	}{{"native", link.XDPDriverMode}, {"generic", link.XDPGenericMode}} {
+		t.Run(mode.name, func(t *testing.T) { testLoadBalancesRealFlows(t, mode.flag) })
+	}
+}
+
+func testLoadBalancesRealFlows(t *testing.T, mode link.XDPAttachFlags) {
+	l := newLab(t, 3, mode)
 	udp, tcp := Service{VIP: vip, Protocol: ProtocolUDP}, Service{VIP: vip, Protocol: ProtocolTCP}
 	table := setService(t, l.objs, 0, udp, backends)
 	setService(t, l.objs, 1, tcp, backends)
