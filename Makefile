@@ -9,34 +9,47 @@ K8S_VERSION  ?= v1.37.1
 ETCD_VERSION ?= v3.7.0
 GO           ?= go
 CONTROLLER_GEN := $(GO) tool controller-gen
-# Packages whose tests need no kernel and no root run with -race.
 TEST_FLAGS   ?= -count=1 -timeout=30m
 FUZZTIME     ?= 10s
+# Packages whose tests need neither root nor a kernel feature: they also run
+# under the race detector.
+RACE_PKGS     = $$($(GO) list ./... | grep -v -e /bpf/ -e /nodeagent/attach -e /nodeagent/dataplane -e /nodeagent/probe -e /nodeagent/netwatch -e /test/e2e -e /test/scale)
 
+# Tests find kube-apiserver/etcd/kubectl here (envtest) and cosign on PATH.
 export KUBEBUILDER_ASSETS := $(K8S_BIN)
+export PATH := $(BIN):$(PATH)
 
 .PHONY: build
-build: ## Build every binary into bin/.
+build: ## Build bpfleet, bpfleet-operator, bpfleet-agent and kubectl-bpf into bin/.
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 .PHONY: tools
-tools: $(K8S_BIN)/.version ## Build the real control plane (etcd, kube-apiserver, kubectl) for tests.
+tools: $(K8S_BIN)/.version $(BIN)/cosign ## Build the real control plane and the stock cosign CLI (cached in bin/).
 
 $(K8S_BIN)/.version: test/tools/build-control-plane.sh
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) bash test/tools/build-control-plane.sh $(K8S_BIN)
 
+# The stock cosign CLI, pinned in go.mod: tests prove its signatures and
+# bpfleet's are interchangeable.
+$(BIN)/cosign: go.mod
+	$(GO) build -o $@ github.com/sigstore/cosign/v2/cmd/cosign
+
 .PHONY: generate
-generate: ## Regenerate deepcopy, CRDs, RBAC and bpf2go objects.
+generate: ## Regenerate deepcopy, CRDs, RBAC and the eBPF objects (needs clang).
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=bpfleet-operator paths=./operator/... output:rbac:artifacts:config=config/rbac/operator
 	$(CONTROLLER_GEN) rbac:roleName=bpfleet-agent paths=./nodeagent/... output:rbac:artifacts:config=config/rbac/agent
-	if [[ -n "$$(find bpf -name '*.c' 2>/dev/null)" ]]; then $(GO) generate ./bpf/...; fi
+	$(GO) generate ./bpf/... ./test/kernelprog/...
+
+.PHONY: vmlinux
+vmlinux: ## Regenerate bpf/include/vmlinux.h from this kernel's BTF (rarely needed).
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/include/vmlinux.h
 
 .PHONY: verify
 verify: generate ## Fail when generated files differ from what is committed.
-	@if [[ -n "$$(git status --porcelain -- api config bpf)" ]]; then \
-		git status --porcelain -- api config bpf; git diff --stat -- api config bpf; \
+	@if [[ -n "$$(git status --porcelain -- api config bpf test/kernelprog)" ]]; then \
+		git status --porcelain -- api config bpf test/kernelprog; git diff --stat -- api config bpf test/kernelprog; \
 		echo "generated files are stale: run 'make generate' and commit"; exit 1; fi
 
 .PHONY: lint
@@ -45,25 +58,39 @@ lint: ## go vet and staticcheck.
 	$(GO) tool staticcheck ./...
 
 .PHONY: test
-test: tools ## Lint and run every test (kernel tests need root; they fail under CI=true without it).
+test: tools ## Lint, every test (kernel tests need root; under CI=true they fail instead of skipping), short fuzzing.
 	$(MAKE) lint
 	$(GO) test $(TEST_FLAGS) ./...
+	$(MAKE) fuzz
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each.
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 .PHONY: test-race
-test-race: tools ## Race detector over the packages that need no kernel.
-	$(GO) test -race $(TEST_FLAGS) $$($(GO) list ./... | grep -v -e /nodeagent -e /bpf/ -e /test/e2e)
+test-race: tools ## The race detector over every package that needs no kernel.
+	$(GO) test -race $(TEST_FLAGS) $(RACE_PKGS)
 
 .PHONY: demo
-demo: tools build ## Run bpfleet locally: control plane, registry, operator and three agents.
+demo: tools build ## Run bpfleet on this machine: control plane, registry, operator, 3 agents (root).
 	$(BIN)/bpfleet local
 
 .PHONY: bench
-bench: tools ## Run every benchmark and write BENCHMARKS.md.
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./... | tee $(BIN)/bench.txt
+bench: tools ## Run every benchmark; results in bin/bench.txt (see BENCHMARKS.md).
+	$(GO) test -run '^$$' -bench . -benchtime 3x $$($(GO) list ./... | grep -v /test/scale) | tee $(BIN)/bench.txt
+
+.PHONY: bench-scale
+bench-scale: tools ## 1,000 simulated agents against a real apiserver; report in bin/scale.md.
+	$(GO) test -count=1 -timeout 60m -run . ./test/scale -args -scale.nodes=1000 -scale.report=$(BIN)/scale.md
 
 .PHONY: clean
 clean:
-	rm -rf $(BIN)/bpfleet $(BIN)/bpfleet-agent $(BIN)/bpfleet-operator $(BIN)/kubectl-bpf
+	rm -rf $(BIN)/bpfleet $(BIN)/bpfleet-agent $(BIN)/bpfleet-operator $(BIN)/kubectl-bpf $(BIN)/local
 
 .PHONY: help
 help:
