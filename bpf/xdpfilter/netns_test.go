@@ -71,13 +71,13 @@ func listenUDP(t *testing.T, ns *netns.NS, network, addr string) *net.UDPConn {
 	return conn
 }
 
-// received reads datagrams until none arrives for 300 ms.
+// received reads datagrams until none arrives for 500 ms.
 func received(t *testing.T, conn *net.UDPConn) map[string]bool {
 	t.Helper()
 	got := map[string]bool{}
 	buf := make([]byte, 2048)
 	for {
-		_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		_ = conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 		n, _, err := conn.ReadFrom(buf)
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return got
@@ -111,12 +111,12 @@ func (p *pair) sendUDP(t *testing.T, network, dst string, payloads []string) {
 	}
 }
 
-func (p *pair) dialTCP(t *testing.T, addr string) (net.Conn, error) {
+func (p *pair) dialTCP(t *testing.T, addr string, timeout time.Duration) (net.Conn, error) {
 	t.Helper()
 	var conn net.Conn
 	err := p.sender.Do(t, func() error {
 		var err error
-		conn, err = net.DialTimeout("tcp", addr, 500*time.Millisecond)
+		conn, err = net.DialTimeout("tcp", addr, timeout)
 		return err
 	})
 	return conn, err
@@ -190,11 +190,11 @@ func TestFilterRealTraffic(t *testing.T) {
 				}
 			}()
 			for _, addr := range []string{receiverV4, receiverV6} {
-				if conn, err := p.dialTCP(t, net.JoinHostPort(addr, "6666")); err == nil {
+				if conn, err := p.dialTCP(t, net.JoinHostPort(addr, "6666"), 500*time.Millisecond); err == nil {
 					_ = conn.Close()
 					t.Errorf("TCP to [%s]:6666 connected through the filter", addr)
 				}
-				conn, err := p.dialTCP(t, net.JoinHostPort(addr, "6667"))
+				conn, err := p.dialTCP(t, net.JoinHostPort(addr, "6667"), 5*time.Second)
 				if err != nil {
 					t.Fatalf("TCP to [%s]:6667: %v", addr, err)
 				}
