@@ -66,7 +66,7 @@ var (
 
 // startOperator runs the operator in this process, once for the package,
 // against the test control plane, as `bpfleet local` does.
-func startOperator(t *testing.T) {
+func startOperator(t testing.TB) {
 	t.Helper()
 	startOnce.Do(func() {
 		// Reconcile errors only: they explain a failing wait.
@@ -102,7 +102,7 @@ const password = "test-password"
 
 // keyPair generates a cosign key pair and returns the private key path and
 // the public key PEM.
-func keyPair(t *testing.T) (priv, pubPEM string) {
+func keyPair(t testing.TB) (priv, pubPEM string) {
 	t.Helper()
 	priv, pub, err := signing.GenerateKeyPair(t.TempDir(), []byte(password))
 	if err != nil {
@@ -115,7 +115,7 @@ func keyPair(t *testing.T) (priv, pubPEM string) {
 	return priv, string(data)
 }
 
-func sign(t *testing.T, ref, priv string) {
+func sign(t testing.TB, ref, priv string) {
 	t.Helper()
 	if err := signing.Sign(context.Background(), ref, priv, []byte(password), remote.Options{PlainHTTP: true}); err != nil {
 		t.Fatalf("sign %s: %v", ref, err)
@@ -123,7 +123,7 @@ func sign(t *testing.T, ref, priv string) {
 }
 
 // trustPolicy creates a policy trusting pubPEM for every repository of reg.
-func trustPolicy(t *testing.T, name string, reg *registry.Registry, pubPEM string) *v1.BundleTrustPolicy {
+func trustPolicy(t testing.TB, name string, reg *registry.Registry, pubPEM string) *v1.BundleTrustPolicy {
 	t.Helper()
 	pol := &v1.BundleTrustPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -136,7 +136,7 @@ func trustPolicy(t *testing.T, name string, reg *registry.Registry, pubPEM strin
 	return pol
 }
 
-func create(t *testing.T, obj client.Object) {
+func create(t testing.TB, obj client.Object) {
 	t.Helper()
 	if err := env.Client.Create(context.Background(), obj); err != nil {
 		t.Fatalf("create %T %s: %v", obj, obj.GetName(), err)
@@ -145,7 +145,7 @@ func create(t *testing.T, obj client.Object) {
 }
 
 // nodes creates n Nodes named prefix-NN labelled bpfleet.io/test=prefix.
-func nodes(t *testing.T, prefix string, n int) []string {
+func nodes(t testing.TB, prefix string, n int) []string {
 	t.Helper()
 	var names []string
 	for i := range n {
@@ -164,7 +164,7 @@ func nodes(t *testing.T, prefix string, n int) []string {
 
 // program creates a BpfProgram running the test bundle's two programs on
 // the nodes labelled bpfleet.io/test=selector.
-func program(t *testing.T, name, image, selector string, mutate ...func(*v1.BpfProgram)) *v1.BpfProgram {
+func program(t testing.TB, name, image, selector string, mutate ...func(*v1.BpfProgram)) *v1.BpfProgram {
 	t.Helper()
 	p := &v1.BpfProgram{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -186,7 +186,7 @@ func program(t *testing.T, name, image, selector string, mutate ...func(*v1.BpfP
 
 // report writes node's BpfNodeState as its agent would: every program of p
 // at digest in phase, on kernel release.
-func report(t *testing.T, p *v1.BpfProgram, node, release, digest string, phase v1.ProgramPhase) {
+func report(t testing.TB, p *v1.BpfProgram, node, release, digest string, phase v1.ProgramPhase) {
 	t.Helper()
 	ctx := context.Background()
 	state := &v1.BpfNodeState{ObjectMeta: metav1.ObjectMeta{Name: node}}
@@ -213,7 +213,7 @@ func report(t *testing.T, p *v1.BpfProgram, node, release, digest string, phase 
 }
 
 // eventually polls f until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
+func eventually(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -228,7 +228,7 @@ func eventually(t *testing.T, timeout time.Duration, f func() error) {
 	}
 }
 
-func get(t *testing.T, name string) *v1.BpfProgram {
+func get(t testing.TB, name string) *v1.BpfProgram {
 	t.Helper()
 	p := &v1.BpfProgram{}
 	if err := env.Client.Get(context.Background(), client.ObjectKey{Name: name}, p); err != nil {
@@ -239,7 +239,7 @@ func get(t *testing.T, name string) *v1.BpfProgram {
 
 // waitCondition waits until p's condition typ has status and reason for
 // p's current generation, and returns p.
-func waitCondition(t *testing.T, name, typ string, status metav1.ConditionStatus, reason string) *v1.BpfProgram {
+func waitCondition(t testing.TB, name, typ string, status metav1.ConditionStatus, reason string) *v1.BpfProgram {
 	t.Helper()
 	var p *v1.BpfProgram
 	eventually(t, 30*time.Second, func() error {
@@ -255,7 +255,7 @@ func waitCondition(t *testing.T, name, typ string, status metav1.ConditionStatus
 
 // waitEvent waits for an Event about the named object with reason whose
 // note contains text.
-func waitEvent(t *testing.T, name, reason, text string) eventsv1.Event {
+func waitEvent(t testing.TB, name, reason, text string) eventsv1.Event {
 	t.Helper()
 	var found eventsv1.Event
 	eventually(t, 30*time.Second, func() error {
@@ -432,7 +432,7 @@ func TestRefusedBundles(t *testing.T) {
 }
 
 // tamperLayer replaces the ELF layer of the bundle ref@digest in reg.
-func tamperLayer(t *testing.T, reg *registry.Registry, ref, digest string) {
+func tamperLayer(t testing.TB, reg *registry.Registry, ref, digest string) {
 	t.Helper()
 	r, err := remote.ParseReference(ref)
 	if err != nil {
@@ -927,4 +927,123 @@ func TestProgramTypeDenied(t *testing.T) {
 		t.Errorf("node told to run %s", got)
 	}
 	waitEvent(t, "denied", v1.ReasonProgramTypeDenied, "")
+}
+
+// parallel runs f for every name on 8 workers and fails on the first error.
+func parallel(tb testing.TB, names []string, f func(name string) error) {
+	tb.Helper()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		work = make(chan string)
+	)
+	for range 8 {
+		wg.Go(func() {
+			for n := range work {
+				if err := f(n); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, n := range names {
+		work <- n
+	}
+	close(work)
+	wg.Wait()
+	if len(errs) > 0 {
+		tb.Fatalf("%d failures, first: %v", len(errs), errs[0])
+	}
+}
+
+// BenchmarkConvergence500 measures, for 500 simulated agents reporting a
+// digest attached at once, the time until the BpfProgram says Ready and how
+// many times its status was written (node reports coalesce in the work
+// queue: far fewer writes than reports). Run with -bench Convergence -benchtime 1x.
+func BenchmarkConvergence500(b *testing.B) {
+	const fleet = 500
+	ctx := context.Background()
+	startOperator(b)
+	reg := registry.Start(b, registry.Options{})
+	priv, pub := keyPair(b)
+	trustPolicy(b, "scale", reg, pub)
+	ref, digest := testbundle.Push(b, reg, "ebpf/scale", "v1", testbundle.Source{})
+	sign(b, ref, priv)
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < b.N; i++ {
+		prefix := fmt.Sprintf("scale%d", i)
+		var names []string
+		for j := range fleet {
+			names = append(names, fmt.Sprintf("%s-%04d", prefix, j))
+		}
+		parallel(b, names, func(n string) error {
+			return env.Client.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n, Labels: map[string]string{"bpfleet.io/test": prefix}}})
+		})
+		p := program(b, prefix, ref, prefix)
+		waitCondition(b, prefix, v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonVerified)
+		eventually(b, time.Minute, func() error {
+			if n := get(b, prefix).Status.Nodes.Selected; n != fleet {
+				return fmt.Errorf("%d nodes selected", n)
+			}
+			return nil
+		})
+		p = get(b, prefix)
+		w, err := wc.Watch(ctx, &v1.BpfProgramList{}, client.MatchingFields{"metadata.name": prefix})
+		if err != nil {
+			b.Fatal(err)
+		}
+		writes := 0
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for range w.ResultChan() {
+				writes++
+			}
+		}()
+		b.ResetTimer()
+		start := time.Now()
+		parallel(b, names, func(n string) error {
+			state := &v1.BpfNodeState{ObjectMeta: metav1.ObjectMeta{Name: n}}
+			if err := env.Client.Create(ctx, state); err != nil {
+				return err
+			}
+			for _, a := range p.Spec.Programs {
+				state.Status.Programs = append(state.Status.Programs, v1.ProgramState{
+					BpfProgram: p.Name, UID: p.UID, Digest: digest, Program: a.Name, State: v1.PhaseAttached})
+			}
+			state.Status.Kernel = v1.KernelInfo{Release: "6.18.0", BTF: true}
+			return env.Client.Status().Update(ctx, state)
+		})
+		reported := time.Since(start)
+		waitCondition(b, prefix, v1.ConditionReady, metav1.ConditionTrue, v1.ReasonAllAttached)
+		converged := time.Since(start)
+		b.StopTimer()
+		w.Stop()
+		<-done
+		b.ReportMetric(reported.Seconds(), "s-reports")
+		b.ReportMetric(converged.Seconds(), "s-to-ready")
+		b.ReportMetric(float64(writes), "program-writes")
+		parallel(b, names, func(n string) error {
+			return client.IgnoreNotFound(env.Client.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}))
+		})
+		// The node-state garbage collector removes the 500 states.
+		eventually(b, 2*time.Minute, func() error {
+			var states v1.BpfNodeStateList
+			if err := env.Client.List(ctx, &states); err != nil {
+				return err
+			}
+			for _, s := range states.Items {
+				if strings.HasPrefix(s.Name, prefix+"-") {
+					return fmt.Errorf("node state %s not collected", s.Name)
+				}
+			}
+			return nil
+		})
+	}
 }

@@ -57,7 +57,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		if equality.Semantic.DeepEqual(before.Status, pol.Status) {
 			return
 		}
-		if err := r.Client.Status().Patch(ctx, pol, client.MergeFrom(before)); err != nil {
+		if err := r.Client.Status().Patch(ctx, pol, client.MergeFrom(before)); client.IgnoreNotFound(err) != nil {
 			retErr = errors.Join(retErr, fmt.Errorf("patch status: %w", err))
 		}
 	}()
