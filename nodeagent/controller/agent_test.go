@@ -73,6 +73,7 @@ type world struct {
 	keyDir   string
 	priv     string
 	pub      []byte
+	policy   *v1alpha1.BundleTrustPolicy
 }
 
 func randHex(n int) string {
@@ -124,6 +125,7 @@ func newWorld(t *testing.T) *world {
 		t.Fatalf("create trust policy: %v", err)
 	}
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), policy) })
+	w.policy = policy
 	return w
 }
 
@@ -937,5 +939,31 @@ func TestTwoAgentsInOneProcess(t *testing.T) {
 			t.Errorf("%s: %d datagrams to the denied port arrived", w.node, got)
 		}
 		checkMetricsOf(t, w.node, e.ID, "counters", "1", 5)
+	}
+}
+
+// TestTrustPolicyKeyFromSecret: a policy whose key lives in a Secret admits
+// the bundle; the agent reads the Secret directly (get only, no watch).
+func TestTrustPolicyKeyFromSecret(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "cosign-" + w.node},
+		Data:       map[string][]byte{"cosign.pub": w.pub},
+	}
+	if err := env.Client.Create(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), secret) })
+	w.policy.Spec.Keys = []v1alpha1.TrustedKey{{Name: "from-secret", SecretRef: &v1alpha1.SecretKeyRef{Namespace: "default", Name: secret.Name}}}
+	if err := env.Client.Update(ctx, w.policy); err != nil {
+		t.Fatal(err)
+	}
+	ref, digest := w.push(t, "v1", "0.1.0", true)
+	p := w.createProgram(t, ref, digest, denyEntry(deniedPort))
+	w.startAgent(t)
+	e := w.waitEntry(t, p, "attached", attachedAt(digest))
+	if !strings.Contains(e.Signer, "from-secret") {
+		t.Errorf("signer %q does not name the secret's key", e.Signer)
 	}
 }
