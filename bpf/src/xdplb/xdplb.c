@@ -201,8 +201,11 @@ static __always_inline int rewrite(struct xdp_md *ctx, const struct pkt *p, int 
 	}
 	__be16 old_port = *port_field;
 	*port_field = port;
-	/* An IPv4 UDP checksum of 0 means "none" and stays so. */
-	if (p->family == 4 && p->l4_proto == IPPROTO_UDP && *check == 0)
+	/*
+	 * A UDP checksum of 0 means "none" in IPv4 and stays so; in IPv6 it is
+	 * invalid, and stays so too, for the receiver to drop.
+	 */
+	if (p->l4_proto == IPPROTO_UDP && *check == 0)
 		return 0;
 	__u16 sum = *check;
 #pragma unroll
