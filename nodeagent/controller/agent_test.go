@@ -585,6 +585,30 @@ func TestAgentEndToEnd(t *testing.T) {
 		w.waitEntry(t, p, "attached again from the cache", attachedAt(v1))
 	})
 
+	t.Run("restart during the outage keeps following the spec", func(t *testing.T) {
+		before := w.waitEntry(t, p, "attached", attachedAt(v1))
+		a.stop()
+		a = w.startAgent(outer)
+		// The new agent cannot verify v1 again, but v1 runs: it stays
+		// Attached without a hold, and map entries still apply.
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
+			t.Fatal(err)
+		}
+		p.Spec.MapEntries = []v1alpha1.MapEntry{denyEntry(deniedPort)}
+		if err := env.Client.Update(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		e := w.waitEntry(t, p, "new generation applied from the cache", func(s v1alpha1.ProgramState) bool {
+			return attachedAt(v1)(s) && s.Generation == p.Generation
+		})
+		if e.ID != before.ID || e.VerifiedAt == nil || !e.VerifiedAt.Equal(before.VerifiedAt) || e.Signer != before.Signer {
+			t.Errorf("entry %+v: want id %d, signer and first verification time kept from %+v", e, before.ID, before)
+		}
+		eventually(t, 10*time.Second, "rule moved back", func() (bool, string) {
+			return w.delivered(t, deniedPort, 5) == 0 && w.delivered(t, otherPort, 5) > 0, "rule not moved"
+		})
+	})
+
 	t.Run("deleted BpfProgram detaches everything", func(t *testing.T) {
 		if err := env.Client.Delete(ctx, p); err != nil {
 			t.Fatal(err)

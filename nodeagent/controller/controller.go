@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/bundles/format"
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/trust"
@@ -122,7 +123,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	var took phaseTimes
-	desired, verified := r.desired(ctx, sel, policies.Items, &took)
+	desired, verified := r.desired(ctx, sel, policies.Items, running(r.Dataplane.Snapshot()), &took)
 
 	start := time.Now()
 	states := r.Dataplane.Apply(ctx, desired)
@@ -159,7 +160,7 @@ func (r *Reconciler) retryInterval() time.Duration {
 // desired builds the node's full desired set: one entry per selected
 // program, with a verified bundle, or a Hold saying why it cannot move to
 // its digest now. It also returns when each admitted digest was verified.
-func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, policies []v1alpha1.BundleTrustPolicy, took *phaseTimes) ([]dataplane.Desired, map[types.UID]time.Time) {
+func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, policies []v1alpha1.BundleTrustPolicy, running map[types.UID]v1alpha1.ProgramState, took *phaseTimes) ([]dataplane.Desired, map[types.UID]time.Time) {
 	logger := log.FromContext(ctx)
 	out := make([]dataplane.Desired, 0, len(sel))
 	verified := map[types.UID]time.Time{}
@@ -177,6 +178,17 @@ func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, po
 			continue
 		}
 		b, v, err := r.fetchVerified(ctx, p, d.Digest, policies, took)
+		if err != nil && errors.Is(err, bundles.ErrRegistryUnavailable) && running[p.UID].Digest == d.Digest {
+			// The node already runs this digest, verified when it was
+			// loaded (perhaps by a previous agent): an outage must not
+			// freeze it, so map entries and attach points still follow
+			// the spec, from the cached bundle.
+			if b, err = r.runningBundle(ctx, p, d.Digest, policies); err == nil {
+				d.Bundle, d.Signer = b, running[p.UID].Signer
+				out = append(out, d)
+				continue
+			}
+		}
 		if err != nil {
 			d.Hold = dataplane.Hold(holdReason(err), err)
 			metrics.Failures.WithLabelValues(r.NodeName, holdReason(err)).Inc()
@@ -217,6 +229,45 @@ func (r *Reconciler) fetchVerified(ctx context.Context, p *v1alpha1.BpfProgram, 
 		return nil, Verification{}, fmt.Errorf("check program types of %s@%s: %w", ref.Repository, digest, err)
 	}
 	return b, v, nil
+}
+
+// running returns, by BpfProgram uid, an attached entry of what runs.
+func running(states []v1alpha1.ProgramState) map[types.UID]v1alpha1.ProgramState {
+	out := map[types.UID]v1alpha1.ProgramState{}
+	for _, s := range states {
+		if s.State == v1alpha1.PhaseAttached && s.ID != 0 {
+			out[s.UID] = s
+		}
+	}
+	return out
+}
+
+// runningBundle returns the cached bundle of a digest the node already runs,
+// when the registry cannot be reached to verify it again. The trust policies
+// still apply as far as they can without the registry: one must cover the
+// repository and allow the bundle's program types.
+func (r *Reconciler) runningBundle(ctx context.Context, p *v1alpha1.BpfProgram, digest string, policies []v1alpha1.BundleTrustPolicy) (*format.Bundle, error) {
+	ref, err := remote.ParseReference(p.Spec.Bundle.Image)
+	if err != nil {
+		return nil, fmt.Errorf("parse bundle image of %s: %w", p.Name, err)
+	}
+	b, err := r.Bundles.Get(ctx, ref.Repository, digest)
+	if err != nil {
+		return nil, fmt.Errorf("get cached %s@%s: %w", ref.Repository, digest, err)
+	}
+	var denied error
+	for _, pol := range policies {
+		if !trust.Covers(pol, ref.Repository) {
+			continue
+		}
+		if denied = trust.CheckProgramTypes(trust.Result{Policy: pol.Name, AllowedProgramTypes: pol.Spec.AllowedProgramTypes}, b.Manifest); denied == nil {
+			return b, nil
+		}
+	}
+	if denied != nil {
+		return nil, fmt.Errorf("check program types of %s@%s: %w", ref.Repository, digest, denied)
+	}
+	return nil, fmt.Errorf("keep %s@%s: %w", ref.Repository, digest, bundles.ErrNoTrustPolicy)
 }
 
 // explainHolds makes sure every entry of a held program says why it is held,

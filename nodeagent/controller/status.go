@@ -27,13 +27,18 @@ func (r *Reconciler) nodeStatus(prev v1alpha1.BpfNodeStateStatus, states []v1alp
 	for _, s := range states {
 		s := *s.DeepCopy()
 		o, had := old[entryKey(s)]
-		if at, ok := verified[s.UID]; ok && s.Digest != "" {
-			if had && o.VerifiedAt != nil && o.Digest == s.Digest {
-				s.VerifiedAt = o.VerifiedAt
-			} else {
-				t := metav1.NewTime(at.Truncate(time.Second))
-				s.VerifiedAt = &t
-			}
+		switch at, ok := verified[s.UID]; {
+		case had && o.VerifiedAt != nil && o.Digest == s.Digest && s.Digest != "":
+			// First verification of this digest on this node; later checks
+			// (memo expiry, a restarted agent) do not move it.
+			s.VerifiedAt = o.VerifiedAt
+		case ok && s.Digest != "":
+			t := metav1.NewTime(at.Truncate(time.Second))
+			s.VerifiedAt = &t
+		}
+		if s.Signer == "" && had && o.Digest == s.Digest {
+			// A re-adopted program the registry could not verify again.
+			s.Signer = o.Signer
 		}
 		if !withStats {
 			if had && o.ID == s.ID {
