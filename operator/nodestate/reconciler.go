@@ -15,6 +15,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -88,6 +89,9 @@ func (r *Reconciler) nodeExists(ctx context.Context, name string) (bool, error) 
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named("bpfnodestate-gc").
+		// Each reconcile is two or three small API calls; a zone of nodes
+		// going away at once should not queue behind one worker.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 8}).
 		For(&v1alpha1.BpfNodeState{}, builder.WithPredicates(predicate.Funcs{
 			UpdateFunc: func(e event.UpdateEvent) bool { return false },
 		})).
