@@ -230,6 +230,3 @@ type BpfNodeStateList struct {
 	Items           []BpfNodeState `json:"items"`
 }
 
-func init() {
-	SchemeBuilder.Register(&BpfNodeState{}, &BpfNodeStateList{})
-}

@@ -501,6 +501,3 @@ type BpfProgramList struct {
 	Items           []BpfProgram `json:"items"`
 }
 
-func init() {
-	SchemeBuilder.Register(&BpfProgram{}, &BpfProgramList{})
-}

@@ -121,6 +121,3 @@ type BundleTrustPolicyList struct {
 	Items           []BundleTrustPolicy `json:"items"`
 }
 
-func init() {
-	SchemeBuilder.Register(&BundleTrustPolicy{}, &BundleTrustPolicyList{})
-}
