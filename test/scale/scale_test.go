@@ -1,0 +1,479 @@
+package scale_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/test/envtest"
+)
+
+// TestFleet runs the scenarios of the scale simulation in order on one
+// fleet: start N agents, apply one BpfProgram to every node, upgrade it in
+// waves, halt a rollout that fails on some nodes, then hold many programs
+// and stay idle. It asserts behaviour only (every node converges, the
+// halted rollout rolls back, nothing is written while idle); the figures go
+// to the test log and to -scale.report.
+func TestFleet(t *testing.T) {
+	n := *flagNodes
+	resync := *flagResync
+	if resync == 0 {
+		resync = 30 * time.Second
+		if *flagIdle < time.Minute {
+			resync = 5 * time.Second
+		}
+	}
+	timeout := 2*time.Minute + time.Duration(n)*200*time.Millisecond
+	rep := &report{nodes: n, programs: *flagPrograms, idle: *flagIdle, resync: resync, load: *flagLoad, attach: *flagAttach}
+	defer rep.write(t)
+
+	pids, err := controlPlanePIDs()
+	if err != nil {
+		t.Fatalf("find the control plane: %v", err)
+	}
+	f := newFleet(t, fleetConfig{nodes: n, loadLatency: *flagLoad, attachLatency: *flagAttach, resync: resync})
+	ctx := context.Background()
+	d1, d2, d3 := f.digests["v1"], f.digests["v2"], f.digests["v3"]
+	m := &meter{t: t, f: f, pids: pids, rep: rep}
+
+	// Start: every agent creates its BpfNodeState and reports its kernel.
+	heap0, gor0 := heapInUse(), runtime.NumGoroutine()
+	m.phase("start agents", func() time.Duration {
+		start := time.Now()
+		tr := f.watch.track(func(s *v1alpha1.BpfNodeState) bool {
+			return s.Status.Kernel.Release != "" && meta.FindStatusCondition(s.Status.Conditions, v1alpha1.ConditionReady) != nil
+		})
+		defer f.watch.untrack(tr)
+		f.startAgents(t)
+		started := time.Since(start)
+		took := waitFor(t, start, timeout, func() string {
+			return fmt.Sprintf("%d of %d nodes reported", f.watch.met(tr), n)
+		}, func() bool { return f.watch.met(tr) == n }, 10*time.Millisecond)
+		first := f.watch.untrack(tr)
+		rep.add("0. start", "managers created and started", fmtDur(started), "", "")
+		rep.add("0. start", "first report per node p50 / p99 (start → BpfNodeState with kernel and Ready)", fmtDur(percentile(first, 50))+" / "+fmtDur(percentile(first, 99)), "", "")
+		return took
+	})
+	if c, err := scrape(ctx, f.adminCfg); err == nil {
+		rep.add("0. start", "open watches per node (apiserver_longrunning_requests, WATCH)", fmt.Sprintf("%.2f", c.Watches/float64(n)), "", "")
+	}
+	heap1, gor1 := heapInUse(), runtime.NumGoroutine()
+	rep.heapPerNode = float64(heap1-heap0) / float64(n)
+	rep.goroutinesPerNode = float64(gor1-gor0) / float64(n)
+
+	// Scenario 1: one BpfProgram selecting every node.
+	const name = "fleet-probe"
+	var lat []time.Duration
+	var admitted time.Duration
+	m.phase("1. apply one BpfProgram to every node", func() time.Duration {
+		tr := f.watch.track(attachedAt(name, d1))
+		start := time.Now()
+		if err := f.admin.Create(ctx, newProgram(name, f.repo+":v1", v1alpha1.RolloutSpec{})); err != nil {
+			t.Fatalf("create BpfProgram: %v", err)
+		}
+		took := waitFor(t, start, timeout, func() string {
+			return fmt.Sprintf("%d of %d nodes attached; program %s", f.watch.met(tr), n, describe(f.watch.program(name)))
+		}, func() bool {
+			p := f.watch.program(name)
+			if admitted == 0 && p != nil && p.Status.Rollout != nil && p.Status.Rollout.TargetDigest == d1 {
+				admitted = time.Since(start)
+			}
+			return f.watch.met(tr) == n && p != nil && ready(p) && p.Status.Nodes.Attached == int32(n)
+		}, 10*time.Millisecond)
+		lat = f.watch.untrack(tr)
+		rep.add("1. apply to all nodes", "operator admitted the digest (create → status.rollout.targetDigest)", fmtDur(admitted), "", "")
+		return took
+	})
+	rep.add("1. apply to all nodes", "per-node latency p50 (apply → node status Attached)", fmtDur(percentile(lat, 50)), "", "")
+	rep.add("1. apply to all nodes", "per-node latency p99", fmtDur(percentile(lat, 99)), "", "")
+	rep.add("1. apply to all nodes", "per-node latency max", fmtDur(percentile(lat, 100)), "", "")
+
+	waves := v1alpha1.RolloutSpec{Strategy: v1alpha1.RolloutWaves, Waves: []int32{1, 10, 50, 100}}
+	// Scenario 2: upgrade the digest in waves.
+	m.phase("2. upgrade in waves [1,10,50,100]", func() time.Duration {
+		tr := f.watch.track(attachedAt(name, d2))
+		start := time.Now()
+		f.updateProgram(t, name, func(p *v1alpha1.BpfProgram) {
+			p.Spec.Bundle.Image = f.repo + ":v2"
+			p.Spec.Rollout = waves
+		})
+		took := waitFor(t, start, timeout, func() string {
+			return fmt.Sprintf("%d of %d nodes at v2; program %s", f.watch.met(tr), n, describe(f.watch.program(name)))
+		}, func() bool {
+			p := f.watch.program(name)
+			return f.watch.met(tr) == n && p != nil && ready(p) && p.Status.Nodes.Attached == int32(n) &&
+				p.Status.Rollout != nil && p.Status.Rollout.StableDigest == d2 && p.Status.Rollout.TargetDigest == d2
+		}, 10*time.Millisecond)
+		lat = f.watch.untrack(tr)
+		return took
+	})
+	rep.add("2. wave upgrade", "per-node latency p50 (edit → node status at new digest)", fmtDur(percentile(lat, 50)), "", "")
+	rep.add("2. wave upgrade", "per-node latency p99", fmtDur(percentile(lat, 99)), "", "")
+
+	// Scenario 3: a rollout the simulator fails on every tenth node.
+	f.failDigest(d3)
+	var detect, rollback time.Duration
+	var tookV3, failedV3 int
+	m.phase("3. halted rollout and rollback", func() time.Duration {
+		took3 := f.watch.track(attachedAt(name, d3))
+		failed3 := f.watch.track(func(s *v1alpha1.BpfNodeState) bool {
+			for _, e := range entriesOf(s, name) {
+				if e.Digest == d3 && e.State == v1alpha1.PhaseFailed {
+					return true
+				}
+			}
+			return false
+		})
+		start := time.Now()
+		f.updateProgram(t, name, func(p *v1alpha1.BpfProgram) { p.Spec.Bundle.Image = f.repo + ":v3" })
+		halted := func() bool {
+			p := f.watch.program(name)
+			return p != nil && p.Status.Rollout != nil && p.Status.Rollout.TargetDigest == d3 && p.Status.Rollout.HaltedReason != ""
+		}
+		detect = waitFor(t, start, timeout, func() string { return "no halt; program " + describe(f.watch.program(name)) }, halted, 10*time.Millisecond)
+		back := attachedAt(name, d2)
+		rollback = waitFor(t, start, timeout, func() string {
+			return fmt.Sprintf("%d of %d nodes back at v2; program %s", f.watch.nodesWhere(back), n, describe(f.watch.program(name)))
+		}, func() bool {
+			p := f.watch.program(name)
+			return halted() && f.watch.nodesWhere(back) == n && p.Status.Nodes.Attached == int32(n)
+		}, 10*time.Millisecond)
+		tookV3, failedV3 = len(f.watch.untrack(took3)), len(f.watch.untrack(failed3))
+		return rollback
+	})
+	p := f.watch.program(name)
+	t.Logf("halted: %s", p.Status.Rollout.HaltedReason)
+	if failedV3 == 0 {
+		t.Errorf("no node reported the failing digest Failed, yet the rollout halted")
+	}
+	rep.add("3. halted rollout", "time to detect (edit → status.rollout.haltedReason)", fmtDur(detect), "", "")
+	rep.add("3. halted rollout", "time to roll back (edit → every node Attached at the stable digest)", fmtDur(rollback), "", "")
+	rep.add("3. halted rollout", "nodes that ran the bad digest / reported it Failed", fmt.Sprintf("%d / %d (of %d failing nodes)", tookV3, failedV3, f.failingNodes()), "", "")
+
+	// Scenario 4: many programs on every node, then idle.
+	total := max(*flagPrograms, 1)
+	m.phase(fmt.Sprintf("4a. add %d more BpfPrograms (%d per node)", total-1, total), func() time.Duration {
+		start := time.Now()
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 16)
+		errs := make(chan error, total)
+		for i := 1; i < total; i++ {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				if err := f.admin.Create(ctx, newProgram(fmt.Sprintf("steady-%03d", i), f.repo+":v1", v1alpha1.RolloutSpec{})); err != nil {
+					errs <- err
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("create BpfProgram: %v", err)
+		}
+		all := func(s *v1alpha1.BpfNodeState) bool {
+			return s.Status.Summary.Attached == int32(total) && s.Status.Summary.Programs == int32(total)
+		}
+		readyAll := func(p *v1alpha1.BpfProgram) bool { return ready(p) && p.Status.Nodes.Attached == int32(n) }
+		return waitFor(t, start, timeout*3, func() string {
+			return fmt.Sprintf("%d of %d nodes run %d programs; %d of %d programs ready", f.watch.nodesWhere(all), n, total, f.watch.programsWhere(readyAll), total)
+		}, func() bool {
+			// The halted fleet-probe stays Degraded but runs on every node.
+			return f.watch.nodesWhere(all) == n && f.watch.programsWhere(readyAll) >= total-1
+		}, 250*time.Millisecond)
+	})
+	settled := m.settle(2 * time.Minute)
+	rep.add("4. steady state", "quiet after convergence (no fleet writes for 5 s)", fmtDur(settled), "", "")
+	idle := m.phase(fmt.Sprintf("4b. idle %s with %d programs × %d nodes", *flagIdle, total, n), func() time.Duration {
+		time.Sleep(*flagIdle)
+		return *flagIdle
+	})
+	minutes := flagIdle.Minutes()
+	fleetWrites := idle.api.writes(fleetResource)
+	allWrites := idle.api.writes(anyResource)
+	rep.add("4. steady state", "fleet writes per minute at idle (BpfNodeState, BpfProgram, Events, Nodes)", fmt.Sprintf("%.1f", fleetWrites/minutes), "0", yesNo(fleetWrites == 0))
+	rep.add("4. steady state", "all writes per minute at idle (incl. the API server's own leases)", fmt.Sprintf("%.1f", allWrites/minutes), "", "")
+	rep.add("4. steady state", "API requests per minute at idle, all verbs", fmt.Sprintf("%.1f", idle.api.total(anyResource)/minutes), "", "")
+	for _, name := range []string{"kube-apiserver", "etcd", "test process"} {
+		rep.add("4. steady state", name+" CPU at idle", fmt.Sprintf("%.1f%% of a core", float64(idle.cpu[name])/float64(*flagIdle)*100), "", "")
+	}
+	if fleetWrites != 0 {
+		t.Errorf("the idle fleet wrote %.0f times in %s: %s", fleetWrites, *flagIdle, idle.api.describeWrites())
+	}
+
+	// Goals.
+	s1, s2 := m.byName["1. apply one BpfProgram to every node"], m.byName["2. upgrade in waves [1,10,50,100]"]
+	rep.add("1. apply to all nodes", "convergence (all nodes Attached, BpfProgram Ready, attached = N)", fmtDur(s1.wall), "< 20 s at 1,000 nodes", goalMet(n, s1.wall < 20*time.Second))
+	rep.add("2. wave upgrade", "convergence (every node at the new digest, rollout complete, Ready)", fmtDur(s2.wall), "", "")
+	w := s2.api.writes(nodeStateOnly) / float64(n)
+	rep.add("2. wave upgrade", "BpfNodeState writes per node per rollout", fmt.Sprintf("%.2f", w), "≤ 2", yesNo(w <= 2))
+	rep.add("2. wave upgrade", "all writes per node per rollout (incl. Events and the operator's)", fmt.Sprintf("%.2f", s2.api.writes(anyResource)/float64(n)), "", "")
+	rep.add("2. wave upgrade", "conflicts (409) per node per rollout, included above", fmt.Sprintf("%.2f", s2.api.Conflicts/float64(n)), "", "")
+	rep.add("2. wave upgrade", "Event writes per node per rollout", fmt.Sprintf("%.2f", s2.api.writes(eventOnly)/float64(n)), "", "")
+
+	// Memory and process totals.
+	rep.add("process", "Go heap per simulated node (manager, informers, reconciler, simulator)", fmt.Sprintf("%.0f KiB", rep.heapPerNode/1024), "", "")
+	rep.add("process", "goroutines per simulated node", fmt.Sprintf("%.1f", rep.goroutinesPerNode), "", "")
+	for _, name := range []string{"kube-apiserver", "etcd"} {
+		s, err := readProc(pids[name])
+		if err == nil {
+			rep.add("process", name+" RSS at the end (peak)", fmt.Sprintf("%d MiB (%d MiB)", s.RSSKiB/1024, s.HWMKiB/1024), "", "")
+		}
+	}
+	if s, err := readProc(os.Getpid()); err == nil {
+		rep.add("process", "test process RSS at the end (peak)", fmt.Sprintf("%d MiB (%d MiB)", s.RSSKiB/1024, s.HWMKiB/1024), "", "")
+	}
+	rep.add("process", "registry downloads / signature checks (shared cache and memo)", fmt.Sprintf("%d / %d", f.fetches.Load(), f.verifies.Load()), "", "")
+}
+
+func goalMet(n int, ok bool) string {
+	if n < 1000 {
+		return "n/a (" + fmt.Sprint(n) + " nodes)"
+	}
+	return yesNo(ok)
+}
+
+func yesNo(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "**no**"
+}
+
+func ready(p *v1alpha1.BpfProgram) bool {
+	return meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionReady)
+}
+
+func describe(p *v1alpha1.BpfProgram) string {
+	if p == nil {
+		return "not seen"
+	}
+	var conds []string
+	for _, c := range p.Status.Conditions {
+		conds = append(conds, c.Type+"="+string(c.Status)+"/"+c.Reason)
+	}
+	s := fmt.Sprintf("nodes %+v conditions %v", p.Status.Nodes, conds)
+	if r := p.Status.Rollout; r != nil {
+		s += fmt.Sprintf(" rollout wave %d updated %d halted %q", r.Wave, r.UpdatedNodes, r.HaltedReason)
+	}
+	return s
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d >= 10*time.Second:
+		return fmt.Sprintf("%.1f s", d.Seconds())
+	case d >= time.Second:
+		return fmt.Sprintf("%.2f s", d.Seconds())
+	default:
+		return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
+	}
+}
+
+// updateProgram edits BpfProgram name's spec, retrying on conflicts with
+// the operator's annotation patches.
+func (f *fleet) updateProgram(t *testing.T, name string, edit func(*v1alpha1.BpfProgram)) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var p v1alpha1.BpfProgram
+		if err := f.admin.Get(context.Background(), client.ObjectKey{Name: name}, &p); err != nil {
+			return err
+		}
+		edit(&p)
+		return f.admin.Update(context.Background(), &p)
+	})
+	if err != nil {
+		t.Fatalf("update BpfProgram %s: %v", name, err)
+	}
+}
+
+// measured is one phase's wall time, API requests and CPU.
+type measured struct {
+	name string
+	wall time.Duration
+	api  apiCounts
+	// cpu by process: kube-apiserver, etcd, test process.
+	cpu map[string]time.Duration
+}
+
+// meter runs phases between two samples of the API server's counters and
+// the processes' CPU time.
+type meter struct {
+	t      *testing.T
+	f      *fleet
+	pids   map[string]int
+	rep    *report
+	byName map[string]measured
+}
+
+func (m *meter) sample() (apiCounts, map[string]time.Duration) {
+	m.t.Helper()
+	c, err := scrape(context.Background(), m.f.adminCfg)
+	if err != nil {
+		m.t.Fatalf("scrape the API server: %v", err)
+	}
+	cpu := map[string]time.Duration{"test process": selfCPU()}
+	for name, pid := range m.pids {
+		s, err := readProc(pid)
+		if err != nil {
+			m.t.Fatalf("sample %s: %v", name, err)
+		}
+		cpu[name] = s.CPU
+	}
+	return c, cpu
+}
+
+// phase measures fn, which returns the phase's own wall time figure.
+func (m *meter) phase(name string, fn func() time.Duration) measured {
+	m.t.Helper()
+	api0, cpu0 := m.sample()
+	wall := fn()
+	api1, cpu1 := m.sample()
+	r := measured{name: name, wall: wall, api: api1.sub(api0), cpu: map[string]time.Duration{}}
+	for k, v := range cpu1 {
+		r.cpu[k] = v - cpu0[k]
+	}
+	if m.byName == nil {
+		m.byName = map[string]measured{}
+	}
+	m.byName[name] = r
+	m.rep.phases = append(m.rep.phases, r)
+	m.t.Logf("%s: %s; CPU apiserver %s etcd %s test %s; requests: %s", name, fmtDur(wall),
+		r.cpu["kube-apiserver"].Round(10*time.Millisecond), r.cpu["etcd"].Round(10*time.Millisecond),
+		r.cpu["test process"].Round(10*time.Millisecond), r.api.describe())
+	return r
+}
+
+// settle waits until no fleet write happens for 5 s, at most limit.
+func (m *meter) settle(limit time.Duration) time.Duration {
+	m.t.Helper()
+	start := time.Now()
+	for time.Since(start) < limit {
+		a, _ := m.sample()
+		time.Sleep(5 * time.Second)
+		b, _ := m.sample()
+		d := b.sub(a)
+		if d.writes(fleetResource) == 0 {
+			break
+		}
+		m.t.Logf("settling: %s", d.describeWrites())
+	}
+	return time.Since(start)
+}
+
+func (c apiCounts) total(keep func(string) bool) float64 {
+	var n float64
+	for k, v := range c.Requests {
+		if keep(k.Resource) {
+			n += v
+		}
+	}
+	return n
+}
+
+func (c apiCounts) describe() string {
+	var parts []string
+	for _, k := range c.rows() {
+		parts = append(parts, fmt.Sprintf("%s=%.0f", k, c.Requests[k]))
+	}
+	return strings.Join(parts, " ")
+}
+
+func (c apiCounts) describeWrites() string {
+	var parts []string
+	for _, k := range c.rows() {
+		if writeVerbs[k.Verb] {
+			parts = append(parts, fmt.Sprintf("%s=%.0f", k, c.Requests[k]))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// report collects the figures and writes them as Markdown.
+type report struct {
+	nodes, programs   int
+	idle, resync      time.Duration
+	load, attach      time.Duration
+	heapPerNode       float64
+	goroutinesPerNode float64
+	rows              [][5]string
+	phases            []measured
+}
+
+func (r *report) add(scenario, figure, value, goal, met string) {
+	r.rows = append(r.rows, [5]string{scenario, figure, value, goal, met})
+}
+
+func (r *report) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "## Fleet scale simulation (test/scale)\n\n")
+	fmt.Fprintf(&b, "%d simulated nodes (real agent reconciler, one manager and node-scoped cache each; simulated kernel: load %s, attach %s per program), "+
+		"real operator, one envtest kube-apiserver + etcd, loopback registry with signed bundles; %d BpfPrograms at steady state, idle %s, agent resync %s; "+
+		"%d CPUs (GOMAXPROCS %d), %s.\n\n",
+		r.nodes, r.load, r.attach, r.programs, r.idle, r.resync, runtime.NumCPU(), runtime.GOMAXPROCS(0), time.Now().UTC().Format("2006-01-02"))
+	b.WriteString("| scenario | figure | value | goal | met |\n|---|---|---|---|---|\n")
+	sorted := append([][5]string(nil), r.rows...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i][0] < sorted[j][0] })
+	for _, row := range sorted {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", row[0], row[1], row[2], row[3], row[4])
+	}
+	b.WriteString("\nAPI requests per node by verb (apiserver_request_total deltas ÷ N; all clients: agents, operator, the test's own creates/edits and its two watches), wall time and CPU per phase:\n\n")
+	verbs := []string{"GET", "LIST", "WATCH", "POST", "PUT", "PATCH", "DELETE"}
+	b.WriteString("| phase | wall | " + strings.Join(verbs, " | ") + " | BpfNodeState writes | watch events sent | apiserver CPU | etcd CPU | test CPU |\n|---|---|" + strings.Repeat("---|", len(verbs)+5) + "\n")
+	for _, p := range r.phases {
+		by := p.api.byVerb(anyResource)
+		fmt.Fprintf(&b, "| %s | %s |", p.name, fmtDur(p.wall))
+		for _, v := range verbs {
+			fmt.Fprintf(&b, " %.2f |", by[v]/float64(r.nodes))
+		}
+		var events float64
+		for _, v := range p.api.WatchEvents {
+			events += v
+		}
+		fmt.Fprintf(&b, " %.2f | %.0f | %s | %s | %s |\n", p.api.writes(nodeStateOnly)/float64(r.nodes), events,
+			fmtDur(p.cpu["kube-apiserver"]), fmtDur(p.cpu["etcd"]), fmtDur(p.cpu["test process"]))
+	}
+	b.WriteString("\nRequests by verb and resource per phase (totals):\n\n")
+	for _, p := range r.phases {
+		fmt.Fprintf(&b, "- %s: %s\n", p.name, p.api.describe())
+	}
+	return b.String()
+}
+
+func (r *report) write(t *testing.T) {
+	md := r.markdown()
+	t.Log("\n" + md)
+	if *flagReport == "" {
+		return
+	}
+	path := *flagReport
+	if !filepath.IsAbs(path) {
+		root, err := envtest.RepoRoot()
+		if err != nil {
+			t.Errorf("find repository root: %v", err)
+			return
+		}
+		path = filepath.Join(root, path)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Errorf("create report directory: %v", err)
+		return
+	}
+	if err := os.WriteFile(path, []byte(md), 0o644); err != nil {
+		t.Errorf("write report: %v", err)
+	}
+}
