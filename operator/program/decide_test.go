@@ -321,9 +321,9 @@ func TestSummarize(t *testing.T) {
 		{Name: "n1", State: report("n1", "6.18", dNew, v1alpha1.PhaseAttached)},
 		{Name: "n2", State: report("n2", "5.15", dNew, v1alpha1.PhaseFailed)},
 		{Name: "n3", State: report("n3", "6.18", dOld, v1alpha1.PhaseAttached)}, // older digest: pending
-		{Name: "n4", State: partial},                                             // one program still loading: pending
-		{Name: "n5"},                                                             // no BpfNodeState: pending
-		{Name: "n6", State: other},                                               // reports another program only: pending
+		{Name: "n4", State: partial}, // one program still loading: pending
+		{Name: "n5"},                 // no BpfNodeState: pending
+		{Name: "n6", State: other},   // reports another program only: pending
 		{Name: "n7", State: report("n7", "5.15", dNew, v1alpha1.PhaseAttached)},
 	}
 	s := Summarize(SummaryInput{Program: p, Nodes: nodes})

@@ -85,8 +85,10 @@ type scope struct {
 	verifiedFor string
 	// resolved tells that a requested re-resolve was done.
 	resolved bool
-	nodes    []NodeView
-	requeue  time.Duration
+	// nodes are the selected nodes; listed tells they could be listed.
+	nodes   []NodeView
+	listed  bool
+	requeue time.Duration
 }
 
 // Reconcile moves one BpfProgram towards its spec.
@@ -420,6 +422,7 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, s *scope) error {
 		}
 		s.nodes = append(s.nodes, NodeView{Name: n.Name, State: byName[n.Name]})
 	}
+	s.listed = true
 	return nil
 }
 
@@ -427,6 +430,10 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, s *scope) error {
 // RolledOut, Ready and Degraded.
 func (r *Reconciler) reconcileRollout(_ context.Context, s *scope) error {
 	p := s.program
+	if !s.listed {
+		// Without the nodes every wave would look complete: decide nothing.
+		return nil
+	}
 	paused := false
 	if c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionRolledOut); c != nil {
 		paused = c.Reason == v1alpha1.ReasonRolloutPaused
