@@ -80,15 +80,27 @@ static __always_inline int prefix_matches(const struct pkt *p, const struct rule
 	return 1;
 }
 
-static __always_inline int payload_matches(struct xdp_md *ctx, const struct pkt *p,
-					   const struct rule *r)
+/*
+ * deep_match checks the source prefix and the payload pattern of the rule
+ * at index, whose cheap fields (family, protocol, port) already matched.
+ * It is a global function so that the verifier checks its loops once, not
+ * once per rule slot: that keeps the program's verification to thousands of
+ * instructions instead of half a million. Only rules whose cheap fields
+ * matched pay for the call.
+ */
+__noinline int deep_match(struct xdp_md *ctx, const struct pkt *p, __u32 index)
 {
-	__u32 len = r->pattern_len;
+	if (!ctx || !p)
+		return 0;
+	struct rule *r = bpf_map_lookup_elem(&rules, &index);
+	if (!r || !prefix_matches(p, r))
+		return 0;
+	__u64 len = r->pattern_len;
 	if (len == 0)
 		return 1;
 	if (len > PATTERN_MAX || !p->has_ports)
 		return 0;
-	__u32 off = p->payload_off + r->pattern_offset;
+	__u64 off = (__u64)p->payload_off + r->pattern_offset;
 	if (off + len > p->payload_end)
 		return 0;
 	void *data = (void *)(long)ctx->data;
@@ -103,7 +115,7 @@ static __always_inline int payload_matches(struct xdp_md *ctx, const struct pkt 
 		data_end = buf + PATTERN_MAX;
 	}
 	/* Common case: compare in place, in the linear part of the frame. */
-	for (__u32 i = 0; i < PATTERN_MAX; i++) {
+	for (__u64 i = 0; i < PATTERN_MAX; i++) {
 		if (i >= len)
 			break;
 		if ((void *)(bytes + i + 1) > data_end) /* for the verifier; checked above */
@@ -115,7 +127,7 @@ static __always_inline int payload_matches(struct xdp_md *ctx, const struct pkt 
 }
 
 static __always_inline int rule_matches(struct xdp_md *ctx, const struct pkt *p,
-					const struct rule *r)
+					const struct rule *r, __u32 index)
 {
 	if (r->family && r->family != p->family)
 		return 0;
@@ -123,9 +135,9 @@ static __always_inline int rule_matches(struct xdp_md *ctx, const struct pkt *p,
 		return 0;
 	if (r->dst_port && (!p->has_ports || r->dst_port != p->dport))
 		return 0;
-	if (!prefix_matches(p, r))
-		return 0;
-	return payload_matches(ctx, p, r);
+	if (r->src_prefix_len == 0 && r->pattern_len == 0)
+		return 1;
+	return deep_match(ctx, p, index);
 }
 
 SEC("xdp")
@@ -144,7 +156,7 @@ int xdp_pod_filter(struct xdp_md *ctx)
 			break;
 		if (!(r->flags & RULE_ACTIVE) || (r->flags & RULE_DISABLED))
 			continue;
-		if (!rule_matches(ctx, &p, r))
+		if (!rule_matches(ctx, &p, r, i))
 			continue;
 		struct counter *c = bpf_map_lookup_elem(&rule_hits, &key);
 		if (c) {
