@@ -59,6 +59,8 @@ type fleetConfig struct {
 	loadLatency   time.Duration
 	attachLatency time.Duration
 	resync        time.Duration
+	// writeThrough wraps each agent's client in writeThrough (experiment).
+	writeThrough bool
 }
 
 // fleet is a running simulated fleet: the operator, N agents with
@@ -144,7 +146,8 @@ func newFleet(t *testing.T, cfg fleetConfig) *fleet {
 		t.Fatalf("open bundle cache: %v", err)
 	}
 	f.memo = &controller.VerifyMemo{Verifier: &sharedVerifier{
-		v:     &trust.Verifier{Remote: f.remote, Keys: controller.SecretKeys(f.admin)},
+		// The policy holds its key inline: no Secret to read.
+		v:     &trust.Verifier{Remote: f.remote},
 		count: &f.verifies,
 	}}
 
@@ -336,8 +339,12 @@ func (f *fleet) startAgents(t *testing.T) {
 		if err != nil {
 			t.Fatalf("create manager of %s: %v", n.name, err)
 		}
+		var c client.Client = mgr.GetClient()
+		if f.cfg.writeThrough {
+			c = newWriteThrough(c)
+		}
 		r := &controller.Reconciler{
-			Client:    mgr.GetClient(),
+			Client:    c,
 			NodeName:  n.name,
 			Dataplane: n.dp,
 			Bundles:   f.bundles,
