@@ -8,12 +8,10 @@ import (
 	"fmt"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles/remote"
@@ -36,19 +34,22 @@ type Options struct {
 	ResyncPeriod time.Duration
 	// Clock drives rollout pauses; nil means the real clock.
 	Clock clock.PassiveClock
+	// TrustNamespace is the only namespace trust-policy keys are read from
+	// (Secrets); default trust.DefaultSecretNamespace.
+	TrustNamespace string
 }
 
 // Secrets are read one by one, only for trust policy keys that name them.
 // The leader election Lease is granted by a namespaced Role
 // (config/rbac/common), not here.
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",namespace=bpfleet-system,resources=secrets,verbs=get
 
 // Setup adds the BpfProgram, BundleTrustPolicy and node-state garbage
 // collection reconcilers to mgr, whose scheme must hold bpfleet's and
 // client-go's kinds.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	rc := remote.New(opts.Remote)
-	keys := SecretKeySource(mgr.GetAPIReader())
+	keys := trust.SecretKeys(mgr.GetAPIReader(), opts.TrustNamespace)
 	recorder := mgr.GetEventRecorder(Name)
 	programs := &program.Reconciler{
 		Client:       mgr.GetClient(),
@@ -69,25 +70,6 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	return gc.SetupWithManager(mgr)
 }
 
-// SecretKeySource reads PEM keys from Secrets with r, one get per key, so
-// the operator needs neither list nor watch on Secrets.
-func SecretKeySource(r client.Reader) trust.KeySource {
-	return func(ctx context.Context, ref v1alpha1.SecretKeyRef) ([]byte, error) {
-		var s corev1.Secret
-		if err := r.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, &s); err != nil {
-			return nil, fmt.Errorf("get secret %s/%s: %w", ref.Namespace, ref.Name, err)
-		}
-		key := ref.Key
-		if key == "" {
-			key = "cosign.pub"
-		}
-		data, ok := s.Data[key]
-		if !ok {
-			return nil, fmt.Errorf("secret %s/%s has no key %q", ref.Namespace, ref.Name, key)
-		}
-		return data, nil
-	}
-}
 
 // Scheme returns a scheme with client-go's kinds and bpfleet's kinds.
 func Scheme() (*runtime.Scheme, error) {

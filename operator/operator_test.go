@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/api/rollout"
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles/remote"
@@ -708,8 +709,12 @@ func TestTrustPolicyStatus(t *testing.T) {
 	_, pub := keyPair(t)
 	_, pub2 := keyPair(t)
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "team-key", Namespace: "default"},
+		ObjectMeta: metav1.ObjectMeta{Name: "team-key", Namespace: trust.DefaultSecretNamespace},
 		Data:       map[string][]byte{"cosign.pub": []byte(pub2)},
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: trust.DefaultSecretNamespace}}
+	if err := env.Client.Create(ctx, ns); client.IgnoreAlreadyExists(err) != nil {
+		t.Fatal(err)
 	}
 	create(t, secret)
 	reg := registry.Start(t, registry.Options{})
@@ -719,7 +724,7 @@ func TestTrustPolicyStatus(t *testing.T) {
 			Images: []string{reg.Host + "/policy/*"},
 			Keys: []v1.TrustedKey{
 				{Name: "inline", PublicKey: pub},
-				{Name: "from-secret", SecretRef: &v1.SecretKeyRef{Namespace: "default", Name: "team-key", Key: "cosign.pub"}},
+				{Name: "from-secret", SecretRef: &v1.SecretKeyRef{Namespace: trust.DefaultSecretNamespace, Name: "team-key", Key: "cosign.pub"}},
 			},
 		},
 	}

@@ -14,6 +14,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/bpfleet/bpfleet/bundles/remote"
+	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/operator"
 )
 
@@ -26,15 +27,16 @@ func main() {
 
 func run() error {
 	var (
-		metricsAddr    = flag.String("metrics-bind-address", ":8080", "address the metrics endpoint binds to; 0 disables it")
-		probeAddr      = flag.String("health-probe-bind-address", ":8081", "address the health and readiness probes bind to")
-		leaderElect    = flag.Bool("leader-elect", true, "elect a leader with a Lease so only one replica reconciles")
-		leaderNS       = flag.String("leader-election-namespace", "", "namespace of the leader election Lease; empty means the pod's namespace")
-		plainHTTP      = flag.Bool("registry-plain-http", false, "talk plain HTTP to registries (allowed for loopback hosts; others need -registry-insecure)")
-		insecure       = flag.Bool("registry-insecure", false, "allow plain HTTP and skip TLS verification for every registry")
-		dockerConfig   = flag.String("registry-docker-config", "", "docker config.json with registry credentials; empty means the default location")
-		registryTimout = flag.Duration("registry-timeout", remote.DefaultTimeout, "bound on each registry operation")
-		resync         = flag.Duration("resync-period", 5*time.Minute, "how often pullPolicy: Always tags are resolved again")
+		metricsAddr     = flag.String("metrics-bind-address", ":8080", "address the metrics endpoint binds to; 0 disables it")
+		probeAddr       = flag.String("health-probe-bind-address", ":8081", "address the health and readiness probes bind to")
+		leaderElect     = flag.Bool("leader-elect", true, "elect a leader with a Lease so only one replica reconciles")
+		leaderNS        = flag.String("leader-election-namespace", "", "namespace of the leader election Lease; empty means the pod's namespace")
+		plainHTTP       = flag.Bool("registry-plain-http", false, "talk plain HTTP to registries (allowed for loopback hosts; others need -registry-insecure)")
+		insecure        = flag.Bool("registry-insecure", false, "allow plain HTTP and skip TLS verification for every registry")
+		dockerConfig    = flag.String("registry-config", "", "docker config.json with registry credentials; empty means the default location")
+		registryTimeout = flag.Duration("registry-timeout", remote.DefaultTimeout, "bound on each registry operation")
+		resync          = flag.Duration("resync-period", 5*time.Minute, "how often pullPolicy: Always tags are resolved again")
+		trustNamespace  = flag.String("trust-namespace", trust.DefaultSecretNamespace, "the only namespace whose Secrets trust policies may name")
 	)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -66,9 +68,10 @@ func run() error {
 			PlainHTTP:    *plainHTTP,
 			Insecure:     *insecure,
 			DockerConfig: *dockerConfig,
-			Timeout:      *registryTimout,
+			Timeout:      *registryTimeout,
 		},
-		ResyncPeriod: *resync,
+		ResyncPeriod:   *resync,
+		TrustNamespace: *trustNamespace,
 	})
 	if err != nil {
 		return fmt.Errorf("set up reconcilers: %w", err)

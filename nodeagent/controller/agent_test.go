@@ -34,6 +34,7 @@ import (
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/yaml"
 
+	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bpf/xdpfilter"
 	"github.com/bpfleet/bpfleet/bundles/build"
@@ -870,23 +871,53 @@ var grantAgentRole = sync.OnceValue(func() error {
 	}
 	data, err := os.ReadFile(filepath.Join(root, "config", "rbac", "agent", "role.yaml"))
 	if err != nil {
-		return fmt.Errorf("read the agent's ClusterRole: %w", err)
-	}
-	var role rbacv1.ClusterRole
-	if err := yaml.Unmarshal(data, &role); err != nil {
-		return fmt.Errorf("decode the agent's ClusterRole: %w", err)
+		return fmt.Errorf("read the agent's roles: %w", err)
 	}
 	ctx := context.Background()
-	if err := env.Client.Create(ctx, &role); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create ClusterRole: %w", err)
-	}
-	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: agentUser},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: agentUser}},
-	}
-	if err := env.Client.Create(ctx, binding); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create ClusterRoleBinding: %w", err)
+	subjects := []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: agentUser}}
+	// The file holds the ClusterRole and the Role that grants Secrets in
+	// the trust namespace only.
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		var meta metav1.TypeMeta
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			return fmt.Errorf("decode the agent's roles: %w", err)
+		}
+		var role, binding client.Object
+		switch meta.Kind {
+		case "ClusterRole":
+			var r rbacv1.ClusterRole
+			if err := yaml.Unmarshal([]byte(doc), &r); err != nil {
+				return fmt.Errorf("decode the agent's ClusterRole: %w", err)
+			}
+			role = &r
+			binding = &rbacv1.ClusterRoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: agentUser},
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: r.Name},
+				Subjects:   subjects,
+			}
+		case "Role":
+			var r rbacv1.Role
+			if err := yaml.Unmarshal([]byte(doc), &r); err != nil {
+				return fmt.Errorf("decode the agent's Role: %w", err)
+			}
+			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: r.Namespace}}
+			if err := env.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("create namespace %s: %w", r.Namespace, err)
+			}
+			role = &r
+			binding = &rbacv1.RoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: agentUser, Namespace: r.Namespace},
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: r.Name},
+				Subjects:   subjects,
+			}
+		default:
+			continue
+		}
+		for _, obj := range []client.Object{role, binding} {
+			if err := env.Client.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("create %T %s: %w", obj, obj.GetName(), err)
+			}
+		}
 	}
 	return nil
 })
@@ -972,14 +1003,18 @@ func TestTrustPolicyKeyFromSecret(t *testing.T) {
 	w := newWorld(t)
 	ctx := context.Background()
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "cosign-" + w.node},
+		ObjectMeta: metav1.ObjectMeta{Namespace: trust.DefaultSecretNamespace, Name: "cosign-" + w.node},
 		Data:       map[string][]byte{"cosign.pub": w.pub},
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: trust.DefaultSecretNamespace}}
+	if err := env.Client.Create(ctx, ns); client.IgnoreAlreadyExists(err) != nil {
+		t.Fatal(err)
 	}
 	if err := env.Client.Create(ctx, secret); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), secret) })
-	w.policy.Spec.Keys = []v1alpha1.TrustedKey{{Name: "from-secret", SecretRef: &v1alpha1.SecretKeyRef{Namespace: "default", Name: secret.Name}}}
+	w.policy.Spec.Keys = []v1alpha1.TrustedKey{{Name: "from-secret", SecretRef: &v1alpha1.SecretKeyRef{Namespace: trust.DefaultSecretNamespace, Name: secret.Name}}}
 	if err := env.Client.Update(ctx, w.policy); err != nil {
 		t.Fatal(err)
 	}

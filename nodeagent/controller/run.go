@@ -11,13 +11,11 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -62,6 +60,9 @@ type Options struct {
 	VerifyTTL time.Duration
 	// Version is written to status.agentVersion.
 	Version string
+	// TrustNamespace is the only namespace trust-policy keys are read from
+	// (Secrets); default trust.DefaultSecretNamespace.
+	TrustNamespace string
 	// Log is the agent's logger; zero means controller-runtime's.
 	Log logr.Logger
 }
@@ -213,7 +214,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Dataplane: dp,
 		Bundles:   bundleCache,
 		Verifier: &VerifyMemo{
-			Verifier: &trust.Verifier{Remote: opts.Registry, Keys: SecretKeys(mgr.GetAPIReader())},
+			Verifier: &trust.Verifier{Remote: opts.Registry, Keys: trust.SecretKeys(mgr.GetAPIReader(), opts.TrustNamespace)},
 			TTL:      opts.VerifyTTL,
 		},
 		Recorder: mgr.GetEventRecorder("bpfleet-agent"),
@@ -236,22 +237,3 @@ func disabled(addr string) string {
 	return addr
 }
 
-// SecretKeys resolves trust-policy keys stored in Secrets with direct reads
-// (no cluster-wide Secret watch: the agent may only get them).
-func SecretKeys(reader client.Reader) trust.KeySource {
-	return func(ctx context.Context, ref v1alpha1.SecretKeyRef) ([]byte, error) {
-		var s corev1.Secret
-		if err := reader.Get(ctx, types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, &s); err != nil {
-			return nil, fmt.Errorf("get secret %s/%s: %w", ref.Namespace, ref.Name, err)
-		}
-		key := ref.Key
-		if key == "" {
-			key = "cosign.pub"
-		}
-		data, ok := s.Data[key]
-		if !ok {
-			return nil, fmt.Errorf("secret %s/%s has no key %q", ref.Namespace, ref.Name, key)
-		}
-		return data, nil
-	}
-}

@@ -157,19 +157,32 @@ func TestAgentIsConfinedToItsOwnNode(t *testing.T) {
 	}
 }
 
-// TestOperatorCannotReadSecretsElsewhere checks the operator's account reads
-// no Secret outside the namespace its trust-policy keys live in.
+// TestOperatorCannotReadSecretsElsewhere checks the operator's and agents'
+// accounts read no Secret outside the namespace trust-policy keys live in,
+// and list none at all.
 func TestOperatorCannotReadSecretsElsewhere(t *testing.T) {
 	ensureNamespace(t)
 	ctx := context.Background()
 	if out, err := env.Kubectl(ctx, "apply", "-k", configDir(t, "rbac")); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	op := impersonate(t, opSA, saGroups(), nil)
-	var secrets corev1.SecretList
-	if err := op.List(ctx, &secrets, client.InNamespace("kube-system")); !apierrors.IsForbidden(err) {
-		t.Fatalf("operator list secrets in kube-system: want Forbidden, got %v", err)
+	for _, sa := range []string{opSA, agentSA} {
+		c := impersonate(t, sa, saGroups(), nil)
+		var secrets corev1.SecretList
+		if err := c.List(ctx, &secrets, client.InNamespace(namespace)); !apierrors.IsForbidden(err) {
+			t.Errorf("%s list secrets: want Forbidden, got %v", sa, err)
+		}
+		var s corev1.Secret
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "kube-system", Name: "any"}, &s); !apierrors.IsForbidden(err) {
+			t.Errorf("%s get a secret in kube-system: want Forbidden, got %v", sa, err)
+		}
+		// Keys named by trust policies live in bpfleet-system: get is allowed
+		// there (the Secret does not exist, so NotFound, not Forbidden).
+		if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "cosign-pub"}, &s); !apierrors.IsNotFound(err) {
+			t.Errorf("%s get a secret in %s: want NotFound, got %v", sa, namespace, err)
+		}
 	}
+	op := impersonate(t, opSA, saGroups(), nil)
 	var nodes corev1.NodeList
 	if err := op.List(ctx, &nodes); err != nil {
 		t.Fatalf("operator may not list nodes: %v", err)

@@ -562,6 +562,16 @@ func (w *watcher) nodesWhere(cond func(*v1alpha1.BpfNodeState) bool) int {
 	return n
 }
 
+// anyState returns one BpfNodeState, nil if none.
+func (w *watcher) anyState() *v1alpha1.BpfNodeState {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, s := range w.states {
+		return s
+	}
+	return nil
+}
+
 // program returns the latest BpfProgram name, nil if unseen.
 func (w *watcher) program(name string) *v1alpha1.BpfProgram {
 	w.mu.Lock()

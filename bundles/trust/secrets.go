@@ -1,0 +1,48 @@
+package trust
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+)
+
+// DefaultSecretNamespace is where bpfleet reads trust-policy keys stored in
+// Secrets: the namespace it is installed in. RBAC grants the operator and the
+// agents `get` on Secrets there and nowhere else.
+const DefaultSecretNamespace = "bpfleet-system"
+
+// ErrSecretNamespace: a policy names a Secret outside the namespace bpfleet
+// reads keys from.
+var ErrSecretNamespace = errors.New("secretRef outside the trust namespace")
+
+// SecretKeys resolves secretRef keys with one direct get per key (so neither
+// list nor watch on Secrets is needed), and only in namespace: a policy
+// cannot make bpfleet read a Secret anywhere else.
+func SecretKeys(r client.Reader, namespace string) KeySource {
+	if namespace == "" {
+		namespace = DefaultSecretNamespace
+	}
+	return func(ctx context.Context, ref v1alpha1.SecretKeyRef) ([]byte, error) {
+		if ref.Namespace != namespace {
+			return nil, fmt.Errorf("secret %s/%s: %w %q", ref.Namespace, ref.Name, ErrSecretNamespace, namespace)
+		}
+		var s corev1.Secret
+		if err := r.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, &s); err != nil {
+			return nil, fmt.Errorf("get secret %s/%s: %w", ref.Namespace, ref.Name, err)
+		}
+		key := ref.Key
+		if key == "" {
+			key = DefaultSecretKey
+		}
+		data, ok := s.Data[key]
+		if !ok {
+			return nil, fmt.Errorf("secret %s/%s has no key %q", ref.Namespace, ref.Name, key)
+		}
+		return data, nil
+	}
+}
