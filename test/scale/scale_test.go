@@ -2,6 +2,7 @@ package scale_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -224,6 +225,28 @@ func TestFleet(t *testing.T) {
 	rep.add("2. wave upgrade", "all writes per node per rollout (incl. Events and the operator's)", fmt.Sprintf("%.2f", s2.api.writes(anyResource)/float64(n)), "", "")
 	rep.add("2. wave upgrade", "conflicts (409) per node per rollout, included above", fmt.Sprintf("%.2f", s2.api.Conflicts/float64(n)), "", "")
 	rep.add("2. wave upgrade", "Event writes per node per rollout", fmt.Sprintf("%.2f", s2.api.writes(eventOnly)/float64(n)), "", "")
+
+	// Object sizes at steady state, and a linear/quadratic extrapolation.
+	var stateBytes int
+	if st := f.watch.anyState(); st != nil {
+		if b, err := json.Marshal(st); err == nil {
+			stateBytes = len(b)
+		}
+	}
+	rep.add("4. steady state", fmt.Sprintf("size of one BpfNodeState with %d programs (JSON)", total), fmt.Sprintf("%d KiB", stateBytes/1024), "", "")
+	const big = 5000
+	scale := float64(big) / float64(n)
+	s0 := m.byName["start agents"]
+	rep.add("extrapolated to 5,000 nodes", "open watches on the API server (agents hold 4 each)", fmt.Sprintf("%.0f", s0.api.Watches*scale), "", "")
+	rep.add("extrapolated to 5,000 nodes", "kube-apiserver CPU to start the agents (linear in N)", fmtDur(time.Duration(float64(s0.cpu["kube-apiserver"])*scale)), "", "")
+	rep.add("extrapolated to 5,000 nodes", "kube-apiserver CPU per wave rollout (linear in N)", fmtDur(time.Duration(float64(s2.cpu["kube-apiserver"])*scale)), "", "")
+	var ev float64
+	for _, v := range s2.api.WatchEvents {
+		ev += v
+	}
+	rep.add("extrapolated to 5,000 nodes", "watch events sent per wave rollout (every BpfProgram status write reaches every agent: quadratic in N)", fmt.Sprintf("%.2g", ev*scale*scale), "", "")
+	rep.add("extrapolated to 5,000 nodes", fmt.Sprintf("BpfNodeState bytes written when all %d programs change once (one write per node)", total), fmt.Sprintf("%.0f MiB", float64(stateBytes)*big/(1<<20)), "", "")
+	rep.add("extrapolated to 5,000 nodes", "Go heap of 5,000 simulated agents in one process (per-node heap × N)", fmt.Sprintf("%.1f GiB", rep.heapPerNode*big/(1<<30)), "", "")
 
 	// Memory and process totals.
 	rep.add("process", "Go heap per simulated node (manager, informers, reconciler, simulator)", fmt.Sprintf("%.0f KiB", rep.heapPerNode/1024), "", "")
