@@ -203,7 +203,9 @@ func (d *Dataplane) applyEntry(e *entry, ds *Desired, net netState) {
 	d.reconcileLinks(e, ds.Spec, net)
 	d.dropUnused(e)
 	d.ensurePins(e)
+	failpoint("after-pin")
 	d.writeRecord(e)
+	failpoint("after-record")
 }
 
 // loadHash hashes what needs a reload when it changes.
@@ -291,6 +293,7 @@ func supported(ps *ebpf.ProgramSpec, pa v1alpha1.ProgramAttachment) error {
 // others get the new program attached before the old link is closed. Any
 // failure leaves what runs untouched.
 func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
+	failpoint("after-pull")
 	cs, object, progErr, err := d.parse(ds)
 	if err != nil {
 		return err
@@ -337,6 +340,7 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 		discard()
 		return withReason(v1alpha1.ReasonMapUpdateFailed, err)
 	}
+	failpoint("after-load")
 
 	// Swap what runs.
 	var undo []func()
@@ -375,6 +379,7 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 		}
 		newLinks[key] = nl
 	}
+	failpoint("after-attach")
 
 	// Commit: the new programs run everywhere; replace the old objects and pins.
 	if !running {
@@ -572,6 +577,7 @@ func (d *Dataplane) reconcileLinks(e *entry, spec v1alpha1.BpfProgramSpec, net n
 			e.attachErr[key] = withReason(v1alpha1.ReasonAttachFailed, err)
 			continue
 		}
+		failpoint("after-attach")
 		if err := d.layout.Prepare(e.uid); err != nil {
 			d.log.Error(err, "prepare pin directory")
 		}
