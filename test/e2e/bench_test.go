@@ -1,0 +1,95 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bpf/xdpfilter"
+	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
+	"github.com/bpfleet/bpfleet/test/privileged"
+)
+
+// BenchmarkApplyToAttached measures, on one node, the time from creating a
+// BpfProgram to the node reporting it Attached — resolve, verify, rollout,
+// pull, verify again, load, attach, pin, status write — against the baseline
+// of doing only the load and attach by hand with bpftool, alternating the two
+// in the same run.
+func BenchmarkApplyToAttached(b *testing.B) {
+	if env == nil {
+		privileged.SkipOrFail(b, "end-to-end environment not running: %v", envErr)
+	}
+	e := env
+	bpftool := privileged.RequireCommand(b, "bpftool")
+	n := e.Nodes[0]
+	obj := filepath.Join(repoDir, "bpf", "xdpfilter", xdpfilter.ObjectFile)
+	var bpfleet, manual []float64
+	ctx := context.Background()
+	for i := 0; i < b.N; i++ {
+		p, err := e.FilterProgram(fmt.Sprintf("bench-apply-%d", i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.Spec.NodeSelector.MatchLabels = map[string]string{"kubernetes.io/hostname": n.Name}
+		start := time.Now()
+		if err := e.Client.Create(ctx, p); err != nil {
+			b.Fatal(err)
+		}
+		waitEntry(b, e, n.Name, p.Name, func(s *v1.ProgramState) bool { return s != nil && s.State == v1.PhaseAttached })
+		bpfleet = append(bpfleet, float64(time.Since(start).Microseconds())/1000)
+		if err := e.Client.Delete(ctx, p); err != nil {
+			b.Fatal(err)
+		}
+		waitEntry(b, e, n.Name, p.Name, func(s *v1.ProgramState) bool { return s == nil })
+
+		// nsenter, not `ip netns exec`: the latter mounts a fresh /sys in
+		// which /sys/fs/bpf is no bpffs.
+		pin := fmt.Sprintf("/sys/fs/bpf/bench-%s-%d", n.Name, i)
+		start = time.Now()
+		runCmd(b, bpftool, "prog", "load", obj, pin, "type", "xdp")
+		runCmd(b, "nsenter", "--net=/var/run/netns/"+n.NetNS, bpftool, "net", "attach", "xdpdrv", "pinned", pin, "dev", n.Interface)
+		manual = append(manual, float64(time.Since(start).Microseconds())/1000)
+		runCmd(b, "nsenter", "--net=/var/run/netns/"+n.NetNS, bpftool, "net", "detach", "xdpdrv", "dev", n.Interface)
+		_ = os.Remove(pin)
+	}
+	mb, mm := median(bpfleet), median(manual)
+	b.ReportMetric(mb, "ms-apply-to-attached")
+	b.ReportMetric(mm, "ms-bpftool-load-attach")
+	b.ReportMetric(mb/mm, "bpfleet/bpftool")
+}
+
+func waitEntry(b *testing.B, e *local.Env, node, program string, cond func(*v1.ProgramState) bool) {
+	b.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 5*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		var s v1.BpfNodeState
+		if err := e.Client.Get(ctx, client.ObjectKey{Name: node}, &s); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		return cond(entry(s, program)), nil
+	})
+	if err != nil {
+		b.Fatalf("wait for %s on %s: %v", program, node, err)
+	}
+}
+
+func runCmd(b *testing.B, name string, args ...string) {
+	b.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		b.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}

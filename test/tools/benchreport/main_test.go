@@ -1,0 +1,62 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const sample = `goos: linux
+pkg: github.com/bpfleet/bpfleet/bpf/xdpfilter
+BenchmarkProgRun/3_rules_pass-2   	 1800000	        60.00 ns/packet	        30.00 baseline-ns/packet	        30.00 over-baseline-ns/packet
+BenchmarkProgRun/3_rules_pass-2   	 1800000	        70.00 ns/packet	        35.00 baseline-ns/packet	        35.00 over-baseline-ns/packet
+BenchmarkDropRateXDPvsNftables-2   	       1	   9000000000 ns/op	         3.000 xdp-Mpps	         1.000 nft-Mpps	         3.000 xdp/nft
+pkg: github.com/bpfleet/bpfleet/bundles
+BenchmarkSign/key-file-2   	      10	 140000000 ns/op
+ok  	github.com/bpfleet/bpfleet/bundles	3.2s
+`
+
+func TestRender(t *testing.T) {
+	results, err := parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := render(results, "test machine", time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC))
+	tests := []struct {
+		name string
+		// want is a row (or part of one) the table must hold.
+		want string
+	}{
+		{"median and range over repeats, baseline and ratio", "| ProgRun/3_rules_pass | ns/packet | 65.0 (60.0–70.0, n=2) | 32.5 (30.0–35.0, n=2) baseline-ns/packet | 2.00× |"},
+		{"delta metric kept without baseline", "| ProgRun/3_rules_pass | over-baseline-ns/packet | 32.5 (30.0–35.0, n=2) | — | — |"},
+		{"paired throughput", "| DropRateXDPvsNftables | xdp-Mpps | 3.00 | 1.00 nft-Mpps | 3.00× |"},
+		{"plain ns/op", "| Sign/key-file | ns/op | 140000000 | — | — | `go test -run '^$' -bench '^BenchmarkSign$' ./bundles` |"},
+		{"machine line", "Machine: test machine."},
+	}
+	for _, tt := range tests {
+		if !strings.Contains(table, tt.want) {
+			t.Errorf("%s: table lacks %q:\n%s", tt.name, tt.want, table)
+		}
+	}
+	for _, unwanted := range []string{"| baseline-ns/packet |", "| xdp/nft |", "DropRateXDPvsNftables | ns/op"} {
+		if strings.Contains(table, unwanted) {
+			t.Errorf("table has %q:\n%s", unwanted, table)
+		}
+	}
+}
+
+func TestUpdateReplacesOnlyTheGeneratedBlock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	if err := os.WriteFile(path, []byte("# Head\n"+beginMarker+"\nold\n"+endMarker+"\n## Tail\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := update(path, "new\n"); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(path)
+	if got, want := string(data), "# Head\n"+beginMarker+"\nnew\n"+endMarker+"\n## Tail\n"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
