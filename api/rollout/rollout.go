@@ -69,6 +69,37 @@ func InProgress(r *v1alpha1.RolloutStatus) bool {
 	return r != nil && r.TargetDigest != "" && r.TargetDigest != r.StableDigest && r.HaltedReason == ""
 }
 
+// Paused tells whether release is one of status.rollout.pausedKernels: the
+// target digest failed on a node of that release during this rollout. An
+// empty release (a node that has not reported its kernel) is never paused.
+func Paused(r *v1alpha1.RolloutStatus, release string) bool {
+	if r == nil || release == "" {
+		return false
+	}
+	for _, k := range r.PausedKernels {
+		if k.Release == release {
+			return true
+		}
+	}
+	return false
+}
+
+// DigestForNodeKernel is DigestForNode for a node whose kernel release is
+// known: while a rollout is in progress, a node of a paused kernel release
+// runs stableDigest whatever its wave. That includes nodes of the release
+// that already run the target (the one that failed, and any that attached
+// it before the pause was recorded): they roll back to stable too, so one
+// release never runs two digests and what the fleet learned holds for every
+// node of that release. Nodes of other releases, and nodes whose release is
+// "" (not reported yet), follow DigestForNode.
+func DigestForNodeKernel(p *v1alpha1.BpfProgram, nodeName, release string) string {
+	r := p.Status.Rollout
+	if InProgress(r) && Paused(r, release) {
+		return r.StableDigest
+	}
+	return DigestForNode(p, nodeName)
+}
+
 // DigestForNode returns the bundle digest nodeName must run now for p, or ""
 // when it must run nothing yet.
 //
@@ -81,7 +112,9 @@ func InProgress(r *v1alpha1.RolloutStatus) bool {
 //     run targetDigest, the others stableDigest ("" on a first rollout).
 //
 // A new digest that fails verification never reaches status.rollout, so the
-// answer stays what it was: what runs keeps running.
+// answer stays what it was: what runs keeps running. DigestForNode ignores
+// status.rollout.pausedKernels; agents, which know their kernel release, use
+// DigestForNodeKernel.
 func DigestForNode(p *v1alpha1.BpfProgram, nodeName string) string {
 	r := p.Status.Rollout
 	if r == nil || r.TargetDigest == "" {

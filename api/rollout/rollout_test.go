@@ -169,3 +169,84 @@ func TestDigestForNode(t *testing.T) {
 		})
 	}
 }
+
+func TestDigestForNodeKernel(t *testing.T) {
+	waves := []int32{10, 50, 100}
+	uid := types.UID("uid-1")
+	byWave := nodesByWave(t, uid, waves)
+	paused := []v1alpha1.PausedKernel{{Release: "5.15.0-old", Node: "node-x", Reason: "prog: LoadFailed: bad field"}}
+
+	tests := []struct {
+		name     string
+		strategy v1alpha1.RolloutStrategy
+		rollout  *v1alpha1.RolloutStatus
+		// release is the kernel release of every node asked about.
+		release string
+		// want is the digest expected for the node of each wave (index = wave).
+		want [3]string
+	}{
+		{
+			name:     "paused release keeps stable in every wave, even waves already moved",
+			strategy: v1alpha1.RolloutWaves,
+			rollout:  &v1alpha1.RolloutStatus{TargetDigest: newDigest, StableDigest: oldDigest, Wave: 1, PausedKernels: paused},
+			release:  "5.15.0-old",
+			want:     [3]string{oldDigest, oldDigest, oldDigest},
+		},
+		{
+			name:     "other release follows the waves",
+			strategy: v1alpha1.RolloutWaves,
+			rollout:  &v1alpha1.RolloutStatus{TargetDigest: newDigest, StableDigest: oldDigest, Wave: 1, PausedKernels: paused},
+			release:  "6.18.0",
+			want:     [3]string{newDigest, newDigest, oldDigest},
+		},
+		{
+			name:     "unknown release is never paused",
+			strategy: v1alpha1.RolloutWaves,
+			rollout:  &v1alpha1.RolloutStatus{TargetDigest: newDigest, StableDigest: oldDigest, Wave: 1, PausedKernels: paused},
+			release:  "",
+			want:     [3]string{newDigest, newDigest, oldDigest},
+		},
+		{
+			name:     "paused release on a first rollout runs nothing",
+			strategy: v1alpha1.RolloutWaves,
+			rollout:  &v1alpha1.RolloutStatus{TargetDigest: newDigest, Wave: 2, PausedKernels: paused},
+			release:  "5.15.0-old",
+			want:     [3]string{"", "", ""},
+		},
+		{
+			name:     "AllAtOnce: the paused release stays on stable",
+			strategy: v1alpha1.RolloutAllAtOnce,
+			rollout:  &v1alpha1.RolloutStatus{TargetDigest: newDigest, StableDigest: oldDigest, PausedKernels: paused},
+			release:  "5.15.0-old",
+			want:     [3]string{oldDigest, oldDigest, oldDigest},
+		},
+		{
+			name:     "halted rollout: stable everywhere, as DigestForNode",
+			strategy: v1alpha1.RolloutWaves,
+			rollout:  &v1alpha1.RolloutStatus{TargetDigest: newDigest, StableDigest: oldDigest, Wave: 1, HaltedReason: "failed", PausedKernels: paused},
+			release:  "6.18.0",
+			want:     [3]string{oldDigest, oldDigest, oldDigest},
+		},
+		{
+			name:     "completed rollout (target == stable) ignores stale pauses",
+			strategy: v1alpha1.RolloutWaves,
+			rollout:  &v1alpha1.RolloutStatus{TargetDigest: newDigest, StableDigest: newDigest, Wave: 2, PausedKernels: paused},
+			release:  "5.15.0-old",
+			want:     [3]string{newDigest, newDigest, newDigest},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &v1alpha1.BpfProgram{
+				ObjectMeta: metav1.ObjectMeta{UID: uid},
+				Spec:       v1alpha1.BpfProgramSpec{Rollout: v1alpha1.RolloutSpec{Strategy: tt.strategy, Waves: waves}},
+				Status:     v1alpha1.BpfProgramStatus{Rollout: tt.rollout},
+			}
+			for w, node := range byWave {
+				if got := rollout.DigestForNodeKernel(p, node, tt.release); got != tt.want[w] {
+					t.Errorf("node %s (wave %d, kernel %q) runs %q, want %q", node, w, tt.release, got, tt.want[w])
+				}
+			}
+		})
+	}
+}

@@ -414,6 +414,29 @@ type RolloutStatus struct {
 	// +kubebuilder:validation:MaxItems=20
 	// +listType=atomic
 	FailedNodes []string `json:"failedNodes,omitempty"`
+	// PausedKernels are the kernel releases on which the target digest
+	// failed during this rollout. Nodes of a paused release run
+	// StableDigest while the other releases continue through the waves;
+	// a new target digest clears the list.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=map
+	// +listMapKey=release
+	PausedKernels []PausedKernel `json:"pausedKernels,omitempty"`
+}
+
+// PausedKernel is a kernel release on which the rollout's target digest
+// failed, learned from the first node of that release that reported the
+// failure.
+type PausedKernel struct {
+	// Release is the kernel release (uname -r).
+	Release string `json:"release"`
+	// Node is the node whose failure paused the release.
+	// +optional
+	Node string `json:"node,omitempty"`
+	// Reason is that node's failure, "program: Reason: message".
+	// +optional
+	Reason string `json:"reason,omitempty"`
 }
 
 // KernelCompatibility sums the nodes of one kernel release.
