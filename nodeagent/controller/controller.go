@@ -169,7 +169,7 @@ func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, po
 			Name:       p.Name,
 			UID:        p.UID,
 			Generation: p.Generation,
-			Digest:     digestFor(p, r.NodeName),
+			Digest:     r.digestFor(p),
 			Spec:       *p.Spec.DeepCopy(),
 		}
 		if d.Digest == "" {
@@ -388,7 +388,7 @@ func (r *Reconciler) collectGarbage(ctx context.Context, programs []v1alpha1.Bpf
 	var keep []string
 	for i := range programs {
 		p := &programs[i]
-		keep = append(keep, digestFor(p, r.NodeName), p.Status.ResolvedDigest)
+		keep = append(keep, r.digestFor(p), p.Status.ResolvedDigest)
 		if ro := p.Status.Rollout; ro != nil {
 			keep = append(keep, ro.StableDigest, ro.TargetDigest)
 		}

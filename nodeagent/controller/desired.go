@@ -55,9 +55,13 @@ func selects(sel *metav1.LabelSelector, nodeLabels map[string]string) (bool, err
 	return s.Matches(labels.Set(nodeLabels)), nil
 }
 
-// digestFor is the digest node must run for p now; "" while there is none.
-func digestFor(p *v1alpha1.BpfProgram, node string) string {
-	return rollout.DigestForNode(p, node)
+// digestFor is the digest this node must run for p now; "" while there is
+// none. The node's own kernel release (from the dataplane, as reported in
+// BpfNodeState.status.kernel) takes part: while a rollout is in progress, a
+// release on which the target digest failed somewhere in the fleet
+// (status.rollout.pausedKernels) keeps the stable digest here too.
+func (r *Reconciler) digestFor(p *v1alpha1.BpfProgram) string {
+	return rollout.DigestForNodeKernel(p, r.NodeName, r.Dataplane.Kernel().Release)
 }
 
 // holdReason maps a Desired.Hold error to the ProgramState reason that

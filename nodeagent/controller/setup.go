@@ -102,7 +102,7 @@ func (r *Reconciler) programChanged() predicate.Predicate {
 			}
 			return o.Generation != n.Generation ||
 				!n.DeletionTimestamp.IsZero() ||
-				digestFor(o, r.NodeName) != digestFor(n, r.NodeName)
+				r.digestFor(o) != r.digestFor(n)
 		},
 	}
 }
