@@ -143,6 +143,12 @@ type UnmanagedProgram struct {
 	// LoadedAt is when it was loaded.
 	// +optional
 	LoadedAt *metav1.Time `json:"loadedAt,omitempty"`
+	// AttachPoint lists, comma separated, where the links holding it attach
+	// (xdp/ifindex:3, cgroup/inet_ingress:id 42, kprobe/do_unlinkat); empty
+	// when it is attached without a link or not at all.
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	AttachPoint string `json:"attachPoint,omitempty"`
 }
 
 // UnmanagedSummary bounds what a node reports about programs it did not load.

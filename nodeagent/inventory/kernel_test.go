@@ -1,0 +1,169 @@
+package inventory_test
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/nodeagent/inventory"
+	"github.com/bpfleet/bpfleet/test/privileged"
+)
+
+// load loads a program returning 0 of type typ, named name, outside bpfleet.
+func load(t *testing.T, typ ebpf.ProgramType, name string) *ebpf.Program {
+	t.Helper()
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:         name,
+		Type:         typ,
+		License:      "GPL",
+		Instructions: asm.Instructions{asm.LoadImm(asm.R0, 0, asm.DWord), asm.Return()},
+	})
+	if err != nil {
+		t.Fatalf("load %s: %v", name, err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func programID(t *testing.T, p *ebpf.Program) uint32 {
+	t.Helper()
+	info, err := p.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, ok := info.ID()
+	if !ok {
+		t.Fatal("kernel reports no program id")
+	}
+	return uint32(id)
+}
+
+func find(all []inventory.Program, id uint32) (inventory.Program, bool) {
+	i := slices.IndexFunc(all, func(p inventory.Program) bool { return p.ID == id })
+	if i < 0 {
+		return inventory.Program{}, false
+	}
+	return all[i], true
+}
+
+// TestScanKernel loads programs outside bpfleet in the real kernel: one
+// attached by a raw tracepoint link, one pinned under a bpfleet-like root as
+// a program, one pinned there through its link. Scan lists all three with
+// bpftool's fields; the Scanner counts only the first as unmanaged, and stops
+// listing it once it is unloaded.
+func TestScanKernel(t *testing.T) {
+	privileged.RequireBPFFS(t)
+	suffix := make([]byte, 6)
+	_, _ = rand.Read(suffix)
+	root := "/sys/fs/bpf/bpfleet-inventory-test-" + hex.EncodeToString(suffix)
+	t.Cleanup(func() { _ = os.RemoveAll(root) })
+	uid := "0b6e7f4c-uid"
+	for _, dir := range []string{"progs", "links"} {
+		if err := os.MkdirAll(filepath.Join(root, uid, dir), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	foreign := load(t, ebpf.RawTracepoint, "inv_foreign")
+	l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sched_process_exec", Program: foreign})
+	if err != nil {
+		t.Fatalf("attach raw tracepoint: %v", err)
+	}
+	defer l.Close()
+	pinnedProg := load(t, ebpf.SocketFilter, "inv_ours_prog")
+	if err := pinnedProg.Pin(filepath.Join(root, uid, "progs", "inv_ours_prog")); err != nil {
+		t.Fatal(err)
+	}
+	linked := load(t, ebpf.RawTracepoint, "inv_ours_link")
+	ourLink, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sched_process_exit", Program: linked})
+	if err != nil {
+		t.Fatalf("attach raw tracepoint: %v", err)
+	}
+	defer ourLink.Close()
+	if err := ourLink.Pin(filepath.Join(root, uid, "links", "inv_ours_link@raw_tracepoint")); err != nil {
+		t.Fatal(err)
+	}
+	foreignID, progID, linkedID := programID(t, foreign), programID(t, pinnedProg), programID(t, linked)
+
+	start := time.Now()
+	all, err := inventory.Scan()
+	if err != nil {
+		t.Fatalf("scan: %v", err)
+	}
+	t.Logf("scanned %d programs in %s", len(all), time.Since(start))
+	got, ok := find(all, foreignID)
+	if !ok {
+		t.Fatalf("scan lacks program %d", foreignID)
+	}
+	if got.Type != "raw_tracepoint" || got.Name != "inv_foreign" || len(got.Tag) != 16 ||
+		time.Since(got.LoadedAt) > time.Minute || !slices.Equal(got.AttachPoints, []string{"raw_tracepoint/sched_process_exec"}) {
+		t.Errorf("scanned %+v", got)
+	}
+	if _, ok := find(all, progID); !ok {
+		t.Errorf("scan lacks program %d", progID)
+	}
+
+	ours, err := inventory.PinnedIDs(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ours[progID] || !ours[linkedID] || ours[foreignID] {
+		t.Errorf("pinned ids %v: want %d and %d, not %d", ours, progID, linkedID, foreignID)
+	}
+
+	managed := load(t, ebpf.SocketFilter, "inv_managed")
+	managedID := programID(t, managed)
+	sum, err := inventory.Scanner{Root: root}.Unmanaged([]v1alpha1.ProgramState{{ID: managedID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[uint32]v1alpha1.UnmanagedProgram{}
+	for _, p := range sum.Programs {
+		listed[p.ID] = p
+	}
+	if _, ok := listed[foreignID]; !ok && int(sum.Count) <= inventory.MaxListed {
+		t.Errorf("unmanaged summary lacks %d: %+v", foreignID, sum)
+	}
+	for _, id := range []uint32{progID, linkedID, managedID} {
+		if _, ok := listed[id]; ok {
+			t.Errorf("bpfleet's program %d is listed as unmanaged", id)
+		}
+	}
+	if sum.ByType["raw_tracepoint"] < 1 || len(sum.Programs) > inventory.MaxListed {
+		t.Errorf("summary %+v", sum)
+	}
+
+	l.Close()
+	foreign.Close()
+	// The kernel frees a closed program after an RCU grace period.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		sum, err = inventory.Scanner{Root: root}.Unmanaged(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(sum.Programs, func(p v1alpha1.UnmanagedProgram) bool { return p.ID == foreignID }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("program %d is still listed 5s after it was unloaded", foreignID)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestPinnedIDsMissingRoot(t *testing.T) {
+	ids, err := inventory.PinnedIDs(filepath.Join(t.TempDir(), "none"))
+	if err != nil || len(ids) != 0 {
+		t.Fatalf("PinnedIDs of a missing root = %v, %v; want none", ids, err)
+	}
+}

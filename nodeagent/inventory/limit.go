@@ -1,0 +1,74 @@
+package inventory
+
+import (
+	"sync"
+	"time"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+)
+
+// Scanner summarises the unmanaged programs of a node whose agent pins under
+// Root.
+type Scanner struct {
+	// Root is the agent's bpffs root; programs pinned under it are bpfleet's.
+	Root string
+	// Limit is how many programs a summary lists; zero means MaxListed.
+	Limit int
+}
+
+// Unmanaged summarises the programs in the kernel that are neither among
+// managed (by kernel id, as the dataplane reports them) nor pinned under
+// Root.
+func (s Scanner) Unmanaged(managed []v1alpha1.ProgramState) (*v1alpha1.UnmanagedSummary, error) {
+	all, err := Scan()
+	if err != nil {
+		return nil, err
+	}
+	ours, err := PinnedIDs(s.Root)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range managed {
+		if m.ID != 0 {
+			ours[m.ID] = true
+		}
+	}
+	limit := s.Limit
+	if limit <= 0 || limit > MaxListed {
+		limit = MaxListed
+	}
+	return Summarize(all, ours, limit), nil
+}
+
+// Limiter lets at most one write through per Interval, so that a churning
+// third-party loader cannot make the agent flood the API server. The first
+// write always passes. Its methods are safe for concurrent use.
+type Limiter struct {
+	// Interval is the least time between two writes; zero or less lets
+	// every write through.
+	Interval time.Duration
+
+	mu   sync.Mutex
+	last time.Time
+}
+
+// Allow tells whether a write may happen at now and, when not, how long
+// until one may.
+func (l *Limiter) Allow(now time.Time) (ok bool, wait time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.Interval <= 0 || l.last.IsZero() {
+		return true, 0
+	}
+	if next := l.last.Add(l.Interval); now.Before(next) {
+		return false, next.Sub(now)
+	}
+	return true, 0
+}
+
+// Wrote records a write at now.
+func (l *Limiter) Wrote(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.last = now
+}
