@@ -47,6 +47,13 @@ var (
 		Help: "BpfNodeState writes by the node agent; flat at steady state.",
 	}, []string{"node", "kind"})
 
+	// Unmanaged counts the programs in the node's kernel that bpfleet did
+	// not load, by program type; see SetUnmanaged.
+	Unmanaged = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "bpfleet_unmanaged_programs",
+		Help: "eBPF programs in the node's kernel that bpfleet did not load, by program type (bpftool's names), as of the agent's last inventory.",
+	}, []string{"node", "type"})
+
 	snapshots = &snapshotCollector{sources: map[string]Source{}}
 
 	registerOnce sync.Once
@@ -66,7 +73,7 @@ type Source struct {
 // removes it again.
 func Register(node string, src Source) (unregister func()) {
 	registerOnce.Do(func() {
-		crmetrics.Registry.MustRegister(PhaseSeconds, Failures, StatusWrites, snapshots)
+		crmetrics.Registry.MustRegister(PhaseSeconds, Failures, StatusWrites, Unmanaged, snapshots)
 	})
 	snapshots.mu.Lock()
 	snapshots.sources[node] = src
@@ -78,8 +85,38 @@ func Register(node string, src Source) (unregister func()) {
 		PhaseSeconds.DeletePartialMatch(prometheus.Labels{"node": node})
 		Failures.DeletePartialMatch(prometheus.Labels{"node": node})
 		StatusWrites.DeletePartialMatch(prometheus.Labels{"node": node})
+		unmanagedMu.Lock()
+		Unmanaged.DeletePartialMatch(prometheus.Labels{"node": node})
+		delete(unmanagedTypes, node)
+		unmanagedMu.Unlock()
 	}
 }
+
+// SetUnmanaged sets node's unmanaged program counts to byType: types counted
+// before and absent now drop to zero, so a rate() or alert sees them go.
+func SetUnmanaged(node string, byType map[string]int32) {
+	unmanagedMu.Lock()
+	defer unmanagedMu.Unlock()
+	seen := unmanagedTypes[node]
+	if seen == nil {
+		seen = map[string]bool{}
+		unmanagedTypes[node] = seen
+	}
+	for t := range seen {
+		if _, ok := byType[t]; !ok {
+			Unmanaged.WithLabelValues(node, t).Set(0)
+		}
+	}
+	for t, n := range byType {
+		seen[t] = true
+		Unmanaged.WithLabelValues(node, t).Set(float64(n))
+	}
+}
+
+var (
+	unmanagedMu    sync.Mutex
+	unmanagedTypes = map[string]map[string]bool{}
+)
 
 var (
 	programLabels = []string{"node", "bpf_program", "program", "attach_point"}
