@@ -38,8 +38,9 @@ type apiCounts struct {
 	// WatchEvents is apiserver_watch_events_total by resource: events the
 	// server sent to watchers.
 	WatchEvents map[string]float64
-	// Conflicts counts 409 answers to writes.
-	Conflicts float64
+	// Conflicts counts 409 answers; Throttled 429 (API Priority and
+	// Fairness rejected the request); Timeouts 504.
+	Conflicts, Throttled, Timeouts float64
 	// Watches is apiserver_longrunning_requests{verb="WATCH"} now: open watches.
 	Watches float64
 }
@@ -71,8 +72,13 @@ func parseCounts(raw []byte) (apiCounts, error) {
 				continue // non-resource requests (/metrics, /healthz, discovery)
 			}
 			c.Requests[reqKey{l["verb"], l["resource"], l["subresource"]}] += m.GetCounter().GetValue()
-			if l["code"] == "409" {
+			switch l["code"] {
+			case "409":
 				c.Conflicts += m.GetCounter().GetValue()
+			case "429":
+				c.Throttled += m.GetCounter().GetValue()
+			case "504":
+				c.Timeouts += m.GetCounter().GetValue()
 			}
 		}
 	}
@@ -105,7 +111,8 @@ func labels[T interface {
 
 // sub returns c − before.
 func (c apiCounts) sub(before apiCounts) apiCounts {
-	d := apiCounts{Requests: map[reqKey]float64{}, WatchEvents: map[string]float64{}, Conflicts: c.Conflicts - before.Conflicts, Watches: c.Watches}
+	d := apiCounts{Requests: map[reqKey]float64{}, WatchEvents: map[string]float64{}, Conflicts: c.Conflicts - before.Conflicts,
+		Throttled: c.Throttled - before.Throttled, Timeouts: c.Timeouts - before.Timeouts, Watches: c.Watches}
 	for k, v := range c.Requests {
 		if v -= before.Requests[k]; v != 0 {
 			d.Requests[k] = v

@@ -223,7 +223,7 @@ func TestFleet(t *testing.T) {
 	w := s2.api.writes(nodeStateOnly) / float64(n)
 	rep.add("2. wave upgrade", "BpfNodeState writes per node per rollout", fmt.Sprintf("%.2f", w), "≤ 2", yesNo(w <= 2))
 	rep.add("2. wave upgrade", "all writes per node per rollout (incl. Events and the operator's)", fmt.Sprintf("%.2f", s2.api.writes(anyResource)/float64(n)), "", "")
-	rep.add("2. wave upgrade", "conflicts (409) per node per rollout, included above", fmt.Sprintf("%.2f", s2.api.Conflicts/float64(n)), "", "")
+	rep.add("2. wave upgrade", "conflicts (409) / throttled (429) per node per rollout, included above", fmt.Sprintf("%.2f / %.2f", s2.api.Conflicts/float64(n), s2.api.Throttled/float64(n)), "", "")
 	rep.add("2. wave upgrade", "Event writes per node per rollout", fmt.Sprintf("%.2f", s2.api.writes(eventOnly)/float64(n)), "", "")
 
 	// Object sizes at steady state, and a linear/quadratic extrapolation.
@@ -447,8 +447,8 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "## Fleet scale simulation (test/scale)\n\n")
 	fmt.Fprintf(&b, "%d simulated nodes (real agent reconciler, one manager and node-scoped cache each; simulated kernel: load %s, attach %s per program), "+
 		"real operator, one envtest kube-apiserver + etcd, loopback registry with signed bundles; %d BpfPrograms at steady state, idle %s, agent resync %s; "+
-		"%d CPUs (GOMAXPROCS %d), %s.\n\n",
-		r.nodes, r.load, r.attach, r.programs, r.idle, r.resync, runtime.NumCPU(), runtime.GOMAXPROCS(0), time.Now().UTC().Format("2006-01-02"))
+		"%d CPUs (GOMAXPROCS %d), load average at the end %s (the machine is shared), %s.\n\n",
+		r.nodes, r.load, r.attach, r.programs, r.idle, r.resync, runtime.NumCPU(), runtime.GOMAXPROCS(0), loadAvg(), time.Now().UTC().Format("2006-01-02"))
 	if r.writeThrough {
 		b.WriteString("**EXPERIMENT (-scale.writethrough): each agent reads its own BpfNodeState through what it last wrote while its cache lags; this is not the agent as shipped.**\n\n")
 	}
@@ -460,7 +460,7 @@ func (r *report) markdown() string {
 	}
 	b.WriteString("\nAPI requests per node by verb (apiserver_request_total deltas ÷ N; all clients: agents, operator, the test's own creates/edits and its two watches), wall time and CPU per phase:\n\n")
 	verbs := []string{"GET", "LIST", "WATCH", "POST", "PUT", "PATCH", "DELETE"}
-	b.WriteString("| phase | wall | " + strings.Join(verbs, " | ") + " | BpfNodeState writes | of which 409 | watch events sent | apiserver CPU | etcd CPU | test CPU |\n|---|---|" + strings.Repeat("---|", len(verbs)+6) + "\n")
+	b.WriteString("| phase | wall | " + strings.Join(verbs, " | ") + " | BpfNodeState writes | 409 | 429 | 504 | watch events sent | apiserver CPU | etcd CPU | test CPU |\n|---|---|" + strings.Repeat("---|", len(verbs)+8) + "\n")
 	for _, p := range r.phases {
 		by := p.api.byVerb(anyResource)
 		fmt.Fprintf(&b, "| %s | %s |", p.name, fmtDur(p.wall))
@@ -471,14 +471,29 @@ func (r *report) markdown() string {
 		for _, v := range p.api.WatchEvents {
 			events += v
 		}
-		fmt.Fprintf(&b, " %.2f | %.2f | %.0f | %s | %s | %s |\n", p.api.writes(nodeStateOnly)/float64(r.nodes), p.api.Conflicts/float64(r.nodes), events,
+		fmt.Fprintf(&b, " %.2f | %.2f | %.2f | %.2f | %.0f | %s | %s | %s |\n", p.api.writes(nodeStateOnly)/float64(r.nodes),
+			p.api.Conflicts/float64(r.nodes), p.api.Throttled/float64(r.nodes), p.api.Timeouts/float64(r.nodes), events,
 			fmtDur(p.cpu["kube-apiserver"]), fmtDur(p.cpu["etcd"]), fmtDur(p.cpu["test process"]))
 	}
+	b.WriteString("\n409, 429 and 504 are answers per node to any request (conflict on a stale resourceVersion; rejected by API Priority and Fairness; timed out), counted among the requests above.\n")
 	b.WriteString("\nRequests by verb and resource per phase (totals):\n\n")
 	for _, p := range r.phases {
 		fmt.Fprintf(&b, "- %s: %s\n", p.name, p.api.describe())
 	}
 	return b.String()
+}
+
+// loadAvg is the 1, 5 and 15 minute load averages.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func (r *report) write(t *testing.T) {
