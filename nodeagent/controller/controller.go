@@ -29,6 +29,7 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
+	"github.com/bpfleet/bpfleet/nodeagent/inventory"
 	"github.com/bpfleet/bpfleet/nodeagent/metrics"
 )
 
@@ -78,6 +79,12 @@ type Reconciler struct {
 	// RetryInterval is how soon a reconcile held by an unreachable registry
 	// is retried; zero means 5s.
 	RetryInterval time.Duration
+	// Inventory summarises the programs bpfleet did not load into
+	// status.unmanaged; nil reports none (simulated kernels).
+	Inventory Inventory
+	// UnmanagedLimiter bounds how often a changed inventory is written; nil
+	// writes every change.
+	UnmanagedLimiter *inventory.Limiter
 }
 
 // phaseTimes is how long one reconcile spent in each phase, for the log line
@@ -356,6 +363,7 @@ func (r *Reconciler) report(ctx context.Context, node *corev1.Node, states []v1a
 	}
 
 	next := r.nodeStatus(ns.Status, states, verified, withStats)
+	next.Unmanaged = r.unmanaged(ctx, ns.Status.Unmanaged, states)
 	if statusEqual(ns.Status, next, withStats) {
 		return false, nil
 	}
@@ -370,6 +378,7 @@ func (r *Reconciler) report(ctx context.Context, node *corev1.Node, states []v1a
 	metrics.PhaseSeconds.WithLabelValues(r.NodeName, metrics.PhaseStatus).Observe(time.Since(start).Seconds())
 	metrics.StatusWrites.WithLabelValues(r.NodeName, "status").Inc()
 	r.recordTransitions(ns, base.Status.Programs, next.Programs)
+	r.recordUnmanaged(ns, base.Status.Unmanaged, next.Unmanaged)
 	return true, nil
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
+	"github.com/bpfleet/bpfleet/nodeagent/inventory"
 	"github.com/bpfleet/bpfleet/nodeagent/metrics"
 )
 
@@ -49,6 +50,11 @@ type Options struct {
 	Stats bool
 	// StatsInterval writes fresh statistics into status this often; zero never.
 	StatsInterval time.Duration
+	// UnmanagedInterval is the least time between two status writes
+	// carrying a changed inventory of the programs bpfleet did not load, so
+	// that a churning third-party loader cannot flood the API server; zero
+	// means DefaultUnmanagedInterval, negative turns the inventory off.
+	UnmanagedInterval time.Duration
 	// MetricsAddr serves /metrics; "0" or "" disables.
 	MetricsAddr string
 	// HealthAddr serves /healthz and /readyz; "0" or "" disables.
@@ -82,6 +88,9 @@ func (o *Options) defaults() error {
 	}
 	if o.ResyncInterval <= 0 {
 		o.ResyncInterval = 30 * time.Second
+	}
+	if o.UnmanagedInterval == 0 {
+		o.UnmanagedInterval = DefaultUnmanagedInterval
 	}
 	if o.MetricsAddr == "" {
 		o.MetricsAddr = "0"
@@ -219,6 +228,10 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		},
 		Recorder: mgr.GetEventRecorder("bpfleet-agent"),
 		Version:  opts.Version,
+	}
+	if opts.UnmanagedInterval > 0 {
+		r.Inventory = inventory.Scanner{Root: opts.BPFFSRoot}
+		r.UnmanagedLimiter = &inventory.Limiter{Interval: opts.UnmanagedInterval}
 	}
 	if err := r.SetupWithManager(mgr, Triggers{ResyncInterval: opts.ResyncInterval, StatsInterval: opts.StatsInterval}); err != nil {
 		return fmt.Errorf("set up controller: %w", err)
