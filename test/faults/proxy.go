@@ -1,0 +1,88 @@
+package faults
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sync/atomic"
+	"time"
+)
+
+// Mode is how a Proxy answers.
+type Mode int32
+
+// Proxy modes.
+const (
+	// Pass forwards every request to the registry.
+	Pass Mode = iota
+	// Fail500 answers every request with 500 Internal Server Error.
+	Fail500
+	// Drop closes every connection without an answer, like a registry
+	// that went away mid-request.
+	Drop
+)
+
+func (m Mode) String() string {
+	switch m {
+	case Pass:
+		return "pass"
+	case Fail500:
+		return "500"
+	case Drop:
+		return "drop"
+	}
+	return fmt.Sprintf("Mode(%d)", int32(m))
+}
+
+// Proxy is an HTTP front for an OCI registry that fails on demand. Bundles
+// referenced through Host reach the registry only through it.
+type Proxy struct {
+	// Host is 127.0.0.1:PORT.
+	Host string
+
+	mode   atomic.Int32
+	failed atomic.Int64
+	srv    *http.Server
+}
+
+// NewProxy serves a proxy for the registry at upstream (host:port) on a free
+// loopback port.
+func NewProxy(upstream string) (*Proxy, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	p := &Proxy{Host: l.Addr().String()}
+	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: upstream})
+	p.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch Mode(p.mode.Load()) {
+		case Fail500:
+			p.failed.Add(1)
+			http.Error(w, "injected fault", http.StatusInternalServerError)
+			return
+		case Drop:
+			p.failed.Add(1)
+			if hj, ok := w.(http.Hijacker); ok {
+				if c, _, err := hj.Hijack(); err == nil {
+					_ = c.Close()
+					return
+				}
+			}
+			panic(http.ErrAbortHandler)
+		}
+		rp.ServeHTTP(w, r)
+	})}
+	go func() { _ = p.srv.Serve(l) }()
+	return p, nil
+}
+
+// SetMode switches how the proxy answers from now on.
+func (p *Proxy) SetMode(m Mode) { p.mode.Store(int32(m)) }
+
+// Failed counts the requests answered with a fault.
+func (p *Proxy) Failed() int64 { return p.failed.Load() }
+
+// Close stops the proxy.
+func (p *Proxy) Close() error { return p.srv.Close() }
