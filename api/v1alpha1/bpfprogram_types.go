@@ -425,6 +425,11 @@ type RolloutStatus struct {
 	PausedKernels []PausedKernel `json:"pausedKernels,omitempty"`
 }
 
+// ReasonKernelsPaused is the RolledOut, Ready and Degraded reason of a
+// rollout whose waves are done on every kernel release but the paused ones,
+// whose nodes keep the stable digest until a new digest is rolled out.
+const ReasonKernelsPaused = "KernelsPaused"
+
 // PausedKernel is a kernel release on which the rollout's target digest
 // failed, learned from the first node of that release that reported the
 // failure.

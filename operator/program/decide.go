@@ -98,7 +98,10 @@ type Summary struct {
 }
 
 // Summarize counts nodes attached, failed and pending at the digest each must
-// run (rollout.DigestForNode), and groups them by kernel release.
+// run (rollout.DigestForNodeKernel, with the release the node reports), and
+// groups them by kernel release. A release paused during the rollout keeps
+// what was learned in its FirstFailure ("paused: node: program: Reason:
+// message") even after its nodes rolled back to the stable digest.
 func Summarize(in SummaryInput) Summary {
 	p := in.Program
 	programs := specPrograms(p)
@@ -108,10 +111,9 @@ func Summarize(in SummaryInput) Summary {
 	slices.SortFunc(nodes, func(a, b NodeView) int { return strings.Compare(a.Name, b.Name) })
 	for _, n := range nodes {
 		s.Counts.Selected++
-		outcome, why := outcomeAt(n.State, p.UID, programs, rollout.DigestForNode(p, n.Name))
+		outcome, why := outcomeAt(n.State, p.UID, programs, rollout.DigestForNodeKernel(p, n.Name, releaseOf(n.State)))
 		var k *v1alpha1.KernelCompatibility
-		if n.State != nil && n.State.Status.Kernel.Release != "" {
-			release := n.State.Status.Kernel.Release
+		if release := releaseOf(n.State); release != "" {
 			if k = kernels[release]; k == nil {
 				k = &v1alpha1.KernelCompatibility{Release: release}
 				kernels[release] = k
@@ -140,10 +142,25 @@ func Summarize(in SummaryInput) Summary {
 	}
 	s.Counts.Summary = fmt.Sprintf("%d/%d", s.Counts.Attached, s.Counts.Selected)
 	for _, k := range kernels {
+		if r := p.Status.Rollout; k.FirstFailure == "" && rollout.InProgress(r) {
+			for _, pk := range r.PausedKernels {
+				if pk.Release == k.Release {
+					k.FirstFailure = "paused: " + pk.Node + ": " + pk.Reason
+				}
+			}
+		}
 		s.Kernels = append(s.Kernels, *k)
 	}
 	slices.SortFunc(s.Kernels, func(a, b v1alpha1.KernelCompatibility) int { return strings.Compare(a.Release, b.Release) })
 	return s
+}
+
+// releaseOf is the kernel release a node state reports, "" without one.
+func releaseOf(state *v1alpha1.BpfNodeState) string {
+	if state == nil {
+		return ""
+	}
+	return state.Status.Kernel.Release
 }
 
 func specPrograms(p *v1alpha1.BpfProgram) []string {
@@ -174,8 +191,9 @@ type RolloutInput struct {
 	// when the current spec's bundle was not (yet) admitted.
 	Verified string
 	// Paused tells whether the last decision paused after a completed wave
-	// (the RolledOut condition's reason is RolloutPaused); WaveStartedAt
-	// then holds when the pause ends.
+	// (the RolledOut condition's reason is RolloutPaused; WaveStartedAt
+	// then holds when the pause ends), or already reported the last wave
+	// done with kernel releases paused (reason KernelsPaused).
 	Paused bool
 	// Nodes are the selected nodes.
 	Nodes []NodeView
@@ -198,6 +216,26 @@ type RolloutDecision struct {
 // attached, waits pauseSeconds between waves, and halts (rolling every node
 // back to the stable digest) when more than maxFailedNodes nodes fail the
 // target.
+//
+// Kernel compatibility is learned on the way. A node that fails the target
+// on kernel release R pauses R (status.rollout.pausedKernels) when no node
+// of R reports the target attached: the failure is then taken as R's
+// incompatibility with the target, not as a bad digest. Every node of a
+// paused release keeps (or returns to) the stable digest, the nodes that
+// failed included (rollout.DigestForNodeKernel), and is left out of the
+// waves: not a member, not pending, and its failures do not count toward
+// maxFailedNodes. Nodes of the other releases go on through the waves.
+//
+// Interaction with halting: the first paused release is free; every further
+// paused release counts as one failed node toward maxFailedNodes, so a
+// target that fails on several kernels halts as a bad digest would. A
+// failure on a release where some node attached the target, or on a node
+// that reported no release, counts as before.
+//
+// When the last wave is done and releases are paused, the rollout does not
+// complete: stableDigest stays what the paused releases run, RolledOut is
+// False with reason KernelsPaused, and a new verified digest (a fix) starts
+// a new rollout with no pauses.
 func DecideRollout(in RolloutInput) RolloutDecision {
 	p := in.Program
 	spec := p.Spec.Rollout
@@ -245,6 +283,7 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 	last := max(int32(len(waves))-1, 0)
 	type nodeAt struct {
 		name    string
+		release string
 		wave    int32
 		outcome NodeOutcome
 		why     string
@@ -252,13 +291,16 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 	nodes := make([]nodeAt, 0, len(in.Nodes))
 	for _, n := range in.Nodes {
 		o, why := outcomeAt(n.State, p.UID, programs, r.TargetDigest)
-		nodes = append(nodes, nodeAt{n.Name, rollout.WaveOf(rollout.Bucket(n.Name, p.UID), waves), o, why})
+		nodes = append(nodes, nodeAt{n.Name, releaseOf(n.State), rollout.WaveOf(rollout.Bucket(n.Name, p.UID), waves), o, why})
 	}
 	slices.SortFunc(nodes, func(a, b nodeAt) int { return strings.Compare(a.name, b.name) })
 	r.UpdatedNodes = 0
+	// runsTarget holds the releases on which some node attached the target.
+	runsTarget := map[string]bool{}
 	for _, n := range nodes {
 		if n.outcome == NodeAttached {
 			r.UpdatedNodes++
+			runsTarget[n.release] = true
 		}
 	}
 
@@ -273,12 +315,23 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 	}
 
 	for {
-		// Failures among the nodes told to run the target.
+		// Failures among the nodes told to run the target. A failure on a
+		// release no node runs the target on pauses that release; nodes of
+		// paused releases are out of the waves.
 		var failed []nodeAt
 		done := true
 		members := 0
 		for _, n := range nodes {
 			if n.wave > r.Wave {
+				continue
+			}
+			if n.outcome == NodeFailed && n.release != "" && !runsTarget[n.release] && !rollout.Paused(r, n.release) {
+				r.PausedKernels = append(r.PausedKernels, v1alpha1.PausedKernel{Release: n.release, Node: n.name, Reason: n.why})
+				d.Events = append(d.Events, Event{corev1.EventTypeWarning, "KernelPaused",
+					fmt.Sprintf("%s failed on kernel %s (%s: %s): nodes of that release keep %s, the others go on",
+						short(r.TargetDigest), n.release, n.name, n.why, cmp.Or(short(r.StableDigest), "nothing"))})
+			}
+			if rollout.Paused(r, n.release) {
 				continue
 			}
 			if n.wave == r.Wave {
@@ -298,15 +351,25 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 			}
 			r.FailedNodes = append(r.FailedNodes, n.name)
 		}
-		if int32(len(failed)) > spec.MaxFailedNodes {
+		extraKernels := max(len(r.PausedKernels)-1, 0)
+		if int32(len(failed)+extraKernels) > spec.MaxFailedNodes {
 			var b strings.Builder
-			fmt.Fprintf(&b, "%d node(s) failed %s (maxFailedNodes %d), rolled back to ", len(failed), short(r.TargetDigest), spec.MaxFailedNodes)
+			fmt.Fprintf(&b, "%d node(s) failed %s", len(failed), short(r.TargetDigest))
+			if extraKernels > 0 {
+				fmt.Fprintf(&b, " and it failed on %d kernel releases (%s)", len(r.PausedKernels), pausedReleases(r))
+			}
+			fmt.Fprintf(&b, " (maxFailedNodes %d), rolled back to ", spec.MaxFailedNodes)
 			if r.StableDigest == "" {
 				b.WriteString("nothing")
 			} else {
 				b.WriteString(short(r.StableDigest))
 			}
 			b.WriteString(":")
+			if len(failed) == 0 {
+				for _, k := range r.PausedKernels {
+					fmt.Fprintf(&b, " %s on %s (%s);", k.Node, k.Release, k.Reason)
+				}
+			}
 			for i, n := range failed {
 				if i == 5 {
 					fmt.Fprintf(&b, " and %d more", len(failed)-5)
@@ -322,14 +385,25 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 			return d
 		}
 		if !done {
-			d.RolledOut = cond(v1alpha1.ConditionRolledOut, false, v1alpha1.ReasonRolloutInProgress,
-				fmt.Sprintf("wave %d of %d: %d node(s) run %s", r.Wave+1, last+1, r.UpdatedNodes, short(r.TargetDigest)))
+			msg := fmt.Sprintf("wave %d of %d: %d node(s) run %s", r.Wave+1, last+1, r.UpdatedNodes, short(r.TargetDigest))
+			if len(r.PausedKernels) > 0 {
+				msg += "; paused on kernel " + pausedReleases(r)
+			}
+			d.RolledOut = cond(v1alpha1.ConditionRolledOut, false, v1alpha1.ReasonRolloutInProgress, msg)
 			return d
 		}
 		// The wave is complete.
 		if !in.Paused {
 			d.Events = append(d.Events, Event{corev1.EventTypeNormal, "WaveCompleted",
 				fmt.Sprintf("wave %d of %d (%d node(s)) runs %s", r.Wave+1, last+1, members, short(r.TargetDigest))})
+		}
+		if r.Wave >= last && len(r.PausedKernels) > 0 {
+			msg := fmt.Sprintf("every wave runs %s except kernel %s, which keeps %s", short(r.TargetDigest), pausedReleases(r), cmp.Or(short(r.StableDigest), "nothing"))
+			if !in.Paused {
+				d.Events = append(d.Events, Event{corev1.EventTypeWarning, v1alpha1.ReasonKernelsPaused, msg})
+			}
+			d.RolledOut = cond(v1alpha1.ConditionRolledOut, false, v1alpha1.ReasonKernelsPaused, msg)
+			return d
 		}
 		if r.Wave >= last {
 			r.StableDigest = r.TargetDigest
@@ -358,6 +432,15 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 		r.WaveStartedAt = &now
 		in.Paused = false
 	}
+}
+
+// pausedReleases lists status.rollout.pausedKernels' releases, comma separated.
+func pausedReleases(r *v1alpha1.RolloutStatus) string {
+	releases := make([]string, 0, len(r.PausedKernels))
+	for _, k := range r.PausedKernels {
+		releases = append(releases, k.Release)
+	}
+	return strings.Join(releases, ",")
 }
 
 func cond(t string, ok bool, reason, msg string) metav1.Condition {
@@ -398,6 +481,8 @@ func DecideReady(in ReadyInput) (ready, degraded metav1.Condition) {
 			fmt.Sprintf("%d of %d node(s) failed: %s", c.Failed, c.Selected, strings.Join(firstN(in.Summary.Failures, 5), "; ")))
 	case in.Rollout != nil && in.Rollout.HaltedReason != "":
 		degraded = cond(v1alpha1.ConditionDegraded, true, v1alpha1.ReasonRolloutHalted, in.Rollout.HaltedReason)
+	case rollout.InProgress(in.Rollout) && len(in.Rollout.PausedKernels) > 0:
+		degraded = cond(v1alpha1.ConditionDegraded, true, v1alpha1.ReasonKernelsPaused, pausedMessage(in.Rollout))
 	default:
 		degraded = cond(v1alpha1.ConditionDegraded, false, v1alpha1.ReasonNoFailures, "no selected node reports a failure")
 	}
@@ -412,6 +497,8 @@ func DecideReady(in ReadyInput) (ready, degraded metav1.Condition) {
 		ready = cond(v1alpha1.ConditionReady, false, v1alpha1.ReasonNoNodesSelected, "the nodeSelector selects no node")
 	case c.Failed > 0:
 		ready = cond(v1alpha1.ConditionReady, false, v1alpha1.ReasonNodesFailed, degraded.Message)
+	case rollout.InProgress(in.Rollout) && len(in.Rollout.PausedKernels) > 0:
+		ready = cond(v1alpha1.ConditionReady, false, v1alpha1.ReasonKernelsPaused, pausedMessage(in.Rollout))
 	case rollout.InProgress(in.Rollout):
 		ready = cond(v1alpha1.ConditionReady, false, v1alpha1.ReasonRolloutInProgress,
 			fmt.Sprintf("%d/%d node(s) run %s", in.Rollout.UpdatedNodes, c.Selected, short(in.Rollout.TargetDigest)))
@@ -423,6 +510,16 @@ func DecideReady(in ReadyInput) (ready, degraded metav1.Condition) {
 			fmt.Sprintf("%d node(s) run %s", c.Selected, short(in.Rollout.TargetDigest)))
 	}
 	return ready, degraded
+}
+
+// pausedMessage says which releases keep the stable digest and why.
+func pausedMessage(r *v1alpha1.RolloutStatus) string {
+	parts := make([]string, 0, len(r.PausedKernels))
+	for _, k := range r.PausedKernels {
+		parts = append(parts, fmt.Sprintf("%s (%s: %s)", k.Release, k.Node, k.Reason))
+	}
+	return fmt.Sprintf("%s failed on kernel %s; nodes of those releases keep %s",
+		short(r.TargetDigest), strings.Join(parts, ", "), cmp.Or(short(r.StableDigest), "nothing"))
 }
 
 func firstN(s []string, n int) []string {

@@ -2,6 +2,7 @@ package program
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -131,6 +132,11 @@ func TestDecideRollout(t *testing.T) {
 		wantReason             string
 		wantRequeue            time.Duration
 		wantEvents             []string
+		// wantPaused is status.rollout.pausedKernels' releases, comma separated.
+		wantPaused string
+		// haltedByKernels: the halt is explained by paused releases, not by
+		// the nodes of wave 1 (skips the check that it names them).
+		haltedByKernels bool
 	}{
 		{
 			name:       "nothing verified: no rollout",
@@ -199,13 +205,16 @@ func TestDecideRollout(t *testing.T) {
 			wantEvents: []string{"WaveCompleted", "RolloutComplete"},
 		},
 		{
-			name:     "two failures in wave 1 exceed maxFailedNodes 1: halt and roll back",
+			name:     "two failures in wave 1 exceed maxFailedNodes 1 on a release that runs the target: halt and roll back",
 			strategy: v1alpha1.RolloutWaves,
 			current:  &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld, Wave: 1, WaveStartedAt: &startedAt},
 			verified: dNew,
 			nodes: func(n string, w int32) *v1alpha1.BpfNodeState {
-				if w == 1 {
-					return report(n, "5.15", dNew, v1alpha1.PhaseFailed)
+				switch w {
+				case 0:
+					return report(n, "6.18", dNew, v1alpha1.PhaseAttached)
+				case 1:
+					return report(n, "6.18", dNew, v1alpha1.PhaseFailed)
 				}
 				return report(n, "6.18", dOld, v1alpha1.PhaseAttached)
 			},
@@ -220,7 +229,8 @@ func TestDecideRollout(t *testing.T) {
 			verified: dNew,
 			nodes: func(n string, w int32) *v1alpha1.BpfNodeState {
 				if n == firstWave[0] {
-					return report(n, "5.15", dNew, v1alpha1.PhaseFailed)
+					// Another node of 6.18 runs the target: not a kernel matter.
+					return report(n, "6.18", dNew, v1alpha1.PhaseFailed)
 				}
 				return attachedUpTo(dNew, 0, dOld)(n, w)
 			},
@@ -228,6 +238,115 @@ func TestDecideRollout(t *testing.T) {
 			wantReason:  v1alpha1.ReasonRolloutPaused,
 			wantRequeue: time.Minute,
 			wantEvents:  []string{"WaveCompleted"},
+		},
+		{
+			name:     "failures on a release no node runs the target on pause that release only; the wave completes",
+			strategy: v1alpha1.RolloutWaves,
+			current:  &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld, Wave: 1, WaveStartedAt: &startedAt},
+			verified: dNew,
+			nodes: func(n string, w int32) *v1alpha1.BpfNodeState {
+				switch {
+				case w == 1 && slices.Index(f.inWave(1), n) < 3:
+					// Three failures (maxFailedNodes 1), all on 5.15.
+					return report(n, "5.15", dNew, v1alpha1.PhaseFailed)
+				case w <= 1:
+					return report(n, "6.18", dNew, v1alpha1.PhaseAttached)
+				}
+				return report(n, "6.18", dOld, v1alpha1.PhaseAttached)
+			},
+			wantTarget: dNew, wantStable: dOld, wantWave: 1,
+			wantReason:  v1alpha1.ReasonRolloutPaused,
+			wantRequeue: time.Minute,
+			wantEvents:  []string{"KernelPaused", "WaveCompleted"},
+			wantPaused:  "5.15",
+		},
+		{
+			name:     "nodes of a paused release are out of the waves once rolled back",
+			strategy: v1alpha1.RolloutWaves,
+			current: &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld, Wave: 1, WaveStartedAt: &startedAt,
+				PausedKernels: []v1alpha1.PausedKernel{{Release: "5.15", Node: "node-02", Reason: "xdp_filter: VerifierRejected"}}},
+			verified: dNew,
+			nodes: func(n string, w int32) *v1alpha1.BpfNodeState {
+				switch {
+				case w == 1 && slices.Index(f.inWave(1), n) < 3:
+					return report(n, "5.15", dOld, v1alpha1.PhaseAttached)
+				case w <= 1:
+					return report(n, "6.18", dNew, v1alpha1.PhaseAttached)
+				}
+				return report(n, "6.18", dOld, v1alpha1.PhaseAttached)
+			},
+			wantTarget: dNew, wantStable: dOld, wantWave: 1,
+			wantReason:  v1alpha1.ReasonRolloutPaused,
+			wantRequeue: time.Minute,
+			wantEvents:  []string{"WaveCompleted"},
+			wantPaused:  "5.15",
+		},
+		{
+			name:     "a second paused release counts toward maxFailedNodes 1, a third halts",
+			strategy: v1alpha1.RolloutWaves,
+			current: &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld, Wave: 1, WaveStartedAt: &startedAt,
+				PausedKernels: []v1alpha1.PausedKernel{{Release: "5.15", Node: "node-02", Reason: "xdp_filter: VerifierRejected"}}},
+			verified: dNew,
+			nodes: func(n string, w int32) *v1alpha1.BpfNodeState {
+				switch i := slices.Index(f.inWave(1), n); {
+				case w == 1 && i == 1:
+					return report(n, "5.4", dNew, v1alpha1.PhaseFailed)
+				case w == 1 && i == 2:
+					return report(n, "4.19", dNew, v1alpha1.PhaseFailed)
+				case w <= 1:
+					return report(n, "6.18", dNew, v1alpha1.PhaseAttached)
+				}
+				return report(n, "6.18", dOld, v1alpha1.PhaseAttached)
+			},
+			wantTarget: dNew, wantStable: dOld, wantWave: 1, wantHalted: true, haltedByKernels: true,
+			wantReason: v1alpha1.ReasonRolledBack,
+			wantEvents: []string{"KernelPaused", "KernelPaused", "RolloutHalted", "RolledBack"},
+			wantPaused: "5.15,5.4,4.19",
+		},
+		{
+			name:     "last wave done with a paused release: not complete, stable kept for that release",
+			strategy: v1alpha1.RolloutWaves,
+			current: &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld, Wave: 2, WaveStartedAt: &startedAt,
+				PausedKernels: []v1alpha1.PausedKernel{{Release: "5.15", Node: "node-02", Reason: "xdp_filter: VerifierRejected"}}},
+			verified: dNew,
+			nodes: func(n string, w int32) *v1alpha1.BpfNodeState {
+				if w == 1 && slices.Index(f.inWave(1), n) < 3 {
+					return report(n, "5.15", dOld, v1alpha1.PhaseAttached)
+				}
+				return report(n, "6.18", dNew, v1alpha1.PhaseAttached)
+			},
+			wantTarget: dNew, wantStable: dOld, wantWave: 2,
+			wantReason: v1alpha1.ReasonKernelsPaused,
+			wantEvents: []string{"WaveCompleted", v1alpha1.ReasonKernelsPaused},
+			wantPaused: "5.15",
+		},
+		{
+			name:     "kernels paused already reported: no event again",
+			strategy: v1alpha1.RolloutWaves,
+			current: &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld, Wave: 2, WaveStartedAt: &startedAt,
+				PausedKernels: []v1alpha1.PausedKernel{{Release: "5.15", Node: "node-02", Reason: "xdp_filter: VerifierRejected"}}},
+			verified: dNew,
+			paused:   true,
+			nodes: func(n string, w int32) *v1alpha1.BpfNodeState {
+				if w == 1 && slices.Index(f.inWave(1), n) < 3 {
+					return report(n, "5.15", dOld, v1alpha1.PhaseAttached)
+				}
+				return report(n, "6.18", dNew, v1alpha1.PhaseAttached)
+			},
+			wantTarget: dNew, wantStable: dOld, wantWave: 2,
+			wantReason: v1alpha1.ReasonKernelsPaused,
+			wantPaused: "5.15",
+		},
+		{
+			name:     "a new digest (a fix) starts again with no paused release, from the stable digest",
+			strategy: v1alpha1.RolloutWaves,
+			current: &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld, Wave: 2,
+				PausedKernels: []v1alpha1.PausedKernel{{Release: "5.15", Node: "node-02", Reason: "xdp_filter: VerifierRejected"}}},
+			verified:   "sha256:3333333333333333333333333333333333333333333333333333333333333333",
+			nodes:      attachedUpTo(dNew, 2, ""),
+			wantTarget: "sha256:3333333333333333333333333333333333333333333333333333333333333333", wantStable: dOld, wantWave: 0,
+			wantReason: v1alpha1.ReasonRolloutInProgress,
+			wantEvents: []string{"RolloutStarted"},
 		},
 		{
 			name:       "halted rollout stays halted for the same digest",
@@ -290,7 +409,14 @@ func TestDecideRollout(t *testing.T) {
 				t.Errorf("rollout target %s stable %s wave %d halted %q; want %s %s %d halted=%v",
 					short(r.TargetDigest), short(r.StableDigest), r.Wave, r.HaltedReason, short(tt.wantTarget), short(tt.wantStable), tt.wantWave, tt.wantHalted)
 			}
-			if tt.wantHalted && tt.current.HaltedReason == "" {
+			var paused []string
+			for _, k := range r.PausedKernels {
+				paused = append(paused, k.Release)
+			}
+			if got := strings.Join(paused, ","); got != tt.wantPaused {
+				t.Errorf("paused kernels %q, want %q", got, tt.wantPaused)
+			}
+			if tt.wantHalted && tt.current.HaltedReason == "" && !tt.haltedByKernels {
 				// The reason names the first five failed nodes with their reasons.
 				for _, n := range firstN(f.inWave(1), 5) {
 					if !strings.Contains(r.HaltedReason, n+" (xdp_filter: VerifierRejected") {
@@ -371,6 +497,10 @@ func TestDecideReady(t *testing.T) {
 			wantReady: v1alpha1.ReasonRolloutHalted, wantDegraded: v1alpha1.ReasonRolloutHalted},
 		{name: "in progress", rollout: &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld}, counts: v1alpha1.NodeCounts{Selected: 3, Attached: 3},
 			wantReady: v1alpha1.ReasonRolloutInProgress, wantDegraded: v1alpha1.ReasonNoFailures},
+		{name: "kernel paused", rollout: &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld, Wave: 2,
+			PausedKernels: []v1alpha1.PausedKernel{{Release: "5.15", Node: "n2", Reason: "x: VerifierRejected"}}},
+			counts:    v1alpha1.NodeCounts{Selected: 3, Attached: 3},
+			wantReady: v1alpha1.ReasonKernelsPaused, wantDegraded: v1alpha1.ReasonKernelsPaused},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -405,5 +535,29 @@ func TestCompatible(t *testing.T) {
 		if got := Compatible(tt.kind, tt.progType); got != tt.want {
 			t.Errorf("Compatible(%s, %s) = %v, want %v", tt.kind, tt.progType, got, tt.want)
 		}
+	}
+}
+
+func TestSummarizeKeepsWhatAPausedReleaseLearned(t *testing.T) {
+	p := testProgram(v1alpha1.RolloutAllAtOnce, &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld,
+		PausedKernels: []v1alpha1.PausedKernel{{Release: "5.15", Node: "n2", Reason: "xdp_filter: VerifierRejected: R1 invalid mem access"}}})
+	nodes := []NodeView{
+		{Name: "n1", State: report("n1", "6.18", dNew, v1alpha1.PhaseAttached)},
+		// n2 failed dNew, paused 5.15 and rolled back: it runs the stable digest.
+		{Name: "n2", State: report("n2", "5.15", dOld, v1alpha1.PhaseAttached)},
+		// n3 of 5.15 still reports dNew attached: it must return to dOld, so it is pending.
+		{Name: "n3", State: report("n3", "5.15", dNew, v1alpha1.PhaseAttached)},
+	}
+	s := Summarize(SummaryInput{Program: p, Nodes: nodes})
+	want := v1alpha1.NodeCounts{Selected: 3, Attached: 2, Pending: 1, Summary: "2/3"}
+	if s.Counts != want {
+		t.Errorf("counts %+v, want %+v", s.Counts, want)
+	}
+	wantKernels := []v1alpha1.KernelCompatibility{
+		{Release: "5.15", Attached: 1, FirstFailure: "paused: n2: xdp_filter: VerifierRejected: R1 invalid mem access"},
+		{Release: "6.18", Attached: 1},
+	}
+	if fmt.Sprint(s.Kernels) != fmt.Sprint(wantKernels) {
+		t.Errorf("kernels %+v, want %+v", s.Kernels, wantKernels)
 	}
 }

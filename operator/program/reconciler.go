@@ -436,7 +436,7 @@ func (r *Reconciler) reconcileRollout(_ context.Context, s *scope) error {
 	}
 	paused := false
 	if c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionRolledOut); c != nil {
-		paused = c.Reason == v1alpha1.ReasonRolloutPaused
+		paused = c.Reason == v1alpha1.ReasonRolloutPaused || c.Reason == v1alpha1.ReasonKernelsPaused
 	}
 	d := DecideRollout(RolloutInput{Now: r.now(), Program: p, Verified: s.verified, Paused: paused, Nodes: s.nodes})
 	p.Status.Rollout = d.Rollout
