@@ -21,9 +21,9 @@ import (
 
 func TestShippedBundles(t *testing.T) {
 	tests := []struct {
-		dir  string                                // package directory holding bundle.yaml
-		name string                                // bundle name constant
-		yaml []byte                                // embedded bundle.yaml
+		dir  string                               // package directory holding bundle.yaml
+		name string                               // bundle name constant
+		yaml []byte                               // embedded bundle.yaml
 		spec func() (*ebpf.CollectionSpec, error) // the package's ELF spec
 	}{
 		{dir: "xdpfilter", name: xdpfilter.BundleName, yaml: xdpfilter.BundleYAML, spec: xdpfilter.Spec},
