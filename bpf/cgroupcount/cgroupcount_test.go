@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/bpfleet/bpfleet/test/cgroupv2"
 	"github.com/bpfleet/bpfleet/test/netns"
 	"github.com/bpfleet/bpfleet/test/privileged"
 )
@@ -61,7 +61,7 @@ func TestCountsCgroupTraffic(t *testing.T) {
 		size      = 100
 		ipUDP     = 20 + 8 // IPv4 and UDP headers: cgroup_skb sees IP packets
 	)
-	cg := filepath.Join(cgroup2Root(t), netns.UniqueName("bpfl-cgc-"))
+	cg := filepath.Join(cgroupv2.Root(t), netns.UniqueName("bpfl-cgc-"))
 	if err := os.Mkdir(cg, 0o755); err != nil {
 		privileged.SkipOrFail(t, "create cgroup v2 directory: %v", err)
 	}
@@ -132,22 +132,4 @@ func TestCountsCgroupTraffic(t *testing.T) {
 			t.Errorf("%s: %+v, want %+v", d.name, got, want)
 		}
 	}
-}
-
-// cgroup2Root returns where the cgroup v2 hierarchy is mounted
-// (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts).
-func cgroup2Root(tb testing.TB) string {
-	tb.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		if fields := strings.Fields(pre); ok && len(fields) > 4 && strings.HasPrefix(post, "cgroup2 ") {
-			return fields[4]
-		}
-	}
-	privileged.SkipOrFail(tb, "no cgroup v2 hierarchy mounted")
-	return ""
 }

@@ -4,15 +4,13 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 
+	"github.com/bpfleet/bpfleet/test/cgroupv2"
 	"github.com/bpfleet/bpfleet/test/privileged"
 )
 
@@ -74,7 +72,7 @@ func TestExecProducesOneEvent(t *testing.T) {
 	}
 	ev := mine[0]
 	want := Event{
-		CgroupID: ownCgroupID(t),
+		CgroupID: cgroupv2.OwnID(t),
 		PID:      pid,
 		PPID:     uint32(os.Getpid()),
 		UID:      0,
@@ -91,42 +89,4 @@ func TestParseEventShort(t *testing.T) {
 	if _, err := ParseEvent(make([]byte, EventSize-1)); !errors.Is(err, ErrShortEvent) {
 		t.Fatalf("err = %v", err)
 	}
-}
-
-// cgroup2Root returns where the cgroup v2 hierarchy is mounted
-// (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts).
-func cgroup2Root(tb testing.TB) string {
-	tb.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		if fields := strings.Fields(pre); ok && len(fields) > 4 && strings.HasPrefix(post, "cgroup2 ") {
-			return fields[4]
-		}
-	}
-	privileged.SkipOrFail(tb, "no cgroup v2 hierarchy mounted")
-	return ""
-}
-
-// ownCgroupID returns the cgroup v2 id (directory inode) of this process.
-func ownCgroupID(tb testing.TB) uint64 {
-	tb.Helper()
-	b, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if path, ok := strings.CutPrefix(line, "0::"); ok {
-			var st syscall.Stat_t
-			if err := syscall.Stat(filepath.Join(cgroup2Root(tb), path), &st); err != nil {
-				tb.Fatal(err)
-			}
-			return st.Ino
-		}
-	}
-	tb.Fatal("no cgroup v2 line in /proc/self/cgroup")
-	return 0
 }

@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 
+	"github.com/bpfleet/bpfleet/test/cgroupv2"
 	"github.com/bpfleet/bpfleet/test/privileged"
 )
 
@@ -155,7 +155,7 @@ func TestInKernelFilter(t *testing.T) {
 	}{
 		{name: "prefix only", wantHits: ownOpensIn + catRuns},
 		{name: "prefix and comm", consts: map[string]any{MatchCommConstant: true}, comms: []string{"cat"}, wantHits: catRuns},
-		{name: "prefix and our cgroup", consts: map[string]any{CgroupIDConstant: ownCgroupID(t)}, wantHits: ownOpensIn + catRuns},
+		{name: "prefix and our cgroup", consts: map[string]any{CgroupIDConstant: cgroupv2.OwnID(t)}, wantHits: ownOpensIn + catRuns},
 		{name: "prefix and another cgroup", consts: map[string]any{CgroupIDConstant: ^uint64(0)}, wantHits: 0},
 	}
 	cat := privileged.RequireCommand(t, "cat")
@@ -270,42 +270,4 @@ func TestEncoders(t *testing.T) {
 	if _, err := CommKey("sixteen-bytes-xx"); !errors.Is(err, ErrInvalidComm) {
 		t.Errorf("16-byte comm: %v", err)
 	}
-}
-
-// cgroup2Root returns where the cgroup v2 hierarchy is mounted
-// (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts).
-func cgroup2Root(tb testing.TB) string {
-	tb.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		if fields := strings.Fields(pre); ok && len(fields) > 4 && strings.HasPrefix(post, "cgroup2 ") {
-			return fields[4]
-		}
-	}
-	privileged.SkipOrFail(tb, "no cgroup v2 hierarchy mounted")
-	return ""
-}
-
-// ownCgroupID returns the cgroup v2 id (directory inode) of this process.
-func ownCgroupID(tb testing.TB) uint64 {
-	tb.Helper()
-	b, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if path, ok := strings.CutPrefix(line, "0::"); ok {
-			var st syscall.Stat_t
-			if err := syscall.Stat(filepath.Join(cgroup2Root(tb), path), &st); err != nil {
-				tb.Fatal(err)
-			}
-			return st.Ino
-		}
-	}
-	tb.Fatal("no cgroup v2 line in /proc/self/cgroup")
-	return 0
 }
