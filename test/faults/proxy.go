@@ -6,6 +6,9 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -43,6 +46,7 @@ type Proxy struct {
 	Host string
 
 	mode   atomic.Int32
+	others atomic.Bool
 	failed atomic.Int64
 	srv    *http.Server
 }
@@ -57,7 +61,11 @@ func NewProxy(upstream string) (*Proxy, error) {
 	p := &Proxy{Host: l.Addr().String()}
 	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: upstream})
 	p.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch Mode(p.mode.Load()) {
+		mode := Mode(p.mode.Load())
+		if mode != Pass && p.others.Load() && fromThisProcess(r.RemoteAddr) {
+			mode = Pass
+		}
+		switch mode {
 		case Fail500:
 			p.failed.Add(1)
 			http.Error(w, "injected fault", http.StatusInternalServerError)
@@ -81,8 +89,54 @@ func NewProxy(upstream string) (*Proxy, error) {
 // SetMode switches how the proxy answers from now on.
 func (p *Proxy) SetMode(m Mode) { p.mode.Store(int32(m)) }
 
+// OnlyOthers, when set, makes faults hit only clients in other processes
+// (an agent run as bpfleet-agent) while this process (the in-process
+// operator) passes: the operator can resolve and verify a release the
+// agent then fails to pull.
+func (p *Proxy) OnlyOthers(on bool) { p.others.Store(on) }
+
 // Failed counts the requests answered with a fault.
 func (p *Proxy) Failed() int64 { return p.failed.Load() }
 
 // Close stops the proxy.
 func (p *Proxy) Close() error { return p.srv.Close() }
+
+// fromThisProcess tells whether the TCP connection from remote (a loopback
+// client address) belongs to this process: the socket's inode, found in
+// /proc/net/tcp by its local port, is among this process's descriptors.
+func fromThisProcess(remote string) bool {
+	_, portStr, err := net.SplitHostPort(remote)
+	if err != nil {
+		return false
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return false
+	}
+	data, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return false
+	}
+	suffix := fmt.Sprintf(":%04X", port)
+	inode := ""
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 9 && strings.HasSuffix(f[1], suffix) && strings.HasPrefix(f[1], "0100007F") {
+			inode = f[9]
+			break
+		}
+	}
+	if inode == "" {
+		return false
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return false
+	}
+	for _, fd := range fds {
+		if target, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && target == "socket:["+inode+"]" {
+			return true
+		}
+	}
+	return false
+}
