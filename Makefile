@@ -53,7 +53,9 @@ verify: generate ## Fail when generated files differ from what is committed.
 		echo "generated files are stale: run 'make generate' and commit"; exit 1; fi
 
 .PHONY: lint
-lint: ## go vet and staticcheck.
+lint: ## gofmt, go vet and staticcheck.
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+		if [[ -n "$$unformatted" ]]; then echo "gofmt -w these files:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 

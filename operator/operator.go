@@ -70,7 +70,6 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	return gc.SetupWithManager(mgr)
 }
 
-
 // Scheme returns a scheme with client-go's kinds and bpfleet's kinds.
 func Scheme() (*runtime.Scheme, error) {
 	s := runtime.NewScheme()

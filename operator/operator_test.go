@@ -24,11 +24,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/api/rollout"
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/signing"
+	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/operator"
 	"github.com/bpfleet/bpfleet/test/envtest"
 	"github.com/bpfleet/bpfleet/test/registry"
@@ -1051,4 +1051,105 @@ func BenchmarkConvergence500(b *testing.B) {
 			return nil
 		})
 	}
+}
+
+// TestKernelPausedDuringRollout rolls a second digest over nodes of two
+// kernel releases; the digest fails on one of them. That release is paused
+// on the stable digest (every node of it, whatever its wave) while the nodes
+// of the other release complete every wave, and maxFailedNodes 0 does not
+// halt the rollout for it.
+func TestKernelPausedDuringRollout(t *testing.T) {
+	startOperator(t)
+	reg := registry.Start(t, registry.Options{})
+	priv, pub := keyPair(t)
+	ref1, d1 := testbundle.Push(t, reg, "ebpf/kpause", "v1", testbundle.Source{})
+	sign(t, ref1, priv)
+	ref2, d2 := testbundle.Push(t, reg, "ebpf/kpause", "v2", testbundle.Source{Return: 1})
+	sign(t, ref2, priv)
+	trustPolicy(t, "kpause", reg, pub)
+	const newKernel, oldKernel = "6.18.0", "5.10.0"
+	names := nodes(t, "kpause", 20)
+	release := map[string]string{}
+	for i, n := range names {
+		release[n] = newKernel
+		if i%2 == 1 {
+			release[n] = oldKernel
+		}
+	}
+	program(t, "kpause", ref1, "kpause", func(p *v1.BpfProgram) {
+		p.Spec.Rollout = v1.RolloutSpec{Strategy: v1.RolloutWaves, Waves: []int32{10, 50, 100}, MaxFailedNodes: 0}
+	})
+
+	// play runs every agent until the RolledOut condition has reason: each
+	// node runs what DigestForNodeKernel says for its release, and digest
+	// d2 fails on oldKernel. A node writes only when its answer changed.
+	reported := map[string]string{}
+	play := func(reason string) *v1.BpfProgram {
+		t.Helper()
+		var p *v1.BpfProgram
+		eventually(t, 60*time.Second, func() error {
+			p = get(t, "kpause")
+			for _, n := range names {
+				d := rollout.DigestForNodeKernel(p, n, release[n])
+				if d == "" || reported[n] == d {
+					continue
+				}
+				phase := v1.PhaseAttached
+				if d == d2 && release[n] == oldKernel {
+					phase = v1.PhaseFailed
+				}
+				report(t, p, n, release[n], d, phase)
+				reported[n] = d
+			}
+			c := meta.FindStatusCondition(p.Status.Conditions, v1.ConditionRolledOut)
+			if c == nil || c.Reason != reason {
+				return fmt.Errorf("RolledOut %+v rollout %+v, want reason %s", c, p.Status.Rollout, reason)
+			}
+			return nil
+		})
+		return p
+	}
+	p := play(v1.ReasonRolloutComplete)
+	if r := p.Status.Rollout; r.StableDigest != d1 || r.UpdatedNodes != 20 {
+		t.Fatalf("first rollout %+v", r)
+	}
+
+	p.Spec.Bundle.Image = ref2
+	if err := env.Client.Update(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	p = play(v1.ReasonKernelsPaused)
+	r := p.Status.Rollout
+	if r.HaltedReason != "" || r.TargetDigest != d2 || r.StableDigest != d1 || r.Wave != 2 {
+		t.Fatalf("rollout %+v, want every wave of %s done, stable %s, not halted", r, d2, d1)
+	}
+	if len(r.PausedKernels) != 1 || r.PausedKernels[0].Release != oldKernel || release[r.PausedKernels[0].Node] != oldKernel ||
+		!strings.Contains(r.PausedKernels[0].Reason, v1.ReasonVerifierRejected) {
+		t.Fatalf("paused kernels %+v, want %s only, with the failure", r.PausedKernels, oldKernel)
+	}
+	for _, n := range names {
+		want := d2
+		if release[n] == oldKernel {
+			want = d1
+		}
+		if got := rollout.DigestForNodeKernel(p, n, release[n]); got != want {
+			t.Errorf("node %s (%s, wave %d) runs %s, want %s", n, release[n], rollout.NodeWave(p, n), got, want)
+		}
+	}
+	// The fleet view: every node runs what it must, and the matrix keeps
+	// what the paused release taught.
+	eventually(t, 30*time.Second, func() error {
+		p = get(t, "kpause")
+		if p.Status.Nodes.Attached != 20 || p.Status.Nodes.Failed != 0 {
+			return fmt.Errorf("nodes %+v, want 20 attached", p.Status.Nodes)
+		}
+		return nil
+	})
+	if k := p.Status.Kernels; len(k) != 2 || k[0].Release != oldKernel || k[0].Attached != 10 ||
+		!strings.HasPrefix(k[0].FirstFailure, "paused: ") || k[1].Release != newKernel || k[1].Attached != 10 || k[1].FirstFailure != "" {
+		t.Errorf("kernels %+v", k)
+	}
+	waitCondition(t, "kpause", v1.ConditionReady, metav1.ConditionFalse, v1.ReasonKernelsPaused)
+	waitCondition(t, "kpause", v1.ConditionDegraded, metav1.ConditionTrue, v1.ReasonKernelsPaused)
+	waitEvent(t, "kpause", "KernelPaused", oldKernel)
 }

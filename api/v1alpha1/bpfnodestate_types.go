@@ -235,4 +235,3 @@ type BpfNodeStateList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []BpfNodeState `json:"items"`
 }
-

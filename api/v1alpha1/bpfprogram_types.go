@@ -528,4 +528,3 @@ type BpfProgramList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []BpfProgram `json:"items"`
 }
-

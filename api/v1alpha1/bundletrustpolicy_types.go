@@ -120,4 +120,3 @@ type BundleTrustPolicyList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []BundleTrustPolicy `json:"items"`
 }
-

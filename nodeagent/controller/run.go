@@ -249,4 +249,3 @@ func disabled(addr string) string {
 	}
 	return addr
 }
-
