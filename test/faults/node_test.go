@@ -1,0 +1,256 @@
+package faults
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
+	"github.com/bpfleet/bpfleet/nodeagent/controller"
+)
+
+// blobs lists the node cache's blob files.
+func blobs(t *testing.T, n *local.Node) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(n.StateDir, "cache", "blobs", "sha256", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// intact tells whether every blob hashes to its name, and how many there are.
+func intact(t *testing.T, n *local.Node) (bool, int) {
+	t.Helper()
+	files := blobs(t, n)
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return false, len(files)
+		}
+		sum := sha256.Sum256(data)
+		if hex.EncodeToString(sum[:]) != filepath.Base(f) {
+			return false, len(files)
+		}
+	}
+	return len(files) > 0, len(files)
+}
+
+// TestNodeCacheCorrupted: bytes flipped in every cached blob, or the blobs
+// removed → while the registry is down too, what runs keeps running; once it
+// answers, the cache is detected corrupted by digest and pulled again.
+func TestNodeCacheCorrupted(t *testing.T) {
+	e := requireEnv(t)
+	n := e.Nodes[0]
+	for i, damage := range []struct {
+		name string
+		do   func(t *testing.T, files []string)
+	}{
+		{"flip bytes", func(t *testing.T, files []string) {
+			for _, f := range files {
+				data, err := os.ReadFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				data[len(data)/2] ^= 0xff
+				if err := os.WriteFile(f, data, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+		{"remove files", func(t *testing.T, files []string) {
+			for _, f := range files {
+				if err := os.Remove(f); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+	} {
+		t.Run(damage.name, func(t *testing.T) {
+			p := filterProgram(t, e, "cache-"+string(rune('a'+i)), v1Ref, n)
+			removeLater(t, e, p)
+			stopInProcessAgent(t, e, n)
+			agent := startAgent(t, e, n, "")
+			create(t, e, p)
+			running := waitEntry(t, e, n, p.Name, time.Minute, "v1 attached", attachedWith(v1Digest))
+			if ok, k := intact(t, n); !ok {
+				t.Fatalf("cache not intact before the damage (%d blobs)", k)
+			}
+			proxy.SetMode(Fail500)
+			t.Cleanup(func() { proxy.SetMode(Pass) })
+			traffic := startStream(t, e, n)
+			damage.do(t, blobs(t, n))
+			time.Sleep(5 * time.Second) // two resyncs read the damaged cache
+			st := waitEntry(t, e, n, p.Name, 10*time.Second, "v1 still attached", attachedWith(v1Digest))
+			if st.ID != running.ID || xdpProgramID(t, n) != running.ID {
+				t.Errorf("program %d replaced by %d (kernel %d) while the cache was damaged", running.ID, st.ID, xdpProgramID(t, n))
+			}
+			during := describe(st)
+			proxy.SetMode(Pass)
+			deadline := time.Now().Add(30 * time.Second)
+			for ok, _ := intact(t, n); !ok; ok, _ = intact(t, n) {
+				if time.Now().After(deadline) {
+					t.Fatalf("cache not repaired 30s after the registry came back")
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			_, k := intact(t, n)
+			tr := traffic.stop(t)
+			st = waitEntry(t, e, n, p.Name, 10*time.Second, "v1 attached", attachedWith(v1Digest))
+			leaks := checkClean(t, n, st, agent.cmd.Process.Pid)
+			for _, l := range leaks {
+				t.Errorf("leak: %s", l)
+			}
+			report(t, "cache "+damage.name, "while registry down: %s; repaired (%d blobs re-checked); program id %d → %d; %s; leaks %d",
+				during, k, running.ID, st.ID, tr, len(leaks))
+			if tr.BadReceived != 0 || tr.GoodReceived != tr.GoodSent {
+				t.Errorf("traffic across the damage: %s", tr)
+			}
+			if st.ID != running.ID {
+				t.Errorf("program reloaded (id %d → %d): a repaired cache must not reload what runs", running.ID, st.ID)
+			}
+		})
+	}
+}
+
+// TestBPFFSWiped simulates a reboot's loss of pins: the agent stopped, the
+// node's pin root removed (which detaches), the agent started again →
+// everything is loaded, attached and reported again.
+func TestBPFFSWiped(t *testing.T) {
+	e := requireEnv(t)
+	n := e.Nodes[0]
+	p := filterProgram(t, e, "bpffs-wiped", v1Ref, n)
+	removeLater(t, e, p)
+	stopInProcessAgent(t, e, n)
+	a := startAgent(t, e, n, "")
+	create(t, e, p)
+	before := waitEntry(t, e, n, p.Name, time.Minute, "attached", attachedWith(v1Digest))
+	a.kill()
+	if err := os.RemoveAll(n.BPFFSRoot); err != nil {
+		t.Fatal(err)
+	}
+	if id := xdpProgramID(t, n); id != 0 {
+		t.Fatalf("eth0 still runs program %d with its pins removed", id)
+	}
+	start := time.Now()
+	a = startAgent(t, e, n, "")
+	st := waitEntry(t, e, n, p.Name, time.Minute, "attached again", func(s *v1.ProgramState) bool {
+		return attachedWith(v1Digest)(s) && s.ID != before.ID
+	})
+	took := time.Since(start)
+	leaks := checkClean(t, n, st, a.cmd.Process.Pid)
+	for _, l := range leaks {
+		t.Errorf("leak: %s", l)
+	}
+	tr, err := e.SendTraffic(t.Context(), n, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	report(t, "bpffs subtree wiped", "program %d → %d reloaded and reported in %s; then %s; leaks %d", before.ID, st.ID, took.Round(time.Millisecond), tr, len(leaks))
+	if tr.BadReceived != 0 || tr.GoodReceived != tr.GoodSent {
+		t.Errorf("after the reload: %s", tr)
+	}
+}
+
+// TestInterfaceFlapping: eth0 set down and up, and deleted and created
+// again, 50 times in 10 s → the filter is attached at the end, through one
+// link, with no link or pin left over.
+func TestInterfaceFlapping(t *testing.T) {
+	e := requireEnv(t)
+	n := e.Nodes[0]
+	p := filterProgram(t, e, "flapping", v1Ref, n)
+	removeLater(t, e, p)
+	stopInProcessAgent(t, e, n)
+	a := startAgent(t, e, n, "")
+	create(t, e, p)
+	before := waitEntry(t, e, n, p.Name, time.Minute, "attached", attachedWith(v1Digest))
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	recreates := 0
+	start := time.Now()
+	for i := 0; i < 50; i++ {
+		if i%5 == 4 {
+			recreates++
+			ip("-n", n.NetNS, "link", "del", n.Interface) // takes the host peer with it
+			ip("link", "add", n.HostInterface, "type", "veth", "peer", "name", n.Interface, "netns", n.NetNS)
+			ip("addr", "add", n.HostAddr.String()+"/30", "dev", n.HostInterface)
+			ip("link", "set", n.HostInterface, "up")
+			ip("-n", n.NetNS, "addr", "add", n.Addr.String()+"/30", "dev", n.Interface)
+			ip("-n", n.NetNS, "link", "set", n.Interface, "up")
+		} else {
+			ip("-n", n.NetNS, "link", "set", n.Interface, "down")
+			ip("-n", n.NetNS, "link", "set", n.Interface, "up")
+		}
+		time.Sleep(time.Until(start.Add(time.Duration(i+1) * 200 * time.Millisecond)))
+	}
+	flapped := time.Since(start)
+	settle := time.Now()
+	var st *v1.ProgramState
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st = waitEntry(t, e, n, p.Name, 30*time.Second, "attached", attachedWith(v1Digest))
+		if id := xdpProgramID(t, n); id == st.ID && len(linksOf(t, st.ID)) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after flapping: status %s, kernel runs %d on eth0", describe(st), xdpProgramID(t, n))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	took := time.Since(settle)
+	leaks := checkClean(t, n, st, a.cmd.Process.Pid)
+	for _, l := range leaks {
+		t.Errorf("leak: %s", l)
+	}
+	tr, err := e.SendTraffic(t.Context(), n, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	report(t, "interface flapping", "%d down/up + %d delete/create in %s; attached %s after (program %d → %d, link %d → %d); %s; leaks %d",
+		50-recreates, recreates, flapped.Round(time.Millisecond), took.Round(time.Millisecond), before.ID, st.ID, before.LinkID, st.LinkID, tr, len(leaks))
+	if tr.BadReceived != 0 || tr.GoodReceived != tr.GoodSent {
+		t.Errorf("after flapping: %s", tr)
+	}
+}
+
+// TestSecondAgentRefused: a second agent for a node whose agent runs exits
+// at once with code 1 and says the state directory is locked; the first
+// keeps working.
+func TestSecondAgentRefused(t *testing.T) {
+	e := requireEnv(t)
+	n := e.Nodes[len(e.Nodes)-1] // its in-process agent runs
+	p := filterProgram(t, e, "second-agent", v1Ref, n)
+	removeLater(t, e, p)
+	second := startAgent(t, e, n, "")
+	if err := second.wait(30 * time.Second); err != nil {
+		t.Fatalf("second agent did not exit: %v\n%s", err, second.Log())
+	}
+	msg := strings.TrimSpace(second.Log())
+	if second.exitCode() != 1 || !strings.Contains(msg, controller.ErrLocked.Error()) || !strings.Contains(msg, controller.LockFile) {
+		t.Errorf("second agent: exit code %d, output %q; want 1 and %q naming %s", second.exitCode(), msg, controller.ErrLocked, controller.LockFile)
+	}
+	create(t, e, p)
+	st := waitEntry(t, e, n, p.Name, time.Minute, "attached by the first agent", attachedWith(v1Digest))
+	tr, err := e.SendTraffic(t.Context(), n, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := msg
+	if i := strings.LastIndex(msg, "\n"); i >= 0 {
+		last = msg[i+1:]
+	}
+	report(t, "second agent for a node", "exit %d: %q; first agent attached id %d; %s", second.exitCode(), last, st.ID, tr)
+	if tr.BadReceived != 0 {
+		t.Errorf("first agent's filter: %s", tr)
+	}
+}
