@@ -79,15 +79,6 @@ func remove(t *testing.T, e *local.Env, p *v1.BpfProgram) {
 	}
 }
 
-func nodeState(t *testing.T, e *local.Env, node string) v1.BpfNodeState {
-	t.Helper()
-	var s v1.BpfNodeState
-	if err := e.Client.Get(context.Background(), client.ObjectKey{Name: node}, &s); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // entry is the node's (single) program entry of a BpfProgram.
 func entry(s v1.BpfNodeState, bpfProgram string) *v1.ProgramState {
 	for i := range s.Status.Programs {
