@@ -4,6 +4,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/trust"
+	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
 )
 
@@ -39,9 +41,17 @@ func main() {
 	flag.StringVar(&opts.Registry.DockerConfig, "registry-config", "", "docker config.json with registry credentials.")
 	flag.DurationVar(&opts.Registry.Timeout, "registry-timeout", remote.DefaultTimeout, "Bound on each registry operation.")
 	flag.StringVar(&opts.TrustNamespace, "trust-namespace", trust.DefaultSecretNamespace, "The only namespace whose Secrets trust policies may name.")
+	mountOnly := flag.Bool("mount-filesystems-only", false, "Mount bpffs at /sys/fs/bpf and tracefs at /sys/kernel/tracing when missing, then exit (the DaemonSet's init step).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if *mountOnly {
+		if err := errors.Join(bpffs.MountBPFFS(), bpffs.MountTracefs()); err != nil {
+			fmt.Fprintln(os.Stderr, "bpfleet-agent: mount filesystems:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	opts.Version = agentVersion()
