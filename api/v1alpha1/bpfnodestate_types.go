@@ -196,6 +196,11 @@ type BpfNodeStateStatus struct {
 	// Summary counts Programs, for printing.
 	// +optional
 	Summary NodeSummary `json:"summary,omitempty"`
+	// StatsAt is when the run-time statistics in Programs (runCount,
+	// runTimeNs) were read, so that readers compute rates over the agent's
+	// sampling interval rather than their own. Unset when statistics are off.
+	// +optional
+	StatsAt *metav1.MicroTime `json:"statsAt,omitempty"`
 	// Unmanaged summarises programs bpfleet did not load.
 	// +optional
 	Unmanaged *UnmanagedSummary `json:"unmanaged,omitempty"`

@@ -84,6 +84,10 @@ func (in *BpfNodeStateStatus) DeepCopyInto(out *BpfNodeStateStatus) {
 		}
 	}
 	out.Summary = in.Summary
+	if in.StatsAt != nil {
+		in, out := &in.StatsAt, &out.StatsAt
+		*out = (*in).DeepCopy()
+	}
 	if in.Unmanaged != nil {
 		in, out := &in.Unmanaged, &out.Unmanaged
 		*out = new(UnmanagedSummary)

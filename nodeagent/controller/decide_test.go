@@ -189,6 +189,13 @@ func TestStatusEqual(t *testing.T) {
 		}, want: true},
 		{name: "stats only, not refreshing", mutate: func(s *v1alpha1.BpfNodeStateStatus) { s.Programs[0].RunCount = 99 }, want: true},
 		{name: "stats only, refreshing", mutate: func(s *v1alpha1.BpfNodeStateStatus) { s.Programs[0].RunCount = 99 }, withStats: true},
+		{name: "statistics read again, unchanged", mutate: func(s *v1alpha1.BpfNodeStateStatus) {
+			now := metav1.NowMicro()
+			s.StatsAt = &now
+		}, withStats: true, want: true},
+		{name: "unmanaged programs", mutate: func(s *v1alpha1.BpfNodeStateStatus) {
+			s.Unmanaged = &v1alpha1.UnmanagedSummary{Count: 1, ByType: map[string]int32{"kprobe": 1}}
+		}},
 		{name: "nil and empty lists", mutate: func(s *v1alpha1.BpfNodeStateStatus) { s.Features = []v1alpha1.Feature{} }, want: true},
 		{name: "program id", mutate: func(s *v1alpha1.BpfNodeStateStatus) { s.Programs[0].ID = 8 }},
 		{name: "kernel", mutate: func(s *v1alpha1.BpfNodeStateStatus) { s.Kernel.BootID = "x" }},

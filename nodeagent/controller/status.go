@@ -65,9 +65,14 @@ func (r *Reconciler) nodeStatus(prev v1alpha1.BpfNodeStateStatus, states []v1alp
 		Features:     r.Dataplane.Features(),
 		Programs:     programs,
 		Summary:      summarize(programs),
+		StatsAt:      prev.StatsAt,
 		Unmanaged:    prev.Unmanaged,
 		AgentVersion: r.Version,
 		Conditions:   append([]metav1.Condition(nil), prev.Conditions...),
+	}
+	if withStats {
+		now := metav1.NowMicro()
+		next.StatsAt = &now
 	}
 	sort.Slice(next.Features, func(i, j int) bool { return next.Features[i].Name < next.Features[j].Name })
 	setReadyCondition(&next)
@@ -138,10 +143,12 @@ func setReadyCondition(st *v1alpha1.BpfNodeStateStatus) {
 }
 
 // statusEqual compares two statuses semantically: condition transition times
-// are ignored, and run-time statistics unless withStats.
+// and the statistics' read time are ignored, and run-time statistics unless
+// withStats (unchanged statistics are not written again).
 func statusEqual(a, b v1alpha1.BpfNodeStateStatus, withStats bool) bool {
 	a, b = *a.DeepCopy(), *b.DeepCopy()
 	for _, st := range []*v1alpha1.BpfNodeStateStatus{&a, &b} {
+		st.StatsAt = nil
 		for i := range st.Conditions {
 			st.Conditions[i].LastTransitionTime = metav1.Time{}
 			st.Conditions[i].ObservedGeneration = 0
