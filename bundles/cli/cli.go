@@ -1,6 +1,6 @@
 // Package cli implements `bpfleet bundle …`: build, push, pull, inspect,
-// sign, verify and generate-key-pair. Commands print results on stdout and
-// return errors (the caller prints them and exits non-zero).
+// sign, verify, generate-key-pair and check. Commands print results on
+// stdout and return errors (the caller prints them and exits non-zero).
 package cli
 
 import (
@@ -61,6 +61,7 @@ transparency log), compatible with stock cosign.`,
 		newSignCommand(g),
 		newVerifyCommand(g),
 		newGenerateKeyPairCommand(),
+		newCheckCommand(g),
 	)
 	return cmd
 }
