@@ -19,7 +19,10 @@
 // rejects if it can reach it. A program that tests bpf_core_field_exists
 // (or type/enum-value existence) for the same access before it makes
 // unreachable code of the poisoned instruction, so such a problem is
-// reported as guarded and does not fail the program.
+// reported as guarded and does not fail the program. That is a heuristic:
+// an existence relocation for the same access anywhere in the program
+// counts, whether or not the test dominates the access; only the verifier
+// on the target knows for sure.
 package check
 
 import (
