@@ -1,5 +1,5 @@
 // Command kubectl-bpf is the kubectl plugin that shows, per node, which eBPF
-// programs bpfleet runs: kubectl bpf status|nodes|programs.
+// programs bpfleet runs: kubectl bpf status|nodes|programs|top.
 package main
 
 import (

@@ -41,11 +41,13 @@ type options struct {
 	// newClient is replaceable so tests can pass a client built from an
 	// envtest rest.Config; by default it reads the kubeconfig flags.
 	newClient func() (client.Client, error)
+	// sleep waits between two samples of top, or until ctx ends.
+	sleep func(ctx context.Context, d time.Duration) error
 }
 
 // NewCommand returns the kubectl-bpf root command.
 func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
-	o := &options{flags: genericclioptions.NewConfigFlags(true), streams: streams}
+	o := &options{flags: genericclioptions.NewConfigFlags(true), streams: streams, sleep: sleepCtx}
 	o.newClient = o.clientFromFlags
 	return newCommand(o)
 }
@@ -53,7 +55,7 @@ func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 // NewCommandWithClient returns the root command reading through c (for
 // embedding, e.g. `bpfleet local`, and tests).
 func NewCommandWithClient(streams genericiooptions.IOStreams, c client.Client) *cobra.Command {
-	o := &options{flags: genericclioptions.NewConfigFlags(true), streams: streams}
+	o := &options{flags: genericclioptions.NewConfigFlags(true), streams: streams, sleep: sleepCtx}
 	o.newClient = func() (client.Client, error) { return c, nil }
 	return newCommand(o)
 }
@@ -69,7 +71,7 @@ func newCommand(o *options) *cobra.Command {
 	root.SetErr(o.streams.ErrOut)
 	o.flags.AddFlags(root.PersistentFlags())
 	root.PersistentFlags().StringVarP(&o.output, "output", "o", "", "output format: wide, json or yaml")
-	root.AddCommand(o.statusCommand(), o.nodesCommand(), o.programsCommand())
+	root.AddCommand(o.statusCommand(), o.nodesCommand(), o.programsCommand(), o.topCommand())
 	return root
 }
 
@@ -212,20 +214,20 @@ func statusRows(ctx context.Context, c client.Client, program, node string) ([]S
 
 func printStatus(w io.Writer, rows []StatusRow, wide bool) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	header := "NODE\tBPFPROGRAM\tPROGRAM\tATTACH POINT\tSTATE\tID\tTAG\tLOADED\tXLATED\tJITED\tMAPS\tRUNS\tNS/RUN"
+	header := "NODE\tBPFPROGRAM\tPROGRAM\tATTACH POINT\tSTATE\tSIGNER\tID\tTAG\tLOADED\tXLATED\tJITED\tMAPS\tRUNS\tNS/RUN"
 	if wide {
-		header += "\tLINK\tDIGEST\tSIGNER\tREASON\tMESSAGE"
+		header += "\tLINK\tDIGEST\tKEY\tREASON\tMESSAGE"
 	}
 	fmt.Fprintln(tw, header)
 	for _, r := range rows {
 		line := strings.Join([]string{
-			r.Node, r.BpfProgram, r.Program, dash(r.AttachPoint), string(r.State), num(uint64(r.ID)), dash(r.Tag),
+			r.Node, r.BpfProgram, r.Program, dash(r.AttachPoint), string(r.State), shortSigner(r.Signer), num(uint64(r.ID)), dash(r.Tag),
 			age(r.LoadedAt), num(uint64(r.BytesXlated)), num(uint64(r.BytesJited)), ids(r.MapIDs),
 			num(r.RunCount), num(r.NsPerRun),
 		}, "\t")
 		if wide {
 			line += "\t" + strings.Join([]string{
-				num(uint64(r.LinkID)), short(r.Digest), dash(r.Signer), dash(r.Reason), dash(oneLine(r.Message)),
+				num(uint64(r.LinkID)), short(r.Digest), signerKey(r.Signer), dash(r.Reason), dash(oneLine(r.Message)),
 			}, "\t")
 		}
 		fmt.Fprintln(tw, line)
@@ -352,6 +354,29 @@ func kernels(ks []v1.KernelCompatibility) string {
 		parts = append(parts, fmt.Sprintf("%s:%d/%d", k.Release, k.Attached, k.Attached+k.Failed))
 	}
 	return strings.Join(parts, ",")
+}
+
+// shortSigner is the policy/key part of a signer ("policy/key SHA256:…"),
+// or "policy (unsigned)" for a bundle admitted unsigned.
+func shortSigner(signer string) string {
+	if policy, ok := strings.CutSuffix(signer, " (unsigned, allowed by policy)"); ok {
+		return policy + " (unsigned)"
+	}
+	if i := strings.IndexByte(signer, ' '); i > 0 {
+		return signer[:i]
+	}
+	return dash(signer)
+}
+
+// signerKey is the key fingerprint part of a signer, for the wide view.
+func signerKey(signer string) string {
+	if strings.HasSuffix(signer, " (unsigned, allowed by policy)") {
+		return "unsigned"
+	}
+	if i := strings.IndexByte(signer, ' '); i > 0 {
+		return signer[i+1:]
+	}
+	return "-"
 }
 
 func dash(s string) string {

@@ -108,7 +108,7 @@ func TestCommands(t *testing.T) {
 		{
 			name: "status lists every node",
 			args: []string{"status"},
-			want: []string{"NODE", "node-a  pod-filter  xdp_pod_filter  xdp/eth0  Attached  42  0123456789abcdef", "node-b  pod-filter  xdp_pod_filter  xdp/eth0  Failed"},
+			want: []string{"NODE", "NODE BPFPROGRAM PROGRAM ATTACH POINT STATE SIGNER ID", "node-a  pod-filter  xdp_pod_filter  xdp/eth0  Attached  local/dev  42  0123456789abcdef", "node-b  pod-filter  xdp_pod_filter  xdp/eth0  Failed  -"},
 		},
 		{
 			name:    "status filtered by node",
