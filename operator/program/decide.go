@@ -219,8 +219,11 @@ type RolloutDecision struct {
 //
 // Kernel compatibility is learned on the way. A node that fails the target
 // on kernel release R pauses R (status.rollout.pausedKernels) when no node
-// of R reports the target attached: the failure is then taken as R's
-// incompatibility with the target, not as a bad digest. Every node of a
+// of R reports the target attached and some other release among the
+// selected nodes is not paused: the failure is then taken as R's
+// incompatibility with the target, not as a bad digest. (A fleet of one
+// release, or a target failing on every release but the paused ones, is
+// left to maxFailedNodes, exactly as without pauses.) Every node of a
 // paused release keeps (or returns to) the stable digest, the nodes that
 // failed included (rollout.DigestForNodeKernel), and is left out of the
 // waves: not a member, not pending, and its failures do not count toward
@@ -295,13 +298,29 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 	}
 	slices.SortFunc(nodes, func(a, b nodeAt) int { return strings.Compare(a.name, b.name) })
 	r.UpdatedNodes = 0
-	// runsTarget holds the releases on which some node attached the target.
+	// runsTarget holds the releases on which some node attached the target;
+	// releases, every release a selected node reports.
 	runsTarget := map[string]bool{}
+	var releases []string
 	for _, n := range nodes {
 		if n.outcome == NodeAttached {
 			r.UpdatedNodes++
 			runsTarget[n.release] = true
 		}
+		if n.release != "" && !slices.Contains(releases, n.release) {
+			releases = append(releases, n.release)
+		}
+	}
+	// othersLeft tells whether a release other than release is not paused:
+	// pausing the last one would be a rollback of everything, which is what
+	// maxFailedNodes decides.
+	othersLeft := func(release string) bool {
+		for _, other := range releases {
+			if other != release && !rollout.Paused(r, other) {
+				return true
+			}
+		}
+		return false
 	}
 
 	switch {
@@ -325,7 +344,7 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 			if n.wave > r.Wave {
 				continue
 			}
-			if n.outcome == NodeFailed && n.release != "" && !runsTarget[n.release] && !rollout.Paused(r, n.release) {
+			if n.outcome == NodeFailed && n.release != "" && !runsTarget[n.release] && !rollout.Paused(r, n.release) && othersLeft(n.release) {
 				r.PausedKernels = append(r.PausedKernels, v1alpha1.PausedKernel{Release: n.release, Node: n.name, Reason: n.why})
 				d.Events = append(d.Events, Event{corev1.EventTypeWarning, "KernelPaused",
 					fmt.Sprintf("%s failed on kernel %s (%s: %s): nodes of that release keep %s, the others go on",

@@ -261,6 +261,41 @@ func TestDecideRollout(t *testing.T) {
 			wantPaused:  "5.15",
 		},
 		{
+			name:     "failures on the fleet's only release are no kernel matter: maxFailedNodes halts",
+			strategy: v1alpha1.RolloutWaves,
+			current:  &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld, Wave: 1, WaveStartedAt: &startedAt},
+			verified: dNew,
+			nodes: func(n string, w int32) *v1alpha1.BpfNodeState {
+				if w <= 1 {
+					return report(n, "6.18", dNew, v1alpha1.PhaseFailed)
+				}
+				return report(n, "6.18", dOld, v1alpha1.PhaseAttached)
+			},
+			wantTarget: dNew, wantStable: dOld, wantWave: 1, wantHalted: true, haltedByKernels: true,
+			wantReason: v1alpha1.ReasonRolledBack,
+			wantEvents: []string{"RolloutHalted", "RolledBack"},
+		},
+		{
+			name:     "the last release not paused is not paused: its failures count",
+			strategy: v1alpha1.RolloutWaves,
+			current: &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld, Wave: 1, WaveStartedAt: &startedAt,
+				PausedKernels: []v1alpha1.PausedKernel{{Release: "5.15", Node: "node-02", Reason: "xdp_filter: VerifierRejected"}}},
+			verified: dNew,
+			nodes: func(n string, w int32) *v1alpha1.BpfNodeState {
+				switch {
+				case w == 1 && slices.Index(f.inWave(1), n) < 3:
+					return report(n, "5.15", dOld, v1alpha1.PhaseAttached)
+				case w <= 1:
+					return report(n, "6.18", dNew, v1alpha1.PhaseFailed)
+				}
+				return report(n, "6.18", dOld, v1alpha1.PhaseAttached)
+			},
+			wantTarget: dNew, wantStable: dOld, wantWave: 1, wantHalted: true, haltedByKernels: true,
+			wantReason: v1alpha1.ReasonRolledBack,
+			wantEvents: []string{"RolloutHalted", "RolledBack"},
+			wantPaused: "5.15",
+		},
+		{
 			name:     "nodes of a paused release are out of the waves once rolled back",
 			strategy: v1alpha1.RolloutWaves,
 			current: &v1alpha1.RolloutStatus{TargetDigest: dNew, StableDigest: dOld, Wave: 1, WaveStartedAt: &startedAt,
