@@ -3,6 +3,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -193,7 +194,18 @@ func BinaryLayer(bin, name string, uid, gid int, mtime time.Time) (v1.Layer, err
 	if err := tw.Close(); err != nil {
 		return nil, fmt.Errorf("write layer: %w", err)
 	}
-	raw := buf.Bytes()
+	// Compress once here rather than on every read of the layer: gzip of
+	// the same bytes at the same level is the same, and the header carries
+	// no name or time.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	if _, err := zw.Write(buf.Bytes()); err != nil {
+		return nil, fmt.Errorf("compress layer: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("compress layer: %w", err)
+	}
+	raw := gz.Bytes()
 	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(raw)), nil
 	}, tarball.WithMediaType(types.OCILayer))
