@@ -30,3 +30,20 @@ func ExampleDigestForNode() {
 	// node-d: wave 2 runs sha256:old
 	// node-e: wave 2 runs sha256:old
 }
+
+// A kernel release on which the target failed keeps the stable digest on
+// every node of it, while the other releases follow the waves.
+func ExampleDigestForNodeKernel() {
+	p := &v1alpha1.BpfProgram{
+		ObjectMeta: metav1.ObjectMeta{Name: "exec-trace", UID: "6f1c3a52-8d0e-4b7a-9c1d-2e3f4a5b6c7d"},
+		Status: v1alpha1.BpfProgramStatus{Rollout: &v1alpha1.RolloutStatus{
+			TargetDigest: "sha256:new", StableDigest: "sha256:old",
+			PausedKernels: []v1alpha1.PausedKernel{{Release: "5.10.0-28-amd64", Node: "node-c", Reason: "exec_trace: LoadFailed: ..."}},
+		}},
+	}
+	fmt.Println(rollout.DigestForNodeKernel(p, "node-a", "6.1.0-18-amd64"))
+	fmt.Println(rollout.DigestForNodeKernel(p, "node-b", "5.10.0-28-amd64"))
+	// Output:
+	// sha256:new
+	// sha256:old
+}
