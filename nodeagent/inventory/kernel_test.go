@@ -21,17 +21,31 @@ import (
 // load loads a program returning 0 of type typ, named name, outside bpfleet.
 func load(t *testing.T, typ ebpf.ProgramType, name string) *ebpf.Program {
 	t.Helper()
-	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:         name,
-		Type:         typ,
-		License:      "GPL",
-		Instructions: asm.Instructions{asm.LoadImm(asm.R0, 0, asm.DWord), asm.Return()},
-	})
+	p, err := newProgram(typ, name)
 	if err != nil {
 		t.Fatalf("load %s: %v", name, err)
 	}
 	t.Cleanup(func() { p.Close() })
 	return p
+}
+
+// loadB loads a socket filter named name for a benchmark; the caller closes it.
+func loadB(b *testing.B, name string) *ebpf.Program {
+	b.Helper()
+	p, err := newProgram(ebpf.SocketFilter, name)
+	if err != nil {
+		b.Fatalf("load %s: %v", name, err)
+	}
+	return p
+}
+
+func newProgram(typ ebpf.ProgramType, name string) (*ebpf.Program, error) {
+	return ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:         name,
+		Type:         typ,
+		License:      "GPL",
+		Instructions: asm.Instructions{asm.LoadImm(asm.R0, 0, asm.DWord), asm.Return()},
+	})
 }
 
 func programID(t *testing.T, p *ebpf.Program) uint32 {
