@@ -14,9 +14,9 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/format"
 )
 
-//go:generate clang -O2 -g -Wall -Werror -target bpfel -I/usr/include/x86_64-linux-gnu -c src/progs.c -o progs_bpfel.o
-//go:generate clang -O2 -g -Wall -Werror -target bpfel -I/usr/include/x86_64-linux-gnu -DV2 -c src/progs.c -o progs_v2_bpfel.o
-//go:generate clang -O2 -g -Wall -Werror -target bpfel -I/usr/include/x86_64-linux-gnu -DBROKEN -c src/progs.c -o progs_broken_bpfel.o
+//go:generate clang -O2 -g -Wall -Werror -target bpfel -fdebug-compilation-dir=. -I/usr/include/x86_64-linux-gnu -c src/progs.c -o progs_bpfel.o
+//go:generate clang -O2 -g -Wall -Werror -target bpfel -fdebug-compilation-dir=. -I/usr/include/x86_64-linux-gnu -DV2 -c src/progs.c -o progs_v2_bpfel.o
+//go:generate clang -O2 -g -Wall -Werror -target bpfel -fdebug-compilation-dir=. -I/usr/include/x86_64-linux-gnu -DBROKEN -c src/progs.c -o progs_broken_bpfel.o
 
 // Object is the little-endian ELF object with every test program.
 //
