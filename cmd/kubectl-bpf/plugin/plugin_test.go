@@ -81,6 +81,12 @@ func seed(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = env.Client.Delete(ctx, ns) })
 		ns.Status.Kernel = v1.KernelInfo{Release: "6.18.0", BTF: true}
+		if n.name == "node-a" {
+			ns.Status.Unmanaged = &v1.UnmanagedSummary{
+				Count: 3, ByType: map[string]int32{"cgroup_device": 2, "kprobe": 1},
+				Programs: []v1.UnmanagedProgram{{ID: 77, Type: "kprobe", Name: "snoop", Tag: "fedcba9876543210", LoadedAt: &loaded, AttachPoint: "kprobe/do_unlinkat"}},
+			}
+		}
 		ns.Status.Programs = []v1.ProgramState{n.state}
 		ns.Status.Summary = v1.NodeSummary{Programs: 1}
 		if n.state.State == v1.PhaseAttached {
@@ -135,6 +141,23 @@ func TestCommands(t *testing.T) {
 			name: "nodes",
 			args: []string{"nodes"},
 			want: []string{"NODE", "node-a  6.18.0  true  1  1  0", "node-b  6.18.0  true  1  0  1"},
+		},
+		{
+			name: "unmanaged counts per node and lists programs",
+			args: []string{"unmanaged"},
+			want: []string{"NODE UNMANAGED BY TYPE", "node-a 3 cgroup_device:2,kprobe:1", "node-b - -",
+				"NODE ID TYPE NAME TAG LOADED ATTACH POINT", "node-a 77 kprobe snoop fedcba9876543210", "kprobe/do_unlinkat"},
+		},
+		{
+			name:    "unmanaged of one node",
+			args:    []string{"unmanaged", "--node", "node-b"},
+			want:    []string{"node-b - -"},
+			notWant: []string{"node-a", "snoop"},
+		},
+		{
+			name: "nodes counts unmanaged programs",
+			args: []string{"nodes"},
+			want: []string{"node-a  6.18.0  true  1  1  0  3", "node-b  6.18.0  true  1  0  1  -"},
 		},
 		{
 			name: "programs wide shows the kernel matrix",
