@@ -357,48 +357,64 @@ func TestLayout(t *testing.T) {
 	}
 }
 
-// TestPush pushes both indexes to a registry and pulls each back by digest.
+// TestPush pushes both indexes to a registry and pulls each back by
+// digest: go-containerregistry's in-process registry and Debian's
+// docker-registry (github.com/docker/distribution), which real clusters are
+// closer to.
 func TestPush(t *testing.T) {
-	reg := registry.Start(t, registry.Options{})
-	for _, s := range Specs {
-		t.Run(s.Name, func(t *testing.T) {
-			idx := built(t, s)
-			ref, err := Push(context.Background(), idx, reg.Host+"/bpfleet/"+s.Name+":"+testOpts.Version)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, _ := idx.Digest()
-			if ref.DigestStr() != want.String() {
-				t.Fatalf("pushed as %s, built %s", ref, want)
-			}
-			pulled, err := remote.Index(ref)
-			if err != nil {
-				t.Fatalf("pull %s: %v", ref, err)
-			}
-			if !slices.Equal(digests(t, pulled), digests(t, idx)) {
-				t.Fatalf("pulled index differs from the pushed one")
-			}
-			byTag, err := remote.Index(ref.Context().Tag(testOpts.Version))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d, _ := byTag.Digest(); d != want {
-				t.Fatalf("tag points at %s, want %s", d, want)
-			}
-			// Every layer came back intact.
-			im, _ := pulled.IndexManifest()
-			for _, desc := range im.Manifests {
-				img, err := pulled.Image(desc.Digest)
-				if err != nil {
-					t.Fatal(err)
-				}
-				_, data := layerFile(t, img)
-				src, _ := os.ReadFile(testBins(t)[s.Name][desc.Platform.Architecture])
-				if !bytes.Equal(data, src) {
-					t.Fatalf("%s: pulled binary differs", desc.Platform.Architecture)
-				}
+	for _, tc := range []struct {
+		name  string
+		start func(testing.TB) *registry.Registry
+	}{
+		{name: "in-process", start: func(tb testing.TB) *registry.Registry { return registry.Start(tb, registry.Options{}) }},
+		{name: "distribution", start: registry.StartDistribution},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := tc.start(t)
+			for _, s := range Specs {
+				t.Run(s.Name, func(t *testing.T) { pushAndPull(t, reg, s) })
 			}
 		})
+	}
+}
+
+func pushAndPull(t *testing.T, reg *registry.Registry, s Spec) {
+	t.Helper()
+	idx := built(t, s)
+	ref, err := Push(context.Background(), idx, reg.Host+"/bpfleet/"+s.Name+":"+testOpts.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := idx.Digest()
+	if ref.DigestStr() != want.String() {
+		t.Fatalf("pushed as %s, built %s", ref, want)
+	}
+	pulled, err := remote.Index(ref)
+	if err != nil {
+		t.Fatalf("pull %s: %v", ref, err)
+	}
+	if !slices.Equal(digests(t, pulled), digests(t, idx)) {
+		t.Fatalf("pulled index differs from the pushed one")
+	}
+	byTag, err := remote.Index(ref.Context().Tag(testOpts.Version))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := byTag.Digest(); d != want {
+		t.Fatalf("tag points at %s, want %s", d, want)
+	}
+	// Every layer came back intact.
+	im, _ := pulled.IndexManifest()
+	for _, desc := range im.Manifests {
+		img, err := pulled.Image(desc.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, data := layerFile(t, img)
+		src, _ := os.ReadFile(testBins(t)[s.Name][desc.Platform.Architecture])
+		if !bytes.Equal(data, src) {
+			t.Fatalf("%s: pulled binary differs", desc.Platform.Architecture)
+		}
 	}
 }
 
