@@ -230,7 +230,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Version:  opts.Version,
 	}
 	if opts.UnmanagedInterval > 0 {
-		r.Inventory = inventory.Scanner{Root: opts.BPFFSRoot}
+		r.Inventory = &inventory.Scanner{Root: opts.BPFFSRoot}
 		r.UnmanagedLimiter = &inventory.Limiter{Interval: opts.UnmanagedInterval}
 	}
 	if err := r.SetupWithManager(mgr, Triggers{ResyncInterval: opts.ResyncInterval, StatsInterval: opts.StatsInterval}); err != nil {

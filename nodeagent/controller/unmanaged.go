@@ -13,7 +13,7 @@ import (
 )
 
 // Inventory summarises the programs in the node's kernel that bpfleet did
-// not load; inventory.Scanner satisfies it.
+// not load; *inventory.Scanner satisfies it.
 type Inventory interface {
 	// Unmanaged summarises the programs that are neither among managed (by
 	// kernel id) nor pinned under the agent's bpffs root.

@@ -136,7 +136,7 @@ func TestScanKernel(t *testing.T) {
 
 	managed := load(t, ebpf.SocketFilter, "inv_managed")
 	managedID := programID(t, managed)
-	sum, err := inventory.Scanner{Root: root}.Unmanaged([]v1alpha1.ProgramState{{ID: managedID}})
+	sum, err := (&inventory.Scanner{Root: root}).Unmanaged([]v1alpha1.ProgramState{{ID: managedID}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestScanKernel(t *testing.T) {
 	// The kernel frees a closed program after an RCU grace period.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		sum, err = inventory.Scanner{Root: root}.Unmanaged(nil)
+		sum, err = (&inventory.Scanner{Root: root}).Unmanaged(nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -180,4 +180,47 @@ func TestPinnedIDsMissingRoot(t *testing.T) {
 	if err != nil || len(ids) != 0 {
 		t.Fatalf("PinnedIDs of a missing root = %v, %v; want none", ids, err)
 	}
+}
+
+// TestScannerRemembersOurs: a program bpfleet reported once and then
+// dropped (replaced by an upgrade, removed) but still in the kernel — as
+// while its link is freed — is not unmanaged; once it leaves the kernel it
+// is forgotten.
+func TestScannerRemembersOurs(t *testing.T) {
+	privileged.RequireBPFFS(t)
+	s := &inventory.Scanner{Root: filepath.Join(t.TempDir(), "no-pins")}
+	old := load(t, ebpf.SocketFilter, "inv_replaced")
+	oldID := programID(t, old)
+	steps := []struct {
+		name    string
+		managed []v1alpha1.ProgramState
+		unload  bool
+		// wantListed tells whether oldID may be reported as unmanaged.
+		wantListed bool
+	}{
+		{name: "reported by the dataplane", managed: []v1alpha1.ProgramState{{ID: oldID}}},
+		{name: "replaced, still in the kernel"},
+		{name: "still lingering a scan later"},
+		{name: "unloaded", unload: true},
+	}
+	for _, st := range steps {
+		if st.unload {
+			old.Close()
+		}
+		sum, err := s.Unmanaged(st.managed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, listed := findUnmanaged(sum, oldID); listed != st.wantListed {
+			t.Errorf("%s: program %d listed %t, want %t", st.name, oldID, listed, st.wantListed)
+		}
+	}
+}
+
+func findUnmanaged(sum *v1alpha1.UnmanagedSummary, id uint32) (v1alpha1.UnmanagedProgram, bool) {
+	i := slices.IndexFunc(sum.Programs, func(p v1alpha1.UnmanagedProgram) bool { return p.ID == id })
+	if i < 0 {
+		return v1alpha1.UnmanagedProgram{}, false
+	}
+	return sum.Programs[i], true
 }

@@ -8,18 +8,26 @@ import (
 )
 
 // Scanner summarises the unmanaged programs of a node whose agent pins under
-// Root.
+// Root. It remembers which programs were bpfleet's: a program the agent
+// replaced or removed lingers in the kernel until its last link is freed
+// (deferred work, RCU), and must not show up as unmanaged meanwhile. Kernel
+// program ids are allocated cyclically, so an id is not reused while
+// remembered; ids leave the memory when they leave the kernel. Its methods
+// are safe for concurrent use.
 type Scanner struct {
 	// Root is the agent's bpffs root; programs pinned under it are bpfleet's.
 	Root string
 	// Limit is how many programs a summary lists; zero means MaxListed.
 	Limit int
+
+	mu  sync.Mutex
+	was map[uint32]bool
 }
 
 // Unmanaged summarises the programs in the kernel that are neither among
-// managed (by kernel id, as the dataplane reports them) nor pinned under
-// Root.
-func (s Scanner) Unmanaged(managed []v1alpha1.ProgramState) (*v1alpha1.UnmanagedSummary, error) {
+// managed (by kernel id, as the dataplane reports them), nor pinned under
+// Root, nor were either in an earlier scan.
+func (s *Scanner) Unmanaged(managed []v1alpha1.ProgramState) (*v1alpha1.UnmanagedSummary, error) {
 	all, err := Scan()
 	if err != nil {
 		return nil, err
@@ -33,6 +41,23 @@ func (s Scanner) Unmanaged(managed []v1alpha1.ProgramState) (*v1alpha1.Unmanaged
 			ours[m.ID] = true
 		}
 	}
+	s.mu.Lock()
+	inKernel := make(map[uint32]bool, len(all))
+	for _, p := range all {
+		inKernel[p.ID] = true
+	}
+	for id := range s.was {
+		if inKernel[id] {
+			ours[id] = true
+		}
+	}
+	s.was = map[uint32]bool{}
+	for id := range ours {
+		if inKernel[id] {
+			s.was[id] = true
+		}
+	}
+	s.mu.Unlock()
 	limit := s.Limit
 	if limit <= 0 || limit > MaxListed {
 		limit = MaxListed
