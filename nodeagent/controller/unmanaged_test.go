@@ -160,15 +160,23 @@ func TestUnmanagedPrograms(t *testing.T) {
 			}
 		}
 	}()
-	// drain returns the writes seen so far, checking each: the agent's own
-	// programs are never listed as unmanaged.
+	// drain returns the writes seen so far, checking each: no program the
+	// agent ever reported as its own is listed as unmanaged.
+	ownEver := map[uint32]bool{own.ID: true}
 	drain := func() []*v1alpha1.BpfNodeState {
 		var out []*v1alpha1.BpfNodeState
 		for {
 			select {
 			case ns := <-writes:
-				if ids := ownListed(ns); len(ids) > 0 {
-					t.Errorf("bpfleet's own programs %v are listed as unmanaged (resourceVersion %s)", ids, ns.ResourceVersion)
+				for _, p := range ns.Status.Programs {
+					if p.ID != 0 {
+						ownEver[p.ID] = true
+					}
+				}
+				for id := range ownEver {
+					if _, ok := listed(ns.Status.Unmanaged, id); ok {
+						t.Errorf("bpfleet's own program %d is listed as unmanaged (resourceVersion %s)", id, ns.ResourceVersion)
+					}
 				}
 				out = append(out, ns)
 			default:
@@ -271,6 +279,20 @@ func TestUnmanagedPrograms(t *testing.T) {
 		}
 	})
 
+	t.Run("an upgrade lists neither the old nor the new program", func(t *testing.T) {
+		_, v2 := w.push(t, "v2", "0.2.0", true)
+		setRollout(t, p, digest, v2, "")
+		upgraded := w.waitEntry(t, p, "upgraded", attachedAt(v2))
+		if upgraded.ID == own.ID {
+			t.Fatalf("program id %d unchanged by the upgrade", own.ID)
+		}
+		time.Sleep(interval + 3*resync) // an inventory write may follow
+		drain()
+		if len(ownEver) < 2 {
+			t.Errorf("saw own programs %v, want the old and the new", ownEver)
+		}
+	})
+
 	t.Run("removed program disappears", func(t *testing.T) {
 		f.remove()
 		removed := time.Now()
@@ -285,7 +307,6 @@ func TestUnmanagedPrograms(t *testing.T) {
 		}
 	})
 	drain()
-	_ = own
 }
 
 func sortedIDs(ids map[uint32]bool) []uint32 {
