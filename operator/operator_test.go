@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -416,11 +417,7 @@ func TestRefusedBundles(t *testing.T) {
 		report(t, p, names[0], "6.18.0", old, v1.PhaseAttached)
 		waitCondition(t, p.Name, v1.ConditionReady, metav1.ConditionTrue, v1.ReasonAllAttached)
 
-		p = get(t, p.Name)
-		p.Spec.Bundle.Image = unsignedRef
-		if err := env.Client.Update(context.Background(), p); err != nil {
-			t.Fatal(err)
-		}
+		p = mutate(t, p.Name, func(q *v1.BpfProgram) { q.Spec.Bundle.Image = unsignedRef })
 		p = waitCondition(t, p.Name, v1.ConditionSignatureVerified, metav1.ConditionFalse, v1.ReasonUnsigned)
 		if got := rollout.DigestForNode(p, names[0]); got != old {
 			t.Errorf("node told to run %q after a refused update, want the old %s", got, old)
@@ -480,10 +477,12 @@ func TestTagMovedKeepsRecordedDigest(t *testing.T) {
 	}
 
 	// The resolve annotation picks up d2 and starts a rollout; it is removed.
-	p.Annotations = map[string]string{v1.ResolveAnnotation: "now"}
-	if err := env.Client.Update(context.Background(), p); err != nil {
-		t.Fatal(err)
-	}
+	p = mutate(t, p.Name, func(q *v1.BpfProgram) {
+		if q.Annotations == nil {
+			q.Annotations = map[string]string{}
+		}
+		q.Annotations[v1.ResolveAnnotation] = "now"
+	})
 	eventually(t, 30*time.Second, func() error {
 		p = get(t, "moved")
 		if p.Status.ResolvedDigest != d2 {
@@ -596,14 +595,12 @@ func TestWaves(t *testing.T) {
 	poke := func() {
 		t.Helper()
 		clock.Step(601 * time.Second)
-		p := get(t, "waves")
-		if p.Annotations == nil {
-			p.Annotations = map[string]string{}
-		}
-		p.Annotations["test.bpfleet.io/poke"] = clock.Now().String()
-		if err := env.Client.Update(context.Background(), p); err != nil {
-			t.Fatal(err)
-		}
+		mutate(t, "waves", func(q *v1.BpfProgram) {
+			if q.Annotations == nil {
+				q.Annotations = map[string]string{}
+			}
+			q.Annotations["test.bpfleet.io/poke"] = clock.Now().String()
+		})
 	}
 
 	// First rollout: no stable digest, nodes outside the wave run nothing.
@@ -628,10 +625,7 @@ func TestWaves(t *testing.T) {
 
 	// Second digest: wave 0 takes it, wave 1 fails it, the rollout halts and
 	// every node returns to d1.
-	p.Spec.Bundle.Image = ref2
-	if err := env.Client.Update(context.Background(), p); err != nil {
-		t.Fatal(err)
-	}
+	p = mutate(t, "waves", func(q *v1.BpfProgram) { q.Spec.Bundle.Image = ref2 })
 	eventually(t, 30*time.Second, func() error {
 		p = get(t, "waves")
 		if r := p.Status.Rollout; r == nil || r.TargetDigest != d2 || r.StableDigest != d1 || r.Wave != 0 {
@@ -1114,10 +1108,7 @@ func TestKernelPausedDuringRollout(t *testing.T) {
 		t.Fatalf("first rollout %+v", r)
 	}
 
-	p.Spec.Bundle.Image = ref2
-	if err := env.Client.Update(context.Background(), p); err != nil {
-		t.Fatal(err)
-	}
+	p = mutate(t, p.Name, func(q *v1.BpfProgram) { q.Spec.Bundle.Image = ref2 })
 	p = play(v1.ReasonKernelsPaused)
 	r := p.Status.Rollout
 	if r.HaltedReason != "" || r.TargetDigest != d2 || r.StableDigest != d1 || r.Wave != 2 {
@@ -1152,4 +1143,20 @@ func TestKernelPausedDuringRollout(t *testing.T) {
 	waitCondition(t, "kpause", v1.ConditionReady, metav1.ConditionFalse, v1.ReasonKernelsPaused)
 	waitCondition(t, "kpause", v1.ConditionDegraded, metav1.ConditionTrue, v1.ReasonKernelsPaused)
 	waitEvent(t, "kpause", "KernelPaused", oldKernel)
+}
+
+// mutate applies fn to the latest BpfProgram and updates it, retrying when
+// the operator wrote the object in between (a status patch or an annotation).
+func mutate(t *testing.T, name string, fn func(*v1.BpfProgram)) *v1.BpfProgram {
+	t.Helper()
+	var p *v1.BpfProgram
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		p = get(t, name)
+		fn(p)
+		return env.Client.Update(context.Background(), p)
+	})
+	if err != nil {
+		t.Fatalf("update %s: %v", name, err)
+	}
+	return p
 }
