@@ -154,6 +154,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{RequeueAfter: r.retryInterval()}, nil
 		}
 	}
+	if wait, ok := r.unmanagedPending(); ok {
+		return ctrl.Result{RequeueAfter: wait + time.Millisecond}, nil
+	}
 	return ctrl.Result{}, nil
 }
 

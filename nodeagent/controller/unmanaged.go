@@ -31,7 +31,7 @@ const DefaultUnmanagedInterval = 30 * time.Second
 // unmanaged returns the inventory the status should carry: prev while the
 // kernel holds the same unmanaged programs (so an idle node computes the
 // status it has and writes nothing) or while the limiter holds a changed
-// inventory back (the next resync after it allows writes it), else the
+// inventory back (Reconcile requeues for when it allows), else the
 // fresh one. The metric always follows the kernel. An inventory that cannot
 // be read keeps prev.
 func (r *Reconciler) unmanaged(ctx context.Context, prev *v1alpha1.UnmanagedSummary, managed []v1alpha1.ProgramState) *v1alpha1.UnmanagedSummary {
@@ -45,6 +45,9 @@ func (r *Reconciler) unmanaged(ctx context.Context, prev *v1alpha1.UnmanagedSumm
 	}
 	metrics.SetUnmanaged(r.NodeName, fresh.ByType)
 	if inventory.Same(prev, fresh) {
+		if r.UnmanagedLimiter != nil {
+			r.UnmanagedLimiter.Settled()
+		}
 		return prev
 	}
 	if r.UnmanagedLimiter != nil {
@@ -70,4 +73,13 @@ func (r *Reconciler) recordUnmanaged(ns *v1alpha1.BpfNodeState, before, after *v
 		r.Recorder.Eventf(ns, nil, corev1.EventTypeNormal, ReasonUnmanagedChanged, "Inventory",
 			"%s", inventory.Changes(before, after))
 	}
+}
+
+// unmanagedPending tells whether a changed inventory waits for the limiter,
+// and for how long.
+func (r *Reconciler) unmanagedPending() (time.Duration, bool) {
+	if r.UnmanagedLimiter == nil {
+		return 0, false
+	}
+	return r.UnmanagedLimiter.Pending(time.Now())
 }

@@ -201,6 +201,13 @@ func TestLimiter(t *testing.T) {
 			if ok != tt.wantOK || wait != tt.wantWait {
 				t.Errorf("Allow = %t, %s; want %t, %s", ok, wait, tt.wantOK, tt.wantWait)
 			}
+			if pw, pending := l.Pending(tt.now); pending == ok || pw != wait {
+				t.Errorf("Pending = %s, %t after Allow = %t, %s", pw, pending, ok, wait)
+			}
+			l.Settled()
+			if _, pending := l.Pending(tt.now); pending {
+				t.Errorf("still pending after Settled")
+			}
 		})
 	}
 }

@@ -73,12 +73,13 @@ type Limiter struct {
 	// every write through.
 	Interval time.Duration
 
-	mu   sync.Mutex
-	last time.Time
+	mu      sync.Mutex
+	last    time.Time
+	pending bool
 }
 
 // Allow tells whether a write may happen at now and, when not, how long
-// until one may.
+// until one may; a refusal leaves a write pending until Wrote or Settled.
 func (l *Limiter) Allow(now time.Time) (ok bool, wait time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -86,6 +87,7 @@ func (l *Limiter) Allow(now time.Time) (ok bool, wait time.Duration) {
 		return true, 0
 	}
 	if next := l.last.Add(l.Interval); now.Before(next) {
+		l.pending = true
 		return false, next.Sub(now)
 	}
 	return true, 0
@@ -96,4 +98,24 @@ func (l *Limiter) Wrote(now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.last = now
+	l.pending = false
+}
+
+// Settled drops a pending write that is no longer needed (what it would
+// have written is what was written last).
+func (l *Limiter) Settled() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pending = false
+}
+
+// Pending tells whether a refused write waits, and how long from now until
+// it may happen.
+func (l *Limiter) Pending(now time.Time) (wait time.Duration, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.pending {
+		return 0, false
+	}
+	return max(l.last.Add(l.Interval).Sub(now), 0), true
 }
