@@ -13,7 +13,7 @@ TEST_FLAGS   ?= -count=1 -timeout=30m
 FUZZTIME     ?= 10s
 # Packages whose tests need neither root nor a kernel feature: they also run
 # under the race detector.
-RACE_PKGS     = $$($(GO) list ./... | grep -v -e /bpf/ -e /nodeagent/attach -e /nodeagent/dataplane -e /nodeagent/probe -e /nodeagent/netwatch -e /test/e2e -e /test/scale)
+RACE_PKGS     = $$($(GO) list ./... | grep -v -e /bpf/ -e /nodeagent/attach -e /nodeagent/dataplane -e /nodeagent/probe -e /nodeagent/netwatch -e /test/e2e -e /test/scale -e /test/faults -e /test/caps -e /test/tools/images)
 
 # Tests find kube-apiserver/etcd/kubectl here (envtest) and cosign on PATH.
 export KUBEBUILDER_ASSETS := $(K8S_BIN)
@@ -93,9 +93,13 @@ bench: tools ## Run every benchmark (root) and rewrite the generated table in BE
 bench-scale: tools ## 1,000 simulated agents against a real apiserver; report in bin/scale.md.
 	$(GO) test -count=1 -timeout 60m -run . ./test/scale -args -scale.nodes=1000 -scale.report=$(BIN)/scale.md
 
+.PHONY: images
+images: ## Build the operator and agent OCI images (linux/amd64+arm64, no Docker) into bin/images; REGISTRY=host/prefix also pushes them.
+	$(GO) run ./test/tools/images -o $(BIN)/images $(if $(VERSION),-version $(VERSION)) $(if $(REGISTRY),-push $(REGISTRY))
+
 .PHONY: clean
 clean:
-	rm -rf $(BIN)/bpfleet $(BIN)/bpfleet-agent $(BIN)/bpfleet-operator $(BIN)/kubectl-bpf $(BIN)/local
+	rm -rf $(BIN)/bpfleet $(BIN)/bpfleet-agent $(BIN)/bpfleet-operator $(BIN)/kubectl-bpf $(BIN)/local $(BIN)/images
 
 .PHONY: help
 help:
