@@ -95,6 +95,7 @@ type Env struct {
 	opts     Options
 	progress *progress
 	cp       *crenvtest.Environment
+	operator *operatorRun
 	stops    []func(context.Context) error
 	mu       sync.Mutex
 }

@@ -16,11 +16,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
-	"github.com/bpfleet/bpfleet/operator"
 )
 
 // FilterLabel selects the nodes the demo's packet-of-death filter runs on.
@@ -142,27 +139,12 @@ func (e *Env) createNode(ctx context.Context, n *Node) error {
 	return os.MkdirAll(n.StateDir, 0o700)
 }
 
-// startOperator runs the operator in this process.
+// startOperator runs the operator in this process until Stop.
 func (e *Env) startOperator(ctx context.Context) error {
-	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
-		Scheme:                 controller.Scheme(),
-		Metrics:                server.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		LeaderElection:         false,
-	})
-	if err != nil {
-		return fmt.Errorf("create operator manager: %w", err)
+	if err := e.StartOperator(ctx); err != nil {
+		return err
 	}
-	if err := operator.Setup(ctx, mgr, operator.Options{Remote: e.RemoteOptions}); err != nil {
-		return fmt.Errorf("set up operator: %w", err)
-	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(runCtx) }()
-	e.onStop(func(context.Context) error {
-		cancel()
-		return <-done
-	})
+	e.onStop(func(context.Context) error { return e.StopOperator() })
 	return nil
 }
 
