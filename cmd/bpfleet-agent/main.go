@@ -46,6 +46,7 @@ func main() {
 	flag.StringVar(&opts.Registry.DockerConfig, "registry-config", "", "docker config.json with registry credentials.")
 	flag.DurationVar(&opts.Registry.Timeout, "registry-timeout", remote.DefaultTimeout, "Bound on each registry operation.")
 	flag.StringVar(&opts.TrustNamespace, "trust-namespace", trust.DefaultSecretNamespace, "The only namespace whose Secrets trust policies may name.")
+	flag.DurationVar(&opts.UnmanagedInterval, "unmanaged-interval", controller.DefaultUnmanagedInterval, "Least time between two status writes carrying a changed inventory of programs bpfleet did not load (negative: no inventory).")
 	mountOnly := flag.Bool("mount-filesystems-only", false, "Mount bpffs at /sys/fs/bpf and tracefs at /sys/kernel/tracing when missing, then exit (the DaemonSet's init step).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
