@@ -23,6 +23,7 @@ import (
 	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
 	"github.com/bpfleet/bpfleet/test/envtest"
 	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/registry"
 )
 
 var (
@@ -61,6 +62,22 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "build agent: %v\n%s", err, out)
 		return 1
 	}
+	// The registry is Debian's docker-registry (the distribution server), a
+	// real registry of another make than the one bpfleet local embeds; CI
+	// must have it, a developer without it gets the embedded one.
+	var externalRegistry string
+	if bin, err := exec.LookPath("docker-registry"); err == nil {
+		reg, err := registry.LaunchDistribution(bin, filepath.Join(tmp, "registry"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer reg.Stop()
+		externalRegistry = reg.Host
+	} else if privileged.InCI() {
+		fmt.Fprintln(os.Stderr, "CI=true: the e2e suite needs docker-registry (Debian package docker-registry)")
+		return 1
+	}
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -71,6 +88,7 @@ func run(m *testing.M) int {
 		Nodes:        3,
 		APIPort:      freePort(),
 		RegistryPort: freePort(),
+		Registry:     externalRegistry,
 		Prefix:       "e2e" + hex.EncodeToString(b),
 		Out:          os.Stderr,
 	})

@@ -94,8 +94,25 @@ func Start(tb testing.TB, opts Options) *Registry {
 func StartDistribution(tb testing.TB) *Registry {
 	tb.Helper()
 	bin := privileged.RequireCommand(tb, "docker-registry")
-	dir := tb.TempDir()
-	addr := freeAddr(tb)
+	r, err := LaunchDistribution(bin, tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(r.Stop)
+	return r
+}
+
+// LaunchDistribution runs the docker-registry binary bin on a free loopback
+// port with its storage under dir, and waits until it answers. The caller
+// stops it with Stop; for a TestMain, where StartDistribution has no
+// testing.TB to clean up with.
+func LaunchDistribution(bin, dir string) (*Registry, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("find a free port: %w", err)
+	}
+	addr := l.Addr().String()
+	l.Close()
 	config := fmt.Sprintf(`version: 0.1
 log:
   level: error
@@ -109,16 +126,19 @@ storage:
 http:
   addr: %s
 `, filepath.Join(dir, "data"), addr)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create registry dir: %w", err)
+	}
 	configPath := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
-		tb.Fatalf("write registry config: %v", err)
+		return nil, fmt.Errorf("write registry config: %w", err)
 	}
 	var logs bytes.Buffer
 	cmd := exec.Command(bin, "serve", configPath)
 	cmd.Stdout = &logs
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
-		tb.Fatalf("start docker-registry: %v", err)
+		return nil, fmt.Errorf("start docker-registry: %w", err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
@@ -127,23 +147,23 @@ http:
 		_ = cmd.Process.Kill()
 		<-done
 	}
-	tb.Cleanup(r.Stop)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		resp, err := http.Get("http://" + addr + "/v2/")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return r
+				return r, nil
 			}
 		}
 		select {
 		case <-done:
-			tb.Fatalf("docker-registry exited: %s", logs.String())
+			return nil, fmt.Errorf("docker-registry exited: %s", logs.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("docker-registry not ready on %s after 10s: %v\n%s", addr, err, logs.String())
+			r.Stop()
+			return nil, fmt.Errorf("docker-registry not ready on %s after 10s: %v\n%s", addr, err, logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -225,16 +245,6 @@ func (r *Registry) DockerConfig(tb testing.TB, user, password string) string {
 	return path
 }
 
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("find a free port: %v", err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
 
 // memBlobs is an in-memory blob store that, unlike the stock one, lets tests
 // tamper with content and count downloads.

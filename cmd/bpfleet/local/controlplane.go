@@ -66,6 +66,12 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 // startRegistry serves a real OCI distribution API on 127.0.0.1 with blobs
 // on disk under the state dir.
 func (e *Env) startRegistry(ctx context.Context) error {
+	e.RemoteOptions = remote.Options{Timeout: 30 * time.Second}
+	if e.opts.Registry != "" {
+		e.Registry = e.opts.Registry
+		e.Printf("registry http://%s (given, not started here)", e.Registry)
+		return nil
+	}
 	dir := filepath.Join(e.opts.StateDir, "registry")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create registry dir: %w", err)
@@ -84,7 +90,6 @@ func (e *Env) startRegistry(ctx context.Context) error {
 	go func() { _ = srv.Serve(l) }()
 	e.onStop(func(ctx context.Context) error { return srv.Shutdown(ctx) })
 	e.Registry = addr
-	e.RemoteOptions = remote.Options{Timeout: 30 * time.Second}
 	e.Printf("registry http://%s (blobs in %s)", addr, dir)
 	return nil
 }

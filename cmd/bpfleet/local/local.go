@@ -42,6 +42,9 @@ type Options struct {
 	APIPort int
 	// RegistryPort is the registry's port on 127.0.0.1; default 5000.
 	RegistryPort int
+	// Registry, when set, is an already running registry (host:port) to use
+	// instead of starting the embedded one.
+	Registry string
 	// Prefix names the nodes (<prefix>-node-N), their network namespaces
 	// and host interfaces, and the pin root /sys/fs/bpf/<prefix>-local, so
 	// that two environments (a demo and a test run) never collide. Default
@@ -188,7 +191,11 @@ func (e *Env) preflight(context.Context) error {
 	if len(e.opts.Prefix) > 10 {
 		return fmt.Errorf("prefix %q is longer than 10 characters (interface names are limited to 15)", e.opts.Prefix)
 	}
-	for _, port := range []int{e.opts.APIPort, e.opts.RegistryPort} {
+	ports := []int{e.opts.APIPort}
+	if e.opts.Registry == "" {
+		ports = append(ports, e.opts.RegistryPort)
+	}
+	for _, port := range ports {
 		if err := portFree(port); err != nil {
 			return err
 		}
