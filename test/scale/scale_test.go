@@ -198,7 +198,7 @@ func TestFleet(t *testing.T) {
 		}, 250*time.Millisecond)
 	})
 	settled := m.settle(2 * time.Minute)
-	rep.add("4. steady state", "quiet after convergence (no fleet writes for 5 s)", fmtDur(settled), "", "")
+	rep.add("4. steady state", fmt.Sprintf("quiet after convergence (no fleet writes for %s)", quietWindow), fmtDur(settled), "", "")
 	idle := m.phase(fmt.Sprintf("4b. idle %s with %d programs × %d nodes", *flagIdle, total, n), func() time.Duration {
 		time.Sleep(*flagIdle)
 		return *flagIdle
@@ -381,13 +381,19 @@ func (m *meter) phase(name string, fn func() time.Duration) measured {
 	return r
 }
 
-// settle waits until no fleet write happens for 5 s, at most limit.
+// quietWindow is how long no fleet write must happen before the idle
+// period starts: longer than the 10 s (±25%) after which client-go's events
+// library retries a failed Event write, so the tail of the last change
+// (Event series PATCHes racing their POST) is not counted as idle writes.
+const quietWindow = 15 * time.Second
+
+// settle waits until no fleet write happens for quietWindow, at most limit.
 func (m *meter) settle(limit time.Duration) time.Duration {
 	m.t.Helper()
 	start := time.Now()
 	for time.Since(start) < limit {
 		a, _ := m.sample()
-		time.Sleep(5 * time.Second)
+		time.Sleep(quietWindow)
 		b, _ := m.sample()
 		d := b.sub(a)
 		if d.writes(fleetResource) == 0 {
