@@ -21,6 +21,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
@@ -45,6 +46,23 @@ func create(t *testing.T, e *local.Env, p *v1.BpfProgram) {
 	t.Helper()
 	if err := e.Client.Create(context.Background(), p); err != nil {
 		t.Fatalf("create %s: %v", p.Name, err)
+	}
+}
+
+// update changes p with mutate and writes it, reading it again on a
+// conflict (the operator writes its status meanwhile).
+func update(t *testing.T, e *local.Env, p *v1.BpfProgram, mutate func(*v1.BpfProgram)) {
+	t.Helper()
+	ctx := context.Background()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := e.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
+			return err
+		}
+		mutate(p)
+		return e.Client.Update(ctx, p)
+	})
+	if err != nil {
+		t.Fatalf("update %s: %v", p.Name, err)
 	}
 }
 

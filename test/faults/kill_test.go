@@ -1,13 +1,10 @@
 package faults
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
-
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
@@ -56,7 +53,6 @@ func TestAgentKilledAtEveryPhase(t *testing.T) {
 }
 
 func killAtPhase(t *testing.T, e *local.Env, n *local.Node, p *v1.BpfProgram, phase string, upgrade bool) {
-	ctx := context.Background()
 	var linkBefore uint32
 	if upgrade {
 		a := startAgent(t, e, n, "")
@@ -72,13 +68,7 @@ func killAtPhase(t *testing.T, e *local.Env, n *local.Node, p *v1.BpfProgram, ph
 		want = v2Digest
 		// Let the agent re-adopt v1 before the new digest arrives.
 		waitEntry(t, e, n, p.Name, 30*time.Second, "v1 re-adopted", attachedWith(v1Digest))
-		if err := e.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
-			t.Fatal(err)
-		}
-		p.Spec.Bundle.Image = v2Ref
-		if err := e.Client.Update(ctx, p); err != nil {
-			t.Fatal(err)
-		}
+		update(t, e, p, func(p *v1.BpfProgram) { p.Spec.Bundle.Image = v2Ref })
 	} else {
 		create(t, e, p)
 	}

@@ -75,11 +75,10 @@ func TestOperatorKilledMidRollout(t *testing.T) {
 		return out, nil
 	}
 
-	p.Spec.Bundle.Image = v2Ref
-	p.Spec.Rollout = v1.RolloutSpec{Strategy: v1.RolloutWaves, Waves: waves, PauseSeconds: 6}
-	if err := e.Client.Update(ctx, p); err != nil {
-		t.Fatal(err)
-	}
+	update(t, e, p, func(p *v1.BpfProgram) {
+		p.Spec.Bundle.Image = v2Ref
+		p.Spec.Rollout = v1.RolloutSpec{Strategy: v1.RolloutWaves, Waves: waves, PauseSeconds: 6}
+	})
 	var firstWave map[string]bool
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		v2, err := onV2(ctx)

@@ -1,13 +1,10 @@
 package faults
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
-
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 )
@@ -22,7 +19,6 @@ func TestRegistryFaultDuringPull(t *testing.T) {
 	n := e.Nodes[0]
 	for i, mode := range []Mode{Fail500, Drop} {
 		t.Run(mode.String(), func(t *testing.T) {
-			ctx := context.Background()
 			p := filterProgram(t, e, fmt.Sprintf("registry-%d", i), v1Ref, n)
 			removeLater(t, e, p)
 			stopInProcessAgent(t, e, n)
@@ -35,13 +31,7 @@ func TestRegistryFaultDuringPull(t *testing.T) {
 			t.Cleanup(func() { proxy.SetMode(Pass); proxy.OnlyOthers(false) })
 			failedBefore := proxy.Failed()
 			traffic := startStream(t, e, n)
-			if err := e.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
-				t.Fatal(err)
-			}
-			p.Spec.Bundle.Image = v2Ref
-			if err := e.Client.Update(ctx, p); err != nil {
-				t.Fatal(err)
-			}
+			update(t, e, p, func(p *v1.BpfProgram) { p.Spec.Bundle.Image = v2Ref })
 			held := waitEntry(t, e, n, p.Name, time.Minute, "held at v1 with PullFailed", func(s *v1.ProgramState) bool {
 				return s.Reason == v1.ReasonPullFailed
 			})
