@@ -21,6 +21,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
@@ -99,24 +100,48 @@ func readProgram(id ebpf.ProgramID) (Program, error) {
 	return p, nil
 }
 
+// A link that answers EAGAIN is retried linkRetries times, linkRetryWait apart.
+const (
+	linkRetries   = 10
+	linkRetryWait = 5 * time.Millisecond
+)
+
 // linkPoints maps program ids to the attach points of every link in the
 // kernel that references them.
 func linkPoints() (map[uint32][]string, error) {
 	out := map[uint32][]string{}
 	it := new(link.Iterator)
-	defer it.Close()
-	for it.Next() {
-		info, err := it.Link.Info()
-		if errors.Is(err, os.ErrNotExist) {
+	defer func() { it.Close() }()
+	retries := 0
+	for {
+		if it.Next() {
+			retries = 0
+			info, err := it.Link.Info()
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("read link %d: %w", it.ID, err)
+			}
+			id := uint32(info.Program)
+			out[id] = append(out[id], AttachPoint(info))
 			continue
 		}
-		if err != nil {
-			return nil, fmt.Errorf("read link %d: %w", it.ID, err)
+		err := it.Err()
+		if err == nil {
+			break
 		}
-		id := uint32(info.Program)
-		out[id] = append(out[id], AttachPoint(info))
-	}
-	if err := it.Err(); err != nil {
+		// A link being created or torn down by someone else answers EAGAIN
+		// for a moment; the iterator stops there. Resume after the last link
+		// read, a few times, before calling the scan failed.
+		if errors.Is(err, unix.EAGAIN) && retries < linkRetries {
+			retries++
+			last := it.ID
+			it.Close()
+			it = &link.Iterator{ID: last}
+			time.Sleep(linkRetryWait)
+			continue
+		}
 		return nil, fmt.Errorf("iterate links: %w", err)
 	}
 	for id := range out {
