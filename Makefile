@@ -96,7 +96,7 @@ bench: tools ## Run every benchmark (root) and rewrite the generated table in BE
 
 .PHONY: bench-scale
 bench-scale: tools ## 1,000 simulated agents against a real apiserver; report in bin/scale.md.
-	$(GO) test -count=1 -timeout 60m -run . ./test/scale -args -scale.nodes=1000 -scale.report=$(BIN)/scale.md
+	$(GO) test -count=1 -timeout 60m -run TestFleet -v ./test/scale -args -scale.nodes=1000 -scale.programs=10 -scale.idle=1m -scale.report=$(BIN)/scale.md
 
 .PHONY: images
 images: ## Build the operator and agent OCI images (linux/amd64+arm64, no Docker) into bin/images; REGISTRY=host/prefix also pushes them.
