@@ -56,6 +56,7 @@ func BenchmarkApplyToAttached(b *testing.B) {
 		pin := fmt.Sprintf("/sys/fs/bpf/bench-%s-%d", n.Name, i)
 		start = time.Now()
 		runCmd(b, bpftool, "prog", "load", obj, pin, "type", "xdp")
+		b.Cleanup(func() { _ = os.Remove(pin) }) // also when a step below fails
 		runCmd(b, "nsenter", "--net=/var/run/netns/"+n.NetNS, bpftool, "net", "attach", "xdpdrv", "pinned", pin, "dev", n.Interface)
 		manual = append(manual, float64(time.Since(start).Microseconds())/1000)
 		runCmd(b, "nsenter", "--net=/var/run/netns/"+n.NetNS, bpftool, "net", "detach", "xdpdrv", "dev", n.Interface)
