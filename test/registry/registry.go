@@ -245,7 +245,6 @@ func (r *Registry) DockerConfig(tb testing.TB, user, password string) string {
 	return path
 }
 
-
 // memBlobs is an in-memory blob store that, unlike the stock one, lets tests
 // tamper with content and count downloads.
 type memBlobs struct {
