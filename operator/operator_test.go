@@ -1108,7 +1108,7 @@ func TestKernelPausedDuringRollout(t *testing.T) {
 		t.Fatalf("first rollout %+v", r)
 	}
 
-	p = mutate(t, p.Name, func(q *v1.BpfProgram) { q.Spec.Bundle.Image = ref2 })
+	mutate(t, p.Name, func(q *v1.BpfProgram) { q.Spec.Bundle.Image = ref2 })
 	p = play(v1.ReasonKernelsPaused)
 	r := p.Status.Rollout
 	if r.HaltedReason != "" || r.TargetDigest != d2 || r.StableDigest != d1 || r.Wave != 2 {
