@@ -23,7 +23,9 @@ import (
 // BpfProgram to the node reporting it Attached — resolve, verify, rollout,
 // pull, verify again, load, attach, pin, status write — against the baseline
 // of doing only the load and attach by hand with bpftool, alternating the two
-// in the same run.
+// in the same run. The first apply, which also pulls the bundle into the
+// node's cache and verifies its signature from the registry, is reported on
+// its own; the ratio is over the median of at least five rounds after it.
 func BenchmarkApplyToAttached(b *testing.B) {
 	if env == nil {
 		privileged.SkipOrFail(b, "end-to-end environment not running: %v", envErr)
@@ -34,7 +36,9 @@ func BenchmarkApplyToAttached(b *testing.B) {
 	obj := filepath.Join(repoDir, "bpf", "xdpfilter", xdpfilter.ObjectFile)
 	var bpfleet, manual []float64
 	ctx := context.Background()
-	for i := 0; i < b.N; i++ {
+	rounds := max(b.N, 5) + 1
+	var first float64
+	for i := 0; i < rounds; i++ {
 		p, err := e.FilterProgram(fmt.Sprintf("bench-apply-%d", i))
 		if err != nil {
 			b.Fatal(err)
@@ -45,7 +49,11 @@ func BenchmarkApplyToAttached(b *testing.B) {
 			b.Fatal(err)
 		}
 		waitEntry(b, e, n.Name, p.Name, func(s *v1.ProgramState) bool { return s != nil && s.State == v1.PhaseAttached })
-		bpfleet = append(bpfleet, float64(time.Since(start).Microseconds())/1000)
+		if took := float64(time.Since(start).Microseconds()) / 1000; i == 0 {
+			first = took
+		} else {
+			bpfleet = append(bpfleet, took)
+		}
 		if err := e.Client.Delete(ctx, p); err != nil {
 			b.Fatal(err)
 		}
@@ -63,6 +71,7 @@ func BenchmarkApplyToAttached(b *testing.B) {
 		_ = os.Remove(pin)
 	}
 	mb, mm := median(bpfleet), median(manual)
+	b.ReportMetric(first, "ms-first-apply-to-attached")
 	b.ReportMetric(mb, "ms-apply-to-attached")
 	b.ReportMetric(mm, "ms-bpftool-load-attach")
 	b.ReportMetric(mb/mm, "bpfleet/bpftool")
