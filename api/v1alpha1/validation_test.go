@@ -39,12 +39,14 @@ func TestSamplesAreAccepted(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			obj := &unstructured.Unstructured{}
-			if err := yaml.Unmarshal(data, &obj.Object); err != nil {
-				t.Fatalf("parse %s: %v", f, err)
-			}
-			if err := env.Client.Create(context.Background(), obj, client.DryRunAll); err != nil {
-				t.Fatalf("sample refused: %v", err)
+			for _, doc := range strings.Split(string(data), "\n---\n") {
+				obj := &unstructured.Unstructured{}
+				if err := yaml.Unmarshal([]byte(doc), &obj.Object); err != nil {
+					t.Fatalf("parse %s: %v", f, err)
+				}
+				if err := env.Client.Create(context.Background(), obj, client.DryRunAll); err != nil {
+					t.Fatalf("sample %s refused: %v", obj.GetName(), err)
+				}
 			}
 		})
 	}
