@@ -72,12 +72,7 @@ FUZZ_SKIP    ?= /nodeagent/controller$$
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each.
-	@for pkg in $$($(GO) list ./... | grep -v -E '$(FUZZ_SKIP)'); do \
-		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-			echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 0 $$pkg; \
-		done; \
-	done
+	FUZZTIME=$(FUZZTIME) bash test/tools/fuzz-all.sh $$($(GO) list ./... | grep -v -E '$(FUZZ_SKIP)')
 
 .PHONY: test-race
 test-race: tools ## The race detector over every package that needs no kernel.
