@@ -16,6 +16,7 @@ import (
 	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
+	"github.com/bpfleet/bpfleet/nodeagent/inventory"
 )
 
 func TestSelected(t *testing.T) {
@@ -258,5 +259,49 @@ func TestVerifyMemo(t *testing.T) {
 	}
 	if _, err := m.Verify(ctx, "r/x", "sha256:2", pol); err == nil {
 		t.Fatal("an unknown digest during an outage must fail")
+	}
+}
+
+// fixedInventory is an Inventory that always finds the same programs.
+type fixedInventory struct{ summary *v1alpha1.UnmanagedSummary }
+
+func (f fixedInventory) Unmanaged([]v1alpha1.ProgramState) (*v1alpha1.UnmanagedSummary, error) {
+	return f.summary.DeepCopy(), nil
+}
+
+func TestUnmanagedHeldBackKeepsWhatWasWritten(t *testing.T) {
+	one := &v1alpha1.UnmanagedSummary{Count: 1, ByType: map[string]int32{"xdp": 1}, Programs: []v1alpha1.UnmanagedProgram{{ID: 7, Type: "xdp"}}}
+	two := &v1alpha1.UnmanagedSummary{Count: 2, ByType: map[string]int32{"xdp": 2}, Programs: []v1alpha1.UnmanagedProgram{{ID: 7, Type: "xdp"}, {ID: 9, Type: "xdp"}}}
+	tests := []struct {
+		name string
+		// written is what the agent wrote last (nil: nothing yet).
+		written *v1alpha1.UnmanagedSummary
+		// cached is what the agent's cache shows, perhaps behind written.
+		cached *v1alpha1.UnmanagedSummary
+		// kernel is what a scan finds now.
+		kernel *v1alpha1.UnmanagedSummary
+		want   *v1alpha1.UnmanagedSummary
+	}{
+		{name: "first inventory passes", kernel: one, want: one},
+		{name: "unchanged kernel keeps the status", written: one, cached: one, kernel: one, want: one},
+		{name: "change held back keeps the status", written: one, cached: one, kernel: two, want: one},
+		{name: "cache behind the last write, kernel unchanged", written: one, cached: nil, kernel: one, want: one},
+		{name: "cache behind the last write, change held back", written: one, cached: nil, kernel: two, want: one},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &Reconciler{
+				NodeName:         "n-" + t.Name(),
+				Inventory:        fixedInventory{tt.kernel},
+				UnmanagedLimiter: &inventory.Limiter{Interval: time.Hour},
+			}
+			if tt.written != nil {
+				r.UnmanagedLimiter.Wrote(time.Now(), tt.written)
+			}
+			got := r.unmanaged(context.Background(), tt.cached, nil)
+			if !inventory.Same(got, tt.want) {
+				t.Errorf("unmanaged = %+v, want %+v", got, tt.want)
+			}
+		})
 	}
 }
