@@ -52,7 +52,11 @@ type ProgramState struct {
 	BpfProgram string `json:"bpfProgram"`
 	// UID is the BpfProgram's uid.
 	UID types.UID `json:"uid"`
-	// Generation is the BpfProgram generation this entry reflects.
+	// Generation is the BpfProgram generation that last changed what this
+	// entry runs: its digest, programs and attach blocks, constants or map
+	// entries. A generation that changes none of them here (a new image
+	// whose rollout wave has not reached this node, a new node selector)
+	// leaves it, so that such an edit costs the node no status write.
 	// +optional
 	Generation int64 `json:"generation,omitempty"`
 	// Digest is the bundle digest loaded (or being loaded).

@@ -6,6 +6,7 @@ package dataplane
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -43,7 +44,9 @@ type Desired struct {
 	Name string
 	// UID is the BpfProgram's uid; pins live under <root>/<uid>.
 	UID types.UID
-	// Generation is the BpfProgram's generation, echoed in status.
+	// Generation is the BpfProgram's generation. Status echoes the
+	// generation that last changed what the entry runs (digest, programs
+	// and attach blocks, constants, map entries).
 	Generation int64
 	// Digest is the bundle digest to run.
 	Digest string
@@ -58,6 +61,24 @@ type Desired struct {
 	// down, verification failed, waiting for a wave): what runs keeps
 	// running and every entry reports why (see HoldError for the reason).
 	Hold error
+}
+
+// RunsKey identifies what a desired entry runs: its digest and the parts of
+// the spec that reach the kernel. A generation that changes none of them (a
+// new image for a node whose wave has not come yet, a new node selector, new
+// rollout settings) leaves the entry, and so the node's status, as it was: a
+// wave rollout costs each node one status write, not two.
+func (ds *Desired) RunsKey() string {
+	b, err := json.Marshal(struct {
+		Digest     string
+		Programs   []v1alpha1.ProgramAttachment
+		Constants  []v1alpha1.Constant
+		MapEntries []v1alpha1.MapEntry
+	}{ds.Digest, ds.Spec.Programs, ds.Spec.Constants, ds.Spec.MapEntries})
+	if err != nil {
+		return fmt.Sprintf("unencodable generation %d", ds.Generation) // equal to no real key
+	}
+	return string(b)
 }
 
 // HoldError is a Hold with a status reason (a v1alpha1 Reason* word).

@@ -30,7 +30,8 @@ import (
 type entry struct {
 	uid        types.UID
 	name       string
-	generation int64
+	generation int64  // the generation that last changed what the entry runs
+	runsKey    string // what the entry runs, as far as the spec says
 	signer     string
 
 	// What runs.
@@ -154,7 +155,10 @@ func isNilBundle(b Bundle) bool {
 
 // applyEntry moves one BpfProgram towards ds.
 func (d *Dataplane) applyEntry(e *entry, ds *Desired, net netState) {
-	e.name, e.generation, e.signer = ds.Name, ds.Generation, ds.Signer
+	e.name, e.signer = ds.Name, ds.Signer
+	if rk := ds.RunsKey(); e.generation == 0 || rk != e.runsKey {
+		e.generation, e.runsKey = ds.Generation, rk
+	}
 	e.desiredDigest, e.desiredSpec = ds.Digest, ds.Spec
 	e.hold, e.failure = nil, nil
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
@@ -286,11 +287,24 @@ func TestMapEntries(t *testing.T) {
 	before := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
 	wantAttached(t, before)
 
+	// A generation that changes nothing the entry runs (a new image whose
+	// wave has not come: same digest) leaves its status as it was.
+	ds.Generation = 2
+	ds.Spec.Bundle.Image = "registry.example/filter:v2"
+	ds.Spec.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"edge": "true"}}
+	if same := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid); same.Generation != before.Generation || same.ID != before.ID || same.State != before.State {
+		t.Fatalf("an edit that changes nothing here changed the entry: %+v -> %+v", before, same)
+	}
+
+	ds.Generation = 3
 	ds.Spec.MapEntries = []v1alpha1.MapEntry{{Map: "deny", Key: "QR8=", Value: "AQ==", Encoding: v1alpha1.MapEncodingBase64}} // port 8001
 	after := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
 	wantAttached(t, after)
 	if after.ID != before.ID {
 		t.Fatalf("map entry change reloaded the program: %d -> %d", before.ID, after.ID)
+	}
+	if after.Generation != 3 {
+		t.Errorf("generation %d after a map entry change of generation 3", after.Generation)
 	}
 	m, err := ebpf.LoadPinnedMap(bpffs.Layout{Root: e.root}.Map(types.UID(uid), "deny"), nil)
 	if err != nil {

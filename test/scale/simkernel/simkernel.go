@@ -62,6 +62,7 @@ type Dataplane struct {
 type entry struct {
 	name       string
 	generation int64
+	runsKey    string
 	signer     string
 	// What runs.
 	digest   string
@@ -111,7 +112,10 @@ func (d *Dataplane) Apply(ctx context.Context, desired []dataplane.Desired) []v1
 			e = &entry{}
 			d.entries[ds.UID] = e
 		}
-		e.name, e.generation, e.signer = ds.Name, ds.Generation, ds.Signer
+		e.name, e.signer = ds.Name, ds.Signer
+		if rk := ds.RunsKey(); e.generation == 0 || rk != e.runsKey {
+			e.generation, e.runsKey = ds.Generation, rk // as the real dataplane does
+		}
 		e.desiredDigest, e.failure, e.hold = ds.Digest, "", ""
 		switch {
 		case ds.Hold != nil:
