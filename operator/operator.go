@@ -8,10 +8,14 @@ import (
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles/remote"
@@ -68,6 +72,44 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 	gc := &nodestate.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
 	return gc.SetupWithManager(mgr)
+}
+
+// CacheOptions are the cache options for the operator's manager. Nodes are
+// cached with only what the reconcilers read (name, uid, labels, deletion,
+// finalizers, the Ready condition): at 5,000 nodes the full objects, with
+// their images and managed fields, would be most of the operator's memory.
+func CacheOptions() cache.Options {
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Node{}: {Transform: TrimNode},
+	}}
+}
+
+// TrimNode is the cache transform of Nodes: it keeps the metadata the
+// operator selects and collects by and the Ready condition, and drops the
+// rest. Anything but a *corev1.Node passes unchanged.
+func TrimNode(obj any) (any, error) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil
+	}
+	out := &corev1.Node{
+		TypeMeta: n.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name:              n.Name,
+			UID:               n.UID,
+			ResourceVersion:   n.ResourceVersion,
+			Labels:            n.Labels,
+			DeletionTimestamp: n.DeletionTimestamp,
+			Finalizers:        n.Finalizers,
+			CreationTimestamp: n.CreationTimestamp,
+		},
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			out.Status.Conditions = []corev1.NodeCondition{{Type: c.Type, Status: c.Status, Reason: c.Reason, LastTransitionTime: c.LastTransitionTime}}
+		}
+	}
+	return out, nil
 }
 
 // Scheme returns a scheme with client-go's kinds and bpfleet's kinds.

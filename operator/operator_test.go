@@ -78,6 +78,7 @@ func startOperator(t testing.TB) {
 			t.Fatal(err)
 		}
 		mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+			Cache:      operator.CacheOptions(),
 			Scheme:     scheme,
 			Metrics:    metricsserver.Options{BindAddress: "0"},
 			Controller: config.Controller{SkipNameValidation: ptr.To(true)},
@@ -694,6 +695,79 @@ func TestNodeDeletedCollectsItsState(t *testing.T) {
 	// The state of the node that stays is kept.
 	if err := env.Client.Get(context.Background(), client.ObjectKey{Name: names[0]}, &v1.BpfNodeState{}); err != nil {
 		t.Fatalf("node state of a live node: %v", err)
+	}
+}
+
+// A node whose kubelet stops reporting (Ready Unknown) counts as pending,
+// whatever its BpfNodeState last said, and as attached again once Ready.
+func TestNotReadyNodeCountsPending(t *testing.T) {
+	startOperator(t)
+	ctx := context.Background()
+	reg := registry.Start(t, registry.Options{})
+	priv, pub := keyPair(t)
+	trustPolicy(t, "notready", reg, pub)
+	names := nodes(t, "notready", 2)
+	ref, digest := testbundle.Push(t, reg, "ebpf/notready", "v1", testbundle.Source{})
+	sign(t, ref, priv)
+	program(t, "notready", ref, "notready")
+	p := waitCondition(t, "notready", v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonVerified)
+	for _, n := range names {
+		report(t, p, n, "6.18.0", digest, v1.PhaseAttached)
+	}
+	waitCondition(t, "notready", v1.ConditionReady, metav1.ConditionTrue, v1.ReasonAllAttached)
+
+	setReady := func(name string, status corev1.ConditionStatus) {
+		t.Helper()
+		node := &corev1.Node{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Name: name}, node); err != nil {
+			t.Fatal(err)
+		}
+		node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status,
+			Reason: "NodeStatusUnknown", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+		if err := env.Client.Status().Update(ctx, node); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setReady(names[1], corev1.ConditionUnknown)
+	p = waitCondition(t, "notready", v1.ConditionReady, metav1.ConditionFalse, v1.ReasonNodesPending)
+	if p.Status.Nodes != (v1.NodeCounts{Selected: 2, Attached: 1, Pending: 1, Summary: "1/2"}) {
+		t.Errorf("nodes %+v with one node not ready", p.Status.Nodes)
+	}
+	setReady(names[1], corev1.ConditionTrue)
+	p = waitCondition(t, "notready", v1.ConditionReady, metav1.ConditionTrue, v1.ReasonAllAttached)
+	if p.Status.Nodes != (v1.NodeCounts{Selected: 2, Attached: 2, Summary: "2/2"}) {
+		t.Errorf("nodes %+v once ready again", p.Status.Nodes)
+	}
+}
+
+func TestTrimNode(t *testing.T) {
+	n := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "n", UID: "u", ResourceVersion: "7", Labels: map[string]string{"a": "b"},
+			Annotations: map[string]string{"big": strings.Repeat("x", 4096)}, Finalizers: []string{"f"},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}},
+		Status: corev1.NodeStatus{
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionFalse},
+				{Type: corev1.NodeReady, Status: corev1.ConditionFalse, Reason: "KubeletNotReady", LastHeartbeatTime: metav1.Now()}},
+			Images: []corev1.ContainerImage{{Names: []string{"registry/image:tag"}, SizeBytes: 1 << 30}},
+		},
+	}
+	got, err := operator.TrimNode(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trimmed := got.(*corev1.Node)
+	if trimmed.Name != "n" || trimmed.UID != "u" || trimmed.ResourceVersion != "7" || trimmed.Labels["a"] != "b" || len(trimmed.Finalizers) != 1 {
+		t.Errorf("metadata lost: %+v", trimmed.ObjectMeta)
+	}
+	if trimmed.Annotations != nil || trimmed.ManagedFields != nil || trimmed.Status.Images != nil {
+		t.Errorf("kept what no reconciler reads: %+v", trimmed)
+	}
+	if len(trimmed.Status.Conditions) != 1 || trimmed.Status.Conditions[0].Type != corev1.NodeReady ||
+		trimmed.Status.Conditions[0].Status != corev1.ConditionFalse || !trimmed.Status.Conditions[0].LastHeartbeatTime.IsZero() {
+		t.Errorf("conditions %+v, want Ready=False alone without its heartbeat", trimmed.Status.Conditions)
+	}
+	if other, _ := operator.TrimNode("tombstone"); other != "tombstone" {
+		t.Errorf("a non-Node changed: %v", other)
 	}
 }
 

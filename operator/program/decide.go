@@ -37,6 +37,21 @@ type NodeView struct {
 	Name string
 	// State is the node's BpfNodeState, nil when the agent has not written one.
 	State *v1alpha1.BpfNodeState
+	// NotReady: the Node's Ready condition is False or Unknown (its kubelet
+	// stopped reporting, or the node is down). What its BpfNodeState says
+	// may no longer hold, so the node counts as pending.
+	NotReady bool
+}
+
+// NodeNotReady tells whether a Node's Ready condition says it is not ready.
+// A Node without the condition (just registered) is not held against it.
+func NodeNotReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status != corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // outcomeAt tells where node stands with every program of programs at digest,
@@ -99,7 +114,8 @@ type Summary struct {
 
 // Summarize counts nodes attached, failed and pending at the digest each must
 // run (rollout.DigestForNodeKernel, with the release the node reports), and
-// groups them by kernel release. A release paused during the rollout keeps
+// groups them by kernel release. A node that is not Ready counts as pending,
+// whatever it last reported. A release paused during the rollout keeps
 // what was learned in its FirstFailure ("paused: node: program: Reason:
 // message") even after its nodes rolled back to the stable digest.
 func Summarize(in SummaryInput) Summary {
@@ -112,6 +128,9 @@ func Summarize(in SummaryInput) Summary {
 	for _, n := range nodes {
 		s.Counts.Selected++
 		outcome, why := outcomeAt(n.State, p.UID, programs, rollout.DigestForNodeKernel(p, n.Name, releaseOf(n.State)))
+		if n.NotReady {
+			outcome = NodePending
+		}
 		var k *v1alpha1.KernelCompatibility
 		if release := releaseOf(n.State); release != "" {
 			if k = kernels[release]; k == nil {

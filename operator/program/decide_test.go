@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -486,9 +487,11 @@ func TestSummarize(t *testing.T) {
 		{Name: "n5"},                 // no BpfNodeState: pending
 		{Name: "n6", State: other},   // reports another program only: pending
 		{Name: "n7", State: report("n7", "5.15", dNew, v1alpha1.PhaseAttached)},
+		// not Ready: what it last said may no longer hold
+		{Name: "n8", State: report("n8", "6.18", dNew, v1alpha1.PhaseAttached), NotReady: true},
 	}
 	s := Summarize(SummaryInput{Program: p, Nodes: nodes})
-	want := v1alpha1.NodeCounts{Selected: 7, Attached: 2, Failed: 1, Pending: 4, Summary: "2/7"}
+	want := v1alpha1.NodeCounts{Selected: 8, Attached: 2, Failed: 1, Pending: 5, Summary: "2/8"}
 	if s.Counts != want {
 		t.Errorf("counts %+v, want %+v", s.Counts, want)
 	}
@@ -501,6 +504,26 @@ func TestSummarize(t *testing.T) {
 	}
 	if len(s.Failures) != 1 || !strings.HasPrefix(s.Failures[0], "n2: xdp_filter: VerifierRejected") {
 		t.Errorf("failures %q", s.Failures)
+	}
+}
+
+func TestNodeNotReady(t *testing.T) {
+	tests := []struct {
+		name       string
+		conditions []corev1.NodeCondition
+		want       bool
+	}{
+		{name: "no condition yet"},
+		{name: "ready", conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}},
+		{name: "not ready", conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionFalse}}, want: true},
+		{name: "kubelet stopped reporting", conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionUnknown}}, want: true},
+		{name: "other conditions only", conditions: []corev1.NodeCondition{{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionTrue}}},
+	}
+	for _, tt := range tests {
+		n := &corev1.Node{Status: corev1.NodeStatus{Conditions: tt.conditions}}
+		if got := NodeNotReady(n); got != tt.want {
+			t.Errorf("%s: NodeNotReady = %t, want %t", tt.name, got, tt.want)
+		}
 	}
 }
 

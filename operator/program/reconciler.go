@@ -402,8 +402,7 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, s *scope) error {
 			return reconcile.TerminalError(fmt.Errorf("parse node selector: %w", err))
 		}
 	}
-	nodes := &metav1.PartialObjectMetadataList{}
-	nodes.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NodeList"))
+	nodes := &corev1.NodeList{}
 	if err := r.Client.List(ctx, nodes, client.MatchingLabelsSelector{Selector: sel}); err != nil {
 		return fmt.Errorf("list nodes: %w", err)
 	}
@@ -416,11 +415,12 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, s *scope) error {
 		byName[states.Items[i].Name] = &states.Items[i]
 	}
 	s.nodes = make([]NodeView, 0, len(nodes.Items))
-	for _, n := range nodes.Items {
+	for i := range nodes.Items {
+		n := &nodes.Items[i]
 		if !n.DeletionTimestamp.IsZero() {
 			continue
 		}
-		s.nodes = append(s.nodes, NodeView{Name: n.Name, State: byName[n.Name]})
+		s.nodes = append(s.nodes, NodeView{Name: n.Name, State: byName[n.Name], NotReady: NodeNotReady(n)})
 	}
 	s.listed = true
 	return nil

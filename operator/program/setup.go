@@ -62,7 +62,7 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		For(&v1alpha1.BpfProgram{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&v1alpha1.BpfNodeState{}, handler.EnqueueRequestsFromMapFunc(r.nodeStatePrograms)).
-		Watches(&corev1.Node{}, r.nodeHandler(), builder.OnlyMetadata).
+		Watches(&corev1.Node{}, r.nodeHandler()).
 		Watches(&v1alpha1.BundleTrustPolicy{}, handler.EnqueueRequestsFromMapFunc(r.policyPrograms)).
 		Complete(r)
 	if err != nil {
@@ -88,9 +88,9 @@ func (r *Reconciler) nodeStatePrograms(_ context.Context, obj client.Object) []r
 	return reqs
 }
 
-// nodeHandler enqueues, on a Node's creation, deletion or label change, the
-// BpfPrograms whose selector matches its old or new labels. Status
-// heartbeats change no label and enqueue nothing.
+// nodeHandler enqueues, on a Node's creation, deletion, label or readiness
+// change, the BpfPrograms whose selector matches its old or new labels.
+// Status heartbeats change neither and enqueue nothing.
 func (r *Reconciler) nodeHandler() handler.EventHandler {
 	enqueue := func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request], sets ...labels.Set) {
 		for _, req := range r.programsSelecting(ctx, sets...) {
@@ -113,10 +113,16 @@ func (r *Reconciler) nodeHandler() handler.EventHandler {
 }
 
 // nodeChanged tells whether a Node update can change which programs select
-// it: its labels changed, or its deletion began.
+// it or how it counts: its labels changed, its deletion began, or it became
+// ready or not ready.
 func nodeChanged(old, new client.Object) bool {
-	return !labels.Equals(old.GetLabels(), new.GetLabels()) ||
-		old.GetDeletionTimestamp().IsZero() != new.GetDeletionTimestamp().IsZero()
+	if !labels.Equals(old.GetLabels(), new.GetLabels()) ||
+		old.GetDeletionTimestamp().IsZero() != new.GetDeletionTimestamp().IsZero() {
+		return true
+	}
+	on, ok1 := old.(*corev1.Node)
+	nn, ok2 := new.(*corev1.Node)
+	return ok1 && ok2 && NodeNotReady(on) != NodeNotReady(nn)
 }
 
 // programsSelecting returns the BpfPrograms whose nodeSelector matches one of sets.

@@ -70,22 +70,31 @@ func TestNodeEventsWakeOnlySelectingPrograms(t *testing.T) {
 		}
 	}
 
+	ready := func(status corev1.ConditionStatus, beat time.Time) []corev1.NodeCondition {
+		return []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status, LastHeartbeatTime: metav1.NewTime(beat)}}
+	}
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: map[string]string{"role": "edge"}, ResourceVersion: "1"}}
-	heartbeat := node.DeepCopy()
-	heartbeat.ResourceVersion = "2"
-	heartbeat.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, LastHeartbeatTime: metav1.NewTime(time.Now())}}
-	if nodeChanged(node, heartbeat) {
-		t.Error("a status heartbeat counts as a change: every heartbeat of 5,000 nodes would wake programs")
-	}
-	relabel := node.DeepCopy()
-	relabel.Labels["role"] = "core"
-	if !nodeChanged(node, relabel) {
-		t.Error("a label change is not seen")
-	}
-	deleting := node.DeepCopy()
+	node.Status.Conditions = ready(corev1.ConditionTrue, time.Now().Add(-time.Minute))
 	now := metav1.Now()
-	deleting.DeletionTimestamp = &now
-	if !nodeChanged(node, deleting) {
-		t.Error("the start of a deletion is not seen")
+	changes := []struct {
+		name   string
+		change func(*corev1.Node)
+		// want: the update must wake the programs selecting the node.
+		want bool
+	}{
+		// Every heartbeat of 5,000 nodes would otherwise wake programs.
+		{name: "status heartbeat", change: func(n *corev1.Node) { n.Status.Conditions = ready(corev1.ConditionTrue, time.Now()) }},
+		{name: "label change", change: func(n *corev1.Node) { n.Labels["role"] = "core" }, want: true},
+		{name: "deletion starts", change: func(n *corev1.Node) { n.DeletionTimestamp = &now }, want: true},
+		{name: "becomes not ready", change: func(n *corev1.Node) { n.Status.Conditions = ready(corev1.ConditionFalse, time.Now()) }, want: true},
+		{name: "stops reporting", change: func(n *corev1.Node) { n.Status.Conditions = ready(corev1.ConditionUnknown, time.Now()) }, want: true},
+	}
+	for _, tt := range changes {
+		updated := node.DeepCopy()
+		updated.ResourceVersion = "2"
+		tt.change(updated)
+		if got := nodeChanged(node, updated); got != tt.want {
+			t.Errorf("%s: nodeChanged = %t, want %t", tt.name, got, tt.want)
+		}
 	}
 }

@@ -258,6 +258,7 @@ func (f *fleet) startOperator(t *testing.T) {
 	cfg.QPS, cfg.Burst = 20, 30
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 controller.Scheme(),
+		Cache:                  operator.CacheOptions(),
 		Logger:                 logr.Discard(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",

@@ -31,6 +31,7 @@ func (e *Env) StartOperator(ctx context.Context) error {
 		return errors.New("the operator runs already")
 	}
 	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
+		Cache:                  operator.CacheOptions(),
 		Scheme:                 controller.Scheme(),
 		Metrics:                server.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
