@@ -42,7 +42,25 @@ const (
 	MaxNameLength = 128
 	// MaxDescriptionLength bounds the free-text description.
 	MaxDescriptionLength = 1024
+	// MaxMapBytes bounds the memory one map may ask for (see MapBytes): a
+	// bundle cannot make every node of a fleet pin gigabytes of kernel
+	// memory by declaring an absurd capacity.
+	MaxMapBytes = 512 << 20
 )
+
+// MapBytes is the memory a map asks for, as far as its declaration says:
+// (key + value) × max entries, times cpus for per-CPU maps; max entries (the
+// buffer size) for ring buffers. It is an upper bound for maps allocated on
+// demand.
+func MapBytes(typ string, keySize, valueSize, maxEntries uint32, cpus int) uint64 {
+	switch typ {
+	case "ringbuf", "userringbuf":
+		return uint64(maxEntries)
+	case "percpuhash", "percpuarray", "lrucpuhash", "percpucgroupstorage":
+		return (uint64(keySize) + uint64(valueSize)*uint64(max(cpus, 1))) * uint64(maxEntries)
+	}
+	return (uint64(keySize) + uint64(valueSize)) * uint64(maxEntries)
+}
 
 // Endianness values of Object.Endianness.
 const (

@@ -247,6 +247,10 @@ func (m *Manifest) Validate() error {
 		if mp.Type == "" || len(mp.Type) > MaxNameLength {
 			return invalid(field+".type", "%q is not a map type", mp.Type)
 		}
+		if n := MapBytes(mp.Type, mp.KeySize, mp.ValueSize, mp.MaxEntries, 1); n > MaxMapBytes {
+			return tooLarge(field, "%s declares %d bytes (key %d + value %d × %d entries), limit %d",
+				mp.Name, n, mp.KeySize, mp.ValueSize, mp.MaxEntries, MaxMapBytes)
+		}
 	}
 	if err := checkCount("metricMaps", len(m.MetricMaps), MaxMaps); err != nil {
 		return err

@@ -10,10 +10,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+
+	"github.com/bpfleet/bpfleet/bundles"
+	"github.com/bpfleet/bpfleet/bundles/format"
 )
 
 // Sentinel errors, wrapped by the functions of this package.
@@ -46,6 +50,9 @@ func NewCache() *Cache { return btf.NewCache() }
 // LoadMaps creates every map of spec (with .rodata holding the constants
 // already set on spec) and returns them by name.
 func LoadMaps(spec *ebpf.CollectionSpec, cache *Cache) (map[string]*ebpf.Map, error) {
+	if err := CheckMapSizes(spec); err != nil {
+		return nil, err
+	}
 	only := spec.Copy()
 	only.Programs = map[string]*ebpf.ProgramSpec{}
 	coll, err := ebpf.NewCollectionWithOptions(only, ebpf.CollectionOptions{Cache: cache})
@@ -56,6 +63,30 @@ func LoadMaps(spec *ebpf.CollectionSpec, cache *Cache) (map[string]*ebpf.Map, er
 	coll.Maps = nil
 	coll.Close()
 	return maps, nil
+}
+
+// CheckMapSizes refuses, before any kernel call, an object with a map that
+// asks for more than format.MaxMapBytes (per-CPU maps counted for every
+// possible CPU): whatever the bundle manifest declared, the ELF is what
+// gets loaded.
+func CheckMapSizes(spec *ebpf.CollectionSpec) error {
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		cpus = 1
+	}
+	names := make([]string, 0, len(spec.Maps))
+	for name := range spec.Maps {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		ms := spec.Maps[name]
+		if n := format.MapBytes(format.MapTypeName(ms.Type), ms.KeySize, ms.ValueSize, ms.MaxEntries, cpus); n > format.MaxMapBytes {
+			return fmt.Errorf("check map %s: %w: asks for %d bytes (key %d + value %d × %d entries), limit %d",
+				name, bundles.ErrTooLarge, n, ms.KeySize, ms.ValueSize, ms.MaxEntries, format.MaxMapBytes)
+		}
+	}
+	return nil
 }
 
 // LoadProgram loads program name of spec, linked against maps (from

@@ -9,6 +9,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/nodeagent/loader"
 	"github.com/bpfleet/bpfleet/test/kernelprog"
 )
@@ -31,6 +32,41 @@ func TestParseELF(t *testing.T) {
 	}
 	if _, err := loader.ParseELF([]byte("not an ELF")); err == nil {
 		t.Fatal("garbage parsed")
+	}
+}
+
+func TestCheckMapSizes(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*ebpf.MapSpec) // applied to every map of the test object
+		want   bool                // refused
+	}{
+		{name: "the object as built", mutate: func(*ebpf.MapSpec) {}},
+		{name: "billions of entries", mutate: func(m *ebpf.MapSpec) { m.MaxEntries = 1 << 31 }, want: true},
+		{name: "huge values", mutate: func(m *ebpf.MapSpec) { m.ValueSize, m.MaxEntries = 1<<20, 1<<12 }, want: true},
+		{name: "per-CPU counted per CPU", mutate: func(m *ebpf.MapSpec) {
+			m.Type, m.KeySize, m.ValueSize, m.MaxEntries = ebpf.PerCPUArray, 4, 1<<20, 512 // just over the limit on one CPU
+		}, want: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cs := spec(t)
+			for _, m := range cs.Maps {
+				tt.mutate(m)
+			}
+			err := loader.CheckMapSizes(cs)
+			if got := err != nil; got != tt.want {
+				t.Fatalf("CheckMapSizes = %v, want refused %t", err, tt.want)
+			}
+			if tt.want && (!errors.Is(err, bundles.ErrTooLarge) || !strings.Contains(err.Error(), "bytes")) {
+				t.Fatalf("CheckMapSizes = %v, want it to wrap ErrTooLarge and say how much", err)
+			}
+			if tt.want {
+				if _, err := loader.LoadMaps(cs, nil); !errors.Is(err, bundles.ErrTooLarge) {
+					t.Fatalf("LoadMaps = %v, want refused before any kernel call", err)
+				}
+			}
+		})
 	}
 }
 
