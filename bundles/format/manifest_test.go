@@ -67,8 +67,12 @@ func TestValidate(t *testing.T) {
 		}, want: bundles.ErrTooLarge, msg: "objects has 17 entries"},
 		{name: "duplicate map", mutate: func(m *format.Manifest) { m.Maps = append(m.Maps, m.Maps[0]) }, want: bundles.ErrBundleInvalid, msg: "maps[1].name duplicate"},
 		{name: "map of absurd size", mutate: func(m *format.Manifest) { m.Maps[0].ValueSize, m.Maps[0].MaxEntries = 1<<20, 1<<20 }, want: bundles.ErrTooLarge, msg: "maps[0] rule_hits declares 1099515822080 bytes"},
-		{name: "ring buffer of absurd size", mutate: func(m *format.Manifest) { m.Maps[0].Type, m.Maps[0].KeySize, m.Maps[0].ValueSize, m.Maps[0].MaxEntries = "ringbuf", 0, 0, 1<<31 }, want: bundles.ErrTooLarge, msg: "maps[0]"},
-		{name: "large ring buffer within the limit", mutate: func(m *format.Manifest) { m.Maps[0].Type, m.Maps[0].KeySize, m.Maps[0].ValueSize, m.Maps[0].MaxEntries = "ringbuf", 0, 0, 256<<20 }},
+		{name: "ring buffer of absurd size", mutate: func(m *format.Manifest) {
+			m.Maps[0].Type, m.Maps[0].KeySize, m.Maps[0].ValueSize, m.Maps[0].MaxEntries = "ringbuf", 0, 0, 1<<31
+		}, want: bundles.ErrTooLarge, msg: "maps[0]"},
+		{name: "large ring buffer within the limit", mutate: func(m *format.Manifest) {
+			m.Maps[0].Type, m.Maps[0].KeySize, m.Maps[0].ValueSize, m.Maps[0].MaxEntries = "ringbuf", 0, 0, 256<<20
+		}},
 		{name: "metric map unknown", mutate: func(m *format.Manifest) { m.MetricMaps = []string{"nope"} }, want: bundles.ErrBundleInvalid, msg: `metricMaps[0] "nope" is not in maps`},
 		{name: "bad min kernel", mutate: func(m *format.Manifest) { m.MinKernel = "six" }, want: bundles.ErrBundleInvalid, msg: "minKernel"},
 		{name: "no programs", mutate: func(m *format.Manifest) { m.Programs = nil }, want: bundles.ErrBundleInvalid, msg: "programs no program"},
