@@ -42,6 +42,17 @@ generate: ## Regenerate deepcopy, CRDs, RBAC and the eBPF objects (needs clang).
 	$(CONTROLLER_GEN) rbac:roleName=bpfleet-agent paths=./nodeagent/... output:rbac:artifacts:config=config/rbac/agent
 	$(GO) generate ./bpf/... ./test/kernelprog/...
 
+# Where `make bundles` tags the shipped bundles; `bpfleet bundle push REF`
+# then pushes one (`bpfleet local` builds, pushes and signs them itself).
+BUNDLE_REPO ?= localhost:5000/bpfleet
+
+.PHONY: bundles
+bundles: build ## Build every shipped bundle (bpf/*/bundle.yaml) into the OCI layout bin/bundles as BUNDLE_REPO/NAME:VERSION.
+	@for yaml in bpf/*/bundle.yaml; do \
+		name=$$(sed -n 's/^name: *//p' $$yaml); version=$$(sed -n 's/^version: *//p' $$yaml); \
+		$(BIN)/bpfleet bundle build $$(dirname $$yaml) --layout $(BIN)/bundles -t $(BUNDLE_REPO)/$$name:$$version; \
+	done
+
 .PHONY: vmlinux
 vmlinux: ## Regenerate bpf/include/vmlinux.h from this kernel's BTF (rarely needed).
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/include/vmlinux.h
@@ -99,7 +110,7 @@ images: ## Build the operator and agent OCI images (linux/amd64+arm64, no Docker
 
 .PHONY: clean
 clean:
-	rm -rf $(BIN)/bpfleet $(BIN)/bpfleet-agent $(BIN)/bpfleet-operator $(BIN)/kubectl-bpf $(BIN)/local $(BIN)/images
+	rm -rf $(BIN)/bpfleet $(BIN)/bpfleet-agent $(BIN)/bpfleet-operator $(BIN)/kubectl-bpf $(BIN)/local $(BIN)/images $(BIN)/bundles
 
 .PHONY: help
 help:
