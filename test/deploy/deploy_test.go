@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -154,6 +155,54 @@ func TestAgentIsConfinedToItsOwnNode(t *testing.T) {
 	}
 	if err := agentA.Create(ctx, prog); !apierrors.IsForbidden(err) {
 		t.Fatalf("agent create bpfprogram: want Forbidden, got %v", err)
+	}
+	// An existing BpfProgram: no verb that changes it, its status (where the
+	// operator tells nodes which digest to run) or a trust policy is allowed.
+	if err := env.Client.Create(ctx, prog); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, prog) })
+	policy := &v1.BundleTrustPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "deploy-confined"},
+		Spec:       v1.BundleTrustPolicySpec{Images: []string{"r.example.com/x/*"}, AllowUnsigned: true},
+	}
+	if err := env.Client.Create(ctx, policy); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, policy) })
+	writes := []struct {
+		name  string
+		write func() error
+	}{
+		{name: "update bpfprogram", write: func() error {
+			p := prog.DeepCopy()
+			p.Spec.Bundle.Image = "evil.example.com/x/y:v1"
+			return agentA.Update(ctx, p)
+		}},
+		{name: "patch bpfprogram", write: func() error {
+			return agentA.Patch(ctx, prog.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(`{"spec":{"bundle":{"image":"evil.example.com/x/y:v1"}}}`)))
+		}},
+		{name: "write bpfprogram status", write: func() error {
+			p := prog.DeepCopy()
+			p.Status.ResolvedDigest = "sha256:" + strings.Repeat("e", 64)
+			return agentA.Status().Update(ctx, p)
+		}},
+		{name: "delete bpfprogram", write: func() error { return agentA.Delete(ctx, prog.DeepCopy()) }},
+		{name: "delete all bpfprograms", write: func() error { return agentA.DeleteAllOf(ctx, &v1.BpfProgram{}) }},
+		{name: "update trust policy", write: func() error {
+			p := policy.DeepCopy()
+			p.Spec.Images = []string{"**"}
+			return agentA.Update(ctx, p)
+		}},
+		{name: "create trust policy", write: func() error {
+			return agentA.Create(ctx, &v1.BundleTrustPolicy{ObjectMeta: metav1.ObjectMeta{Name: "forged"},
+				Spec: v1.BundleTrustPolicySpec{Images: []string{"**"}, AllowUnsigned: true}})
+		}},
+	}
+	for _, w := range writes {
+		if err := w.write(); !apierrors.IsForbidden(err) {
+			t.Errorf("agent may %s: want Forbidden, got %v", w.name, err)
+		}
 	}
 }
 
