@@ -753,7 +753,7 @@ func checkMetricsOf(t *testing.T, node string, id uint32, metricMap, key string,
 	if !drops {
 		t.Errorf("no bpfleet_map_value series for %s[%s] >= %v", metricMap, key, minValue)
 	}
-	for _, phase := range []string{"verify", "pull", "apply", "status"} {
+	for _, phase := range []string{"verify", "pull", "apply", "load", "attach", "status"} {
 		h := phases[phase]
 		if h == nil || h.GetSampleCount() == 0 {
 			t.Errorf("no %s phase observed", phase)
@@ -1024,5 +1024,59 @@ func TestTrustPolicyKeyFromSecret(t *testing.T) {
 	e := w.waitEntry(t, p, "attached", attachedAt(digest))
 	if !strings.Contains(e.Signer, "from-secret") {
 		t.Errorf("signer %q does not name the secret's key", e.Signer)
+	}
+}
+
+// TestRebootWithNewKernel simulates a reboot into a new kernel: the agent
+// stops, the pins go (a reboot empties bpffs), the node cache is lost too,
+// and the agent starts with a new boot id and kernel release. It pulls the
+// bundle again, verifies it, loads and attaches it anew, and the node's
+// BpfNodeState records the new kernel.
+func TestRebootWithNewKernel(t *testing.T) {
+	w := newWorld(t)
+	ref, digest := w.push(t, "v1", "0.1.0", true)
+	p := w.createProgram(t, ref, digest, denyEntry(deniedPort))
+	bootA, bootB := "boot-a-"+randHex(4), "boot-b-"+randHex(4)
+	a := w.startAgent(t, func(o *controller.Options) { o.BootID = bootA })
+	before := w.waitEntry(t, p, "attached before the reboot", attachedAt(digest))
+	release := w.state(t).Status.Kernel.Release
+	if k := w.state(t).Status.Kernel; k.BootID != bootA {
+		t.Fatalf("kernel %+v, want boot id %s", k, bootA)
+	}
+	a.stop()
+	if err := os.RemoveAll(w.root); err != nil { // detaches: only the pins held the links
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(w.stateDir, "bundles")); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.delivered(t, deniedPort, 5); got != 5 {
+		t.Fatalf("%d of 5 datagrams to the denied port arrived with the pins gone: the filter still runs", got)
+	}
+	b, err := remote.New(remote.Options{PlainHTTP: true}).Fetch(context.Background(), w.repo, digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer := b.Manifest.Objects[0].Digest
+	pulls := w.reg.BlobGets(layer)
+
+	upgraded := release + "-upgraded"
+	start := time.Now()
+	w.startAgent(t, func(o *controller.Options) { o.BootID, o.KernelRelease = bootB, upgraded })
+	after := w.waitEntry(t, p, "attached again after the reboot", func(s v1alpha1.ProgramState) bool {
+		return attachedAt(digest)(s) && s.ID != before.ID
+	})
+	t.Logf("reboot into %s → reloaded from a fresh pull and reported in %s", upgraded, time.Since(start))
+	if k := w.state(t).Status.Kernel; k.BootID != bootB || k.Release != upgraded {
+		t.Errorf("kernel %+v, want boot id %s and release %s", k, bootB, upgraded)
+	}
+	if w.reg.BlobGets(layer) <= pulls {
+		t.Errorf("the bundle was not pulled again with the node cache gone")
+	}
+	if after.LinkID == before.LinkID && after.LinkID != 0 {
+		t.Errorf("link %d survived a reboot", after.LinkID)
+	}
+	if got := w.delivered(t, deniedPort, 20); got != 0 {
+		t.Errorf("%d of 20 datagrams to the denied port arrived after the reload", got)
 	}
 }

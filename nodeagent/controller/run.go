@@ -71,6 +71,10 @@ type Options struct {
 	TrustNamespace string
 	// Log is the agent's logger; zero means controller-runtime's.
 	Log logr.Logger
+	// BootID and KernelRelease, when set, replace what the kernel says
+	// (/proc/sys/kernel/random/boot_id, uname -r): a test simulates a reboot
+	// or a kernel upgrade with them.
+	BootID, KernelRelease string
 }
 
 func (o *Options) defaults() error {
@@ -166,11 +170,16 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	defer unlock()
 
 	dp, err := dataplane.New(ctx, dataplane.Options{
-		BPFFSRoot: opts.BPFFSRoot,
-		StateDir:  opts.StateDir,
-		Stats:     opts.Stats,
-		Log:       opts.Log.WithName("dataplane"),
-		NetNS:     opts.NetNS,
+		BPFFSRoot:     opts.BPFFSRoot,
+		StateDir:      opts.StateDir,
+		Stats:         opts.Stats,
+		Log:           opts.Log.WithName("dataplane"),
+		NetNS:         opts.NetNS,
+		BootID:        opts.BootID,
+		KernelRelease: opts.KernelRelease,
+		Observe: func(phase string, took time.Duration) {
+			metrics.PhaseSeconds.WithLabelValues(opts.NodeName, phase).Observe(took.Seconds())
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("open dataplane: %w", err)

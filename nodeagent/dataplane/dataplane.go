@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	"golang.org/x/sys/unix"
@@ -116,6 +117,22 @@ type Options struct {
 	BootID string
 	// KernelRelease overrides uname -r (tests).
 	KernelRelease string
+	// Observe, when set, is told how long each kernel phase took: PhaseLoad
+	// (parse, create maps, load programs, write map entries: one bundle
+	// load) and PhaseAttach (one attach, or one Link.Update swap).
+	Observe func(phase string, took time.Duration)
+}
+
+// Kernel phases reported to Options.Observe.
+const (
+	PhaseLoad   = "load"
+	PhaseAttach = "attach"
+)
+
+func (d *Dataplane) observe(phase string, start time.Time) {
+	if d.opts.Observe != nil {
+		d.opts.Observe(phase, time.Since(start))
+	}
 }
 
 // DefaultStateDir is where records live unless Options.StateDir says otherwise.

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"syscall" // ENOTSUPP (524) is kernel-internal, absent from x/sys/unix
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -298,6 +299,7 @@ func supported(ps *ebpf.ProgramSpec, pa v1alpha1.ProgramAttachment) error {
 // failure leaves what runs untouched.
 func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 	failpoint("after-pull")
+	loadStart := time.Now()
 	cs, object, progErr, err := d.parse(ds)
 	if err != nil {
 		return err
@@ -344,6 +346,7 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 		discard()
 		return withReason(v1alpha1.ReasonMapUpdateFailed, err)
 	}
+	d.observe(PhaseLoad, loadStart)
 	failpoint("after-load")
 
 	// Swap what runs.
@@ -361,7 +364,10 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 		}
 		if a.target.Kind.Updatable() {
 			old := e.progs[a.target.Program]
-			if err := a.link.Update(np); err != nil {
+			swapStart := time.Now()
+			err := a.link.Update(np)
+			d.observe(PhaseAttach, swapStart)
+			if err != nil {
 				rollback()
 				discard()
 				return withReason(v1alpha1.ReasonAttachFailed, fmt.Errorf("update link %s: %w", a.target.Point, err))
@@ -507,6 +513,7 @@ func (d *Dataplane) writeEntries(e *entry, spec []v1alpha1.MapEntry, maps map[st
 }
 
 func (d *Dataplane) attachTarget(t attach.Target, p *ebpf.Program) (link.Link, error) {
+	defer d.observe(PhaseAttach, time.Now())
 	if !t.Kind.PerInterface() {
 		return t.Attach(p)
 	}

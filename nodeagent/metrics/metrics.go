@@ -24,13 +24,17 @@ const (
 	PhaseVerify = "verify"
 	PhaseApply  = "apply"
 	PhaseStatus = "status"
+	// PhaseLoad and PhaseAttach split apply: one bundle load (parse, maps,
+	// programs, map entries) and one attach or Link.Update swap.
+	PhaseLoad   = "load"
+	PhaseAttach = "attach"
 )
 
 var (
 	// PhaseSeconds is how long each reconcile phase took.
 	PhaseSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "bpfleet_agent_phase_seconds",
-		Help:    "Duration of the node agent's reconcile phases: pull (bundle into the node cache), verify (cosign signature and trust policy), apply (load, attach, pin, map entries in the kernel), status (BpfNodeState write).",
+		Help:    "Duration of the node agent's reconcile phases: pull (bundle into the node cache), verify (cosign signature and trust policy), apply (load, attach, pin, map entries in the kernel), within it load (one bundle: maps, programs, map entries) and attach (one attach or Link.Update), status (BpfNodeState write).",
 		Buckets: []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
 	}, []string{"node", "phase"})
 
