@@ -568,10 +568,17 @@ func (d *Dataplane) reconcileLinks(e *entry, spec v1alpha1.BpfProgramSpec, net n
 			continue
 		}
 		a.target = t
-		// A link re-adopted from a pin may run another program (tampering).
+		// A link may run another program: swapped through its pin while the
+		// agent ran or was down (tampering). Ours, loaded from the verified
+		// bundle, goes back in its place.
 		if p := e.progs[t.Program]; p != nil && t.Kind.Updatable() && !sameProgram(a.link, p) {
+			ran := linkProgramID(a.link)
 			if err := a.link.Update(p); err != nil {
 				e.attachErr[key] = withReason(v1alpha1.ReasonAttachFailed, err)
+			} else {
+				e.notice = &notice{reason: v1alpha1.ReasonTampered,
+					message: fmt.Sprintf("link %s ran program id %d instead of %s: %s restored from the verified bundle", t.Point, ran, t.Program, t.Program)}
+				d.log.Info("link ran another program: tampered, restored", "bpfProgram", e.name, "point", t.Point, "ran", ran)
 			}
 		}
 	}
@@ -597,6 +604,15 @@ func (d *Dataplane) reconcileLinks(e *entry, spec v1alpha1.BpfProgramSpec, net n
 		}
 		e.links[key] = &attachment{target: t, link: l}
 	}
+}
+
+// linkProgramID is the id of the program l runs; 0 when unknown.
+func linkProgramID(l link.Link) ebpf.ProgramID {
+	li, err := l.Info()
+	if err != nil {
+		return 0
+	}
+	return li.Program
 }
 
 func sameProgram(l link.Link, p *ebpf.Program) bool {

@@ -3,6 +3,7 @@ package dataplane_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -165,6 +166,60 @@ func TestTampered(t *testing.T) {
 	next := e.xdpDesired(t, uid, "sha256:v2", kernelprog.ObjectV2, v1alpha1.XDPModeGeneric)
 	if st := one(t, d.Apply(ctx, []dataplane.Desired{next}), uid); st.Reason != v1alpha1.ReasonAttached {
 		t.Fatalf("notice kept after a regular upgrade: %s", st.Reason)
+	}
+}
+
+// TestTamperedWhileRunning: someone swaps the program of bpfleet's pinned
+// link for another while the agent runs; the next apply (a resync) puts
+// bpfleet's program back with Link.Update and reports Tampered.
+func TestTamperedWhileRunning(t *testing.T) {
+	e := newEnv(t)
+	uid := "tamperrun-" + randHex(4)
+	ds := e.xdpDesired(t, uid, "sha256:v1", kernelprog.Object, v1alpha1.XDPModeGeneric)
+	d := e.open(t)
+	before := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	wantAttached(t, before)
+
+	pin := bpffs.Layout{Root: e.root}.Link(types.UID(uid), kernelprog.XDPFilter, before.AttachPoint)
+	l, err := link.LoadPinnedLink(pin, nil)
+	if err != nil {
+		t.Fatalf("open bpfleet's pinned link: %v", err)
+	}
+	defer l.Close()
+	spec, err := ebpf.LoadCollectionSpecFromReader(strings.NewReader(string(kernelprog.Object)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	coll, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{Maps: spec.Maps, Programs: map[string]*ebpf.ProgramSpec{kernelprog.XDPPass: spec.Programs[kernelprog.XDPPass]}, Variables: spec.Variables, Types: spec.Types}, ebpf.CollectionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer coll.Close()
+	if err := l.Update(coll.Programs[kernelprog.XDPPass]); err != nil {
+		t.Fatalf("swap the program out of band: %v", err)
+	}
+	info, err := coll.Programs[kernelprog.XDPPass].Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	intruder, _ := info.ID()
+	if li, err := l.Info(); err != nil || li.Program != intruder {
+		t.Fatalf("the link runs %v, want the intruder %d", li, intruder)
+	}
+
+	after := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	wantAttached(t, after)
+	if after.Reason != v1alpha1.ReasonTampered || after.ID != before.ID || after.LinkID != before.LinkID ||
+		!strings.Contains(after.Message, fmt.Sprint(intruder)) {
+		t.Fatalf("want Tampered naming program %d, program %d restored on link %d; got %s id %d link %d: %s",
+			intruder, before.ID, before.LinkID, after.Reason, after.ID, after.LinkID, after.Message)
+	}
+	if li, err := l.Info(); err != nil || uint32(li.Program) != before.ID {
+		t.Fatalf("the link runs %v after the resync, want bpfleet's program %d", li, before.ID)
+	}
+	e.sendUDP(t, 9999, 5)
+	if got := e.counter(t, uid, 1); got < 5 {
+		t.Fatalf("%d drops after 5 packets of death: the filter does not run", got)
 	}
 }
 
