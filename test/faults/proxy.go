@@ -25,7 +25,13 @@ const (
 	// Drop closes every connection without an answer, like a registry
 	// that went away mid-request.
 	Drop
+	// Slow holds every request for SlowDelay before forwarding it, like an
+	// overloaded registry: clients with a shorter timeout give up.
+	Slow
 )
+
+// SlowDelay is how long Slow holds each request.
+const SlowDelay = 4 * time.Second
 
 func (m Mode) String() string {
 	switch m {
@@ -35,6 +41,8 @@ func (m Mode) String() string {
 		return "500"
 	case Drop:
 		return "drop"
+	case Slow:
+		return "slow"
 	}
 	return fmt.Sprintf("Mode(%d)", int32(m))
 }
@@ -79,6 +87,13 @@ func NewProxy(upstream string) (*Proxy, error) {
 				}
 			}
 			panic(http.ErrAbortHandler)
+		case Slow:
+			p.failed.Add(1)
+			select {
+			case <-time.After(SlowDelay):
+			case <-r.Context().Done():
+				return // the client gave up
+			}
 		}
 		rp.ServeHTTP(w, r)
 	})}
@@ -95,7 +110,7 @@ func (p *Proxy) SetMode(m Mode) { p.mode.Store(int32(m)) }
 // agent then fails to pull.
 func (p *Proxy) OnlyOthers(on bool) { p.others.Store(on) }
 
-// Failed counts the requests answered with a fault.
+// Failed counts the requests answered with a fault (or held back, in Slow).
 func (p *Proxy) Failed() int64 { return p.failed.Load() }
 
 // Close stops the proxy.

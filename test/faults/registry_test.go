@@ -10,19 +10,24 @@ import (
 )
 
 // TestRegistryFaultDuringPull: the operator resolves and verifies a new
-// release, then the registry fails the agent's requests (500s, or
-// connections closed) → the old program keeps running and filtering, the
-// status says why (PullFailed), and the node moves to the new release once
-// the registry answers again.
+// release, then the registry fails the agent's requests (500s, connections
+// closed, or answers slower than the agent's 1 s registry timeout) → the
+// old program keeps running and filtering, the status says why
+// (PullFailed), and the node moves to the new release once the registry
+// answers again.
 func TestRegistryFaultDuringPull(t *testing.T) {
 	e := requireEnv(t)
 	n := e.Nodes[0]
-	for i, mode := range []Mode{Fail500, Drop} {
+	for i, mode := range []Mode{Fail500, Drop, Slow} {
 		t.Run(mode.String(), func(t *testing.T) {
 			p := filterProgram(t, e, fmt.Sprintf("registry-%d", i), v1Ref, n)
 			removeLater(t, e, p)
 			stopInProcessAgent(t, e, n)
-			startAgent(t, e, n, "")
+			var args []string
+			if mode == Slow {
+				args = []string{"--registry-timeout", "1s"} // shorter than SlowDelay
+			}
+			startAgent(t, e, n, "", args...)
 			create(t, e, p)
 			running := waitEntry(t, e, n, p.Name, time.Minute, "v1 attached", attachedWith(v1Digest))
 
@@ -38,7 +43,7 @@ func TestRegistryFaultDuringPull(t *testing.T) {
 			if held.State != v1.PhaseAttached || held.ID != running.ID || xdpProgramID(t, n) != running.ID {
 				t.Errorf("while the registry fails: %s, kernel runs %d; want v1 (id %d) still attached", describe(held), xdpProgramID(t, n), running.ID)
 			}
-			if !strings.Contains(held.Message, "registry") && !strings.Contains(held.Message, "500") {
+			if !strings.Contains(held.Message, "registry") && !strings.Contains(held.Message, "500") && !strings.Contains(held.Message, "deadline") {
 				t.Errorf("hold message does not say the registry failed: %q", held.Message)
 			}
 			time.Sleep(2 * time.Second) // a retry or two against the failing registry
