@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
 // apiserverPID finds the environment's kube-apiserver by its port.
@@ -43,11 +45,12 @@ func apiserverPID(t *testing.T) int {
 }
 
 // TestAPIServerFrozen stops the apiserver (SIGSTOP: every request hangs, as
-// when it is down behind a load balancer) for 8 s: what runs keeps running
+// when it is down behind a load balancer) for 60 s: what runs keeps running
 // and filtering, and once it answers again (SIGCONT) the agents pick up new
 // work. envtest cannot restart its apiserver in place (Stop removes its
 // certificates and directories), so a freeze stands in for an outage.
 func TestAPIServerFrozen(t *testing.T) {
+	const outage = 60 * time.Second
 	e := requireEnv(t)
 	n, other := e.Nodes[0], e.Nodes[1]
 	p := filterProgram(t, e, "apiserver-frozen", v1Ref, n)
@@ -67,12 +70,14 @@ func TestAPIServerFrozen(t *testing.T) {
 		}
 	}
 	t.Cleanup(thaw)
-	time.Sleep(8 * time.Second)
+	time.Sleep(outage / 2)
+	halfway := xdpProgramID(t, n)
+	time.Sleep(outage / 2)
 	during := xdpProgramID(t, n)
 	thaw()
 	tr := traffic.stop(t)
-	if during != running.ID {
-		t.Errorf("while the apiserver was stopped eth0 ran %d, want %d", during, running.ID)
+	if during != running.ID || halfway != running.ID {
+		t.Errorf("while the apiserver was stopped eth0 ran %d then %d, want %d", halfway, during, running.ID)
 	}
 	if tr.BadReceived != 0 || tr.GoodReceived != tr.GoodSent {
 		t.Errorf("traffic while the apiserver was stopped: %s", tr)
@@ -87,5 +92,50 @@ func TestAPIServerFrozen(t *testing.T) {
 	if st.ID != running.ID {
 		t.Errorf("program reloaded across the outage: %d → %d", running.ID, st.ID)
 	}
-	report(t, "apiserver stopped 8s (SIGSTOP)", "program %d kept running; %s; a new program attached %s after it came back", st.ID, tr, took.Round(100*time.Millisecond))
+	report(t, fmt.Sprintf("apiserver stopped %s (SIGSTOP)", outage), "program %d kept running; %s; a new program attached %s after it came back", st.ID, tr, took.Round(100*time.Millisecond))
+}
+
+// TestEtcdRestarted stops etcd for 10 s and starts it again with its data,
+// as a restarted etcd member: the apiserver answers errors meanwhile, what
+// runs keeps running and filtering, and afterwards the agents take new work
+// and nothing was reloaded.
+func TestEtcdRestarted(t *testing.T) {
+	e := requireEnv(t)
+	n, other := e.Nodes[0], e.Nodes[1]
+	p := filterProgram(t, e, "etcd-restarted", v1Ref, n)
+	removeLater(t, e, p)
+	create(t, e, p)
+	running := waitEntry(t, e, n, p.Name, time.Minute, "attached", attachedWith(v1Digest))
+	traffic := startStream(t, e, n)
+	if err := e.RestartEtcd(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	during := xdpProgramID(t, n)
+	tr := traffic.stop(t)
+	if during != running.ID {
+		t.Errorf("across the etcd restart eth0 ran %d, want %d", during, running.ID)
+	}
+	if tr.BadReceived != 0 || tr.GoodReceived != tr.GoodSent {
+		t.Errorf("traffic across the etcd restart: %s", tr)
+	}
+	start := time.Now()
+	q := filterProgram(t, e, "etcd-back", v1Ref, other)
+	removeLater(t, e, q)
+	deadline := time.Now().Add(time.Minute)
+	for err := e.Client.Create(t.Context(), q); err != nil; err = e.Client.Create(t.Context(), q) {
+		if apierrors.IsAlreadyExists(err) {
+			break // an earlier try was stored after all
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the apiserver stores nothing a minute after etcd came back: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	waitEntry(t, e, other, q.Name, time.Minute, "new work attached after etcd came back", attachedWith(v1Digest))
+	took := time.Since(start)
+	st := waitEntry(t, e, n, p.Name, 10*time.Second, "still attached", attachedWith(v1Digest))
+	if st.ID != running.ID {
+		t.Errorf("program reloaded across the etcd restart: %d → %d", running.ID, st.ID)
+	}
+	report(t, "etcd stopped 10s and restarted", "program %d kept running; %s; a new program attached %s after it came back", st.ID, tr, took.Round(100*time.Millisecond))
 }

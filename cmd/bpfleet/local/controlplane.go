@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -28,6 +29,17 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 		ErrorIfCRDPathMissing: true,
 		Scheme:                controller.Scheme(),
 	}
+	// etcd keeps its data in the state dir (fresh at every start, removed
+	// at Stop), so that RestartEtcd can stop it and start it again with the
+	// cluster's state, as a real etcd restart would.
+	etcdDir := filepath.Join(e.opts.StateDir, "etcd")
+	if err := os.RemoveAll(etcdDir); err != nil {
+		return fmt.Errorf("remove old etcd data: %w", err)
+	}
+	if err := os.MkdirAll(etcdDir, 0o700); err != nil {
+		return fmt.Errorf("create etcd data dir: %w", err)
+	}
+	cp.ControlPlane.Etcd = &crenvtest.Etcd{DataDir: etcdDir}
 	api := cp.ControlPlane.GetAPIServer()
 	api.SecureServing.ListenAddr.Address = "127.0.0.1"
 	api.SecureServing.ListenAddr.Port = strconv.Itoa(e.opts.APIPort)
@@ -39,7 +51,10 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 		return fmt.Errorf("start control plane: %w", err)
 	}
 	e.cp = cp
-	e.onStop(func(context.Context) error { return cp.Stop() })
+	e.onStop(func(context.Context) error {
+		err := cp.Stop()
+		return errors.Join(err, os.RemoveAll(etcdDir))
+	})
 	e.Config = cfg
 	c, err := client.New(cfg, client.Options{Scheme: controller.Scheme()})
 	if err != nil {
@@ -60,6 +75,21 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 		return fmt.Errorf("write kubeconfig: %w", err)
 	}
 	e.Printf("apiserver https://127.0.0.1:%d, kubeconfig %s", e.opts.APIPort, e.Kubeconfig)
+	return nil
+}
+
+// RestartEtcd stops etcd (SIGTERM, as a restarted etcd pod), waits for
+// down, and starts it again on the same address with the same data. The
+// apiserver answers errors meanwhile and reconnects on its own.
+func (e *Env) RestartEtcd(down time.Duration) error {
+	etcd := e.cp.ControlPlane.Etcd
+	if err := etcd.Stop(); err != nil {
+		return fmt.Errorf("stop etcd: %w", err)
+	}
+	time.Sleep(down)
+	if err := etcd.Start(); err != nil {
+		return fmt.Errorf("start etcd again: %w", err)
+	}
 	return nil
 }
 
