@@ -153,6 +153,13 @@ type UnmanagedProgram struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=256
 	AttachPoint string `json:"attachPoint,omitempty"`
+	// Owners lists, comma separated, the processes holding a file
+	// descriptor to the program or to a link of it when the agent first saw
+	// it, as bpftool shows them: comm(pid), at most 8. Empty when none does
+	// (it lives on through pins or links alone).
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Owners string `json:"owners,omitempty"`
 }
 
 // UnmanagedSummary bounds what a node reports about programs it did not load.

@@ -208,6 +208,10 @@ func TestUnmanagedPrograms(t *testing.T) {
 		got.AttachPoint != "raw_tracepoint/sched_process_exec" {
 		t.Errorf("reported %+v", got)
 	}
+	// The loader (this test process) holds the program and its link.
+	if me := fmt.Sprintf("(%d)", os.Getpid()); !strings.Contains(got.Owners, me) {
+		t.Errorf("owners %q do not name the loading process %s", got.Owners, me)
+	}
 	if ns.Status.Unmanaged.ByType["raw_tracepoint"] < 1 || ns.Status.Unmanaged.Count < int32(len(ns.Status.Unmanaged.Programs)) {
 		t.Errorf("summary %+v", ns.Status.Unmanaged)
 	}

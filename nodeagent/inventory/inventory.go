@@ -291,7 +291,7 @@ func Summarize(all []Program, ours map[uint32]bool, limit int) *v1alpha1.Unmanag
 	for _, p := range listed {
 		u := v1alpha1.UnmanagedProgram{
 			ID: p.ID, Type: p.Type, Name: p.Name, Tag: p.Tag,
-			AttachPoint: joinPoints(p.AttachPoints),
+			AttachPoint: joinBounded(p.AttachPoints),
 		}
 		if !p.LoadedAt.IsZero() {
 			t := metav1.NewTime(p.LoadedAt.Truncate(time.Second))
@@ -302,7 +302,8 @@ func Summarize(all []Program, ours map[uint32]bool, limit int) *v1alpha1.Unmanag
 	return sum
 }
 
-func joinPoints(points []string) string {
+// joinBounded joins with commas, cut to maxAttachPoint bytes.
+func joinBounded(points []string) string {
 	s := strings.Join(points, ",")
 	if len(s) > maxAttachPoint {
 		s = s[:maxAttachPoint-3] + "..."

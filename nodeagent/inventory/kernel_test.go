@@ -3,9 +3,11 @@ package inventory_test
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -223,4 +225,41 @@ func findUnmanaged(sum *v1alpha1.UnmanagedSummary, id uint32) (v1alpha1.Unmanage
 		return v1alpha1.UnmanagedProgram{}, false
 	}
 	return sum.Programs[i], true
+}
+
+// TestOwners: a program this process holds names this process; one held
+// only by its pin names nobody; an id not asked for is not looked up.
+func TestOwners(t *testing.T) {
+	privileged.RequireBPFFS(t)
+	held := load(t, ebpf.SocketFilter, "owned_prog")
+	pinnedOnly := load(t, ebpf.SocketFilter, "pinned_prog")
+	dir := filepath.Join("/sys/fs/bpf", "bpfleet-test-owners-"+randSuffix(t))
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := pinnedOnly.Pin(filepath.Join(dir, "p")); err != nil {
+		t.Fatal(err)
+	}
+	heldID, pinnedID := programID(t, held), programID(t, pinnedOnly)
+	pinnedOnly.Close() // only the pin holds it now
+
+	got := inventory.Owners("/proc", map[uint32]bool{heldID: true, pinnedID: true})
+	me := fmt.Sprintf("(%d)", os.Getpid())
+	if len(got[heldID]) != 1 || !strings.HasSuffix(got[heldID][0], me) {
+		t.Errorf("owners of a program this process holds = %q, want one ending in %s", got[heldID], me)
+	}
+	if len(got[pinnedID]) != 0 {
+		t.Errorf("owners of a program held by its pin alone = %q, want none", got[pinnedID])
+	}
+	if other := inventory.Owners("/proc", map[uint32]bool{pinnedID: true}); len(other[heldID]) != 0 {
+		t.Errorf("looked up a program not asked for: %q", other[heldID])
+	}
+}
+
+func randSuffix(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

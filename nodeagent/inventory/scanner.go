@@ -19,9 +19,13 @@ type Scanner struct {
 	Root string
 	// Limit is how many programs a summary lists; zero means MaxListed.
 	Limit int
+	// Proc is the procfs root owners are read from; default /proc (the
+	// agent runs in the host's pid namespace).
+	Proc string
 
-	mu  sync.Mutex
-	was map[uint32]bool
+	mu     sync.Mutex
+	was    map[uint32]bool
+	owners map[uint32]string // by program id, looked up once per program
 }
 
 // Unmanaged summarises the programs in the kernel that are neither among
@@ -62,7 +66,44 @@ func (s *Scanner) Unmanaged(managed []v1alpha1.ProgramState) (*v1alpha1.Unmanage
 	if limit <= 0 || limit > MaxListed {
 		limit = MaxListed
 	}
-	return Summarize(all, ours, limit), nil
+	sum := Summarize(all, ours, limit)
+	s.fillOwners(sum, inKernel)
+	return sum, nil
+}
+
+// fillOwners names the processes holding each listed program. Procfs is
+// read only for programs not seen before, so an idle node reads it never
+// and reports the same owners scan after scan.
+func (s *Scanner) fillOwners(sum *v1alpha1.UnmanagedSummary, inKernel map[uint32]bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id := range s.owners {
+		if !inKernel[id] {
+			delete(s.owners, id)
+		}
+	}
+	if s.owners == nil {
+		s.owners = map[uint32]string{}
+	}
+	want := map[uint32]bool{}
+	for _, p := range sum.Programs {
+		if _, ok := s.owners[p.ID]; !ok {
+			want[p.ID] = true
+		}
+	}
+	if len(want) > 0 {
+		proc := s.Proc
+		if proc == "" {
+			proc = "/proc"
+		}
+		found := Owners(proc, want)
+		for id := range want {
+			s.owners[id] = joinBounded(found[id])
+		}
+	}
+	for i := range sum.Programs {
+		sum.Programs[i].Owners = s.owners[sum.Programs[i].ID]
+	}
 }
 
 // Limiter lets at most one write through per Interval, so that a churning

@@ -84,7 +84,7 @@ func seed(t *testing.T) {
 		if n.name == "node-a" {
 			ns.Status.Unmanaged = &v1.UnmanagedSummary{
 				Count: 3, ByType: map[string]int32{"cgroup_device": 2, "kprobe": 1},
-				Programs: []v1.UnmanagedProgram{{ID: 77, Type: "kprobe", Name: "snoop", Tag: "fedcba9876543210", LoadedAt: &loaded, AttachPoint: "kprobe/do_unlinkat"}},
+				Programs: []v1.UnmanagedProgram{{ID: 77, Type: "kprobe", Name: "snoop", Tag: "fedcba9876543210", LoadedAt: &loaded, AttachPoint: "kprobe/do_unlinkat", Owners: "snoopd(4242)"}},
 			}
 		}
 		ns.Status.Programs = []v1.ProgramState{n.state}
@@ -146,7 +146,7 @@ func TestCommands(t *testing.T) {
 			name: "unmanaged counts per node and lists programs",
 			args: []string{"unmanaged"},
 			want: []string{"NODE UNMANAGED BY TYPE", "node-a 3 cgroup_device:2,kprobe:1", "node-b - -",
-				"NODE ID TYPE NAME TAG LOADED ATTACH POINT", "node-a 77 kprobe snoop fedcba9876543210", "kprobe/do_unlinkat"},
+				"NODE ID TYPE NAME TAG LOADED ATTACH POINT OWNERS", "node-a 77 kprobe snoop fedcba9876543210", "kprobe/do_unlinkat  snoopd(4242)"},
 		},
 		{
 			name:    "unmanaged of one node",

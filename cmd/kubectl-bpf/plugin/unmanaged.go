@@ -89,9 +89,9 @@ func printUnmanaged(w io.Writer, nodes []v1.BpfNodeState, rows []UnmanagedRow) e
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tID\tTYPE\tNAME\tTAG\tLOADED\tATTACH POINT")
+	fmt.Fprintln(tw, "NODE\tID\tTYPE\tNAME\tTAG\tLOADED\tATTACH POINT\tOWNERS")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.Node, r.ID, r.Type, dash(r.Name), dash(r.Tag), age(r.LoadedAt), dash(r.AttachPoint))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Node, r.ID, r.Type, dash(r.Name), dash(r.Tag), age(r.LoadedAt), dash(r.AttachPoint), dash(r.Owners))
 	}
 	return tw.Flush()
 }
