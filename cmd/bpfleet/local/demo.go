@@ -65,6 +65,7 @@ left behind.`,
 	cmd.Flags().IntVar(&opts.Nodes, "nodes", 3, "simulated nodes")
 	cmd.Flags().IntVar(&opts.APIPort, "api-port", 6443, "apiserver port on 127.0.0.1")
 	cmd.Flags().IntVar(&opts.RegistryPort, "registry-port", 5000, "registry port on 127.0.0.1")
+	cmd.Flags().StringVar(&opts.Prefix, "prefix", "bpfleet", "names the nodes, network namespaces, host interfaces and pin root, so that two environments never collide (at most 10 characters)")
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep everything running until Ctrl-C")
 	return cmd
 }
