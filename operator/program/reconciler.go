@@ -64,7 +64,16 @@ type Reconciler struct {
 	// ResyncPeriod is how often a pullPolicy: Always tag is resolved again;
 	// zero means 5 minutes.
 	ResyncPeriod time.Duration
+	// NodeStateDelay is how long a BpfNodeState change waits before it
+	// wakes the BpfPrograms it reports, so that the reports of a wave of
+	// nodes are summed in one reconcile and one status patch (each patch
+	// reaches every agent's watch); zero means DefaultNodeStateDelay,
+	// negative none.
+	NodeStateDelay time.Duration
 }
+
+// DefaultNodeStateDelay is the default Reconciler.NodeStateDelay.
+const DefaultNodeStateDelay = 500 * time.Millisecond
 
 // +kubebuilder:rbac:groups=bpfleet.io,resources=bpfprograms,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=bpfleet.io,resources=bpfprograms/status,verbs=get;update;patch

@@ -61,7 +61,7 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		For(&v1alpha1.BpfProgram{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Watches(&v1alpha1.BpfNodeState{}, handler.EnqueueRequestsFromMapFunc(r.nodeStatePrograms)).
+		Watches(&v1alpha1.BpfNodeState{}, r.nodeStateHandler()).
 		Watches(&corev1.Node{}, r.nodeHandler()).
 		Watches(&v1alpha1.BundleTrustPolicy{}, handler.EnqueueRequestsFromMapFunc(r.policyPrograms)).
 		Complete(r)
@@ -69,6 +69,44 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		return fmt.Errorf("build bpfprogram controller: %w", err)
 	}
 	return nil
+}
+
+// nodeStateHandler enqueues, NodeStateDelay after a BpfNodeState changes,
+// the BpfPrograms it reports (before and after the change). A program
+// already waiting is not queued twice, so a burst of node reports costs one
+// reconcile per program.
+func (r *Reconciler) nodeStateHandler() handler.EventHandler {
+	delay := r.NodeStateDelay
+	if delay == 0 {
+		delay = DefaultNodeStateDelay
+	}
+	enqueue := func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request], objs ...client.Object) {
+		seen := map[reconcile.Request]bool{}
+		for _, obj := range objs {
+			for _, req := range r.nodeStatePrograms(ctx, obj) {
+				if seen[req] {
+					continue
+				}
+				seen[req] = true
+				if delay > 0 {
+					q.AddAfter(req, delay)
+				} else {
+					q.Add(req)
+				}
+			}
+		}
+	}
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, q, e.Object)
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, q, e.ObjectOld, e.ObjectNew)
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, q, e.Object)
+		},
+	}
 }
 
 // nodeStatePrograms maps a BpfNodeState to the BpfPrograms it reports.
