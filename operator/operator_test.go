@@ -282,6 +282,40 @@ func waitEvent(t testing.TB, name, reason, text string) eventsv1.Event {
 	return found
 }
 
+// readyFleet runs name's bundle on n fresh nodes labelled name, each
+// reporting it attached, and waits until the BpfProgram is Ready.
+func readyFleet(t *testing.T, name string, n int) (names []string, p *v1.BpfProgram) {
+	t.Helper()
+	reg := registry.Start(t, registry.Options{})
+	priv, pub := keyPair(t)
+	trustPolicy(t, name, reg, pub)
+	names = nodes(t, name, n)
+	ref, digest := testbundle.Push(t, reg, "ebpf/"+name, "v1", testbundle.Source{})
+	sign(t, ref, priv)
+	program(t, name, ref, name)
+	p = waitCondition(t, name, v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonVerified)
+	for _, node := range names {
+		report(t, p, node, "6.18.0", digest, v1.PhaseAttached)
+	}
+	return names, waitCondition(t, name, v1.ConditionReady, metav1.ConditionTrue, v1.ReasonAllAttached)
+}
+
+// setNodeReady writes node's Ready condition, as its kubelet (or the node
+// lifecycle controller, for Unknown) would.
+func setNodeReady(t *testing.T, node string, status corev1.ConditionStatus) {
+	t.Helper()
+	ctx := context.Background()
+	n := &corev1.Node{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: node}, n); err != nil {
+		t.Fatal(err)
+	}
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status,
+		Reason: "Test", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+	if err := env.Client.Status().Update(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestHappyPath(t *testing.T) {
 	startOperator(t)
 	reg := registry.Start(t, registry.Options{})
@@ -663,18 +697,7 @@ func TestWaves(t *testing.T) {
 
 func TestNodeDeletedCollectsItsState(t *testing.T) {
 	startOperator(t)
-	reg := registry.Start(t, registry.Options{})
-	priv, pub := keyPair(t)
-	trustPolicy(t, "gc", reg, pub)
-	names := nodes(t, "gc", 2)
-	ref, digest := testbundle.Push(t, reg, "ebpf/gc", "v1", testbundle.Source{})
-	sign(t, ref, priv)
-	program(t, "gc", ref, "gc")
-	p := waitCondition(t, "gc", v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonVerified)
-	for _, n := range names {
-		report(t, p, n, "6.18.0", digest, v1.PhaseAttached)
-	}
-	waitCondition(t, "gc", v1.ConditionReady, metav1.ConditionTrue, v1.ReasonAllAttached)
+	names, _ := readyFleet(t, "gc", 2)
 
 	if err := env.Client.Delete(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: names[1]}}); err != nil {
 		t.Fatal(err)
@@ -702,38 +725,13 @@ func TestNodeDeletedCollectsItsState(t *testing.T) {
 // whatever its BpfNodeState last said, and as attached again once Ready.
 func TestNotReadyNodeCountsPending(t *testing.T) {
 	startOperator(t)
-	ctx := context.Background()
-	reg := registry.Start(t, registry.Options{})
-	priv, pub := keyPair(t)
-	trustPolicy(t, "notready", reg, pub)
-	names := nodes(t, "notready", 2)
-	ref, digest := testbundle.Push(t, reg, "ebpf/notready", "v1", testbundle.Source{})
-	sign(t, ref, priv)
-	program(t, "notready", ref, "notready")
-	p := waitCondition(t, "notready", v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonVerified)
-	for _, n := range names {
-		report(t, p, n, "6.18.0", digest, v1.PhaseAttached)
-	}
-	waitCondition(t, "notready", v1.ConditionReady, metav1.ConditionTrue, v1.ReasonAllAttached)
-
-	setReady := func(name string, status corev1.ConditionStatus) {
-		t.Helper()
-		node := &corev1.Node{}
-		if err := env.Client.Get(ctx, client.ObjectKey{Name: name}, node); err != nil {
-			t.Fatal(err)
-		}
-		node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status,
-			Reason: "NodeStatusUnknown", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
-		if err := env.Client.Status().Update(ctx, node); err != nil {
-			t.Fatal(err)
-		}
-	}
-	setReady(names[1], corev1.ConditionUnknown)
-	p = waitCondition(t, "notready", v1.ConditionReady, metav1.ConditionFalse, v1.ReasonNodesPending)
+	names, _ := readyFleet(t, "notready", 2)
+	setNodeReady(t, names[1], corev1.ConditionUnknown)
+	p := waitCondition(t, "notready", v1.ConditionReady, metav1.ConditionFalse, v1.ReasonNodesPending)
 	if p.Status.Nodes != (v1.NodeCounts{Selected: 2, Attached: 1, Pending: 1, Summary: "1/2"}) {
 		t.Errorf("nodes %+v with one node not ready", p.Status.Nodes)
 	}
-	setReady(names[1], corev1.ConditionTrue)
+	setNodeReady(t, names[1], corev1.ConditionTrue)
 	p = waitCondition(t, "notready", v1.ConditionReady, metav1.ConditionTrue, v1.ReasonAllAttached)
 	if p.Status.Nodes != (v1.NodeCounts{Selected: 2, Attached: 2, Summary: "2/2"}) {
 		t.Errorf("nodes %+v once ready again", p.Status.Nodes)
@@ -929,18 +927,7 @@ func TestPolicyChangeVerifiesAgain(t *testing.T) {
 func TestSteadyStateWritesNothing(t *testing.T) {
 	startOperator(t)
 	ctx := context.Background()
-	reg := registry.Start(t, registry.Options{})
-	priv, pub := keyPair(t)
-	trustPolicy(t, "steady", reg, pub)
-	names := nodes(t, "steady", 2)
-	ref, digest := testbundle.Push(t, reg, "ebpf/steady", "v1", testbundle.Source{})
-	sign(t, ref, priv)
-	program(t, "steady", ref, "steady")
-	p := waitCondition(t, "steady", v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonVerified)
-	for _, n := range names {
-		report(t, p, n, "6.18.0", digest, v1.PhaseAttached)
-	}
-	waitCondition(t, "steady", v1.ConditionReady, metav1.ConditionTrue, v1.ReasonAllAttached)
+	names, _ := readyFleet(t, "steady", 2)
 	// Let the reconciles the reports queued settle.
 	time.Sleep(time.Second)
 	before := get(t, "steady").ResourceVersion
@@ -958,15 +945,7 @@ func TestSteadyStateWritesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A kubelet heartbeat.
-	node := &corev1.Node{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Name: names[1]}, node); err != nil {
-		t.Fatal(err)
-	}
-	node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue,
-		Reason: "KubeletReady", LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
-	if err := env.Client.Status().Update(ctx, node); err != nil {
-		t.Fatal(err)
-	}
+	setNodeReady(t, names[1], corev1.ConditionTrue)
 	time.Sleep(2 * time.Second)
 	if after := get(t, "steady"); after.ResourceVersion != before {
 		t.Fatalf("the BpfProgram was written (resourceVersion %s -> %s) with nothing to change; status %+v",

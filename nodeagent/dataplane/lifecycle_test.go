@@ -136,19 +136,11 @@ func TestTampered(t *testing.T) {
 
 	// Pin another program where ours was.
 	pin := bpffs.Layout{Root: e.root}.Program(types.UID(uid), kernelprog.XDPFilter)
-	spec, err := ebpf.LoadCollectionSpecFromReader(strings.NewReader(string(kernelprog.Object)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	coll, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{Maps: spec.Maps, Programs: map[string]*ebpf.ProgramSpec{kernelprog.XDPPass: spec.Programs[kernelprog.XDPPass]}, Variables: spec.Variables, Types: spec.Types}, ebpf.CollectionOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer coll.Close()
+	intruder := loadIntruder(t)
 	if err := os.Remove(pin); err != nil {
 		t.Fatal(err)
 	}
-	if err := coll.Programs[kernelprog.XDPPass].Pin(pin); err != nil {
+	if err := intruder.Pin(pin); err != nil {
 		t.Fatal(err)
 	}
 
@@ -169,6 +161,22 @@ func TestTampered(t *testing.T) {
 	}
 }
 
+// loadIntruder loads the test object's XDP_PASS program, as someone
+// tampering with bpfleet's pins would; it is closed when the test ends.
+func loadIntruder(t *testing.T) *ebpf.Program {
+	t.Helper()
+	spec, err := ebpf.LoadCollectionSpecFromReader(strings.NewReader(string(kernelprog.Object)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	coll, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{Maps: spec.Maps, Programs: map[string]*ebpf.ProgramSpec{kernelprog.XDPPass: spec.Programs[kernelprog.XDPPass]}, Variables: spec.Variables, Types: spec.Types}, ebpf.CollectionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(coll.Close)
+	return coll.Programs[kernelprog.XDPPass]
+}
+
 // TestTamperedWhileRunning: someone swaps the program of bpfleet's pinned
 // link for another while the agent runs; the next apply (a resync) puts
 // bpfleet's program back with Link.Update and reports Tampered.
@@ -186,33 +194,25 @@ func TestTamperedWhileRunning(t *testing.T) {
 		t.Fatalf("open bpfleet's pinned link: %v", err)
 	}
 	defer l.Close()
-	spec, err := ebpf.LoadCollectionSpecFromReader(strings.NewReader(string(kernelprog.Object)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	coll, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{Maps: spec.Maps, Programs: map[string]*ebpf.ProgramSpec{kernelprog.XDPPass: spec.Programs[kernelprog.XDPPass]}, Variables: spec.Variables, Types: spec.Types}, ebpf.CollectionOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer coll.Close()
-	if err := l.Update(coll.Programs[kernelprog.XDPPass]); err != nil {
+	intruder := loadIntruder(t)
+	if err := l.Update(intruder); err != nil {
 		t.Fatalf("swap the program out of band: %v", err)
 	}
-	info, err := coll.Programs[kernelprog.XDPPass].Info()
+	info, err := intruder.Info()
 	if err != nil {
 		t.Fatal(err)
 	}
-	intruder, _ := info.ID()
-	if li, err := l.Info(); err != nil || li.Program != intruder {
-		t.Fatalf("the link runs %v, want the intruder %d", li, intruder)
+	intruderID, _ := info.ID()
+	if li, err := l.Info(); err != nil || li.Program != intruderID {
+		t.Fatalf("the link runs %v, want the intruder %d", li, intruderID)
 	}
 
 	after := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
 	wantAttached(t, after)
 	if after.Reason != v1alpha1.ReasonTampered || after.ID != before.ID || after.LinkID != before.LinkID ||
-		!strings.Contains(after.Message, fmt.Sprint(intruder)) {
+		!strings.Contains(after.Message, fmt.Sprint(intruderID)) {
 		t.Fatalf("want Tampered naming program %d, program %d restored on link %d; got %s id %d link %d: %s",
-			intruder, before.ID, before.LinkID, after.Reason, after.ID, after.LinkID, after.Message)
+			intruderID, before.ID, before.LinkID, after.Reason, after.ID, after.LinkID, after.Message)
 	}
 	if li, err := l.Info(); err != nil || uint32(li.Program) != before.ID {
 		t.Fatalf("the link runs %v after the resync, want bpfleet's program %d", li, before.ID)

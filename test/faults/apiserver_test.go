@@ -44,82 +44,33 @@ func apiserverPID(t *testing.T) int {
 	return 0
 }
 
-// TestAPIServerFrozen stops the apiserver (SIGSTOP: every request hangs, as
-// when it is down behind a load balancer) for 60 s: what runs keeps running
-// and filtering, and once it answers again (SIGCONT) the agents pick up new
-// work. envtest cannot restart its apiserver in place (Stop removes its
-// certificates and directories), so a freeze stands in for an outage.
-func TestAPIServerFrozen(t *testing.T) {
-	const outage = 60 * time.Second
+// controlPlaneOutage runs outage (which returns once the control plane is
+// back) while a filter runs on one node under traffic: the filter must keep
+// running with nothing lost, and afterwards another node must take new work
+// and nothing may have been reloaded. It reports the fault as what.
+func controlPlaneOutage(t *testing.T, name, what string, outage func(during func())) {
 	e := requireEnv(t)
 	n, other := e.Nodes[0], e.Nodes[1]
-	p := filterProgram(t, e, "apiserver-frozen", v1Ref, n)
+	p := filterProgram(t, e, name, v1Ref, n)
 	removeLater(t, e, p)
 	create(t, e, p)
 	running := waitEntry(t, e, n, p.Name, time.Minute, "attached", attachedWith(v1Digest))
-	pid := apiserverPID(t)
 	traffic := startStream(t, e, n)
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	thawed := false
-	thaw := func() {
-		if !thawed {
-			thawed = true
-			_ = syscall.Kill(pid, syscall.SIGCONT)
+	var ran []uint32
+	outage(func() { ran = append(ran, xdpProgramID(t, n)) })
+	ran = append(ran, xdpProgramID(t, n))
+	tr := traffic.stop(t)
+	for _, id := range ran {
+		if id != running.ID {
+			t.Errorf("through the outage eth0 ran %v, want %d throughout", ran, running.ID)
+			break
 		}
 	}
-	t.Cleanup(thaw)
-	time.Sleep(outage / 2)
-	halfway := xdpProgramID(t, n)
-	time.Sleep(outage / 2)
-	during := xdpProgramID(t, n)
-	thaw()
-	tr := traffic.stop(t)
-	if during != running.ID || halfway != running.ID {
-		t.Errorf("while the apiserver was stopped eth0 ran %d then %d, want %d", halfway, during, running.ID)
-	}
 	if tr.BadReceived != 0 || tr.GoodReceived != tr.GoodSent {
-		t.Errorf("traffic while the apiserver was stopped: %s", tr)
+		t.Errorf("traffic through the outage: %s", tr)
 	}
 	start := time.Now()
-	q := filterProgram(t, e, "apiserver-back", v1Ref, other)
-	removeLater(t, e, q)
-	create(t, e, q)
-	waitEntry(t, e, other, q.Name, time.Minute, "new work attached after the apiserver came back", attachedWith(v1Digest))
-	took := time.Since(start)
-	st := waitEntry(t, e, n, p.Name, 10*time.Second, "still attached", attachedWith(v1Digest))
-	if st.ID != running.ID {
-		t.Errorf("program reloaded across the outage: %d → %d", running.ID, st.ID)
-	}
-	report(t, fmt.Sprintf("apiserver stopped %s (SIGSTOP)", outage), "program %d kept running; %s; a new program attached %s after it came back", st.ID, tr, took.Round(100*time.Millisecond))
-}
-
-// TestEtcdRestarted stops etcd for 10 s and starts it again with its data,
-// as a restarted etcd member: the apiserver answers errors meanwhile, what
-// runs keeps running and filtering, and afterwards the agents take new work
-// and nothing was reloaded.
-func TestEtcdRestarted(t *testing.T) {
-	e := requireEnv(t)
-	n, other := e.Nodes[0], e.Nodes[1]
-	p := filterProgram(t, e, "etcd-restarted", v1Ref, n)
-	removeLater(t, e, p)
-	create(t, e, p)
-	running := waitEntry(t, e, n, p.Name, time.Minute, "attached", attachedWith(v1Digest))
-	traffic := startStream(t, e, n)
-	if err := e.RestartEtcd(10 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	during := xdpProgramID(t, n)
-	tr := traffic.stop(t)
-	if during != running.ID {
-		t.Errorf("across the etcd restart eth0 ran %d, want %d", during, running.ID)
-	}
-	if tr.BadReceived != 0 || tr.GoodReceived != tr.GoodSent {
-		t.Errorf("traffic across the etcd restart: %s", tr)
-	}
-	start := time.Now()
-	q := filterProgram(t, e, "etcd-back", v1Ref, other)
+	q := filterProgram(t, e, name+"-back", v1Ref, other)
 	removeLater(t, e, q)
 	deadline := time.Now().Add(time.Minute)
 	for err := e.Client.Create(t.Context(), q); err != nil; err = e.Client.Create(t.Context(), q) {
@@ -127,15 +78,55 @@ func TestEtcdRestarted(t *testing.T) {
 			break // an earlier try was stored after all
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the apiserver stores nothing a minute after etcd came back: %v", err)
+			t.Fatalf("the apiserver stores nothing a minute after the outage: %v", err)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	waitEntry(t, e, other, q.Name, time.Minute, "new work attached after etcd came back", attachedWith(v1Digest))
+	waitEntry(t, e, other, q.Name, time.Minute, "new work attached after the outage", attachedWith(v1Digest))
 	took := time.Since(start)
 	st := waitEntry(t, e, n, p.Name, 10*time.Second, "still attached", attachedWith(v1Digest))
 	if st.ID != running.ID {
-		t.Errorf("program reloaded across the etcd restart: %d → %d", running.ID, st.ID)
+		t.Errorf("program reloaded across the outage: %d → %d", running.ID, st.ID)
 	}
-	report(t, "etcd stopped 10s and restarted", "program %d kept running; %s; a new program attached %s after it came back", st.ID, tr, took.Round(100*time.Millisecond))
+	report(t, what, "program %d kept running; %s; a new program attached %s after it came back", st.ID, tr, took.Round(100*time.Millisecond))
+}
+
+// TestAPIServerFrozen stops the apiserver (SIGSTOP: every request hangs, as
+// when it is down behind a load balancer) for 60 s: what runs keeps running
+// and filtering, and once it answers again (SIGCONT) the agents pick up new
+// work. envtest cannot restart its apiserver in place (Stop removes its
+// certificates and directories), so a freeze stands in for an outage.
+func TestAPIServerFrozen(t *testing.T) {
+	const outage = 60 * time.Second
+	controlPlaneOutage(t, "apiserver-frozen", fmt.Sprintf("apiserver stopped %s (SIGSTOP)", outage), func(during func()) {
+		pid := apiserverPID(t)
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		thawed := false
+		thaw := func() {
+			if !thawed {
+				thawed = true
+				_ = syscall.Kill(pid, syscall.SIGCONT)
+			}
+		}
+		t.Cleanup(thaw)
+		time.Sleep(outage / 2)
+		during()
+		time.Sleep(outage / 2)
+		during()
+		thaw()
+	})
+}
+
+// TestEtcdRestarted stops etcd for 10 s and starts it again with its data,
+// as a restarted etcd member: the apiserver answers errors meanwhile, what
+// runs keeps running and filtering, and afterwards the agents take new work
+// and nothing was reloaded.
+func TestEtcdRestarted(t *testing.T) {
+	controlPlaneOutage(t, "etcd-restarted", "etcd stopped 10s and restarted", func(func()) {
+		if err := requireEnv(t).RestartEtcd(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
