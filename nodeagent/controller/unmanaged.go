@@ -85,7 +85,7 @@ func (r *Reconciler) recordUnmanaged(ns *v1alpha1.BpfNodeState, before, after *v
 	}
 	if r.Recorder != nil {
 		r.Recorder.Eventf(ns, nil, corev1.EventTypeNormal, ReasonUnmanagedChanged, "Inventory",
-			"%s", inventory.Changes(before, after))
+			"%s", truncate(inventory.Changes(before, after), maxEventNote))
 	}
 }
 
