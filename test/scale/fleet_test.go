@@ -142,7 +142,14 @@ func newFleet(t *testing.T, cfg fleetConfig) *fleet {
 	// One bundle cache and one verification memo for the whole process:
 	// a node pays a download and a signature check once per digest, so
 	// does the simulated fleet, once for all nodes (singleflight).
-	if f.bundles, err = cache.Open(t.TempDir(), countingFetcher{remote.New(f.remote), &f.fetches}); err != nil {
+	// Not t.TempDir: its cleanup would run before f.stop stops the agents
+	// still writing into the cache ("directory not empty").
+	cacheDir, err := os.MkdirTemp("", "bpfleet-scale-cache-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.onStop(func() { _ = os.RemoveAll(cacheDir) }) // after the agents, which stop first
+	if f.bundles, err = cache.Open(cacheDir, countingFetcher{remote.New(f.remote), &f.fetches}); err != nil {
 		t.Fatalf("open bundle cache: %v", err)
 	}
 	f.memo = &controller.VerifyMemo{Verifier: &sharedVerifier{
