@@ -401,6 +401,8 @@ type bpftoolProg struct {
 	MapIDs       []uint32 `json:"map_ids"`
 	BTFID        uint32   `json:"btf_id"`
 	LoadedAt     int64    `json:"loaded_at"`
+	RunTimeNs    uint64   `json:"run_time_ns"`
+	RunCnt       uint64   `json:"run_cnt"`
 }
 
 func bpftoolShow(t *testing.T, bpftool string, id uint32) bpftoolProg {

@@ -13,6 +13,7 @@ import (
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/cmd/kubectl-bpf/plugin"
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
+	"github.com/bpfleet/bpfleet/test/privileged"
 )
 
 // TestTopReadsAgentStats runs an agent with run-time statistics on the real
@@ -44,6 +45,9 @@ func TestTopReadsAgentStats(t *testing.T) {
 		t.Errorf("statsAt = %v, want a recent read time", ns.Status.StatsAt)
 	}
 
+	bpftool := privileged.RequireCommand(t, "bpftool")
+	bt0, bt0At := bpftoolShow(t, bpftool, e.ID), time.Now()
+
 	var out, errOut bytes.Buffer
 	cmd := plugin.NewCommandWithClient(genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}, env.Client)
 	cmd.SetArgs([]string{"top", "--once", "--interval", "1s", "--node", w.node, "-o", "json"})
@@ -61,5 +65,20 @@ func TestTopReadsAgentStats(t *testing.T) {
 	t.Logf("kubectl bpf top: %s %s at %s: %.0f runs/s, %.0f ns/run, %.4f%% of a core", r.Node, r.Program, r.AttachPoint, r.RunsPerSec, r.NsPerRun, r.CPUPercent)
 	if !r.Sampled || r.ID != e.ID || r.BpfProgram != p.Name || r.RunsPerSec <= 0 || r.NsPerRun <= 0 || r.CPUPercent <= 0 || r.CPUPercent > 100 {
 		t.Errorf("row %+v", r)
+	}
+
+	// bpftool, reading the kernel directly over the same traffic, must
+	// tell the same story: the same order of runs/s and ns/run.
+	bt1 := bpftoolShow(t, bpftool, e.ID)
+	if bt1.RunCnt <= bt0.RunCnt {
+		t.Fatalf("bpftool run_cnt %d → %d: statistics off or no traffic", bt0.RunCnt, bt1.RunCnt)
+	}
+	btRate := float64(bt1.RunCnt-bt0.RunCnt) / time.Since(bt0At).Seconds()
+	btNs := float64(bt1.RunTimeNs-bt0.RunTimeNs) / float64(bt1.RunCnt-bt0.RunCnt)
+	t.Logf("bpftool prog show over the same traffic: %.0f runs/s, %.0f ns/run", btRate, btNs)
+	within := func(a, b, factor float64) bool { return a <= b*factor && b <= a*factor }
+	if !within(r.RunsPerSec, btRate, 4) || !within(r.NsPerRun, btNs, 4) {
+		t.Errorf("kubectl bpf top says %.0f runs/s at %.0f ns/run, bpftool %.0f runs/s at %.0f ns/run: more than 4× apart",
+			r.RunsPerSec, r.NsPerRun, btRate, btNs)
 	}
 }
