@@ -86,6 +86,9 @@ type Reconciler struct {
 	// UnmanagedLimiter bounds how often a changed inventory is written; nil
 	// writes every change.
 	UnmanagedLimiter *inventory.Limiter
+	// Written remembers the last status write, so that a cache lagging it
+	// causes no second, identical write; nil compares with the cache alone.
+	Written *WrittenStatus
 }
 
 // phaseTimes is how long one reconcile spent in each phase, for the log line
@@ -369,6 +372,9 @@ func (r *Reconciler) report(ctx context.Context, node *corev1.Node, states []v1a
 	case err != nil:
 		return false, fmt.Errorf("get BpfNodeState %s: %w", r.NodeName, err)
 	}
+	if r.Written != nil {
+		r.Written.Freshen(ns)
+	}
 
 	next := r.nodeStatus(ns.Status, states, verified, withStats)
 	next.Unmanaged = r.unmanaged(ctx, ns.Status.Unmanaged, states)
@@ -388,6 +394,9 @@ func (r *Reconciler) report(ctx context.Context, node *corev1.Node, states []v1a
 	}
 	if err := r.Client.Status().Patch(ctx, ns, client.RawPatch(types.JSONPatchType, patch)); err != nil {
 		return false, fmt.Errorf("write BpfNodeState %s status: %w", r.NodeName, err)
+	}
+	if r.Written != nil {
+		r.Written.Wrote(base.ResourceVersion, ns)
 	}
 	ns.Status = next
 	metrics.PhaseSeconds.WithLabelValues(r.NodeName, metrics.PhaseStatus).Observe(time.Since(start).Seconds())

@@ -305,3 +305,46 @@ func TestUnmanagedHeldBackKeepsWhatWasWritten(t *testing.T) {
 		})
 	}
 }
+
+func TestWrittenStatus(t *testing.T) {
+	state := func(uid, rv, release string) *v1alpha1.BpfNodeState {
+		ns := &v1alpha1.BpfNodeState{ObjectMeta: metav1.ObjectMeta{Name: "n", UID: types.UID(uid), ResourceVersion: rv}}
+		ns.Status.Kernel.Release = release
+		return ns
+	}
+	tests := []struct {
+		name   string
+		cached *v1alpha1.BpfNodeState
+		// want is the release Freshen leaves in cached.
+		want string
+	}{
+		{name: "cache behind the write shows what was written", cached: state("u1", "10", "old"), want: "new"},
+		{name: "cache caught up is trusted", cached: state("u1", "11", "new"), want: "new"},
+		{name: "another writer moved on: trusted", cached: state("u1", "12", "other"), want: "other"},
+		{name: "object recreated: trusted", cached: state("u2", "10", "fresh"), want: "fresh"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var w WrittenStatus
+			before := tt.cached.Status.Kernel.Release
+			if w.Freshen(tt.cached); tt.cached.Status.Kernel.Release != before {
+				t.Fatalf("changed before any write")
+			}
+			w.Wrote("10", state("u1", "11", "new"))
+			w.Freshen(tt.cached)
+			if got := tt.cached.Status.Kernel.Release; got != tt.want {
+				t.Errorf("release %q, want %q", got, tt.want)
+			}
+		})
+	}
+	// Once the cache caught up, a later stale read is not papered over:
+	// the memory is gone (a newer write would have refreshed it).
+	var w WrittenStatus
+	w.Wrote("10", state("u1", "11", "new"))
+	w.Freshen(state("u1", "11", "new"))
+	stale := state("u1", "10", "old")
+	w.Freshen(stale)
+	if stale.Status.Kernel.Release != "old" {
+		t.Errorf("freshened after the cache had caught up")
+	}
+}

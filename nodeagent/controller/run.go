@@ -237,6 +237,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		},
 		Recorder: mgr.GetEventRecorder("bpfleet-agent"),
 		Version:  opts.Version,
+		Written:  &WrittenStatus{},
 	}
 	if opts.UnmanagedInterval > 0 {
 		r.Inventory = &inventory.Scanner{Root: opts.BPFFSRoot}

@@ -20,10 +20,6 @@
 // steady-state scenario does not converge on a 2-core machine (the API
 // server saturates on BpfNodeState status updates); see the report.
 //
-// -scale.writethrough is an experiment, not the shipped agent: it shows
-// the effect of an agent that does not write its status from a cache
-// lagging its own writes (writethrough_test.go).
-//
 // Each simulated agent runs in its own controller-runtime manager with the
 // node-scoped cache of controller.CacheOptions (its Node and BpfNodeState
 // by name, every BpfProgram and BundleTrustPolicy) and talks to the API

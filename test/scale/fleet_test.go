@@ -59,8 +59,6 @@ type fleetConfig struct {
 	loadLatency   time.Duration
 	attachLatency time.Duration
 	resync        time.Duration
-	// writeThrough wraps each agent's client in writeThrough (experiment).
-	writeThrough bool
 }
 
 // fleet is a running simulated fleet: the operator, N agents with
@@ -347,10 +345,7 @@ func (f *fleet) startAgents(t *testing.T) {
 		if err != nil {
 			t.Fatalf("create manager of %s: %v", n.name, err)
 		}
-		var c client.Client = mgr.GetClient()
-		if f.cfg.writeThrough {
-			c = newWriteThrough(c)
-		}
+		c := mgr.GetClient()
 		r := &controller.Reconciler{
 			Client:    c,
 			NodeName:  n.name,
@@ -359,6 +354,7 @@ func (f *fleet) startAgents(t *testing.T) {
 			Verifier:  f.memo,
 			Recorder:  mgr.GetEventRecorder("bpfleet-agent"),
 			Version:   "scale",
+			Written:   &controller.WrittenStatus{}, // as controller.Run sets it
 		}
 		if err := r.SetupWithManager(mgr, controller.Triggers{ResyncInterval: f.cfg.resync}); err != nil {
 			t.Fatalf("set up agent of %s: %v", n.name, err)

@@ -18,14 +18,13 @@ var env *envtest.Env
 
 // Flags of the scale simulation; the defaults are the small run of `go test`.
 var (
-	flagNodes        = flag.Int("scale.nodes", envInt("BPFLEET_SCALE_NODES", 50), "simulated nodes (env BPFLEET_SCALE_NODES)")
-	flagPrograms     = flag.Int("scale.programs", envInt("BPFLEET_SCALE_PROGRAMS", 5), "BpfPrograms in the steady-state scenario (env BPFLEET_SCALE_PROGRAMS)")
-	flagIdle         = flag.Duration("scale.idle", 20*time.Second, "idle period of the steady-state scenario")
-	flagResync       = flag.Duration("scale.resync", 0, "agents' resync interval; 0 means 30s (the agent's default), or 5s when -scale.idle is under a minute so that the idle period sees resyncs")
-	flagLoad         = flag.Duration("scale.load", 5*time.Millisecond, "simulated load latency per program")
-	flagAttach       = flag.Duration("scale.attach", time.Millisecond, "simulated attach latency per program")
-	flagWriteThrough = flag.Bool("scale.writethrough", false, "EXPERIMENT: agents read their own BpfNodeState through what they last wrote while their cache lags (see writethrough_test.go)")
-	flagReport       = flag.String("scale.report", "", "write the Markdown report here (relative paths are relative to the repository root)")
+	flagNodes    = flag.Int("scale.nodes", envInt("BPFLEET_SCALE_NODES", 50), "simulated nodes (env BPFLEET_SCALE_NODES)")
+	flagPrograms = flag.Int("scale.programs", envInt("BPFLEET_SCALE_PROGRAMS", 5), "BpfPrograms in the steady-state scenario (env BPFLEET_SCALE_PROGRAMS)")
+	flagIdle     = flag.Duration("scale.idle", 20*time.Second, "idle period of the steady-state scenario")
+	flagResync   = flag.Duration("scale.resync", 0, "agents' resync interval; 0 means 30s (the agent's default), or 5s when -scale.idle is under a minute so that the idle period sees resyncs")
+	flagLoad     = flag.Duration("scale.load", 5*time.Millisecond, "simulated load latency per program")
+	flagAttach   = flag.Duration("scale.attach", time.Millisecond, "simulated attach latency per program")
+	flagReport   = flag.String("scale.report", "", "write the Markdown report here (relative paths are relative to the repository root)")
 )
 
 func envInt(name string, def int) int {

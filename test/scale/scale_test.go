@@ -37,14 +37,14 @@ func TestFleet(t *testing.T) {
 		}
 	}
 	timeout := 2*time.Minute + time.Duration(n)*200*time.Millisecond
-	rep := &report{nodes: n, programs: *flagPrograms, idle: *flagIdle, resync: resync, load: *flagLoad, attach: *flagAttach, writeThrough: *flagWriteThrough}
+	rep := &report{nodes: n, programs: *flagPrograms, idle: *flagIdle, resync: resync, load: *flagLoad, attach: *flagAttach}
 	defer rep.write(t)
 
 	pids, err := controlPlanePIDs()
 	if err != nil {
 		t.Fatalf("find the control plane: %v", err)
 	}
-	f := newFleet(t, fleetConfig{nodes: n, loadLatency: *flagLoad, attachLatency: *flagAttach, resync: resync, writeThrough: *flagWriteThrough})
+	f := newFleet(t, fleetConfig{nodes: n, loadLatency: *flagLoad, attachLatency: *flagAttach, resync: resync})
 	ctx := context.Background()
 	d1, d2, d3 := f.digests["v1"], f.digests["v2"], f.digests["v3"]
 	m := &meter{t: t, f: f, pids: pids, rep: rep}
@@ -437,7 +437,6 @@ type report struct {
 	nodes, programs   int
 	idle, resync      time.Duration
 	load, attach      time.Duration
-	writeThrough      bool
 	heapPerNode       float64
 	goroutinesPerNode float64
 	rows              [][5]string
@@ -455,9 +454,6 @@ func (r *report) markdown() string {
 		"real operator, one envtest kube-apiserver + etcd, loopback registry with signed bundles; %d BpfPrograms at steady state, idle %s, agent resync %s; "+
 		"%d CPUs (GOMAXPROCS %d), load average at the end %s (the machine is shared), %s.\n\n",
 		r.nodes, r.load, r.attach, r.programs, r.idle, r.resync, runtime.NumCPU(), runtime.GOMAXPROCS(0), loadAvg(), time.Now().UTC().Format("2006-01-02"))
-	if r.writeThrough {
-		b.WriteString("**EXPERIMENT (-scale.writethrough): each agent reads its own BpfNodeState through what it last wrote while its cache lags; this is not the agent as shipped.**\n\n")
-	}
 	b.WriteString("| scenario | figure | value | goal | met |\n|---|---|---|---|---|\n")
 	sorted := append([][5]string(nil), r.rows...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i][0] < sorted[j][0] })
