@@ -134,20 +134,30 @@ func newWorld(t *testing.T) *world {
 // apart), pushes it as tag and signs it when sign is set.
 func (w *world) push(t *testing.T, tag, version string, sign bool) (ref, digest string) {
 	t.Helper()
+	return w.pushPrograms(t, tag, version, sign, kernelprog.XDPFilter+"=xdp")
+}
+
+// pushPrograms is push with the programs (name=attach kind) of the
+// kernelprog object the bundle declares.
+func (w *world) pushPrograms(t *testing.T, tag, version string, sign bool, programs ...string) (ref, digest string) {
+	t.Helper()
 	dir := t.TempDir()
 	const object = "progs_bpfel.o"
 	if err := os.WriteFile(filepath.Join(dir, object), kernelprog.Object, 0o644); err != nil {
 		t.Fatal(err)
+	}
+	var decl strings.Builder
+	for _, p := range programs {
+		name, kind, _ := strings.Cut(p, "=")
+		fmt.Fprintf(&decl, "  - name: %s\n    attach: %s\n", name, kind)
 	}
 	spec := fmt.Sprintf(`name: agent-test
 version: %s
 objects:
   - file: %s
 programs:
-  - name: %s
-    attach: xdp
-metricMaps: [counters]
-`, version, object, kernelprog.XDPFilter)
+%smetricMaps: [counters]
+`, version, object, decl.String())
 	if err := os.WriteFile(filepath.Join(dir, build.SpecFile), []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -818,11 +828,24 @@ func TestAgentFollowsInterfacesAndRefreshesStats(t *testing.T) {
 // test process (the agent, the in-process registry and the test itself; the
 // API server runs in its own process).
 func TestIdleAgentCost(t *testing.T) {
+	for _, programs := range []int{1, 10} {
+		t.Run(fmt.Sprintf("%d programs", programs), func(t *testing.T) { idleAgentCost(t, programs) })
+	}
+}
+
+// idleAgentCost runs an agent with n BpfPrograms attached (the XDP filter,
+// then tcx counters on the same interface) and measures it idle.
+func idleAgentCost(t *testing.T, n int) {
 	w := newWorld(t)
-	ref, digest := w.push(t, "v1", "0.1.0", true)
-	p := w.createProgram(t, ref, digest, denyEntry(deniedPort))
+	ref, digest := w.pushPrograms(t, "v1", "0.1.0", true, kernelprog.XDPFilter+"=xdp", kernelprog.TCCount+"=tc")
+	progs := []*v1alpha1.BpfProgram{w.createProgram(t, ref, digest, denyEntry(deniedPort))}
+	for len(progs) < n {
+		progs = append(progs, w.createTCProgram(t, ref, digest))
+	}
 	w.startAgent(t, func(o *controller.Options) { o.ResyncInterval = time.Second })
-	w.waitEntry(t, p, "attached", attachedAt(digest))
+	for _, p := range progs {
+		w.waitEntry(t, p, "attached", attachedAt(digest))
+	}
 	time.Sleep(time.Second)
 
 	before := w.state(t).ResourceVersion
@@ -834,10 +857,36 @@ func TestIdleAgentCost(t *testing.T) {
 		t.Errorf("BpfNodeState written while idle: resourceVersion %s → %s", before, after)
 	}
 	share := float64(used) / float64(window) * 100
-	t.Logf("idle, 1 program, resync 1s: CPU %s over %s (%.2f%% of one core), RSS %d MiB", used, window, share, rssKiB(t)/1024)
+	t.Logf("idle, %d programs, resync 1s: CPU %s over %s (%.2f%% of one core), RSS %d MiB", n, used, window, share, rssKiB(t)/1024)
 	if share > 5 {
 		t.Errorf("idle agent used %.2f%% of a core, want under 5%%", share)
 	}
+}
+
+
+// createTCProgram is a BpfProgram counting w.veth.A's ingress with tcx.
+func (w *world) createTCProgram(t *testing.T, ref, digest string) *v1alpha1.BpfProgram {
+	t.Helper()
+	p := &v1alpha1.BpfProgram{
+		ObjectMeta: metav1.ObjectMeta{Name: "tc-" + randHex(4)},
+		Spec: v1alpha1.BpfProgramSpec{
+			Bundle: v1alpha1.BundleSource{Image: ref},
+			Programs: []v1alpha1.ProgramAttachment{{
+				Name: kernelprog.TCCount,
+				TC: &v1alpha1.TCAttach{
+					Interfaces: v1alpha1.InterfaceSelector{Names: []string{w.veth.A}},
+					Direction:  v1alpha1.TCIngress,
+				},
+			}},
+			NodeSelector: &metav1.LabelSelector{MatchLabels: map[string]string{nodeLabel: w.node}},
+		},
+	}
+	if err := env.Client.Create(context.Background(), p); err != nil {
+		t.Fatalf("create BpfProgram: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), p) })
+	setRollout(t, p, digest, digest, "")
+	return p
 }
 
 func processCPU(t *testing.T) time.Duration {
