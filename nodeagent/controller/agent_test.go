@@ -863,7 +863,6 @@ func idleAgentCost(t *testing.T, n int) {
 	}
 }
 
-
 // createTCProgram is a BpfProgram counting w.veth.A's ingress with tcx.
 func (w *world) createTCProgram(t *testing.T, ref, digest string) *v1alpha1.BpfProgram {
 	t.Helper()
