@@ -7,7 +7,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"go.uber.org/goleak"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
@@ -18,8 +17,6 @@ import (
 	"github.com/bpfleet/bpfleet/test/netns"
 	"github.com/bpfleet/bpfleet/test/privileged"
 )
-
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func load(t *testing.T, names ...string) map[string]*ebpf.Program {
 	t.Helper()

@@ -3,10 +3,11 @@ package bpffs_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/bpfleet/bpfleet/test/leakcheck"
 )
 
-// TestMain fails the package when a test leaves a goroutine behind.
+// TestMain fails the package when a test leaves a goroutine or an eBPF
+// file descriptor behind.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }

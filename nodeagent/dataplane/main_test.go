@@ -3,11 +3,11 @@ package dataplane_test
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/bpfleet/bpfleet/test/leakcheck"
 )
 
-// TestMain fails the package when a test leaves a goroutine behind (the
-// netlink watcher, traffic generators).
+// TestMain fails the package when a test leaves a goroutine (the netlink
+// watcher, traffic generators) or an eBPF file descriptor behind.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	leakcheck.Main(m)
 }
