@@ -1130,3 +1130,31 @@ func TestRebootWithNewKernel(t *testing.T) {
 		t.Errorf("%d of 20 datagrams to the denied port arrived after the reload", got)
 	}
 }
+
+// TestProgramTypeDeniedOnTheNode: the trust policy admits only tracepoint
+// programs for the repository; the bundle is signed by its key but holds an
+// XDP program. Even with the operator's status telling the node to run it
+// (set by the test), the agent refuses before loading anything.
+func TestProgramTypeDeniedOnTheNode(t *testing.T) {
+	w := newWorld(t)
+	ctx := context.Background()
+	w.policy.Spec.AllowedProgramTypes = []string{"tracepoint"}
+	if err := env.Client.Update(ctx, w.policy); err != nil {
+		t.Fatalf("restrict the trust policy: %v", err)
+	}
+	ref, digest := w.push(t, "v1", "0.1.0", true)
+	p := w.createProgram(t, ref, digest, denyEntry(deniedPort))
+	w.startAgent(t)
+	e := w.waitEntry(t, p, "refused for its program type", func(s v1alpha1.ProgramState) bool {
+		return s.State == v1alpha1.PhaseFailed && s.Reason == v1alpha1.ReasonVerifyFailed
+	})
+	if e.ID != 0 || !strings.Contains(e.Message, "xdp") || !strings.Contains(e.Message, "program type") {
+		t.Errorf("refused entry %+v: want no program and a message naming the denied type", e)
+	}
+	if left := w.bpffsLeft(t); len(left) != 0 {
+		t.Errorf("something was pinned for a denied program type: %v", left)
+	}
+	if got := w.delivered(t, deniedPort, 5); got == 0 {
+		t.Errorf("the XDP filter runs although the policy denies XDP")
+	}
+}
