@@ -303,6 +303,11 @@ func (d *Dataplane) Resync(ctx context.Context) []v1alpha1.ProgramState {
 }
 
 func (d *Dataplane) applyLocked(ctx context.Context) []v1alpha1.ProgramState {
+	// tracefs unmounted since New (by hand, by a tool cleaning up) would make
+	// every new tracepoint attach fail; what is attached runs without it.
+	if err := bpffs.MountTracefs(); err != nil {
+		d.log.V(1).Info("tracefs unavailable", "error", err.Error())
+	}
 	want := map[types.UID]bool{}
 	for i := range d.last {
 		want[d.last[i].UID] = true

@@ -318,6 +318,13 @@ func (a *agentProcess) Log() string {
 // stopped. The process is killed when the test ends.
 func startAgent(t *testing.T, e *local.Env, n *local.Node, failpoint string, extraArgs ...string) *agentProcess {
 	t.Helper()
+	return startAgentWrapped(t, e, n, nil, failpoint, extraArgs...)
+}
+
+// startAgentWrapped is startAgent with the agent run by wrapper (a command
+// and its arguments, e.g. unshare into a mount namespace of its own).
+func startAgentWrapped(t *testing.T, e *local.Env, n *local.Node, wrapper []string, failpoint string, extraArgs ...string) *agentProcess {
+	t.Helper()
 	a := &agentProcess{done: make(chan struct{})}
 	args := append([]string{
 		"--node-name", n.Name,
@@ -329,7 +336,8 @@ func startAgent(t *testing.T, e *local.Env, n *local.Node, failpoint string, ext
 		"--metrics-bind-address", "0",
 		"--health-probe-bind-address", "0",
 	}, extraArgs...)
-	a.cmd = exec.Command(agentBin, args...)
+	argv := append(append(append([]string(nil), wrapper...), agentBin), args...)
+	a.cmd = exec.Command(argv[0], argv[1:]...)
 	a.cmd.Env = append(os.Environ(), "KUBECONFIG="+e.Kubeconfig, "BPFLEET_FAILPOINT=")
 	if failpoint != "" {
 		a.cmd.Env = append(a.cmd.Env, "BPFLEET_FAILPOINT="+failpoint+":kill")

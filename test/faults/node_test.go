@@ -3,16 +3,21 @@ package faults
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
+	"github.com/bpfleet/bpfleet/test/privileged"
 )
 
 // blobs lists the node cache's blob files.
@@ -253,4 +258,67 @@ func TestSecondAgentRefused(t *testing.T) {
 	if tr.BadReceived != 0 {
 		t.Errorf("first agent's filter: %s", tr)
 	}
+}
+
+// TestTracefsUnmounted unmounts tracefs under a running agent (in a mount
+// namespace of the agent's own, so that the rest of the machine keeps it):
+// the tracepoint program attached keeps running, and a new one attaches at
+// the next resync because the agent mounts tracefs again.
+func TestTracefsUnmounted(t *testing.T) {
+	e := requireEnv(t)
+	n := e.Nodes[0]
+	unshare := privileged.RequireCommand(t, "unshare")
+	nsenter := privileged.RequireCommand(t, "nsenter")
+	traced := func(name string) *v1.BpfProgram {
+		p, err := e.ExecTraceProgram(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Spec.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/hostname": n.Name}}
+		return p
+	}
+	first, second := traced("tracefs-first"), traced("tracefs-second")
+	removeLater(t, e, first)
+	removeLater(t, e, second)
+	stopInProcessAgent(t, e, n)
+	a := startAgentWrapped(t, e, n, []string{unshare, "--mount", "--propagation", "private"}, "")
+	create(t, e, first)
+	running := waitEntry(t, e, n, first.Name, time.Minute, "exec tracer attached", func(s *v1.ProgramState) bool {
+		return s.State == v1.PhaseAttached
+	})
+
+	inAgentNS := func(args ...string) error {
+		cmd := exec.Command(nsenter, append([]string{"-t", strconv.Itoa(a.cmd.Process.Pid), "-m", "--"}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%v: %w: %s", args, err, out)
+		}
+		return nil
+	}
+	if err := inAgentNS("umount", "/sys/kernel/tracing"); err != nil {
+		t.Fatal(err)
+	}
+	if inAgentNS("mountpoint", "-q", "/sys/kernel/tracing") == nil {
+		t.Fatal("tracefs still mounted in the agent's namespace after umount")
+	}
+	if err := exec.Command("mountpoint", "-q", "/sys/kernel/tracing").Run(); err != nil {
+		t.Fatalf("tracefs gone from the host too: the fault leaked out of the agent's namespace: %v", err)
+	}
+
+	start := time.Now()
+	create(t, e, second)
+	waitEntry(t, e, n, second.Name, time.Minute, "a new tracepoint attached with tracefs unmounted", func(s *v1.ProgramState) bool {
+		return s.State == v1.PhaseAttached
+	})
+	took := time.Since(start)
+	if err := inAgentNS("mountpoint", "-q", "/sys/kernel/tracing"); err != nil {
+		t.Errorf("the agent did not mount tracefs again: %v", err)
+	}
+	st := waitEntry(t, e, n, first.Name, 10*time.Second, "the first tracer still attached", func(s *v1.ProgramState) bool {
+		return s.State == v1.PhaseAttached
+	})
+	if st.ID != running.ID {
+		t.Errorf("the first tracer was reloaded (%d → %d) while tracefs was gone", running.ID, st.ID)
+	}
+	report(t, "tracefs unmounted under the agent", "tracer %d kept attached; a new tracepoint attached %s later (tracefs mounted again)", st.ID, took.Round(100*time.Millisecond))
 }
