@@ -25,6 +25,7 @@ var (
 	env      *local.Env
 	envErr   error
 	agentBin string // bpfleet-agent built with -tags failpoints
+	opBin    string // bpfleet-operator
 	repoDir  string
 	stateDir string
 	proxy    *Proxy
@@ -61,6 +62,11 @@ func run(m *testing.M) int {
 	agentBin = filepath.Join(tmp, "bpfleet-agent")
 	if out, err := exec.Command("go", "build", "-tags", "failpoints", "-o", agentBin, "github.com/bpfleet/bpfleet/cmd/bpfleet-agent").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build agent with failpoints: %v\n%s", err, out)
+		return 1
+	}
+	opBin = filepath.Join(tmp, "bpfleet-operator")
+	if out, err := exec.Command("go", "build", "-o", opBin, "github.com/bpfleet/bpfleet/cmd/bpfleet-operator").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build operator: %v\n%s", err, out)
 		return 1
 	}
 	b := make([]byte, 3)

@@ -1,8 +1,12 @@
 package faults
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"os/exec"
 	"sort"
+	"syscall"
 	"testing"
 	"time"
 
@@ -11,15 +15,51 @@ import (
 
 	"github.com/bpfleet/bpfleet/api/rollout"
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
 )
 
-// TestOperatorKilledMidRollout: the operator stops while a rollout waits
-// between waves; no node moves while it is gone, and a new operator (fresh
-// manager and cache) resumes at the same wave, never rolling back the nodes
-// already updated, until every node runs the new release.
+// operatorProcess is bpfleet-operator run as its own process, with leader
+// election as in its Deployment, so that a test can SIGKILL it.
+type operatorProcess struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *bytes.Buffer
+}
+
+func startOperatorProcess(t *testing.T, e *local.Env) *operatorProcess {
+	t.Helper()
+	o := &operatorProcess{done: make(chan struct{}), log: &bytes.Buffer{}}
+	o.cmd = exec.Command(opBin, "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
+		"--leader-elect", "--leader-election-namespace", "default", "--registry-plain-http")
+	o.cmd.Env = append(os.Environ(), "KUBECONFIG="+e.Kubeconfig)
+	o.cmd.Stdout, o.cmd.Stderr = o.log, o.log
+	if err := o.cmd.Start(); err != nil {
+		t.Fatalf("start bpfleet-operator: %v", err)
+	}
+	go func() { _ = o.cmd.Wait(); close(o.done) }()
+	t.Cleanup(o.kill)
+	return o
+}
+
+// kill sends SIGKILL: no lease release, no hand-over, a reconcile cut short.
+func (o *operatorProcess) kill() {
+	_ = o.cmd.Process.Signal(syscall.SIGKILL)
+	<-o.done
+}
+
+// TestOperatorKilledMidRollout: the operator (bpfleet-operator, leader
+// elected) is SIGKILLed while a rollout waits between waves; no node moves
+// while it is gone, and a new operator process resumes at the same wave once
+// it holds the lease, never rolling back the nodes already updated, until
+// every node runs the new release.
 func TestOperatorKilledMidRollout(t *testing.T) {
 	e := requireEnv(t)
 	ctx := context.Background()
+	if err := e.StopOperator(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.StartOperator(ctx) }) // the environment's own, for the tests after
+	first := startOperatorProcess(t, e)
 	p, err := e.FilterProgram("operator-killed")
 	if err != nil {
 		t.Fatal(err)
@@ -27,7 +67,6 @@ func TestOperatorKilledMidRollout(t *testing.T) {
 	p.Spec.Bundle.Image = v1Ref
 	p.Spec.NodeSelector = nil
 	removeLater(t, e, p)
-	t.Cleanup(func() { _ = e.StartOperator(ctx) }) // when the test failed with it stopped
 	create(t, e, p)
 	if _, err := e.WaitReady(ctx, p.Name, int32(len(e.Nodes)), time.Minute); err != nil {
 		t.Fatal(err)
@@ -97,9 +136,7 @@ func TestOperatorKilledMidRollout(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no node took v2: %v", err)
 	}
-	if err := e.StopOperator(); err != nil {
-		t.Fatal(err)
-	}
+	first.kill()
 	stoppedAt := time.Now()
 	if err := e.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
 		t.Fatal(err)
@@ -122,9 +159,7 @@ func TestOperatorKilledMidRollout(t *testing.T) {
 		}
 	}
 
-	if err := e.StartOperator(ctx); err != nil {
-		t.Fatal(err)
-	}
+	second := startOperatorProcess(t, e)
 	restarted := time.Now()
 	minWave := stopped.Wave
 	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -156,7 +191,7 @@ func TestOperatorKilledMidRollout(t *testing.T) {
 		return all && !rollout.InProgress(r), nil
 	})
 	if err != nil {
-		t.Fatalf("rollout did not complete after the operator restarted: %v", err)
+		t.Fatalf("rollout did not complete after the operator restarted: %v\nnew operator's log:\n%s", err, second.log)
 	}
 	for _, n := range e.Nodes {
 		var s v1.BpfNodeState
@@ -167,7 +202,7 @@ func TestOperatorKilledMidRollout(t *testing.T) {
 			t.Errorf("node %s: link %d replaced by %d", n.Name, links[n.Name], got)
 		}
 	}
-	report(t, "operator killed mid-rollout", "waves %v; stopped at wave %d (%d node(s) on v2) for %s: nothing moved; new operator resumed, all %d nodes on v2 %s after restart",
+	report(t, "operator SIGKILLed mid-rollout", "waves %v; killed at wave %d (%d node(s) on v2) for %s: nothing moved; new operator took the lease and resumed, all %d nodes on v2 %s after its start",
 		waves, stopped.Wave, count(firstWave), restarted.Sub(stoppedAt).Round(time.Second), len(e.Nodes), time.Since(restarted).Round(100*time.Millisecond))
 }
 
