@@ -30,6 +30,7 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
+	"github.com/bpfleet/bpfleet/nodeagent/failpoint"
 	"github.com/bpfleet/bpfleet/nodeagent/inventory"
 	"github.com/bpfleet/bpfleet/nodeagent/metrics"
 )
@@ -191,7 +192,7 @@ func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, po
 			out = append(out, d)
 			continue
 		}
-		b, v, err := r.fetchVerified(ctx, p, d.Digest, policies, took)
+		b, v, err := r.fetchVerified(ctx, p, d.Digest, policies, running[p.UID].Digest != d.Digest, took)
 		if err != nil && errors.Is(err, bundles.ErrRegistryUnavailable) && running[p.UID].Digest == d.Digest {
 			// The node already runs this digest, verified when it was
 			// loaded (perhaps by a previous agent): an outage must not
@@ -220,7 +221,8 @@ func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, po
 // fetchVerified verifies repository@digest against the trust policies, pulls
 // it into the node cache and checks its program types against the admitting
 // policy. Verification comes first so that nothing untrusted is downloaded.
-func (r *Reconciler) fetchVerified(ctx context.Context, p *v1alpha1.BpfProgram, digest string, policies []v1alpha1.BundleTrustPolicy, took *phaseTimes) (*format.Bundle, Verification, error) {
+// fresh says the node does not run digest yet (a load follows).
+func (r *Reconciler) fetchVerified(ctx context.Context, p *v1alpha1.BpfProgram, digest string, policies []v1alpha1.BundleTrustPolicy, fresh bool, took *phaseTimes) (*format.Bundle, Verification, error) {
 	ref, err := remote.ParseReference(p.Spec.Bundle.Image)
 	if err != nil {
 		return nil, Verification{}, fmt.Errorf("parse bundle image of %s: %w", p.Name, err)
@@ -231,6 +233,9 @@ func (r *Reconciler) fetchVerified(ctx context.Context, p *v1alpha1.BpfProgram, 
 	metrics.PhaseSeconds.WithLabelValues(r.NodeName, metrics.PhaseVerify).Observe(time.Since(start).Seconds())
 	if err != nil {
 		return nil, Verification{}, fmt.Errorf("verify %s@%s: %w", ref.Repository, digest, err)
+	}
+	if fresh {
+		failpoint.Inject("after-verify")
 	}
 	start = time.Now()
 	b, err := r.Bundles.Get(ctx, ref.Repository, digest)

@@ -23,6 +23,7 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/format"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
+	"github.com/bpfleet/bpfleet/nodeagent/failpoint"
 	"github.com/bpfleet/bpfleet/nodeagent/loader"
 	"github.com/bpfleet/bpfleet/nodeagent/probe"
 )
@@ -208,9 +209,9 @@ func (d *Dataplane) applyEntry(e *entry, ds *Desired, net netState) {
 	d.reconcileLinks(e, ds.Spec, net)
 	d.dropUnused(e)
 	d.ensurePins(e)
-	failpoint("after-pin")
+	failpoint.Inject("after-pin")
 	d.writeRecord(e)
-	failpoint("after-record")
+	failpoint.Inject("after-record")
 }
 
 // loadHash hashes what needs a reload when it changes.
@@ -298,7 +299,7 @@ func supported(ps *ebpf.ProgramSpec, pa v1alpha1.ProgramAttachment) error {
 // others get the new program attached before the old link is closed. Any
 // failure leaves what runs untouched.
 func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
-	failpoint("after-pull")
+	failpoint.Inject("after-pull")
 	loadStart := time.Now()
 	cs, object, progErr, err := d.parse(ds)
 	if err != nil {
@@ -347,7 +348,7 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 		return withReason(v1alpha1.ReasonMapUpdateFailed, err)
 	}
 	d.observe(PhaseLoad, loadStart)
-	failpoint("after-load")
+	failpoint.Inject("after-load")
 
 	// Swap what runs.
 	var undo []func()
@@ -389,7 +390,7 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 		}
 		newLinks[key] = nl
 	}
-	failpoint("after-attach")
+	failpoint.Inject("after-attach")
 
 	// Commit: the new programs run everywhere; replace the old objects and pins.
 	if !running {
@@ -595,7 +596,7 @@ func (d *Dataplane) reconcileLinks(e *entry, spec v1alpha1.BpfProgramSpec, net n
 			e.attachErr[key] = withReason(v1alpha1.ReasonAttachFailed, err)
 			continue
 		}
-		failpoint("after-attach")
+		failpoint.Inject("after-attach")
 		if err := d.layout.Prepare(e.uid); err != nil {
 			d.log.Error(err, "prepare pin directory")
 		}

@@ -11,7 +11,7 @@ import (
 )
 
 // phases are the failpoints of a load, in order (see
-// nodeagent/dataplane/failpoint.go).
+// nodeagent/failpoint/failpoint.go).
 var phases = []struct {
 	name string
 	// load says what the filter does after a kill there on a first load,
@@ -20,6 +20,7 @@ var phases = []struct {
 	// upgrade says the same for an upgrade from v1 to v2.
 	upgrade string
 }{
+	{"after-verify", "verified, nothing pulled or loaded: no filter until the restart", "v1 keeps filtering; the restart verifies and pulls v2"},
 	{"after-pull", "nothing loaded: no filter until the restart", "v1 keeps filtering"},
 	{"after-load", "loaded, not attached: gone with the process; no filter until the restart", "v1 keeps filtering; v2's objects die with the process"},
 	{"after-attach", "attached, not pinned: the link dies with the process; no filter until the restart", "the pinned link already runs v2 (atomic Link.Update); v1's pins remain, the restart swaps v2 in again"},

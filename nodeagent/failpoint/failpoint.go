@@ -1,6 +1,6 @@
 //go:build failpoints
 
-package dataplane
+package failpoint
 
 import (
 	"fmt"
@@ -17,15 +17,16 @@ import (
 //
 // Names, in the order a load passes them:
 //
+//	after-verify  the signature of a digest the node does not run is verified; nothing pulled
 //	after-pull    the bundle is verified, pulled and cached; nothing loaded
 //	after-load    maps and programs loaded, map entries written; nothing attached or swapped
 //	after-attach  new links attached (first load) or running links updated to the new programs (upgrade); not pinned
 //	after-pin     programs, maps and links pinned; no local record written
 //	after-record  the local record written; status not reported yet
 //
-// Every failpoint after after-pull fires only once after-pull has, so that
-// an agent started with a failpoint re-adopts what runs without firing it
-// and stops only in an apply that loads.
+// Every failpoint after after-verify fires only once after-verify or
+// after-pull has, so that an agent started with a failpoint re-adopts what
+// runs without firing it and stops only in an apply that loads.
 const FailpointEnv = "BPFLEET_FAILPOINT"
 
 var failpoints struct {
@@ -33,12 +34,13 @@ var failpoints struct {
 	loading bool
 }
 
-func failpoint(name string) {
+// Inject stops the process at name when FailpointEnv asks for it.
+func Inject(name string) {
 	spec := os.Getenv(FailpointEnv)
 	want, action, _ := strings.Cut(spec, ":")
 	failpoints.Lock()
 	defer failpoints.Unlock()
-	if name == "after-pull" {
+	if name == "after-verify" || name == "after-pull" {
 		failpoints.loading = true
 	}
 	if spec == "" || want != name || !failpoints.loading {

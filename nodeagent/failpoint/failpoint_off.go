@@ -1,8 +1,8 @@
 //go:build !failpoints
 
-package dataplane
+package failpoint
 
-// failpoint marks a point of the load path where a fault-injection build
+// Inject marks a point of the load path where a fault-injection build
 // (-tags failpoints, see failpoint.go) can stop the process. In regular
 // builds it does nothing and compiles away.
-func failpoint(string) {}
+func Inject(string) {}
