@@ -93,7 +93,7 @@ test-race: tools ## The race detector over every package that needs no kernel.
 demo: tools build ## Run bpfleet on this machine: control plane, registry, operator, 3 agents (root).
 	$(BIN)/bpfleet local
 
-BENCH_COUNT  ?= 1
+BENCH_COUNT  ?= 3
 
 .PHONY: bench
 bench: tools ## Run every benchmark (root) and rewrite the generated table in BENCHMARKS.md.
