@@ -203,23 +203,29 @@ func denyEntry(port uint16) v1alpha1.MapEntry {
 // after resolving and verifying digest.
 func (w *world) createProgram(t *testing.T, ref, digest string, entries ...v1alpha1.MapEntry) *v1alpha1.BpfProgram {
 	t.Helper()
+	return w.createAttached(t, "xdp-"+randHex(4), ref, digest, v1alpha1.ProgramAttachment{
+		Name: kernelprog.XDPFilter,
+		XDP: &v1alpha1.XDPAttach{
+			Interfaces: v1alpha1.InterfaceSelector{Names: []string{w.veth.A}},
+			Mode:       v1alpha1.XDPModeGeneric,
+		},
+	}, entries...)
+}
+
+// createAttached creates BpfProgram name running pa on this node, and tells
+// the node its digest as the operator would.
+func (w *world) createAttached(t *testing.T, name, ref, digest string, pa v1alpha1.ProgramAttachment, entries ...v1alpha1.MapEntry) *v1alpha1.BpfProgram {
+	t.Helper()
 	p := &v1alpha1.BpfProgram{
-		ObjectMeta: metav1.ObjectMeta{Name: "xdp-" + randHex(4)},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: v1alpha1.BpfProgramSpec{
-			Bundle: v1alpha1.BundleSource{Image: ref},
-			Programs: []v1alpha1.ProgramAttachment{{
-				Name: kernelprog.XDPFilter,
-				XDP: &v1alpha1.XDPAttach{
-					Interfaces: v1alpha1.InterfaceSelector{Names: []string{w.veth.A}},
-					Mode:       v1alpha1.XDPModeGeneric,
-				},
-			}},
+			Bundle:       v1alpha1.BundleSource{Image: ref},
+			Programs:     []v1alpha1.ProgramAttachment{pa},
 			MapEntries:   entries,
 			NodeSelector: &metav1.LabelSelector{MatchLabels: map[string]string{nodeLabel: w.node}},
 		},
 	}
-	ctx := context.Background()
-	if err := env.Client.Create(ctx, p); err != nil {
+	if err := env.Client.Create(context.Background(), p); err != nil {
 		t.Fatalf("create BpfProgram: %v", err)
 	}
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), p) })
@@ -866,26 +872,13 @@ func idleAgentCost(t *testing.T, n int) {
 // createTCProgram is a BpfProgram counting w.veth.A's ingress with tcx.
 func (w *world) createTCProgram(t *testing.T, ref, digest string) *v1alpha1.BpfProgram {
 	t.Helper()
-	p := &v1alpha1.BpfProgram{
-		ObjectMeta: metav1.ObjectMeta{Name: "tc-" + randHex(4)},
-		Spec: v1alpha1.BpfProgramSpec{
-			Bundle: v1alpha1.BundleSource{Image: ref},
-			Programs: []v1alpha1.ProgramAttachment{{
-				Name: kernelprog.TCCount,
-				TC: &v1alpha1.TCAttach{
-					Interfaces: v1alpha1.InterfaceSelector{Names: []string{w.veth.A}},
-					Direction:  v1alpha1.TCIngress,
-				},
-			}},
-			NodeSelector: &metav1.LabelSelector{MatchLabels: map[string]string{nodeLabel: w.node}},
+	return w.createAttached(t, "tc-"+randHex(4), ref, digest, v1alpha1.ProgramAttachment{
+		Name: kernelprog.TCCount,
+		TC: &v1alpha1.TCAttach{
+			Interfaces: v1alpha1.InterfaceSelector{Names: []string{w.veth.A}},
+			Direction:  v1alpha1.TCIngress,
 		},
-	}
-	if err := env.Client.Create(context.Background(), p); err != nil {
-		t.Fatalf("create BpfProgram: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), p) })
-	setRollout(t, p, digest, digest, "")
-	return p
+	})
 }
 
 func processCPU(t *testing.T) time.Duration {

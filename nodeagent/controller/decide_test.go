@@ -294,11 +294,20 @@ func TestUnmanagedHeldBackKeepsWhatWasWritten(t *testing.T) {
 				NodeName:         "n-" + t.Name(),
 				Inventory:        fixedInventory{tt.kernel},
 				UnmanagedLimiter: &inventory.Limiter{Interval: time.Hour},
+				Written:          &WrittenStatus{},
 			}
+			// The cache holds resourceVersion 1; a write, when there was
+			// one, replaced it with 2, which the cache has not seen yet.
+			cached := &v1alpha1.BpfNodeState{ObjectMeta: metav1.ObjectMeta{UID: "u", ResourceVersion: "1"}}
+			cached.Status.Unmanaged = tt.cached.DeepCopy()
 			if tt.written != nil {
-				r.UnmanagedLimiter.Wrote(time.Now(), tt.written)
+				r.UnmanagedLimiter.Wrote(time.Now())
+				written := &v1alpha1.BpfNodeState{ObjectMeta: metav1.ObjectMeta{UID: "u", ResourceVersion: "2"}}
+				written.Status.Unmanaged = tt.written.DeepCopy()
+				r.Written.Wrote("1", written)
 			}
-			got := r.unmanaged(context.Background(), tt.cached, nil)
+			r.Written.Freshen(cached) // as report does before computing the status
+			got := r.unmanaged(context.Background(), cached.Status.Unmanaged, nil)
 			if !inventory.Same(got, tt.want) {
 				t.Errorf("unmanaged = %+v, want %+v", got, tt.want)
 			}

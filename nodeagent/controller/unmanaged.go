@@ -30,22 +30,17 @@ const DefaultUnmanagedInterval = 30 * time.Second
 
 // unmanaged returns the inventory the status should carry: prev while the
 // kernel holds the same unmanaged programs (so an idle node computes the
-// status it has and writes nothing) or, while the limiter holds a changed
-// inventory back (Reconcile requeues for when it allows), the one written
-// last; else the fresh one. The metric always follows the kernel. An
-// inventory that cannot be read keeps prev.
+// status it has and writes nothing) or while the limiter holds a changed
+// inventory back (Reconcile requeues for when it allows), else the
+// fresh one. The metric always follows the kernel. An inventory that cannot
+// be read keeps prev.
 //
-// prev comes from the agent's cache, which may not have seen the agent's
-// own last write yet: holding back to prev would then write an older
-// inventory (or none) over the newer one.
+// prev must be what the status says now, not an older cached copy (report
+// freshens the cache with WrittenStatus): holding back to an older one
+// would write it over the newer inventory.
 func (r *Reconciler) unmanaged(ctx context.Context, prev *v1alpha1.UnmanagedSummary, managed []v1alpha1.ProgramState) *v1alpha1.UnmanagedSummary {
 	if r.Inventory == nil {
 		return prev
-	}
-	if r.UnmanagedLimiter != nil {
-		if written := r.UnmanagedLimiter.Written(); written != nil {
-			prev = written
-		}
 	}
 	fresh, err := r.Inventory.Unmanaged(managed)
 	if err != nil {
@@ -72,16 +67,11 @@ func (r *Reconciler) unmanaged(ctx context.Context, prev *v1alpha1.UnmanagedSumm
 // recordUnmanaged notes a written inventory that differs from the one
 // before: the limiter starts counting, and an Event says what came and went.
 func (r *Reconciler) recordUnmanaged(ns *v1alpha1.BpfNodeState, before, after *v1alpha1.UnmanagedSummary) {
-	if r.UnmanagedLimiter != nil {
-		if written := r.UnmanagedLimiter.Written(); written != nil {
-			before = written // what the status said, whatever the cache showed
-		}
-	}
 	if after == nil || inventory.Same(before, after) {
 		return
 	}
 	if r.UnmanagedLimiter != nil {
-		r.UnmanagedLimiter.Wrote(time.Now(), after)
+		r.UnmanagedLimiter.Wrote(time.Now())
 	}
 	if r.Recorder != nil {
 		r.Recorder.Eventf(ns, nil, corev1.EventTypeNormal, ReasonUnmanagedChanged, "Inventory",

@@ -617,16 +617,13 @@ func linkProgramID(l link.Link) ebpf.ProgramID {
 }
 
 func sameProgram(l link.Link, p *ebpf.Program) bool {
-	li, err := l.Info()
-	if err != nil {
-		return true
-	}
+	ran := linkProgramID(l)
 	pi, err := p.Info()
-	if err != nil {
+	if ran == 0 || err != nil {
 		return true
 	}
 	id, ok := pi.ID()
-	return !ok || li.Program == id
+	return !ok || ran == id
 }
 
 // detach unpins and detaches one link.

@@ -108,10 +108,7 @@ func (s *Scanner) fillOwners(sum *v1alpha1.UnmanagedSummary, inKernel map[uint32
 
 // Limiter lets at most one write through per Interval, so that a churning
 // third-party loader cannot make the agent flood the API server. The first
-// write always passes. It also remembers the inventory written last: the
-// agent is the only writer of its status, so that is what the status says
-// even while the agent's cache still shows an older one. Its methods are
-// safe for concurrent use.
+// write always passes. Its methods are safe for concurrent use.
 type Limiter struct {
 	// Interval is the least time between two writes; zero or less lets
 	// every write through.
@@ -119,7 +116,6 @@ type Limiter struct {
 
 	mu      sync.Mutex
 	last    time.Time
-	written *v1alpha1.UnmanagedSummary
 	pending bool
 }
 
@@ -138,20 +134,12 @@ func (l *Limiter) Allow(now time.Time) (ok bool, wait time.Duration) {
 	return true, 0
 }
 
-// Wrote records that summary was written at now.
-func (l *Limiter) Wrote(now time.Time, summary *v1alpha1.UnmanagedSummary) {
+// Wrote records a write at now.
+func (l *Limiter) Wrote(now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.last = now
-	l.written = summary.DeepCopy()
 	l.pending = false
-}
-
-// Written returns the inventory written last, or nil before the first write.
-func (l *Limiter) Written() *v1alpha1.UnmanagedSummary {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.written.DeepCopy()
 }
 
 // Settled drops a pending write that is no longer needed (what it would
