@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfleet/bpfleet/bpf/internal/benchprogs"
-	"github.com/bpfleet/bpfleet/bpf/internal/frame"
+	"github.com/bpfleet/bpfleet/test/frame"
 	"github.com/bpfleet/bpfleet/test/netns"
 	"github.com/bpfleet/bpfleet/test/privileged"
 )

@@ -12,7 +12,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
-	"github.com/bpfleet/bpfleet/bpf/internal/frame"
+	"github.com/bpfleet/bpfleet/test/frame"
 	"github.com/bpfleet/bpfleet/test/netns"
 )
 

@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"github.com/bpfleet/bpfleet/bpf/internal/benchprogs"
-	"github.com/bpfleet/bpfleet/bpf/internal/frame"
 	"github.com/bpfleet/bpfleet/test/bpfbench"
+	"github.com/bpfleet/bpfleet/test/frame"
 	"github.com/bpfleet/bpfleet/test/privileged"
 )
 

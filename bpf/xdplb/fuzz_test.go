@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/bpfleet/bpfleet/bpf/internal/frame"
+	"github.com/bpfleet/bpfleet/test/frame"
 )
 
 // FuzzRewriteKeepsChecksums runs the datapath on arbitrary frames: it

@@ -6,7 +6,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"github.com/bpfleet/bpfleet/bpf/internal/frame"
+	"github.com/bpfleet/bpfleet/test/frame"
 	"github.com/bpfleet/bpfleet/test/privileged"
 )
 
