@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"net"
 	"net/http"
 	"os"
@@ -13,11 +11,11 @@ import (
 	"strconv"
 	"time"
 
-	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/bpfleet/bpfleet/bundles/remote"
+	"github.com/bpfleet/bpfleet/cmd/bpfleet/local/registrystore"
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
 )
 
@@ -93,8 +91,11 @@ func (e *Env) RestartEtcd(down time.Duration) error {
 	return nil
 }
 
-// startRegistry serves a real OCI distribution API on 127.0.0.1 with blobs
-// on disk under the state dir.
+// startRegistry serves a real OCI distribution API on 127.0.0.1 with all of
+// its data under <state dir>/registry: blobs as files, manifests and tags in
+// a journal replayed at start. Stop leaves the directory alone, so pushed
+// bundles, their signatures and referrers survive a restart of bpfleet local
+// (after Ctrl-C or a crash) on the same state dir, as the cosign key does.
 func (e *Env) startRegistry(ctx context.Context) error {
 	e.RemoteOptions = remote.Options{Timeout: 30 * time.Second}
 	if e.opts.Registry != "" {
@@ -103,23 +104,22 @@ func (e *Env) startRegistry(ctx context.Context) error {
 		return nil
 	}
 	dir := filepath.Join(e.opts.StateDir, "registry")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create registry dir: %w", err)
+	reg, err := registrystore.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open registry data (remove %s to start empty): %w", dir, err)
 	}
-	handler := ggcrregistry.New(
-		ggcrregistry.WithBlobHandler(ggcrregistry.NewDiskBlobHandler(dir)),
-		ggcrregistry.WithReferrersSupport(true),
-		ggcrregistry.Logger(log.New(io.Discard, "", 0)),
-	)
 	addr := fmt.Sprintf("127.0.0.1:%d", e.opts.RegistryPort)
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", addr, err)
+		return errors.Join(fmt.Errorf("listen on %s: %w", addr, err), reg.Close())
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: reg, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(l) }()
-	e.onStop(func(ctx context.Context) error { return srv.Shutdown(ctx) })
+	e.onStop(func(ctx context.Context) error { return errors.Join(srv.Shutdown(ctx), reg.Close()) })
 	e.Registry = addr
-	e.Printf("registry http://%s (blobs in %s)", addr, dir)
+	e.Printf("registry http://%s (data in %s, %d manifest writes restored)", addr, dir, reg.Restored)
+	if reg.TornBytes > 0 {
+		e.Printf("registry journal: dropped a torn last record (%d bytes) left by a crash", reg.TornBytes)
+	}
 	return nil
 }

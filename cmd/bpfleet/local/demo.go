@@ -61,7 +61,7 @@ left behind.`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.RepoDir, "repo", "", "bpfleet checkout holding bin/k8s, config/crd and bpf/ (default: the working directory)")
-	cmd.Flags().StringVar(&opts.StateDir, "state-dir", "", "where the kubeconfig, keys and node state go (default <repo>/bin/local)")
+	cmd.Flags().StringVar(&opts.StateDir, "state-dir", "", "where the kubeconfig, keys, registry data and node state go (default <repo>/bin/local)")
 	cmd.Flags().IntVar(&opts.Nodes, "nodes", 3, "simulated nodes")
 	cmd.Flags().IntVar(&opts.APIPort, "api-port", 6443, "apiserver port on 127.0.0.1")
 	cmd.Flags().IntVar(&opts.RegistryPort, "registry-port", 5000, "registry port on 127.0.0.1")

@@ -33,8 +33,8 @@ type Options struct {
 	// RepoDir is the bpfleet checkout: bin/k8s (control plane), config/crd,
 	// and bpf/ (the shipped bundles) are found below it.
 	RepoDir string
-	// StateDir keeps the kubeconfig, the cosign key pair and node state;
-	// default <RepoDir>/bin/local.
+	// StateDir keeps the kubeconfig, the cosign key pair, the registry's
+	// data (kept across runs) and node state; default <RepoDir>/bin/local.
 	StateDir string
 	// Nodes is how many simulated nodes run an agent; default 3.
 	Nodes int
