@@ -12,37 +12,29 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"golang.org/x/sys/unix"
 
-	"github.com/bpfleet/bpfleet/bpf/internal/benchprogs"
 	"github.com/bpfleet/bpfleet/test/frame"
+	"github.com/bpfleet/bpfleet/test/livetraffic"
 	"github.com/bpfleet/bpfleet/test/netns"
 	"github.com/bpfleet/bpfleet/test/privileged"
 )
 
-// xdpMd is struct xdp_md, the context of an XDP BPF_PROG_RUN.
-type xdpMd struct {
-	Data, DataEnd, DataMeta, IngressIfindex, RxQueueIndex, EgressIfindex uint32
-}
-
-// dropBench is a traffic source namespace and a sink namespace: xdp_tx run
-// with live frames on the source's veth end sends frames to the sink's end,
-// where either the filter or an nftables rule drops them.
+// dropBench is a traffic source namespace and a sink namespace: an
+// in-kernel source (live frames) on the source's veth end sends frames to
+// the sink's end, where either the filter or an nftables rule drops them.
 type dropBench struct {
 	src, sink   *netns.NS
 	veth        *netns.Veth
-	srcIfindex  int
 	sinkIfindex int
 	frame       []byte
-	tx          *ebpf.Program
+	source      *livetraffic.Source
 	nft         string
 }
 
-func newDropBench(b *testing.B, progs *benchprogs.Programs) *dropBench {
+func newDropBench(b *testing.B) *dropBench {
 	b.Helper()
-	d := &dropBench{src: netns.New(b), sink: netns.New(b), tx: progs.TX}
+	d := &dropBench{src: netns.New(b), sink: netns.New(b)}
 	d.nft = privileged.RequireCommand(b, "nft")
 	ethtool := privileged.RequireCommand(b, "ethtool")
 	d.veth = netns.NewVeth(b, d.src, "10.78.0.1/24", d.sink, "10.78.0.2/24")
@@ -64,17 +56,13 @@ func newDropBench(b *testing.B, progs *benchprogs.Programs) *dropBench {
 		if err != nil {
 			return err
 		}
-		d.srcIfindex, srcMAC = iface.Index, iface.HardwareAddr
-		// XDP_TX in live-frame mode transmits on an interface with XDP set up.
-		l, err := link.AttachXDP(link.XDPOptions{Program: progs.Pass, Interface: iface.Index, Flags: link.XDPDriverMode})
-		if err != nil {
-			return err
-		}
-		b.Cleanup(func() { _ = l.Close() })
-		return nil
+		srcMAC = iface.HardwareAddr
+		d.source, err = livetraffic.Open(d.veth.A)
+		return err
 	}); err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { _ = d.source.Close() })
 	spec := frame.Spec{
 		Src: netip.MustParseAddr("10.78.0.1"), Dst: netip.MustParseAddr("10.78.0.2"),
 		Protocol: frame.ProtocolUDP, SrcPort: 40000, DstPort: 9999,
@@ -92,13 +80,7 @@ func (d *dropBench) send(b *testing.B, n int) time.Duration {
 	var elapsed time.Duration
 	err := d.src.Do(b, func() error {
 		start := time.Now()
-		_, err := d.tx.Run(&ebpf.RunOptions{
-			Data:      d.frame,
-			Repeat:    uint32(n),
-			Flags:     unix.BPF_F_TEST_XDP_LIVE_FRAMES,
-			Context:   xdpMd{DataEnd: uint32(len(d.frame)), IngressIfindex: uint32(d.srcIfindex)},
-			BatchSize: 64,
-		})
+		err := d.source.Send(d.frame, n)
 		elapsed = time.Since(start)
 		return err
 	})
@@ -182,13 +164,8 @@ func BenchmarkDropRateXDPvsNftables(b *testing.B) {
 		rounds = 7
 		frames = 1_000_000
 	)
-	progs, err := benchprogs.Load()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer progs.Close()
 	objs := loadObjects(b, xdpPass, []Rule{{Action: ActionDrop, Protocol: ProtocolUDP, DstPort: 9999, Pattern: []byte("DEATH")}})
-	d := newDropBench(b, progs)
+	d := newDropBench(b)
 	for b.Loop() {
 		var xdp, nft []float64
 		for r := range rounds {
