@@ -12,10 +12,12 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bpf/xdpfilter"
 	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
+	"github.com/bpfleet/bpfleet/nodeagent/metrics"
 	"github.com/bpfleet/bpfleet/test/privileged"
 )
 
@@ -26,6 +28,13 @@ import (
 // in the same run. The first apply, which also pulls the bundle into the
 // node's cache and verifies its signature from the registry, is reported on
 // its own; the ratio is over the median of at least five rounds after it.
+//
+// Each apply is split into the agent's phases, read as the growth of its
+// bpfleet_agent_phase_seconds sums during that apply: verify, pull, load,
+// attach, the rest of the kernel work (pin, map entries, bookkeeping), the
+// status write, and what remains — the operator's resolve, verify and
+// rollout plus watch and queue latencies. bpftool's two commands are timed
+// apart to match.
 func BenchmarkApplyToAttached(b *testing.B) {
 	if env == nil {
 		privileged.SkipOrFail(b, "end-to-end environment not running: %v", envErr)
@@ -34,7 +43,8 @@ func BenchmarkApplyToAttached(b *testing.B) {
 	bpftool := privileged.RequireCommand(b, "bpftool")
 	n := e.Nodes[0]
 	obj := filepath.Join(repoDir, "bpf", "xdpfilter", xdpfilter.ObjectFile)
-	var bpfleet, manual []float64
+	var bpfleet, manual, bpftoolLoad, bpftoolAttach []float64
+	phases := map[string][]float64{}
 	ctx := context.Background()
 	rounds := max(b.N, 5) + 1
 	var first float64
@@ -44,15 +54,20 @@ func BenchmarkApplyToAttached(b *testing.B) {
 			b.Fatal(err)
 		}
 		p.Spec.NodeSelector.MatchLabels = map[string]string{"kubernetes.io/hostname": n.Name}
+		before := phaseSums(b, n.Name)
 		start := time.Now()
 		if err := e.Client.Create(ctx, p); err != nil {
 			b.Fatal(err)
 		}
 		waitEntry(b, e, n.Name, p.Name, func(s *v1.ProgramState) bool { return s != nil && s.State == v1.PhaseAttached })
-		if took := float64(time.Since(start).Microseconds()) / 1000; i == 0 {
+		took := float64(time.Since(start).Microseconds()) / 1000
+		if i == 0 {
 			first = took
 		} else {
 			bpfleet = append(bpfleet, took)
+			for phase, ms := range applyPhases(before, phaseSums(b, n.Name), took) {
+				phases[phase] = append(phases[phase], ms)
+			}
 		}
 		if err := e.Client.Delete(ctx, p); err != nil {
 			b.Fatal(err)
@@ -64,9 +79,12 @@ func BenchmarkApplyToAttached(b *testing.B) {
 		pin := fmt.Sprintf("/sys/fs/bpf/bench-%s-%d", n.Name, i)
 		start = time.Now()
 		runCmd(b, bpftool, "prog", "load", obj, pin, "type", "xdp")
+		loaded := time.Now()
 		b.Cleanup(func() { _ = os.Remove(pin) }) // also when a step below fails
 		runCmd(b, "nsenter", "--net=/var/run/netns/"+n.NetNS, bpftool, "net", "attach", "xdpdrv", "pinned", pin, "dev", n.Interface)
 		manual = append(manual, float64(time.Since(start).Microseconds())/1000)
+		bpftoolLoad = append(bpftoolLoad, float64(loaded.Sub(start).Microseconds())/1000)
+		bpftoolAttach = append(bpftoolAttach, float64(time.Since(loaded).Microseconds())/1000)
 		runCmd(b, "nsenter", "--net=/var/run/netns/"+n.NetNS, bpftool, "net", "detach", "xdpdrv", "dev", n.Interface)
 		_ = os.Remove(pin)
 	}
@@ -75,6 +93,62 @@ func BenchmarkApplyToAttached(b *testing.B) {
 	b.ReportMetric(mb, "ms-apply-to-attached")
 	b.ReportMetric(mm, "ms-bpftool-load-attach")
 	b.ReportMetric(mb/mm, "bpfleet/bpftool")
+	for _, phase := range applyPhaseNames {
+		b.ReportMetric(median(phases[phase]), "ms-"+phase)
+	}
+	b.ReportMetric(median(bpftoolLoad), "ms-bpftool-load")
+	b.ReportMetric(median(bpftoolAttach), "ms-bpftool-attach")
+}
+
+// applyPhaseNames are the parts applyPhases splits an apply into, in order.
+var applyPhaseNames = []string{"agent-verify", "agent-pull", "agent-load", "agent-attach", "agent-pin-and-rest", "agent-status", "operator-and-queues"}
+
+// applyPhases splits one apply of total ms into the agent's phases, from
+// the growth of its phase-seconds sums; the remainder is the operator's and
+// the queues'.
+func applyPhases(before, after map[string]float64, total float64) map[string]float64 {
+	d := func(phase string) float64 { return (after[phase] - before[phase]) * 1000 }
+	out := map[string]float64{
+		"agent-verify":       d(metrics.PhaseVerify),
+		"agent-pull":         d(metrics.PhasePull),
+		"agent-load":         d(metrics.PhaseLoad),
+		"agent-attach":       d(metrics.PhaseAttach),
+		"agent-pin-and-rest": d(metrics.PhaseApply) - d(metrics.PhaseLoad) - d(metrics.PhaseAttach),
+		"agent-status":       d(metrics.PhaseStatus),
+	}
+	agent := 0.0
+	for _, ms := range out {
+		agent += ms
+	}
+	out["operator-and-queues"] = total - agent
+	return out
+}
+
+// phaseSums reads the node agent's bpfleet_agent_phase_seconds sums, in
+// seconds by phase, from the process's metrics registry (the agents of the
+// local environment run in this process).
+func phaseSums(b *testing.B, node string) map[string]float64 {
+	b.Helper()
+	families, err := crmetrics.Registry.Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	sums := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "bpfleet_agent_phase_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["node"] == node {
+				sums[labels["phase"]] += m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	return sums
 }
 
 func waitEntry(b *testing.B, e *local.Env, node, program string, cond func(*v1.ProgramState) bool) {

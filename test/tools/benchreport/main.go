@@ -37,6 +37,8 @@ var baselines = map[string]string{
 	"xdp-Mpps":                  "nft-Mpps",
 	"kernel-filter-cpu-ns/open": "user-filter-cpu-ns/open",
 	"ms-apply-to-attached":      "ms-bpftool-load-attach",
+	"ms-agent-load":             "ms-bpftool-load",
+	"ms-agent-attach":           "ms-bpftool-attach",
 }
 
 // derived are ratios benchmarks report themselves; the table computes them
