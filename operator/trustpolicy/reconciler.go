@@ -15,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -30,6 +31,16 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/trust"
 )
+
+// ReasonSecretForbidden is the Ready=False reason when the operator may not
+// (yet) read a key's Secret: the trust-keys Role grants it only after the
+// trustkeys reconciler has seen the policy, so this is retried every
+// forbiddenRetry.
+const ReasonSecretForbidden = "SecretForbidden"
+
+// forbiddenRetry is how soon a policy whose Secret was Forbidden is
+// reconciled again: the Role update usually lands within a second.
+const forbiddenRetry = 3 * time.Second
 
 // Reconciler reconciles BundleTrustPolicies.
 type Reconciler struct {
@@ -89,6 +100,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	}
 	pol.Status.ObservedGeneration = pol.Generation
 	if keyErr != nil {
+		if apierrors.IsForbidden(keyErr) {
+			return ctrl.Result{RequeueAfter: forbiddenRetry}, nil
+		}
 		for _, k := range pol.Spec.Keys {
 			if k.SecretRef != nil {
 				// Secrets are not watched: look again for a fixed one.
@@ -133,9 +147,12 @@ func (r *Reconciler) setReadyCondition(pol *v1alpha1.BundleTrustPolicy, keyErr e
 		Message: fmt.Sprintf("%d key(s) parsed", pol.Status.KeyCount), ObservedGeneration: pol.Generation}
 	if keyErr != nil {
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonKeyInvalid, keyErr.Error()
+		if apierrors.IsForbidden(keyErr) {
+			c.Reason = ReasonSecretForbidden
+		}
 	}
 	if meta.SetStatusCondition(&pol.Status.Conditions, c) && keyErr != nil {
-		r.Recorder.Eventf(pol, nil, corev1.EventTypeWarning, v1alpha1.ReasonKeyInvalid, "ParseKeys", "%s", c.Message)
+		r.Recorder.Eventf(pol, nil, corev1.EventTypeWarning, c.Reason, "ParseKeys", "%s", c.Message)
 	}
 }
 
