@@ -22,6 +22,7 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/operator/nodestate"
 	"github.com/bpfleet/bpfleet/operator/program"
+	"github.com/bpfleet/bpfleet/operator/trustkeys"
 	"github.com/bpfleet/bpfleet/operator/trustpolicy"
 )
 
@@ -43,14 +44,14 @@ type Options struct {
 	TrustNamespace string
 }
 
-// Secrets are read one by one, only for trust policy keys that name them.
-// The leader election Lease is granted by a namespaced Role
-// (config/rbac/common), not here.
-// +kubebuilder:rbac:groups="",namespace=bpfleet-system,resources=secrets,verbs=get
+// Secrets are read one by one, only for trust policy keys that name them,
+// through the Role bpfleet-trust-keys that the trustkeys reconciler keeps
+// granting exactly those (config/rbac/common), not a marker here. The leader
+// election Lease is granted by a namespaced Role there too.
 
-// Setup adds the BpfProgram, BundleTrustPolicy and node-state garbage
-// collection reconcilers to mgr, whose scheme must hold bpfleet's and
-// client-go's kinds.
+// Setup adds the BpfProgram, BundleTrustPolicy, trust-keys Role and
+// node-state garbage collection reconcilers to mgr, whose scheme must hold
+// bpfleet's and client-go's kinds.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	rc := remote.New(opts.Remote)
 	keys := trust.SecretKeys(mgr.GetAPIReader(), opts.TrustNamespace)
@@ -68,6 +69,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 	policies := &trustpolicy.Reconciler{Client: mgr.GetClient(), Keys: keys, Recorder: recorder}
 	if err := policies.SetupWithManager(mgr); err != nil {
+		return err
+	}
+	trustKeys := &trustkeys.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: opts.TrustNamespace}
+	if err := trustKeys.SetupWithManager(mgr); err != nil {
 		return err
 	}
 	gc := &nodestate.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}

@@ -35,12 +35,13 @@ import (
 	"github.com/bpfleet/bpfleet/nodeagent/metrics"
 )
 
+// Secrets: no marker. The agent reads only the trust-policy key Secrets the
+// Role bpfleet-trust-keys names (config/rbac/common, kept by the operator).
 // +kubebuilder:rbac:groups=bpfleet.io,resources=bpfprograms,verbs=get;list;watch
 // +kubebuilder:rbac:groups=bpfleet.io,resources=bundletrustpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=bpfleet.io,resources=bpfnodestates,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=bpfleet.io,resources=bpfnodestates/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",namespace=bpfleet-system,resources=secrets,verbs=get
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Dataplane is the kernel side the reconciler drives; *dataplane.Dataplane
