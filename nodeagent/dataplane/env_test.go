@@ -40,7 +40,7 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	privileged.RequireBPFFS(t)
 	privileged.RequireCommand(t, "ip")
@@ -52,14 +52,14 @@ func newEnv(t *testing.T) *env {
 		BPFFSRoot: e.root,
 		StateDir:  e.state,
 		NetNS:     filepath.Join("/var/run/netns", e.nsA.Name),
-		Log:       testr.New(t),
+		Log:       testr.NewWithInterface(t, testr.Options{}),
 		BootID:    "boot-1",
 	}
 	return e
 }
 
 // open starts a Dataplane on the env, closed at the end of the test.
-func (e *env) open(t *testing.T, mod ...func(*dataplane.Options)) *dataplane.Dataplane {
+func (e *env) open(t testing.TB, mod ...func(*dataplane.Options)) *dataplane.Dataplane {
 	t.Helper()
 	opts := e.opts
 	for _, m := range mod {
@@ -73,7 +73,7 @@ func (e *env) open(t *testing.T, mod ...func(*dataplane.Options)) *dataplane.Dat
 	return d
 }
 
-func bundle(t *testing.T, digest string, obj []byte) *kernelprog.Bundle {
+func bundle(t testing.TB, digest string, obj []byte) *kernelprog.Bundle {
 	t.Helper()
 	b, err := kernelprog.NewBundle(digest, obj)
 	if err != nil {
@@ -117,7 +117,7 @@ func one(t *testing.T, states []v1alpha1.ProgramState, uid string) v1alpha1.Prog
 	return out[0]
 }
 
-func wantAttached(t *testing.T, s v1alpha1.ProgramState) {
+func wantAttached(t testing.TB, s v1alpha1.ProgramState) {
 	t.Helper()
 	if s.State != v1alpha1.PhaseAttached || s.ID == 0 || s.LinkID == 0 {
 		t.Fatalf("want Attached with program and link ids, got %s/%s (id %d, link %d): %s", s.State, s.Reason, s.ID, s.LinkID, s.Message)

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	eventsv1 "k8s.io/api/events/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -258,83 +257,6 @@ func TestUpgradeInWavesThenHaltAndRollBack(t *testing.T) {
 		if !slices.Contains(reasons, want) {
 			t.Errorf("no %s event for %s (events: %v)", want, p.Name, reasons)
 		}
-	}
-}
-
-// TestAgentKilledUnderTraffic: SIGKILL an agent while packets flow from an
-// in-kernel source (live frames, XDP_TX on the host's veth end); its
-// replacement re-adopts the pinned program without reloading it. The
-// filter's own counter shows every packet of death met the filter, the
-// node's socket shows none got through and no good packet was lost.
-func TestAgentKilledUnderTraffic(t *testing.T) {
-	e := requireEnv(t)
-	ctx := context.Background()
-	p, err := e.FilterProgram("e2e-restart")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n *local.Node
-	for _, node := range e.Nodes {
-		if node.Labels[local.FilterLabel] == "enabled" {
-			n = node
-			break
-		}
-	}
-	p.Spec.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/hostname": n.Name}}
-	apply(t, e, p)
-	if _, err := e.WaitReady(ctx, p.Name, 1, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	id := xdpProgramID(t, n)
-
-	// The node's agent becomes a process we can kill.
-	if err := e.StopAgent(n); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := e.StartAgent(n); err != nil {
-			t.Fatal(err)
-		}
-	}()
-	traffic := newKernelTraffic(t, n)
-	defer traffic.close()
-	dropsBefore := filterDrops(t, n, p.UID)
-	stream := traffic.src.Start(time.Millisecond, 256, nil, traffic.good, traffic.bad)
-	agent := startAgentProcess(t, e, n)
-	time.Sleep(2 * time.Second)
-	agent.kill(t)
-	time.Sleep(time.Second) // no agent at all: the pinned program keeps filtering
-	agent = startAgentProcess(t, e, n)
-	time.Sleep(3 * time.Second)
-	sent, err := stream.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
-	agent.kill(t)
-	goodSent, badSent := sent[0], sent[1]
-	arrived := traffic.sink.Settle(100 * time.Millisecond)
-	badGot, goodGot := arrived[0], arrived[1]
-	dropped := filterDrops(t, n, p.UID) - dropsBefore
-
-	t.Logf("across SIGKILL and restart, in-kernel source: good %d sent / %d received; death %d sent / %d dropped by the filter / %d got through",
-		goodSent, goodGot, badSent, dropped, badGot)
-	if goodSent < 10_000 {
-		t.Errorf("only %d good frames sent; the test did not exercise the restart under traffic", goodSent)
-	}
-	if badGot != 0 {
-		t.Errorf("%d packets of death got through", badGot)
-	}
-	if dropped != badSent {
-		t.Errorf("the filter dropped %d packets of death of %d sent", dropped, badSent)
-	}
-	if goodGot != goodSent {
-		t.Errorf("lost %d good packets of %d", goodSent-goodGot, goodSent)
-	}
-	if got := xdpProgramID(t, n); got != id {
-		t.Errorf("program reloaded across the restart: id %d → %d\nagent log:\n%s", id, got, agent.log)
-	}
-	if en := entry(nodeState(t, e, n.Name), p.Name); en == nil || en.ID != id || en.State != v1.PhaseAttached {
-		t.Errorf("node state after restart: %+v, want Attached id %d", en, id)
 	}
 }
 

@@ -25,7 +25,7 @@ import (
 
 // apply creates p and deletes it when the test ends, waiting until no node
 // reports it any more.
-func apply(t *testing.T, e *local.Env, p *v1.BpfProgram) {
+func apply(t testing.TB, e *local.Env, p *v1.BpfProgram) {
 	t.Helper()
 	ctx := context.Background()
 	if err := e.Client.Create(ctx, p); err != nil {
@@ -42,7 +42,7 @@ func apply(t *testing.T, e *local.Env, p *v1.BpfProgram) {
 }
 
 // waitNodes polls until cond holds for every node's BpfNodeState.
-func waitNodes(t *testing.T, e *local.Env, what string, cond func(v1.BpfNodeState) bool) {
+func waitNodes(t testing.TB, e *local.Env, what string, cond func(v1.BpfNodeState) bool) {
 	t.Helper()
 	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		for _, n := range e.Nodes {
@@ -61,7 +61,7 @@ func waitNodes(t *testing.T, e *local.Env, what string, cond func(v1.BpfNodeStat
 	}
 }
 
-func nodeState(t *testing.T, e *local.Env, node string) v1.BpfNodeState {
+func nodeState(t testing.TB, e *local.Env, node string) v1.BpfNodeState {
 	t.Helper()
 	var s v1.BpfNodeState
 	if err := e.Client.Get(context.Background(), client.ObjectKey{Name: node}, &s); err != nil {
@@ -83,7 +83,7 @@ func entry(s v1.BpfNodeState, bpfProgram string) *v1.ProgramState {
 
 // xdpProgramID is the id of the XDP program the kernel runs on the node's
 // eth0 (0 when none), read with iproute2 inside the node's namespace.
-func xdpProgramID(t *testing.T, n *local.Node) uint32 {
+func xdpProgramID(t testing.TB, n *local.Node) uint32 {
 	t.Helper()
 	out, err := exec.Command("ip", "-n", n.NetNS, "-j", "link", "show", "dev", n.Interface).Output()
 	if err != nil {
@@ -104,7 +104,7 @@ func xdpProgramID(t *testing.T, n *local.Node) uint32 {
 
 // kubectlBPF runs the kubectl-bpf plugin as a user would, through the
 // kubeconfig, and returns its table as rows of column → value.
-func kubectlBPF(t *testing.T, e *local.Env, args ...string) []map[string]string {
+func kubectlBPF(t testing.TB, e *local.Env, args ...string) []map[string]string {
 	t.Helper()
 	var out bytes.Buffer
 	cmd := kubectlbpf.NewCommand(genericiooptions.IOStreams{Out: &out, ErrOut: &out})
@@ -141,7 +141,7 @@ func kubectlBPF(t *testing.T, e *local.Env, args ...string) []map[string]string 
 
 // bundleVersion ships a copy of the bundle in srcDir under another version,
 // which gives it another digest, as a developer's next release would.
-func bundleVersion(t *testing.T, e *local.Env, srcDir, version string) local.PushedBundle {
+func bundleVersion(t testing.TB, e *local.Env, srcDir, version string) local.PushedBundle {
 	t.Helper()
 	dir := t.TempDir()
 	entries, err := os.ReadDir(srcDir)
@@ -170,7 +170,7 @@ func bundleVersion(t *testing.T, e *local.Env, srcDir, version string) local.Pus
 	return b
 }
 
-func replaceVersion(t *testing.T, yaml []byte, version string) []byte {
+func replaceVersion(t testing.TB, yaml []byte, version string) []byte {
 	t.Helper()
 	var out []string
 	found := false
@@ -189,7 +189,7 @@ func replaceVersion(t *testing.T, yaml []byte, version string) []byte {
 // brokenFilterBundle ships an xdp-pod-filter release whose program the
 // verifier rejects (it reads the packet without a bounds check): it passes
 // every check the operator can make without a kernel and fails on nodes.
-func brokenFilterBundle(t *testing.T, e *local.Env) local.PushedBundle {
+func brokenFilterBundle(t testing.TB, e *local.Env) local.PushedBundle {
 	t.Helper()
 	clang := privileged.RequireCommand(t, "clang")
 	dir := t.TempDir()
@@ -227,7 +227,7 @@ type agentProcess struct {
 	log *bytes.Buffer
 }
 
-func startAgentProcess(t *testing.T, e *local.Env, n *local.Node) *agentProcess {
+func startAgentProcess(t testing.TB, e *local.Env, n *local.Node) *agentProcess {
 	t.Helper()
 	var log bytes.Buffer
 	cmd := exec.Command(agentBin,
@@ -249,7 +249,7 @@ func startAgentProcess(t *testing.T, e *local.Env, n *local.Node) *agentProcess 
 }
 
 // kill sends SIGKILL: no deferred cleanup, no graceful shutdown.
-func (a *agentProcess) kill(t *testing.T) {
+func (a *agentProcess) kill(t testing.TB) {
 	t.Helper()
 	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatalf("kill agent: %v", err)

@@ -39,6 +39,7 @@ var baselines = map[string]string{
 	"ms-apply-to-attached":      "ms-bpftool-load-attach",
 	"ms-agent-load":             "ms-bpftool-load",
 	"ms-agent-attach":           "ms-bpftool-attach",
+	"ms-readopt-10-programs":    "ms-load-attach-10-programs",
 }
 
 // derived are ratios benchmarks report themselves; the table computes them
