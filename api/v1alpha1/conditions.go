@@ -48,6 +48,10 @@ const (
 	ReasonWaitingForBundle    = "WaitingForBundle"
 	ReasonKeysValid           = "KeysValid"
 	ReasonKeyInvalid          = "KeyInvalid"
+	// ReasonSecretForbidden: the operator may not (yet) read a key's
+	// Secret. The bpfleet-trust-keys Role grants it only once the
+	// trustkeys reconciler has seen the policy, so it is retried soon.
+	ReasonSecretForbidden = "SecretForbidden"
 )
 
 // Reasons on BpfNodeState program entries (ProgramState.Reason).

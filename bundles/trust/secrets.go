@@ -13,7 +13,8 @@ import (
 
 // DefaultSecretNamespace is where bpfleet reads trust-policy keys stored in
 // Secrets: the namespace it is installed in. RBAC grants the operator and the
-// agents `get` on Secrets there and nowhere else.
+// agents `get` only on the Secrets there that a trust policy names (the
+// bpfleet-trust-keys Role, kept by the operator's trustkeys reconciler).
 const DefaultSecretNamespace = "bpfleet-system"
 
 // ErrSecretNamespace: a policy names a Secret outside the namespace bpfleet

@@ -918,8 +918,9 @@ var grantAgentRole = sync.OnceValue(func() error {
 	}
 	ctx := context.Background()
 	subjects := []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: agentUser}}
-	// The file holds the ClusterRole and the Role that grants Secrets in
-	// the trust namespace only.
+	// The file holds the ClusterRole (and any namespaced Role). Secrets are
+	// granted by name only, as the operator's trust-keys Role does:
+	// grantSecret.
 	for _, doc := range strings.Split(string(data), "\n---\n") {
 		var meta metav1.TypeMeta
 		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
@@ -1057,6 +1058,7 @@ func TestTrustPolicyKeyFromSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), secret) })
+	grantSecret(t, secret)
 	w.policy.Spec.Keys = []v1alpha1.TrustedKey{{Name: "from-secret", SecretRef: &v1alpha1.SecretKeyRef{Namespace: trust.DefaultSecretNamespace, Name: secret.Name}}}
 	if err := env.Client.Update(ctx, w.policy); err != nil {
 		t.Fatal(err)
@@ -1067,6 +1069,25 @@ func TestTrustPolicyKeyFromSecret(t *testing.T) {
 	e := w.waitEntry(t, p, "attached", attachedAt(digest))
 	if !strings.Contains(e.Signer, "from-secret") {
 		t.Errorf("signer %q does not name the secret's key", e.Signer)
+	}
+}
+
+// grantSecret lets the agent's test user get this one Secret, as the Role
+// bpfleet-trust-keys does once a policy names it (operator/trustkeys).
+func grantSecret(t *testing.T, s *corev1.Secret) {
+	t.Helper()
+	ctx := context.Background()
+	om := metav1.ObjectMeta{Namespace: s.Namespace, Name: "trust-keys-" + s.Name}
+	role := &rbacv1.Role{ObjectMeta: om,
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}, ResourceNames: []string{s.Name}}}}
+	binding := &rbacv1.RoleBinding{ObjectMeta: om,
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: agentUser}}}
+	for _, obj := range []client.Object{role, binding} {
+		if err := env.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), obj) })
 	}
 }
 

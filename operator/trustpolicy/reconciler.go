@@ -32,12 +32,6 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/trust"
 )
 
-// ReasonSecretForbidden is the Ready=False reason when the operator may not
-// (yet) read a key's Secret: the trust-keys Role grants it only after the
-// trustkeys reconciler has seen the policy, so this is retried every
-// forbiddenRetry.
-const ReasonSecretForbidden = "SecretForbidden"
-
 // forbiddenRetry is how soon a policy whose Secret was Forbidden is
 // reconciled again: the Role update usually lands within a second.
 const forbiddenRetry = 3 * time.Second
@@ -148,7 +142,7 @@ func (r *Reconciler) setReadyCondition(pol *v1alpha1.BundleTrustPolicy, keyErr e
 	if keyErr != nil {
 		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonKeyInvalid, keyErr.Error()
 		if apierrors.IsForbidden(keyErr) {
-			c.Reason = ReasonSecretForbidden
+			c.Reason = v1alpha1.ReasonSecretForbidden
 		}
 	}
 	if meta.SetStatusCondition(&pol.Status.Conditions, c) && keyErr != nil {

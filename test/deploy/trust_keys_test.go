@@ -240,8 +240,8 @@ func TestTrustKeysRoleGrantsReferencedSecretsOnly(t *testing.T) {
 	}
 	first := newPolicy("deploy-trust-keys", "ref-key")
 	eventually(t, 30*time.Second, func() error {
-		if c, _ := policyReady(t, first.Name); c == nil || c.Reason != trustpolicy.ReasonSecretForbidden || !strings.Contains(c.Message, "forbidden") {
-			return fmt.Errorf("Ready %+v, want %s", c, trustpolicy.ReasonSecretForbidden)
+		if c, _ := policyReady(t, first.Name); c == nil || c.Reason != v1.ReasonSecretForbidden || !strings.Contains(c.Message, "forbidden") {
+			return fmt.Errorf("Ready %+v, want %s", c, v1.ReasonSecretForbidden)
 		}
 		return nil
 	})
