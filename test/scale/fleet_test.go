@@ -95,7 +95,7 @@ type simNode struct {
 
 // newFleet sets up the registry, key, trust policy, bundles, operator and
 // watcher; startAgents starts the nodes.
-func newFleet(t *testing.T, cfg fleetConfig) *fleet {
+func newFleet(t testing.TB, cfg fleetConfig) *fleet {
 	t.Helper()
 	ctx := context.Background()
 	f := &fleet{cfg: cfg, digests: map[string]string{}}
@@ -173,7 +173,7 @@ func (f *fleet) stop() {
 
 // pushSigned builds the shipped exec-trace bundle with version tag (so
 // every tag is a distinct digest), pushes it and signs it.
-func (f *fleet) pushSigned(t *testing.T, tag string) string {
+func (f *fleet) pushSigned(t testing.TB, tag string) string {
 	t.Helper()
 	ctx := context.Background()
 	root, err := envtest.RepoRoot()
@@ -220,7 +220,7 @@ func (f *fleet) pushSigned(t *testing.T, tag string) string {
 // authorized and classified by API Priority and Fairness (service-accounts
 // flow schema, workload-low) like a DaemonSet pod, with client-go's
 // controller-runtime defaults of 20 QPS, burst 30 per agent.
-func agentConfig(t *testing.T, admin client.Client) *rest.Config {
+func agentConfig(t testing.TB, admin client.Client) *rest.Config {
 	t.Helper()
 	root, err := envtest.RepoRoot()
 	if err != nil {
@@ -257,7 +257,7 @@ func agentConfig(t *testing.T, admin client.Client) *rest.Config {
 
 // startOperator runs the real operator (operator.Setup) in this process,
 // as cluster admin, like bpfleet local does.
-func (f *fleet) startOperator(t *testing.T) {
+func (f *fleet) startOperator(t testing.TB) {
 	t.Helper()
 	cfg := rest.CopyConfig(env.Config)
 	cfg.QPS, cfg.Burst = 20, 30
@@ -297,7 +297,7 @@ func nodeName(i int) string { return fmt.Sprintf("sim-node-%04d", i) }
 // real reconciler in its own manager, whose cache is scoped to the node
 // with controller.CacheOptions exactly as controller.Run scopes it. Every
 // tenth node fails digests given to failDigest.
-func (f *fleet) startAgents(t *testing.T) {
+func (f *fleet) startAgents(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
 	sem := make(chan struct{}, 32)
@@ -452,7 +452,7 @@ type tracker struct {
 	at    map[string]time.Duration
 }
 
-func startWatcher(t *testing.T, cfg *rest.Config) *watcher {
+func startWatcher(t testing.TB, cfg *rest.Config) *watcher {
 	t.Helper()
 	c, err := crcache.New(cfg, crcache.Options{Scheme: env.Scheme})
 	if err != nil {
@@ -599,7 +599,7 @@ func (w *watcher) programsWhere(cond func(*v1alpha1.BpfProgram) bool) int {
 // waitFor polls cond (which reads the watcher, not the API server) until it
 // holds, and returns how long it took since start; it fails the test after
 // timeout with what describe says.
-func waitFor(t *testing.T, start time.Time, timeout time.Duration, describe func() string, cond func() bool, every time.Duration) time.Duration {
+func waitFor(t testing.TB, start time.Time, timeout time.Duration, describe func() string, cond func() bool, every time.Duration) time.Duration {
 	t.Helper()
 	deadline := start.Add(timeout)
 	for !cond() {

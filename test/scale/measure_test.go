@@ -35,6 +35,9 @@ func (k reqKey) String() string {
 type apiCounts struct {
 	// Requests is apiserver_request_total by verb, resource, subresource.
 	Requests map[reqKey]float64
+	// Refused is the part of Requests answered 409, 429 or 5xx: attempts
+	// that stored nothing (client-go retries a 429 by itself).
+	Refused map[reqKey]float64
 	// WatchEvents is apiserver_watch_events_total by resource: events the
 	// server sent to watchers.
 	WatchEvents map[string]float64
@@ -64,14 +67,18 @@ func parseCounts(raw []byte) (apiCounts, error) {
 	if err != nil {
 		return apiCounts{}, fmt.Errorf("parse /metrics: %w", err)
 	}
-	c := apiCounts{Requests: map[reqKey]float64{}, WatchEvents: map[string]float64{}}
+	c := apiCounts{Requests: map[reqKey]float64{}, Refused: map[reqKey]float64{}, WatchEvents: map[string]float64{}}
 	if f := fams["apiserver_request_total"]; f != nil {
 		for _, m := range f.GetMetric() {
 			l := labels(m.GetLabel())
 			if l["resource"] == "" {
 				continue // non-resource requests (/metrics, /healthz, discovery)
 			}
-			c.Requests[reqKey{l["verb"], l["resource"], l["subresource"]}] += m.GetCounter().GetValue()
+			key := reqKey{l["verb"], l["resource"], l["subresource"]}
+			c.Requests[key] += m.GetCounter().GetValue()
+			if code := l["code"]; code == "409" || code == "429" || strings.HasPrefix(code, "5") {
+				c.Refused[key] += m.GetCounter().GetValue()
+			}
 			switch l["code"] {
 			case "409":
 				c.Conflicts += m.GetCounter().GetValue()
@@ -111,11 +118,16 @@ func labels[T interface {
 
 // sub returns c − before.
 func (c apiCounts) sub(before apiCounts) apiCounts {
-	d := apiCounts{Requests: map[reqKey]float64{}, WatchEvents: map[string]float64{}, Conflicts: c.Conflicts - before.Conflicts,
+	d := apiCounts{Requests: map[reqKey]float64{}, Refused: map[reqKey]float64{}, WatchEvents: map[string]float64{}, Conflicts: c.Conflicts - before.Conflicts,
 		Throttled: c.Throttled - before.Throttled, Timeouts: c.Timeouts - before.Timeouts, Watches: c.Watches}
 	for k, v := range c.Requests {
 		if v -= before.Requests[k]; v != 0 {
 			d.Requests[k] = v
+		}
+	}
+	for k, v := range c.Refused {
+		if v -= before.Refused[k]; v != 0 {
+			d.Refused[k] = v
 		}
 	}
 	for k, v := range c.WatchEvents {
@@ -140,6 +152,18 @@ func (c apiCounts) writes(keep func(resource string) bool) float64 {
 	for k, v := range c.Requests {
 		if writeVerbs[k.Verb] && keep(k.Resource) {
 			n += v
+		}
+	}
+	return n
+}
+
+// acceptedWrites sums write requests whose resource passes keep, less
+// those refused (409, 429, 5xx): the writes the API server stored.
+func (c apiCounts) acceptedWrites(keep func(resource string) bool) float64 {
+	n := c.writes(keep)
+	for k, v := range c.Refused {
+		if writeVerbs[k.Verb] && keep(k.Resource) {
+			n -= v
 		}
 	}
 	return n

@@ -220,10 +220,11 @@ func TestFleet(t *testing.T) {
 	s1, s2 := m.byName["1. apply one BpfProgram to every node"], m.byName["2. upgrade in waves [1,10,50,100]"]
 	rep.add("1. apply to all nodes", "convergence (all nodes Attached, BpfProgram Ready, attached = N)", fmtDur(s1.wall), "< 20 s at 1,000 nodes", goalMet(n, s1.wall < 20*time.Second))
 	rep.add("2. wave upgrade", "convergence (every node at the new digest, rollout complete, Ready)", fmtDur(s2.wall), "", "")
-	w := s2.api.writes(nodeStateOnly) / float64(n)
-	rep.add("2. wave upgrade", "BpfNodeState writes per node per rollout", fmt.Sprintf("%.2f", w), "≤ 2", yesNo(w <= 2))
+	w := s2.api.acceptedWrites(nodeStateOnly) / float64(n)
+	rep.add("2. wave upgrade", "BpfNodeState writes per node per rollout (stored; refused attempts not counted)", fmt.Sprintf("%.2f", w), "≤ 2", yesNo(w <= 2))
+	rep.add("2. wave upgrade", "BpfNodeState write requests per node per rollout (incl. 409/429/5xx answers)", fmt.Sprintf("%.2f", s2.api.writes(nodeStateOnly)/float64(n)), "", "")
 	rep.add("2. wave upgrade", "all writes per node per rollout (incl. Events and the operator's)", fmt.Sprintf("%.2f", s2.api.writes(anyResource)/float64(n)), "", "")
-	rep.add("2. wave upgrade", "conflicts (409) / throttled (429) per node per rollout, included above", fmt.Sprintf("%.2f / %.2f", s2.api.Conflicts/float64(n), s2.api.Throttled/float64(n)), "", "")
+	rep.add("2. wave upgrade", "conflicts (409) / throttled (429) per node per rollout, any request", fmt.Sprintf("%.2f / %.2f", s2.api.Conflicts/float64(n), s2.api.Throttled/float64(n)), "", "")
 	rep.add("2. wave upgrade", "Event writes per node per rollout", fmt.Sprintf("%.2f", s2.api.writes(eventOnly)/float64(n)), "", "")
 
 	// Object sizes at steady state, and a linear/quadratic extrapolation.
@@ -309,7 +310,7 @@ func fmtDur(d time.Duration) string {
 
 // updateProgram edits BpfProgram name's spec, retrying on conflicts with
 // the operator's annotation patches.
-func (f *fleet) updateProgram(t *testing.T, name string, edit func(*v1alpha1.BpfProgram)) {
+func (f *fleet) updateProgram(t testing.TB, name string, edit func(*v1alpha1.BpfProgram)) {
 	t.Helper()
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		var p v1alpha1.BpfProgram
