@@ -215,22 +215,6 @@ func report(t testing.TB, p *v1.BpfProgram, node, release, digest string, phase 
 	}
 }
 
-// eventually polls f until it returns nil or timeout passes.
-func eventually(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func get(t testing.TB, name string) *v1.BpfProgram {
 	t.Helper()
 	p := &v1.BpfProgram{}
@@ -245,7 +229,7 @@ func get(t testing.TB, name string) *v1.BpfProgram {
 func waitCondition(t testing.TB, name, typ string, status metav1.ConditionStatus, reason string) *v1.BpfProgram {
 	t.Helper()
 	var p *v1.BpfProgram
-	eventually(t, 30*time.Second, func() error {
+	envtest.Eventually(t, 30*time.Second, func() error {
 		p = get(t, name)
 		c := meta.FindStatusCondition(p.Status.Conditions, typ)
 		if c == nil || c.Status != status || c.Reason != reason || c.ObservedGeneration != p.Generation {
@@ -261,7 +245,7 @@ func waitCondition(t testing.TB, name, typ string, status metav1.ConditionStatus
 func waitEvent(t testing.TB, name, reason, text string) eventsv1.Event {
 	t.Helper()
 	var found eventsv1.Event
-	eventually(t, 30*time.Second, func() error {
+	envtest.Eventually(t, 30*time.Second, func() error {
 		var list eventsv1.EventList
 		if err := env.Client.List(context.Background(), &list); err != nil {
 			return err
@@ -350,7 +334,7 @@ func TestHappyPath(t *testing.T) {
 
 	// Agents report, one after the other; counts track them.
 	report(t, p, names[0], "6.18.0", digest, v1.PhaseAttached)
-	eventually(t, 30*time.Second, func() error {
+	envtest.Eventually(t, 30*time.Second, func() error {
 		if got := get(t, "happy").Status.Nodes.Summary; got != "1/3" {
 			return fmt.Errorf("summary %q, want 1/3", got)
 		}
@@ -500,7 +484,7 @@ func TestTagMovedKeepsRecordedDigest(t *testing.T) {
 		t.Fatal("the second push has the same digest")
 	}
 	report(t, p, names[0], "6.18.1", d1, v1.PhaseAttached)
-	eventually(t, 30*time.Second, func() error {
+	envtest.Eventually(t, 30*time.Second, func() error {
 		if k := get(t, "moved").Status.Kernels; len(k) != 2 {
 			return fmt.Errorf("kernels %+v: the report was not summed yet", k)
 		}
@@ -518,7 +502,7 @@ func TestTagMovedKeepsRecordedDigest(t *testing.T) {
 		}
 		q.Annotations[v1.ResolveAnnotation] = "now"
 	})
-	eventually(t, 30*time.Second, func() error {
+	envtest.Eventually(t, 30*time.Second, func() error {
 		p = get(t, "moved")
 		if p.Status.ResolvedDigest != d2 {
 			return fmt.Errorf("resolved %s, want %s", p.Status.ResolvedDigest, d2)
@@ -575,7 +559,7 @@ func TestWaves(t *testing.T) {
 			_ = env.Client.Delete(context.Background(), &v1.BpfNodeState{ObjectMeta: metav1.ObjectMeta{Name: n}})
 		})
 	}
-	eventually(t, 30*time.Second, func() error {
+	envtest.Eventually(t, 30*time.Second, func() error {
 		if n := get(t, "waves").Status.Nodes.Selected; n != 20 {
 			return fmt.Errorf("%d nodes selected, want 20", n)
 		}
@@ -616,7 +600,7 @@ func TestWaves(t *testing.T) {
 	waitWave := func(wave int32, reason string) *v1.BpfProgram {
 		t.Helper()
 		var p *v1.BpfProgram
-		eventually(t, 30*time.Second, func() error {
+		envtest.Eventually(t, 30*time.Second, func() error {
 			p = get(t, "waves")
 			c := meta.FindStatusCondition(p.Status.Conditions, v1.ConditionRolledOut)
 			if p.Status.Rollout == nil || p.Status.Rollout.Wave != wave || c == nil || c.Reason != reason {
@@ -661,7 +645,7 @@ func TestWaves(t *testing.T) {
 	// Second digest: wave 0 takes it, wave 1 fails it, the rollout halts and
 	// every node returns to d1.
 	p = mutate(t, "waves", func(q *v1.BpfProgram) { q.Spec.Bundle.Image = ref2 })
-	eventually(t, 30*time.Second, func() error {
+	envtest.Eventually(t, 30*time.Second, func() error {
 		p = get(t, "waves")
 		if r := p.Status.Rollout; r == nil || r.TargetDigest != d2 || r.StableDigest != d1 || r.Wave != 0 {
 			return fmt.Errorf("rollout %+v, want wave 0 of %s from %s", r, d2, d1)
@@ -702,14 +686,14 @@ func TestNodeDeletedCollectsItsState(t *testing.T) {
 	if err := env.Client.Delete(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: names[1]}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, func() error {
+	envtest.Eventually(t, 30*time.Second, func() error {
 		err := env.Client.Get(context.Background(), client.ObjectKey{Name: names[1]}, &v1.BpfNodeState{})
 		if !apierrors.IsNotFound(err) {
 			return fmt.Errorf("node state of the deleted node: %v", err)
 		}
 		return nil
 	})
-	eventually(t, 30*time.Second, func() error {
+	envtest.Eventually(t, 30*time.Second, func() error {
 		if n := get(t, "gc").Status.Nodes; n != (v1.NodeCounts{Selected: 1, Attached: 1, Summary: "1/1"}) {
 			return fmt.Errorf("nodes %+v", n)
 		}
@@ -801,7 +785,7 @@ func TestTrustPolicyStatus(t *testing.T) {
 	waitPolicy := func(check func(*v1.BundleTrustPolicy) error) *v1.BundleTrustPolicy {
 		t.Helper()
 		got := &v1.BundleTrustPolicy{}
-		eventually(t, 30*time.Second, func() error {
+		envtest.Eventually(t, 30*time.Second, func() error {
 			if err := env.Client.Get(ctx, client.ObjectKey{Name: "keys"}, got); err != nil {
 				return err
 			}
@@ -1039,7 +1023,7 @@ func BenchmarkConvergence500(b *testing.B) {
 		})
 		p := program(b, prefix, ref, prefix)
 		waitCondition(b, prefix, v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonVerified)
-		eventually(b, time.Minute, func() error {
+		envtest.Eventually(b, time.Minute, func() error {
 			if n := get(b, prefix).Status.Nodes.Selected; n != fleet {
 				return fmt.Errorf("%d nodes selected", n)
 			}
@@ -1085,7 +1069,7 @@ func BenchmarkConvergence500(b *testing.B) {
 			return client.IgnoreNotFound(env.Client.Delete(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}))
 		})
 		// The node-state garbage collector removes the 500 states.
-		eventually(b, 2*time.Minute, func() error {
+		envtest.Eventually(b, 2*time.Minute, func() error {
 			var states v1.BpfNodeStateList
 			if err := env.Client.List(ctx, &states); err != nil {
 				return err
@@ -1134,7 +1118,7 @@ func TestKernelPausedDuringRollout(t *testing.T) {
 	play := func(reason string) *v1.BpfProgram {
 		t.Helper()
 		var p *v1.BpfProgram
-		eventually(t, 60*time.Second, func() error {
+		envtest.Eventually(t, 60*time.Second, func() error {
 			p = get(t, "kpause")
 			for _, n := range names {
 				d := rollout.DigestForNodeKernel(p, n, release[n])
@@ -1182,7 +1166,7 @@ func TestKernelPausedDuringRollout(t *testing.T) {
 	}
 	// The fleet view: every node runs what it must, and the matrix keeps
 	// what the paused release taught.
-	eventually(t, 30*time.Second, func() error {
+	envtest.Eventually(t, 30*time.Second, func() error {
 		p = get(t, "kpause")
 		if p.Status.Nodes.Attached != 20 || p.Status.Nodes.Failed != 0 {
 			return fmt.Errorf("nodes %+v, want 20 attached", p.Status.Nodes)

@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/test/netns"
 	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/procstat"
 )
 
 // TestAgentBinary runs the real agent process against the API server: it
@@ -87,45 +86,26 @@ func TestAgentBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := state.ResourceVersion
-	cpu0 := procCPU(t, cmd.Process.Pid)
+	s0 := sampleProcess(t, cmd.Process.Pid)
 	const window = 5 * time.Second
 	time.Sleep(window)
-	used := procCPU(t, cmd.Process.Pid) - cpu0
+	s1 := sampleProcess(t, cmd.Process.Pid)
+	used := s1.CPU - s0.CPU
 	if err := env.Client.Get(ctx, types.NamespacedName{Name: node}, state); err != nil {
 		t.Fatal(err)
 	}
 	if state.ResourceVersion != before {
 		t.Errorf("idle agent wrote its BpfNodeState: %s → %s", before, state.ResourceVersion)
 	}
-	t.Logf("agent process idle (resync 1s, no programs): CPU %s over %s (%.2f%% of a core), RSS %s",
-		used, window, float64(used)/float64(window)*100, procRSS(t, cmd.Process.Pid))
+	t.Logf("agent process idle (resync 1s, no programs): CPU %s over %s (%.2f%% of a core), RSS %d MiB",
+		used, window, float64(used)/float64(window)*100, s1.RSSKiB/1024)
 }
 
-// procCPU is the user+system CPU time of pid from /proc/pid/stat.
-func procCPU(t *testing.T, pid int) time.Duration {
+func sampleProcess(t *testing.T, pid int) procstat.Sample {
 	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	s, err := procstat.Read(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Fields after the command name (which may hold spaces) start at ") ".
-	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	const ticks = 100 // USER_HZ
-	return time.Duration(utime+stime) * time.Second / ticks
-}
-
-func procRSS(t *testing.T, pid int) string {
-	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			return strings.TrimSpace(rest)
-		}
-	}
-	return "?"
+	return s
 }

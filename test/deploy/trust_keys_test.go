@@ -34,26 +34,12 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/operator/trustkeys"
 	"github.com/bpfleet/bpfleet/operator/trustpolicy"
+	"github.com/bpfleet/bpfleet/test/envtest"
 )
 
 // refusedByTrustKeysPolicy is what config/rbac/common/trust_keys_policy.yaml
 // answers.
 const refusedByTrustKeysPolicy = "may only grant get on Secrets by name"
-
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 func getSecrets(names ...string) []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}, ResourceNames: names}}
@@ -84,7 +70,7 @@ func setTrustKeysRole(t *testing.T, names []string) {
 
 func waitTrustKeysRules(t *testing.T, want []rbacv1.PolicyRule) {
 	t.Helper()
-	eventually(t, 30*time.Second, func() error {
+	envtest.Eventually(t, 30*time.Second, func() error {
 		got := trustKeysRole(t).Rules
 		if len(got) == 0 && len(want) == 0 || equality.Semantic.DeepEqual(got, want) {
 			return nil
@@ -239,7 +225,7 @@ func TestTrustKeysRoleGrantsReferencedSecretsOnly(t *testing.T) {
 		return p
 	}
 	first := newPolicy("deploy-trust-keys", "ref-key")
-	eventually(t, 30*time.Second, func() error {
+	envtest.Eventually(t, 30*time.Second, func() error {
 		if c, _ := policyReady(t, first.Name); c == nil || c.Reason != v1.ReasonSecretForbidden || !strings.Contains(c.Message, "forbidden") {
 			return fmt.Errorf("Ready %+v, want %s", c, v1.ReasonSecretForbidden)
 		}
@@ -253,7 +239,7 @@ func TestTrustKeysRoleGrantsReferencedSecretsOnly(t *testing.T) {
 		return r.SetupWithManager(mgr)
 	})
 	waitTrustKeysRules(t, getSecrets("ref-key"))
-	eventually(t, 30*time.Second, func() error {
+	envtest.Eventually(t, 30*time.Second, func() error {
 		if c, n := policyReady(t, first.Name); c == nil || c.Status != metav1.ConditionTrue || n != 1 {
 			return fmt.Errorf("Ready %+v keyCount %d, want True and 1", c, n)
 		}
@@ -285,7 +271,7 @@ func TestTrustKeysRoleGrantsReferencedSecretsOnly(t *testing.T) {
 	// A second policy adds its Secret; deleting the policies takes access away.
 	second := newPolicy("deploy-trust-keys-2", "unref-key", "ref-key")
 	waitTrustKeysRules(t, getSecrets("ref-key", "unref-key"))
-	eventually(t, 30*time.Second, func() error {
+	envtest.Eventually(t, 30*time.Second, func() error {
 		return clients["agent"].Get(ctx, client.ObjectKey{Namespace: namespace, Name: "unref-key"}, &corev1.Secret{})
 	})
 	if err := env.Client.Delete(ctx, second); err != nil {
@@ -297,7 +283,7 @@ func TestTrustKeysRoleGrantsReferencedSecretsOnly(t *testing.T) {
 	}
 	waitTrustKeysRules(t, nil)
 	for who, c := range clients {
-		eventually(t, 30*time.Second, func() error {
+		envtest.Eventually(t, 30*time.Second, func() error {
 			if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "ref-key"}, &corev1.Secret{}); !apierrors.IsForbidden(err) {
 				return fmt.Errorf("%s get of a Secret no policy names any more: want Forbidden, got %v", who, err)
 			}
@@ -342,7 +328,7 @@ func TestTrustKeysRoleAdmission(t *testing.T) {
 	}
 
 	// The policy binding takes a moment to reach the admission plugin.
-	eventually(t, 30*time.Second, func() error {
+	envtest.Eventually(t, 30*time.Second, func() error {
 		err := write(env.Client, broader[0].rules)
 		if err != nil && strings.Contains(err.Error(), refusedByTrustKeysPolicy) {
 			return nil

@@ -3,13 +3,13 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/test/procstat"
 )
 
 // idleWindow is how long the idle agent is watched: two resyncs of the
@@ -17,20 +17,27 @@ import (
 const idleWindow = 10 * time.Second
 
 // BenchmarkIdleAgentProcess measures a real agent process at steady state
-// with two programs (the XDP filter and an exec tracepoint): CPU per minute,
-// resident memory, and BpfNodeState writes, which must be 0 with the stats
-// refresh off.
+// with ten programs (the XDP filter and nine exec tracepoints): CPU per
+// minute, resident memory, and BpfNodeState writes, which must be 0 with the
+// stats refresh off.
 func BenchmarkIdleAgentProcess(b *testing.B) {
 	e := requireBenchEnv(b)
 	ctx := context.Background()
 	n, _ := filterNode(b, e, "bench-idle-filter")
-	trace, err := e.ExecTraceProgram("bench-idle-trace")
-	if err != nil {
-		b.Fatal(err)
+	names := []string{"bench-idle-filter"}
+	for i := range 9 {
+		trace, err := e.ExecTraceProgram(fmt.Sprintf("bench-idle-trace-%d", i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		trace.Spec.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/hostname": n.Name}}
+		apply(b, e, trace)
+		names = append(names, trace.Name)
 	}
-	apply(b, e, trace)
-	if _, err := e.WaitReady(ctx, trace.Name, int32(len(e.Nodes)), time.Minute); err != nil {
-		b.Fatal(err)
+	for _, name := range names[1:] {
+		if _, err := e.WaitReady(ctx, name, 1, time.Minute); err != nil {
+			b.Fatal(err)
+		}
 	}
 	if err := e.StopAgent(n); err != nil {
 		b.Fatal(err)
@@ -48,20 +55,21 @@ func BenchmarkIdleAgentProcess(b *testing.B) {
 	var writes int
 	for b.Loop() {
 		before := nodeState(b, e, n.Name)
-		cpu0 := processCPU(b, agent.cmd.Process.Pid)
+		s0 := sampleProcess(b, agent.cmd.Process.Pid)
 		time.Sleep(idleWindow)
-		used := processCPU(b, agent.cmd.Process.Pid) - cpu0
+		s1 := sampleProcess(b, agent.cmd.Process.Pid)
+		used := s1.CPU - s0.CPU
 		after := nodeState(b, e, n.Name)
 		if after.ResourceVersion != before.ResourceVersion {
 			writes++
 		}
-		for _, p := range []string{"bench-idle-filter", trace.Name} {
+		for _, p := range names {
 			if en := entry(after, p); en == nil || en.State != v1.PhaseAttached {
 				b.Fatalf("%s on %s: %+v, want Attached", p, n.Name, en)
 			}
 		}
 		cpuPerMin = append(cpuPerMin, float64(used.Milliseconds())*float64(time.Minute)/float64(idleWindow))
-		rss = append(rss, float64(processRSSKiB(b, agent.cmd.Process.Pid))/1024)
+		rss = append(rss, float64(s1.RSSKiB)/1024)
 	}
 	if writes != 0 {
 		b.Errorf("BpfNodeState written in %d idle windows of %s", writes, idleWindow)
@@ -72,44 +80,11 @@ func BenchmarkIdleAgentProcess(b *testing.B) {
 	b.ReportMetric(float64(writes), "idle-status-writes")
 }
 
-// processCPU is the user+system CPU time of process pid, from
-// /proc/pid/stat (clock ticks of 10 ms).
-func processCPU(b *testing.B, pid int) time.Duration {
+func sampleProcess(b *testing.B, pid int) procstat.Sample {
 	b.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	s, err := procstat.Read(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	// Fields after the command name, which is in parentheses and may hold
-	// spaces: state is field 3, utime 14, stime 15.
-	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
-	var ticks int64
-	for _, f := range fields[11:13] {
-		v, err := strconv.ParseInt(f, 10, 64)
-		if err != nil {
-			b.Fatalf("parse /proc/%d/stat: %v", pid, err)
-		}
-		ticks += v
-	}
-	return time.Duration(ticks) * 10 * time.Millisecond
-}
-
-// processRSSKiB is VmRSS of process pid.
-func processRSSKiB(b *testing.B, pid int) int64 {
-	b.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kib, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			if err != nil {
-				b.Fatalf("parse VmRSS %q: %v", rest, err)
-			}
-			return kib
-		}
-	}
-	b.Fatalf("no VmRSS in /proc/%d/status", pid)
-	return 0
+	return s
 }

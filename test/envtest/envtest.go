@@ -179,3 +179,21 @@ func Run(m *testing.M, env **Env) int {
 	}
 	return code
 }
+
+// Eventually polls f every 50 ms until it returns nil, and fails the test
+// with f's last error once timeout has passed: for what the API server and
+// the controllers under test reach asynchronously.
+func Eventually(tb testing.TB, timeout time.Duration, f func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("after %s: %v", timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -200,58 +200,6 @@ func fleetResource(r string) bool { return fleetResources[r] }
 func nodeStateOnly(r string) bool { return r == "bpfnodestates" }
 func eventOnly(r string) bool     { return r == "events" }
 
-// procSample is one process's CPU time and memory.
-type procSample struct {
-	CPU    time.Duration
-	RSSKiB int64
-	HWMKiB int64
-}
-
-// clockTicks is USER_HZ, 100 on every Linux this runs on.
-const clockTicks = 100
-
-// readProc samples /proc/<pid>/stat and status.
-func readProc(pid int) (procSample, error) {
-	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return procSample{}, fmt.Errorf("read stat of %d: %w", pid, err)
-	}
-	// Fields after the command name, which is in parentheses and may hold spaces.
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return procSample{}, fmt.Errorf("parse stat of %d: no command", pid)
-	}
-	f := strings.Fields(string(stat[i+1:]))
-	if len(f) < 13 {
-		return procSample{}, fmt.Errorf("parse stat of %d: %d fields", pid, len(f))
-	}
-	// f[0] is field 3 (state): utime is field 14, stime 15.
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return procSample{}, fmt.Errorf("parse cpu times of %d: %v %v", pid, err1, err2)
-	}
-	s := procSample{CPU: time.Duration(utime+stime) * time.Second / clockTicks}
-	status, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
-	if err != nil {
-		return procSample{}, fmt.Errorf("read status of %d: %w", pid, err)
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			s.RSSKiB = kib(rest)
-		}
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			s.HWMKiB = kib(rest)
-		}
-	}
-	return s, nil
-}
-
-func kib(field string) int64 {
-	n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(field), "kB")), 10, 64)
-	return n
-}
-
 // selfCPU is this process's user+system time.
 func selfCPU() time.Duration {
 	var ru syscall.Rusage
