@@ -94,13 +94,11 @@ demo: tools build ## Run bpfleet on this machine: control plane, registry, opera
 	$(BIN)/bpfleet local
 
 BENCH_COUNT  ?= 3
-# Simulated nodes of BenchmarkFleetRollout (test/scale) in make bench.
-BENCH_SCALE_NODES ?= 1000
 
 .PHONY: bench
 bench: tools ## Run every benchmark (root) and rewrite the generated table in BENCHMARKS.md.
-	BPFLEET_SCALE_NODES=$(BENCH_SCALE_NODES) $(GO) test -run '^$$' -bench . -count $(BENCH_COUNT) -timeout 90m ./... | tee $(BIN)/bench.txt
-	$(GO) run ./test/tools/benchreport -o BENCHMARKS.md < $(BIN)/bench.txt
+	set -o pipefail; $(GO) test -run '^$$' -bench . -count $(BENCH_COUNT) -timeout 90m ./... | tee $(BIN)/bench.txt; \
+	rc=$$?; $(GO) run ./test/tools/benchreport -o BENCHMARKS.md < $(BIN)/bench.txt && exit $$rc
 
 .PHONY: bench-scale
 bench-scale: tools ## 1,000 simulated agents against a real apiserver; report in bin/scale.md.

@@ -2,7 +2,9 @@ package scale_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -13,14 +15,14 @@ import (
 	"github.com/bpfleet/bpfleet/test/bpfbench"
 )
 
-// BenchmarkFleetRollout runs, on a simulated fleet of -scale.nodes nodes
-// (env BPFLEET_SCALE_NODES; make bench sets 1,000) against the real
+// BenchmarkFleetRollout runs, on a simulated fleet of 1,000 nodes
+// (-scale.nodes or env BPFLEET_SCALE_NODES change it) against the real
 // apiserver, one BpfProgram's life per round: apply to every node, upgrade
 // in waves [1, 10, 50, 100], delete. It reports the time until every node
 // reports each step, and BpfNodeState writes per node per step, the figures
 // TestFleet's full report also has.
 func BenchmarkFleetRollout(b *testing.B) {
-	n := *flagNodes
+	n := benchNodes()
 	timeout := 2*time.Minute + time.Duration(n)*200*time.Millisecond
 	f := newFleet(b, fleetConfig{nodes: n, loadLatency: *flagLoad, attachLatency: *flagAttach, resync: 30 * time.Second})
 	f.startAgents(b)
@@ -116,4 +118,20 @@ func BenchmarkFleetRollout(b *testing.B) {
 	b.ReportMetric(bpfbench.Median(deleteS), "s-delete-all-clean")
 	b.ReportMetric(bpfbench.Median(applyW), "apply-nodestate-writes/node")
 	b.ReportMetric(bpfbench.Median(upgradeW), "upgrade-nodestate-writes/node")
+}
+
+// benchNodes is the benchmark's fleet size: 1,000, the figure,
+// unless -scale.nodes or BPFLEET_SCALE_NODES says otherwise (their default
+// of 50 is the small run of go test).
+func benchNodes() int {
+	n := 1000
+	if os.Getenv("BPFLEET_SCALE_NODES") != "" {
+		n = *flagNodes
+	}
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name == "scale.nodes" {
+			n = *flagNodes
+		}
+	})
+	return n
 }

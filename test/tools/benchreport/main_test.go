@@ -16,14 +16,17 @@ BenchmarkDropRateXDPvsNftables-2   	       1	   9000000000 ns/op	         3.000 
 pkg: github.com/bpfleet/bpfleet/bundles
 BenchmarkSign/key-file-2   	      10	 140000000 ns/op
 ok  	github.com/bpfleet/bpfleet/bundles	3.2s
+pkg: github.com/bpfleet/bpfleet/test/scale
+BenchmarkFleetRollout-2   	--- FAIL: BenchmarkFleetRollout
+FAIL	github.com/bpfleet/bpfleet/test/scale	30.1s
 `
 
 func TestRender(t *testing.T) {
-	results, err := parse(strings.NewReader(sample))
+	results, failed, err := parse(strings.NewReader(sample))
 	if err != nil {
 		t.Fatal(err)
 	}
-	table := render(results, "test machine", time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC))
+	table := render(results, failed, "test machine", time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC))
 	tests := []struct {
 		name string
 		// want is a row (or part of one) the table must hold.
@@ -34,6 +37,7 @@ func TestRender(t *testing.T) {
 		{"paired throughput", "| DropRateXDPvsNftables | xdp-Mpps | 3.00 | 1.00 nft-Mpps | 3.00× |"},
 		{"plain ns/op", "| Sign/key-file | ns/op | 140000000 | — | — | `go test -run '^$' -bench '^BenchmarkSign$' ./bundles` |"},
 		{"machine line", "Machine: test machine."},
+		{"failed benchmarks named", "**Failed in this run** (their figures above, if any, are from the repeats that passed): test/scale BenchmarkFleetRollout."},
 	}
 	for _, tt := range tests {
 		if !strings.Contains(table, tt.want) {
