@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"path/filepath"
 	"testing"
@@ -262,22 +261,16 @@ func duringTraffic(tb testing.TB, n *local.Node, uid types.UID, disrupt func(dro
 	tb.Helper()
 	ns := &netns.NS{Name: n.NetNS}
 	enter := func(fn func() error) error { return ns.Do(tb, fn) }
-	var nodeMAC net.HardwareAddr
-	if err := enter(func() error {
-		iface, err := net.InterfaceByName(n.Interface)
-		if err == nil {
-			nodeMAC = iface.HardwareAddr
-		}
-		return err
-	}); err != nil {
+	nodeMAC, err := livetraffic.HardwareAddr(enter, n.Interface)
+	if err != nil {
 		tb.Fatal(err)
 	}
-	host, err := net.InterfaceByName(n.HostInterface)
+	hostMAC, err := livetraffic.HardwareAddr(nil, n.HostInterface)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	spec := frame.Spec{Src: n.HostAddr, Dst: n.Addr, Protocol: frame.ProtocolUDP, SrcPort: 40000, DstPort: local.DeathPort}
-	copy(spec.SrcMAC[:], host.HardwareAddr)
+	copy(spec.SrcMAC[:], hostMAC)
 	copy(spec.DstMAC[:], nodeMAC)
 	spec.Payload = []byte("hello from the kernel")
 	good := frame.Build(spec)

@@ -149,6 +149,31 @@ func (s *Source) Close() error {
 	return errors.Join(errs...)
 }
 
+// HardwareAddr is ifname's MAC address, the destination of frames sent to
+// it. enter, when not nil, runs the lookup inside another namespace (a
+// netns.NS's Do).
+func HardwareAddr(enter func(func() error) error, ifname string) (net.HardwareAddr, error) {
+	var mac net.HardwareAddr
+	lookup := func() error {
+		iface, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return err
+		}
+		mac = iface.HardwareAddr
+		return nil
+	}
+	var err error
+	if enter != nil {
+		err = enter(lookup)
+	} else {
+		err = lookup()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find interface %s: %w", ifname, err)
+	}
+	return mac, nil
+}
+
 // Stream is a paced, steady flow of frames from a Source.
 type Stream struct {
 	stop chan struct{}

@@ -1,7 +1,6 @@
 package livetraffic_test
 
 import (
-	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -23,14 +22,8 @@ func TestStreamArrivesWhole(t *testing.T) {
 	sinkNS.Exec(t, ethtool, "-K", veth.B, "gro", "on") // NAPI for XDP frames
 	enter := func(fn func() error) error { return sinkNS.Do(t, fn) }
 
-	var sinkMAC net.HardwareAddr
-	if err := enter(func() error {
-		iface, err := net.InterfaceByName(veth.B)
-		if err == nil {
-			sinkMAC = iface.HardwareAddr
-		}
-		return err
-	}); err != nil {
+	sinkMAC, err := livetraffic.HardwareAddr(enter, veth.B)
+	if err != nil {
 		t.Fatal(err)
 	}
 	sink, err := livetraffic.ListenUDP(enter, netip.MustParseAddrPort("10.79.0.2:9999"), []byte("red"))
@@ -43,7 +36,7 @@ func TestStreamArrivesWhole(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	host, err := net.InterfaceByName(veth.A)
+	hostMAC, err := livetraffic.HardwareAddr(nil, veth.A)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +44,7 @@ func TestStreamArrivesWhole(t *testing.T) {
 		Src: netip.MustParseAddr("10.79.0.1"), Dst: netip.MustParseAddr("10.79.0.2"),
 		Protocol: frame.ProtocolUDP, SrcPort: 40000, DstPort: 9999,
 	}
-	copy(spec.SrcMAC[:], host.HardwareAddr)
+	copy(spec.SrcMAC[:], hostMAC)
 	copy(spec.DstMAC[:], sinkMAC)
 	spec.Payload = []byte("red frame")
 	red := frame.Build(spec)
