@@ -136,7 +136,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	var took phaseTimes
-	desired, verified := r.desired(ctx, sel, policies.Items, running(r.Dataplane.Snapshot()), &took)
+	snapshot := r.Dataplane.Snapshot()
+	sel, settle := awaitAdmission(sel, snapshot, r.digestFor, time.Now())
+	desired, verified := r.desired(ctx, sel, policies.Items, running(snapshot), &took)
 
 	start := time.Now()
 	states := r.Dataplane.Apply(ctx, desired)
@@ -160,10 +162,44 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{RequeueAfter: r.retryInterval()}, nil
 		}
 	}
-	if wait, ok := r.unmanagedPending(); ok {
-		return ctrl.Result{RequeueAfter: wait + time.Millisecond}, nil
+	if wait, ok := r.unmanagedPending(); ok && (settle == 0 || wait < settle) {
+		settle = wait + time.Millisecond
 	}
-	return ctrl.Result{}, nil
+	return ctrl.Result{RequeueAfter: settle}, nil
+}
+
+// admissionGrace is how long after a BpfProgram's creation the agent waits
+// for the operator's digest before it reports the program as waiting for
+// one. The operator admits a new program within a second or two; a node that
+// reported it at once would write its status twice (waiting, then
+// attached), and at 1,000 nodes that first burst of writes is answered with
+// 429s by API Priority and Fairness.
+const admissionGrace = 3 * time.Second
+
+// awaitAdmission leaves out of sel the programs created less than
+// admissionGrace before now that have no digest for this node yet (digestFor)
+// and of which nothing is on the node, and returns how long until the first of
+// them is due (0 when none is held back). Any other program is kept: what
+// runs, or was reported, is never dropped by this.
+func awaitAdmission(sel []*v1alpha1.BpfProgram, snapshot []v1alpha1.ProgramState, digestFor func(*v1alpha1.BpfProgram) string, now time.Time) ([]*v1alpha1.BpfProgram, time.Duration) {
+	known := map[types.UID]bool{}
+	for _, s := range snapshot {
+		known[s.UID] = true
+	}
+	var settle time.Duration
+	kept := sel[:0:0]
+	for _, p := range sel {
+		left := p.CreationTimestamp.Add(admissionGrace).Sub(now)
+		if left > 0 && !known[p.UID] && digestFor(p) == "" {
+			left = min(left, admissionGrace) // a node clock behind the apiserver's waits no longer
+			if settle == 0 || left < settle {
+				settle = left
+			}
+			continue
+		}
+		kept = append(kept, p)
+	}
+	return kept, settle
 }
 
 func (r *Reconciler) retryInterval() time.Duration {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -355,5 +356,45 @@ func TestWrittenStatus(t *testing.T) {
 	w.Freshen(stale)
 	if stale.Status.Kernel.Release != "old" {
 		t.Errorf("freshened after the cache had caught up")
+	}
+}
+
+func TestAwaitAdmission(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	program := func(uid string, age time.Duration, digest string) *v1alpha1.BpfProgram {
+		p := &v1alpha1.BpfProgram{ObjectMeta: metav1.ObjectMeta{Name: uid, UID: types.UID(uid), CreationTimestamp: metav1.NewTime(now.Add(-age))}}
+		p.Status.ResolvedDigest = digest
+		return p
+	}
+	digestFor := func(p *v1alpha1.BpfProgram) string { return p.Status.ResolvedDigest }
+	tests := []struct {
+		name       string
+		sel        []*v1alpha1.BpfProgram
+		snapshot   []v1alpha1.ProgramState
+		wantKept   []string
+		wantSettle time.Duration
+	}{
+		{name: "new, no digest yet: held back until the grace ends", sel: []*v1alpha1.BpfProgram{program("a", time.Second, "")},
+			wantSettle: admissionGrace - time.Second},
+		{name: "new with a digest: kept", sel: []*v1alpha1.BpfProgram{program("a", time.Second, "sha256:1")}, wantKept: []string{"a"}},
+		{name: "older than the grace: reported waiting", sel: []*v1alpha1.BpfProgram{program("a", admissionGrace, "")}, wantKept: []string{"a"}},
+		{name: "on the node already: never dropped", sel: []*v1alpha1.BpfProgram{program("a", time.Second, "")},
+			snapshot: []v1alpha1.ProgramState{{UID: "a", State: v1alpha1.PhasePending}}, wantKept: []string{"a"}},
+		{name: "created in the node's future: waits one grace at most", sel: []*v1alpha1.BpfProgram{program("a", -time.Hour, "")},
+			wantSettle: admissionGrace},
+		{name: "the first due sets the requeue", sel: []*v1alpha1.BpfProgram{program("a", time.Second, ""), program("b", 2*time.Second, ""), program("c", time.Hour, "")},
+			wantKept: []string{"c"}, wantSettle: admissionGrace - 2*time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kept, settle := awaitAdmission(tt.sel, tt.snapshot, digestFor, now)
+			var names []string
+			for _, p := range kept {
+				names = append(names, p.Name)
+			}
+			if !slices.Equal(names, tt.wantKept) || settle != tt.wantSettle {
+				t.Errorf("kept %v, settle %s; want %v, %s", names, settle, tt.wantKept, tt.wantSettle)
+			}
+		})
 	}
 }
