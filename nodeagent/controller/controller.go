@@ -380,10 +380,6 @@ func heldPhase(hold error) v1alpha1.ProgramPhase {
 	return v1alpha1.PhasePending
 }
 
-// maxEventNote is the longest note the API server accepts on an Event
-// (events.k8s.io/v1); a longer one is rejected and the Event lost.
-const maxEventNote = 1024
-
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -495,7 +491,7 @@ func (r *Reconciler) recordTransitions(ns *v1alpha1.BpfNodeState, before, after 
 			metrics.Failures.WithLabelValues(r.NodeName, s.Reason).Inc()
 			if r.Recorder != nil {
 				r.Recorder.Eventf(ns, nil, corev1.EventTypeWarning, s.Reason, "Apply",
-					"%s", truncate(fmt.Sprintf("%s/%s %s: %s", s.BpfProgram, s.Program, s.AttachPoint, s.Message), maxEventNote))
+					"%s", v1alpha1.EventNote(fmt.Sprintf("%s/%s %s: %s", s.BpfProgram, s.Program, s.AttachPoint, s.Message)))
 			}
 		case v1alpha1.PhaseAttached:
 			if r.Recorder != nil && (!had || old.State != v1alpha1.PhaseAttached || old.Digest != s.Digest) {

@@ -75,7 +75,7 @@ func (r *Reconciler) recordUnmanaged(ns *v1alpha1.BpfNodeState, before, after *v
 	}
 	if r.Recorder != nil {
 		r.Recorder.Eventf(ns, nil, corev1.EventTypeNormal, ReasonUnmanagedChanged, "Inventory",
-			"%s", truncate(inventory.Changes(before, after), maxEventNote))
+			"%s", v1alpha1.EventNote(inventory.Changes(before, after)))
 	}
 }
 

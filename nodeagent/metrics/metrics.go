@@ -18,16 +18,14 @@ import (
 )
 
 // Phases of bringing a program to its desired state, as observed by the
-// reconciler (label phase of PhaseSeconds).
+// reconciler (label phase of PhaseSeconds). The kernel part of apply is split
+// further by the dataplane itself (dataplane.PhaseLoad, PhaseAttach, through
+// its Options.Observe).
 const (
 	PhasePull   = "pull"
 	PhaseVerify = "verify"
 	PhaseApply  = "apply"
 	PhaseStatus = "status"
-	// PhaseLoad and PhaseAttach split apply: one bundle load (parse, maps,
-	// programs, map entries) and one attach or Link.Update swap.
-	PhaseLoad   = "load"
-	PhaseAttach = "attach"
 )
 
 var (

@@ -451,7 +451,7 @@ func (r *Reconciler) reconcileRollout(_ context.Context, s *scope) error {
 	p.Status.Rollout = d.Rollout
 	r.setRolledOutCondition(s, d.RolledOut)
 	for _, e := range d.Events {
-		r.Recorder.Eventf(p, nil, e.Type, e.Reason, "Rollout", "%s", eventNote(e.Message))
+		r.Recorder.Eventf(p, nil, e.Type, e.Reason, "Rollout", "%s", v1alpha1.EventNote(e.Message))
 	}
 	if d.RequeueAfter > 0 && (s.requeue == 0 || d.RequeueAfter < s.requeue) {
 		s.requeue = d.RequeueAfter
@@ -494,7 +494,7 @@ func set(s *scope, c metav1.Condition) bool {
 
 func (r *Reconciler) setBundleResolvedCondition(s *scope, ok bool, reason, msg string) {
 	if set(s, cond(v1alpha1.ConditionBundleResolved, ok, reason, msg)) && !ok {
-		r.Recorder.Eventf(s.program, nil, corev1.EventTypeWarning, reason, "Resolve", "%s", eventNote(msg))
+		r.Recorder.Eventf(s.program, nil, corev1.EventTypeWarning, reason, "Resolve", "%s", v1alpha1.EventNote(msg))
 	}
 }
 
@@ -503,25 +503,13 @@ func (r *Reconciler) setSignatureVerifiedCondition(s *scope, ok bool, reason, ms
 	switch {
 	case ok:
 		// A new digest admitted is news even when the condition stays True.
-		r.Recorder.Eventf(s.program, nil, corev1.EventTypeNormal, v1alpha1.ReasonVerified, "Verify", "%s", eventNote(fmt.Sprintf("%s@%s %s", s.ref.Repository, short(s.digest), msg)))
+		r.Recorder.Eventf(s.program, nil, corev1.EventTypeNormal, v1alpha1.ReasonVerified, "Verify", "%s", v1alpha1.EventNote(fmt.Sprintf("%s@%s %s", s.ref.Repository, short(s.digest), msg)))
 		if reason == v1alpha1.ReasonUnsignedAllowed {
-			r.Recorder.Eventf(s.program, nil, corev1.EventTypeWarning, v1alpha1.ReasonUnsignedAllowed, "Verify", "%s", eventNote(fmt.Sprintf("%s@%s runs without a valid signature: %s", s.ref.Repository, short(s.digest), msg)))
+			r.Recorder.Eventf(s.program, nil, corev1.EventTypeWarning, v1alpha1.ReasonUnsignedAllowed, "Verify", "%s", v1alpha1.EventNote(fmt.Sprintf("%s@%s runs without a valid signature: %s", s.ref.Repository, short(s.digest), msg)))
 		}
 	case changed:
-		r.Recorder.Eventf(s.program, nil, corev1.EventTypeWarning, reason, "Verify", "%s", eventNote(fmt.Sprintf("%s@%s refused: %s", s.ref.Repository, short(s.digest), msg)))
+		r.Recorder.Eventf(s.program, nil, corev1.EventTypeWarning, reason, "Verify", "%s", v1alpha1.EventNote(fmt.Sprintf("%s@%s refused: %s", s.ref.Repository, short(s.digest), msg)))
 	}
-}
-
-// maxEventNote is the longest note the API server accepts on an Event
-// (events.k8s.io/v1); a longer one is rejected and the Event lost.
-const maxEventNote = 1024
-
-// eventNote cuts s to what an Event may carry.
-func eventNote(s string) string {
-	if len(s) <= maxEventNote {
-		return s
-	}
-	return s[:maxEventNote-3] + "..."
 }
 
 func (r *Reconciler) setRolledOutCondition(s *scope, c metav1.Condition) { set(s, c) }
@@ -530,6 +518,6 @@ func (r *Reconciler) setReadyCondition(s *scope, c metav1.Condition) { set(s, c)
 
 func (r *Reconciler) setDegradedCondition(s *scope, c metav1.Condition) {
 	if set(s, c) && c.Status == metav1.ConditionTrue {
-		r.Recorder.Eventf(s.program, nil, corev1.EventTypeWarning, c.Reason, "Summarize", "%s", eventNote(c.Message))
+		r.Recorder.Eventf(s.program, nil, corev1.EventTypeWarning, c.Reason, "Summarize", "%s", v1alpha1.EventNote(c.Message))
 	}
 }

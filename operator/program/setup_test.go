@@ -3,7 +3,6 @@ package program
 import (
 	"fmt"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -96,25 +95,6 @@ func TestNodeEventsWakeOnlySelectingPrograms(t *testing.T) {
 		tt.change(updated)
 		if got := nodeChanged(node, updated); got != tt.want {
 			t.Errorf("%s: nodeChanged = %t, want %t", tt.name, got, tt.want)
-		}
-	}
-}
-
-func TestEventNote(t *testing.T) {
-	tests := []struct {
-		name string
-		in   string
-		// wantLen is the note's length.
-		wantLen int
-	}{
-		{name: "short note kept", in: "3 nodes failed", wantLen: 14},
-		{name: "exactly the limit kept", in: strings.Repeat("n", maxEventNote), wantLen: maxEventNote},
-		{name: "a halted rollout naming many nodes is cut", in: strings.Repeat("sim-node-0080: exec_trace: VerifierRejected; ", 100), wantLen: maxEventNote},
-	}
-	for _, tt := range tests {
-		got := eventNote(tt.in)
-		if len(got) != tt.wantLen || (len(tt.in) > maxEventNote && !strings.HasSuffix(got, "...")) {
-			t.Errorf("%s: %d bytes (%q...), want %d", tt.name, len(got), got[:min(len(got), 20)], tt.wantLen)
 		}
 	}
 }

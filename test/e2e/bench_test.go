@@ -17,6 +17,7 @@ import (
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bpf/xdpfilter"
 	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
+	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
 	"github.com/bpfleet/bpfleet/nodeagent/metrics"
 	"github.com/bpfleet/bpfleet/test/privileged"
 )
@@ -111,9 +112,9 @@ func applyPhases(before, after map[string]float64, total float64) map[string]flo
 	out := map[string]float64{
 		"agent-verify":       d(metrics.PhaseVerify),
 		"agent-pull":         d(metrics.PhasePull),
-		"agent-load":         d(metrics.PhaseLoad),
-		"agent-attach":       d(metrics.PhaseAttach),
-		"agent-pin-and-rest": d(metrics.PhaseApply) - d(metrics.PhaseLoad) - d(metrics.PhaseAttach),
+		"agent-load":         d(dataplane.PhaseLoad),
+		"agent-attach":       d(dataplane.PhaseAttach),
+		"agent-pin-and-rest": d(metrics.PhaseApply) - d(dataplane.PhaseLoad) - d(dataplane.PhaseAttach),
 		"agent-status":       d(metrics.PhaseStatus),
 	}
 	agent := 0.0
