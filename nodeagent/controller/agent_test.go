@@ -46,6 +46,7 @@ import (
 	"github.com/bpfleet/bpfleet/test/kernelprog"
 	"github.com/bpfleet/bpfleet/test/netns"
 	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/procstat"
 	"github.com/bpfleet/bpfleet/test/registry"
 )
 
@@ -892,17 +893,11 @@ func processCPU(t *testing.T) time.Duration {
 
 func rssKiB(t *testing.T) int64 {
 	t.Helper()
-	data, err := os.ReadFile("/proc/self/status")
+	s, err := procstat.Read(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var kib int64
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			_, _ = fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), &kib)
-		}
-	}
-	return kib
+	return s.RSSKiB
 }
 
 const agentUser = "bpfleet-agent-under-test"
