@@ -2,6 +2,8 @@ package attach
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -27,7 +29,7 @@ func uprobePoint(a *v1alpha1.UprobeAttach) string {
 // attachUprobe attaches a uprobe or uretprobe to a symbol (plus offset), or
 // to an address when no symbol is given.
 func attachUprobe(prog *ebpf.Program, a *v1alpha1.UprobeAttach) (link.Link, error) {
-	ex, err := link.OpenExecutable(a.Path)
+	ex, err := link.OpenExecutable(HostPath(a.Path))
 	if err != nil {
 		return nil, err
 	}
@@ -46,4 +48,28 @@ func attachUprobe(prog *ebpf.Program, a *v1alpha1.UprobeAttach) (link.Link, erro
 		return ex.Uretprobe(a.Symbol, prog, opts)
 	}
 	return ex.Uprobe(a.Symbol, prog, opts)
+}
+
+// HostPath is where the agent finds path of the node's filesystem. An agent
+// in a container (hostPID, as the DaemonSet runs it) sees its image's files
+// at path, and the node's through /proc/1/root, the root of the node's init
+// process; an agent in the node's own mount namespace uses path as it is.
+func HostPath(path string) string {
+	return hostPath(path, sameMountNamespace("/proc/self/ns/mnt", "/proc/1/ns/mnt"))
+}
+
+func hostPath(path string, sameNS bool) string {
+	if sameNS || !filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join("/proc/1/root", path)
+}
+
+// sameMountNamespace tells whether both links name one mount namespace. When
+// pid 1's cannot be read (no hostPID, or no privilege), the agent's own is
+// the only one it can use.
+func sameMountNamespace(self, init string) bool {
+	a, errA := os.Readlink(self)
+	b, errB := os.Readlink(init)
+	return errA != nil || errB != nil || a == b
 }

@@ -15,6 +15,7 @@ import (
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/bpfleet/bpfleet/bundles/remote"
+	"github.com/bpfleet/bpfleet/cmd/bpfleet/local/orphans"
 	"github.com/bpfleet/bpfleet/cmd/bpfleet/local/registrystore"
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
 )
@@ -49,9 +50,13 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 		return fmt.Errorf("start control plane: %w", err)
 	}
 	e.cp = cp
+	if err := e.recordChildren(); err != nil {
+		_ = cp.Stop()
+		return err
+	}
 	e.onStop(func(context.Context) error {
 		err := cp.Stop()
-		return errors.Join(err, os.RemoveAll(etcdDir))
+		return errors.Join(err, os.RemoveAll(etcdDir), os.Remove(e.pidFile()))
 	})
 	e.Config = cfg
 	c, err := client.New(cfg, client.Options{Scheme: controller.Scheme()})
@@ -88,7 +93,20 @@ func (e *Env) RestartEtcd(down time.Duration) error {
 	if err := etcd.Start(); err != nil {
 		return fmt.Errorf("start etcd again: %w", err)
 	}
-	return nil
+	return e.recordChildren()
+}
+
+// pidFile records the processes this run started (etcd, kube-apiserver),
+// so that the next run on the same state dir stops them if this one is
+// killed before its Stop: they would hold the ports and the etcd data.
+func (e *Env) pidFile() string { return filepath.Join(e.opts.StateDir, "pids") }
+
+func (e *Env) recordChildren() error {
+	kids, err := orphans.Children(os.Getpid())
+	if err != nil {
+		return err
+	}
+	return orphans.Record(e.pidFile(), kids...)
 }
 
 // startRegistry serves a real OCI distribution API on 127.0.0.1 with all of

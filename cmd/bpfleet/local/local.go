@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/bpfleet/bpfleet/bundles/remote"
+	"github.com/bpfleet/bpfleet/cmd/bpfleet/local/orphans"
 )
 
 // Options configure a local environment.
@@ -187,6 +188,13 @@ func (e *Env) preflight(context.Context) error {
 		if _, err := os.Stat(p); err != nil {
 			return fmt.Errorf("find %s: %w (run `make tools` first)", p, err)
 		}
+	}
+	// A run killed before its Stop left its etcd and kube-apiserver
+	// running: stop them, or they hold the ports.
+	if n, err := orphans.Reap(e.pidFile()); err != nil {
+		return err
+	} else if n > 0 {
+		e.Printf("stopped %d processes a killed earlier run left running", n)
 	}
 	if len(e.opts.Prefix) > 10 {
 		return fmt.Errorf("prefix %q is longer than 10 characters (interface names are limited to 15)", e.opts.Prefix)

@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/bpfleet/bpfleet/cmd/bpfleet/local/orphans"
 	"github.com/bpfleet/bpfleet/test/envtest"
 	"github.com/bpfleet/bpfleet/test/privileged"
 )
@@ -66,5 +70,41 @@ func TestStartRefusesClearly(t *testing.T) {
 				t.Errorf("want a stop at the first step, progress was:\n%s", out.String())
 			}
 		})
+	}
+}
+
+// TestStartStopsWhatAKilledRunLeft: a run killed with SIGKILL leaves its
+// etcd and kube-apiserver running, recorded in the state dir; the next
+// Start stops them in its first step, before it checks the ports.
+func TestStartStopsWhatAKilledRunLeft(t *testing.T) {
+	privileged.RequireRoot(t)
+	root, err := envtest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := exec.Command("sleep", "300") // stands for the killed run's etcd
+	if err := left.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- left.Wait() }()
+	t.Cleanup(func() { _ = left.Process.Kill() })
+	state := t.TempDir()
+	if err := orphans.Record(filepath.Join(state, "pids"), left.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	// The long prefix stops Start right after the clean-up.
+	_, err = Start(context.Background(), Options{RepoDir: root, StateDir: state, Prefix: "much-too-long-prefix", Out: &out})
+	if err == nil || !strings.Contains(err.Error(), "longer than 10 characters") {
+		t.Fatalf("Start: %v", err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the process the killed run left still runs")
+	}
+	if !strings.Contains(out.String(), "stopped 1 processes a killed earlier run left running") {
+		t.Errorf("progress does not say what it stopped:\n%s", out.String())
 	}
 }
