@@ -3,12 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -17,18 +15,9 @@ import (
 	"github.com/bpfleet/bpfleet/bpf/xdpfilter"
 	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
-	"github.com/bpfleet/bpfleet/test/frame"
 	"github.com/bpfleet/bpfleet/test/livetraffic"
 	"github.com/bpfleet/bpfleet/test/netns"
 	"github.com/bpfleet/bpfleet/test/privileged"
-)
-
-// The in-kernel source sends this many copies of each frame (good, death)
-// per round, a round every millisecond or as fast as BPF_PROG_RUN returns
-// (≈20 ms here): about 5,000 frames a second of each kind.
-const (
-	trafficBurst   = 256
-	minTrafficSent = 10_000
 )
 
 // TestAgentKilledUnderTraffic: SIGKILL an agent while packets flow from an
@@ -41,7 +30,7 @@ func TestAgentKilledUnderTraffic(t *testing.T) {
 	k := newKillScenario(t, e, "e2e-restart")
 	c := k.run(t)
 	t.Logf("agent SIGKILLed and restarted under in-kernel traffic: %s", c)
-	c.check(t)
+	c.Check(t)
 	k.checkNotReloaded(t)
 }
 
@@ -50,13 +39,13 @@ func TestAgentKilledUnderTraffic(t *testing.T) {
 func BenchmarkAgentKilledUnderTraffic(b *testing.B) {
 	e := requireBenchEnv(b)
 	k := newKillScenario(b, e, "bench-restart")
-	var total trafficCount
+	var total livetraffic.Count
 	for b.Loop() {
-		total = total.add(k.run(b))
+		total = total.Add(k.run(b))
 	}
-	total.check(b)
+	total.Check(b)
 	k.checkNotReloaded(b)
-	total.report(b)
+	total.Report(b)
 }
 
 // TestUpgradeUnderTraffic: a new bundle digest, then a rollback to the old
@@ -67,7 +56,7 @@ func TestUpgradeUnderTraffic(t *testing.T) {
 	u := newUpgradeScenario(t, e, "e2e-upgrade-traffic")
 	c := u.run(t)
 	t.Logf("upgrade and rollback under in-kernel traffic: %s", c)
-	c.check(t)
+	c.Check(t)
 }
 
 // BenchmarkUpgradeUnderTraffic repeats TestUpgradeUnderTraffic and reports
@@ -75,12 +64,12 @@ func TestUpgradeUnderTraffic(t *testing.T) {
 func BenchmarkUpgradeUnderTraffic(b *testing.B) {
 	e := requireBenchEnv(b)
 	u := newUpgradeScenario(b, e, "bench-upgrade")
-	var total trafficCount
+	var total livetraffic.Count
 	for b.Loop() {
-		total = total.add(u.run(b))
+		total = total.Add(u.run(b))
 	}
-	total.check(b)
-	total.report(b)
+	total.Check(b)
+	total.Report(b)
 }
 
 func requireBenchEnv(b *testing.B) *local.Env {
@@ -140,9 +129,9 @@ func newKillScenario(tb testing.TB, e *local.Env, name string) *killScenario {
 	return k
 }
 
-func (k *killScenario) run(tb testing.TB) trafficCount {
+func (k *killScenario) run(tb testing.TB) livetraffic.Count {
 	tb.Helper()
-	return duringTraffic(tb, k.n, k.p.UID, func(*dropCounter) {
+	return duringTraffic(tb, k.n, k.p.UID, func(func()) {
 		agent := startAgentProcess(tb, k.e, k.n)
 		time.Sleep(2 * time.Second)
 		agent.kill(tb)
@@ -180,11 +169,11 @@ func newUpgradeScenario(tb testing.TB, e *local.Env, name string) *upgradeScenar
 	return &upgradeScenario{e: e, n: n, p: p, images: [2]string{p.Spec.Bundle.Image, v2.Ref}}
 }
 
-func (u *upgradeScenario) run(tb testing.TB) trafficCount {
+func (u *upgradeScenario) run(tb testing.TB) livetraffic.Count {
 	tb.Helper()
 	ctx := context.Background()
 	before := entry(nodeState(tb, u.e, u.n.Name), u.p.Name)
-	return duringTraffic(tb, u.n, u.p.UID, func(drops *dropCounter) {
+	return duringTraffic(tb, u.n, u.p.UID, func(follow func()) {
 		time.Sleep(time.Second)
 		last := before
 		for _, image := range []string{u.images[1], u.images[0]} {
@@ -204,7 +193,7 @@ func (u *upgradeScenario) run(tb testing.TB) trafficCount {
 				now = entry(s, u.p.Name)
 				return now != nil && now.State == v1.PhaseAttached && now.Digest != last.Digest
 			})
-			drops.follow(tb)
+			follow()
 			if now.LinkID != before.LinkID || now.ID == last.ID {
 				tb.Errorf("%s: program %d → %d, link %d → %d; want a new program on the same link", image, last.ID, now.ID, before.LinkID, now.LinkID)
 			}
@@ -214,155 +203,16 @@ func (u *upgradeScenario) run(tb testing.TB) trafficCount {
 	})
 }
 
-// trafficCount is what an in-kernel packet-of-death stream did across a
-// disruption: good frames sent and delivered to the node's socket; death
-// frames sent, dropped by the filter (its rule counter), and delivered.
-type trafficCount struct {
-	GoodSent, GoodArrived, DeathSent, DeathDropped, DeathArrived uint64
-}
-
-func (c trafficCount) add(o trafficCount) trafficCount {
-	return trafficCount{c.GoodSent + o.GoodSent, c.GoodArrived + o.GoodArrived, c.DeathSent + o.DeathSent, c.DeathDropped + o.DeathDropped, c.DeathArrived + o.DeathArrived}
-}
-
-func (c trafficCount) String() string {
-	return fmt.Sprintf("good %d sent, %d delivered; death %d sent, %d dropped by the filter, %d delivered",
-		c.GoodSent, c.GoodArrived, c.DeathSent, c.DeathDropped, c.DeathArrived)
-}
-
-// check asserts no packet of death got through or past the filter's
-// counter, and no good packet was lost.
-func (c trafficCount) check(tb testing.TB) {
-	tb.Helper()
-	if c.GoodSent < minTrafficSent {
-		tb.Errorf("only %d good frames sent; the disruption was not under traffic", c.GoodSent)
-	}
-	if c.DeathArrived != 0 {
-		tb.Errorf("%d packets of death got through", c.DeathArrived)
-	}
-	if c.DeathDropped != c.DeathSent {
-		tb.Errorf("the filter dropped %d packets of death of %d sent", c.DeathDropped, c.DeathSent)
-	}
-	if c.GoodArrived != c.GoodSent {
-		tb.Errorf("lost %d good packets of %d", int64(c.GoodSent)-int64(c.GoodArrived), c.GoodSent)
-	}
-}
-
-func (c trafficCount) report(b *testing.B) {
-	b.ReportMetric(float64(c.DeathArrived+c.DeathSent-c.DeathDropped), "unfiltered-packets")
-	b.ReportMetric(float64(c.GoodSent-min(c.GoodArrived, c.GoodSent)), "lost-packets")
-	b.ReportMetric(float64(c.GoodSent+c.DeathSent), "packets-sent")
-}
-
 // duringTraffic runs disrupt while an in-kernel source sends good and death
-// frames to n, from the host's end of its veth, and counts the outcome;
-// disrupt tells drops when the filter's maps may have been replaced.
-func duringTraffic(tb testing.TB, n *local.Node, uid types.UID, disrupt func(drops *dropCounter)) trafficCount {
+// frames to n, from the host's end of its veth, and counts the outcome.
+func duringTraffic(tb testing.TB, n *local.Node, uid types.UID, disrupt func(follow func())) livetraffic.Count {
 	tb.Helper()
 	ns := &netns.NS{Name: n.NetNS}
-	enter := func(fn func() error) error { return ns.Do(tb, fn) }
-	nodeMAC, err := livetraffic.HardwareAddr(enter, n.Interface)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	hostMAC, err := livetraffic.HardwareAddr(nil, n.HostInterface)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	spec := frame.Spec{Src: n.HostAddr, Dst: n.Addr, Protocol: frame.ProtocolUDP, SrcPort: 40000, DstPort: local.DeathPort}
-	copy(spec.SrcMAC[:], hostMAC)
-	copy(spec.DstMAC[:], nodeMAC)
-	spec.Payload = []byte("hello from the kernel")
-	good := frame.Build(spec)
-	spec.Payload = append(append([]byte{}, local.DeathPattern...), " from the kernel"...)
-	death := frame.Build(spec)
-
-	sink, err := livetraffic.ListenUDP(enter, netip.AddrPortFrom(n.Addr, local.DeathPort), local.DeathPattern)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer sink.Close()
-	src, err := livetraffic.Open(n.HostInterface)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer src.Close()
-
-	drops := newDropCounter(tb, n, uid)
-	stream := src.Start(time.Millisecond, trafficBurst, nil, good, death)
-	disrupt(drops)
-	sent, err := stream.Stop()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	arrived := sink.Settle(100 * time.Millisecond)
-	drops.follow(tb)
-	return trafficCount{
-		GoodSent: sent[0], GoodArrived: arrived[1],
-		DeathSent: sent[1], DeathDropped: drops.total(tb), DeathArrived: arrived[0],
-	}
-}
-
-// dropCounter sums the packets the filter's rule 0 (the packet-of-death
-// rule) matched, on every CPU, from the map the agent pinned for uid. An
-// upgrade loads new maps: follow picks up the map now pinned, and the
-// total is over every map seen, each held open until then.
-type dropCounter struct {
-	n     *local.Node
-	uid   types.UID
-	maps  map[ebpf.MapID]*ebpf.Map
-	start uint64
-}
-
-func newDropCounter(tb testing.TB, n *local.Node, uid types.UID) *dropCounter {
-	tb.Helper()
-	d := &dropCounter{n: n, uid: uid, maps: map[ebpf.MapID]*ebpf.Map{}}
-	tb.Cleanup(d.close)
-	d.start = hits(tb, d.follow(tb))
-	return d
-}
-
-// follow opens the map pinned now and returns it.
-func (d *dropCounter) follow(tb testing.TB) *ebpf.Map {
-	tb.Helper()
-	m, err := ebpf.LoadPinnedMap(bpffs.Layout{Root: d.n.BPFFSRoot}.Map(d.uid, xdpfilter.HitsMap), nil)
-	if err != nil {
-		tb.Fatalf("open pinned %s: %v", xdpfilter.HitsMap, err)
-	}
-	info, err := m.Info()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	id, _ := info.ID()
-	if seen, ok := d.maps[id]; ok {
-		m.Close()
-		return seen
-	}
-	d.maps[id] = m
-	return m
-}
-
-// total is the packets matched since newDropCounter, in every map seen.
-func (d *dropCounter) total(tb testing.TB) uint64 {
-	tb.Helper()
-	var sum uint64
-	for _, m := range d.maps {
-		sum += hits(tb, m)
-	}
-	return sum - d.start
-}
-
-func (d *dropCounter) close() {
-	for _, m := range d.maps {
-		m.Close()
-	}
-}
-
-func hits(tb testing.TB, m *ebpf.Map) uint64 {
-	tb.Helper()
-	var perCPU []xdpfilter.Counter
-	if err := m.Lookup(uint32(0), &perCPU); err != nil {
-		tb.Fatalf("read %s: %v", xdpfilter.HitsMap, err)
-	}
-	return xdpfilter.Sum(perCPU).Packets
+	return livetraffic.DuringDeathStream(tb, livetraffic.DeathPath{
+		SourceIface: n.HostInterface,
+		FilterIface: n.Interface,
+		FilterEnter: func(fn func() error) error { return ns.Do(tb, fn) },
+		Src:         n.HostAddr, Dst: n.Addr, Port: local.DeathPort, Pattern: local.DeathPattern,
+		HitsPin: func() string { return bpffs.Layout{Root: n.BPFFSRoot}.Map(uid, xdpfilter.HitsMap) },
+	}, disrupt)
 }
