@@ -5,6 +5,7 @@ SHELL := /usr/bin/env bash
 
 BIN          := $(CURDIR)/bin
 K8S_BIN      := $(BIN)/k8s
+NODE_BIN     := $(BIN)/node
 K8S_VERSION  ?= v1.37.1
 ETCD_VERSION ?= v3.7.0
 GO           ?= go
@@ -13,7 +14,7 @@ TEST_FLAGS   ?= -count=1 -timeout=30m
 FUZZTIME     ?= 10s
 # Packages whose tests need neither root nor a kernel feature: they also run
 # under the race detector.
-RACE_PKGS     = $$($(GO) list ./... | grep -v -e /bpf/ -e /nodeagent/attach -e /nodeagent/dataplane -e /nodeagent/probe -e /nodeagent/netwatch -e /test/e2e -e /test/scale -e /test/faults -e /test/caps -e /test/tools/images)
+RACE_PKGS     = $$($(GO) list ./... | grep -v -e /bpf/ -e /nodeagent/attach -e /nodeagent/dataplane -e /nodeagent/probe -e /nodeagent/netwatch -e /test/e2e -e /test/scale -e /test/faults -e /test/caps -e /test/tools/images -e /test/realnode -e /test/cluster)
 
 # Tests find kube-apiserver/etcd/kubectl here (envtest) and cosign on PATH.
 export KUBEBUILDER_ASSETS := $(K8S_BIN)
@@ -26,8 +27,14 @@ build: ## Build bpfleet, bpfleet-operator, bpfleet-agent and kubectl-bpf into bi
 .PHONY: tools
 tools: $(K8S_BIN)/.version $(BIN)/cosign ## Build the real control plane and the stock cosign CLI (cached in bin/).
 
-$(K8S_BIN)/.version: test/tools/build-control-plane.sh
+$(K8S_BIN)/.version: test/tools/build-control-plane.sh test/tools/k8s-shim.sh
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) bash test/tools/build-control-plane.sh $(K8S_BIN)
+
+.PHONY: node-tools
+node-tools: $(NODE_BIN)/.version ## Build a real node's parts: kubelet, kube-controller-manager, kube-scheduler, kube-proxy, containerd, runc, CNI plugins (cached in bin/node).
+
+$(NODE_BIN)/.version: test/tools/build-node.sh test/tools/k8s-shim.sh
+	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) bash test/tools/build-node.sh $(NODE_BIN)
 
 # The stock cosign CLI, pinned in go.mod: tests prove its signatures and
 # bpfleet's are interchangeable.
@@ -71,7 +78,7 @@ lint: ## gofmt, go vet and staticcheck.
 	$(GO) tool staticcheck ./...
 
 .PHONY: test
-test: tools ## Lint, every test (kernel tests need root; under CI=true they fail instead of skipping), short fuzzing.
+test: tools node-tools ## Lint, every test (kernel tests need root; under CI=true they fail instead of skipping), short fuzzing.
 	$(MAKE) lint
 	$(GO) test $(TEST_FLAGS) ./...
 	$(MAKE) fuzz
@@ -92,6 +99,10 @@ test-race: tools ## The race detector over every package that needs no kernel.
 .PHONY: demo
 demo: tools build ## Run bpfleet on this machine: control plane, registry, operator, 3 agents (root).
 	$(BIN)/bpfleet local
+
+.PHONY: cluster
+cluster: tools node-tools ## A real single-node Kubernetes cluster on this machine (root) until Ctrl-C; prints its KUBECONFIG.
+	$(GO) run ./test/tools/cluster
 
 BENCH_COUNT  ?= 3
 
