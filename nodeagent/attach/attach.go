@@ -85,6 +85,9 @@ type Target struct {
 	Interface netwatch.Interface
 	// Spec is the attach block.
 	Spec v1alpha1.ProgramAttachment
+	// HostRoot is where the node's root filesystem is mounted, for paths
+	// of the node (uprobe targets); empty when the agent runs in it.
+	HostRoot string
 }
 
 // Targets expands an attach block into its targets: one per selected
@@ -218,7 +221,7 @@ func (t Target) Attach(prog *ebpf.Program) (link.Link, error) {
 	case KindRawTP:
 		l, err = attachRawTP(prog, t.Spec.RawTracepoint)
 	case KindUprobe:
-		l, err = attachUprobe(prog, t.Spec.Uprobe)
+		l, err = attachUprobe(prog, t.Spec.Uprobe, t.HostRoot)
 	case KindCgroup:
 		l, err = attachCgroup(prog, t.Spec.Cgroup)
 	case KindKprobe:

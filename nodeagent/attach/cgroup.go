@@ -15,8 +15,9 @@ import (
 )
 
 // CgroupRoot returns where the cgroup v2 hierarchy is mounted:
-// /sys/fs/cgroup on unified hosts, else the first cgroup2 mount (hybrid
-// hosts mount it at /sys/fs/cgroup/unified).
+// /sys/fs/cgroup on unified hosts, else the shortest cgroup2 mount point
+// (hybrid hosts mount it at /sys/fs/cgroup/unified; an agent with the
+// node's root at /host sees it there too).
 var CgroupRoot = sync.OnceValue(func() string {
 	const def = "/sys/fs/cgroup"
 	var st unix.Statfs_t
@@ -27,14 +28,23 @@ var CgroupRoot = sync.OnceValue(func() string {
 	if err != nil {
 		return def
 	}
-	for _, line := range strings.Split(string(b), "\n") {
+	return cgroup2Mount(string(b), def)
+})
+
+// cgroup2Mount is the shortest cgroup2 mount point in a mounts table, or def.
+func cgroup2Mount(mounts, def string) string {
+	found := ""
+	for _, line := range strings.Split(mounts, "\n") {
 		f := strings.Fields(line)
-		if len(f) >= 3 && f[2] == "cgroup2" {
-			return f[1]
+		if len(f) >= 3 && f[2] == "cgroup2" && (found == "" || len(f[1]) < len(found)) {
+			found = f[1]
 		}
 	}
-	return def
-})
+	if found == "" {
+		return def
+	}
+	return found
+}
 
 // CgroupPath makes a spec's cgroup path absolute (relative paths are under
 // CgroupRoot) and clean.

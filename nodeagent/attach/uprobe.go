@@ -2,7 +2,6 @@ package attach
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/cilium/ebpf"
@@ -28,8 +27,8 @@ func uprobePoint(a *v1alpha1.UprobeAttach) string {
 
 // attachUprobe attaches a uprobe or uretprobe to a symbol (plus offset), or
 // to an address when no symbol is given.
-func attachUprobe(prog *ebpf.Program, a *v1alpha1.UprobeAttach) (link.Link, error) {
-	ex, err := link.OpenExecutable(HostPath(a.Path))
+func attachUprobe(prog *ebpf.Program, a *v1alpha1.UprobeAttach, hostRoot string) (link.Link, error) {
+	ex, err := link.OpenExecutable(hostPath(hostRoot, a.Path))
 	if err != nil {
 		return nil, err
 	}
@@ -50,26 +49,13 @@ func attachUprobe(prog *ebpf.Program, a *v1alpha1.UprobeAttach) (link.Link, erro
 	return ex.Uprobe(a.Symbol, prog, opts)
 }
 
-// HostPath is where the agent finds path of the node's filesystem. An agent
-// in a container (hostPID, as the DaemonSet runs it) sees its image's files
-// at path, and the node's through /proc/1/root, the root of the node's init
-// process; an agent in the node's own mount namespace uses path as it is.
-func HostPath(path string) string {
-	return hostPath(path, sameMountNamespace("/proc/self/ns/mnt", "/proc/1/ns/mnt"))
-}
-
-func hostPath(path string, sameNS bool) string {
-	if sameNS || !filepath.IsAbs(path) {
+// hostPath is path of the node's filesystem as the agent sees it: under
+// hostRoot, the node's root mounted into the agent's container (the
+// DaemonSet mounts it read-only at /host), whose own image holds nothing
+// but the agent.
+func hostPath(hostRoot, path string) string {
+	if hostRoot == "" || !filepath.IsAbs(path) {
 		return path
 	}
-	return filepath.Join("/proc/1/root", path)
-}
-
-// sameMountNamespace tells whether both links name one mount namespace. When
-// pid 1's cannot be read (no hostPID, or no privilege), the agent's own is
-// the only one it can use.
-func sameMountNamespace(self, init string) bool {
-	a, errA := os.Readlink(self)
-	b, errB := os.Readlink(init)
-	return errA != nil || errB != nil || a == b
+	return filepath.Join(hostRoot, path)
 }

@@ -37,6 +37,10 @@ type Options struct {
 	NodeName string
 	// BPFFSRoot is where pins live; default /sys/fs/bpf/bpfleet.
 	BPFFSRoot string
+	// HostRoot is where the node's root filesystem is mounted in the
+	// agent's container, for uprobe targets; "" when the agent runs on the
+	// node's own.
+	HostRoot string
 	// StateDir holds the local records and the agent lock; default /var/lib/bpfleet.
 	StateDir string
 	// CacheDir holds pulled bundles; default <StateDir>/bundles.
@@ -172,6 +176,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	dp, err := dataplane.New(ctx, dataplane.Options{
 		BPFFSRoot:     opts.BPFFSRoot,
 		StateDir:      opts.StateDir,
+		HostRoot:      opts.HostRoot,
 		Stats:         opts.Stats,
 		Log:           opts.Log.WithName("dataplane"),
 		NetNS:         opts.NetNS,

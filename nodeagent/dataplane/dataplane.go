@@ -113,6 +113,10 @@ type Options struct {
 	// managed (e.g. /var/run/netns/x); "" means the agent's own. Used only
 	// when Interfaces is nil.
 	NetNS string
+	// HostRoot is where the node's root filesystem is mounted in the
+	// agent's own (uprobe targets are paths of the node); "" when the agent
+	// runs in the node's.
+	HostRoot string
 	// BootID overrides /proc/sys/kernel/random/boot_id (tests).
 	BootID string
 	// KernelRelease overrides uname -r (tests).

@@ -550,10 +550,11 @@ func (d *Dataplane) reconcileLinks(e *entry, spec v1alpha1.BpfProgramSpec, net n
 			e.planErr[pa.Name] = err
 			continue
 		}
-		e.targets[pa.Name] = ts
-		for _, t := range ts {
-			want[linkKey(t.Program, t.Point)] = t
+		for i := range ts {
+			ts[i].HostRoot = d.opts.HostRoot
+			want[linkKey(ts[i].Program, ts[i].Point)] = ts[i]
 		}
+		e.targets[pa.Name] = ts
 	}
 	for key, a := range e.links {
 		t, ok := want[key]
