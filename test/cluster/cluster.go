@@ -179,7 +179,9 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		fn   func(context.Context) error
 	}{
 		{"check prerequisites", c.preflight},
-		{"clean up what an earlier run left", func(context.Context) error { return c.cleanHost() }},
+		{"clean up what an earlier run left", func(context.Context) error {
+			return errors.Join(c.cleanHost(), os.RemoveAll(c.dirs.state))
+		}},
 		{"prepare the host: save sysctls, shared bpffs/tracefs, node address", c.prepareHost},
 		{"start etcd and kube-apiserver", c.startAPIServer},
 		{"start kube-controller-manager and kube-scheduler", c.startControllers},
