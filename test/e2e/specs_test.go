@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -20,7 +19,9 @@ import (
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
 	kubectlbpf "github.com/bpfleet/bpfleet/cmd/kubectl-bpf/plugin"
+	"github.com/bpfleet/bpfleet/test/netns"
 	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/registry/testbundle"
 )
 
 // apply creates p and deletes it when the test ends, waiting until no node
@@ -85,21 +86,7 @@ func entry(s v1.BpfNodeState, bpfProgram string) *v1.ProgramState {
 // eth0 (0 when none), read with iproute2 inside the node's namespace.
 func xdpProgramID(t testing.TB, n *local.Node) uint32 {
 	t.Helper()
-	out, err := exec.Command("ip", "-n", n.NetNS, "-j", "link", "show", "dev", n.Interface).Output()
-	if err != nil {
-		t.Fatalf("ip link show: %v", err)
-	}
-	var links []struct {
-		XDP struct {
-			Prog struct {
-				ID uint32 `json:"id"`
-			} `json:"prog"`
-		} `json:"xdp"`
-	}
-	if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 {
-		t.Fatalf("parse %s: %v", out, err)
-	}
-	return links[0].XDP.Prog.ID
+	return netns.XDPProgramID(t, &netns.NS{Name: n.NetNS}, n.Interface)
 }
 
 // kubectlBPF runs the kubectl-bpf plugin as a user would, through the
@@ -144,46 +131,14 @@ func kubectlBPF(t testing.TB, e *local.Env, args ...string) []map[string]string 
 func bundleVersion(t testing.TB, e *local.Env, srcDir, version string) local.PushedBundle {
 	t.Helper()
 	dir := t.TempDir()
-	entries, err := os.ReadDir(srcDir)
-	if err != nil {
+	if err := testbundle.CopyWithVersion(srcDir, dir, version); err != nil {
 		t.Fatal(err)
-	}
-	for _, ent := range entries {
-		if !strings.HasSuffix(ent.Name(), ".o") && ent.Name() != "bundle.yaml" {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join(srcDir, ent.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ent.Name() == "bundle.yaml" {
-			data = replaceVersion(t, data, version)
-		}
-		if err := os.WriteFile(filepath.Join(dir, ent.Name()), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
 	}
 	b, err := e.BuildPushSign(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
-}
-
-func replaceVersion(t testing.TB, yaml []byte, version string) []byte {
-	t.Helper()
-	var out []string
-	found := false
-	for _, l := range strings.Split(string(yaml), "\n") {
-		if strings.HasPrefix(l, "version:") {
-			l, found = "version: "+version, true
-		}
-		out = append(out, l)
-	}
-	if !found {
-		t.Fatal("bundle.yaml has no version line")
-	}
-	return []byte(strings.Join(out, "\n"))
 }
 
 // brokenFilterBundle ships an xdp-pod-filter release whose program the

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -26,6 +25,7 @@ import (
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
+	"github.com/bpfleet/bpfleet/test/netns"
 )
 
 // filterProgram is the packet-of-death filter from ref on node n only.
@@ -143,21 +143,7 @@ func attachedWith(digest string) func(*v1.ProgramState) bool {
 // none), read with iproute2 inside the node's namespace.
 func xdpProgramID(t *testing.T, n *local.Node) uint32 {
 	t.Helper()
-	out, err := exec.Command("ip", "-n", n.NetNS, "-j", "link", "show", "dev", n.Interface).Output()
-	if err != nil {
-		t.Fatalf("ip link show: %v", err)
-	}
-	var links []struct {
-		XDP struct {
-			Prog struct {
-				ID uint32 `json:"id"`
-			} `json:"prog"`
-		} `json:"xdp"`
-	}
-	if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 {
-		t.Fatalf("parse %s: %v", out, err)
-	}
-	return links[0].XDP.Prog.ID
+	return netns.XDPProgramID(t, &netns.NS{Name: n.NetNS}, n.Interface)
 }
 
 // pins lists every file under the node's pin root, relative to it.

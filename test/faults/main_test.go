@@ -19,6 +19,7 @@ import (
 	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
 	"github.com/bpfleet/bpfleet/test/envtest"
 	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/registry/testbundle"
 )
 
 var (
@@ -154,33 +155,8 @@ func viaProxy(ref string) string { return proxy.Host + strings.TrimPrefix(ref, e
 // shipVersion copies the bundle in srcDir into dir under another version
 // (another digest, as a developer's next release) and pushes and signs it.
 func shipVersion(ctx context.Context, srcDir, dir, version string) (local.PushedBundle, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := testbundle.CopyWithVersion(srcDir, dir, version); err != nil {
 		return local.PushedBundle{}, err
-	}
-	entries, err := os.ReadDir(srcDir)
-	if err != nil {
-		return local.PushedBundle{}, err
-	}
-	for _, ent := range entries {
-		if !strings.HasSuffix(ent.Name(), ".o") && ent.Name() != "bundle.yaml" {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join(srcDir, ent.Name()))
-		if err != nil {
-			return local.PushedBundle{}, err
-		}
-		if ent.Name() == "bundle.yaml" {
-			lines := strings.Split(string(data), "\n")
-			for i, l := range lines {
-				if strings.HasPrefix(l, "version:") {
-					lines[i] = "version: " + version
-				}
-			}
-			data = []byte(strings.Join(lines, "\n"))
-		}
-		if err := os.WriteFile(filepath.Join(dir, ent.Name()), data, 0o644); err != nil {
-			return local.PushedBundle{}, err
-		}
 	}
 	return env.BuildPushSign(ctx, dir)
 }

@@ -5,6 +5,7 @@ package netns
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"encoding/hex"
 	"fmt"
 	"os/exec"
@@ -119,4 +120,26 @@ func Run(tb testing.TB, name string, args ...string) string {
 		tb.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// XDPProgramID is the id of the XDP program the kernel runs on dev in ns
+// (nil: the current namespace), 0 when none.
+func XDPProgramID(tb testing.TB, ns *NS, dev string) uint32 {
+	tb.Helper()
+	args := []string{"-j", "link", "show", "dev", dev}
+	if ns != nil {
+		args = append([]string{"-n", ns.Name}, args...)
+	}
+	out := Run(tb, "ip", args...)
+	var links []struct {
+		XDP struct {
+			Prog struct {
+				ID uint32 `json:"id"`
+			} `json:"prog"`
+		} `json:"xdp"`
+	}
+	if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
+		tb.Fatalf("parse ip link show %s: %v: %s", dev, err, out)
+	}
+	return links[0].XDP.Prog.ID
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/bpfleet/bpfleet/test/envtest"
 	"github.com/bpfleet/bpfleet/test/livetraffic"
 	"github.com/bpfleet/bpfleet/test/netns"
+	"github.com/bpfleet/bpfleet/test/registry/testbundle"
 )
 
 const (
@@ -262,30 +263,8 @@ func mustAddr(t testing.TB, dev string, ns *netns.NS) string {
 func bundleVersion(t testing.TB, src, version string) string {
 	t.Helper()
 	dir := t.TempDir()
-	entries, err := os.ReadDir(src)
-	if err != nil {
+	if err := testbundle.CopyWithVersion(src, dir, version); err != nil {
 		t.Fatal(err)
-	}
-	for _, en := range entries {
-		if en.IsDir() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(src, en.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if en.Name() == "bundle.yaml" {
-			lines := strings.Split(string(b), "\n")
-			for i, l := range lines {
-				if strings.HasPrefix(l, "version:") {
-					lines[i] = "version: " + version
-				}
-			}
-			b = []byte(strings.Join(lines, "\n"))
-		}
-		if err := os.WriteFile(filepath.Join(dir, en.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return dir
 }

@@ -2,7 +2,6 @@ package realnode
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -255,26 +254,9 @@ func (e *env) waitReadopted(t testing.TB, f *filter) {
 		}
 		return nil
 	})
-	if id := xdpProgramID(t, f.nodeIface); id != f.id {
+	if id := netns.XDPProgramID(t, nil, f.nodeIface); id != f.id {
 		t.Fatalf("program reloaded: kernel runs id %d on %s, was %d", id, f.nodeIface, f.id)
 	}
-}
-
-// xdpProgramID is the id of the XDP program the kernel runs on dev.
-func xdpProgramID(t testing.TB, dev string) uint32 {
-	t.Helper()
-	out := netns.Run(t, "ip", "-j", "link", "show", "dev", dev)
-	var links []struct {
-		XDP struct {
-			Prog struct {
-				ID uint32 `json:"id"`
-			} `json:"prog"`
-		} `json:"xdp"`
-	}
-	if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
-		t.Fatalf("parse ip link show %s: %v: %s", dev, err, out)
-	}
-	return links[0].XDP.Prog.ID
 }
 
 // TestAttachKindsFromPod: the agent pod attaches each kind of hook it

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/bpfleet/bpfleet/bundles/build"
@@ -146,4 +147,43 @@ func PushWith(tb testing.TB, reg *registry.Registry, path, tag string, src Sourc
 		tb.Fatalf("push %s: registry digest %s, built %s", ref, got, digest)
 	}
 	return ref, digest
+}
+
+// CopyWithVersion copies the bundle in srcDir (its bundle.yaml and ELF
+// objects) into dstDir with the version set to version: the same programs
+// under another digest, as a developer's next release.
+func CopyWithVersion(srcDir, dstDir, version string) error {
+	if err := os.MkdirAll(dstDir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dstDir, err)
+	}
+	entries, err := os.ReadDir(srcDir)
+	if err != nil {
+		return fmt.Errorf("read bundle dir: %w", err)
+	}
+	for _, ent := range entries {
+		if !strings.HasSuffix(ent.Name(), ".o") && ent.Name() != build.SpecFile {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(srcDir, ent.Name()))
+		if err != nil {
+			return fmt.Errorf("read bundle file: %w", err)
+		}
+		if ent.Name() == build.SpecFile {
+			lines := strings.Split(string(data), "\n")
+			found := false
+			for i, l := range lines {
+				if strings.HasPrefix(l, "version:") {
+					lines[i], found = "version: "+version, true
+				}
+			}
+			if !found {
+				return fmt.Errorf("set version in %s: no version line", filepath.Join(srcDir, ent.Name()))
+			}
+			data = []byte(strings.Join(lines, "\n"))
+		}
+		if err := os.WriteFile(filepath.Join(dstDir, ent.Name()), data, 0o644); err != nil {
+			return fmt.Errorf("write bundle file: %w", err)
+		}
+	}
+	return nil
 }
