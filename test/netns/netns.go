@@ -5,8 +5,8 @@ package netns
 
 import (
 	"crypto/rand"
-	"encoding/json"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"runtime"
