@@ -16,9 +16,10 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	exectraceMapExecEvents = "exec_events"
-	exectraceMapExecStats  = "exec_stats"
-	exectraceProgExecTrace = "exec_trace"
+	exectraceMapExecEvents      = "exec_events"
+	exectraceMapExecStats       = "exec_stats"
+	exectraceProgExecTrace      = "exec_trace"
+	exectraceVarUnusedExecEvent = "unused_exec_event"
 )
 
 // loadExectrace returns the embedded CollectionSpec for exectrace.
@@ -78,6 +79,7 @@ type exectraceMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type exectraceVariableSpecs struct {
+	UnusedExecEvent *ebpf.VariableSpec `ebpf:"unused_exec_event"`
 }
 
 // exectraceObjects contains all objects after they have been loaded into the kernel.
@@ -115,6 +117,7 @@ func (m *exectraceMaps) Close() error {
 //
 // It can be passed to loadExectraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type exectraceVariables struct {
+	UnusedExecEvent *ebpf.Variable `ebpf:"unused_exec_event"`
 }
 
 // exectracePrograms contains all programs after they have been loaded into the kernel.

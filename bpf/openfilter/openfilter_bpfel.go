@@ -23,16 +23,17 @@ type openfilterPrefixKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	openfilterMapComms        = "comms"
-	openfilterMapOpenEvents   = "open_events"
-	openfilterMapOpenStats    = "open_stats"
-	openfilterMapPathPrefixes = "path_prefixes"
-	openfilterMapPrefixHits   = "prefix_hits"
-	openfilterMapScratch      = "scratch"
-	openfilterProgOpenFilter  = "open_filter"
-	openfilterVarCgroupId     = "cgroup_id"
-	openfilterVarMatchComm    = "match_comm"
-	openfilterVarSendAll      = "send_all"
+	openfilterMapComms           = "comms"
+	openfilterMapOpenEvents      = "open_events"
+	openfilterMapOpenStats       = "open_stats"
+	openfilterMapPathPrefixes    = "path_prefixes"
+	openfilterMapPrefixHits      = "prefix_hits"
+	openfilterMapScratch         = "scratch"
+	openfilterProgOpenFilter     = "open_filter"
+	openfilterVarCgroupId        = "cgroup_id"
+	openfilterVarMatchComm       = "match_comm"
+	openfilterVarSendAll         = "send_all"
+	openfilterVarUnusedOpenEvent = "unused_open_event"
 )
 
 // loadOpenfilter returns the embedded CollectionSpec for openfilter.
@@ -96,9 +97,10 @@ type openfilterMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type openfilterVariableSpecs struct {
-	CgroupId  *ebpf.VariableSpec `ebpf:"cgroup_id"`
-	MatchComm *ebpf.VariableSpec `ebpf:"match_comm"`
-	SendAll   *ebpf.VariableSpec `ebpf:"send_all"`
+	CgroupId        *ebpf.VariableSpec `ebpf:"cgroup_id"`
+	MatchComm       *ebpf.VariableSpec `ebpf:"match_comm"`
+	SendAll         *ebpf.VariableSpec `ebpf:"send_all"`
+	UnusedOpenEvent *ebpf.VariableSpec `ebpf:"unused_open_event"`
 }
 
 // openfilterObjects contains all objects after they have been loaded into the kernel.
@@ -144,9 +146,10 @@ func (m *openfilterMaps) Close() error {
 //
 // It can be passed to loadOpenfilterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type openfilterVariables struct {
-	CgroupId  *ebpf.Variable `ebpf:"cgroup_id"`
-	MatchComm *ebpf.Variable `ebpf:"match_comm"`
-	SendAll   *ebpf.Variable `ebpf:"send_all"`
+	CgroupId        *ebpf.Variable `ebpf:"cgroup_id"`
+	MatchComm       *ebpf.Variable `ebpf:"match_comm"`
+	SendAll         *ebpf.Variable `ebpf:"send_all"`
+	UnusedOpenEvent *ebpf.Variable `ebpf:"unused_open_event"`
 }
 
 // openfilterPrograms contains all programs after they have been loaded into the kernel.

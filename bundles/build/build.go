@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -48,6 +49,9 @@ type Spec struct {
 	Programs []SpecProgram `json:"programs"`
 	// MetricMaps name maps exported as metrics.
 	MetricMaps []string `json:"metricMaps,omitempty"`
+	// Outputs are the maps the programs write events to, with the BTF
+	// struct of their records.
+	Outputs []SpecOutput `json:"outputs,omitempty"`
 	// MinKernel is the oldest supported kernel release, e.g. "6.1".
 	MinKernel string `json:"minKernel,omitempty"`
 	// RequiredFeatures name kernel features the programs need.
@@ -59,6 +63,14 @@ type SpecObject struct {
 	// File is the ELF file, relative to bundle.yaml, never with "..". The
 	// bundle stores it under its base name.
 	File string `json:"file"`
+}
+
+// SpecOutput is one event output of bundle.yaml.
+type SpecOutput struct {
+	// Map is the ring buffer or perf event array.
+	Map string `json:"map"`
+	// Record is the struct its records are, as named in the object's BTF.
+	Record string `json:"record"`
 }
 
 // SpecProgram is one program of bundle.yaml.
@@ -259,6 +271,23 @@ func Build(ctx context.Context, dir string, opts Options) (Result, error) {
 			Attach:     format.AttachHint{Kind: sp.Attach, Target: sp.Target},
 		})
 	}
+	for i, so := range spec.Outputs {
+		var out *format.Output
+		for _, o := range objects {
+			if _, ok := o.coll.Maps[so.Map]; !ok {
+				continue
+			}
+			size, err := recordSize(o.coll, so.Record)
+			if err != nil {
+				return Result{}, fmt.Errorf("%w: %s: outputs[%d]: %s: %w", bundles.ErrBundleInvalid, SpecFile, i, o.name, err)
+			}
+			out = &format.Output{Map: so.Map, Record: so.Record, RecordSize: size}
+		}
+		if out == nil {
+			return Result{}, fmt.Errorf("%w: %s: outputs[%d]: map %q is not in any object", bundles.ErrBundleInvalid, SpecFile, i, so.Map)
+		}
+		m.Outputs = append(m.Outputs, *out)
+	}
 	config, err := m.Marshal()
 	if err != nil {
 		return Result{}, fmt.Errorf("%s: %w", SpecFile, err)
@@ -300,6 +329,18 @@ func Build(ctx context.Context, dir string, opts Options) (Result, error) {
 		return Result{}, fmt.Errorf("tag %s in layout %s: %w", tag, opts.LayoutDir, err)
 	}
 	return Result{Digest: b.Digest, Tag: tag, Manifest: m, Size: b.Size()}, nil
+}
+
+// recordSize is the size of the struct named record in coll's BTF.
+func recordSize(coll *ebpf.CollectionSpec, record string) (uint32, error) {
+	if coll.Types == nil {
+		return 0, fmt.Errorf("record %q: the object has no BTF (build it with -g)", record)
+	}
+	var st *btf.Struct
+	if err := coll.Types.TypeByName(record, &st); err != nil {
+		return 0, fmt.Errorf("record %q: no struct of that name in the object's BTF (reference it, e.g. a global `const struct %s *unused`): %w", record, record, err)
+	}
+	return st.Size, nil
 }
 
 func readLimited(path string, limit int64) ([]byte, error) {

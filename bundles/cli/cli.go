@@ -254,6 +254,15 @@ func newInspectCommand(g *globalFlags) *cobra.Command {
 				}
 				w.Flush()
 			}
+			if len(m.Outputs) > 0 {
+				fmt.Fprintln(out, "Outputs:")
+				w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "  MAP\tRECORD\tSIZE")
+				for _, o := range m.Outputs {
+					fmt.Fprintf(w, "  %s\tstruct %s\t%d\n", o.Map, o.Record, o.RecordSize)
+				}
+				w.Flush()
+			}
 			return nil
 		},
 	}

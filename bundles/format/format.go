@@ -46,6 +46,9 @@ const (
 	// bundle cannot make every node of a fleet pin gigabytes of kernel
 	// memory by declaring an absurd capacity.
 	MaxMapBytes = 512 << 20
+	// MaxRecordSize bounds one event record: a ring-buffer record is at
+	// most a page here in practice; 64 KiB leaves room.
+	MaxRecordSize = 64 << 10
 )
 
 // MapBytes is the memory a map asks for, as far as its declaration says:

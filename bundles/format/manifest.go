@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/bpfleet/bpfleet/bundles"
 )
 
@@ -28,6 +30,9 @@ type Manifest struct {
 	Maps []Map `json:"maps,omitempty"`
 	// MetricMaps name maps (in Maps) whose values are exported as metrics.
 	MetricMaps []string `json:"metricMaps,omitempty"`
+	// Outputs are the maps the programs write events to, each with the BTF
+	// type of its records: readers decode any bundle's events from them.
+	Outputs []Output `json:"outputs,omitempty"`
 	// MinKernel is the oldest kernel release the bundle supports, e.g. "6.1".
 	MinKernel string `json:"minKernel,omitempty"`
 	// RequiredFeatures name kernel features the programs need.
@@ -87,6 +92,19 @@ type Map struct {
 	// MaxEntries is the declared capacity.
 	MaxEntries uint32 `json:"maxEntries"`
 }
+
+// Output is a map the programs write event records to.
+type Output struct {
+	// Map is the ring buffer or perf event array, one of Maps.
+	Map string `json:"map"`
+	// Record is the name of the records' struct in the object's BTF.
+	Record string `json:"record"`
+	// RecordSize is that struct's size in bytes.
+	RecordSize uint32 `json:"recordSize"`
+}
+
+// OutputMapTypes are the map types an Output may name.
+var OutputMapTypes = []string{MapTypeName(ebpf.RingBuf), MapTypeName(ebpf.PerfEventArray)}
 
 // AttachKinds are the valid AttachHint.Kind values.
 var AttachKinds = []string{"xdp", "tc", "tracepoint", "rawTracepoint", "fentry", "fexit", "kprobe", "uprobe", "cgroup"}
@@ -260,6 +278,9 @@ func (m *Manifest) Validate() error {
 			return invalid(fmt.Sprintf("metricMaps[%d]", i), "%q is not in maps", name)
 		}
 	}
+	if err := m.validateOutputs(); err != nil {
+		return err
+	}
 	if err := checkCount("requiredFeatures", len(m.RequiredFeatures), MaxMaps); err != nil {
 		return err
 	}
@@ -269,6 +290,44 @@ func (m *Manifest) Validate() error {
 		}
 	}
 	return nil
+}
+
+func (m *Manifest) validateOutputs() error {
+	if err := checkCount("outputs", len(m.Outputs), MaxMaps); err != nil {
+		return err
+	}
+	seen := make(map[string]bool, len(m.Outputs))
+	for i, o := range m.Outputs {
+		field := fmt.Sprintf("outputs[%d]", i)
+		mp, ok := m.Map(o.Map)
+		if !ok {
+			return invalid(field+".map", "%q is not in maps", o.Map)
+		}
+		if !contains(OutputMapTypes, mp.Type) {
+			return invalid(field+".map", "%q is a %s, not one of %s", o.Map, mp.Type, strings.Join(OutputMapTypes, ", "))
+		}
+		if seen[o.Map] {
+			return invalid(field+".map", "duplicate output %q", o.Map)
+		}
+		seen[o.Map] = true
+		if err := checkName(field+".record", o.Record, identPattern); err != nil {
+			return err
+		}
+		if o.RecordSize == 0 || o.RecordSize > MaxRecordSize {
+			return invalid(field+".recordSize", "is %d, want 1 to %d", o.RecordSize, MaxRecordSize)
+		}
+	}
+	return nil
+}
+
+// Map returns the named map of the manifest.
+func (m *Manifest) Map(name string) (*Map, bool) {
+	for i := range m.Maps {
+		if m.Maps[i].Name == name {
+			return &m.Maps[i], true
+		}
+	}
+	return nil, false
 }
 
 // Program returns the named program of the manifest.

@@ -26,6 +26,10 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } exec_events SEC(".maps");
 
+/* Puts struct exec_event in the object's BTF, where bundle.yaml's outputs name it
+ * as the record type of exec_events: readers decode records from it. */
+const struct exec_event *unused_exec_event __attribute__((unused));
+
 /* exec_stats: [0] events sent, [1] events lost because the ring buffer was full. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

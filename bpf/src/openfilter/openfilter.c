@@ -77,6 +77,10 @@ struct {
 	__uint(max_entries, 1024 * 1024);
 } open_events SEC(".maps");
 
+/* Puts struct open_event in the object's BTF, where bundle.yaml's outputs name it
+ * as the record type of open_events: readers decode records from it. */
+const struct open_event *unused_open_event __attribute__((unused));
+
 /* Per-CPU scratch for the LPM lookup key (too big for comfort on the stack). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
