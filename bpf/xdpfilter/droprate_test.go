@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/bpfleet/bpfleet/test/frame"
@@ -91,8 +93,14 @@ func (d *dropBench) send(b *testing.B, n int) time.Duration {
 }
 
 // xdpRate attaches the filter natively to the sink, sends n frames and
-// returns the filter's drop rate in packets per second.
+// returns the filter's drop rate in packets per second, counted by rule 0.
 func (d *dropBench) xdpRate(b *testing.B, objs *xdpfilterObjects, n int) float64 {
+	b.Helper()
+	return d.xdpRateAt(b, objs, 0, n)
+}
+
+// xdpRateAt is xdpRate counting the drops of the given rule.
+func (d *dropBench) xdpRateAt(b *testing.B, objs *xdpfilterObjects, rule uint32, n int) float64 {
 	b.Helper()
 	var l link.Link
 	if err := d.sink.Do(b, func() error {
@@ -103,9 +111,9 @@ func (d *dropBench) xdpRate(b *testing.B, objs *xdpfilterObjects, n int) float64
 		b.Fatal(err)
 	}
 	defer l.Close()
-	before := hits(b, objs.RuleHits, 0).Packets
+	before := hits(b, objs.RuleHits, rule).Packets
 	elapsed := d.send(b, n)
-	dropped := hits(b, objs.RuleHits, 0).Packets - before
+	dropped := hits(b, objs.RuleHits, rule).Packets - before
 	if dropped == 0 {
 		b.Fatal("the filter dropped nothing")
 	}
@@ -194,4 +202,88 @@ func scale(xs []float64) []float64 {
 		out[i] = x / 1e6
 	}
 	return out
+}
+
+// ceilingRate attaches a program that only returns XDP_DROP, the most any
+// XDP filter can drop on this path, and returns its rate for n frames.
+func (d *dropBench) ceilingRate(b *testing.B, prog *ebpf.Program, n int) float64 {
+	b.Helper()
+	var l link.Link
+	if err := d.sink.Do(b, func() error {
+		var err error
+		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: d.sinkIfindex, Flags: link.XDPDriverMode})
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return float64(n) / d.send(b, n).Seconds()
+}
+
+// deathLastRules are n rules of which only the last matches the benchmark's
+// packet of death, so the filter evaluates every one: a typical rule set
+// (the others guard other ports) or, samePort, the worst case (the others
+// match its protocol and port and differ only in the payload pattern).
+func deathLastRules(n int, samePort bool) []Rule {
+	rules := make([]Rule, n)
+	for i := range rules[:n-1] {
+		port := uint16(10000 + i)
+		if samePort {
+			port = 9999
+		}
+		rules[i] = Rule{Action: ActionDrop, Protocol: ProtocolUDP, DstPort: port, Pattern: fmt.Appendf(nil, "X%04d", i)}
+	}
+	rules[n-1] = Rule{Action: ActionDrop, Protocol: ProtocolUDP, DstPort: 9999, Pattern: []byte("DEATH")}
+	return rules
+}
+
+// BenchmarkDropRateVsCeiling: the packet-of-death filter with 3 rules and
+// with every rule slot filled (the matching rule last), against a program
+// that drops everything unconditionally, on the same veth and live-frame
+// traffic, in interleaved rounds: the share of the XDP ceiling the filter
+// reaches.
+func BenchmarkDropRateVsCeiling(b *testing.B) {
+	privileged.RequireBPFFS(b)
+	const (
+		rounds = 5
+		frames = 1_000_000
+	)
+	drop, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "xdp_drop_all", Type: ebpf.XDP, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1 /* XDP_DROP */), asm.Return()},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer drop.Close()
+	sets := []struct {
+		name string
+		objs *xdpfilterObjects
+		last uint32
+	}{
+		{"3-rules", loadObjects(b, xdpPass, deathLastRules(3, false)), 2},
+		{fmt.Sprintf("%d-rules", MaxRules), loadObjects(b, xdpPass, deathLastRules(MaxRules, false)), MaxRules - 1},
+		{fmt.Sprintf("%d-rules-same-port", MaxRules), loadObjects(b, xdpPass, deathLastRules(MaxRules, true)), MaxRules - 1},
+	}
+	d := newDropBench(b)
+	for b.Loop() {
+		rates := make([][]float64, len(sets)+1) // the ceiling last
+		for r := range rounds {
+			for i := range len(sets) + 1 {
+				j := (i + r) % (len(sets) + 1)
+				if j == len(sets) {
+					rates[j] = append(rates[j], d.ceilingRate(b, drop, frames))
+					continue
+				}
+				rates[j] = append(rates[j], d.xdpRateAt(b, sets[j].objs, sets[j].last, frames))
+			}
+		}
+		ceiling := median(rates[len(sets)])
+		b.ReportMetric(ceiling/1e6, "drop-all-Mpps")
+		for i, s := range sets {
+			m := median(rates[i])
+			b.ReportMetric(m/1e6, s.name+"-Mpps")
+			b.ReportMetric(m/ceiling, s.name+"/ceiling")
+		}
+	}
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/bpfleet/bpfleet/bpf/xdpfilter"
 	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
-	"github.com/bpfleet/bpfleet/test/livetraffic"
+	"github.com/bpfleet/bpfleet/test/livetraffic/death"
 	"github.com/bpfleet/bpfleet/test/netns"
 	"github.com/bpfleet/bpfleet/test/privileged"
 )
@@ -39,7 +39,7 @@ func TestAgentKilledUnderTraffic(t *testing.T) {
 func BenchmarkAgentKilledUnderTraffic(b *testing.B) {
 	e := requireBenchEnv(b)
 	k := newKillScenario(b, e, "bench-restart")
-	var total livetraffic.Count
+	var total death.Count
 	for b.Loop() {
 		total = total.Add(k.run(b))
 	}
@@ -64,7 +64,7 @@ func TestUpgradeUnderTraffic(t *testing.T) {
 func BenchmarkUpgradeUnderTraffic(b *testing.B) {
 	e := requireBenchEnv(b)
 	u := newUpgradeScenario(b, e, "bench-upgrade")
-	var total livetraffic.Count
+	var total death.Count
 	for b.Loop() {
 		total = total.Add(u.run(b))
 	}
@@ -129,7 +129,7 @@ func newKillScenario(tb testing.TB, e *local.Env, name string) *killScenario {
 	return k
 }
 
-func (k *killScenario) run(tb testing.TB) livetraffic.Count {
+func (k *killScenario) run(tb testing.TB) death.Count {
 	tb.Helper()
 	return duringTraffic(tb, k.n, k.p.UID, func(func()) {
 		agent := startAgentProcess(tb, k.e, k.n)
@@ -169,7 +169,7 @@ func newUpgradeScenario(tb testing.TB, e *local.Env, name string) *upgradeScenar
 	return &upgradeScenario{e: e, n: n, p: p, images: [2]string{p.Spec.Bundle.Image, v2.Ref}}
 }
 
-func (u *upgradeScenario) run(tb testing.TB) livetraffic.Count {
+func (u *upgradeScenario) run(tb testing.TB) death.Count {
 	tb.Helper()
 	ctx := context.Background()
 	before := entry(nodeState(tb, u.e, u.n.Name), u.p.Name)
@@ -205,10 +205,10 @@ func (u *upgradeScenario) run(tb testing.TB) livetraffic.Count {
 
 // duringTraffic runs disrupt while an in-kernel source sends good and death
 // frames to n, from the host's end of its veth, and counts the outcome.
-func duringTraffic(tb testing.TB, n *local.Node, uid types.UID, disrupt func(follow func())) livetraffic.Count {
+func duringTraffic(tb testing.TB, n *local.Node, uid types.UID, disrupt func(follow func())) death.Count {
 	tb.Helper()
 	ns := &netns.NS{Name: n.NetNS}
-	return livetraffic.DuringDeathStream(tb, livetraffic.DeathPath{
+	return death.During(tb, death.Path{
 		SourceIface: n.HostInterface,
 		FilterIface: n.Interface,
 		FilterEnter: func(fn func() error) error { return ns.Do(tb, fn) },

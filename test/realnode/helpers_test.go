@@ -18,7 +18,7 @@ import (
 	"github.com/bpfleet/bpfleet/bpf/xdpfilter"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/test/envtest"
-	"github.com/bpfleet/bpfleet/test/livetraffic"
+	"github.com/bpfleet/bpfleet/test/livetraffic/death"
 	"github.com/bpfleet/bpfleet/test/netns"
 	"github.com/bpfleet/bpfleet/test/registry/testbundle"
 )
@@ -229,10 +229,10 @@ spec:
 
 // path is the filter's packet-of-death stream: from the test's namespace to
 // the node's interface.
-func (f *filter) path(t testing.TB) livetraffic.DeathPath {
+func (f *filter) path(t testing.TB) death.Path {
 	nodeAddr := netip.MustParsePrefix(mustAddr(t, f.veth.A, nil)).Addr()
 	srcAddr := netip.MustParsePrefix(mustAddr(t, f.veth.B, f.src)).Addr()
-	return livetraffic.DeathPath{
+	return death.Path{
 		SourceIface: f.veth.B,
 		SourceEnter: func(fn func() error) error { return f.src.Do(t, fn) },
 		FilterIface: f.veth.A,

@@ -18,7 +18,7 @@ import (
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/test/envtest"
-	"github.com/bpfleet/bpfleet/test/livetraffic"
+	"github.com/bpfleet/bpfleet/test/livetraffic/death"
 	"github.com/bpfleet/bpfleet/test/netns"
 )
 
@@ -159,7 +159,7 @@ func TestPacketOfDeath(t *testing.T) {
 	e := requireSuite(t)
 	f, took := e.newFilter(t, "realnode-pod-filter")
 	t.Logf("BpfProgram apply → Attached on the real node: %s", took.Round(time.Millisecond))
-	c := livetraffic.DuringDeathStream(t, f.path(t), func(func()) { time.Sleep(4 * time.Second) })
+	c := death.During(t, f.path(t), func(func()) { time.Sleep(4 * time.Second) })
 	t.Logf("traffic: %s", c)
 	c.Check(t)
 
@@ -191,7 +191,7 @@ func TestAgentPodDeletedUnderTraffic(t *testing.T) {
 	e := requireSuite(t)
 	f, _ := e.newFilter(t, "realnode-pod-delete")
 	ctx := context.Background()
-	c := livetraffic.DuringDeathStream(t, f.path(t), func(func()) {
+	c := death.During(t, f.path(t), func(func()) {
 		time.Sleep(time.Second)
 		old, err := e.agentPod(ctx)
 		if err != nil {
@@ -223,7 +223,7 @@ func TestRollingUpdateUnderTraffic(t *testing.T) {
 	e := requireSuite(t)
 	f, _ := e.newFilter(t, "realnode-rolling")
 	ctx := context.Background()
-	c := livetraffic.DuringDeathStream(t, f.path(t), func(func()) {
+	c := death.During(t, f.path(t), func(func()) {
 		for _, image := range []string{e.agentImages[1], e.agentImages[0]} {
 			time.Sleep(time.Second)
 			e.kubectl(t, "-n", namespace, "set", "image", "daemonset/"+agentDS, "agent="+image, "mount-filesystems="+image)

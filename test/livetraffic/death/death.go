@@ -1,6 +1,9 @@
 //go:build linux
 
-package livetraffic
+// Package death runs a packet-of-death stream through the xdp-pod-filter:
+// good and death frames from livetraffic's in-kernel source, counted at a
+// UDP sink and by the filter's own rule counter, across a disruption.
+package death
 
 import (
 	"fmt"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/bpfleet/bpfleet/bpf/xdpfilter"
 	"github.com/bpfleet/bpfleet/test/frame"
+	"github.com/bpfleet/bpfleet/test/livetraffic"
 )
 
 // The in-kernel source sends this many copies of each frame (good, death)
@@ -24,11 +28,11 @@ const (
 	MinSent = 10_000
 )
 
-// DeathPath is where a packet-of-death stream flows: from the source
+// Path is where a packet-of-death stream flows: from the source
 // interface, through the veth, to the filtered interface and a UDP sink at
 // Dst:Port in that interface's namespace. Enter functions run code in an
 // interface's namespace (a netns.NS's Do); nil is this process's.
-type DeathPath struct {
+type Path struct {
 	SourceIface string
 	SourceEnter func(func() error) error
 	FilterIface string
@@ -84,10 +88,10 @@ func (c Count) Report(b *testing.B) {
 	b.ReportMetric(float64(c.GoodSent+c.DeathSent), "packets-sent")
 }
 
-// DuringDeathStream runs disrupt while an in-kernel source sends good and
+// During runs disrupt while an in-kernel source sends good and
 // death frames along p, and counts the outcome. disrupt calls follow when
 // the filter's maps may have been replaced (an upgrade).
-func DuringDeathStream(tb testing.TB, p DeathPath, disrupt func(follow func())) Count {
+func During(tb testing.TB, p Path, disrupt func(follow func())) Count {
 	tb.Helper()
 	run := func(enter func(func() error) error, fn func() error) error {
 		if enter == nil {
@@ -95,11 +99,11 @@ func DuringDeathStream(tb testing.TB, p DeathPath, disrupt func(follow func())) 
 		}
 		return enter(fn)
 	}
-	dstMAC, err := HardwareAddr(p.FilterEnter, p.FilterIface)
+	dstMAC, err := livetraffic.HardwareAddr(p.FilterEnter, p.FilterIface)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	srcMAC, err := HardwareAddr(p.SourceEnter, p.SourceIface)
+	srcMAC, err := livetraffic.HardwareAddr(p.SourceEnter, p.SourceIface)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -111,13 +115,13 @@ func DuringDeathStream(tb testing.TB, p DeathPath, disrupt func(follow func())) 
 	spec.Payload = append(append([]byte{}, p.Pattern...), " from the kernel"...)
 	death := frame.Build(spec)
 
-	sink, err := ListenUDP(p.FilterEnter, netip.AddrPortFrom(p.Dst, p.Port), p.Pattern)
+	sink, err := livetraffic.ListenUDP(p.FilterEnter, netip.AddrPortFrom(p.Dst, p.Port), p.Pattern)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer sink.Close()
-	var src *Source
-	if err := run(p.SourceEnter, func() (err error) { src, err = Open(p.SourceIface); return err }); err != nil {
+	var src *livetraffic.Source
+	if err := run(p.SourceEnter, func() (err error) { src, err = livetraffic.Open(p.SourceIface); return err }); err != nil {
 		tb.Fatal(err)
 	}
 	defer src.Close()
