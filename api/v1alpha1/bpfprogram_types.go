@@ -45,6 +45,33 @@ type BpfProgramSpec struct {
 	// +optional
 	// +kubebuilder:default={strategy: AllAtOnce}
 	Rollout RolloutSpec `json:"rollout,omitempty"`
+
+	// Events asks the agents to read the bundle's declared event outputs
+	// (ring buffers) and write each record, decoded from its BTF type and
+	// tagged with the node and the pod that caused it, as one JSON line on
+	// their standard output.
+	// +optional
+	Events *EventsSpec `json:"events,omitempty"`
+}
+
+// EventsSpec is what the agents read of a program's event outputs.
+type EventsSpec struct {
+	// Enabled turns reading on.
+	Enabled bool `json:"enabled"`
+	// RateLimit caps the events per second each node writes per output;
+	// the rest are dropped and counted (bpfleet_events_dropped_total).
+	// Zero means 1000.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000000
+	RateLimit int32 `json:"rateLimit,omitempty"`
+	// Fields keeps only these top-level fields of each record; empty keeps
+	// every field.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=128
+	// +listType=set
+	Fields []string `json:"fields,omitempty"`
 }
 
 // PullPolicy says when a tag is resolved again to a digest.

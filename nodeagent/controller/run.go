@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -37,6 +38,9 @@ type Options struct {
 	NodeName string
 	// BPFFSRoot is where pins live; default /sys/fs/bpf/bpfleet.
 	BPFFSRoot string
+	// EventsOut receives the JSON lines of programs' events; default
+	// standard output.
+	EventsOut io.Writer
 	// HostRoot is where the node's root filesystem is mounted in the
 	// agent's container, for uprobe targets; "" when the agent runs on the
 	// node's own.
@@ -84,6 +88,9 @@ type Options struct {
 func (o *Options) defaults() error {
 	if o.NodeName == "" {
 		return errNoNode
+	}
+	if o.EventsOut == nil {
+		o.EventsOut = os.Stdout
 	}
 	if o.BPFFSRoot == "" {
 		o.BPFFSRoot = "/sys/fs/bpf/bpfleet"
@@ -250,6 +257,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	if err := r.SetupWithManager(mgr, Triggers{ResyncInterval: opts.ResyncInterval, StatsInterval: opts.StatsInterval}); err != nil {
 		return fmt.Errorf("set up controller: %w", err)
+	}
+	if err := mgr.Add(newStreamer(opts, mgr.GetClient(), dp, bundleCache, layout)); err != nil {
+		return fmt.Errorf("add event streamer: %w", err)
 	}
 	opts.Log.Info("starting node agent", "node", opts.NodeName, "bpffsRoot", opts.BPFFSRoot, "stateDir", opts.StateDir, "netns", opts.NetNS)
 	if err := mgr.Start(ctx); err != nil {

@@ -32,6 +32,9 @@ func CacheOptions(node string) cache.Options {
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Node{}:           {Field: byName},
 			&v1alpha1.BpfNodeState{}: {Field: byName},
+			// The node's own pods, for the identity of event records; an
+			// informer starts on the first read only.
+			&corev1.Pod{}: {Field: fields.OneTermEqualSelector("spec.nodeName", node)},
 		},
 	}
 }

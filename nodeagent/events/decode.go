@@ -289,3 +289,45 @@ func appendJSONString(dst, s []byte) []byte {
 	}
 	return append(dst, '"')
 }
+
+// ErrUnknownField is returned by Keep for a name the record does not have.
+var ErrUnknownField = errors.New("record has no such field")
+
+// Keep returns a decoder that writes only the named top-level fields, in
+// the record's order. No names keeps every field.
+func (d *Decoder) Keep(names []string) (*Decoder, error) {
+	if len(names) == 0 {
+		return d, nil
+	}
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	k := *d
+	k.root.fields = nil
+	for _, f := range d.root.fields {
+		if want[f.name] {
+			k.root.fields = append(k.root.fields, f)
+			delete(want, f.name)
+		}
+	}
+	for n := range want {
+		return nil, fmt.Errorf("keep %q of %s: %w", n, d.name, ErrUnknownField)
+	}
+	return &k, nil
+}
+
+// Uint returns the top-level integer field name of rec; false when the
+// record has no such integer field or is short.
+func (d *Decoder) Uint(rec []byte, name string) (uint64, bool) {
+	if len(rec) < int(d.size) {
+		return 0, false
+	}
+	for i := range d.root.fields {
+		f := &d.root.fields[i]
+		if f.name == name && (f.kind == kindUint || f.kind == kindInt) {
+			return f.uint(rec[f.offset:]), true
+		}
+	}
+	return 0, false
+}

@@ -159,3 +159,21 @@ func FuzzAppendJSON(f *testing.F) {
 		}
 	})
 }
+
+func TestKeep(t *testing.T) {
+	d := execDecoder(t)
+	k, err := d.Keep([]string{"filename", "pid"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := k.AppendJSON(nil, execRecord("bash", "/bin/bash"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"pid":4242,"filename":"/bin/bash"}`; string(out) != want {
+		t.Errorf("got %s, want %s (the record's order)", out, want)
+	}
+	if _, err := d.Keep([]string{"pid", "nope"}); !errors.Is(err, events.ErrUnknownField) {
+		t.Errorf("Keep(nope): %v, want ErrUnknownField", err)
+	}
+}

@@ -1,0 +1,53 @@
+package controller
+
+import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles/cache"
+	"github.com/bpfleet/bpfleet/bundles/format"
+	"github.com/bpfleet/bpfleet/nodeagent/attach"
+	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
+	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
+	"github.com/bpfleet/bpfleet/nodeagent/events"
+)
+
+// newStreamer reads the event outputs of the programs that ask for it, and
+// writes them to opts.EventsOut tagged with the pods of this node.
+func newStreamer(opts Options, c client.Reader, dp *dataplane.Dataplane, bundles *cache.Cache, layout bpffs.Layout) *events.Streamer {
+	events.Register()
+	return &events.Streamer{
+		Node:    opts.NodeName,
+		Cgroups: &events.CgroupIndex{Root: attach.CgroupRoot()},
+		Out:     opts.EventsOut,
+		Log:     opts.Log.WithName("events"),
+		Source: events.Source{
+			Programs: func(ctx context.Context) ([]v1alpha1.BpfProgram, error) {
+				var l v1alpha1.BpfProgramList
+				err := c.List(ctx, &l)
+				return l.Items, err
+			},
+			Loaded: dp.Snapshot,
+			Bundle: func(ctx context.Context, digest string) (*format.Bundle, error) {
+				return bundles.Lookup(ctx, digest)
+			},
+			MapPin: layout.Map,
+			Pod: func(ctx context.Context, uid string) *corev1.Pod {
+				var pods corev1.PodList
+				if err := c.List(ctx, &pods); err != nil {
+					return nil
+				}
+				for i := range pods.Items {
+					if pods.Items[i].UID == types.UID(uid) {
+						return &pods.Items[i]
+					}
+				}
+				return nil
+			},
+		},
+	}
+}

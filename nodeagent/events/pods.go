@@ -1,0 +1,106 @@
+package events
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Container is where a cgroup belongs: a pod's container, or the host when
+// PodUID is empty.
+type Container struct {
+	PodUID      string
+	ContainerID string
+}
+
+var (
+	// cgroupfs driver: kubepods/<qos>/pod<uid>/<container id>.
+	cgroupfsPod = regexp.MustCompile(`^pod([0-9a-f-]{36})$`)
+	// systemd driver: kubepods-<qos>-pod<uid with _>.slice/cri-containerd-<id>.scope.
+	systemdPod       = regexp.MustCompile(`^kubepods(?:-[a-z]+)?-pod([0-9a-f_]{36})\.slice$`)
+	systemdContainer = regexp.MustCompile(`^(?:cri-containerd|crio|docker)-([0-9a-f]{64})\.scope$`)
+	containerID      = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// CgroupIndex maps cgroup v2 ids (the inode numbers bpf_get_current_cgroup_id
+// returns) to pods' containers by walking the kubelet's cgroups under Root.
+// A miss rescans, at most once per MinRescan, so a new container is found
+// on its first event and a host process costs a map lookup.
+type CgroupIndex struct {
+	// Root is the cgroup v2 mount.
+	Root string
+	// MinRescan bounds how often a miss walks the tree; zero means 1 s.
+	MinRescan time.Duration
+
+	mu      sync.Mutex
+	byID    map[uint64]Container
+	scanned time.Time
+}
+
+// Lookup returns the container of cgroup id; false for a cgroup outside
+// every pod (the host's).
+func (x *CgroupIndex) Lookup(id uint64) (Container, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if c, ok := x.byID[id]; ok {
+		return c, true
+	}
+	every := x.MinRescan
+	if every == 0 {
+		every = time.Second
+	}
+	if time.Since(x.scanned) < every {
+		return Container{}, false
+	}
+	x.byID, x.scanned = scanCgroups(x.Root), time.Now()
+	c, ok := x.byID[id]
+	return c, ok
+}
+
+// scanCgroups walks every kubepods tree under root.
+func scanCgroups(root string) map[uint64]Container {
+	out := map[uint64]Container{}
+	tops, _ := filepath.Glob(filepath.Join(root, "kubepods*"))
+	for _, top := range tops {
+		_ = filepath.WalkDir(top, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || !d.IsDir() {
+				return nil
+			}
+			c, ok := parseCgroupPath(strings.TrimPrefix(path, root))
+			if !ok {
+				return nil
+			}
+			if st, err := os.Stat(path); err == nil {
+				if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+					out[sys.Ino] = c
+				}
+			}
+			return nil
+		})
+	}
+	return out
+}
+
+// parseCgroupPath finds the pod UID and container id in a kubelet cgroup
+// path (either cgroup driver); ok is false outside any pod.
+func parseCgroupPath(path string) (Container, bool) {
+	var c Container
+	for _, part := range strings.Split(path, "/") {
+		switch {
+		case cgroupfsPod.MatchString(part):
+			c.PodUID = cgroupfsPod.FindStringSubmatch(part)[1]
+		case systemdPod.MatchString(part):
+			c.PodUID = strings.ReplaceAll(systemdPod.FindStringSubmatch(part)[1], "_", "-")
+		case c.PodUID != "" && containerID.MatchString(part):
+			c.ContainerID = part
+		case c.PodUID != "" && systemdContainer.MatchString(part):
+			c.ContainerID = systemdContainer.FindStringSubmatch(part)[1]
+		}
+	}
+	return c, c.PodUID != ""
+}

@@ -1,0 +1,372 @@
+package events
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles/format"
+)
+
+// Schema names the JSON line format; a change that breaks readers bumps it.
+const Schema = "bpfleet.io/events/v1"
+
+// DefaultRateLimit is the events per second per output when the spec says 0.
+const DefaultRateLimit = 1000
+
+// Metrics are the per-program event counters.
+var (
+	EventsRead = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bpfleet_events_read_total", Help: "Event records read from programs' outputs.",
+	}, []string{"node", "bpfprogram", "output"})
+	EventsDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bpfleet_events_dropped_total", Help: "Event records the agent dropped (over the rate limit, or undecodable).",
+	}, []string{"node", "bpfprogram", "output", "reason"})
+	EventBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bpfleet_events_bytes_total", Help: "Bytes of event records read.",
+	}, []string{"node", "bpfprogram", "output"})
+)
+
+var registerOnce sync.Once
+
+// Register adds the event counters to controller-runtime's registry (the
+// agent's /metrics), once per process.
+func Register() {
+	registerOnce.Do(func() { crmetrics.Registry.MustRegister(EventsRead, EventsDropped, EventBytes) })
+}
+
+// Source is what the Streamer needs of the agent.
+type Source struct {
+	// Programs lists the BpfPrograms (the agent's cache).
+	Programs func(ctx context.Context) ([]v1alpha1.BpfProgram, error)
+	// Loaded is what the node runs now (the dataplane's snapshot).
+	Loaded func() []v1alpha1.ProgramState
+	// Bundle returns a cached bundle by digest.
+	Bundle func(ctx context.Context, digest string) (*format.Bundle, error)
+	// MapPin is the path of a program's pinned map.
+	MapPin func(uid types.UID, name string) string
+	// Pod returns a pod of this node by UID; nil when unknown.
+	Pod func(ctx context.Context, uid string) *corev1.Pod
+}
+
+// Streamer reads the outputs of every loaded program whose spec asks for
+// events, and writes one JSON line per record to Out. It never writes to the
+// API server, and a slow Out slows only the readers.
+type Streamer struct {
+	Node    string
+	Source  Source
+	Cgroups *CgroupIndex
+	Out     io.Writer
+	Log     logr.Logger
+	// Every is how often the set of readers is brought up to date; zero
+	// means 1 s.
+	Every time.Duration
+
+	mu      sync.Mutex // serialises writes to Out
+	readers map[readerKey]*reader
+}
+
+type readerKey struct {
+	uid    types.UID
+	digest string
+	output string
+	spec   string // rate limit and fields, so a spec change restarts it
+}
+
+// Start runs until ctx ends (a controller-runtime Runnable).
+func (s *Streamer) Start(ctx context.Context) error {
+	every := s.Every
+	if every == 0 {
+		every = time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := s.Sync(ctx); err != nil {
+			s.Log.Error(err, "sync event readers")
+		}
+		select {
+		case <-ctx.Done():
+			s.closeAll()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Sync starts a reader per wanted output and stops those no longer wanted.
+func (s *Streamer) Sync(ctx context.Context) error {
+	if s.readers == nil {
+		s.readers = map[readerKey]*reader{}
+	}
+	progs, err := s.Source.Programs(ctx)
+	if err != nil {
+		return fmt.Errorf("list programs: %w", err)
+	}
+	byUID := map[types.UID]*v1alpha1.BpfProgram{}
+	for i := range progs {
+		if ev := progs[i].Spec.Events; ev != nil && ev.Enabled {
+			byUID[progs[i].UID] = &progs[i]
+		}
+	}
+	want := map[readerKey]*v1alpha1.BpfProgram{}
+	for _, st := range s.Source.Loaded() {
+		p, ok := byUID[st.UID]
+		if !ok || st.State != v1alpha1.PhaseAttached || st.Digest == "" {
+			continue
+		}
+		b, err := s.Source.Bundle(ctx, st.Digest)
+		if err != nil {
+			continue
+		}
+		for _, o := range b.Manifest.Outputs {
+			spec := fmt.Sprint(p.Spec.Events.RateLimit, p.Spec.Events.Fields)
+			want[readerKey{st.UID, st.Digest, o.Map, spec}] = p
+		}
+	}
+	var errs []error
+	for k, r := range s.readers {
+		if _, ok := want[k]; !ok {
+			r.close()
+			delete(s.readers, k)
+		}
+	}
+	for k, p := range want {
+		if _, ok := s.readers[k]; ok {
+			continue
+		}
+		r, err := s.open(ctx, k, p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("read %s/%s: %w", p.Name, k.output, err))
+			continue
+		}
+		s.readers[k] = r
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Streamer) closeAll() {
+	for k, r := range s.readers {
+		r.close()
+		delete(s.readers, k)
+	}
+}
+
+// reader is one output of one loaded program.
+type reader struct {
+	rd   *ringbuf.Reader
+	m    *ebpf.Map
+	done chan struct{}
+}
+
+func (r *reader) close() {
+	_ = r.rd.Close()
+	<-r.done
+	_ = r.m.Close()
+}
+
+func (s *Streamer) open(ctx context.Context, k readerKey, p *v1alpha1.BpfProgram) (*reader, error) {
+	b, err := s.Source.Bundle(ctx, k.digest)
+	if err != nil {
+		return nil, err
+	}
+	var out *format.Output
+	for i := range b.Manifest.Outputs {
+		if b.Manifest.Outputs[i].Map == k.output {
+			out = &b.Manifest.Outputs[i]
+		}
+	}
+	mp, ok := b.Manifest.Map(k.output)
+	if out == nil || !ok {
+		return nil, fmt.Errorf("bundle %s declares no output %s", k.digest, k.output)
+	}
+	if mp.Type != format.MapTypeName(ebpf.RingBuf) {
+		return nil, fmt.Errorf("output %s is a %s: only ring buffers are read", k.output, mp.Type)
+	}
+	obj, err := b.Object(mp.Object)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := btf.LoadSpecFromReader(bytes.NewReader(obj))
+	if err != nil {
+		return nil, fmt.Errorf("load BTF of %s: %w", mp.Object, err)
+	}
+	var st *btf.Struct
+	if err := spec.TypeByName(out.Record, &st); err != nil {
+		return nil, fmt.Errorf("find record %s: %w", out.Record, err)
+	}
+	full, err := NewDecoder(st)
+	if err != nil {
+		return nil, err
+	}
+	kept, err := full.Keep(p.Spec.Events.Fields)
+	if err != nil {
+		return nil, err
+	}
+	// Read-write: the reader moves the ring's consumer position.
+	m, err := ebpf.LoadPinnedMap(s.Source.MapPin(k.uid, k.output), nil)
+	if err != nil {
+		return nil, fmt.Errorf("open pinned %s: %w", k.output, err)
+	}
+	rd, err := ringbuf.NewReader(m)
+	if err != nil {
+		_ = m.Close()
+		return nil, fmt.Errorf("read ring buffer %s: %w", k.output, err)
+	}
+	limit := int(p.Spec.Events.RateLimit)
+	if limit == 0 {
+		limit = DefaultRateLimit
+	}
+	r := &reader{rd: rd, m: m, done: make(chan struct{})}
+	w := &writer{s: s, program: p.Name, output: k.output, full: full, kept: kept, bucket: newBucket(limit)}
+	go func() {
+		defer close(r.done)
+		w.loop(ctx, rd)
+	}()
+	return r, nil
+}
+
+// writer turns one reader's records into lines.
+type writer struct {
+	s               *Streamer
+	program, output string
+	full, kept      *Decoder
+	bucket          *bucket
+	line            []byte
+}
+
+func (w *writer) loop(ctx context.Context, rd *ringbuf.Reader) {
+	read := EventsRead.WithLabelValues(w.s.Node, w.program, w.output)
+	bytesRead := EventBytes.WithLabelValues(w.s.Node, w.program, w.output)
+	overLimit := EventsDropped.WithLabelValues(w.s.Node, w.program, w.output, "rate-limit")
+	undecodable := EventsDropped.WithLabelValues(w.s.Node, w.program, w.output, "undecodable")
+	var rec ringbuf.Record
+	for {
+		if err := rd.ReadInto(&rec); err != nil {
+			return // closed
+		}
+		read.Inc()
+		bytesRead.Add(float64(len(rec.RawSample)))
+		if !w.bucket.take(time.Now()) {
+			overLimit.Inc()
+			continue
+		}
+		line, err := w.format(ctx, rec.RawSample)
+		if err != nil {
+			undecodable.Inc()
+			continue
+		}
+		w.s.mu.Lock()
+		_, _ = w.s.Out.Write(line)
+		w.s.mu.Unlock()
+	}
+}
+
+// format is the JSON line of one record:
+//
+//	{"schema":"bpfleet.io/events/v1","time":"…","node":"…","bpfProgram":"…",
+//	 "output":"…","host":false,"namespace":"…","pod":"…","podUID":"…",
+//	 "container":"…","containerID":"…","labels":{…},"record":{…}}
+//
+// A record of a process outside every pod has "host":true and no pod keys.
+func (w *writer) format(ctx context.Context, raw []byte) ([]byte, error) {
+	b := append(w.line[:0], `{"schema":"`+Schema+`","time":`...)
+	b = appendJSONString(b, []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+	b = append(b, `,"node":`...)
+	b = appendJSONString(b, []byte(w.s.Node))
+	b = append(b, `,"bpfProgram":`...)
+	b = appendJSONString(b, []byte(w.program))
+	b = append(b, `,"output":`...)
+	b = appendJSONString(b, []byte(w.output))
+	b = w.appendIdentity(ctx, b, raw)
+	b = append(b, `,"record":`...)
+	b, err := w.kept.AppendJSON(b, raw)
+	if err != nil {
+		return nil, err
+	}
+	b = append(b, '}', '\n')
+	w.line = b
+	return b, nil
+}
+
+func (w *writer) appendIdentity(ctx context.Context, b, raw []byte) []byte {
+	var c Container
+	var inPod bool
+	if id, ok := w.full.Uint(raw, "cgroup_id"); ok && w.s.Cgroups != nil {
+		c, inPod = w.s.Cgroups.Lookup(id)
+	}
+	if !inPod {
+		return append(b, `,"host":true`...)
+	}
+	b = append(b, `,"host":false,"podUID":`...)
+	b = appendJSONString(b, []byte(c.PodUID))
+	if c.ContainerID != "" {
+		b = append(b, `,"containerID":`...)
+		b = appendJSONString(b, []byte(c.ContainerID))
+	}
+	pod := w.s.Source.Pod(ctx, c.PodUID)
+	if pod == nil {
+		return b
+	}
+	b = append(b, `,"namespace":`...)
+	b = appendJSONString(b, []byte(pod.Namespace))
+	b = append(b, `,"pod":`...)
+	b = appendJSONString(b, []byte(pod.Name))
+	for _, cs := range append(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses...) {
+		if c.ContainerID != "" && strings.HasSuffix(cs.ContainerID, "://"+c.ContainerID) {
+			b = append(b, `,"container":`...)
+			b = appendJSONString(b, []byte(cs.Name))
+		}
+	}
+	if len(pod.Labels) > 0 {
+		b = append(b, `,"labels":{`...)
+		first := true
+		for k, v := range pod.Labels {
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = appendJSONString(b, []byte(k))
+			b = append(b, ':')
+			b = appendJSONString(b, []byte(v))
+		}
+		b = append(b, '}')
+	}
+	return b
+}
+
+// bucket is a token bucket of rate tokens a second, burst one second's.
+type bucket struct {
+	rate   float64
+	tokens float64
+	last   time.Time
+}
+
+func newBucket(rate int) *bucket { return &bucket{rate: float64(rate), tokens: float64(rate)} }
+
+func (b *bucket) take(now time.Time) bool {
+	if !b.last.IsZero() {
+		b.tokens = min(b.rate, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
