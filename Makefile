@@ -42,6 +42,10 @@ $(TOOL_BINS) &: $(TOOLS_MOD)/go.mod $(TOOLS_MOD)/go.sum
 	cd $(TOOLS_MOD) && $(GO) build -o $(BIN)/ tool
 	touch $(TOOL_BINS)
 
+.PHONY: deps
+deps: ## Install the Debian packages the tests use and mount bpffs/tracefs (root on Debian; make test does it).
+	@bash test/tools/deps.sh
+
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Regenerate deepcopy, CRDs, RBAC and the eBPF objects (needs clang).
 	$(CONTROLLER_GEN) object paths=./api/...
@@ -81,7 +85,7 @@ lint: $(BIN)/staticcheck ## gofmt, go vet, staticcheck, one cosign version.
 	$(BIN)/staticcheck ./...
 
 .PHONY: test
-test: tools ## Lint, every test (kernel tests need root; under CI=true they fail instead of skipping), short fuzzing.
+test: deps tools ## Install what the tests need (root, Debian), lint, every test, short fuzzing.
 	$(MAKE) lint
 	$(GO) test $(TEST_FLAGS) ./...
 	$(MAKE) fuzz
