@@ -84,11 +84,15 @@ lint: $(BIN)/staticcheck ## gofmt, go vet, staticcheck, one cosign version.
 	$(GO) vet ./...
 	$(BIN)/staticcheck ./...
 
+# The test run comes last so that its summary closes the output: the skipped
+# tests with their reasons, the failed ones, then gotestsum's line
+# "DONE N tests[, N skipped][, N failures] in Ns". Every event is in
+# bin/test.json.
 .PHONY: test
-test: deps tools ## Install what the tests need (root, Debian), lint, every test, short fuzzing.
+test: deps tools ## Install what the tests need (root, Debian), lint, short fuzzing, every test; ends with a summary.
 	$(MAKE) lint
-	$(GO) test $(TEST_FLAGS) ./...
 	$(MAKE) fuzz
+	$(BIN)/gotestsum --format pkgname --format-hide-empty-pkg --jsonfile $(BIN)/test.json -- $(TEST_FLAGS) ./...
 
 # Fuzz targets in packages whose TestMain starts a control plane run as
 # plain tests (their seeds) only: every fuzz worker would start its own, and
