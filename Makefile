@@ -9,7 +9,12 @@ NODE_BIN     := $(BIN)/node
 K8S_VERSION  ?= v1.37.1
 ETCD_VERSION ?= v3.7.0
 GO           ?= go
-CONTROLLER_GEN := $(GO) tool controller-gen
+# Build and test tools (cosign, controller-gen, gotestsum, staticcheck) are
+# pinned in their own module, so their dependencies (cosign's cloud KMS SDKs)
+# stay out of the product's module graph; built into bin/ when it changes.
+TOOLS_MOD    := test/tools/mod
+TOOL_BINS    := $(BIN)/cosign $(BIN)/controller-gen $(BIN)/gotestsum $(BIN)/staticcheck
+CONTROLLER_GEN := $(BIN)/controller-gen
 TEST_FLAGS   ?= -count=1 -timeout=30m
 FUZZTIME     ?= 10s
 # Packages whose tests need neither root nor a kernel feature: they also run
@@ -25,7 +30,7 @@ build: ## Build bpfleet, bpfleet-operator, bpfleet-agent and kubectl-bpf into bi
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 .PHONY: tools
-tools: $(K8S_BIN)/.version $(BIN)/cosign ## Build the real control plane and the stock cosign CLI (cached in bin/).
+tools: $(K8S_BIN)/.version $(TOOL_BINS) ## Build the real control plane, the stock cosign CLI and the test tools (cached in bin/).
 
 $(K8S_BIN)/.version: test/tools/build-control-plane.sh test/tools/k8s-shim.sh
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) bash test/tools/build-control-plane.sh $(K8S_BIN)
@@ -35,14 +40,20 @@ node-tools: $(NODE_BIN)/.version ## Build a real node's parts: kubelet, kube-con
 
 $(NODE_BIN)/.version: test/tools/build-node.sh test/tools/k8s-shim.sh
 	K8S_VERSION=$(K8S_VERSION) ETCD_VERSION=$(ETCD_VERSION) bash test/tools/build-node.sh $(NODE_BIN)
+# Every tool of $(TOOLS_MOD)/go.mod, one build. The stock cosign CLI there is
+# the version of the cosign library in go.mod: tests prove its signatures and
+# bpfleet's are interchangeable. go build leaves an up-to-date binary
+# untouched, hence the touch.
+$(TOOL_BINS) &: $(TOOLS_MOD)/go.mod $(TOOLS_MOD)/go.sum
+	cd $(TOOLS_MOD) && $(GO) build -o $(BIN)/ tool
+	touch $(TOOL_BINS)
 
-# The stock cosign CLI, pinned in go.mod: tests prove its signatures and
-# bpfleet's are interchangeable.
-$(BIN)/cosign: go.mod
-	$(GO) build -o $@ github.com/sigstore/cosign/v2/cmd/cosign
+.PHONY: deps
+deps: ## Install the Debian packages the tests use and mount bpffs/tracefs (root on Debian; make test does it).
+	@bash test/tools/deps.sh
 
 .PHONY: generate
-generate: ## Regenerate deepcopy, CRDs, RBAC and the eBPF objects (needs clang).
+generate: $(CONTROLLER_GEN) ## Regenerate deepcopy, CRDs, RBAC and the eBPF objects (needs clang).
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=bpfleet-operator paths=./operator/... output:rbac:artifacts:config=config/rbac/operator
@@ -71,17 +82,23 @@ verify: generate ## Fail when generated files differ from what is committed.
 		echo "generated files are stale: run 'make generate' and commit"; exit 1; fi
 
 .PHONY: lint
-lint: ## gofmt, go vet and staticcheck.
+lint: $(BIN)/staticcheck ## gofmt, go vet, staticcheck, one cosign version.
+	@versions=$$(awk '$$1 == "github.com/sigstore/cosign/v2" {print $$2}' go.mod $(TOOLS_MOD)/go.mod | sort -u); \
+		if [[ $$(wc -w <<<"$$versions") != 1 ]]; then echo "the cosign library (go.mod) and CLI ($(TOOLS_MOD)/go.mod) must be one version:" $$versions; exit 1; fi
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 		if [[ -n "$$unformatted" ]]; then echo "gofmt -w these files:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) tool staticcheck ./...
+	$(BIN)/staticcheck ./...
 
+# The test run comes last so that its summary closes the output: the skipped
+# tests with their reasons, the failed ones, then gotestsum's line
+# "DONE N tests[, N skipped][, N failures] in Ns". Every event is in
+# bin/test.json.
 .PHONY: test
-test: tools node-tools ## Lint, every test (kernel tests need root; under CI=true they fail instead of skipping), short fuzzing.
+test: deps tools node-tools ## Install what the tests need (root, Debian), build a real node, lint, short fuzzing, every test; ends with a summary.
 	$(MAKE) lint
-	$(GO) test $(TEST_FLAGS) ./...
 	$(MAKE) fuzz
+	$(BIN)/gotestsum --format pkgname --format-hide-empty-pkg --jsonfile $(BIN)/test.json -- $(TEST_FLAGS) ./...
 
 # Fuzz targets in packages whose TestMain starts a control plane run as
 # plain tests (their seeds) only: every fuzz worker would start its own, and
@@ -101,7 +118,7 @@ demo: tools build ## Run bpfleet on this machine: control plane, registry, opera
 	$(BIN)/bpfleet local
 
 .PHONY: cluster
-cluster: tools node-tools ## A real single-node Kubernetes cluster on this machine (root) until Ctrl-C; prints its KUBECONFIG.
+cluster: deps tools node-tools ## A real single-node Kubernetes cluster on this machine (root) until Ctrl-C; prints its KUBECONFIG.
 	$(GO) run ./test/tools/cluster
 
 BENCH_COUNT  ?= 3
