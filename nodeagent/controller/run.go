@@ -5,15 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -30,6 +33,7 @@ import (
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
 	"github.com/bpfleet/bpfleet/nodeagent/inventory"
 	"github.com/bpfleet/bpfleet/nodeagent/metrics"
+	"github.com/bpfleet/bpfleet/nodeagent/reviewauth"
 )
 
 // Options configure one node agent.
@@ -204,10 +208,12 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 Scheme(),
-		Logger:                 opts.Log,
-		Cache:                  CacheOptions(opts.NodeName),
-		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
+		Scheme: Scheme(),
+		Logger: opts.Log,
+		Cache:  CacheOptions(opts.NodeName),
+		// hostNetwork puts /metrics on every interface of the node: serve
+		// it over TLS, to callers whose token may get /metrics.
+		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr, SecureServing: true, FilterProvider: reviewedMetrics},
 		HealthProbeBindAddress: disabled(opts.HealthAddr),
 	})
 	if err != nil {
@@ -222,15 +228,22 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		}
 	}
 	layout := bpffs.Layout{Root: opts.BPFFSRoot}
+	// A digest's metric maps never change: read each bundle's manifest
+	// once, not on every scrape.
+	var metricMapNames sync.Map // digest → []string
 	unregister := metrics.Register(opts.NodeName, metrics.Source{
 		Snapshot: dp.Snapshot,
 		MetricMaps: func(uid types.UID, digest string) map[string]string {
-			b, err := bundleCache.Lookup(ctx, digest)
-			if err != nil {
-				return nil
+			names, ok := metricMapNames.Load(digest)
+			if !ok {
+				b, err := bundleCache.Lookup(ctx, digest)
+				if err != nil {
+					return nil
+				}
+				names, _ = metricMapNames.LoadOrStore(digest, b.Manifest.MetricMaps)
 			}
-			paths := make(map[string]string, len(b.Manifest.MetricMaps))
-			for _, name := range b.Manifest.MetricMaps {
+			paths := map[string]string{}
+			for _, name := range names.([]string) {
 				paths[name] = layout.Map(uid, name)
 			}
 			return paths
@@ -266,6 +279,18 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		return fmt.Errorf("run manager: %w", err)
 	}
 	return nil
+}
+
+// reviewedMetrics authenticates scrapers with a TokenReview and authorizes
+// them with a SubjectAccessReview for get on /metrics (ClusterRole
+// bpfleet-metrics-reader grants it).
+func reviewedMetrics(c *rest.Config, hc *http.Client) (metricsserver.Filter, error) {
+	cs, err := kubernetes.NewForConfigAndClient(c, hc)
+	if err != nil {
+		return nil, fmt.Errorf("create review client: %w", err)
+	}
+	rev := &reviewauth.Reviewer{Client: cs}
+	return func(_ logr.Logger, next http.Handler) (http.Handler, error) { return rev.Wrap(next), nil }, nil
 }
 
 func disabled(addr string) string {
