@@ -2,9 +2,12 @@ package controller
 
 import (
 	"context"
+	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
@@ -14,6 +17,7 @@ import (
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
 	"github.com/bpfleet/bpfleet/nodeagent/events"
+	"github.com/bpfleet/bpfleet/nodeagent/reviewauth"
 )
 
 // newStreamer reads the event outputs of the programs that ask for it, and
@@ -50,4 +54,23 @@ func newStreamer(opts Options, c client.Reader, dp *dataplane.Dataplane, bundles
 			},
 		},
 	}
+}
+
+// newEventServer streams events to callers the API server says may get the
+// BpfProgram.
+func newEventServer(opts Options, cfg *rest.Config, c client.Reader, s *events.Streamer) (*events.Server, error) {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create review client: %w", err)
+	}
+	return &events.Server{
+		Addr:     opts.EventsAddr,
+		Streamer: s,
+		Reviewer: &reviewauth.Reviewer{Client: cs},
+		Log:      opts.Log.WithName("events"),
+		Program: func(ctx context.Context, name string) (*v1alpha1.BpfProgram, error) {
+			var p v1alpha1.BpfProgram
+			return &p, c.Get(ctx, client.ObjectKey{Name: name}, &p)
+		},
+	}, nil
 }

@@ -45,6 +45,9 @@ type Options struct {
 	// EventsOut receives the JSON lines of programs' events; default
 	// standard output.
 	EventsOut io.Writer
+	// EventsAddr serves event streams (kubectl bpf events) over TLS;
+	// "0" or "" disables.
+	EventsAddr string
 	// HostRoot is where the node's root filesystem is mounted in the
 	// agent's container, for uprobe targets; "" when the agent runs on the
 	// node's own.
@@ -271,8 +274,18 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err := r.SetupWithManager(mgr, Triggers{ResyncInterval: opts.ResyncInterval, StatsInterval: opts.StatsInterval}); err != nil {
 		return fmt.Errorf("set up controller: %w", err)
 	}
-	if err := mgr.Add(newStreamer(opts, mgr.GetClient(), dp, bundleCache, layout)); err != nil {
+	streamer := newStreamer(opts, mgr.GetClient(), dp, bundleCache, layout)
+	if err := mgr.Add(streamer); err != nil {
 		return fmt.Errorf("add event streamer: %w", err)
+	}
+	if opts.EventsAddr != "" && opts.EventsAddr != "0" {
+		srv, err := newEventServer(opts, cfg, mgr.GetClient(), streamer)
+		if err != nil {
+			return err
+		}
+		if err := mgr.Add(srv); err != nil {
+			return fmt.Errorf("add event server: %w", err)
+		}
 	}
 	opts.Log.Info("starting node agent", "node", opts.NodeName, "bpffsRoot", opts.BPFFSRoot, "stateDir", opts.StateDir, "netns", opts.NetNS)
 	if err := mgr.Start(ctx); err != nil {

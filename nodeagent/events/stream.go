@@ -79,6 +79,7 @@ type Streamer struct {
 
 	mu      sync.Mutex // serialises writes to Out
 	readers map[readerKey]*reader
+	hub     hub
 }
 
 type readerKey struct {
@@ -266,7 +267,8 @@ func (w *writer) loop(ctx context.Context, rd *ringbuf.Reader) {
 			overLimit.Inc()
 			continue
 		}
-		line, err := w.format(ctx, rec.RawSample)
+		id := w.identity(ctx, rec.RawSample)
+		line, err := w.format(id, rec.RawSample)
 		if err != nil {
 			undecodable.Inc()
 			continue
@@ -274,6 +276,7 @@ func (w *writer) loop(ctx context.Context, rd *ringbuf.Reader) {
 		w.s.mu.Lock()
 		_, _ = w.s.Out.Write(line)
 		w.s.mu.Unlock()
+		w.s.hub.publish(w.program, id, line)
 	}
 }
 
@@ -284,7 +287,7 @@ func (w *writer) loop(ctx context.Context, rd *ringbuf.Reader) {
 //	 "container":"…","containerID":"…","labels":{…},"record":{…}}
 //
 // A record of a process outside every pod has "host":true and no pod keys.
-func (w *writer) format(ctx context.Context, raw []byte) ([]byte, error) {
+func (w *writer) format(id identity, raw []byte) ([]byte, error) {
 	b := append(w.line[:0], `{"schema":"`+Schema+`","time":`...)
 	b = appendJSONString(b, []byte(time.Now().UTC().Format(time.RFC3339Nano)))
 	b = append(b, `,"node":`...)
@@ -293,7 +296,7 @@ func (w *writer) format(ctx context.Context, raw []byte) ([]byte, error) {
 	b = appendJSONString(b, []byte(w.program))
 	b = append(b, `,"output":`...)
 	b = appendJSONString(b, []byte(w.output))
-	b = w.appendIdentity(ctx, b, raw)
+	b = id.appendJSON(b)
 	b = append(b, `,"record":`...)
 	b, err := w.kept.AppendJSON(b, raw)
 	if err != nil {
@@ -304,39 +307,75 @@ func (w *writer) format(ctx context.Context, raw []byte) ([]byte, error) {
 	return b, nil
 }
 
-func (w *writer) appendIdentity(ctx context.Context, b, raw []byte) []byte {
-	var c Container
-	var inPod bool
-	if id, ok := w.full.Uint(raw, "cgroup_id"); ok && w.s.Cgroups != nil {
-		c, inPod = w.s.Cgroups.Lookup(id)
+// identity is who caused a record: a pod's container, or the host.
+type identity struct {
+	Container
+	inPod     bool
+	pod       *corev1.Pod
+	container string
+}
+
+// Namespace and Pod name the pod; empty for the host or an unknown pod.
+func (id identity) Namespace() string {
+	if id.pod == nil {
+		return ""
 	}
-	if !inPod {
+	return id.pod.Namespace
+}
+
+// Pod is the pod's name; empty for the host or an unknown pod.
+func (id identity) Pod() string {
+	if id.pod == nil {
+		return ""
+	}
+	return id.pod.Name
+}
+
+func (w *writer) identity(ctx context.Context, raw []byte) identity {
+	var id identity
+	if cg, ok := w.full.Uint(raw, "cgroup_id"); ok && w.s.Cgroups != nil {
+		id.Container, id.inPod = w.s.Cgroups.Lookup(cg)
+	}
+	if !id.inPod {
+		return id
+	}
+	id.pod = w.s.Source.Pod(ctx, id.PodUID)
+	if id.pod == nil || id.ContainerID == "" {
+		return id
+	}
+	for _, cs := range append(id.pod.Status.InitContainerStatuses, id.pod.Status.ContainerStatuses...) {
+		if strings.HasSuffix(cs.ContainerID, "://"+id.ContainerID) {
+			id.container = cs.Name
+		}
+	}
+	return id
+}
+
+func (id identity) appendJSON(b []byte) []byte {
+	if !id.inPod {
 		return append(b, `,"host":true`...)
 	}
 	b = append(b, `,"host":false,"podUID":`...)
-	b = appendJSONString(b, []byte(c.PodUID))
-	if c.ContainerID != "" {
+	b = appendJSONString(b, []byte(id.PodUID))
+	if id.ContainerID != "" {
 		b = append(b, `,"containerID":`...)
-		b = appendJSONString(b, []byte(c.ContainerID))
+		b = appendJSONString(b, []byte(id.ContainerID))
 	}
-	pod := w.s.Source.Pod(ctx, c.PodUID)
-	if pod == nil {
+	if id.pod == nil {
 		return b
 	}
 	b = append(b, `,"namespace":`...)
-	b = appendJSONString(b, []byte(pod.Namespace))
+	b = appendJSONString(b, []byte(id.pod.Namespace))
 	b = append(b, `,"pod":`...)
-	b = appendJSONString(b, []byte(pod.Name))
-	for _, cs := range append(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses...) {
-		if c.ContainerID != "" && strings.HasSuffix(cs.ContainerID, "://"+c.ContainerID) {
-			b = append(b, `,"container":`...)
-			b = appendJSONString(b, []byte(cs.Name))
-		}
+	b = appendJSONString(b, []byte(id.pod.Name))
+	if id.container != "" {
+		b = append(b, `,"container":`...)
+		b = appendJSONString(b, []byte(id.container))
 	}
-	if len(pod.Labels) > 0 {
+	if len(id.pod.Labels) > 0 {
 		b = append(b, `,"labels":{`...)
 		first := true
-		for k, v := range pod.Labels {
+		for k, v := range id.pod.Labels {
 			if !first {
 				b = append(b, ',')
 			}

@@ -522,3 +522,6 @@ func httpOK(url string, client *http.Client) func() error {
 		return nil
 	}
 }
+
+// KubectlPath is the kubectl built with the control plane.
+func (c *Cluster) KubectlPath() string { return c.bin(c.opts.K8sBinDir, "kubectl") }

@@ -3,11 +3,15 @@ package realnode
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,13 +38,9 @@ type eventLine struct {
 	Record     map[string]any    `json:"record"`
 }
 
-// TestEventsTaggedWithPod: exec-trace with spec.events on; a command run in
-// a pod appears in the agent pod's log (kubectl logs) as a JSON line with
-// the pod's namespace, name, container and labels; a command of the host is
-// tagged as the host's.
-func TestEventsTaggedWithPod(t *testing.T) {
+// TestEvents: exec-trace with spec.events on, and a pod to exec in.
+func TestEvents(t *testing.T) {
 	e := requireSuite(t)
-	ctx := context.Background()
 	ref := e.pushBundle(t, filepath.Join(repoDir, "bpf", "exectrace"), exectrace.BundleName, "0.1.0")
 	const name = "realnode-exec-events"
 	e.deleteProgram(t, name)
@@ -56,7 +56,15 @@ spec:
 	e.waitAttached(t, name, 1, applyTimeout)
 	pod := e.sleeperPod(t, "realnode-exec", map[string]string{"app": "exec-demo"})
 	time.Sleep(2 * time.Second) // the agent's reader starts within a second of Attached
+	t.Run("tagged with the pod in the agent's log", func(t *testing.T) { e.eventsInLog(t, name, pod) })
+	t.Run("kubectl bpf events", func(t *testing.T) { e.kubectlBPFEvents(t, name, pod) })
+}
 
+// eventsInLog: a command run in a pod appears in the agent pod's log
+// (kubectl logs) as a JSON line with the pod's namespace, name, container
+// and labels; a command of the host is tagged as the host's.
+func (e *env) eventsInLog(t *testing.T, name string, pod *corev1.Pod) {
+	ctx := context.Background()
 	began := time.Now()
 	e.kubectl(t, "exec", "-n", pod.Namespace, pod.Name, "--", "/bin/sh", "-c", "/bin/true realnode-marker")
 	if out, err := exec.Command("/bin/true", "host-marker").CombinedOutput(); err != nil {
@@ -126,4 +134,154 @@ func (e *env) sleeperPod(t testing.TB, name string, labels map[string]string) *c
 		return nil
 	})
 	return pod
+}
+
+// kubectlBPFEvents: a user who may get the BpfProgram streams its events
+// with kubectl bpf events (port-forward with their token, merged from the
+// agents); the agent itself refuses a token that may not get it; the
+// plugin says clearly when a node has no agent or a program no events.
+func (e *env) kubectlBPFEvents(t *testing.T, name string, pod *corev1.Pod) {
+	ctx := context.Background()
+	viewer := e.serviceAccountKubeconfig(t, "realnode-viewer", true)
+	outsider := e.serviceAccountKubeconfig(t, "realnode-outsider", false)
+
+	cmd := exec.CommandContext(ctx, e.kubectlBPF, "events", name, "--kubeconfig", viewer.kubeconfig, "-n", pod.Namespace, "-o", "json")
+	var mu sync.Mutex
+	var lines []string
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			mu.Lock()
+			lines = append(lines, sc.Text())
+			mu.Unlock()
+		}
+	}()
+	time.Sleep(2 * time.Second) // port-forward and stream open
+	var began time.Time
+	envtest.Eventually(t, 20*time.Second, func() error {
+		began = time.Now()
+		e.kubectl(t, "exec", "-n", pod.Namespace, pod.Name, "--", "/bin/sh", "-c", "/bin/true streamed")
+		deadline := time.Now().Add(2 * time.Second)
+		for time.Now().Before(deadline) {
+			mu.Lock()
+			for _, l := range lines {
+				var ev eventLine
+				if json.Unmarshal([]byte(l), &ev) == nil && ev.Pod == pod.Name && ev.Record["filename"] == "/bin/true" {
+					mu.Unlock()
+					return nil
+				}
+			}
+			mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+		}
+		return fmt.Errorf("no line for the pod's exec; stream: %d lines, stderr %s", len(lines), stderr.String())
+	})
+	t.Logf("pod exec printed by kubectl bpf events %s after kubectl exec began", time.Since(began).Round(10*time.Millisecond))
+	mu.Lock()
+	for _, l := range lines {
+		var ev eventLine
+		if json.Unmarshal([]byte(l), &ev) == nil && ev.Schema != "" && (ev.Host || ev.Namespace != pod.Namespace) {
+			t.Errorf("-n %s streamed an event of %s/%s (host %v)", pod.Namespace, ev.Namespace, ev.Pod, ev.Host)
+		}
+	}
+	mu.Unlock()
+
+	// The agent, not only the plugin, refuses a token that may not get
+	// the program: ask it directly (hostNetwork: the node's address).
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // #nosec G402 -- the agent's self-signed certificate
+	for _, tt := range []struct {
+		token string
+		want  int
+	}{{"", http.StatusUnauthorized}, {outsider.token, http.StatusForbidden}} {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("https://%s:9093/events?bpfProgram=%s", e.c.NodeIP, name), nil)
+		if tt.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tt.token)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("agent answered %d %s, want %d", resp.StatusCode, body, tt.want)
+		}
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"events", name, "--node", "no-such-node"}, "no bpfleet agent runs on node no-such-node"},
+		{[]string{"events", "no-such-program"}, "no BpfProgram no-such-program"},
+	} {
+		out, err := exec.CommandContext(ctx, e.kubectlBPF, append(tt.args, "--kubeconfig", viewer.kubeconfig)...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), tt.want) {
+			t.Errorf("kubectl bpf %v: %v %s, want an error saying %q", tt.args, err, out, tt.want)
+		}
+	}
+}
+
+type saCredential struct{ kubeconfig, token string }
+
+// serviceAccountKubeconfig makes a service account in default with a
+// kubeconfig holding its token. canGet grants it get and list on
+// BpfPrograms; both may list pods and port-forward in bpfleet-system.
+func (e *env) serviceAccountKubeconfig(t *testing.T, name string, canGet bool) saCredential {
+	t.Helper()
+	rules := ""
+	if canGet {
+		rules = `
+  - {apiGroups: [bpfleet.io], resources: [bpfprograms], verbs: [get, list, watch]}`
+	}
+	e.apply(t, fmt.Sprintf(`apiVersion: v1
+kind: ServiceAccount
+metadata: {name: %[1]s, namespace: default}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: %[1]s}
+rules:%[2]s
+  - {apiGroups: [""], resources: [namespaces], verbs: [get]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: %[1]s}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: %[1]s}
+subjects: [{kind: ServiceAccount, name: %[1]s, namespace: default}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: %[1]s, namespace: %[3]s}
+rules:
+  - {apiGroups: [""], resources: [pods], verbs: [get, list]}
+  - {apiGroups: [""], resources: [pods/portforward], verbs: [get, create]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: %[1]s, namespace: %[3]s}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: %[1]s}
+subjects: [{kind: ServiceAccount, name: %[1]s, namespace: default}]
+`, name, rules, namespace))
+	t.Cleanup(func() {
+		_, _ = e.c.Kubectl(context.Background(), "delete", "--ignore-not-found", "-n", "default", "serviceaccount/"+name)
+		_, _ = e.c.Kubectl(context.Background(), "delete", "--ignore-not-found", "clusterrole/"+name, "clusterrolebinding/"+name)
+		_, _ = e.c.Kubectl(context.Background(), "delete", "--ignore-not-found", "-n", namespace, "role/"+name, "rolebinding/"+name)
+	})
+	token := strings.TrimSpace(e.kubectl(t, "-n", "default", "create", "token", name, "--duration", "10m"))
+	kc := filepath.Join(t.TempDir(), name+".kubeconfig")
+	e.run(t, e.c.KubectlPath(), "--kubeconfig", kc, "config", "set-cluster", "c", "--server", e.c.Config.Host, "--certificate-authority", e.c.Config.CAFile)
+	e.run(t, e.c.KubectlPath(), "--kubeconfig", kc, "config", "set-credentials", "u", "--token", token)
+	e.run(t, e.c.KubectlPath(), "--kubeconfig", kc, "config", "set-context", "c", "--cluster", "c", "--user", "u", "--namespace", "default")
+	e.run(t, e.c.KubectlPath(), "--kubeconfig", kc, "config", "use-context", "c")
+	return saCredential{kubeconfig: kc, token: token}
 }

@@ -71,7 +71,7 @@ func newCommand(o *options) *cobra.Command {
 	root.SetErr(o.streams.ErrOut)
 	o.flags.AddFlags(root.PersistentFlags())
 	root.PersistentFlags().StringVarP(&o.output, "output", "o", "", "output format: wide, json or yaml")
-	root.AddCommand(o.statusCommand(), o.nodesCommand(), o.programsCommand(), o.topCommand(), o.unmanagedCommand())
+	root.AddCommand(o.statusCommand(), o.nodesCommand(), o.programsCommand(), o.topCommand(), o.unmanagedCommand(), o.eventsCommand())
 	return root
 }
 
