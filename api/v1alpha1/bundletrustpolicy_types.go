@@ -40,6 +40,7 @@ type SecretKeyRef struct {
 
 // BundleTrustPolicySpec says whose signatures admit which bundles.
 // +kubebuilder:validation:XValidation:rule="self.allowUnsigned || (has(self.keys) && size(self.keys) > 0)",message="set keys, or allowUnsigned: true"
+// +kubebuilder:validation:XValidation:rule="!self.allowUnsigned || self.images.all(i, !i.matches('^[^/]*[*?[]'))",message="allowUnsigned needs a literal registry host in every image glob: no *, ? or [ before the first /"
 type BundleTrustPolicySpec struct {
 	// Images are the bundle references this policy covers, as globs over
 	// registry/repository (e.g. registry.example.com/ebpf/*). A bundle no
@@ -59,13 +60,20 @@ type BundleTrustPolicySpec struct {
 	// +listMapKey=name
 	Keys []TrustedKey `json:"keys,omitempty"`
 
-	// AllowUnsigned admits bundles without a valid signature. For development
-	// only: it is reported loudly in status and events.
+	// AllowUnsigned admits bundles without a signature. For development
+	// only: it is reported loudly in status and events. It never overrides
+	// another covering policy: every policy covering a bundle must admit
+	// it, so once any covering policy names keys, a signature that fails
+	// them is refused. With keys of its own, the policy admits a bundle
+	// signed by one of them or carrying no signature at all, never one
+	// whose signatures fail its keys. Refused with a wildcard registry
+	// host (e.g. "**", "*/**").
 	// +optional
 	AllowUnsigned bool `json:"allowUnsigned,omitempty"`
 
 	// AllowedProgramTypes, when set, limits the program types a covered bundle
 	// may load (e.g. xdp, tracepoint); others are refused before any kernel call.
+	// Every covering policy's list applies (intersection).
 	// +optional
 	// +kubebuilder:validation:MaxItems=32
 	// +listType=set

@@ -28,6 +28,12 @@ func policy(name string, images []string, allowUnsigned bool, keys ...v1alpha1.T
 	}
 }
 
+// allowing returns p limited to program types.
+func allowing(p v1alpha1.BundleTrustPolicy, types ...string) v1alpha1.BundleTrustPolicy {
+	p.Spec.AllowedProgramTypes = types
+	return p
+}
+
 func TestCovers(t *testing.T) {
 	tests := []struct {
 		glob string // policy image glob
@@ -56,20 +62,24 @@ func TestCovers(t *testing.T) {
 func TestCheckProgramTypes(t *testing.T) {
 	m := &format.Manifest{Programs: []format.Program{{Name: "f", Type: "xdp"}, {Name: "t", Type: "tracepoint"}}}
 	tests := []struct {
-		allowed []string // policy allow-list
-		want    error    // nil = allowed
+		limits []trust.Limit // the covering policies' allow-lists
+		want   error         // nil = allowed
 	}{
-		{allowed: nil},
-		{allowed: []string{"xdp", "tracepoint"}},
-		{allowed: []string{"xdp"}, want: bundles.ErrProgramTypeDenied},
+		{limits: nil},
+		{limits: []trust.Limit{{Policy: "p"}}},
+		{limits: []trust.Limit{{Policy: "p", ProgramTypes: []string{"xdp", "tracepoint"}}}},
+		{limits: []trust.Limit{{Policy: "p", ProgramTypes: []string{"xdp"}}}, want: bundles.ErrProgramTypeDenied},
+		// Intersection: a lenient list next to a strict one changes nothing.
+		{limits: []trust.Limit{{Policy: "a", ProgramTypes: []string{"xdp", "tracepoint"}}, {Policy: "p", ProgramTypes: []string{"xdp"}}}, want: bundles.ErrProgramTypeDenied},
+		{limits: []trust.Limit{{Policy: "a"}, {Policy: "p", ProgramTypes: []string{"xdp"}}}, want: bundles.ErrProgramTypeDenied},
 	}
 	for _, tt := range tests {
-		err := trust.CheckProgramTypes(trust.Result{Policy: "p", AllowedProgramTypes: tt.allowed}, m)
+		err := trust.CheckProgramTypes(trust.Result{Limits: tt.limits}, m)
 		if !errors.Is(err, tt.want) {
-			t.Errorf("CheckProgramTypes(%v) = %v, want %v", tt.allowed, err, tt.want)
+			t.Errorf("CheckProgramTypes(%v) = %v, want %v", tt.limits, err, tt.want)
 		}
 		if tt.want != nil && !strings.Contains(err.Error(), "program t is tracepoint, policy p allows only xdp") {
-			t.Errorf("error %q does not say which program", err)
+			t.Errorf("error %q does not say which program and policy", err)
 		}
 	}
 }
@@ -113,6 +123,9 @@ func TestVerify(t *testing.T) {
 		keys     trust.KeySource              // secretRef resolver
 		want     trust.Result                 // on success
 		wantErr  error                        // sentinel on failure
+		// deniedTypes are program types CheckProgramTypes must refuse
+		// with the result.
+		deniedTypes []string
 	}{
 		{name: "no policy", digest: signedDigest, wantErr: bundles.ErrNoTrustPolicy},
 		{name: "policy for another registry", digest: signedDigest, policies: []v1alpha1.BundleTrustPolicy{policy("p", elsewhere, true)}, wantErr: bundles.ErrNoTrustPolicy},
@@ -125,15 +138,36 @@ func TestVerify(t *testing.T) {
 		{name: "signed policy wins over lenient one", digest: signedDigest,
 			policies: []v1alpha1.BundleTrustPolicy{policy("a-dev", here, true), policy("b-prod", here, false, good)},
 			want:     trust.Result{Policy: "b-prod", KeyName: "release", Fingerprint: fp}},
-		{name: "wrong key, lenient policy admits unsigned", digest: signedDigest,
+		// A lenient policy never overrides a stricter one (intersection).
+		{name: "wrong key, lenient policy does not admit", digest: signedDigest,
 			policies: []v1alpha1.BundleTrustPolicy{policy("prod", here, false, wrong), policy("dev", here, true)},
+			wantErr:  bundles.ErrSignatureMismatch},
+		{name: "unsigned, lenient policy does not admit", digest: unsignedDigest,
+			policies: []v1alpha1.BundleTrustPolicy{policy("a-dev", here, true), policy("b-prod", here, false, good)},
+			wantErr:  bundles.ErrUnsigned},
+		{name: "allowUnsigned with keys refuses a foreign signature", digest: signedDigest,
+			policies: []v1alpha1.BundleTrustPolicy{policy("dev", here, true, wrong)}, wantErr: bundles.ErrSignatureMismatch},
+		{name: "allowUnsigned with keys admits no signature", digest: unsignedDigest,
+			policies: []v1alpha1.BundleTrustPolicy{policy("dev", here, true, wrong)},
 			want:     trust.Result{Policy: "dev", Unsigned: true}},
+		{name: "every keyed policy must be satisfied", digest: signedDigest,
+			policies: []v1alpha1.BundleTrustPolicy{policy("a", here, false, good), policy("b", here, false, wrong)},
+			wantErr:  bundles.ErrSignatureMismatch},
+		{name: "two keyed policies satisfied", digest: signedDigest,
+			policies: []v1alpha1.BundleTrustPolicy{policy("a", here, false, good), policy("b", here, false, wrong, good)},
+			want:     trust.Result{Policy: "a", KeyName: "release", Fingerprint: fp}},
+		{name: "program types intersect", digest: signedDigest,
+			policies: []v1alpha1.BundleTrustPolicy{allowing(policy("a", here, false, good), "xdp", "tracepoint"), allowing(policy("b", here, false, good), "xdp")},
+			want:     trust.Result{Policy: "a", KeyName: "release", Fingerprint: fp}, deniedTypes: []string{"tracepoint"}},
+		{name: "lenient types do not widen strict ones", digest: signedDigest,
+			policies: []v1alpha1.BundleTrustPolicy{allowing(policy("a-dev", here, true), "xdp", "tracepoint"), allowing(policy("b-prod", here, false, good), "xdp")},
+			want:     trust.Result{Policy: "b-prod", KeyName: "release", Fingerprint: fp}, deniedTypes: []string{"tracepoint"}},
 		{name: "secretRef without KeySource", digest: signedDigest, policies: []v1alpha1.BundleTrustPolicy{policy("prod", here, false, secret)}, wantErr: trust.ErrSecretRefRefused},
 		{name: "secretRef with KeySource", digest: signedDigest, policies: []v1alpha1.BundleTrustPolicy{policy("prod", here, false, secret)}, keys: secrets,
 			want: trust.Result{Policy: "prod", KeyName: "from-secret", Fingerprint: fp}},
-		{name: "broken policy does not hide a good one", digest: signedDigest,
+		{name: "a covering policy without a usable key refuses", digest: signedDigest,
 			policies: []v1alpha1.BundleTrustPolicy{policy("a", here, false, secret), policy("b", here, false, good)},
-			want:     trust.Result{Policy: "b", KeyName: "release", Fingerprint: fp}},
+			wantErr:  trust.ErrSecretRefRefused},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,6 +185,12 @@ func TestVerify(t *testing.T) {
 			if got.Policy != tt.want.Policy || got.KeyName != tt.want.KeyName || got.Fingerprint != tt.want.Fingerprint || got.Unsigned != tt.want.Unsigned {
 				t.Fatalf("Verify = %+v, want %+v", got, tt.want)
 			}
+			for _, typ := range tt.deniedTypes {
+				m := &format.Manifest{Programs: []format.Program{{Name: "p", Type: typ}}}
+				if err := trust.CheckProgramTypes(got, m); !errors.Is(err, bundles.ErrProgramTypeDenied) {
+					t.Errorf("CheckProgramTypes(%s) = %v, want ErrProgramTypeDenied", typ, err)
+				}
+			}
 		})
 	}
 
@@ -165,6 +205,13 @@ func TestVerify(t *testing.T) {
 func TestSigner(t *testing.T) {
 	r := trust.Result{Policy: "prod", KeyName: "release", Fingerprint: "SHA256:" + strings.Repeat("ab", 32)}
 	if got, want := r.Signer(), "prod/release SHA256:abababababababab…"; got != want {
+		t.Errorf("Signer() = %q, want %q", got, want)
+	}
+	two := trust.Result{Signatures: []trust.Signature{
+		{Policy: "a", KeyName: "k1", Fingerprint: "SHA256:" + strings.Repeat("01", 32)},
+		{Policy: "b", KeyName: "k2", Fingerprint: "SHA256:" + strings.Repeat("02", 32)},
+	}}
+	if got, want := two.Signer(), "a/k1 SHA256:0101010101010101…, b/k2 SHA256:0202020202020202…"; got != want {
 		t.Errorf("Signer() = %q, want %q", got, want)
 	}
 	if got := (trust.Result{Policy: "dev", Unsigned: true}).Signer(); got != "dev (unsigned, allowed by policy)" {

@@ -301,7 +301,7 @@ func running(states []v1alpha1.ProgramState) map[types.UID]v1alpha1.ProgramState
 // runningBundle returns the cached bundle of a digest the node already runs,
 // when the registry cannot be reached to verify it again. The trust policies
 // still apply as far as they can without the registry: one must cover the
-// repository and allow the bundle's program types.
+// repository, and every covering one must allow the bundle's program types.
 func (r *Reconciler) runningBundle(ctx context.Context, p *v1alpha1.BpfProgram, digest string, policies []v1alpha1.BundleTrustPolicy) (*format.Bundle, error) {
 	ref, err := remote.ParseReference(p.Spec.Bundle.Image)
 	if err != nil {
@@ -311,19 +311,15 @@ func (r *Reconciler) runningBundle(ctx context.Context, p *v1alpha1.BpfProgram, 
 	if err != nil {
 		return nil, fmt.Errorf("get cached %s@%s: %w", ref.Repository, digest, err)
 	}
-	var denied error
-	for _, pol := range policies {
-		if !trust.Covers(pol, ref.Repository) {
-			continue
-		}
-		if denied = trust.CheckProgramTypes(trust.Result{Policy: pol.Name, AllowedProgramTypes: pol.Spec.AllowedProgramTypes}, b.Manifest); denied == nil {
-			return b, nil
-		}
+	covering := trust.Covering(policies, ref.Repository)
+	if len(covering) == 0 {
+		return nil, fmt.Errorf("keep %s@%s: %w", ref.Repository, digest, bundles.ErrNoTrustPolicy)
 	}
-	if denied != nil {
-		return nil, fmt.Errorf("check program types of %s@%s: %w", ref.Repository, digest, denied)
+	// Every covering policy's allow-list applies, as in Verify.
+	if err := trust.CheckProgramTypes(trust.Result{Limits: trust.Limits(covering)}, b.Manifest); err != nil {
+		return nil, fmt.Errorf("check program types of %s@%s: %w", ref.Repository, digest, err)
 	}
-	return nil, fmt.Errorf("keep %s@%s: %w", ref.Repository, digest, bundles.ErrNoTrustPolicy)
+	return b, nil
 }
 
 // explainHolds makes sure every entry of a held program says why it is held,

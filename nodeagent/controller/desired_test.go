@@ -1,11 +1,19 @@
 package controller
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles"
+	"github.com/bpfleet/bpfleet/bundles/format"
 )
 
 // kernelOnly is a Dataplane that only reports a kernel; digestFor needs
@@ -44,5 +52,76 @@ func TestDigestForUsesTheNodeKernel(t *testing.T) {
 		if got := r.digestFor(p); got != tt.want {
 			t.Errorf("kernel %q: digestFor = %s, want %s", tt.release, got, tt.want)
 		}
+	}
+}
+
+// fakeBundle assembles a bundle whose manifest holds one program per type
+// (named after it), around a stand-in object: what the agent checks before
+// a load reads only the manifest.
+func fakeBundle(t *testing.T, types ...string) *format.Bundle {
+	t.Helper()
+	elf := []byte("\x7fELF stand-in object")
+	m := &format.Manifest{SchemaVersion: format.SchemaVersion, Name: "fake",
+		Objects: []format.Object{{Name: "fake.o", Digest: format.Digest(elf), Size: int64(len(elf)), Endianness: format.LittleEndian}}}
+	for _, typ := range types {
+		m.Programs = append(m.Programs, format.Program{Name: typ, Object: "fake.o", Section: typ, Type: typ,
+			License: "GPL", Attach: format.AttachHint{Kind: "xdp"}})
+	}
+	config, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	im := ocispec.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest, ArtifactType: format.ArtifactType,
+		Config: ocispec.Descriptor{MediaType: format.ConfigMediaType, Digest: digest.Digest(format.Digest(config)), Size: int64(len(config))},
+		Layers: []ocispec.Descriptor{{MediaType: format.ELFMediaType, Digest: digest.Digest(format.Digest(elf)), Size: int64(len(elf)),
+			Annotations: map[string]string{format.AnnotationTitle: "fake.o", format.AnnotationEndianness: format.LittleEndian}}},
+	}
+	raw, err := json.Marshal(im)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := format.Assemble(format.Parts{Digest: format.Digest(raw), ImageManifest: raw, Config: config,
+		Layers: map[string][]byte{format.Digest(elf): elf}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// cachedBundles serves one bundle from the "node cache".
+type cachedBundles struct{ b *format.Bundle }
+
+func (c cachedBundles) Get(context.Context, string, string) (*format.Bundle, error) { return c.b, nil }
+
+// TestRunningBundleIntersectsPolicies: with the registry down, the digest a
+// node runs is kept only if every covering policy still allows its program
+// types; a lenient policy next to a strict one widens nothing.
+func TestRunningBundleIntersectsPolicies(t *testing.T) {
+	pol := func(name string, types ...string) v1alpha1.BundleTrustPolicy {
+		return v1alpha1.BundleTrustPolicy{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: v1alpha1.BundleTrustPolicySpec{Images: []string{"r.example.com/ebpf/*"}, AllowedProgramTypes: types}}
+	}
+	p := &v1alpha1.BpfProgram{ObjectMeta: metav1.ObjectMeta{Name: "p"},
+		Spec: v1alpha1.BpfProgramSpec{Bundle: v1alpha1.BundleSource{Image: "r.example.com/ebpf/x:v1"}}}
+	tests := []struct {
+		name     string
+		policies []v1alpha1.BundleTrustPolicy // cluster policies
+		want     error                        // nil: kept
+	}{
+		{name: "one policy allows", policies: []v1alpha1.BundleTrustPolicy{pol("a", "xdp", "tracepoint")}},
+		{name: "unrestricted policies", policies: []v1alpha1.BundleTrustPolicy{pol("a"), pol("b")}},
+		{name: "a strict policy refuses despite a lenient one", policies: []v1alpha1.BundleTrustPolicy{pol("a", "xdp", "tracepoint"), pol("b", "xdp")},
+			want: bundles.ErrProgramTypeDenied},
+		{name: "no covering policy", want: bundles.ErrNoTrustPolicy},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &Reconciler{Bundles: cachedBundles{fakeBundle(t, "xdp", "tracepoint")}}
+			_, err := r.runningBundle(context.Background(), p, "sha256:1111111111111111111111111111111111111111111111111111111111111111", tt.policies)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("runningBundle = %v, want %v", err, tt.want)
+			}
+		})
 	}
 }
