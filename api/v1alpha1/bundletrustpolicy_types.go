@@ -40,7 +40,7 @@ type SecretKeyRef struct {
 
 // BundleTrustPolicySpec says whose signatures admit which bundles.
 // +kubebuilder:validation:XValidation:rule="self.allowUnsigned || (has(self.keys) && size(self.keys) > 0)",message="set keys, or allowUnsigned: true"
-// +kubebuilder:validation:XValidation:rule="!self.allowUnsigned || self.images.all(i, !i.matches('^[^/]*[*?[]'))",message="allowUnsigned needs a literal registry host in every image glob: no *, ? or [ before the first /"
+// +kubebuilder:validation:XValidation:rule="!has(self.allowUnsigned) || !self.allowUnsigned || self.images.all(i, !i.matches('^[^/]*[*?[]'))",message="allowUnsigned needs a literal registry host in every image glob: no *, ? or [ before the first /"
 type BundleTrustPolicySpec struct {
 	// Images are the bundle references this policy covers, as globs over
 	// registry/repository (e.g. registry.example.com/ebpf/*). A bundle no
