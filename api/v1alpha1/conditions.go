@@ -35,6 +35,7 @@ const (
 	ReasonSignatureMismatch   = "SignatureMismatch"
 	ReasonNoTrustPolicy       = "NoTrustPolicy"
 	ReasonProgramTypeDenied   = "ProgramTypeDenied"
+	ReasonAttachTypeDenied    = "AttachTypeDenied"
 	ReasonRolloutInProgress   = "RolloutInProgress"
 	ReasonRolloutPaused       = "RolloutPaused"
 	ReasonRolloutComplete     = "RolloutComplete"

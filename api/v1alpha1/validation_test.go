@@ -337,7 +337,8 @@ func TestValidationRejects(t *testing.T) {
 // policies may still use any glob.
 func TestUnsignedScopedToAHostIsAccepted(t *testing.T) {
 	for _, spec := range []v1.BundleTrustPolicySpec{
-		{Images: []string{"127.0.0.1:5000/dev/*", "r.example.com/**"}, AllowUnsigned: true},
+		{Images: []string{"127.0.0.1:5000/dev/*", "r.example.com/**"}, AllowUnsigned: true,
+			AllowedAttachTypes: []string{"xdp", "tc/*", "cgroup/ingress", "cgroup/device", "cgroup/*", "rawTracepoint"}},
 		{Images: []string{"**", "*/**"}, Keys: []v1.TrustedKey{{Name: "k", PublicKey: "-----BEGIN PUBLIC KEY-----"}}},
 	} {
 		p := &v1.BundleTrustPolicy{ObjectMeta: metav1.ObjectMeta{GenerateName: "p-"}, Spec: spec}
@@ -380,6 +381,12 @@ func TestTrustPolicyValidation(t *testing.T) {
 			spec:    v1.BundleTrustPolicySpec{AllowUnsigned: true},
 			field:   "spec.images",
 			message: "Required value",
+		},
+		{
+			name:    "attach type that names no hook",
+			spec:    v1.BundleTrustPolicySpec{Images: []string{"r.example.com/*"}, AllowUnsigned: true, AllowedAttachTypes: []string{"cgroup/ingress", "cgroup/everything"}},
+			field:   "spec.allowedAttachTypes[1]",
+			message: "should match",
 		},
 		{
 			name:    "allowUnsigned for every image",

@@ -1,5 +1,6 @@
 // Package trust evaluates BundleTrustPolicy objects: which policies cover a
-// bundle, whether their keys signed it, and which program types they allow.
+// bundle, whether their keys signed it, and which program types and hooks
+// they allow.
 // A bundle no policy covers is refused; every covering policy must admit it
 // (intersection), so a lenient policy never overrides a stricter one.
 package trust
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/bpfleet/bpfleet/api/hooks"
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/bundles/format"
@@ -51,6 +53,9 @@ type Limit struct {
 	Policy string
 	// ProgramTypes is the policy's allowedProgramTypes; empty means every type.
 	ProgramTypes []string
+	// AttachTypes is the policy's allowedAttachTypes (hooks.AttachType
+	// names, tc/* and cgroup/* as globs); empty means every hook.
+	AttachTypes []string
 }
 
 // Result is the outcome of a successful verification: every policy covering
@@ -152,7 +157,7 @@ func Covering(policies []v1alpha1.BundleTrustPolicy, repository string) []v1alph
 func Limits(policies []v1alpha1.BundleTrustPolicy) []Limit {
 	out := make([]Limit, 0, len(policies))
 	for _, p := range policies {
-		out = append(out, Limit{Policy: p.Name, ProgramTypes: p.Spec.AllowedProgramTypes})
+		out = append(out, Limit{Policy: p.Name, ProgramTypes: p.Spec.AllowedProgramTypes, AttachTypes: p.Spec.AllowedAttachTypes})
 	}
 	return out
 }
@@ -266,6 +271,28 @@ func CheckProgramTypes(r Result, m *format.Manifest) error {
 			if !slices.Contains(l.ProgramTypes, p.Type) {
 				return fmt.Errorf("%w: program %s is %s, policy %s allows only %s",
 					bundles.ErrProgramTypeDenied, p.Name, p.Type, l.Policy, strings.Join(l.ProgramTypes, ", "))
+			}
+		}
+	}
+	return nil
+}
+
+// CheckAttachTypes refuses (bundles.ErrAttachTypeDenied) an attach block of
+// programs whose hook (hooks.AttachType) is outside the allowedAttachTypes
+// of any of r.Limits.
+func CheckAttachTypes(r Result, programs []v1alpha1.ProgramAttachment) error {
+	for _, l := range r.Limits {
+		if len(l.AttachTypes) == 0 {
+			continue
+		}
+		for _, a := range programs {
+			hook := hooks.AttachType(a)
+			if !slices.ContainsFunc(l.AttachTypes, func(allowed string) bool {
+				m, err := path.Match(allowed, hook)
+				return err == nil && m
+			}) {
+				return fmt.Errorf("%w: program %s attaches to %s, policy %s allows only %s",
+					bundles.ErrAttachTypeDenied, a.Name, hook, l.Policy, strings.Join(l.AttachTypes, ", "))
 			}
 		}
 	}

@@ -84,6 +84,35 @@ func TestCheckProgramTypes(t *testing.T) {
 	}
 }
 
+func TestCheckAttachTypes(t *testing.T) {
+	programs := []v1alpha1.ProgramAttachment{
+		{Name: "count", Cgroup: &v1alpha1.CgroupAttach{Path: "/", AttachType: "egress"}},
+		{Name: "dev", Cgroup: &v1alpha1.CgroupAttach{Path: "/", AttachType: "device"}},
+	}
+	tests := []struct {
+		limits []trust.Limit // the covering policies' allow-lists
+		want   error         // nil = allowed
+	}{
+		{limits: nil},
+		{limits: []trust.Limit{{Policy: "p", ProgramTypes: []string{"cgroup_skb"}}}},
+		{limits: []trust.Limit{{Policy: "p", AttachTypes: []string{"cgroup/*"}}}},
+		{limits: []trust.Limit{{Policy: "p", AttachTypes: []string{"cgroup/egress", "cgroup/device"}}}},
+		// The type cgroup_skb is allowed, but only on egress: a device hook is not.
+		{limits: []trust.Limit{{Policy: "p", AttachTypes: []string{"cgroup/ingress", "cgroup/egress"}}}, want: bundles.ErrAttachTypeDenied},
+		{limits: []trust.Limit{{Policy: "a", AttachTypes: []string{"cgroup/*"}}, {Policy: "p", AttachTypes: []string{"cgroup/egress"}}}, want: bundles.ErrAttachTypeDenied},
+		{limits: []trust.Limit{{Policy: "p", AttachTypes: []string{"tc/*", "xdp"}}}, want: bundles.ErrAttachTypeDenied},
+	}
+	for _, tt := range tests {
+		err := trust.CheckAttachTypes(trust.Result{Limits: tt.limits}, programs)
+		if !errors.Is(err, tt.want) {
+			t.Errorf("CheckAttachTypes(%v) = %v, want %v", tt.limits, err, tt.want)
+		}
+		if tt.want != nil && !strings.Contains(err.Error(), "policy p allows only") {
+			t.Errorf("error %q does not name the policy", err)
+		}
+	}
+}
+
 func TestVerify(t *testing.T) {
 	reg := registry.Start(t, registry.Options{})
 	opts := remote.Options{Timeout: 10 * time.Second}

@@ -256,9 +256,10 @@ func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, po
 }
 
 // fetchVerified verifies repository@digest against the trust policies, pulls
-// it into the node cache and checks its program types against the admitting
-// policy. Verification comes first so that nothing untrusted is downloaded.
-// fresh says the node does not run digest yet (a load follows).
+// it into the node cache and checks its program types, and the spec's hooks,
+// against every covering policy. Verification comes first so that nothing
+// untrusted is downloaded. fresh says the node does not run digest yet (a
+// load follows).
 func (r *Reconciler) fetchVerified(ctx context.Context, p *v1alpha1.BpfProgram, digest string, policies []v1alpha1.BundleTrustPolicy, fresh bool, took *phaseTimes) (*format.Bundle, Verification, error) {
 	ref, err := remote.ParseReference(p.Spec.Bundle.Image)
 	if err != nil {
@@ -284,6 +285,9 @@ func (r *Reconciler) fetchVerified(ctx context.Context, p *v1alpha1.BpfProgram, 
 	if err := trust.CheckProgramTypes(v.Result, b.Manifest); err != nil {
 		return nil, Verification{}, fmt.Errorf("check program types of %s@%s: %w", ref.Repository, digest, err)
 	}
+	if err := trust.CheckAttachTypes(v.Result, p.Spec.Programs); err != nil {
+		return nil, Verification{}, fmt.Errorf("check attach types of %s: %w", p.Name, err)
+	}
 	return b, v, nil
 }
 
@@ -301,7 +305,8 @@ func running(states []v1alpha1.ProgramState) map[types.UID]v1alpha1.ProgramState
 // runningBundle returns the cached bundle of a digest the node already runs,
 // when the registry cannot be reached to verify it again. The trust policies
 // still apply as far as they can without the registry: one must cover the
-// repository, and every covering one must allow the bundle's program types.
+// repository, and every covering one must allow the bundle's program types
+// and the spec's hooks.
 func (r *Reconciler) runningBundle(ctx context.Context, p *v1alpha1.BpfProgram, digest string, policies []v1alpha1.BundleTrustPolicy) (*format.Bundle, error) {
 	ref, err := remote.ParseReference(p.Spec.Bundle.Image)
 	if err != nil {
@@ -315,9 +320,13 @@ func (r *Reconciler) runningBundle(ctx context.Context, p *v1alpha1.BpfProgram, 
 	if len(covering) == 0 {
 		return nil, fmt.Errorf("keep %s@%s: %w", ref.Repository, digest, bundles.ErrNoTrustPolicy)
 	}
-	// Every covering policy's allow-list applies, as in Verify.
-	if err := trust.CheckProgramTypes(trust.Result{Limits: trust.Limits(covering)}, b.Manifest); err != nil {
+	// Every covering policy's allow-lists apply, as in Verify.
+	limits := trust.Result{Limits: trust.Limits(covering)}
+	if err := trust.CheckProgramTypes(limits, b.Manifest); err != nil {
 		return nil, fmt.Errorf("check program types of %s@%s: %w", ref.Repository, digest, err)
+	}
+	if err := trust.CheckAttachTypes(limits, p.Spec.Programs); err != nil {
+		return nil, fmt.Errorf("check attach types of %s: %w", p.Name, err)
 	}
 	return b, nil
 }

@@ -73,7 +73,8 @@ func holdReason(err error) string {
 	case errors.Is(err, bundles.ErrUnsigned),
 		errors.Is(err, bundles.ErrSignatureMismatch),
 		errors.Is(err, bundles.ErrNoTrustPolicy),
-		errors.Is(err, bundles.ErrProgramTypeDenied):
+		errors.Is(err, bundles.ErrProgramTypeDenied),
+		errors.Is(err, bundles.ErrAttachTypeDenied):
 		return v1alpha1.ReasonVerifyFailed
 	default:
 		return v1alpha1.ReasonPullFailed

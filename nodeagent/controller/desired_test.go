@@ -14,6 +14,7 @@ import (
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/bundles/format"
+	"github.com/bpfleet/bpfleet/bundles/trust"
 )
 
 // kernelOnly is a Dataplane that only reports a kernel; digestFor needs
@@ -123,5 +124,37 @@ func TestRunningBundleIntersectsPolicies(t *testing.T) {
 				t.Fatalf("runningBundle = %v, want %v", err, tt.want)
 			}
 		})
+	}
+}
+
+// verifiedBy is a Verifier that admits every digest with a fixed result.
+type verifiedBy trust.Result
+
+func (v verifiedBy) Verify(context.Context, string, string, []v1alpha1.BundleTrustPolicy) (trust.Result, error) {
+	return trust.Result(v), nil
+}
+
+// TestFetchVerifiedChecksAttachTypes: the agent, not only the operator,
+// refuses a hook that a covering policy's allowedAttachTypes leaves out,
+// with a reason that is no transient hold.
+func TestFetchVerifiedChecksAttachTypes(t *testing.T) {
+	cgroup := func(hook v1alpha1.CgroupAttachType) v1alpha1.BpfProgram {
+		return v1alpha1.BpfProgram{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Spec: v1alpha1.BpfProgramSpec{
+			Bundle:   v1alpha1.BundleSource{Image: "r.example.com/ebpf/x:v1"},
+			Programs: []v1alpha1.ProgramAttachment{{Name: "cgroup_skb", Cgroup: &v1alpha1.CgroupAttach{Path: "/", AttachType: hook}}},
+		}}
+	}
+	res := trust.Result{Policy: "p", KeyName: "k", Limits: []trust.Limit{{Policy: "p", AttachTypes: []string{"cgroup/egress"}}}}
+	r := &Reconciler{Bundles: cachedBundles{fakeBundle(t, "cgroup_skb")}, Verifier: &VerifyMemo{Verifier: verifiedBy(res)}}
+	const digest = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+
+	egress := cgroup("egress")
+	if _, _, err := r.fetchVerified(context.Background(), &egress, digest, nil, true, &phaseTimes{}); err != nil {
+		t.Fatalf("egress allowed, got %v", err)
+	}
+	ingress := cgroup("ingress")
+	_, _, err := r.fetchVerified(context.Background(), &ingress, digest, nil, true, &phaseTimes{})
+	if !errors.Is(err, bundles.ErrAttachTypeDenied) || holdReason(err) != v1alpha1.ReasonVerifyFailed || transientHold(err) {
+		t.Fatalf("ingress: %v (reason %s), want ErrAttachTypeDenied held as VerifyFailed", err, holdReason(err))
 	}
 }
