@@ -70,4 +70,8 @@ const (
 	ReasonTampered         = "Tampered"
 	ReasonMapUpdateFailed  = "MapUpdateFailed"
 	ReasonInvalidConstant  = "InvalidConstant"
+	// ReasonDigestNotPinned: spec.bundle.image pins a digest and
+	// status.rollout names another for this node; the agent keeps what
+	// runs and loads nothing else.
+	ReasonDigestNotPinned = "DigestNotPinned"
 )

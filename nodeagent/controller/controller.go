@@ -229,6 +229,12 @@ func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, po
 			out = append(out, d)
 			continue
 		}
+		if err := checkPinned(p, d.Digest); err != nil {
+			d.Hold = dataplane.Hold(holdReason(err), err)
+			logger.Info("refusing a digest the spec does not pin", "bpfProgram", p.Name, "digest", d.Digest, "image", p.Spec.Bundle.Image)
+			out = append(out, d)
+			continue
+		}
 		b, v, err := r.fetchVerified(ctx, p, d.Digest, policies, running[p.UID].Digest != d.Digest, took)
 		if err != nil && errors.Is(err, bundles.ErrRegistryUnavailable) && running[p.UID].Digest == d.Digest {
 			// The node already runs this digest, verified when it was

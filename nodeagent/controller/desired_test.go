@@ -158,3 +158,63 @@ func TestFetchVerifiedChecksAttachTypes(t *testing.T) {
 		t.Fatalf("ingress: %v (reason %s), want ErrAttachTypeDenied held as VerifyFailed", err, holdReason(err))
 	}
 }
+
+// TestPinnedDigestIsBinding: when spec.bundle.image is pinned with
+// @sha256:, the agent runs that digest only, whatever status.rollout (which
+// more hands may write than the spec) tells it: a forged rollout back to an
+// older signed release is refused, and what runs keeps running.
+func TestPinnedDigestIsBinding(t *testing.T) {
+	const (
+		older  = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+		pinned = "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+	)
+	tests := []struct {
+		name            string
+		image           string // spec.bundle.image
+		target, stable  string // status.rollout
+		wantHoldReason  string // "" when the digest is fetched and verified
+		wantDigestTaken string // the digest the desired entry carries
+	}{
+		{name: "pinned, status names it", image: "r.example.com/ebpf/x@" + pinned, target: pinned, stable: pinned, wantDigestTaken: pinned},
+		{name: "pinned, status rolls back", image: "r.example.com/ebpf/x@" + pinned, target: older, stable: older,
+			wantHoldReason: v1alpha1.ReasonDigestNotPinned, wantDigestTaken: older},
+		{name: "pinned, status halts to the stable digest", image: "r.example.com/ebpf/x@" + pinned, target: pinned, stable: older,
+			wantHoldReason: v1alpha1.ReasonDigestNotPinned, wantDigestTaken: older},
+		{name: "a tag follows status", image: "r.example.com/ebpf/x:v1", target: older, stable: older, wantDigestTaken: older},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &v1alpha1.BpfProgram{
+				ObjectMeta: metav1.ObjectMeta{Name: "p", UID: "uid-1"},
+				Spec: v1alpha1.BpfProgramSpec{Bundle: v1alpha1.BundleSource{Image: tt.image},
+					Programs: []v1alpha1.ProgramAttachment{{Name: "xdp", XDP: &v1alpha1.XDPAttach{}}}},
+				Status: v1alpha1.BpfProgramStatus{Rollout: &v1alpha1.RolloutStatus{TargetDigest: tt.target, StableDigest: tt.stable}},
+			}
+			if tt.target != tt.stable {
+				p.Status.Rollout.HaltedReason = "halted"
+			}
+			r := &Reconciler{NodeName: "n1", Dataplane: kernelOnly{}, Bundles: cachedBundles{fakeBundle(t, "xdp")},
+				Verifier: &VerifyMemo{Verifier: verifiedBy(trust.Result{Policy: "p", KeyName: "k"})}}
+			out, _ := r.desired(context.Background(), []*v1alpha1.BpfProgram{p}, nil, nil, &phaseTimes{})
+			if len(out) != 1 {
+				t.Fatalf("desired = %+v", out)
+			}
+			d := out[0]
+			if d.Digest != tt.wantDigestTaken {
+				t.Errorf("digest %s, want %s", d.Digest, tt.wantDigestTaken)
+			}
+			if tt.wantHoldReason == "" {
+				if d.Hold != nil || d.Bundle == nil {
+					t.Fatalf("held: %v", d.Hold)
+				}
+				return
+			}
+			if d.Hold == nil || d.Bundle != nil {
+				t.Fatalf("not held (bundle set: %v)", d.Bundle != nil)
+			}
+			if got := holdReason(d.Hold); got != tt.wantHoldReason || heldPhase(d.Hold) != v1alpha1.PhasePending || transientHold(d.Hold) {
+				t.Errorf("hold %q reason %s phase %s; want %s, Pending, not transient", d.Hold, got, heldPhase(d.Hold), tt.wantHoldReason)
+			}
+		})
+	}
+}
