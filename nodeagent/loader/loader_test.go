@@ -164,6 +164,34 @@ func TestDecodeMapEntries(t *testing.T) {
 	}
 }
 
+// TestMapEntriesRefuseKernelObjects: spec.mapEntries writes plain data
+// only. A value (or a storage map's key) the kernel reads as a file
+// descriptor of the agent would let a BpfProgram author put any program,
+// map or socket the agent holds into a map.
+func TestMapEntriesRefuseKernelObjects(t *testing.T) {
+	for _, typ := range []ebpf.MapType{
+		ebpf.ProgramArray, ebpf.ArrayOfMaps, ebpf.HashOfMaps,
+		ebpf.SockMap, ebpf.SockHash, ebpf.ReusePortSockArray, ebpf.XSKMap, ebpf.PerfEventArray,
+		ebpf.DevMap, ebpf.DevMapHash, ebpf.CPUMap, ebpf.CGroupArray,
+		ebpf.SkStorage, ebpf.InodeStorage, ebpf.TaskStorage, ebpf.CgroupStorage,
+		ebpf.Queue, ebpf.RingBuf, ebpf.PerCPUHash,
+	} {
+		t.Run(typ.String(), func(t *testing.T) {
+			cs := &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{"m": {Name: "m", Type: typ, KeySize: 4, ValueSize: 4, MaxEntries: 4}}}
+			entry := v1alpha1.MapEntry{Map: "m", Key: "00000000", Value: "03000000"} // fd 3
+			if got, err := loader.DecodeMapEntries(cs, []v1alpha1.MapEntry{entry}); !errors.Is(err, loader.ErrInvalidMapEntry) {
+				t.Fatalf("DecodeMapEntries = %v, %v; want ErrInvalidMapEntry", got, err)
+			}
+		})
+	}
+	for _, typ := range []ebpf.MapType{ebpf.Hash, ebpf.LRUHash, ebpf.Array, ebpf.LPMTrie} {
+		cs := &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{"m": {Name: "m", Type: typ, KeySize: 4, ValueSize: 4, MaxEntries: 4}}}
+		if _, err := loader.DecodeMapEntries(cs, []v1alpha1.MapEntry{{Map: "m", Key: "00000000", Value: "03000000"}}); err != nil {
+			t.Errorf("%s: %v, want writable", typ, err)
+		}
+	}
+}
+
 func TestVerifierTail(t *testing.T) {
 	log := []string{"0: R1=ctx()", "1: (71) r0 = *(u8 *)(r2 +64)", "invalid access to packet, off=64 size=1", "processed 3 insns"}
 	err := error(&ebpf.VerifierError{Cause: errors.New("permission denied"), Log: log})
