@@ -226,7 +226,8 @@ func loadHash(ds *Desired) string {
 }
 
 // parse reads the object holding the spec's programs, checks that the
-// manifest describes them truly, sets the constants and prepares each program for its attach block.
+// manifest describes them truly and that the object's maps fit the limits,
+// sets the constants and prepares each program for its attach block.
 // Per-program problems (type mismatch, program type unsupported here) are
 // returned in progErr.
 func (d *Dataplane) parse(ds *Desired) (cs *ebpf.CollectionSpec, object string, progErr map[string]error, err error) {
@@ -265,6 +266,10 @@ func (d *Dataplane) parse(ds *Desired) (cs *ebpf.CollectionSpec, object string, 
 				return nil, "", nil, withReason(v1alpha1.ReasonBundleInvalid, err)
 			}
 		}
+	}
+	// Map limits before anything else reaches the kernel (probes included).
+	if err := loader.CheckMapSizes(cs); err != nil {
+		return nil, "", nil, withReason(v1alpha1.ReasonLoadFailed, err)
 	}
 	if err := loader.SetConstants(cs, ds.Spec.Constants); err != nil {
 		return nil, "", nil, err
