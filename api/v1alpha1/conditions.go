@@ -53,6 +53,10 @@ const (
 	// Secret. The bpfleet-trust-keys Role grants it only once the
 	// trustkeys reconciler has seen the policy, so it is retried soon.
 	ReasonSecretForbidden = "SecretForbidden"
+	// ReasonKeyUnavailable: a trust key could not be read because of an
+	// API error; the keys that could be read are used, and the read is
+	// retried soon. Never a verdict on the bundle.
+	ReasonKeyUnavailable = "KeyUnavailable"
 )
 
 // Reasons on BpfNodeState program entries (ProgramState.Reason).

@@ -112,32 +112,46 @@ type Key struct {
 	Fingerprint string
 }
 
-// ResolveKeys returns the policy's keys, PEM inline or from KeySource, each
-// parsed and fingerprinted. It fails on the first key that cannot be had.
+// ResolveKeys returns the policy's usable keys, PEM inline or from
+// KeySource, each parsed and fingerprinted. A key that cannot be had is
+// skipped, not fatal: the other keys of the policy still count. The error
+// joins one error per skipped key (nil when none was); it wraps
+// bundles.ErrKeyUnavailable when reading one may succeed later (an API
+// error), ErrSecretRefRefused or a parse error otherwise.
 func (v *Verifier) ResolveKeys(ctx context.Context, policy v1alpha1.BundleTrustPolicy) ([]Key, error) {
 	keys := make([]Key, 0, len(policy.Spec.Keys))
+	var skipped []error
 	for _, k := range policy.Spec.Keys {
-		pem := []byte(k.PublicKey)
-		if k.SecretRef != nil {
-			if v.Keys == nil {
-				return nil, fmt.Errorf("policy %s key %s: %w", policy.Name, k.Name, ErrSecretRefRefused)
-			}
-			ref := *k.SecretRef
-			if ref.Key == "" {
-				ref.Key = DefaultSecretKey
-			}
-			var err error
-			if pem, err = v.Keys(ctx, ref); err != nil {
-				return nil, fmt.Errorf("policy %s key %s: read secret %s/%s: %w", policy.Name, k.Name, ref.Namespace, ref.Name, err)
-			}
-		}
-		fp, err := signing.Fingerprint(pem)
+		key, err := v.resolveKey(ctx, policy.Name, k)
 		if err != nil {
-			return nil, fmt.Errorf("policy %s key %s: %w", policy.Name, k.Name, err)
+			skipped = append(skipped, fmt.Errorf("policy %s key %s: %w", policy.Name, k.Name, err))
+			continue
 		}
-		keys = append(keys, Key{Policy: policy.Name, Name: k.Name, PEM: pem, Fingerprint: fp})
+		keys = append(keys, key)
 	}
-	return keys, nil
+	return keys, errors.Join(skipped...)
+}
+
+func (v *Verifier) resolveKey(ctx context.Context, policy string, k v1alpha1.TrustedKey) (Key, error) {
+	pem := []byte(k.PublicKey)
+	if k.SecretRef != nil {
+		if v.Keys == nil {
+			return Key{}, ErrSecretRefRefused
+		}
+		ref := *k.SecretRef
+		if ref.Key == "" {
+			ref.Key = DefaultSecretKey
+		}
+		var err error
+		if pem, err = v.Keys(ctx, ref); err != nil {
+			return Key{}, fmt.Errorf("read secret %s/%s: %w", ref.Namespace, ref.Name, err)
+		}
+	}
+	fp, err := signing.Fingerprint(pem)
+	if err != nil {
+		return Key{}, err
+	}
+	return Key{Policy: policy, Name: k.Name, PEM: pem, Fingerprint: fp}, nil
 }
 
 // Covering returns the policies that cover repository, sorted by name.
@@ -172,9 +186,12 @@ func Limits(policies []v1alpha1.BundleTrustPolicy) []Limit {
 //
 // So once any covering policy names keys, a signature mismatch is refused,
 // whatever a more lenient policy says. Signatures are read once for all
-// covering keys. Errors wrap bundles.ErrNoTrustPolicy, ErrUnsigned,
-// ErrSignatureMismatch, ErrRegistryUnavailable, or ErrSecretRefRefused /
-// ErrBundleInvalid for keys that cannot be used.
+// covering keys; a key that cannot be read is skipped (ResolveKeys). Errors
+// wrap bundles.ErrNoTrustPolicy, ErrUnsigned, ErrSignatureMismatch,
+// ErrRegistryUnavailable, and for a refusing policy whose keys were
+// skipped, ErrSecretRefRefused, a parse error, or ErrKeyUnavailable: callers
+// treat ErrKeyUnavailable (checked first) as transient, as they do
+// ErrRegistryUnavailable.
 func (v *Verifier) Verify(ctx context.Context, repository, digest string, policies []v1alpha1.BundleTrustPolicy) (Result, error) {
 	covering := Covering(policies, repository)
 	if len(covering) == 0 {
@@ -186,8 +203,7 @@ func (v *Verifier) Verify(ctx context.Context, repository, digest string, polici
 	for _, p := range covering {
 		k, err := v.ResolveKeys(ctx, p)
 		if err != nil {
-			keyErrs[p.Name] = err
-			continue
+			keyErrs[p.Name] = err // skipped keys; the others still count
 		}
 		keys = append(keys, k...)
 	}

@@ -139,11 +139,17 @@ func TestVerify(t *testing.T) {
 	here := []string{reg.Host + "/ebpf/*"}
 	elsewhere := []string{"registry.example.com/**"}
 	secrets := func(_ context.Context, ref v1alpha1.SecretKeyRef) ([]byte, error) {
-		if ref.Namespace == "bpfleet" && ref.Name == "keys" && ref.Key == trust.DefaultSecretKey {
+		switch {
+		case ref.Namespace == "bpfleet" && ref.Name == "keys" && ref.Key == trust.DefaultSecretKey:
 			return pubPEM, nil
+		case ref.Name == "flaky":
+			return nil, fmt.Errorf("get secret: %w: the server is currently unable to handle the request", bundles.ErrKeyUnavailable)
 		}
 		return nil, fmt.Errorf("no secret %v", ref)
 	}
+	missing := v1alpha1.TrustedKey{Name: "missing", SecretRef: &v1alpha1.SecretKeyRef{Namespace: "bpfleet", Name: "gone"}}
+	flaky := v1alpha1.TrustedKey{Name: "flaky", SecretRef: &v1alpha1.SecretKeyRef{Namespace: "bpfleet", Name: "flaky"}}
+	garbage := v1alpha1.TrustedKey{Name: "garbage", PublicKey: "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n"}
 
 	tests := []struct {
 		name     string
@@ -194,6 +200,17 @@ func TestVerify(t *testing.T) {
 		{name: "secretRef without KeySource", digest: signedDigest, policies: []v1alpha1.BundleTrustPolicy{policy("prod", here, false, secret)}, wantErr: trust.ErrSecretRefRefused},
 		{name: "secretRef with KeySource", digest: signedDigest, policies: []v1alpha1.BundleTrustPolicy{policy("prod", here, false, secret)}, keys: secrets,
 			want: trust.Result{Policy: "prod", KeyName: "from-secret", Fingerprint: fp}},
+		// One key that cannot be had does not disable the policy's others.
+		{name: "unreadable key skipped", digest: signedDigest, keys: secrets,
+			policies: []v1alpha1.BundleTrustPolicy{policy("prod", here, false, missing, garbage, good)},
+			want:     trust.Result{Policy: "prod", KeyName: "release", Fingerprint: fp}},
+		{name: "unavailable key skipped when another verifies", digest: signedDigest, keys: secrets,
+			policies: []v1alpha1.BundleTrustPolicy{policy("prod", here, false, flaky, good)},
+			want:     trust.Result{Policy: "prod", KeyName: "release", Fingerprint: fp}},
+		// An API error reading the only key is no verdict: transient.
+		{name: "unavailable key is transient", digest: signedDigest, keys: secrets,
+			policies: []v1alpha1.BundleTrustPolicy{policy("prod", here, false, flaky, wrong)},
+			wantErr:  bundles.ErrKeyUnavailable},
 		{name: "a covering policy without a usable key refuses", digest: signedDigest,
 			policies: []v1alpha1.BundleTrustPolicy{policy("a", here, false, secret), policy("b", here, false, good)},
 			wantErr:  trust.ErrSecretRefRefused},

@@ -236,11 +236,13 @@ func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, po
 			continue
 		}
 		b, v, err := r.fetchVerified(ctx, p, d.Digest, policies, running[p.UID].Digest != d.Digest, took)
-		if err != nil && errors.Is(err, bundles.ErrRegistryUnavailable) && running[p.UID].Digest == d.Digest {
+		if err != nil && (errors.Is(err, bundles.ErrRegistryUnavailable) || errors.Is(err, bundles.ErrKeyUnavailable)) &&
+			running[p.UID].Digest == d.Digest {
 			// The node already runs this digest, verified when it was
-			// loaded (perhaps by a previous agent): an outage must not
-			// freeze it, so map entries and attach points still follow
-			// the spec, from the cached bundle.
+			// loaded (perhaps by a previous agent): an outage (registry,
+			// or the API server serving a key's Secret) must not freeze
+			// it, so map entries and attach points still follow the spec,
+			// from the cached bundle.
 			if b, err = r.runningBundle(ctx, p, d.Digest, policies); err == nil {
 				d.Bundle, d.Signer = b, running[p.UID].Signer
 				out = append(out, d)

@@ -89,6 +89,9 @@ func holdReason(err error) string {
 		return v1alpha1.ReasonWaitingForWave
 	case errors.Is(err, errNotPinned):
 		return v1alpha1.ReasonDigestNotPinned
+	case errors.Is(err, bundles.ErrKeyUnavailable):
+		// Before the refusals it is joined with: a key not read is no verdict.
+		return v1alpha1.ReasonKeyUnavailable
 	case errors.Is(err, bundles.ErrUnsigned),
 		errors.Is(err, bundles.ErrSignatureMismatch),
 		errors.Is(err, bundles.ErrNoTrustPolicy),
@@ -101,9 +104,11 @@ func holdReason(err error) string {
 }
 
 // transientHold tells whether retrying soon may clear a hold: the registry
-// was unreachable, as opposed to a bundle that will never verify.
+// was unreachable or a trust key could not be read, as opposed to a bundle
+// that will never verify.
 func transientHold(err error) bool {
-	return holdReason(err) == v1alpha1.ReasonPullFailed
+	r := holdReason(err)
+	return r == v1alpha1.ReasonPullFailed || r == v1alpha1.ReasonKeyUnavailable
 }
 
 // policyKey identifies the trust policies' content for the verification memo:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -216,5 +217,20 @@ func TestPinnedDigestIsBinding(t *testing.T) {
 				t.Errorf("hold %q reason %s phase %s; want %s, Pending, not transient", d.Hold, got, heldPhase(d.Hold), tt.wantHoldReason)
 			}
 		})
+	}
+}
+
+// TestKeyUnavailableIsTransient: a trust key that could not be read (an API
+// error) holds the program as Pending and is retried soon, never reported
+// as VerifyFailed, even when joined with a signature mismatch.
+func TestKeyUnavailableIsTransient(t *testing.T) {
+	err := fmt.Errorf("verify r/x@d: %w", errors.Join(
+		fmt.Errorf("trust policy p refuses: %w", bundles.ErrSignatureMismatch),
+		fmt.Errorf("policy p key k: %w", bundles.ErrKeyUnavailable)))
+	if got := holdReason(err); got != v1alpha1.ReasonKeyUnavailable || !transientHold(err) || heldPhase(err) != v1alpha1.PhasePending {
+		t.Errorf("hold reason %s transient %v phase %s; want KeyUnavailable, transient, Pending", got, transientHold(err), heldPhase(err))
+	}
+	if got := holdReason(fmt.Errorf("x: %w", bundles.ErrSignatureMismatch)); got != v1alpha1.ReasonVerifyFailed {
+		t.Errorf("a mismatch alone: %s, want VerifyFailed", got)
 	}
 }

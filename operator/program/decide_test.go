@@ -1,6 +1,7 @@
 package program
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/bpfleet/bpfleet/api/hooks"
 	"github.com/bpfleet/bpfleet/api/rollout"
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/bundles/format"
 )
 
@@ -642,5 +644,28 @@ func TestSummarizeKeepsWhatAPausedReleaseLearned(t *testing.T) {
 	}
 	if fmt.Sprint(s.Kernels) != fmt.Sprint(wantKernels) {
 		t.Errorf("kernels %+v, want %+v", s.Kernels, wantKernels)
+	}
+}
+
+// TestSignatureReason: a verification that failed because a trust key's
+// Secret could not be read is transient (retried soon, never a verdict),
+// even though the refusal it is joined with names a signature mismatch.
+func TestSignatureReason(t *testing.T) {
+	tests := []struct {
+		err       error
+		want      string
+		transient bool
+	}{
+		{fmt.Errorf("x: %w", bundles.ErrRegistryUnavailable), v1alpha1.ReasonRegistryUnavailable, true},
+		{errors.Join(fmt.Errorf("policy p: %w", bundles.ErrSignatureMismatch), fmt.Errorf("key k: %w", bundles.ErrKeyUnavailable)), v1alpha1.ReasonKeyUnavailable, true},
+		{fmt.Errorf("x: %w", bundles.ErrSignatureMismatch), v1alpha1.ReasonSignatureMismatch, false},
+		{fmt.Errorf("x: %w", bundles.ErrUnsigned), v1alpha1.ReasonUnsigned, false},
+		{fmt.Errorf("x: %w", bundles.ErrAttachTypeDenied), v1alpha1.ReasonAttachTypeDenied, false},
+	}
+	for _, tt := range tests {
+		got := signatureReason(tt.err)
+		if got != tt.want || transientReason(got) != tt.transient {
+			t.Errorf("signatureReason(%v) = %s (transient %v), want %s (%v)", tt.err, got, transientReason(got), tt.want, tt.transient)
+		}
 	}
 }

@@ -293,7 +293,7 @@ func (r *Reconciler) reconcileVerification(ctx context.Context, s *scope) error 
 	if err != nil {
 		reason := signatureReason(err)
 		r.setSignatureVerifiedCondition(s, false, reason, err.Error())
-		if reason == v1alpha1.ReasonRegistryUnavailable {
+		if transientReason(reason) {
 			return fmt.Errorf("verify %s: %w", short(s.digest), err)
 		}
 		s.verifiedFor = key
@@ -368,11 +368,18 @@ func isManifestRefusal(p *v1alpha1.BpfProgram) bool {
 func retryable(p *v1alpha1.BpfProgram) bool {
 	for _, t := range []string{v1alpha1.ConditionSignatureVerified, v1alpha1.ConditionBundleResolved} {
 		c := meta.FindStatusCondition(p.Status.Conditions, t)
-		if c == nil || c.Reason == v1alpha1.ReasonRegistryUnavailable {
+		if c == nil || transientReason(c.Reason) {
 			return true
 		}
 	}
 	return false
+}
+
+// transientReason tells whether a refusal reason says nothing about the
+// bundle: the registry or a trust key's Secret could not be read, and
+// retrying soon may succeed.
+func transientReason(reason string) bool {
+	return reason == v1alpha1.ReasonRegistryUnavailable || reason == v1alpha1.ReasonKeyUnavailable
 }
 
 func verifiedReason(res trust.Result) string {
@@ -387,6 +394,9 @@ func signatureReason(err error) string {
 	switch {
 	case errors.Is(err, bundles.ErrRegistryUnavailable):
 		return v1alpha1.ReasonRegistryUnavailable
+	case errors.Is(err, bundles.ErrKeyUnavailable):
+		// Before the refusals it is joined with: a key not read is no verdict.
+		return v1alpha1.ReasonKeyUnavailable
 	case errors.Is(err, bundles.ErrNoTrustPolicy):
 		return v1alpha1.ReasonNoTrustPolicy
 	case errors.Is(err, bundles.ErrUnsigned):
@@ -482,8 +492,8 @@ func (r *Reconciler) reconcileRollout(_ context.Context, s *scope) error {
 }
 
 // refusal returns the BundleResolved or SignatureVerified condition that is
-// False for the current generation. An unreachable registry while checking
-// the digest that already runs again (pullPolicy Always, the resolve
+// False for the current generation. An unreachable registry (or an
+// unreadable trust key) while checking the digest that already runs again (pullPolicy Always, the resolve
 // annotation) refuses nothing: Ready keeps telling how the nodes do.
 func refusal(p *v1alpha1.BpfProgram, s *scope) *metav1.Condition {
 	recheck := p.Status.Rollout != nil && p.Status.Rollout.TargetDigest == p.Status.ResolvedDigest &&
@@ -491,7 +501,7 @@ func refusal(p *v1alpha1.BpfProgram, s *scope) *metav1.Condition {
 	for _, t := range []string{v1alpha1.ConditionSignatureVerified, v1alpha1.ConditionBundleResolved} {
 		c := meta.FindStatusCondition(p.Status.Conditions, t)
 		if c != nil && c.Status == metav1.ConditionFalse && c.ObservedGeneration == p.Generation &&
-			(c.Reason != v1alpha1.ReasonRegistryUnavailable || !recheck) {
+			(!transientReason(c.Reason) || !recheck) {
 			return c
 		}
 	}
