@@ -130,15 +130,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.List(ctx, &policies); err != nil {
 		return ctrl.Result{}, fmt.Errorf("list BundleTrustPolicies: %w", err)
 	}
-	sel, selErr := selected(programs.Items, node)
-	if selErr != nil {
-		logger.Error(selErr, "some BpfPrograms were left out")
-	}
-
 	var took phaseTimes
-	snapshot := r.Dataplane.Snapshot()
-	sel, settle := awaitAdmission(sel, snapshot, r.digestFor, time.Now())
-	desired, verified := r.desired(ctx, sel, policies.Items, running(snapshot), &took)
+	pl := r.plan(ctx, node, programs.Items, policies.Items, r.Dataplane.Snapshot(), time.Now(), &took)
+	if pl.selErr != nil {
+		logger.Error(pl.selErr, "some BpfPrograms were left out")
+	}
+	desired, verified, settle := pl.desired, pl.verified, pl.settle
 
 	start := time.Now()
 	states := r.Dataplane.Apply(ctx, desired)
@@ -166,6 +163,34 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		settle = wait + time.Millisecond
 	}
 	return ctrl.Result{RequeueAfter: settle}, nil
+}
+
+// plan is the node's desired set, as plan computes it.
+type plan struct {
+	// desired has one entry per program that selects the node.
+	desired []dataplane.Desired
+	// verified tells, per admitted digest, when it was verified.
+	verified map[types.UID]time.Time
+	// settle is when to look again for programs held back by
+	// awaitAdmission; 0 when none is.
+	settle time.Duration
+	// selErr names the programs whose nodeSelector could not be evaluated
+	// (they are left out).
+	selErr error
+}
+
+// plan computes the node's desired set from the API objects and what runs
+// (snapshot): the programs that select node, less those awaitAdmission holds
+// back at now, each with its verified bundle or a Hold saying why it cannot
+// move. It touches no kernel: Reconcile hands the result to the dataplane.
+func (r *Reconciler) plan(ctx context.Context, node *corev1.Node, programs []v1alpha1.BpfProgram, policies []v1alpha1.BundleTrustPolicy,
+	snapshot []v1alpha1.ProgramState, now time.Time, took *phaseTimes) plan {
+	var pl plan
+	var sel []*v1alpha1.BpfProgram
+	sel, pl.selErr = selected(programs, node)
+	sel, pl.settle = awaitAdmission(sel, snapshot, r.digestFor, now)
+	pl.desired, pl.verified = r.desired(ctx, sel, policies, running(snapshot), took)
+	return pl
 }
 
 // admissionGrace is how long after a BpfProgram's creation the agent waits

@@ -60,7 +60,7 @@ func TestDigestForUsesTheNodeKernel(t *testing.T) {
 // fakeBundle assembles a bundle whose manifest holds one program per type
 // (named after it), around a stand-in object: what the agent checks before
 // a load reads only the manifest.
-func fakeBundle(t *testing.T, types ...string) *format.Bundle {
+func fakeBundle(t testing.TB, types ...string) *format.Bundle {
 	t.Helper()
 	elf := []byte("\x7fELF stand-in object")
 	m := &format.Manifest{SchemaVersion: format.SchemaVersion, Name: "fake",
