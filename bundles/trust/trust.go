@@ -321,6 +321,9 @@ func CheckAttachTypes(r Result, programs []v1alpha1.ProgramAttachment) error {
 // below. Globs and repository compare without a trailing tag or digest.
 func Covers(policy v1alpha1.BundleTrustPolicy, repository string) bool {
 	repository = stripReference(repository)
+	if repository == "" || strings.HasPrefix(repository, "/") || strings.HasSuffix(repository, "/") || strings.Contains(repository, "//") {
+		return false // an empty path segment: no repository ("a/" must not pass as below "a/**")
+	}
 	for _, glob := range policy.Spec.Images {
 		glob = stripReference(glob)
 		if prefix, ok := strings.CutSuffix(glob, "/**"); ok {

@@ -50,7 +50,9 @@ func TestCovers(t *testing.T) {
 		{glob: "registry.example.com/ebpf/xdp", repo: "evil.example.com/ebpf/xdp", want: false},
 		{glob: "*/ebpf/xdp", repo: "127.0.0.1:5000/ebpf/xdp", want: true},
 		{glob: "127.0.0.1:5000/*", repo: "127.0.0.1:5000/xdp", want: true},
-		{glob: "[", repo: "[", want: false}, // malformed glob never matches
+		{glob: "[", repo: "[", want: false},                                                     // malformed glob never matches
+		{glob: "registry.example.com/ebpf/**", repo: "registry.example.com/ebpf/", want: false}, // an empty segment is no repository
+		{glob: "/**", repo: "/xdp", want: false},
 	}
 	for _, tt := range tests {
 		if got := trust.Covers(policy("p", []string{tt.glob}, false), tt.repo); got != tt.want {
@@ -274,4 +276,68 @@ func ExampleCovers() {
 	// Output:
 	// true
 	// false
+}
+
+// FuzzCovers feeds arbitrary image globs and repositories to Covers (globs
+// come from any policy author, repositories from any BpfProgram). It never
+// panics, and where the answer is known without path.Match it is that: a
+// tag or digest on the repository changes nothing, a glob without
+// metacharacters covers exactly itself, and "prefix/**" covers what is
+// strictly below prefix, never prefix itself.
+func FuzzCovers(f *testing.F) {
+	for _, s := range [][2]string{
+		{"registry.example.com/ebpf/*", "registry.example.com/ebpf/xdp"},
+		{"registry.example.com/ebpf/**", "registry.example.com/ebpf/team/xdp"},
+		{"registry.example.com/ebpf/**", "registry.example.com/ebpf"},
+		{"registry.example.com/ebpf/xdp:v1", "registry.example.com/ebpf/xdp"},
+		{"*/ebpf/xdp", "127.0.0.1:5000/ebpf/xdp"},
+		{"[", "["},
+		{"a/**", "a/"},
+		{"/**", "/x"},
+		{"**", "a/b"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	literal := func(s string) bool { return !strings.ContainsAny(s, "*?[\\") }
+	// clean: nothing stripReference would strip.
+	clean := func(s string) bool {
+		slash := strings.LastIndex(s, "/")
+		return !strings.Contains(s, "@") && !strings.Contains(s[slash+1:], ":")
+	}
+	f.Fuzz(func(t *testing.T, glob, repo string) {
+		p := policy("p", []string{glob}, false)
+		got := trust.Covers(p, repo)
+		if clean(repo) && strings.Contains(repo, "/") {
+			for _, ref := range []string{repo + ":v1", repo + "@sha256:" + strings.Repeat("a", 64)} {
+				if trust.Covers(p, ref) != got {
+					t.Fatalf("Covers(%q, %q) = %v but Covers(%q, %q) = %v", glob, repo, got, glob, ref, !got)
+				}
+			}
+		}
+		if !clean(repo) || !clean(glob) || !literal(repo) {
+			return
+		}
+		if prefix, ok := strings.CutSuffix(glob, "/**"); ok && literal(prefix) {
+			want := strings.HasPrefix(repo, prefix+"/") && validRepository(repo)
+			if got != want {
+				t.Fatalf("Covers(%q, %q) = %v, want %v", glob, repo, got, want)
+			}
+			return
+		}
+		if literal(glob) {
+			if want := glob == repo && validRepository(repo); got != want {
+				t.Fatalf("Covers(%q, %q) = %v, want %v", glob, repo, got, want)
+			}
+		}
+	})
+}
+
+// validRepository: registry/path segments, none empty.
+func validRepository(repo string) bool {
+	for _, seg := range strings.Split(repo, "/") {
+		if seg == "" {
+			return false
+		}
+	}
+	return true
 }
