@@ -29,6 +29,17 @@ var (
 	// ErrProgramTypeDenied: a trust policy does not allow a program type the
 	// bundle contains.
 	ErrProgramTypeDenied = errors.New("program type denied by trust policy")
+	// ErrAttachTypeDenied: a trust policy does not allow a hook a program
+	// of the bundle is to be attached to.
+	ErrAttachTypeDenied = errors.New("attach type denied by trust policy")
+	// ErrManifestMismatch: the bundle manifest does not describe its ELF
+	// objects (a program's type, attach type or section differs), so no
+	// check made on the manifest would hold for what the kernel loads.
+	ErrManifestMismatch = errors.New("manifest does not match the ELF object")
+	// ErrKeyUnavailable: a trust policy's key could not be read (the API
+	// server failed or refused to serve its Secret); retrying soon may help,
+	// unlike a key that is missing or does not parse.
+	ErrKeyUnavailable = errors.New("trust key unavailable")
 	// ErrRegistryUnavailable: the registry could not be reached or answered
 	// with a server error; retrying later may help.
 	ErrRegistryUnavailable = errors.New("registry unavailable")

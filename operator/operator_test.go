@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -23,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/bpfleet/bpfleet/api/rollout"
@@ -912,8 +914,8 @@ func TestSteadyStateWritesNothing(t *testing.T) {
 	startOperator(t)
 	ctx := context.Background()
 	names, _ := readyFleet(t, "steady", 2)
-	// Let the reconciles the reports queued settle.
-	time.Sleep(time.Second)
+	// The reconciles the reports queued (delayed by NodeStateDelay) may
+	// still run: they must not write either, so no settling is needed.
 	before := get(t, "steady").ResourceVersion
 
 	// An agent's stats refresh: run counts change, nothing the operator sums.
@@ -925,16 +927,68 @@ func TestSteadyStateWritesNothing(t *testing.T) {
 		state.Status.Programs[i].RunCount += 1000
 		state.Status.Programs[i].RunTimeNs += 15000
 	}
+	reconciled, _ := bpfProgramReconciles(t)
 	if err := env.Client.Status().Update(ctx, state); err != nil {
 		t.Fatal(err)
 	}
-	// A kubelet heartbeat.
+	// A kubelet heartbeat: no readiness change, so it wakes no reconcile;
+	// had it, that reconcile was queued at once and runs before the one the
+	// stats refresh queued (NodeStateDelay later).
 	setNodeReady(t, names[1], corev1.ConditionTrue)
-	time.Sleep(2 * time.Second)
+	// Wait for the reconcile the stats refresh causes, not for a time.
+	waitReconciles(t, reconciled, 1)
 	if after := get(t, "steady"); after.ResourceVersion != before {
 		t.Fatalf("the BpfProgram was written (resourceVersion %s -> %s) with nothing to change; status %+v",
 			before, after.ResourceVersion, after.Status)
 	}
+}
+
+// bpfProgramReconciles returns how many reconciles the bpfprogram
+// controller has finished, and whether it is idle: nothing in its queue and
+// no reconcile running (controller-runtime's own metrics).
+func bpfProgramReconciles(t *testing.T) (done float64, idle bool) {
+	t.Helper()
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	label := func(m *dto.Metric, name string) string {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == name {
+				return l.GetValue()
+			}
+		}
+		return ""
+	}
+	busy := 0.0
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			switch {
+			case f.GetName() == "controller_runtime_reconcile_total" && label(m, "controller") == "bpfprogram":
+				done += m.GetCounter().GetValue()
+			case f.GetName() == "workqueue_depth" && label(m, "name") == "bpfprogram",
+				f.GetName() == "controller_runtime_active_workers" && label(m, "controller") == "bpfprogram":
+				busy += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return done, busy == 0
+}
+
+// waitReconciles waits until the bpfprogram controller has finished at least
+// n reconciles more than since (a count bpfProgramReconciles returned) and
+// is idle. Nothing else
+// reconciles BpfPrograms in this package while a test waits (no parallel
+// tests, no requeue shorter than a test), so those are the test's own.
+func waitReconciles(t *testing.T, since float64, n int) {
+	t.Helper()
+	envtest.Eventually(t, 30*time.Second, func() error {
+		done, idle := bpfProgramReconciles(t)
+		if done < since+float64(n) || !idle {
+			return fmt.Errorf("%v reconciles since, want %d, idle %v", done-since, n, idle)
+		}
+		return nil
+	})
 }
 
 // A policy's program type allow-list refuses a bundle carrying other types.

@@ -40,6 +40,7 @@ type SecretKeyRef struct {
 
 // BundleTrustPolicySpec says whose signatures admit which bundles.
 // +kubebuilder:validation:XValidation:rule="self.allowUnsigned || (has(self.keys) && size(self.keys) > 0)",message="set keys, or allowUnsigned: true"
+// +kubebuilder:validation:XValidation:rule="!has(self.allowUnsigned) || !self.allowUnsigned || self.images.all(i, !i.matches('^[^/]*[*?[]'))",message="allowUnsigned needs a literal registry host in every image glob: no *, ? or [ before the first /"
 type BundleTrustPolicySpec struct {
 	// Images are the bundle references this policy covers, as globs over
 	// registry/repository (e.g. registry.example.com/ebpf/*). A bundle no
@@ -59,17 +60,38 @@ type BundleTrustPolicySpec struct {
 	// +listMapKey=name
 	Keys []TrustedKey `json:"keys,omitempty"`
 
-	// AllowUnsigned admits bundles without a valid signature. For development
-	// only: it is reported loudly in status and events.
+	// AllowUnsigned admits bundles without a signature. For development
+	// only: it is reported loudly in status and events. It never overrides
+	// another covering policy: every policy covering a bundle must admit
+	// it, so once any covering policy names keys, a signature that fails
+	// them is refused. With keys of its own, the policy admits a bundle
+	// signed by one of them or carrying no signature at all, never one
+	// whose signatures fail its keys. Refused with a wildcard registry
+	// host (e.g. "**", "*/**").
 	// +optional
 	AllowUnsigned bool `json:"allowUnsigned,omitempty"`
 
 	// AllowedProgramTypes, when set, limits the program types a covered bundle
 	// may load (e.g. xdp, tracepoint); others are refused before any kernel call.
+	// Every covering policy's list applies (intersection).
 	// +optional
 	// +kubebuilder:validation:MaxItems=32
 	// +listType=set
 	AllowedProgramTypes []string `json:"allowedProgramTypes,omitempty"`
+
+	// AllowedAttachTypes, when set, limits the hooks the programs of a
+	// covered bundle may be attached to, as BpfPrograms name them: xdp,
+	// tc/ingress, tc/egress, tracepoint, rawTracepoint, fentry, fexit,
+	// kprobe, uprobe, or cgroup/<attachType> (cgroup/ingress,
+	// cgroup/device, ...); tc/* and cgroup/* allow every hook of the kind.
+	// A program type alone cannot tell cgroup hooks apart (cgroup_sock_addr
+	// serves connect4 and sendmsg6 alike). Every covering policy's list
+	// applies (intersection); the operator and every agent check it.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=set
+	// +kubebuilder:validation:items:Pattern=`^(xdp|tracepoint|rawTracepoint|fentry|fexit|kprobe|uprobe|tc/(ingress|egress|\*)|cgroup/(ingress|egress|sock_create|connect4|connect6|sendmsg4|sendmsg6|recvmsg4|recvmsg6|sock_ops|device|sysctl|getsockopt|setsockopt|\*))$`
+	AllowedAttachTypes []string `json:"allowedAttachTypes,omitempty"`
 }
 
 // BundleTrustPolicyStatus reports what the operator found in the policy.

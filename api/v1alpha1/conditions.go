@@ -35,6 +35,7 @@ const (
 	ReasonSignatureMismatch   = "SignatureMismatch"
 	ReasonNoTrustPolicy       = "NoTrustPolicy"
 	ReasonProgramTypeDenied   = "ProgramTypeDenied"
+	ReasonAttachTypeDenied    = "AttachTypeDenied"
 	ReasonRolloutInProgress   = "RolloutInProgress"
 	ReasonRolloutPaused       = "RolloutPaused"
 	ReasonRolloutComplete     = "RolloutComplete"
@@ -52,6 +53,10 @@ const (
 	// Secret. The bpfleet-trust-keys Role grants it only once the
 	// trustkeys reconciler has seen the policy, so it is retried soon.
 	ReasonSecretForbidden = "SecretForbidden"
+	// ReasonKeyUnavailable: a trust key could not be read because of an
+	// API error; the keys that could be read are used, and the read is
+	// retried soon. Never a verdict on the bundle.
+	ReasonKeyUnavailable = "KeyUnavailable"
 )
 
 // Reasons on BpfNodeState program entries (ProgramState.Reason).
@@ -69,4 +74,8 @@ const (
 	ReasonTampered         = "Tampered"
 	ReasonMapUpdateFailed  = "MapUpdateFailed"
 	ReasonInvalidConstant  = "InvalidConstant"
+	// ReasonDigestNotPinned: spec.bundle.image pins a digest and
+	// status.rollout names another for this node; the agent keeps what
+	// runs and loads nothing else.
+	ReasonDigestNotPinned = "DigestNotPinned"
 )

@@ -332,6 +332,22 @@ func TestValidationRejects(t *testing.T) {
 	}
 }
 
+// TestUnsignedScopedToAHostIsAccepted guards the wildcard-host rule above:
+// allowUnsigned stays usable for one registry's repositories, and keyed
+// policies may still use any glob.
+func TestUnsignedScopedToAHostIsAccepted(t *testing.T) {
+	for _, spec := range []v1.BundleTrustPolicySpec{
+		{Images: []string{"127.0.0.1:5000/dev/*", "r.example.com/**"}, AllowUnsigned: true,
+			AllowedAttachTypes: []string{"xdp", "tc/*", "cgroup/ingress", "cgroup/device", "cgroup/*", "rawTracepoint"}},
+		{Images: []string{"**", "*/**"}, Keys: []v1.TrustedKey{{Name: "k", PublicKey: "-----BEGIN PUBLIC KEY-----"}}},
+	} {
+		p := &v1.BundleTrustPolicy{ObjectMeta: metav1.ObjectMeta{GenerateName: "p-"}, Spec: spec}
+		if err := env.Client.Create(context.Background(), p, client.DryRunAll); err != nil {
+			t.Errorf("%v refused: %v", spec.Images, err)
+		}
+	}
+}
+
 // TestValidObjectIsAccepted guards the table above: its base object is valid.
 func TestValidObjectIsAccepted(t *testing.T) {
 	if err := env.Client.Create(context.Background(), validProgram(), client.DryRunAll); err != nil {
@@ -365,6 +381,30 @@ func TestTrustPolicyValidation(t *testing.T) {
 			spec:    v1.BundleTrustPolicySpec{AllowUnsigned: true},
 			field:   "spec.images",
 			message: "Required value",
+		},
+		{
+			name:    "attach type that names no hook",
+			spec:    v1.BundleTrustPolicySpec{Images: []string{"r.example.com/*"}, AllowUnsigned: true, AllowedAttachTypes: []string{"cgroup/ingress", "cgroup/everything"}},
+			field:   "spec.allowedAttachTypes[1]",
+			message: "should match",
+		},
+		{
+			name:    "allowUnsigned for every image",
+			spec:    v1.BundleTrustPolicySpec{Images: []string{"r.example.com/dev/*", "**"}, AllowUnsigned: true},
+			field:   "spec",
+			message: "allowUnsigned needs a literal registry host",
+		},
+		{
+			name:    "allowUnsigned for any registry",
+			spec:    v1.BundleTrustPolicySpec{Images: []string{"*/**"}, AllowUnsigned: true},
+			field:   "spec",
+			message: "allowUnsigned needs a literal registry host",
+		},
+		{
+			name:    "allowUnsigned for a host pattern",
+			spec:    v1.BundleTrustPolicySpec{Images: []string{"*.example.com/dev/*"}, AllowUnsigned: true},
+			field:   "spec",
+			message: "allowUnsigned needs a literal registry host",
 		},
 	}
 	for _, tt := range tests {

@@ -24,6 +24,7 @@ import (
 	"oras.land/oras-go/v2/content/oci"
 	"sigs.k8s.io/yaml"
 
+	"github.com/bpfleet/bpfleet/api/hooks"
 	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/bundles/format"
 	"github.com/bpfleet/bpfleet/bundles/internal/ocibundle"
@@ -79,8 +80,12 @@ type SpecProgram struct {
 	Name string `json:"name"`
 	// Object is the file holding the program; needed only when several do.
 	Object string `json:"object,omitempty"`
-	// Attach is the attach kind (format.AttachKinds).
+	// Attach is the attach kind (format.AttachKinds); the ELF program's
+	// type must fit it (e.g. cgroup takes cgroup_* and sock_ops programs).
 	Attach string `json:"attach"`
+	// Type, when set, is the program type the author means to ship (e.g.
+	// cgroup_skb); the build fails when the ELF holds another.
+	Type string `json:"type,omitempty"`
 	// Target is an optional default attach target.
 	Target string `json:"target,omitempty"`
 }
@@ -261,6 +266,14 @@ func Build(ctx context.Context, dir string, opts Options) (Result, error) {
 		if err != nil {
 			return Result{}, fmt.Errorf("%s: programs[%d] %q: %w", SpecFile, i, sp.Name, err)
 		}
+		if sp.Type != "" && sp.Type != typ {
+			return Result{}, fmt.Errorf("%w: %s: programs[%d] %q: declared type %s, the ELF program (section %s) is %s",
+				bundles.ErrBundleInvalid, SpecFile, i, sp.Name, sp.Type, found.SectionName, typ)
+		}
+		if !hooks.KindFits(sp.Attach, found.Type, found.AttachType) {
+			return Result{}, fmt.Errorf("%w: %s: programs[%d] %q: a %s program (section %s) cannot be attached as %s",
+				bundles.ErrBundleInvalid, SpecFile, i, sp.Name, typ, found.SectionName, sp.Attach)
+		}
 		m.Programs = append(m.Programs, format.Program{
 			Name:       sp.Name,
 			Object:     in,
@@ -310,6 +323,9 @@ func Build(ctx context.Context, dir string, opts Options) (Result, error) {
 	b, err := format.Assemble(format.Parts{
 		Digest: format.Digest(raw), ImageManifest: raw, Config: config, Layers: layers,
 	})
+	if err == nil {
+		err = b.CheckObjects()
+	}
 	if err != nil {
 		return Result{}, fmt.Errorf("check built bundle: %w", err)
 	}

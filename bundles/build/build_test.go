@@ -109,6 +109,20 @@ func TestBuildRefusesBadInput(t *testing.T) {
 			want: bundles.ErrBundleInvalid, msg: `programs[0].attach: "socket"`,
 		},
 		{
+			name: "attach kind the ELF type does not fit",
+			setup: func(t *testing.T, dir string) {
+				editSpec(t, dir, "attach: tracepoint", "attach: cgroup")
+			},
+			want: bundles.ErrBundleInvalid, msg: `programs[1] "trace_open": a tracepoint program (section tracepoint/syscalls/sys_enter_openat) cannot be attached as cgroup`,
+		},
+		{
+			name: "declared type differs from the ELF's",
+			setup: func(t *testing.T, dir string) {
+				editSpec(t, dir, "attach: xdp", "attach: xdp\n    type: sched_cls")
+			},
+			want: bundles.ErrBundleInvalid, msg: `programs[0] "xdp_pod_filter": declared type sched_cls, the ELF program (section xdp) is xdp`,
+		},
+		{
 			name: "metric map not declared",
 			setup: func(t *testing.T, dir string) {
 				editSpec(t, dir, "metricMaps: [rule_hits]", "metricMaps: [drops]")

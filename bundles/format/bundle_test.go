@@ -12,6 +12,7 @@ import (
 
 	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/bundles/format"
+	"github.com/bpfleet/bpfleet/test/kernelprog"
 )
 
 // parts returns a consistent set of bundle parts around elf, after edit
@@ -125,6 +126,55 @@ func FuzzParseImageManifest(f *testing.F) {
 			if format.CheckFileName(l.Annotations[format.AnnotationTitle]) != nil || l.Size > format.MaxObjectSize {
 				t.Fatalf("accepted layer %+v", l)
 			}
+		}
+	})
+}
+
+// FuzzAssemble feeds arbitrary image manifests, config blobs and one layer
+// (as a registry or a node cache returns them: any bytes) to Assemble, with
+// the manifest digest the caller asked for. It never panics; errors wrap
+// the format's sentinels; an assembled bundle holds a valid manifest whose
+// every object is there, hashing to its digest; and checking it against
+// its ELF objects never panics either.
+func FuzzAssemble(f *testing.F) {
+	elf := []byte("\x7fELF seed")
+	none := func(*format.Manifest, *ocispec.Manifest) {}
+	p := parts(f, elf, none)
+	f.Add(p.ImageManifest, p.Config, elf)
+	cgroup := parts(f, kernelprog.Object, func(m *format.Manifest, _ *ocispec.Manifest) {
+		m.Programs = []format.Program{{Name: kernelprog.CgroupSKB, Object: m.Objects[0].Name, Section: "cgroup_skb/egress",
+			Type: "cgroup_skb", AttachType: "CGroupInetEgress", License: "GPL", Attach: format.AttachHint{Kind: "cgroup"}}}
+		m.Maps, m.MetricMaps = nil, nil
+	})
+	f.Add(cgroup.ImageManifest, cgroup.Config, kernelprog.Object)
+	bad := parts(f, elf, func(m *format.Manifest, _ *ocispec.Manifest) { m.Objects[0].Name = "../x.o" })
+	f.Add(bad.ImageManifest, bad.Config, elf)
+	f.Add([]byte(`{}`), []byte(`{}`), []byte{})
+	f.Fuzz(func(t *testing.T, imageManifest, config, layer []byte) {
+		b, err := format.Assemble(format.Parts{Repository: "r.example.com/x", Digest: format.Digest(imageManifest),
+			ImageManifest: imageManifest, Config: config, Layers: map[string][]byte{format.Digest(layer): layer}})
+		if err != nil {
+			if !errors.Is(err, bundles.ErrBundleInvalid) && !errors.Is(err, bundles.ErrTooLarge) && !errors.Is(err, bundles.ErrDigestMismatch) {
+				t.Fatalf("error %v wraps none of the format's sentinels", err)
+			}
+			return
+		}
+		if err := b.Manifest.Validate(); err != nil {
+			t.Fatalf("assembled an invalid manifest: %v", err)
+		}
+		size := int64(len(imageManifest) + len(config))
+		for _, o := range b.Manifest.Objects {
+			data, err := b.Object(o.Name)
+			if err != nil || format.Digest(data) != o.Digest || int64(len(data)) != o.Size {
+				t.Fatalf("object %s: %d bytes, %v; manifest says %s, %d bytes", o.Name, len(data), err, o.Digest, o.Size)
+			}
+			size += o.Size
+		}
+		if b.Size() != size {
+			t.Fatalf("size %d, want %d", b.Size(), size)
+		}
+		if err := b.CheckObjects(); err != nil && !errors.Is(err, bundles.ErrBundleInvalid) && !errors.Is(err, bundles.ErrManifestMismatch) {
+			t.Fatalf("CheckObjects error %v wraps neither ErrBundleInvalid nor ErrManifestMismatch", err)
 		}
 	})
 }

@@ -46,23 +46,64 @@ const (
 	// bundle cannot make every node of a fleet pin gigabytes of kernel
 	// memory by declaring an absurd capacity.
 	MaxMapBytes = 512 << 20
+	// MaxBundleMapBytes bounds the memory all maps of a bundle (and of the
+	// one ELF object a BpfProgram loads) may ask for together: many maps
+	// each under MaxMapBytes must not add up to more.
+	MaxBundleMapBytes = 1 << 30
 	// MaxRecordSize bounds one event record: a ring-buffer record is at
 	// most a page here in practice; 64 KiB leaves room.
 	MaxRecordSize = 64 << 10
 )
 
-// MapBytes is the memory a map asks for, as far as its declaration says:
-// (key + value) × max entries, times cpus for per-CPU maps; max entries (the
-// buffer size) for ring buffers. It is an upper bound for maps allocated on
-// demand.
+// Kernel bookkeeping per element that MapBytes counts, from the kernel's
+// structures on 64-bit hosts (Linux 6.x): a hash element carries a struct
+// htab_elem (48 bytes) before its key, and a hash table one 16-byte
+// bucket per entry rounded up to a power of two; an LPM trie node a
+// struct lpm_trie_node (40 bytes); a per-CPU array one pointer per entry.
+// Map types not listed count as hash maps.
+const (
+	htabElemBytes   = 48
+	htabBucketBytes = 16
+	lpmNodeBytes    = 40
+	pointerBytes    = 8
+)
+
+// MapBytes is the kernel memory a map asks for, as far as its declaration
+// says, counting what the kernel adds per element: keys and values rounded
+// up to 8 bytes, per-element headers and hash buckets (a preallocated hash
+// with 1-byte keys and values costs some 80 bytes an entry, not 2), values
+// times cpus for per-CPU maps, and the buffer size (max entries) for ring
+// buffers. It is an upper bound for maps allocated on demand.
 func MapBytes(typ string, keySize, valueSize, maxEntries uint32, cpus int) uint64 {
+	k, v, n := round8(keySize), round8(valueSize), uint64(maxEntries)
+	c := uint64(max(cpus, 1))
 	switch typ {
 	case "ringbuf", "userringbuf":
-		return uint64(maxEntries)
-	case "percpuhash", "percpuarray", "lrucpuhash", "percpucgroupstorage":
-		return (uint64(keySize) + uint64(valueSize)*uint64(max(cpus, 1))) * uint64(maxEntries)
+		return n
+	case "array", "programarray", "perfeventarray", "cgrouparray", "arrayofmaps", "reuseportsockarray", "devmap", "cpumap", "xskmap", "sockmap":
+		return v * n
+	case "percpuarray":
+		return (pointerBytes + v*c) * n
+	case "lpmtrie":
+		return (lpmNodeBytes + k + v) * n
+	case "percpuhash", "lrucpuhash", "percpucgroupstorage":
+		return (htabElemBytes+k+pointerBytes+v*c)*n + htabBucketBytes*pow2(n)
 	}
-	return (uint64(keySize) + uint64(valueSize)) * uint64(maxEntries)
+	return (htabElemBytes+k+v)*n + htabBucketBytes*pow2(n)
+}
+
+func round8(n uint32) uint64 { return (uint64(n) + 7) &^ 7 }
+
+// pow2 rounds n up to a power of two (0 stays 0).
+func pow2(n uint64) uint64 {
+	p := uint64(1)
+	for p < n {
+		p <<= 1
+	}
+	if n == 0 {
+		return 0
+	}
+	return p
 }
 
 // Endianness values of Object.Endianness.

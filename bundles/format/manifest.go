@@ -250,6 +250,7 @@ func (m *Manifest) Validate() error {
 		return err
 	}
 	maps := make(map[string]bool, len(m.Maps))
+	var mapBytes uint64
 	for i, mp := range m.Maps {
 		field := fmt.Sprintf("maps[%d]", i)
 		if err := checkName(field+".name", mp.Name, identPattern); err != nil {
@@ -265,10 +266,15 @@ func (m *Manifest) Validate() error {
 		if mp.Type == "" || len(mp.Type) > MaxNameLength {
 			return invalid(field+".type", "%q is not a map type", mp.Type)
 		}
-		if n := MapBytes(mp.Type, mp.KeySize, mp.ValueSize, mp.MaxEntries, 1); n > MaxMapBytes {
-			return tooLarge(field, "%s declares %d bytes (key %d + value %d × %d entries), limit %d",
-				mp.Name, n, mp.KeySize, mp.ValueSize, mp.MaxEntries, MaxMapBytes)
+		n := MapBytes(mp.Type, mp.KeySize, mp.ValueSize, mp.MaxEntries, 1)
+		if n > MaxMapBytes {
+			return tooLarge(field, "%s declares %d bytes (%s, key %d + value %d × %d entries, kernel overhead included), limit %d",
+				mp.Name, n, mp.Type, mp.KeySize, mp.ValueSize, mp.MaxEntries, MaxMapBytes)
 		}
+		mapBytes += n
+	}
+	if mapBytes > MaxBundleMapBytes {
+		return tooLarge("maps", "declare %d bytes together, limit %d", mapBytes, MaxBundleMapBytes)
 	}
 	if err := checkCount("metricMaps", len(m.MetricMaps), MaxMaps); err != nil {
 		return err

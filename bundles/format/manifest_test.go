@@ -66,7 +66,18 @@ func TestValidate(t *testing.T) {
 			}
 		}, want: bundles.ErrTooLarge, msg: "objects has 17 entries"},
 		{name: "duplicate map", mutate: func(m *format.Manifest) { m.Maps = append(m.Maps, m.Maps[0]) }, want: bundles.ErrBundleInvalid, msg: "maps[1].name duplicate"},
-		{name: "map of absurd size", mutate: func(m *format.Manifest) { m.Maps[0].ValueSize, m.Maps[0].MaxEntries = 1<<20, 1<<20 }, want: bundles.ErrTooLarge, msg: "maps[0] rule_hits declares 1099515822080 bytes"},
+		{name: "map of absurd size", mutate: func(m *format.Manifest) { m.Maps[0].ValueSize, m.Maps[0].MaxEntries = 1<<20, 1<<20 }, want: bundles.ErrTooLarge, msg: "maps[0] rule_hits declares 1099511627776 bytes"},
+		// 1-byte keys and values: 2 bytes an entry declared, 80 in the kernel.
+		{name: "preallocated hash of tiny elements", mutate: func(m *format.Manifest) {
+			m.Maps[0].Type, m.Maps[0].KeySize, m.Maps[0].ValueSize, m.Maps[0].MaxEntries = "hash", 1, 1, 256<<20
+		}, want: bundles.ErrTooLarge, msg: "maps[0] rule_hits declares 21474836480 bytes (hash"},
+		{name: "maps within the limit one by one, not together", mutate: func(m *format.Manifest) {
+			for i := range 3 {
+				mp := m.Maps[0]
+				mp.Name, mp.Type, mp.KeySize, mp.ValueSize, mp.MaxEntries = fmt.Sprintf("big%d", i), "array", 4, 4096, 100_000
+				m.Maps = append(m.Maps, mp)
+			}
+		}, want: bundles.ErrTooLarge, msg: "maps declare 1228800032 bytes together"},
 		{name: "ring buffer of absurd size", mutate: func(m *format.Manifest) {
 			m.Maps[0].Type, m.Maps[0].KeySize, m.Maps[0].ValueSize, m.Maps[0].MaxEntries = "ringbuf", 0, 0, 1<<31
 		}, want: bundles.ErrTooLarge, msg: "maps[0]"},

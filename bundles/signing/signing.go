@@ -156,18 +156,30 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 // bundles.ErrSignatureMismatch (none verifies), bundles.ErrRegistryUnavailable
 // or bundles.ErrBundleInvalid (a key does not parse).
 func Verify(ctx context.Context, repository, digest string, pubKeysPEM [][]byte, opts remote.Options) (keyIndex int, err error) {
+	signed, err := VerifyKeys(ctx, repository, digest, pubKeysPEM, opts)
+	if err != nil {
+		return -1, err
+	}
+	return signed[0], nil
+}
+
+// VerifyKeys is Verify for callers that must know every key that signed
+// (trust policies that must each be satisfied): it reads the signatures
+// once and returns the indexes of all keys with a signature that verifies,
+// in order, never empty. Errors are Verify's.
+func VerifyKeys(ctx context.Context, repository, digest string, pubKeysPEM [][]byte, opts remote.Options) ([]int, error) {
 	if len(pubKeysPEM) == 0 {
-		return -1, fmt.Errorf("%w: no public key to verify with", bundles.ErrSignatureMismatch)
+		return nil, fmt.Errorf("%w: no public key to verify with", bundles.ErrSignatureMismatch)
 	}
 	verifiers := make([]signature.Verifier, len(pubKeysPEM))
 	for i, pemBytes := range pubKeysPEM {
 		pub, err := cryptoutils.UnmarshalPEMToPublicKey(pemBytes)
 		if err != nil {
-			return -1, fmt.Errorf("%w: public key %d: %w", bundles.ErrBundleInvalid, i, err)
+			return nil, fmt.Errorf("%w: public key %d: %w", bundles.ErrBundleInvalid, i, err)
 		}
 		v, err := signature.LoadVerifier(pub, crypto.SHA256)
 		if err != nil {
-			return -1, fmt.Errorf("%w: public key %d: %w", bundles.ErrBundleInvalid, i, err)
+			return nil, fmt.Errorf("%w: public key %d: %w", bundles.ErrBundleInvalid, i, err)
 		}
 		verifiers[i] = v
 	}
@@ -177,27 +189,28 @@ func Verify(ctx context.Context, repository, digest string, pubKeysPEM [][]byte,
 	defer cancel()
 	digestRef, ociOpts, err := registryOptions(ctx, client, repository, digest)
 	if err != nil {
-		return -1, err
+		return nil, err
 	}
 	h, err := v1.NewHash(digest)
 	if err != nil {
-		return -1, fmt.Errorf("%w: digest %q: %w", bundles.ErrBundleInvalid, digest, err)
+		return nil, fmt.Errorf("%w: digest %q: %w", bundles.ErrBundleInvalid, digest, err)
 	}
 	sigTag, err := ociremote.SignatureTag(digestRef, ociOpts...)
 	if err != nil {
-		return -1, fmt.Errorf("signature tag of %s: %w", digestRef, err)
+		return nil, fmt.Errorf("signature tag of %s: %w", digestRef, err)
 	}
 	found, err := ociremote.Signatures(sigTag, ociOpts...)
 	if err != nil {
-		return -1, fmt.Errorf("read signatures of %s: %w", digestRef, classify(err))
+		return nil, fmt.Errorf("read signatures of %s: %w", digestRef, classify(err))
 	}
 	list, err := found.Get()
 	if err != nil {
-		return -1, fmt.Errorf("read signatures of %s: %w", digestRef, classify(err))
+		return nil, fmt.Errorf("read signatures of %s: %w", digestRef, classify(err))
 	}
 	if len(list) == 0 {
-		return -1, fmt.Errorf("%w: %s has no signature at %s", bundles.ErrUnsigned, digestRef, sigTag)
+		return nil, fmt.Errorf("%w: %s has no signature at %s", bundles.ErrUnsigned, digestRef, sigTag)
 	}
+	var signed []int
 	var errs []error
 	for i, v := range verifiers {
 		co := &cosign.CheckOpts{
@@ -212,10 +225,14 @@ func Verify(ctx context.Context, repository, digest string, pubKeysPEM [][]byte,
 				errs = append(errs, err)
 				continue
 			}
-			return i, nil
+			signed = append(signed, i)
+			break
 		}
 	}
-	return -1, fmt.Errorf("%w: %d signature(s) of %s, none verifies with the %d key(s): %w",
+	if len(signed) > 0 {
+		return signed, nil
+	}
+	return nil, fmt.Errorf("%w: %d signature(s) of %s, none verifies with the %d key(s): %w",
 		bundles.ErrSignatureMismatch, len(list), digestRef, len(verifiers), errors.Join(errs...))
 }
 

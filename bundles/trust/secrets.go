@@ -6,9 +6,11 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles"
 )
 
 // DefaultSecretNamespace is where bpfleet reads trust-policy keys stored in
@@ -23,7 +25,8 @@ var ErrSecretNamespace = errors.New("secretRef outside the trust namespace")
 
 // SecretKeys resolves secretRef keys with one direct get per key (so neither
 // list nor watch on Secrets is needed), and only in namespace: a policy
-// cannot make bpfleet read a Secret anywhere else.
+// cannot make bpfleet read a Secret anywhere else. An API error other than
+// NotFound wraps bundles.ErrKeyUnavailable: it is no verdict on the key.
 func SecretKeys(r client.Reader, namespace string) KeySource {
 	if namespace == "" {
 		namespace = DefaultSecretNamespace
@@ -34,7 +37,12 @@ func SecretKeys(r client.Reader, namespace string) KeySource {
 		}
 		var s corev1.Secret
 		if err := r.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, &s); err != nil {
-			return nil, fmt.Errorf("get secret %s/%s: %w", ref.Namespace, ref.Name, err)
+			if apierrors.IsNotFound(err) {
+				return nil, fmt.Errorf("get secret %s/%s: %w", ref.Namespace, ref.Name, err)
+			}
+			// Anything else (timeouts, 5xx, 429, a Forbidden while the
+			// trust-keys Role catches up) may pass: retry soon.
+			return nil, fmt.Errorf("get secret %s/%s: %w: %w", ref.Namespace, ref.Name, bundles.ErrKeyUnavailable, err)
 		}
 		key := ref.Key
 		if key == "" {

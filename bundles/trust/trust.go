@@ -1,7 +1,8 @@
 // Package trust evaluates BundleTrustPolicy objects: which policies cover a
-// bundle, whether one of their keys signed it, and which program types they
-// allow. A bundle no policy covers is refused; allowUnsigned admits a bundle
-// only when a covering policy says so, and the result says it loudly.
+// bundle, whether their keys signed it, and which program types and hooks
+// they allow.
+// A bundle no policy covers is refused; every covering policy must admit it
+// (intersection), so a lenient policy never overrides a stricter one.
 package trust
 
 import (
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/bpfleet/bpfleet/api/hooks"
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/bundles/format"
@@ -37,33 +39,67 @@ type Verifier struct {
 	Keys KeySource
 }
 
-// Result is the outcome of a successful verification.
+// Signature is a key of one covering policy that signed the bundle.
+type Signature struct {
+	// Policy and KeyName identify the key.
+	Policy, KeyName string
+	// Fingerprint is "SHA256:<hex>" of the key.
+	Fingerprint string
+}
+
+// Limit is what one covering policy allows a bundle to load.
+type Limit struct {
+	// Policy is the policy's name.
+	Policy string
+	// ProgramTypes is the policy's allowedProgramTypes; empty means every type.
+	ProgramTypes []string
+	// AttachTypes is the policy's allowedAttachTypes (hooks.AttachType
+	// names, tc/* and cgroup/* as globs); empty means every hook.
+	AttachTypes []string
+}
+
+// Result is the outcome of a successful verification: every policy covering
+// the bundle admitted it.
 type Result struct {
-	// Policy is the name of the policy that admitted the bundle.
+	// Policy names the policy that admitted the bundle: the first (by name)
+	// whose key signed it, or the first covering policy when Unsigned.
 	Policy string
 	// KeyName is the TrustedKey name that verified; empty when Unsigned.
 	KeyName string
 	// Fingerprint is "SHA256:<hex>" of that key; empty when Unsigned.
 	Fingerprint string
-	// Unsigned is true when admitted only by allowUnsigned.
+	// Unsigned is true when no key signed the bundle and it was admitted
+	// only because every covering policy allows unsigned bundles.
 	Unsigned bool
-	// AllowedProgramTypes is the admitting policy's allow-list; empty
-	// means every type.
-	AllowedProgramTypes []string
+	// Signatures holds, for every covering policy that names keys, its key
+	// that signed, sorted by policy name; Policy, KeyName and Fingerprint
+	// are the first.
+	Signatures []Signature
+	// Limits are the allow-lists of every covering policy. A bundle must
+	// satisfy all of them: policies combine by intersection.
+	Limits []Limit
 }
 
 // Signer describes who admitted the bundle, for BpfProgram.status.signer:
-// "policy/key SHA256:ab12…" (16 hex digits), or "policy (unsigned, allowed
-// by policy)".
+// "policy/key SHA256:ab12…" (16 hex digits) for each covering policy that
+// names keys, comma separated, or "policy (unsigned, allowed by policy)".
 func (r Result) Signer() string {
 	if r.Unsigned {
 		return r.Policy + " (unsigned, allowed by policy)"
 	}
-	fp := r.Fingerprint
-	if len(fp) > len("SHA256:")+16 {
-		fp = fp[:len("SHA256:")+16] + "…"
+	sigs := r.Signatures
+	if len(sigs) == 0 {
+		sigs = []Signature{{Policy: r.Policy, KeyName: r.KeyName, Fingerprint: r.Fingerprint}}
 	}
-	return r.Policy + "/" + r.KeyName + " " + fp
+	parts := make([]string, len(sigs))
+	for i, s := range sigs {
+		fp := s.Fingerprint
+		if len(fp) > len("SHA256:")+16 {
+			fp = fp[:len("SHA256:")+16] + "…"
+		}
+		parts[i] = s.Policy + "/" + s.KeyName + " " + fp
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Key is a resolved TrustedKey.
@@ -76,114 +112,204 @@ type Key struct {
 	Fingerprint string
 }
 
-// ResolveKeys returns the policy's keys, PEM inline or from KeySource, each
-// parsed and fingerprinted. It fails on the first key that cannot be had.
+// ResolveKeys returns the policy's usable keys, PEM inline or from
+// KeySource, each parsed and fingerprinted. A key that cannot be had is
+// skipped, not fatal: the other keys of the policy still count. The error
+// joins one error per skipped key (nil when none was); it wraps
+// bundles.ErrKeyUnavailable when reading one may succeed later (an API
+// error), ErrSecretRefRefused or a parse error otherwise.
 func (v *Verifier) ResolveKeys(ctx context.Context, policy v1alpha1.BundleTrustPolicy) ([]Key, error) {
 	keys := make([]Key, 0, len(policy.Spec.Keys))
+	var skipped []error
 	for _, k := range policy.Spec.Keys {
-		pem := []byte(k.PublicKey)
-		if k.SecretRef != nil {
-			if v.Keys == nil {
-				return nil, fmt.Errorf("policy %s key %s: %w", policy.Name, k.Name, ErrSecretRefRefused)
-			}
-			ref := *k.SecretRef
-			if ref.Key == "" {
-				ref.Key = DefaultSecretKey
-			}
-			var err error
-			if pem, err = v.Keys(ctx, ref); err != nil {
-				return nil, fmt.Errorf("policy %s key %s: read secret %s/%s: %w", policy.Name, k.Name, ref.Namespace, ref.Name, err)
-			}
-		}
-		fp, err := signing.Fingerprint(pem)
+		key, err := v.resolveKey(ctx, policy.Name, k)
 		if err != nil {
-			return nil, fmt.Errorf("policy %s key %s: %w", policy.Name, k.Name, err)
+			skipped = append(skipped, fmt.Errorf("policy %s key %s: %w", policy.Name, k.Name, err))
+			continue
 		}
-		keys = append(keys, Key{Policy: policy.Name, Name: k.Name, PEM: pem, Fingerprint: fp})
+		keys = append(keys, key)
 	}
-	return keys, nil
+	return keys, errors.Join(skipped...)
 }
 
-// Verify admits repository@digest when a policy covering repository has a
-// key that signed it, or, failing that, when a covering policy says
-// allowUnsigned. Signatures are read once for all covering keys. Errors wrap
-// bundles.ErrNoTrustPolicy, ErrUnsigned, ErrSignatureMismatch,
-// ErrRegistryUnavailable, or ErrSecretRefRefused / ErrBundleInvalid for keys
-// that cannot be used.
-func (v *Verifier) Verify(ctx context.Context, repository, digest string, policies []v1alpha1.BundleTrustPolicy) (Result, error) {
+func (v *Verifier) resolveKey(ctx context.Context, policy string, k v1alpha1.TrustedKey) (Key, error) {
+	pem := []byte(k.PublicKey)
+	if k.SecretRef != nil {
+		if v.Keys == nil {
+			return Key{}, ErrSecretRefRefused
+		}
+		ref := *k.SecretRef
+		if ref.Key == "" {
+			ref.Key = DefaultSecretKey
+		}
+		var err error
+		if pem, err = v.Keys(ctx, ref); err != nil {
+			return Key{}, fmt.Errorf("read secret %s/%s: %w", ref.Namespace, ref.Name, err)
+		}
+	}
+	fp, err := signing.Fingerprint(pem)
+	if err != nil {
+		return Key{}, err
+	}
+	return Key{Policy: policy, Name: k.Name, PEM: pem, Fingerprint: fp}, nil
+}
+
+// Covering returns the policies that cover repository, sorted by name.
+func Covering(policies []v1alpha1.BundleTrustPolicy, repository string) []v1alpha1.BundleTrustPolicy {
 	var covering []v1alpha1.BundleTrustPolicy
 	for _, p := range policies {
 		if Covers(p, repository) {
 			covering = append(covering, p)
 		}
 	}
+	slices.SortFunc(covering, func(a, b v1alpha1.BundleTrustPolicy) int { return strings.Compare(a.Name, b.Name) })
+	return covering
+}
+
+// Limits returns the allow-lists of policies, for checks that need no
+// signature (Check* on a Result{Limits: Limits(Covering(...))}).
+func Limits(policies []v1alpha1.BundleTrustPolicy) []Limit {
+	out := make([]Limit, 0, len(policies))
+	for _, p := range policies {
+		out = append(out, Limit{Policy: p.Name, ProgramTypes: p.Spec.AllowedProgramTypes, AttachTypes: p.Spec.AllowedAttachTypes})
+	}
+	return out
+}
+
+// Verify admits repository@digest when every policy covering repository
+// admits it (policies combine by intersection, never by union):
+//
+//   - a policy that names keys admits the digest when one of its keys
+//     signed it; with allowUnsigned it also admits a digest that carries no
+//     signature at all, never one whose signatures fail its keys;
+//   - a policy without keys (allowUnsigned) admits any digest.
+//
+// So once any covering policy names keys, a signature mismatch is refused,
+// whatever a more lenient policy says. Signatures are read once for all
+// covering keys; a key that cannot be read is skipped (ResolveKeys). Errors
+// wrap bundles.ErrNoTrustPolicy, ErrUnsigned, ErrSignatureMismatch,
+// ErrRegistryUnavailable, and for a refusing policy whose keys were
+// skipped, ErrSecretRefRefused, a parse error, or ErrKeyUnavailable: callers
+// treat ErrKeyUnavailable (checked first) as transient, as they do
+// ErrRegistryUnavailable.
+func (v *Verifier) Verify(ctx context.Context, repository, digest string, policies []v1alpha1.BundleTrustPolicy) (Result, error) {
+	covering := Covering(policies, repository)
 	if len(covering) == 0 {
 		return Result{}, fmt.Errorf("%w: %s (%d policies checked)", bundles.ErrNoTrustPolicy, repository, len(policies))
 	}
-	slices.SortFunc(covering, func(a, b v1alpha1.BundleTrustPolicy) int { return strings.Compare(a.Name, b.Name) })
 
+	keyErrs := map[string]error{}
 	var keys []Key
-	var keyErrs []error
-	var lenient *v1alpha1.BundleTrustPolicy
-	for i, p := range covering {
-		if p.Spec.AllowUnsigned && lenient == nil {
-			lenient = &covering[i]
-		}
+	for _, p := range covering {
 		k, err := v.ResolveKeys(ctx, p)
 		if err != nil {
-			// One broken policy must not hide another that admits.
-			keyErrs = append(keyErrs, err)
-			continue
+			keyErrs[p.Name] = err // skipped keys; the others still count
 		}
 		keys = append(keys, k...)
 	}
 
-	var verifyErr error
+	signed := map[string]Key{} // by policy: its first key that signed
+	var sigErr error
 	if len(keys) > 0 {
 		pems := make([][]byte, len(keys))
 		for i, k := range keys {
 			pems[i] = k.PEM
 		}
-		idx, err := signing.Verify(ctx, repository, digest, pems, v.Remote)
-		if err == nil {
-			k := keys[idx]
-			p := policyNamed(covering, k.Policy)
-			return Result{Policy: k.Policy, KeyName: k.Name, Fingerprint: k.Fingerprint,
-				AllowedProgramTypes: p.Spec.AllowedProgramTypes}, nil
-		}
-		if !errors.Is(err, bundles.ErrUnsigned) && !errors.Is(err, bundles.ErrSignatureMismatch) {
+		idx, err := signing.VerifyKeys(ctx, repository, digest, pems, v.Remote)
+		if err != nil && !errors.Is(err, bundles.ErrUnsigned) && !errors.Is(err, bundles.ErrSignatureMismatch) {
 			return Result{}, err // registry trouble: never fall back to unsigned
 		}
-		verifyErr = err
-	}
-	if lenient != nil {
-		return Result{Policy: lenient.Name, Unsigned: true, AllowedProgramTypes: lenient.Spec.AllowedProgramTypes}, nil
-	}
-	if verifyErr == nil {
-		verifyErr = fmt.Errorf("%w: no usable key in the %d covering policies", bundles.ErrSignatureMismatch, len(covering))
-	}
-	return Result{}, errors.Join(append([]error{verifyErr}, keyErrs...)...)
-}
-
-func policyNamed(list []v1alpha1.BundleTrustPolicy, name string) v1alpha1.BundleTrustPolicy {
-	for _, p := range list {
-		if p.Name == name {
-			return p
+		sigErr = err
+		for _, i := range idx {
+			if _, ok := signed[keys[i].Policy]; !ok {
+				signed[keys[i].Policy] = keys[i]
+			}
 		}
 	}
-	return v1alpha1.BundleTrustPolicy{}
+
+	res := Result{Limits: Limits(covering)}
+	var refused []error
+	for _, p := range covering {
+		k, ok := signed[p.Name]
+		switch {
+		case ok:
+			res.Signatures = append(res.Signatures, Signature{Policy: p.Name, KeyName: k.Name, Fingerprint: k.Fingerprint})
+		case len(p.Spec.Keys) == 0 && p.Spec.AllowUnsigned:
+			// Names no key: admits whatever the other covering policies admit.
+		case len(p.Spec.Keys) > 0 && p.Spec.AllowUnsigned && errors.Is(sigErr, bundles.ErrUnsigned):
+			// No signature at all, which this policy allows.
+		default:
+			refused = append(refused, refusal(p, sigErr, keyErrs[p.Name]))
+		}
+	}
+	if len(refused) > 0 {
+		return Result{}, errors.Join(refused...)
+	}
+	if len(res.Signatures) == 0 {
+		res.Policy, res.Unsigned = covering[0].Name, true
+		return res, nil
+	}
+	first := res.Signatures[0]
+	res.Policy, res.KeyName, res.Fingerprint = first.Policy, first.KeyName, first.Fingerprint
+	return res, nil
+}
+
+// refusal says why policy p did not admit a digest: sigErr is what checking
+// the signatures against every covering key gave (nil when some key
+// verified, but none of p's), keyErr why p's keys could not be used.
+func refusal(p v1alpha1.BundleTrustPolicy, sigErr, keyErr error) error {
+	var err error
+	switch {
+	case len(p.Spec.Keys) == 0:
+		err = fmt.Errorf("%w: names no key and does not allow unsigned bundles", bundles.ErrSignatureMismatch)
+	case errors.Is(sigErr, bundles.ErrUnsigned):
+		err = sigErr
+	default:
+		err = fmt.Errorf("%w: none of its %d key(s) signed the bundle", bundles.ErrSignatureMismatch, len(p.Spec.Keys))
+		if sigErr != nil {
+			err = fmt.Errorf("%w: %w", err, sigErr)
+		}
+	}
+	if keyErr != nil {
+		err = errors.Join(err, keyErr)
+	}
+	return fmt.Errorf("trust policy %s refuses: %w", p.Name, err)
 }
 
 // CheckProgramTypes refuses (bundles.ErrProgramTypeDenied) a manifest with a
-// program type outside r.AllowedProgramTypes, when that list is set.
+// program type outside the allow-list of any of r.Limits.
 func CheckProgramTypes(r Result, m *format.Manifest) error {
-	if len(r.AllowedProgramTypes) == 0 {
-		return nil
+	for _, l := range r.Limits {
+		if len(l.ProgramTypes) == 0 {
+			continue
+		}
+		for _, p := range m.Programs {
+			if !slices.Contains(l.ProgramTypes, p.Type) {
+				return fmt.Errorf("%w: program %s is %s, policy %s allows only %s",
+					bundles.ErrProgramTypeDenied, p.Name, p.Type, l.Policy, strings.Join(l.ProgramTypes, ", "))
+			}
+		}
 	}
-	for _, p := range m.Programs {
-		if !slices.Contains(r.AllowedProgramTypes, p.Type) {
-			return fmt.Errorf("%w: program %s is %s, policy %s allows only %s",
-				bundles.ErrProgramTypeDenied, p.Name, p.Type, r.Policy, strings.Join(r.AllowedProgramTypes, ", "))
+	return nil
+}
+
+// CheckAttachTypes refuses (bundles.ErrAttachTypeDenied) an attach block of
+// programs whose hook (hooks.AttachType) is outside the allowedAttachTypes
+// of any of r.Limits.
+func CheckAttachTypes(r Result, programs []v1alpha1.ProgramAttachment) error {
+	for _, l := range r.Limits {
+		if len(l.AttachTypes) == 0 {
+			continue
+		}
+		for _, a := range programs {
+			hook := hooks.AttachType(a)
+			if !slices.ContainsFunc(l.AttachTypes, func(allowed string) bool {
+				m, err := path.Match(allowed, hook)
+				return err == nil && m
+			}) {
+				return fmt.Errorf("%w: program %s attaches to %s, policy %s allows only %s",
+					bundles.ErrAttachTypeDenied, a.Name, hook, l.Policy, strings.Join(l.AttachTypes, ", "))
+			}
 		}
 	}
 	return nil
@@ -195,6 +321,9 @@ func CheckProgramTypes(r Result, m *format.Manifest) error {
 // below. Globs and repository compare without a trailing tag or digest.
 func Covers(policy v1alpha1.BundleTrustPolicy, repository string) bool {
 	repository = stripReference(repository)
+	if repository == "" || strings.HasPrefix(repository, "/") || strings.HasSuffix(repository, "/") || strings.Contains(repository, "//") {
+		return false // an empty path segment: no repository ("a/" must not pass as below "a/**")
+	}
 	for _, glob := range policy.Spec.Images {
 		glob = stripReference(glob)
 		if prefix, ok := strings.CutSuffix(glob, "/**"); ok {

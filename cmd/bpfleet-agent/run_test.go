@@ -21,8 +21,8 @@ import (
 )
 
 // TestAgentBinary runs the real agent process against the API server: it
-// reports its node in a BpfNodeState, then writes nothing while idle. It
-// logs the process's idle CPU and RSS.
+// reports its node in a BpfNodeState, then writes nothing while idle, and
+// its idle CPU and RSS stay within generous bounds.
 func TestAgentBinary(t *testing.T) {
 	privileged.RequireBPFFS(t)
 	b := make([]byte, 4)
@@ -97,9 +97,24 @@ func TestAgentBinary(t *testing.T) {
 	if state.ResourceVersion != before {
 		t.Errorf("idle agent wrote its BpfNodeState: %s → %s", before, state.ResourceVersion)
 	}
+	share := float64(used) / float64(window)
 	t.Logf("agent process idle (resync 1s, no programs): CPU %s over %s (%.2f%% of a core), RSS %d MiB",
-		used, window, float64(used)/float64(window)*100, s1.RSSKiB/1024)
+		used, window, share*100, s1.RSSKiB/1024)
+	if share > maxIdleCPU {
+		t.Errorf("idle agent used %.1f%% of a core, bound %.0f%%", share*100, maxIdleCPU*100)
+	}
+	if s1.RSSKiB > maxIdleRSSKiB {
+		t.Errorf("idle agent RSS %d MiB, bound %d MiB", s1.RSSKiB/1024, maxIdleRSSKiB/1024)
+	}
 }
+
+// Generous bounds on the idle agent (resync every second, no program):
+// several times what a 2-core VM measures, so only a leak or a busy loop
+// trips them.
+const (
+	maxIdleCPU    = 0.10       // of one core
+	maxIdleRSSKiB = 256 * 1024 // 256 MiB
+)
 
 func sampleProcess(t *testing.T, pid int) procstat.Sample {
 	t.Helper()

@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
+	"github.com/bpfleet/bpfleet/api/hooks"
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 )
 
@@ -55,48 +56,14 @@ func CgroupPath(p string) string {
 	return filepath.Join(CgroupRoot(), p)
 }
 
-var cgroupAttachTypes = map[v1alpha1.CgroupAttachType]ebpf.AttachType{
-	"ingress":     ebpf.AttachCGroupInetIngress,
-	"egress":      ebpf.AttachCGroupInetEgress,
-	"sock_create": ebpf.AttachCGroupInetSockCreate,
-	"connect4":    ebpf.AttachCGroupInet4Connect,
-	"connect6":    ebpf.AttachCGroupInet6Connect,
-	"sendmsg4":    ebpf.AttachCGroupUDP4Sendmsg,
-	"sendmsg6":    ebpf.AttachCGroupUDP6Sendmsg,
-	"recvmsg4":    ebpf.AttachCGroupUDP4Recvmsg,
-	"recvmsg6":    ebpf.AttachCGroupUDP6Recvmsg,
-	"sock_ops":    ebpf.AttachCGroupSockOps,
-	"device":      ebpf.AttachCGroupDevice,
-	"sysctl":      ebpf.AttachCGroupSysctl,
-	"getsockopt":  ebpf.AttachCGroupGetsockopt,
-	"setsockopt":  ebpf.AttachCGroupSetsockopt,
-}
-
-var cgroupProgramTypes = map[ebpf.AttachType]ebpf.ProgramType{
-	ebpf.AttachCGroupInetIngress:    ebpf.CGroupSKB,
-	ebpf.AttachCGroupInetEgress:     ebpf.CGroupSKB,
-	ebpf.AttachCGroupInetSockCreate: ebpf.CGroupSock,
-	ebpf.AttachCGroupInet4Connect:   ebpf.CGroupSockAddr,
-	ebpf.AttachCGroupInet6Connect:   ebpf.CGroupSockAddr,
-	ebpf.AttachCGroupUDP4Sendmsg:    ebpf.CGroupSockAddr,
-	ebpf.AttachCGroupUDP6Sendmsg:    ebpf.CGroupSockAddr,
-	ebpf.AttachCGroupUDP4Recvmsg:    ebpf.CGroupSockAddr,
-	ebpf.AttachCGroupUDP6Recvmsg:    ebpf.CGroupSockAddr,
-	ebpf.AttachCGroupSockOps:        ebpf.SockOps,
-	ebpf.AttachCGroupDevice:         ebpf.CGroupDevice,
-	ebpf.AttachCGroupSysctl:         ebpf.CGroupSysctl,
-	ebpf.AttachCGroupGetsockopt:     ebpf.CGroupSockopt,
-	ebpf.AttachCGroupSetsockopt:     ebpf.CGroupSockopt,
-}
-
 // prepareCgroup checks the program type against the hook and sets the
 // expected attach type the kernel enforces at attach time.
 func prepareCgroup(ps *ebpf.ProgramSpec, a *v1alpha1.CgroupAttach, mismatch func() error) error {
-	at, ok := cgroupAttachTypes[a.AttachType]
+	at, prog, ok := hooks.CgroupHook(a.AttachType)
 	if !ok {
 		return fmt.Errorf("unknown cgroup attach type %q: %w", a.AttachType, ErrNoAttachBlock)
 	}
-	if cgroupProgramTypes[at] != ps.Type {
+	if prog != ps.Type {
 		return mismatch()
 	}
 	ps.AttachType = at
@@ -105,9 +72,10 @@ func prepareCgroup(ps *ebpf.ProgramSpec, a *v1alpha1.CgroupAttach, mismatch func
 
 // attachCgroup attaches with a bpf_link (pinnable, updatable).
 func attachCgroup(prog *ebpf.Program, a *v1alpha1.CgroupAttach) (link.Link, error) {
+	at, _, _ := hooks.CgroupHook(a.AttachType)
 	return link.AttachCgroup(link.CgroupOptions{
 		Path:    CgroupPath(a.Path),
-		Attach:  cgroupAttachTypes[a.AttachType],
+		Attach:  at,
 		Program: prog,
 	})
 }

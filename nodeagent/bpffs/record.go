@@ -101,17 +101,63 @@ func (s Store) path(uid types.UID) string {
 	return filepath.Join(s.Dir, "programs", string(uid)+".json")
 }
 
-// Get reads the record of uid; ok is false when there is none.
+// ErrRecordInvalid: a record read back from disk names something that
+// cannot be a pin (a path, "..", an empty name) or another BpfProgram.
+var ErrRecordInvalid = errors.New("invalid record")
+
+// Get reads the record of uid; ok is false when there is none. A record is
+// input like any other: one whose uid is not the one asked for, or whose
+// program or link names are no plain file names (Layout would build pin
+// paths outside the BpfProgram's directory from them), wraps
+// ErrRecordInvalid.
 func (s Store) Get(uid types.UID) (rec Record, ok bool, err error) {
+	if err := checkName("uid", string(uid)); err != nil {
+		return Record{}, false, fmt.Errorf("read record: %w", err)
+	}
 	ok, err = readJSON(s.path(uid), &rec)
-	if err == nil && ok && rec.Version != RecordVersion {
+	if err != nil || !ok {
+		return Record{}, ok, err
+	}
+	if rec.Version != RecordVersion {
 		return Record{}, false, fmt.Errorf("read record %s: version %d, want %d", uid, rec.Version, RecordVersion)
 	}
-	return rec, ok, err
+	if err := rec.check(uid); err != nil {
+		return Record{}, false, fmt.Errorf("read record %s: %w", uid, err)
+	}
+	return rec, true, nil
+}
+
+// check refuses a record that is not uid's or names a pin by a path.
+func (rec *Record) check(uid types.UID) error {
+	if rec.UID != uid {
+		return fmt.Errorf("%w: it is the record of %q", ErrRecordInvalid, rec.UID)
+	}
+	for name := range rec.Programs {
+		if err := checkName("program", name); err != nil {
+			return err
+		}
+	}
+	for _, l := range rec.Links {
+		if err := checkName("link program", l.Program); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkName refuses what cannot be one path element under a pin directory.
+func checkName(what, name string) error {
+	if name == "" || name == "." || name == ".." || len(name) > maxPinName || strings.ContainsAny(name, "/\x00") {
+		return fmt.Errorf("%w: %s %q is not a plain file name", ErrRecordInvalid, what, name)
+	}
+	return nil
 }
 
 // Put writes the record of rec.UID atomically.
 func (s Store) Put(rec Record) error {
+	if err := checkName("uid", string(rec.UID)); err != nil {
+		return fmt.Errorf("write record: %w", err)
+	}
 	rec.Version = RecordVersion
 	return writeJSON(s.path(rec.UID), rec)
 }

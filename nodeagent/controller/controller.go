@@ -133,15 +133,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.List(ctx, &policies); err != nil {
 		return ctrl.Result{}, fmt.Errorf("list BundleTrustPolicies: %w", err)
 	}
-	sel, selErr := selected(programs.Items, node)
-	if selErr != nil {
-		logger.Error(selErr, "some BpfPrograms were left out")
-	}
-
 	var took phaseTimes
-	snapshot := r.Dataplane.Snapshot()
-	sel, settle := awaitAdmission(sel, snapshot, r.digestFor, time.Now())
-	desired, verified := r.desired(ctx, sel, policies.Items, running(snapshot), &took)
+	pl := r.plan(ctx, node, programs.Items, policies.Items, r.Dataplane.Snapshot(), time.Now(), &took)
+	if pl.selErr != nil {
+		logger.Error(pl.selErr, "some BpfPrograms were left out")
+	}
+	desired, verified, settle := pl.desired, pl.verified, pl.settle
 
 	start := time.Now()
 	states := r.Dataplane.Apply(ctx, desired)
@@ -169,6 +166,34 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		settle = wait + time.Millisecond
 	}
 	return ctrl.Result{RequeueAfter: settle}, nil
+}
+
+// plan is the node's desired set, as plan computes it.
+type plan struct {
+	// desired has one entry per program that selects the node.
+	desired []dataplane.Desired
+	// verified tells, per admitted digest, when it was verified.
+	verified map[types.UID]time.Time
+	// settle is when to look again for programs held back by
+	// awaitAdmission; 0 when none is.
+	settle time.Duration
+	// selErr names the programs whose nodeSelector could not be evaluated
+	// (they are left out).
+	selErr error
+}
+
+// plan computes the node's desired set from the API objects and what runs
+// (snapshot): the programs that select node, less those awaitAdmission holds
+// back at now, each with its verified bundle or a Hold saying why it cannot
+// move. It touches no kernel: Reconcile hands the result to the dataplane.
+func (r *Reconciler) plan(ctx context.Context, node *corev1.Node, programs []v1alpha1.BpfProgram, policies []v1alpha1.BundleTrustPolicy,
+	snapshot []v1alpha1.ProgramState, now time.Time, took *phaseTimes) plan {
+	var pl plan
+	var sel []*v1alpha1.BpfProgram
+	sel, pl.selErr = selected(programs, node)
+	sel, pl.settle = awaitAdmission(sel, snapshot, r.digestFor, now)
+	pl.desired, pl.verified = r.desired(ctx, sel, policies, running(snapshot), took)
+	return pl
 }
 
 // admissionGrace is how long after a BpfProgram's creation the agent waits
@@ -232,12 +257,20 @@ func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, po
 			out = append(out, d)
 			continue
 		}
+		if err := checkPinned(p, d.Digest); err != nil {
+			d.Hold = dataplane.Hold(holdReason(err), err)
+			logger.Info("refusing a digest the spec does not pin", "bpfProgram", p.Name, "digest", d.Digest, "image", p.Spec.Bundle.Image)
+			out = append(out, d)
+			continue
+		}
 		b, v, err := r.fetchVerified(ctx, p, d.Digest, policies, running[p.UID].Digest != d.Digest, took)
-		if err != nil && errors.Is(err, bundles.ErrRegistryUnavailable) && running[p.UID].Digest == d.Digest {
+		if err != nil && (errors.Is(err, bundles.ErrRegistryUnavailable) || errors.Is(err, bundles.ErrKeyUnavailable)) &&
+			running[p.UID].Digest == d.Digest {
 			// The node already runs this digest, verified when it was
-			// loaded (perhaps by a previous agent): an outage must not
-			// freeze it, so map entries and attach points still follow
-			// the spec, from the cached bundle.
+			// loaded (perhaps by a previous agent): an outage (registry,
+			// or the API server serving a key's Secret) must not freeze
+			// it, so map entries and attach points still follow the spec,
+			// from the cached bundle.
 			if b, err = r.runningBundle(ctx, p, d.Digest, policies); err == nil {
 				d.Bundle, d.Signer = b, running[p.UID].Signer
 				out = append(out, d)
@@ -259,9 +292,10 @@ func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, po
 }
 
 // fetchVerified verifies repository@digest against the trust policies, pulls
-// it into the node cache and checks its program types against the admitting
-// policy. Verification comes first so that nothing untrusted is downloaded.
-// fresh says the node does not run digest yet (a load follows).
+// it into the node cache and checks its program types, and the spec's hooks,
+// against every covering policy. Verification comes first so that nothing
+// untrusted is downloaded. fresh says the node does not run digest yet (a
+// load follows).
 func (r *Reconciler) fetchVerified(ctx context.Context, p *v1alpha1.BpfProgram, digest string, policies []v1alpha1.BundleTrustPolicy, fresh bool, took *phaseTimes) (*format.Bundle, Verification, error) {
 	ref, err := remote.ParseReference(p.Spec.Bundle.Image)
 	if err != nil {
@@ -287,6 +321,9 @@ func (r *Reconciler) fetchVerified(ctx context.Context, p *v1alpha1.BpfProgram, 
 	if err := trust.CheckProgramTypes(v.Result, b.Manifest); err != nil {
 		return nil, Verification{}, fmt.Errorf("check program types of %s@%s: %w", ref.Repository, digest, err)
 	}
+	if err := trust.CheckAttachTypes(v.Result, p.Spec.Programs); err != nil {
+		return nil, Verification{}, fmt.Errorf("check attach types of %s: %w", p.Name, err)
+	}
 	return b, v, nil
 }
 
@@ -304,7 +341,8 @@ func running(states []v1alpha1.ProgramState) map[types.UID]v1alpha1.ProgramState
 // runningBundle returns the cached bundle of a digest the node already runs,
 // when the registry cannot be reached to verify it again. The trust policies
 // still apply as far as they can without the registry: one must cover the
-// repository and allow the bundle's program types.
+// repository, and every covering one must allow the bundle's program types
+// and the spec's hooks.
 func (r *Reconciler) runningBundle(ctx context.Context, p *v1alpha1.BpfProgram, digest string, policies []v1alpha1.BundleTrustPolicy) (*format.Bundle, error) {
 	ref, err := remote.ParseReference(p.Spec.Bundle.Image)
 	if err != nil {
@@ -314,19 +352,19 @@ func (r *Reconciler) runningBundle(ctx context.Context, p *v1alpha1.BpfProgram, 
 	if err != nil {
 		return nil, fmt.Errorf("get cached %s@%s: %w", ref.Repository, digest, err)
 	}
-	var denied error
-	for _, pol := range policies {
-		if !trust.Covers(pol, ref.Repository) {
-			continue
-		}
-		if denied = trust.CheckProgramTypes(trust.Result{Policy: pol.Name, AllowedProgramTypes: pol.Spec.AllowedProgramTypes}, b.Manifest); denied == nil {
-			return b, nil
-		}
+	covering := trust.Covering(policies, ref.Repository)
+	if len(covering) == 0 {
+		return nil, fmt.Errorf("keep %s@%s: %w", ref.Repository, digest, bundles.ErrNoTrustPolicy)
 	}
-	if denied != nil {
-		return nil, fmt.Errorf("check program types of %s@%s: %w", ref.Repository, digest, denied)
+	// Every covering policy's allow-lists apply, as in Verify.
+	limits := trust.Result{Limits: trust.Limits(covering)}
+	if err := trust.CheckProgramTypes(limits, b.Manifest); err != nil {
+		return nil, fmt.Errorf("check program types of %s@%s: %w", ref.Repository, digest, err)
 	}
-	return nil, fmt.Errorf("keep %s@%s: %w", ref.Repository, digest, bundles.ErrNoTrustPolicy)
+	if err := trust.CheckAttachTypes(limits, p.Spec.Programs); err != nil {
+		return nil, fmt.Errorf("check attach types of %s: %w", p.Name, err)
+	}
+	return b, nil
 }
 
 // explainHolds makes sure every entry of a held program says why it is held,

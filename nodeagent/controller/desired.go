@@ -12,12 +12,29 @@ import (
 	"github.com/bpfleet/bpfleet/api/rollout"
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles"
+	"github.com/bpfleet/bpfleet/bundles/remote"
 )
 
 // errWaitingForDigest holds a selected program the operator has not given a
 // digest for this node yet (tag not resolved, not verified, or waiting for
 // its wave).
 var errWaitingForDigest = errors.New("waiting for the operator to roll a verified digest out to this node")
+
+// errNotPinned holds a program whose spec.bundle.image pins a digest while
+// status.rollout gives this node another one.
+var errNotPinned = errors.New("spec.bundle.image pins another digest")
+
+// checkPinned refuses digest when p's image is pinned with @sha256: to a
+// different one. Status is writable by more hands than the spec (any holder
+// of bpfprograms/status): a pinned spec is binding, so a forged rollout
+// cannot roll nodes to another signed release, old or new.
+func checkPinned(p *v1alpha1.BpfProgram, digest string) error {
+	ref, err := remote.ParseReference(p.Spec.Bundle.Image)
+	if err != nil || ref.Digest == "" || ref.Digest == digest {
+		return nil
+	}
+	return fmt.Errorf("%w: status.rollout gives this node %s, the spec pins %s; keeping what runs", errNotPinned, digest, ref.Digest)
+}
 
 // selected returns the BpfPrograms whose nodeSelector matches node, sorted
 // by name. Programs being deleted are left out: absence detaches them.
@@ -70,10 +87,16 @@ func holdReason(err error) string {
 	switch {
 	case errors.Is(err, errWaitingForDigest):
 		return v1alpha1.ReasonWaitingForWave
+	case errors.Is(err, errNotPinned):
+		return v1alpha1.ReasonDigestNotPinned
+	case errors.Is(err, bundles.ErrKeyUnavailable):
+		// Before the refusals it is joined with: a key not read is no verdict.
+		return v1alpha1.ReasonKeyUnavailable
 	case errors.Is(err, bundles.ErrUnsigned),
 		errors.Is(err, bundles.ErrSignatureMismatch),
 		errors.Is(err, bundles.ErrNoTrustPolicy),
-		errors.Is(err, bundles.ErrProgramTypeDenied):
+		errors.Is(err, bundles.ErrProgramTypeDenied),
+		errors.Is(err, bundles.ErrAttachTypeDenied):
 		return v1alpha1.ReasonVerifyFailed
 	default:
 		return v1alpha1.ReasonPullFailed
@@ -81,9 +104,11 @@ func holdReason(err error) string {
 }
 
 // transientHold tells whether retrying soon may clear a hold: the registry
-// was unreachable, as opposed to a bundle that will never verify.
+// was unreachable or a trust key could not be read, as opposed to a bundle
+// that will never verify.
 func transientHold(err error) bool {
-	return holdReason(err) == v1alpha1.ReasonPullFailed
+	r := holdReason(err)
+	return r == v1alpha1.ReasonPullFailed || r == v1alpha1.ReasonKeyUnavailable
 }
 
 // policyKey identifies the trust policies' content for the verification memo:

@@ -27,9 +27,10 @@ type Verification struct {
 // VerifyMemo remembers successful verifications of a digest under a given
 // set of trust policies for TTL, so that a resync does not ask the registry
 // for signatures every time. A changed policy, an expired entry or a failed
-// check means a new verification. When the registry is unreachable a
-// remembered success stands: an outage is no evidence against a signature
-// already checked, and what runs must keep running.
+// check means a new verification. When the registry is unreachable, or a
+// trust key's Secret cannot be read, a remembered success stands: an outage
+// is no evidence against a signature already checked, and what runs must
+// keep running.
 //
 // It is a dependency of the Reconciler (like the bundle cache), shared by
 // every request, and safe for concurrent use.
@@ -73,7 +74,7 @@ func (m *VerifyMemo) Verify(ctx context.Context, repository, digest string, poli
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if err != nil {
-		if ok && errors.Is(err, bundles.ErrRegistryUnavailable) {
+		if ok && (errors.Is(err, bundles.ErrRegistryUnavailable) || errors.Is(err, bundles.ErrKeyUnavailable)) {
 			return prev, nil
 		}
 		delete(m.entries, key)

@@ -225,17 +225,21 @@ func loadHash(ds *Desired) string {
 	return bpffs.LoadHash(ds.Digest, ds.Spec.Constants, keys...)
 }
 
-// parse reads the object holding the spec's programs, sets the constants
-// and prepares each program for its attach block. Per-program problems
-// (type mismatch, program type unsupported here) are returned in progErr.
+// parse reads the object holding the spec's programs, checks that the
+// manifest describes them truly and that the object's maps fit the limits,
+// sets the constants and prepares each program for its attach block.
+// Per-program problems (type mismatch, program type unsupported here) are
+// returned in progErr.
 func (d *Dataplane) parse(ds *Desired) (cs *ebpf.CollectionSpec, object string, progErr map[string]error, err error) {
 	progErr = map[string]error{}
+	declared := map[string]*format.Program{}
 	for _, pa := range ds.Spec.Programs {
 		mp, ok := ds.Bundle.Program(pa.Name)
 		if !ok {
 			progErr[pa.Name] = fmt.Errorf("program %s: %w", pa.Name, loader.ErrNoProgram)
 			continue
 		}
+		declared[pa.Name] = mp
 		if object == "" {
 			object = mp.Object
 		} else if object != mp.Object {
@@ -252,6 +256,19 @@ func (d *Dataplane) parse(ds *Desired) (cs *ebpf.CollectionSpec, object string, 
 	}
 	cs, err = loader.ParseELF(elf)
 	if err != nil {
+		return nil, "", nil, withReason(v1alpha1.ReasonLoadFailed, err)
+	}
+	// The trust policies judged the manifest; the kernel gets the ELF. A
+	// bundle whose manifest misstates a program is refused whole.
+	for _, pa := range ds.Spec.Programs {
+		if mp := declared[pa.Name]; mp != nil {
+			if err := format.CheckProgram(mp, cs.Programs[pa.Name]); err != nil {
+				return nil, "", nil, withReason(v1alpha1.ReasonBundleInvalid, err)
+			}
+		}
+	}
+	// Map limits before anything else reaches the kernel (probes included).
+	if err := loader.CheckMapSizes(cs); err != nil {
 		return nil, "", nil, withReason(v1alpha1.ReasonLoadFailed, err)
 	}
 	if err := loader.SetConstants(cs, ds.Spec.Constants); err != nil {

@@ -65,11 +65,17 @@ func LoadMaps(spec *ebpf.CollectionSpec, cache *Cache) (map[string]*ebpf.Map, er
 	return maps, nil
 }
 
-// CheckMapSizes refuses, before any kernel call, an object with a map that
-// asks for more than format.MaxMapBytes (per-CPU maps counted for every
-// possible CPU): whatever the bundle manifest declared, the ELF is what
-// gets loaded.
+// CheckMapSizes refuses, before any kernel call, an object that declares
+// more than format.MaxMaps maps (data sections included), a map that asks
+// for more than format.MaxMapBytes, or maps that ask for more than
+// format.MaxBundleMapBytes together (format.MapBytes: per-element kernel
+// overhead counted, per-CPU maps for every possible CPU): whatever the
+// bundle manifest declared, the ELF is what gets loaded. Errors wrap
+// bundles.ErrTooLarge.
 func CheckMapSizes(spec *ebpf.CollectionSpec) error {
+	if len(spec.Maps) > format.MaxMaps {
+		return fmt.Errorf("check maps: %w: the object declares %d maps, limit %d", bundles.ErrTooLarge, len(spec.Maps), format.MaxMaps)
+	}
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
 		cpus = 1
@@ -79,12 +85,19 @@ func CheckMapSizes(spec *ebpf.CollectionSpec) error {
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	var total uint64
 	for _, name := range names {
 		ms := spec.Maps[name]
-		if n := format.MapBytes(format.MapTypeName(ms.Type), ms.KeySize, ms.ValueSize, ms.MaxEntries, cpus); n > format.MaxMapBytes {
-			return fmt.Errorf("check map %s: %w: asks for %d bytes (key %d + value %d × %d entries), limit %d",
-				name, bundles.ErrTooLarge, n, ms.KeySize, ms.ValueSize, ms.MaxEntries, format.MaxMapBytes)
+		n := format.MapBytes(format.MapTypeName(ms.Type), ms.KeySize, ms.ValueSize, ms.MaxEntries, cpus)
+		if n > format.MaxMapBytes {
+			return fmt.Errorf("check map %s: %w: asks for %d bytes (%s, key %d + value %d × %d entries, kernel overhead included), limit %d",
+				name, bundles.ErrTooLarge, n, ms.Type, ms.KeySize, ms.ValueSize, ms.MaxEntries, format.MaxMapBytes)
 		}
+		total += n
+	}
+	if total > format.MaxBundleMapBytes {
+		return fmt.Errorf("check maps: %w: the object's %d maps ask for %d bytes together, limit %d",
+			bundles.ErrTooLarge, len(names), total, format.MaxBundleMapBytes)
 	}
 	return nil
 }

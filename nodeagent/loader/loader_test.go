@@ -3,6 +3,7 @@ package loader_test
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles"
+	"github.com/bpfleet/bpfleet/bundles/format"
 	"github.com/bpfleet/bpfleet/nodeagent/loader"
 	"github.com/bpfleet/bpfleet/test/kernelprog"
 )
@@ -65,6 +67,52 @@ func TestCheckMapSizes(t *testing.T) {
 				if _, err := loader.LoadMaps(cs, nil); !errors.Is(err, bundles.ErrTooLarge) {
 					t.Fatalf("LoadMaps = %v, want refused before any kernel call", err)
 				}
+			}
+		})
+	}
+}
+
+// TestCheckMapBudget: beyond the per-map limit, the number of maps and the
+// bytes they ask for together are capped, counting what the kernel adds per
+// element, all before any kernel call.
+func TestCheckMapBudget(t *testing.T) {
+	maps := func(n int, ms ebpf.MapSpec) *ebpf.CollectionSpec {
+		cs := &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{}}
+		for i := range n {
+			m := ms
+			m.Name = fmt.Sprintf("m%d", i)
+			cs.Maps[m.Name] = &m
+		}
+		return cs
+	}
+	tests := []struct {
+		name string
+		spec *ebpf.CollectionSpec
+		want string // "" when accepted, else what the error says
+	}{
+		{name: "a few small maps", spec: maps(8, ebpf.MapSpec{Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 1024})},
+		{name: "too many maps", spec: maps(format.MaxMaps+1, ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1}),
+			want: "declares 65 maps"},
+		// 2 bytes an element as declared (512 MiB), some 80 in the kernel.
+		{name: "preallocated hash with tiny keys", spec: maps(1, ebpf.MapSpec{Type: ebpf.Hash, KeySize: 1, ValueSize: 1, MaxEntries: 256 << 20}),
+			want: "kernel overhead included"},
+		{name: "each within the limit, not together", spec: maps(3, ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4096, MaxEntries: 100_000}),
+			want: "3 maps ask for"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := loader.CheckMapSizes(tt.spec)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("CheckMapSizes = %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, bundles.ErrTooLarge) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("CheckMapSizes = %v, want ErrTooLarge saying %q", err, tt.want)
+			}
+			if _, err := loader.LoadMaps(tt.spec, nil); !errors.Is(err, bundles.ErrTooLarge) {
+				t.Fatalf("LoadMaps = %v, want refused before any kernel call", err)
 			}
 		})
 	}
@@ -161,6 +209,34 @@ func TestDecodeMapEntries(t *testing.T) {
 				t.Fatalf("got %+v", got[0])
 			}
 		})
+	}
+}
+
+// TestMapEntriesRefuseKernelObjects: spec.mapEntries writes plain data
+// only. A value (or a storage map's key) the kernel reads as a file
+// descriptor of the agent would let a BpfProgram author put any program,
+// map or socket the agent holds into a map.
+func TestMapEntriesRefuseKernelObjects(t *testing.T) {
+	for _, typ := range []ebpf.MapType{
+		ebpf.ProgramArray, ebpf.ArrayOfMaps, ebpf.HashOfMaps,
+		ebpf.SockMap, ebpf.SockHash, ebpf.ReusePortSockArray, ebpf.XSKMap, ebpf.PerfEventArray,
+		ebpf.DevMap, ebpf.DevMapHash, ebpf.CPUMap, ebpf.CGroupArray,
+		ebpf.SkStorage, ebpf.InodeStorage, ebpf.TaskStorage, ebpf.CgroupStorage,
+		ebpf.Queue, ebpf.RingBuf, ebpf.PerCPUHash,
+	} {
+		t.Run(typ.String(), func(t *testing.T) {
+			cs := &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{"m": {Name: "m", Type: typ, KeySize: 4, ValueSize: 4, MaxEntries: 4}}}
+			entry := v1alpha1.MapEntry{Map: "m", Key: "00000000", Value: "03000000"} // fd 3
+			if got, err := loader.DecodeMapEntries(cs, []v1alpha1.MapEntry{entry}); !errors.Is(err, loader.ErrInvalidMapEntry) {
+				t.Fatalf("DecodeMapEntries = %v, %v; want ErrInvalidMapEntry", got, err)
+			}
+		})
+	}
+	for _, typ := range []ebpf.MapType{ebpf.Hash, ebpf.LRUHash, ebpf.Array, ebpf.LPMTrie} {
+		cs := &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{"m": {Name: "m", Type: typ, KeySize: 4, ValueSize: 4, MaxEntries: 4}}}
+		if _, err := loader.DecodeMapEntries(cs, []v1alpha1.MapEntry{{Map: "m", Key: "00000000", Value: "03000000"}}); err != nil {
+			t.Errorf("%s: %v, want writable", typ, err)
+		}
 	}
 }
 

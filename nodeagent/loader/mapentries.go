@@ -28,11 +28,12 @@ func DecodeMapEntries(spec *ebpf.CollectionSpec, entries []v1alpha1.MapEntry) ([
 		if !ok {
 			return nil, fmt.Errorf("map entry %d: no map %q: %w", i, e.Map, ErrInvalidMapEntry)
 		}
-		if ms.Type == ebpf.ProgramArray || ms.Type == ebpf.ArrayOfMaps || ms.Type == ebpf.HashOfMaps {
-			return nil, fmt.Errorf("map entry %d: map %s of type %s holds kernel objects: %w", i, e.Map, ms.Type, ErrInvalidMapEntry)
-		}
 		if perCPU(ms.Type) {
 			return nil, fmt.Errorf("map entry %d: per-CPU map %s is not writable from the spec: %w", i, e.Map, ErrInvalidMapEntry)
+		}
+		if !writable(ms.Type) {
+			return nil, fmt.Errorf("map entry %d: map %s of type %s is not writable from the spec (only hash, lru_hash, array and lpm_trie maps hold plain data): %w",
+				i, e.Map, ms.Type, ErrInvalidMapEntry)
 		}
 		key, err := decode(e.Encoding, e.Key)
 		if err != nil {
@@ -51,6 +52,22 @@ func DecodeMapEntries(spec *ebpf.CollectionSpec, entries []v1alpha1.MapEntry) ([
 		out = append(out, Entry{Map: e.Map, Key: key, Value: val})
 	}
 	return out, nil
+}
+
+// writable tells whether spec.mapEntries may write into a map of type t:
+// only maps whose keys and values are plain bytes. The kernel reads the
+// values of program arrays, map-in-maps, sockmaps and sockhashes, reuseport
+// arrays, XSK maps, perf event arrays, devmaps, cpumaps and cgroup arrays,
+// and the keys of socket, inode, task and cgroup storage, as file
+// descriptors of the writing process: the agent's own, holding every
+// program, map and link on the node. It is an allow-list, so map types
+// added to the kernel later are refused until known to be plain data.
+func writable(t ebpf.MapType) bool {
+	switch t {
+	case ebpf.Hash, ebpf.LRUHash, ebpf.Array, ebpf.LPMTrie:
+		return true
+	}
+	return false
 }
 
 func perCPU(t ebpf.MapType) bool {

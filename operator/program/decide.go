@@ -7,12 +7,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cilium/ebpf"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/bpfleet/bpfleet/api/hooks"
 	"github.com/bpfleet/bpfleet/api/rollout"
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles/format"
 )
 
 // This file holds the reconciler's decisions as pure functions: no client,
@@ -567,44 +570,8 @@ func firstN(s []string, n int) []string {
 	return s
 }
 
-// attachKinds maps an attach block of the spec to the manifest program types
-// that can be attached there.
-var attachKinds = map[string][]string{
-	"xdp":           {"xdp"},
-	"tc":            {"sched_cls"},
-	"tracepoint":    {"tracepoint"},
-	"rawTracepoint": {"raw_tracepoint", "raw_tracepoint_writable", "tracing"},
-	"fentry":        {"tracing"},
-	"fexit":         {"tracing"},
-	"kprobe":        {"kprobe"},
-	"uprobe":        {"kprobe"},
-	"cgroup":        {"cgroup_skb", "cgroup_sock", "cgroup_sock_addr", "cgroup_device", "cgroup_sysctl", "cgroup_sockopt", "sock_ops"},
-}
-
 // AttachKind returns the attach block set in a, e.g. "xdp" or "rawTracepoint".
-func AttachKind(a v1alpha1.ProgramAttachment) string {
-	switch {
-	case a.XDP != nil:
-		return "xdp"
-	case a.TC != nil:
-		return "tc"
-	case a.Tracepoint != nil:
-		return "tracepoint"
-	case a.RawTracepoint != nil:
-		return "rawTracepoint"
-	case a.Fentry != nil:
-		return "fentry"
-	case a.Fexit != nil:
-		return "fexit"
-	case a.Kprobe != nil:
-		return "kprobe"
-	case a.Uprobe != nil:
-		return "uprobe"
-	case a.Cgroup != nil:
-		return "cgroup"
-	}
-	return ""
-}
+func AttachKind(a v1alpha1.ProgramAttachment) string { return hooks.Kind(a) }
 
 // AttachTypes lists the distinct attach kinds of the spec in order, comma
 // separated, for status.attachTypes.
@@ -618,8 +585,20 @@ func AttachTypes(p *v1alpha1.BpfProgram) string {
 	return strings.Join(kinds, ",")
 }
 
-// Compatible tells whether a manifest program of type progType can be
-// attached with the attach block kind.
-func Compatible(kind, progType string) bool {
-	return slices.Contains(attachKinds[kind], progType)
+// Compatible tells whether the manifest program p can be attached by the
+// block a: exactly the program type (and, for tracing programs, the attach
+// type) the hook takes, never a family (hooks.Fits). A cgroup block for the
+// device hook takes cgroup_device programs only, not cgroup_skb.
+func Compatible(a v1alpha1.ProgramAttachment, p *format.Program) bool {
+	t, err := format.ParseProgramType(p.Type)
+	if err != nil {
+		return false
+	}
+	at := ebpf.AttachNone
+	if p.AttachType != "" {
+		if at, err = format.ParseAttachType(p.AttachType); err != nil {
+			return false
+		}
+	}
+	return hooks.Fits(a, t, at)
 }

@@ -1,6 +1,7 @@
 package program
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,8 +12,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/bpfleet/bpfleet/api/hooks"
 	"github.com/bpfleet/bpfleet/api/rollout"
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles"
+	"github.com/bpfleet/bpfleet/bundles/format"
 )
 
 const (
@@ -571,27 +575,50 @@ func TestDecideReady(t *testing.T) {
 }
 
 func TestCompatible(t *testing.T) {
+	xdp := v1alpha1.ProgramAttachment{XDP: &v1alpha1.XDPAttach{}}
+	tc := v1alpha1.ProgramAttachment{TC: &v1alpha1.TCAttach{Direction: v1alpha1.TCIngress}}
+	tp := v1alpha1.ProgramAttachment{Tracepoint: &v1alpha1.TracepointAttach{}}
+	rawtp := v1alpha1.ProgramAttachment{RawTracepoint: &v1alpha1.RawTracepointAttach{}}
+	fentry := v1alpha1.ProgramAttachment{Fentry: &v1alpha1.FunctionAttach{}}
+	fexit := v1alpha1.ProgramAttachment{Fexit: &v1alpha1.FunctionAttach{}}
+	kprobe := v1alpha1.ProgramAttachment{Kprobe: &v1alpha1.KprobeAttach{}}
+	uprobe := v1alpha1.ProgramAttachment{Uprobe: &v1alpha1.UprobeAttach{}}
+	cgroup := func(hook v1alpha1.CgroupAttachType) v1alpha1.ProgramAttachment {
+		return v1alpha1.ProgramAttachment{Cgroup: &v1alpha1.CgroupAttach{AttachType: hook}}
+	}
 	tests := []struct {
-		kind, progType string
-		want           bool
+		attach     v1alpha1.ProgramAttachment // the spec's attach block
+		progType   string                     // manifest type
+		attachType string                     // manifest attach type
+		want       bool
 	}{
-		{"xdp", "xdp", true},
-		{"tc", "sched_cls", true},
-		{"tc", "xdp", false},
-		{"tracepoint", "tracepoint", true},
-		{"rawTracepoint", "raw_tracepoint", true},
-		{"rawTracepoint", "tracing", true},
-		{"fentry", "tracing", true},
-		{"fexit", "kprobe", false},
-		{"kprobe", "kprobe", true},
-		{"uprobe", "kprobe", true},
-		{"cgroup", "cgroup_skb", true},
-		{"cgroup", "cgroup_sock_addr", true},
-		{"xdp", "sched_cls", false},
+		{xdp, "xdp", "XDP", true},
+		{tc, "sched_cls", "", true},
+		{tc, "xdp", "", false},
+		{tp, "tracepoint", "", true},
+		{rawtp, "raw_tracepoint", "", true},
+		{rawtp, "tracing", "TraceRawTp", true},
+		// A tracing program is an fentry, fexit or tp_btf program, not all three.
+		{rawtp, "tracing", "TraceFEntry", false},
+		{fentry, "tracing", "TraceFEntry", true},
+		{fentry, "tracing", "TraceFExit", false},
+		{fexit, "kprobe", "", false},
+		{kprobe, "kprobe", "", true},
+		{uprobe, "kprobe", "", true},
+		{cgroup("ingress"), "cgroup_skb", "CGroupInetIngress", true},
+		{cgroup("egress"), "cgroup_skb", "CGroupInetIngress", true},
+		{cgroup("connect4"), "cgroup_sock_addr", "CGroupInet4Connect", true},
+		// A cgroup block takes the one type of its hook, not the family.
+		{cgroup("device"), "cgroup_skb", "CGroupInetIngress", false},
+		{cgroup("ingress"), "cgroup_device", "CGroupDevice", false},
+		{cgroup("ingress"), "sock_ops", "CGroupSockOps", false},
+		{xdp, "sched_cls", "", false},
+		{xdp, "no_such_type", "", false},
 	}
 	for _, tt := range tests {
-		if got := Compatible(tt.kind, tt.progType); got != tt.want {
-			t.Errorf("Compatible(%s, %s) = %v, want %v", tt.kind, tt.progType, got, tt.want)
+		p := &format.Program{Name: "p", Type: tt.progType, AttachType: tt.attachType}
+		if got := Compatible(tt.attach, p); got != tt.want {
+			t.Errorf("Compatible(%s, %s/%s) = %v, want %v", hooks.AttachType(tt.attach), tt.progType, tt.attachType, got, tt.want)
 		}
 	}
 }
@@ -617,5 +644,28 @@ func TestSummarizeKeepsWhatAPausedReleaseLearned(t *testing.T) {
 	}
 	if fmt.Sprint(s.Kernels) != fmt.Sprint(wantKernels) {
 		t.Errorf("kernels %+v, want %+v", s.Kernels, wantKernels)
+	}
+}
+
+// TestSignatureReason: a verification that failed because a trust key's
+// Secret could not be read is transient (retried soon, never a verdict),
+// even though the refusal it is joined with names a signature mismatch.
+func TestSignatureReason(t *testing.T) {
+	tests := []struct {
+		err       error
+		want      string
+		transient bool
+	}{
+		{fmt.Errorf("x: %w", bundles.ErrRegistryUnavailable), v1alpha1.ReasonRegistryUnavailable, true},
+		{errors.Join(fmt.Errorf("policy p: %w", bundles.ErrSignatureMismatch), fmt.Errorf("key k: %w", bundles.ErrKeyUnavailable)), v1alpha1.ReasonKeyUnavailable, true},
+		{fmt.Errorf("x: %w", bundles.ErrSignatureMismatch), v1alpha1.ReasonSignatureMismatch, false},
+		{fmt.Errorf("x: %w", bundles.ErrUnsigned), v1alpha1.ReasonUnsigned, false},
+		{fmt.Errorf("x: %w", bundles.ErrAttachTypeDenied), v1alpha1.ReasonAttachTypeDenied, false},
+	}
+	for _, tt := range tests {
+		got := signatureReason(tt.err)
+		if got != tt.want || transientReason(got) != tt.transient {
+			t.Errorf("signatureReason(%v) = %s (transient %v), want %s (%v)", tt.err, got, transientReason(got), tt.want, tt.transient)
+		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/bpfleet/bpfleet/api/hooks"
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/bundles/format"
@@ -264,9 +265,10 @@ func verificationKey(p *v1alpha1.BpfProgram, repository, digest string, policies
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// reconcileVerification admits the digest: a trust policy's key signed it,
-// the policy allows its program types, and the bundle holds every program the
-// spec names with a compatible attach kind.
+// reconcileVerification admits the digest: the trust policies' keys signed
+// it, its manifest describes its ELF objects truly, every covering policy
+// allows its program types and the spec's hooks, and the bundle holds every program the spec
+// names with a type its attach block takes.
 func (r *Reconciler) reconcileVerification(ctx context.Context, s *scope) error {
 	p := s.program
 	if s.digest == "" || !bundleResolvedNow(p) && !isManifestRefusal(p) {
@@ -291,7 +293,7 @@ func (r *Reconciler) reconcileVerification(ctx context.Context, s *scope) error 
 	if err != nil {
 		reason := signatureReason(err)
 		r.setSignatureVerifiedCondition(s, false, reason, err.Error())
-		if reason == v1alpha1.ReasonRegistryUnavailable {
+		if transientReason(reason) {
 			return fmt.Errorf("verify %s: %w", short(s.digest), err)
 		}
 		s.verifiedFor = key
@@ -307,10 +309,21 @@ func (r *Reconciler) reconcileVerification(ctx context.Context, s *scope) error 
 		s.verifiedFor = key
 		return reconcile.TerminalError(fmt.Errorf("fetch %s: %w", short(s.digest), err))
 	}
+	if err := b.CheckObjects(); err != nil {
+		// The manifest lies about its ELF: no type check on it would hold.
+		r.setBundleResolvedCondition(s, false, v1alpha1.ReasonBundleInvalid, err.Error())
+		s.verifiedFor = key
+		return reconcile.TerminalError(fmt.Errorf("check objects of %s: %w", short(s.digest), err))
+	}
 	if err := trust.CheckProgramTypes(res, b.Manifest); err != nil {
 		r.setSignatureVerifiedCondition(s, false, v1alpha1.ReasonProgramTypeDenied, err.Error())
 		s.verifiedFor = key
 		return reconcile.TerminalError(fmt.Errorf("check program types: %w", err))
+	}
+	if err := trust.CheckAttachTypes(res, p.Spec.Programs); err != nil {
+		r.setSignatureVerifiedCondition(s, false, v1alpha1.ReasonAttachTypeDenied, err.Error())
+		s.verifiedFor = key
+		return reconcile.TerminalError(fmt.Errorf("check attach types: %w", err))
 	}
 	if reason, msg := checkPrograms(p, b.Manifest); reason != "" {
 		// The signature is fine; the bundle does not fit the spec.
@@ -355,11 +368,18 @@ func isManifestRefusal(p *v1alpha1.BpfProgram) bool {
 func retryable(p *v1alpha1.BpfProgram) bool {
 	for _, t := range []string{v1alpha1.ConditionSignatureVerified, v1alpha1.ConditionBundleResolved} {
 		c := meta.FindStatusCondition(p.Status.Conditions, t)
-		if c == nil || c.Reason == v1alpha1.ReasonRegistryUnavailable {
+		if c == nil || transientReason(c.Reason) {
 			return true
 		}
 	}
 	return false
+}
+
+// transientReason tells whether a refusal reason says nothing about the
+// bundle: the registry or a trust key's Secret could not be read, and
+// retrying soon may succeed.
+func transientReason(reason string) bool {
+	return reason == v1alpha1.ReasonRegistryUnavailable || reason == v1alpha1.ReasonKeyUnavailable
 }
 
 func verifiedReason(res trust.Result) string {
@@ -374,12 +394,17 @@ func signatureReason(err error) string {
 	switch {
 	case errors.Is(err, bundles.ErrRegistryUnavailable):
 		return v1alpha1.ReasonRegistryUnavailable
+	case errors.Is(err, bundles.ErrKeyUnavailable):
+		// Before the refusals it is joined with: a key not read is no verdict.
+		return v1alpha1.ReasonKeyUnavailable
 	case errors.Is(err, bundles.ErrNoTrustPolicy):
 		return v1alpha1.ReasonNoTrustPolicy
 	case errors.Is(err, bundles.ErrUnsigned):
 		return v1alpha1.ReasonUnsigned
 	case errors.Is(err, bundles.ErrProgramTypeDenied):
 		return v1alpha1.ReasonProgramTypeDenied
+	case errors.Is(err, bundles.ErrAttachTypeDenied):
+		return v1alpha1.ReasonAttachTypeDenied
 	default:
 		return v1alpha1.ReasonSignatureMismatch
 	}
@@ -393,8 +418,8 @@ func checkPrograms(p *v1alpha1.BpfProgram, m *format.Manifest) (reason, msg stri
 		if !ok {
 			return v1alpha1.ReasonProgramNotInBundle, fmt.Sprintf("program %q is not in bundle %s", a.Name, m.Name)
 		}
-		if kind := AttachKind(a); !Compatible(kind, prog.Type) {
-			return v1alpha1.ReasonAttachMismatch, fmt.Sprintf("program %q is of type %s and cannot be attached as %s", a.Name, prog.Type, kind)
+		if !Compatible(a, prog) {
+			return v1alpha1.ReasonAttachMismatch, fmt.Sprintf("program %q is of type %s and cannot be attached as %s", a.Name, prog.Type, hooks.AttachType(a))
 		}
 	}
 	return "", ""
@@ -467,8 +492,8 @@ func (r *Reconciler) reconcileRollout(_ context.Context, s *scope) error {
 }
 
 // refusal returns the BundleResolved or SignatureVerified condition that is
-// False for the current generation. An unreachable registry while checking
-// the digest that already runs again (pullPolicy Always, the resolve
+// False for the current generation. An unreachable registry (or an
+// unreadable trust key) while checking the digest that already runs again (pullPolicy Always, the resolve
 // annotation) refuses nothing: Ready keeps telling how the nodes do.
 func refusal(p *v1alpha1.BpfProgram, s *scope) *metav1.Condition {
 	recheck := p.Status.Rollout != nil && p.Status.Rollout.TargetDigest == p.Status.ResolvedDigest &&
@@ -476,7 +501,7 @@ func refusal(p *v1alpha1.BpfProgram, s *scope) *metav1.Condition {
 	for _, t := range []string{v1alpha1.ConditionSignatureVerified, v1alpha1.ConditionBundleResolved} {
 		c := meta.FindStatusCondition(p.Status.Conditions, t)
 		if c != nil && c.Status == metav1.ConditionFalse && c.ObservedGeneration == p.Generation &&
-			(c.Reason != v1alpha1.ReasonRegistryUnavailable || !recheck) {
+			(!transientReason(c.Reason) || !recheck) {
 			return c
 		}
 	}

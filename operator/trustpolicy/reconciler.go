@@ -1,14 +1,11 @@
 // Package trustpolicy reconciles BundleTrustPolicies: it parses their keys
-// (inline PEM or a Secret), reports fingerprints and how many BpfPrograms
-// each covers, and warns loudly when a policy admits unsigned bundles.
+// (inline PEM or a Secret), reports fingerprints, the keys it had to skip
+// and how many BpfPrograms each covers, and warns loudly when a policy
+// admits unsigned bundles.
 package trustpolicy
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"time"
@@ -28,13 +25,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/trust"
 )
 
-// forbiddenRetry is how soon a policy whose Secret was Forbidden is
-// reconciled again: the Role update usually lands within a second.
-const forbiddenRetry = 3 * time.Second
+// keyRetry is how soon a policy whose Secret could not be read for an API
+// error (Forbidden included: the trust-keys Role update usually lands
+// within a second) is reconciled again.
+const keyRetry = 3 * time.Second
 
 // Reconciler reconciles BundleTrustPolicies.
 type Reconciler struct {
@@ -67,17 +66,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		}
 	}()
 
-	var keyErr error
+	// A key that cannot be had is skipped and reported; the others count.
+	keys, keyErr := (&trust.Verifier{Keys: r.Keys}).ResolveKeys(ctx, *pol)
 	pol.Status.KeyFingerprints = nil
-	pol.Status.KeyCount = 0
-	for _, k := range pol.Spec.Keys {
-		fp, err := r.fingerprint(ctx, k)
-		if err != nil {
-			keyErr = errors.Join(keyErr, fmt.Errorf("key %s: %w", k.Name, err))
-			continue
-		}
-		pol.Status.KeyCount++
-		pol.Status.KeyFingerprints = append(pol.Status.KeyFingerprints, k.Name+" "+fp)
+	pol.Status.KeyCount = int32(len(keys))
+	for _, k := range keys {
+		pol.Status.KeyFingerprints = append(pol.Status.KeyFingerprints, k.Name+" "+k.Fingerprint)
 	}
 	r.setReadyCondition(pol, keyErr)
 	r.setUnsignedAllowedCondition(pol)
@@ -94,8 +88,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	}
 	pol.Status.ObservedGeneration = pol.Generation
 	if keyErr != nil {
-		if apierrors.IsForbidden(keyErr) {
-			return ctrl.Result{RequeueAfter: forbiddenRetry}, nil
+		if errors.Is(keyErr, bundles.ErrKeyUnavailable) {
+			// An API error (Forbidden until the trust-keys Role names the
+			// Secret, a timeout, a 5xx): no verdict on the key, look soon.
+			return ctrl.Result{RequeueAfter: keyRetry}, nil
 		}
 		for _, k := range pol.Spec.Keys {
 			if k.SecretRef != nil {
@@ -108,41 +104,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	return ctrl.Result{}, nil
 }
 
-// fingerprint reads and parses one key and returns "SHA256:<hex>" of its DER.
-func (r *Reconciler) fingerprint(ctx context.Context, k v1alpha1.TrustedKey) (string, error) {
-	data := []byte(k.PublicKey)
-	if k.SecretRef != nil {
-		if r.Keys == nil {
-			return "", errors.New("secret references are not enabled")
-		}
-		var err error
-		if data, err = r.Keys(ctx, *k.SecretRef); err != nil {
-			return "", fmt.Errorf("read secret %s/%s: %w", k.SecretRef.Namespace, k.SecretRef.Name, err)
-		}
-	}
-	return Fingerprint(data)
-}
-
-// Fingerprint parses a PEM public key and returns "SHA256:<hex>" of its DER.
-func Fingerprint(pemData []byte) (string, error) {
-	block, _ := pem.Decode(pemData)
-	if block == nil {
-		return "", errors.New("parse key: no PEM block")
-	}
-	if _, err := x509.ParsePKIXPublicKey(block.Bytes); err != nil {
-		return "", fmt.Errorf("parse key: %w", err)
-	}
-	sum := sha256.Sum256(block.Bytes)
-	return "SHA256:" + hex.EncodeToString(sum[:]), nil
-}
-
 func (r *Reconciler) setReadyCondition(pol *v1alpha1.BundleTrustPolicy, keyErr error) {
 	c := metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonKeysValid,
 		Message: fmt.Sprintf("%d key(s) parsed", pol.Status.KeyCount), ObservedGeneration: pol.Generation}
 	if keyErr != nil {
-		c.Status, c.Reason, c.Message = metav1.ConditionFalse, v1alpha1.ReasonKeyInvalid, keyErr.Error()
-		if apierrors.IsForbidden(keyErr) {
+		c.Status, c.Reason = metav1.ConditionFalse, v1alpha1.ReasonKeyInvalid
+		c.Message = fmt.Sprintf("%d of %d key(s) usable, the others skipped: %s", pol.Status.KeyCount, len(pol.Spec.Keys), keyErr)
+		switch {
+		case apierrors.IsForbidden(keyErr):
 			c.Reason = v1alpha1.ReasonSecretForbidden
+		case errors.Is(keyErr, bundles.ErrKeyUnavailable):
+			c.Reason = v1alpha1.ReasonKeyUnavailable
 		}
 	}
 	if meta.SetStatusCondition(&pol.Status.Conditions, c) && keyErr != nil {

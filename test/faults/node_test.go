@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
@@ -45,6 +47,18 @@ func intact(t *testing.T, n *local.Node) (bool, int) {
 		}
 	}
 	return len(files) > 0, len(files)
+}
+
+// holds counts the reconciles that held bpfProgram at what runs, as the
+// agent logs them.
+func holds(a *agentProcess, bpfProgram string) int {
+	n := 0
+	for _, line := range strings.Split(a.Log(), "\n") {
+		if strings.Contains(line, "holding BpfProgram at what runs") && strings.Contains(line, `"bpfProgram":"`+bpfProgram+`"`) {
+			n++
+		}
+	}
+	return n
 }
 
 // TestNodeCacheCorrupted: bytes flipped in every cached blob, or the blobs
@@ -90,8 +104,17 @@ func TestNodeCacheCorrupted(t *testing.T) {
 			proxy.SetMode(Fail500)
 			t.Cleanup(func() { proxy.SetMode(Pass) })
 			traffic := startStream(t, e, n)
+			heldBefore := holds(agent, p.Name)
 			damage.do(t, blobs(t, n))
-			time.Sleep(5 * time.Second) // two resyncs read the damaged cache
+			// Two reconciles read the damaged cache with the registry down:
+			// each holds the program at what runs and logs it. Wait for
+			// them, not for a time.
+			err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+				return holds(agent, p.Name) >= heldBefore+2, nil
+			})
+			if err != nil {
+				t.Fatalf("no two reconciles read the damaged cache (%d holds logged): %v\nagent log:\n%s", holds(agent, p.Name)-heldBefore, err, agent.Log())
+			}
 			st := waitEntry(t, e, n, p.Name, 10*time.Second, "v1 still attached", attachedWith(v1Digest))
 			if st.ID != running.ID || xdpProgramID(t, n) != running.ID {
 				t.Errorf("program %d replaced by %d (kernel %d) while the cache was damaged", running.ID, st.ID, xdpProgramID(t, n))

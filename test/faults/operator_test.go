@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -60,38 +61,37 @@ func TestOperatorKilledMidRollout(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = e.StartOperator(ctx) }) // the environment's own, for the tests after
 	first := startOperatorProcess(t, e)
-	p, err := e.FilterProgram("operator-killed")
-	if err != nil {
-		t.Fatal(err)
+	// The waves need a boundary between the nodes. Buckets come from the
+	// node names and the program's uid: a uid that puts every node in one
+	// bucket (about 1 in 10^4 with 3 nodes) is replaced by a new object,
+	// a bounded number of times, never skipped.
+	var p *v1.BpfProgram
+	var waves []int32
+	for attempt := 1; ; attempt++ {
+		var err error
+		if p, err = e.FilterProgram("operator-killed"); err != nil {
+			t.Fatal(err)
+		}
+		p.Spec.Bundle.Image = v1Ref
+		p.Spec.NodeSelector = nil
+		create(t, e, p)
+		if err := e.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
+			t.Fatal(err)
+		}
+		if waves = wavesAcross(e.Nodes, p.UID); len(waves) >= 2 {
+			break
+		}
+		remove(t, e, p)
+		if attempt == 10 {
+			t.Fatalf("%d uids in a row put every node in one rollout bucket: the bucket hash does not spread", attempt)
+		}
 	}
-	p.Spec.Bundle.Image = v1Ref
-	p.Spec.NodeSelector = nil
 	removeLater(t, e, p)
-	create(t, e, p)
 	if _, err := e.WaitReady(ctx, p.Name, int32(len(e.Nodes)), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Client.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
 		t.Fatal(err)
-	}
-	// One wave per distinct bucket, the first holding the lowest.
-	buckets := map[string]int32{}
-	var distinct []int32
-	for _, n := range e.Nodes {
-		b := rollout.Bucket(n.Name, p.UID)
-		buckets[n.Name] = b
-		distinct = append(distinct, b)
-	}
-	sort.Slice(distinct, func(i, j int) bool { return distinct[i] < distinct[j] })
-	var waves []int32
-	for _, b := range distinct {
-		if len(waves) == 0 || waves[len(waves)-1] <= b {
-			waves = append(waves, b+1)
-		}
-	}
-	waves[len(waves)-1] = 100
-	if len(waves) < 2 {
-		t.Skipf("every node hashes to bucket %d: no wave boundary to stop at", distinct[0])
 	}
 	links := map[string]uint32{}
 	for _, n := range e.Nodes {
@@ -119,7 +119,7 @@ func TestOperatorKilledMidRollout(t *testing.T) {
 		p.Spec.Rollout = v1.RolloutSpec{Strategy: v1.RolloutWaves, Waves: waves, PauseSeconds: 6}
 	})
 	var firstWave map[string]bool
-	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		v2, err := onV2(ctx)
 		if err != nil {
 			return false, err
@@ -204,6 +204,26 @@ func TestOperatorKilledMidRollout(t *testing.T) {
 	}
 	report(t, "operator SIGKILLed mid-rollout", "waves %v; killed at wave %d (%d node(s) on v2) for %s: nothing moved; new operator took the lease and resumed, all %d nodes on v2 %s after its start",
 		waves, stopped.Wave, count(firstWave), restarted.Sub(stoppedAt).Round(time.Second), len(e.Nodes), time.Since(restarted).Round(100*time.Millisecond))
+}
+
+// wavesAcross returns cumulative wave percentages with one wave per
+// distinct rollout bucket of nodes for uid, the first holding the lowest
+// bucket and the last ending at 100: fewer than two when every node shares
+// a bucket.
+func wavesAcross(nodes []*local.Node, uid types.UID) []int32 {
+	var distinct []int32
+	for _, n := range nodes {
+		distinct = append(distinct, rollout.Bucket(n.Name, uid))
+	}
+	sort.Slice(distinct, func(i, j int) bool { return distinct[i] < distinct[j] })
+	var waves []int32
+	for _, b := range distinct {
+		if len(waves) == 0 || waves[len(waves)-1] <= b {
+			waves = append(waves, b+1)
+		}
+	}
+	waves[len(waves)-1] = 100
+	return waves
 }
 
 func count(m map[string]bool) int {

@@ -70,7 +70,12 @@ func NewBundle(digest string, obj []byte) (*Bundle, error) {
 	}
 	b := &Bundle{Digest: digest, obj: obj, progs: map[string]*format.Program{}}
 	for name, ps := range spec.Programs {
-		b.progs[name] = &format.Program{Name: name, Object: ObjectName, Section: ps.SectionName, License: ps.License}
+		typ, err := format.ProgramTypeName(ps.Type)
+		if err != nil {
+			return nil, err
+		}
+		b.progs[name] = &format.Program{Name: name, Object: ObjectName, Section: ps.SectionName, License: ps.License,
+			Type: typ, AttachType: format.AttachTypeName(ps.Type, ps.AttachType)}
 	}
 	return b, nil
 }
@@ -83,7 +88,8 @@ func (b *Bundle) Object(name string) ([]byte, error) {
 	return b.obj, nil
 }
 
-// Program returns the manifest entry of a program.
+// Program returns the manifest entry of a program. Tests may change it to
+// make the manifest misstate the object.
 func (b *Bundle) Program(name string) (*format.Program, bool) {
 	p, ok := b.progs[name]
 	return p, ok
