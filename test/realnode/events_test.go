@@ -54,7 +54,7 @@ spec:
   events: {enabled: true}
 `, name, ref, exectrace.ProgramName, exectrace.TracepointGroup, exectrace.TracepointName))
 	e.waitAttached(t, name, 1, applyTimeout)
-	pod := e.sleeperPod(t, "realnode-exec", map[string]string{"app": "exec-demo"})
+	pod := e.runPod(t, "realnode-exec", "sleeper", map[string]string{"app": "exec-demo"}, "/bin/sleep", "3600")
 	time.Sleep(2 * time.Second) // the agent's reader starts within a second of Attached
 	t.Run("tagged with the pod in the agent's log", func(t *testing.T) { e.eventsInLog(t, name, pod) })
 	t.Run("kubectl bpf events", func(t *testing.T) { e.kubectlBPFEvents(t, name, pod) })
@@ -108,16 +108,16 @@ func (e *env) eventsInLog(t *testing.T, name string, pod *corev1.Pod) {
 	}
 }
 
-// sleeperPod runs a busybox pod that sleeps, labelled labels, and waits
-// until it runs.
-func (e *env) sleeperPod(t testing.TB, name string, labels map[string]string) *corev1.Pod {
+// runPod runs a busybox pod with one container running command, labelled
+// labels, and waits until it runs.
+func (e *env) runPod(t testing.TB, name, container string, labels map[string]string, command ...string) *corev1.Pod {
 	t.Helper()
 	ctx := context.Background()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name, Labels: labels},
 		Spec: corev1.PodSpec{
 			TerminationGracePeriodSeconds: new(int64),
-			Containers:                    []corev1.Container{{Name: "sleeper", Image: e.c.WorkloadImage, Command: []string{"/bin/sleep", "3600"}}},
+			Containers:                    []corev1.Container{{Name: container, Image: e.c.WorkloadImage, Command: command}},
 		},
 	}
 	if err := e.client.Create(ctx, pod); err != nil {

@@ -13,15 +13,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cilium/ebpf"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
-	"github.com/bpfleet/bpfleet/test/envtest"
 	"github.com/bpfleet/bpfleet/test/netns"
 )
 
@@ -221,32 +217,9 @@ func (e *env) uprobeTarget(t testing.TB) string {
 // against its own view of /sys/fs/cgroup).
 func (e *env) workloadPodCgroup(t testing.TB) string {
 	t.Helper()
-	ctx := context.Background()
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "realnode-talker"},
-		Spec: corev1.PodSpec{
-			TerminationGracePeriodSeconds: new(int64),
-			Containers: []corev1.Container{{
-				Name:  "talker",
-				Image: e.c.WorkloadImage,
-				Command: []string{"/bin/sh", "-c", fmt.Sprintf(
-					"while true; do echo x | nc -w 1 %s %d >/dev/null; sleep 0.2; done", e.c.NodeIP, 15000)},
-			}},
-		},
-	}
-	if err := e.client.Create(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.client.Delete(context.Background(), pod) })
-	envtest.Eventually(t, 2*time.Minute, func() error {
-		if err := e.client.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
-			return err
-		}
-		if pod.Status.Phase != corev1.PodRunning {
-			return fmt.Errorf("pod %s is %s", pod.Name, pod.Status.Phase)
-		}
-		return nil
-	})
+	host, port, _ := strings.Cut(e.c.RegistryNodeHost, ":")
+	pod := e.runPod(t, "realnode-talker", "talker", nil, "/bin/sh", "-c",
+		fmt.Sprintf("while true; do echo x | nc -w 1 %s %s >/dev/null; sleep 0.2; done", host, port))
 	pid := e.containerPID(t, pod, "talker")
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
 	if err != nil {
