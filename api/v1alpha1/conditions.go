@@ -69,4 +69,8 @@ const (
 	ReasonTampered         = "Tampered"
 	ReasonMapUpdateFailed  = "MapUpdateFailed"
 	ReasonInvalidConstant  = "InvalidConstant"
+	// ReasonInvalidNodeSelector: the program's nodeSelector cannot be
+	// evaluated (it reached the API around validation, e.g. under an older
+	// CRD). What runs on the node keeps running, held at its digest.
+	ReasonInvalidNodeSelector = "InvalidNodeSelector"
 )

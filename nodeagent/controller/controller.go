@@ -130,15 +130,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.List(ctx, &policies); err != nil {
 		return ctrl.Result{}, fmt.Errorf("list BundleTrustPolicies: %w", err)
 	}
-	sel, selErr := selected(programs.Items, node)
-	if selErr != nil {
-		logger.Error(selErr, "some BpfPrograms were left out")
-	}
-
 	var took phaseTimes
 	snapshot := r.Dataplane.Snapshot()
+	sel, held, selErr := selected(programs.Items, node, onNode(snapshot))
+	if selErr != nil {
+		logger.Error(selErr, "some nodeSelectors cannot be evaluated; keeping what runs of them")
+	}
 	sel, settle := awaitAdmission(sel, snapshot, r.digestFor, time.Now())
-	desired, verified := r.desired(ctx, sel, policies.Items, running(snapshot), &took)
+	desired, verified := r.desired(ctx, sel, held, policies.Items, running(snapshot), &took)
 
 	start := time.Now()
 	states := r.Dataplane.Apply(ctx, desired)
@@ -209,10 +208,20 @@ func (r *Reconciler) retryInterval() time.Duration {
 	return 5 * time.Second
 }
 
+// onNode tells whether the dataplane reports anything of a BpfProgram.
+func onNode(snapshot []v1alpha1.ProgramState) func(types.UID) bool {
+	known := map[types.UID]bool{}
+	for _, s := range snapshot {
+		known[s.UID] = true
+	}
+	return func(uid types.UID) bool { return known[uid] }
+}
+
 // desired builds the node's full desired set: one entry per selected
 // program, with a verified bundle, or a Hold saying why it cannot move to
-// its digest now. It also returns when each admitted digest was verified.
-func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, policies []v1alpha1.BundleTrustPolicy, running map[types.UID]v1alpha1.ProgramState, took *phaseTimes) ([]dataplane.Desired, map[types.UID]time.Time) {
+// its digest now (held gives the programs held before any pull). It also
+// returns when each admitted digest was verified.
+func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, held map[types.UID]error, policies []v1alpha1.BundleTrustPolicy, running map[types.UID]v1alpha1.ProgramState, took *phaseTimes) ([]dataplane.Desired, map[types.UID]time.Time) {
 	logger := log.FromContext(ctx)
 	out := make([]dataplane.Desired, 0, len(sel))
 	verified := map[types.UID]time.Time{}
@@ -223,6 +232,11 @@ func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, po
 			Generation: p.Generation,
 			Digest:     r.digestFor(p),
 			Spec:       *p.Spec.DeepCopy(),
+		}
+		if err := held[p.UID]; err != nil {
+			d.Hold = dataplane.Hold(holdReason(err), err)
+			out = append(out, d)
+			continue
 		}
 		if d.Digest == "" {
 			d.Hold = dataplane.Hold(holdReason(errWaitingForDigest), errWaitingForDigest)

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/bpfleet/bpfleet/api/rollout"
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
@@ -19,10 +20,18 @@ import (
 // its wave).
 var errWaitingForDigest = errors.New("waiting for the operator to roll a verified digest out to this node")
 
+// errInvalidNodeSelector holds a program whose nodeSelector cannot be
+// evaluated: the node cannot tell whether it is selected, so it keeps what
+// runs rather than detach it (as every node would, fleet-wide).
+var errInvalidNodeSelector = errors.New("nodeSelector cannot be evaluated; keeping what runs")
+
 // selected returns the BpfPrograms whose nodeSelector matches node, sorted
 // by name. Programs being deleted are left out: absence detaches them.
-func selected(programs []v1alpha1.BpfProgram, node *corev1.Node) ([]*v1alpha1.BpfProgram, error) {
-	var out []*v1alpha1.BpfProgram
+//
+// A program whose selector cannot be evaluated is kept when onNode says
+// something of it is on the node, and held (held names it, with the
+// reason); otherwise it is left out. Either way the error is returned.
+func selected(programs []v1alpha1.BpfProgram, node *corev1.Node, onNode func(types.UID) bool) (out []*v1alpha1.BpfProgram, held map[types.UID]error, err error) {
 	var errs []error
 	for i := range programs {
 		p := &programs[i]
@@ -31,7 +40,15 @@ func selected(programs []v1alpha1.BpfProgram, node *corev1.Node) ([]*v1alpha1.Bp
 		}
 		ok, err := selects(p.Spec.NodeSelector, node.Labels)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("evaluate nodeSelector of BpfProgram %s: %w", p.Name, err))
+			err = fmt.Errorf("evaluate nodeSelector of BpfProgram %s: %w: %w", p.Name, errInvalidNodeSelector, err)
+			errs = append(errs, err)
+			if onNode != nil && onNode(p.UID) {
+				if held == nil {
+					held = map[types.UID]error{}
+				}
+				held[p.UID] = err
+				out = append(out, p)
+			}
 			continue
 		}
 		if ok {
@@ -39,7 +56,7 @@ func selected(programs []v1alpha1.BpfProgram, node *corev1.Node) ([]*v1alpha1.Bp
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, errors.Join(errs...)
+	return out, held, errors.Join(errs...)
 }
 
 // selects tells whether sel matches a node with nodeLabels; nil or empty
@@ -70,6 +87,8 @@ func holdReason(err error) string {
 	switch {
 	case errors.Is(err, errWaitingForDigest):
 		return v1alpha1.ReasonWaitingForWave
+	case errors.Is(err, errInvalidNodeSelector):
+		return v1alpha1.ReasonInvalidNodeSelector
 	case errors.Is(err, bundles.ErrUnsigned),
 		errors.Is(err, bundles.ErrSignatureMismatch),
 		errors.Is(err, bundles.ErrNoTrustPolicy),

@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
 
 	"github.com/bpfleet/bpfleet/api/rollout"
@@ -63,7 +64,10 @@ func FuzzDesired(f *testing.F) {
 			p.Name = "fuzzed"
 		}
 		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{labelKey: labelValue}}}
-		sel, err := selected([]v1alpha1.BpfProgram{p}, node)
+		sel, held, err := selected([]v1alpha1.BpfProgram{p}, node, func(types.UID) bool { return true })
+		if (len(held) > 0) != (err != nil) {
+			t.Fatalf("held %v, error %v: a selector that cannot be evaluated must hold what is on the node", held, err)
+		}
 		if err != nil && !strings.Contains(err.Error(), "BpfProgram "+p.Name) {
 			t.Fatalf("selector error does not name the BpfProgram: %v", err)
 		}
@@ -73,7 +77,9 @@ func FuzzDesired(f *testing.F) {
 			if r := sp.Status.Rollout; d.Digest != "" && (r == nil || (d.Digest != r.TargetDigest && d.Digest != r.StableDigest)) {
 				t.Fatalf("node %q gets digest %q that status.rollout %+v never named", nodeName, d.Digest, r)
 			}
-			if d.Digest == "" {
+			if h := held[sp.UID]; h != nil {
+				d.Hold = dataplane.Hold(holdReason(h), h)
+			} else if d.Digest == "" {
 				d.Hold = dataplane.Hold(holdReason(errWaitingForDigest), errWaitingForDigest)
 			} else {
 				d.Hold = dataplane.Hold(holdReason(bundles.ErrRegistryUnavailable), bundles.ErrRegistryUnavailable)
@@ -87,7 +93,7 @@ func FuzzDesired(f *testing.F) {
 			}
 		}
 		for _, d := range desired {
-			if errors.Is(d.Hold, errWaitingForDigest) == transientHold(d.Hold) {
+			if errors.Is(d.Hold, bundles.ErrRegistryUnavailable) != transientHold(d.Hold) {
 				t.Fatalf("hold %v: transient %t", d.Hold, transientHold(d.Hold))
 			}
 		}
