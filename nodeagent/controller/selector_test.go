@@ -2,52 +2,15 @@ package controller_test
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 )
-
-// selectorRules is where the BpfProgram CRD keeps its nodeSelector CEL rules.
-const selectorRules = "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/nodeSelector/x-kubernetes-validations"
-
-// withoutSelectorRules removes the nodeSelector CEL rules from this
-// package's API server (an older CRD, as a BpfProgram written around
-// admission would meet) and puts them back at cleanup.
-func withoutSelectorRules(t *testing.T) {
-	t.Helper()
-	ctx := context.Background()
-	crd := &unstructured.Unstructured{}
-	crd.SetAPIVersion("apiextensions.k8s.io/v1")
-	crd.SetKind("CustomResourceDefinition")
-	if err := env.Client.Get(ctx, types.NamespacedName{Name: "bpfprograms.bpfleet.io"}, crd); err != nil {
-		t.Fatalf("get CRD: %v", err)
-	}
-	versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
-	rules, ok, _ := unstructured.NestedFieldCopy(versions[0].(map[string]any),
-		"schema", "openAPIV3Schema", "properties", "spec", "properties", "nodeSelector", "x-kubernetes-validations")
-	if !ok {
-		t.Fatal("the CRD has no nodeSelector rules")
-	}
-	patch := func(op string, value any) {
-		b, err := json.Marshal([]map[string]any{{"op": op, "path": selectorRules, "value": value}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := env.Client.Patch(ctx, crd, client.RawPatch(types.JSONPatchType, b)); err != nil {
-			t.Fatalf("%s nodeSelector rules: %v", op, err)
-		}
-	}
-	patch("remove", nil)
-	t.Cleanup(func() { patch("add", rules) })
-}
 
 // TestInvalidSelectorKeepsWhatRuns: a BpfProgram whose nodeSelector became
 // unreadable stays attached and filtering on the node, held with reason
@@ -62,7 +25,7 @@ func TestInvalidSelectorKeepsWhatRuns(t *testing.T) {
 	p := w.createProgram(t, ref, v1, denyEntry(deniedPort))
 	first := w.waitEntry(t, p, "program attached", attachedAt(v1))
 
-	withoutSelectorRules(t)
+	env.WithoutRules(t, "bpfprograms.bpfleet.io", "spec.nodeSelector")
 	valid := p.Spec.NodeSelector.DeepCopy()
 	bogus := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: nodeLabel, Operator: "Bogus"}}}
 	eventually(t, 10*time.Second, "API server takes the bogus selector", func() (bool, string) {
