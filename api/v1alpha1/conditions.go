@@ -71,6 +71,7 @@ const (
 	ReasonInvalidConstant  = "InvalidConstant"
 	// ReasonInvalidNodeSelector: the program's nodeSelector cannot be
 	// evaluated (it reached the API around validation, e.g. under an older
-	// CRD). What runs on the node keeps running, held at its digest.
+	// CRD). What runs on a node keeps running, held at its digest; the
+	// BpfProgram is Degraded with this reason.
 	ReasonInvalidNodeSelector = "InvalidNodeSelector"
 )
