@@ -74,4 +74,8 @@ const (
 	// CRD). What runs on a node keeps running, held at its digest; the
 	// BpfProgram is Degraded with this reason.
 	ReasonInvalidNodeSelector = "InvalidNodeSelector"
+	// ReasonBPFFSRemounted (an Event on the BpfNodeState): bpffs went away
+	// under the running agent, which mounted it again and pinned again
+	// what runs.
+	ReasonBPFFSRemounted = "BPFFSRemounted"
 )

@@ -144,6 +144,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	took.apply = time.Since(start)
 	metrics.PhaseSeconds.WithLabelValues(r.NodeName, metrics.PhaseApply).Observe(took.apply.Seconds())
 	states = explainHolds(states, desired)
+	r.reportRemounts(ctx)
 
 	start = time.Now()
 	changed, err := r.report(ctx, node, states, verified, withStats)
@@ -513,6 +514,27 @@ func (r *Reconciler) recordTransitions(ns *v1alpha1.BpfNodeState, before, after 
 					"%s/%s attached at %s (id %d, %s)", s.BpfProgram, s.Program, s.AttachPoint, s.ID, s.Digest)
 			}
 		}
+	}
+}
+
+// reportRemounts emits a Warning Event on the node's BpfNodeState for each
+// time the dataplane had to mount bpffs again (its pins were gone), when the
+// dataplane says so (*dataplane.Dataplane does).
+func (r *Reconciler) reportRemounts(ctx context.Context) {
+	rd, ok := r.Dataplane.(interface{ TakeBPFFSRemounts() int })
+	if !ok {
+		return
+	}
+	n := rd.TakeBPFFSRemounts()
+	if n == 0 {
+		return
+	}
+	metrics.Failures.WithLabelValues(r.NodeName, v1alpha1.ReasonBPFFSRemounted).Add(float64(n))
+	log.FromContext(ctx).Info("bpffs was gone and mounted again; programs pinned again", "times", n)
+	if r.Recorder != nil {
+		ns := &v1alpha1.BpfNodeState{ObjectMeta: metav1.ObjectMeta{Name: r.NodeName}}
+		r.Recorder.Eventf(ns, nil, corev1.EventTypeWarning, v1alpha1.ReasonBPFFSRemounted, "Apply",
+			"bpffs was unmounted under the agent; mounted it again and pinned again what runs (%d time(s))", n)
 	}
 }
 

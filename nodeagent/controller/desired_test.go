@@ -1,9 +1,12 @@
 package controller
 
 import (
+	"context"
+	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 )
@@ -43,6 +46,44 @@ func TestDigestForUsesTheNodeKernel(t *testing.T) {
 		r := &Reconciler{NodeName: "n1", Dataplane: kernelOnly{release: tt.release}}
 		if got := r.digestFor(p); got != tt.want {
 			t.Errorf("kernel %q: digestFor = %s, want %s", tt.release, got, tt.want)
+		}
+	}
+}
+
+// remounting is a Dataplane that reports bpffs remounts once.
+type remounting struct {
+	Dataplane
+	n int
+}
+
+func (r *remounting) TakeBPFFSRemounts() int { n := r.n; r.n = 0; return n }
+
+func TestReportRemounts(t *testing.T) {
+	tests := []struct {
+		// remounts the dataplane reports.
+		remounts int
+		// wantEvent: one Warning BPFFSRemounted Event.
+		wantEvent bool
+	}{
+		{remounts: 0},
+		{remounts: 1, wantEvent: true},
+		{remounts: 3, wantEvent: true},
+	}
+	for _, tt := range tests {
+		rec := events.NewFakeRecorder(4)
+		dp := &remounting{n: tt.remounts}
+		r := &Reconciler{NodeName: "n1", Dataplane: dp, Recorder: rec}
+		r.reportRemounts(context.Background())
+		r.reportRemounts(context.Background()) // reported once
+		var got []string
+		for len(rec.Events) > 0 {
+			got = append(got, <-rec.Events)
+		}
+		if want := map[bool]int{true: 1, false: 0}[tt.wantEvent]; len(got) != want {
+			t.Fatalf("%d remounts: events %q, want %d", tt.remounts, got, want)
+		}
+		if tt.wantEvent && !strings.HasPrefix(got[0], "Warning "+v1alpha1.ReasonBPFFSRemounted) {
+			t.Errorf("event %q, want a Warning %s", got[0], v1alpha1.ReasonBPFFSRemounted)
 		}
 	}
 }

@@ -168,6 +168,19 @@ type Dataplane struct {
 	applied bool // Apply ran once: last is a complete desired set
 	entries map[types.UID]*entry
 	last    []Desired
+	// remounts counts bpffs mounts made under the running Dataplane, until
+	// TakeBPFFSRemounts reports them.
+	remounts int
+}
+
+// TakeBPFFSRemounts returns how many times bpffs had to be mounted again
+// under the running Dataplane since the last call, for the agent to report.
+func (d *Dataplane) TakeBPFFSRemounts() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := d.remounts
+	d.remounts = 0
+	return n
 }
 
 // New opens the dataplane: it mounts bpffs and tracefs when missing, reads
@@ -262,6 +275,7 @@ func (d *Dataplane) ensureBPFFS() {
 	if !mounted {
 		return
 	}
+	d.remounts++
 	d.log.Error(errBPFFSGone, "remounted bpffs; pinning every program again", "mount", d.opts.BPFFSMount, "root", d.opts.BPFFSRoot)
 	if err := os.MkdirAll(d.opts.BPFFSRoot, 0o700); err != nil {
 		d.log.Error(err, "create pin root")

@@ -103,10 +103,16 @@ func TestBPFFSRemounted(t *testing.T) {
 		t.Fatalf("link not pinned: %v", err)
 	}
 
+	if n := d.TakeBPFFSRemounts(); n != 0 {
+		t.Fatalf("%d remounts reported before any", n)
+	}
 	if err := unix.Unmount(mnt, 0); err != nil {
 		t.Fatal(err)
 	}
 	after := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	if n := d.TakeBPFFSRemounts(); n != 1 {
+		t.Errorf("%d remounts reported, want 1", n)
+	}
 	wantAttached(t, after)
 	var st unix.Statfs_t
 	if err := unix.Statfs(mnt, &st); err != nil || int64(st.Type) != unix.BPF_FS_MAGIC {
