@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -1250,4 +1251,29 @@ func mutate(t *testing.T, name string, fn func(*v1.BpfProgram)) *v1.BpfProgram {
 		t.Fatalf("update %s: %v", name, err)
 	}
 	return p
+}
+
+// TestInvalidNodeSelectorDegrades: a nodeSelector that cannot be evaluated
+// (admitted by an older CRD) marks the BpfProgram Degraded with reason
+// InvalidNodeSelector, leaves its rollout as it was, and clears once fixed.
+func TestInvalidNodeSelectorDegrades(t *testing.T) {
+	startOperator(t)
+	_, p := readyFleet(t, "badsel", 1)
+	rollout := p.Status.Rollout.DeepCopy()
+	env.WithoutRules(t, "bpfprograms.bpfleet.io", "spec.nodeSelector")
+	valid := p.Spec.NodeSelector.DeepCopy()
+	envtest.Eventually(t, 10*time.Second, func() error {
+		p = get(t, "badsel")
+		p.Spec.NodeSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Bogus"}}}
+		return env.Client.Update(context.Background(), p)
+	})
+	p = waitCondition(t, "badsel", v1.ConditionDegraded, metav1.ConditionTrue, v1.ReasonInvalidNodeSelector)
+	if !equality.Semantic.DeepEqual(p.Status.Rollout, rollout) {
+		t.Errorf("rollout moved under an invalid selector:\nbefore %+v\nafter  %+v", rollout, p.Status.Rollout)
+	}
+	p.Spec.NodeSelector = valid
+	if err := env.Client.Update(context.Background(), p); err != nil {
+		t.Fatalf("fix the selector: %v", err)
+	}
+	waitCondition(t, "badsel", v1.ConditionDegraded, metav1.ConditionFalse, v1.ReasonNoFailures)
 }

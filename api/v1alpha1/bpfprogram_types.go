@@ -38,7 +38,16 @@ type BpfProgramSpec struct {
 	MapEntries []MapEntry `json:"mapEntries,omitempty"`
 
 	// NodeSelector selects the nodes by label. Empty or absent selects every node.
+	// Agents cannot evaluate a malformed selector, so the API server refuses
+	// unknown operators, In/NotIn without values and Exists/DoesNotExist with
+	// values. Malformed label keys and values are left to the agents (a
+	// regular expression over metav1.LabelSelector's unbounded lists exceeds
+	// the CEL cost budget): they keep what runs and report
+	// InvalidNodeSelector.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="matchExpressions operator must be In, NotIn, Exists or DoesNotExist"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, !(e.operator in ['In', 'NotIn']) || (has(e.values) && size(e.values) > 0))",message="matchExpressions with operator In or NotIn need values"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, !(e.operator in ['Exists', 'DoesNotExist']) || !has(e.values) || size(e.values) == 0)",message="matchExpressions with operator Exists or DoesNotExist must not have values"
 	NodeSelector *metav1.LabelSelector `json:"nodeSelector,omitempty"`
 
 	// Rollout says how a new bundle digest reaches the selected nodes.

@@ -78,4 +78,13 @@ const (
 	// status.rollout names another for this node; the agent keeps what
 	// runs and loads nothing else.
 	ReasonDigestNotPinned = "DigestNotPinned"
+	// ReasonInvalidNodeSelector: the program's nodeSelector cannot be
+	// evaluated (it reached the API around validation, e.g. under an older
+	// CRD). What runs on a node keeps running, held at its digest; the
+	// BpfProgram is Degraded with this reason.
+	ReasonInvalidNodeSelector = "InvalidNodeSelector"
+	// ReasonBPFFSRemounted (an Event on the BpfNodeState): bpffs went away
+	// under the running agent, which mounted it again and pinned again
+	// what runs.
+	ReasonBPFFSRemounted = "BPFFSRemounted"
 )

@@ -417,3 +417,53 @@ func TestTrustPolicyValidation(t *testing.T) {
 		})
 	}
 }
+
+// TestNodeSelectorValidation: the API server refuses the malformed operators
+// and values that metav1.LabelSelectorAsSelector would fail on, and accepts
+// the selectors agents can evaluate. Before the CEL rules a bad selector passed, and each agent
+// then dropped the program on every node.
+func TestNodeSelectorValidation(t *testing.T) {
+	req := func(key string, op metav1.LabelSelectorOperator, values ...string) *metav1.LabelSelector {
+		return &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: key, Operator: op, Values: values}}}
+	}
+	tests := []struct {
+		name string
+		sel  *metav1.LabelSelector
+		// message is a fragment of the refusal; "" means accepted.
+		message string
+	}{
+		{name: "absent", sel: nil},
+		{name: "empty", sel: &metav1.LabelSelector{}},
+		{name: "matchLabels", sel: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/os": "linux", "tier": ""}}},
+		{name: "In", sel: req("node-role.kubernetes.io/worker", metav1.LabelSelectorOpIn, "a", "b")},
+		{name: "NotIn", sel: req("zone", metav1.LabelSelectorOpNotIn, "z1")},
+		{name: "Exists", sel: req("gpu", metav1.LabelSelectorOpExists)},
+		{name: "DoesNotExist", sel: req("gpu", metav1.LabelSelectorOpDoesNotExist)},
+		{name: "unknown operator", sel: req("a", "Bogus", "x"), message: "operator must be In, NotIn, Exists or DoesNotExist"},
+		{name: "lower-case operator", sel: req("a", "in", "x"), message: "operator must be In, NotIn, Exists or DoesNotExist"},
+		{name: "In without values", sel: req("a", metav1.LabelSelectorOpIn), message: "In or NotIn need values"},
+		{name: "NotIn without values", sel: req("a", metav1.LabelSelectorOpNotIn), message: "In or NotIn need values"},
+		{name: "Exists with values", sel: req("a", metav1.LabelSelectorOpExists, "x"), message: "Exists or DoesNotExist must not have values"},
+		{name: "DoesNotExist with values", sel: req("a", metav1.LabelSelectorOpDoesNotExist, "x"), message: "Exists or DoesNotExist must not have values"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The table must agree with what agents evaluate.
+			if _, err := metav1.LabelSelectorAsSelector(tt.sel); (err == nil) != (tt.message == "") {
+				t.Fatalf("table disagrees with LabelSelectorAsSelector: %v", err)
+			}
+			p := validProgram()
+			p.Spec.NodeSelector = tt.sel
+			err := env.Client.Create(context.Background(), p, client.DryRunAll)
+			switch {
+			case tt.message == "" && err != nil:
+				t.Fatalf("valid selector refused: %v", err)
+			case tt.message == "":
+			case err == nil:
+				t.Fatal("invalid selector accepted")
+			case !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.nodeSelector") || !strings.Contains(err.Error(), tt.message):
+				t.Fatalf("want an Invalid error on spec.nodeSelector with %q, got %v", tt.message, err)
+			}
+		})
+	}
+}

@@ -28,6 +28,20 @@ const (
 // MountBPFFS mounts a bpffs at BPFFSMount unless one is there.
 func MountBPFFS() error { return ensureMount(BPFFSMount, "bpf", unix.BPF_FS_MAGIC) }
 
+// EnsureBPFFS mounts a bpffs at dir unless one is there, and tells whether
+// it had to: a running agent whose bpffs went away (unmounted by hand or by
+// a tool cleaning up) has lost its pins and must pin again.
+func EnsureBPFFS(dir string) (mounted bool, err error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err == nil && int64(st.Type) == unix.BPF_FS_MAGIC {
+		return false, nil
+	}
+	if err := ensureMount(dir, "bpf", unix.BPF_FS_MAGIC); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 // MountTracefs mounts tracefs at TracefsMount unless it is there.
 func MountTracefs() error { return ensureMount(TracefsMount, "tracefs", unix.TRACEFS_MAGIC) }
 
@@ -105,7 +119,77 @@ func (l Layout) Links(uid types.UID) ([]string, error) {
 	return list(filepath.Join(l.Dir(uid), "links"))
 }
 
-// UIDs lists the BpfPrograms that have a pin directory.
+// ErrUnsafeRoot: the pin root is not bpfleet's alone (a bpffs mount root,
+// or a directory holding pins bpfleet did not make), so removing what it
+// does not know there could delete another tool's pins, e.g. Cilium's.
+var ErrUnsafeRoot = errors.New("bpffs root is not bpfleet's own")
+
+// IsUID tells whether name is one bpfleet generates under the root: a
+// Kubernetes UID, which is an RFC 4122 UUID in its canonical 36-character
+// form.
+func IsUID(name string) bool {
+	if len(name) != 36 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'f', c >= 'A' && c <= 'F':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Check refuses a root that bpfleet must not manage: the root of a bpffs
+// mount (it holds every tool's pins: /sys/fs/bpf/tc, /sys/fs/bpf/cilium),
+// or a directory holding anything but BpfProgram pin directories, named by
+// UID or known (recorded by this node's agent). A missing root is fine.
+func (l Layout) Check(known func(types.UID) bool) error {
+	root := filepath.Clean(l.Root)
+	var st, parent unix.Stat_t
+	switch err := unix.Stat(root, &st); {
+	case errors.Is(err, unix.ENOENT):
+		return nil
+	case err != nil:
+		return fmt.Errorf("check bpffs root %s: %w", root, err)
+	}
+	if err := unix.Stat(filepath.Dir(root), &parent); err != nil {
+		return fmt.Errorf("check bpffs root %s: %w", root, err)
+	}
+	if root == "/" || st.Dev != parent.Dev {
+		return fmt.Errorf("check bpffs root %s: %w: it is a mount root, shared with other tools; use a directory of bpfleet's own under it, e.g. %s",
+			root, ErrUnsafeRoot, filepath.Join(root, filepath.Base(DefaultRoot)))
+	}
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return fmt.Errorf("check bpffs root %s: %w", root, err)
+	}
+	var foreign []string
+	for _, e := range ents {
+		if e.IsDir() && (IsUID(e.Name()) || known != nil && known(types.UID(e.Name()))) {
+			continue
+		}
+		foreign = append(foreign, e.Name())
+	}
+	if len(foreign) > 0 {
+		if len(foreign) > 5 {
+			foreign = append(foreign[:5], "...")
+		}
+		return fmt.Errorf("check bpffs root %s: %w: it holds %s, which bpfleet did not make; use a directory of bpfleet's own",
+			root, ErrUnsafeRoot, strings.Join(foreign, ", "))
+	}
+	return nil
+}
+
+// UIDs lists the BpfPrograms that have a pin directory: the directories
+// named as Kubernetes UIDs. Anything else under the root is not bpfleet's
+// and is never listed, so never removed.
 func (l Layout) UIDs() ([]types.UID, error) {
 	ents, err := os.ReadDir(l.Root)
 	if errors.Is(err, os.ErrNotExist) {
@@ -116,7 +200,7 @@ func (l Layout) UIDs() ([]types.UID, error) {
 	}
 	var out []types.UID
 	for _, e := range ents {
-		if e.IsDir() {
+		if e.IsDir() && IsUID(e.Name()) {
 			out = append(out, types.UID(e.Name()))
 		}
 	}

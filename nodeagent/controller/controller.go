@@ -136,7 +136,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	var took phaseTimes
 	pl := r.plan(ctx, node, programs.Items, policies.Items, r.Dataplane.Snapshot(), time.Now(), &took)
 	if pl.selErr != nil {
-		logger.Error(pl.selErr, "some BpfPrograms were left out")
+		logger.Error(pl.selErr, "some nodeSelectors cannot be evaluated; keeping what runs of them")
 	}
 	desired, verified, settle := pl.desired, pl.verified, pl.settle
 
@@ -145,6 +145,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	took.apply = time.Since(start)
 	metrics.PhaseSeconds.WithLabelValues(r.NodeName, metrics.PhaseApply).Observe(took.apply.Seconds())
 	states = explainHolds(states, desired)
+	r.reportRemounts(ctx)
 
 	start = time.Now()
 	changed, err := r.report(ctx, node, states, verified, withStats)
@@ -189,10 +190,10 @@ type plan struct {
 func (r *Reconciler) plan(ctx context.Context, node *corev1.Node, programs []v1alpha1.BpfProgram, policies []v1alpha1.BundleTrustPolicy,
 	snapshot []v1alpha1.ProgramState, now time.Time, took *phaseTimes) plan {
 	var pl plan
-	var sel []*v1alpha1.BpfProgram
-	sel, pl.selErr = selected(programs, node)
+	sel, held, selErr := selected(programs, node, onNode(snapshot))
+	pl.selErr = selErr
 	sel, pl.settle = awaitAdmission(sel, snapshot, r.digestFor, now)
-	pl.desired, pl.verified = r.desired(ctx, sel, policies, running(snapshot), took)
+	pl.desired, pl.verified = r.desired(ctx, sel, held, policies, running(snapshot), took)
 	return pl
 }
 
@@ -237,10 +238,20 @@ func (r *Reconciler) retryInterval() time.Duration {
 	return 5 * time.Second
 }
 
+// onNode tells whether the dataplane reports anything of a BpfProgram.
+func onNode(snapshot []v1alpha1.ProgramState) func(types.UID) bool {
+	known := map[types.UID]bool{}
+	for _, s := range snapshot {
+		known[s.UID] = true
+	}
+	return func(uid types.UID) bool { return known[uid] }
+}
+
 // desired builds the node's full desired set: one entry per selected
 // program, with a verified bundle, or a Hold saying why it cannot move to
-// its digest now. It also returns when each admitted digest was verified.
-func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, policies []v1alpha1.BundleTrustPolicy, running map[types.UID]v1alpha1.ProgramState, took *phaseTimes) ([]dataplane.Desired, map[types.UID]time.Time) {
+// its digest now (held gives the programs held before any pull). It also
+// returns when each admitted digest was verified.
+func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, held map[types.UID]error, policies []v1alpha1.BundleTrustPolicy, running map[types.UID]v1alpha1.ProgramState, took *phaseTimes) ([]dataplane.Desired, map[types.UID]time.Time) {
 	logger := log.FromContext(ctx)
 	out := make([]dataplane.Desired, 0, len(sel))
 	verified := map[types.UID]time.Time{}
@@ -251,6 +262,11 @@ func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, po
 			Generation: p.Generation,
 			Digest:     r.digestFor(p),
 			Spec:       *p.Spec.DeepCopy(),
+		}
+		if err := held[p.UID]; err != nil {
+			d.Hold = dataplane.Hold(holdReason(err), err)
+			out = append(out, d)
+			continue
 		}
 		if d.Digest == "" {
 			d.Hold = dataplane.Hold(holdReason(errWaitingForDigest), errWaitingForDigest)
@@ -540,6 +556,27 @@ func (r *Reconciler) recordTransitions(ns *v1alpha1.BpfNodeState, before, after 
 					"%s/%s attached at %s (id %d, %s)", s.BpfProgram, s.Program, s.AttachPoint, s.ID, s.Digest)
 			}
 		}
+	}
+}
+
+// reportRemounts emits a Warning Event on the node's BpfNodeState for each
+// time the dataplane had to mount bpffs again (its pins were gone), when the
+// dataplane says so (*dataplane.Dataplane does).
+func (r *Reconciler) reportRemounts(ctx context.Context) {
+	rd, ok := r.Dataplane.(interface{ TakeBPFFSRemounts() int })
+	if !ok {
+		return
+	}
+	n := rd.TakeBPFFSRemounts()
+	if n == 0 {
+		return
+	}
+	metrics.Failures.WithLabelValues(r.NodeName, v1alpha1.ReasonBPFFSRemounted).Add(float64(n))
+	log.FromContext(ctx).Info("bpffs was gone and mounted again; programs pinned again", "times", n)
+	if r.Recorder != nil {
+		ns := &v1alpha1.BpfNodeState{ObjectMeta: metav1.ObjectMeta{Name: r.NodeName}}
+		r.Recorder.Eventf(ns, nil, corev1.EventTypeWarning, v1alpha1.ReasonBPFFSRemounted, "Apply",
+			"bpffs was unmounted under the agent; mounted it again and pinned again what runs (%d time(s))", n)
 	}
 }
 

@@ -24,36 +24,55 @@ func TestSelected(t *testing.T) {
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"role": "edge", "zone": "a"}}}
 	now := metav1.Now()
 	prog := func(name string, sel *metav1.LabelSelector, deleting bool) v1alpha1.BpfProgram {
-		p := v1alpha1.BpfProgram{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.BpfProgramSpec{NodeSelector: sel}}
+		p := v1alpha1.BpfProgram{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name)}, Spec: v1alpha1.BpfProgramSpec{NodeSelector: sel}}
 		if deleting {
 			p.DeletionTimestamp = &now
 		}
 		return p
 	}
+	expr := func(op metav1.LabelSelectorOperator, values ...string) *metav1.LabelSelector {
+		return &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "zone", Operator: op, Values: values}}}
+	}
 	tests := []struct {
 		name    string
 		program v1alpha1.BpfProgram
-		want    bool // selected
-		wantErr bool
+		// onNode: the dataplane reports something of the program.
+		onNode bool
+		// want: the program is in the desired set.
+		want bool
+		// wantHeld: it is there only to keep what runs (InvalidNodeSelector).
+		wantHeld bool
+		wantErr  bool
 	}{
 		{name: "nil selector selects every node", program: prog("a", nil, false), want: true},
 		{name: "empty selector selects every node", program: prog("b", &metav1.LabelSelector{}, false), want: true},
 		{name: "matching label", program: prog("c", &metav1.LabelSelector{MatchLabels: map[string]string{"role": "edge"}}, false), want: true},
 		{name: "other label value", program: prog("d", &metav1.LabelSelector{MatchLabels: map[string]string{"role": "core"}}, false)},
-		{name: "expression NotIn", program: prog("e", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-			{Key: "zone", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"a"}}}}, false)},
-		{name: "being deleted is absent", program: prog("f", nil, true)},
-		{name: "invalid selector is left out with an error", program: prog("g", &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-			{Key: "zone", Operator: "Bogus"}}}, false), wantErr: true},
+		{name: "other label value detaches what runs", program: prog("d2", &metav1.LabelSelector{MatchLabels: map[string]string{"role": "core"}}, false), onNode: true},
+		{name: "expression NotIn", program: prog("e", expr(metav1.LabelSelectorOpNotIn, "a"), false)},
+		{name: "being deleted is absent", program: prog("f", nil, true), onNode: true},
+		{name: "bogus operator, nothing on the node: left out", program: prog("g", expr("Bogus"), false), wantErr: true},
+		{name: "bogus operator, running: kept and held", program: prog("h", expr("Bogus"), false), onNode: true, want: true, wantHeld: true, wantErr: true},
+		{name: "In without values, running: kept and held", program: prog("i", expr(metav1.LabelSelectorOpIn), false), onNode: true, want: true, wantHeld: true, wantErr: true},
+		{name: "Exists with values, running: kept and held", program: prog("j", expr(metav1.LabelSelectorOpExists, "a"), false), onNode: true, want: true, wantHeld: true, wantErr: true},
+		{name: "bad label key, running: kept and held", program: prog("k", &metav1.LabelSelector{MatchLabels: map[string]string{"a b": "x"}}, false), onNode: true, want: true, wantHeld: true, wantErr: true},
+		{name: "invalid selector being deleted is absent", program: prog("l", expr("Bogus"), true), onNode: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := selected([]v1alpha1.BpfProgram{tt.program}, node)
+			got, held, err := selected([]v1alpha1.BpfProgram{tt.program}, node, func(types.UID) bool { return tt.onNode })
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
 			}
 			if (len(got) == 1) != tt.want {
 				t.Fatalf("selected = %d programs, want selected=%v", len(got), tt.want)
+			}
+			h := held[tt.program.UID]
+			if (h != nil) != tt.wantHeld {
+				t.Fatalf("held = %v, want held=%v", h, tt.wantHeld)
+			}
+			if h != nil && holdReason(h) != v1alpha1.ReasonInvalidNodeSelector {
+				t.Fatalf("hold reason %s, want %s", holdReason(h), v1alpha1.ReasonInvalidNodeSelector)
 			}
 		})
 	}
@@ -66,6 +85,7 @@ func TestHoldReason(t *testing.T) {
 		transient bool
 	}{
 		{err: errWaitingForDigest, reason: v1alpha1.ReasonWaitingForWave},
+		{err: fmt.Errorf("evaluate: %w: bad", errInvalidNodeSelector), reason: v1alpha1.ReasonInvalidNodeSelector},
 		{err: fmt.Errorf("verify: %w", bundles.ErrUnsigned), reason: v1alpha1.ReasonVerifyFailed},
 		{err: fmt.Errorf("verify: %w", bundles.ErrSignatureMismatch), reason: v1alpha1.ReasonVerifyFailed},
 		{err: fmt.Errorf("verify: %w", bundles.ErrNoTrustPolicy), reason: v1alpha1.ReasonVerifyFailed},

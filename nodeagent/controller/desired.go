@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/bpfleet/bpfleet/api/rollout"
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
@@ -36,10 +37,18 @@ func checkPinned(p *v1alpha1.BpfProgram, digest string) error {
 	return fmt.Errorf("%w: status.rollout gives this node %s, the spec pins %s; keeping what runs", errNotPinned, digest, ref.Digest)
 }
 
+// errInvalidNodeSelector holds a program whose nodeSelector cannot be
+// evaluated: the node cannot tell whether it is selected, so it keeps what
+// runs rather than detach it (as every node would, fleet-wide).
+var errInvalidNodeSelector = errors.New("nodeSelector cannot be evaluated; keeping what runs")
+
 // selected returns the BpfPrograms whose nodeSelector matches node, sorted
 // by name. Programs being deleted are left out: absence detaches them.
-func selected(programs []v1alpha1.BpfProgram, node *corev1.Node) ([]*v1alpha1.BpfProgram, error) {
-	var out []*v1alpha1.BpfProgram
+//
+// A program whose selector cannot be evaluated is kept when onNode says
+// something of it is on the node, and held (held names it, with the
+// reason); otherwise it is left out. Either way the error is returned.
+func selected(programs []v1alpha1.BpfProgram, node *corev1.Node, onNode func(types.UID) bool) (out []*v1alpha1.BpfProgram, held map[types.UID]error, err error) {
 	var errs []error
 	for i := range programs {
 		p := &programs[i]
@@ -48,7 +57,15 @@ func selected(programs []v1alpha1.BpfProgram, node *corev1.Node) ([]*v1alpha1.Bp
 		}
 		ok, err := selects(p.Spec.NodeSelector, node.Labels)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("evaluate nodeSelector of BpfProgram %s: %w", p.Name, err))
+			err = fmt.Errorf("evaluate nodeSelector of BpfProgram %s: %w: %w", p.Name, errInvalidNodeSelector, err)
+			errs = append(errs, err)
+			if onNode != nil && onNode(p.UID) {
+				if held == nil {
+					held = map[types.UID]error{}
+				}
+				held[p.UID] = err
+				out = append(out, p)
+			}
 			continue
 		}
 		if ok {
@@ -56,7 +73,7 @@ func selected(programs []v1alpha1.BpfProgram, node *corev1.Node) ([]*v1alpha1.Bp
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, errors.Join(errs...)
+	return out, held, errors.Join(errs...)
 }
 
 // selects tells whether sel matches a node with nodeLabels; nil or empty
@@ -92,6 +109,8 @@ func holdReason(err error) string {
 	case errors.Is(err, bundles.ErrKeyUnavailable):
 		// Before the refusals it is joined with: a key not read is no verdict.
 		return v1alpha1.ReasonKeyUnavailable
+	case errors.Is(err, errInvalidNodeSelector):
+		return v1alpha1.ReasonInvalidNodeSelector
 	case errors.Is(err, bundles.ErrUnsigned),
 		errors.Is(err, bundles.ErrSignatureMismatch),
 		errors.Is(err, bundles.ErrNoTrustPolicy),

@@ -116,6 +116,9 @@ func FuzzDesired(f *testing.F) {
 		if pl.selErr != nil && !strings.Contains(pl.selErr.Error(), "BpfProgram "+p.Name) {
 			t.Fatalf("selector error does not name the BpfProgram: %v", pl.selErr)
 		}
+		if pl.selErr != nil && runs != "" && (len(pl.desired) != 1 || holdReason(pl.desired[0].Hold) != v1alpha1.ReasonInvalidNodeSelector) {
+			t.Fatalf("a selector that cannot be evaluated must hold what runs on the node: %+v", pl.desired)
+		}
 		for _, d := range pl.desired {
 			if (d.Hold == nil) == (d.Bundle == nil) {
 				t.Fatalf("entry with hold %v and bundle set %t: exactly one of them", d.Hold, d.Bundle != nil)
@@ -130,7 +133,7 @@ func FuzzDesired(f *testing.F) {
 				continue
 			}
 			switch reason := holdReason(d.Hold); reason {
-			case v1alpha1.ReasonWaitingForWave, v1alpha1.ReasonDigestNotPinned, v1alpha1.ReasonVerifyFailed:
+			case v1alpha1.ReasonWaitingForWave, v1alpha1.ReasonDigestNotPinned, v1alpha1.ReasonVerifyFailed, v1alpha1.ReasonInvalidNodeSelector:
 				if transientHold(d.Hold) {
 					t.Fatalf("hold %v (%s) retried as transient", d.Hold, reason)
 				}

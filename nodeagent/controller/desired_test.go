@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles"
@@ -196,7 +198,7 @@ func TestPinnedDigestIsBinding(t *testing.T) {
 			}
 			r := &Reconciler{NodeName: "n1", Dataplane: kernelOnly{}, Bundles: cachedBundles{fakeBundle(t, "xdp")},
 				Verifier: &VerifyMemo{Verifier: verifiedBy(trust.Result{Policy: "p", KeyName: "k"})}}
-			out, _ := r.desired(context.Background(), []*v1alpha1.BpfProgram{p}, nil, nil, &phaseTimes{})
+			out, _ := r.desired(context.Background(), []*v1alpha1.BpfProgram{p}, nil, nil, nil, &phaseTimes{})
 			if len(out) != 1 {
 				t.Fatalf("desired = %+v", out)
 			}
@@ -232,5 +234,43 @@ func TestKeyUnavailableIsTransient(t *testing.T) {
 	}
 	if got := holdReason(fmt.Errorf("x: %w", bundles.ErrSignatureMismatch)); got != v1alpha1.ReasonVerifyFailed {
 		t.Errorf("a mismatch alone: %s, want VerifyFailed", got)
+	}
+}
+
+// remounting is a Dataplane that reports bpffs remounts once.
+type remounting struct {
+	Dataplane
+	n int
+}
+
+func (r *remounting) TakeBPFFSRemounts() int { n := r.n; r.n = 0; return n }
+
+func TestReportRemounts(t *testing.T) {
+	tests := []struct {
+		// remounts the dataplane reports.
+		remounts int
+		// wantEvent: one Warning BPFFSRemounted Event.
+		wantEvent bool
+	}{
+		{remounts: 0},
+		{remounts: 1, wantEvent: true},
+		{remounts: 3, wantEvent: true},
+	}
+	for _, tt := range tests {
+		rec := events.NewFakeRecorder(4)
+		dp := &remounting{n: tt.remounts}
+		r := &Reconciler{NodeName: "n1", Dataplane: dp, Recorder: rec}
+		r.reportRemounts(context.Background())
+		r.reportRemounts(context.Background()) // reported once
+		var got []string
+		for len(rec.Events) > 0 {
+			got = append(got, <-rec.Events)
+		}
+		if want := map[bool]int{true: 1, false: 0}[tt.wantEvent]; len(got) != want {
+			t.Fatalf("%d remounts: events %q, want %d", tt.remounts, got, want)
+		}
+		if tt.wantEvent && !strings.HasPrefix(got[0], "Warning "+v1alpha1.ReasonBPFFSRemounted) {
+			t.Errorf("event %q, want a Warning %s", got[0], v1alpha1.ReasonBPFFSRemounted)
+		}
 	}
 }

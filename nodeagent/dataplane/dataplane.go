@@ -7,6 +7,7 @@ package dataplane
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -98,8 +99,13 @@ func Hold(reason string, err error) error { return &HoldError{Reason: reason, Er
 
 // Options configure a Dataplane.
 type Options struct {
-	// BPFFSRoot is where pins live; default /sys/fs/bpf/bpfleet.
+	// BPFFSRoot is where pins live; default /sys/fs/bpf/bpfleet. It must be
+	// bpfleet's own directory: New refuses a bpffs mount root or a
+	// directory holding pins bpfleet did not make (bpffs.ErrUnsafeRoot).
 	BPFFSRoot string
+	// BPFFSMount is the bpffs mount holding BPFFSRoot, mounted again when it
+	// disappears under a running Dataplane; default /sys/fs/bpf.
+	BPFFSMount string
 	// StateDir holds the local records; default /var/lib/bpfleet.
 	StateDir string
 	// Stats turns on the kernel's run-time statistics (run count, run time)
@@ -162,6 +168,19 @@ type Dataplane struct {
 	applied bool // Apply ran once: last is a complete desired set
 	entries map[types.UID]*entry
 	last    []Desired
+	// remounts counts bpffs mounts made under the running Dataplane, until
+	// TakeBPFFSRemounts reports them.
+	remounts int
+}
+
+// TakeBPFFSRemounts returns how many times bpffs had to be mounted again
+// under the running Dataplane since the last call, for the agent to report.
+func (d *Dataplane) TakeBPFFSRemounts() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := d.remounts
+	d.remounts = 0
+	return n
 }
 
 // New opens the dataplane: it mounts bpffs and tracefs when missing, reads
@@ -175,7 +194,13 @@ func New(ctx context.Context, opts Options) (*Dataplane, error) {
 	if opts.StateDir == "" {
 		opts.StateDir = DefaultStateDir
 	}
-	if err := bpffs.MountBPFFS(); err != nil {
+	if opts.BPFFSMount == "" {
+		opts.BPFFSMount = bpffs.BPFFSMount
+	}
+	if _, err := bpffs.EnsureBPFFS(opts.BPFFSMount); err != nil {
+		return nil, err
+	}
+	if err := checkRoot(opts); err != nil {
 		return nil, err
 	}
 	if err := bpffs.MountTracefs(); err != nil {
@@ -222,6 +247,43 @@ func New(ctx context.Context, opts Options) (*Dataplane, error) {
 	}
 	return d, nil
 }
+
+// checkRoot refuses a pin root that is not bpfleet's own; the directories
+// of recorded programs are bpfleet's whatever their names.
+func checkRoot(opts Options) error {
+	uids, err := bpffs.Store{Dir: opts.StateDir}.List()
+	if err != nil {
+		return err
+	}
+	recorded := map[types.UID]bool{}
+	for _, uid := range uids {
+		recorded[uid] = true
+	}
+	return bpffs.Layout{Root: opts.BPFFSRoot}.Check(func(uid types.UID) bool { return recorded[uid] })
+}
+
+// ensureBPFFS mounts bpffs again when it went away under the running
+// Dataplane (unmounted by hand, or by a tool cleaning up): the pins went
+// with it, so the root is made again and every applied entry pins again.
+// Attached links hold on through the Dataplane's own references.
+func (d *Dataplane) ensureBPFFS() {
+	mounted, err := bpffs.EnsureBPFFS(d.opts.BPFFSMount)
+	if err != nil {
+		d.log.Error(err, "bpffs unavailable: pins cannot be restored; what is attached keeps running")
+		return
+	}
+	if !mounted {
+		return
+	}
+	d.remounts++
+	d.log.Error(errBPFFSGone, "remounted bpffs; pinning every program again", "mount", d.opts.BPFFSMount, "root", d.opts.BPFFSRoot)
+	if err := os.MkdirAll(d.opts.BPFFSRoot, 0o700); err != nil {
+		d.log.Error(err, "create pin root")
+	}
+}
+
+// errBPFFSGone reports a bpffs that disappeared under a running agent.
+var errBPFFSGone = errors.New("bpffs was unmounted under the running agent")
 
 func (d *Dataplane) signal() {
 	select {
@@ -312,6 +374,8 @@ func (d *Dataplane) applyLocked(ctx context.Context) []v1alpha1.ProgramState {
 	if err := bpffs.MountTracefs(); err != nil {
 		d.log.V(1).Info("tracefs unavailable", "error", err.Error())
 	}
+	// Likewise bpffs: its pins are what a restarted agent re-adopts.
+	d.ensureBPFFS()
 	want := map[types.UID]bool{}
 	for i := range d.last {
 		want[d.last[i].UID] = true

@@ -433,6 +433,10 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, s *scope) error {
 	if p.Spec.NodeSelector != nil {
 		var err error
 		if sel, err = metav1.LabelSelectorAsSelector(p.Spec.NodeSelector); err != nil {
+			// Admitted around validation (an older CRD): agents keep what
+			// runs of it and the rollout stands still; say why.
+			r.setDegradedCondition(s, cond(v1alpha1.ConditionDegraded, true, v1alpha1.ReasonInvalidNodeSelector,
+				fmt.Sprintf("nodeSelector cannot be evaluated; nodes keep what runs: %v", err)))
 			return reconcile.TerminalError(fmt.Errorf("parse node selector: %w", err))
 		}
 	}
