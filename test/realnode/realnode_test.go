@@ -141,13 +141,19 @@ func TestConfinementWithRealTokens(t *testing.T) {
 	if err := agent.List(ctx, &programs); err != nil {
 		t.Fatalf("agent lists BpfPrograms (it must read them): %v", err)
 	}
-	for _, p := range programs.Items {
-		patch := client.MergeFrom(p.DeepCopy())
-		p.Status.ResolvedDigest = "sha256:" + strings.Repeat("0", 64)
-		if err := agent.Status().Patch(ctx, &p, patch); !apierrors.IsForbidden(err) {
-			t.Errorf("agent patching BpfProgram %s status: %v, want Forbidden", p.Name, err)
-		}
-		break
+	prog.ResourceVersion = ""
+	// One the admin made: the agent may read it, never write its status.
+	prog.Name = "realnode-confinement"
+	if err := e.client.Create(ctx, prog); err != nil {
+		t.Fatal(err)
+	}
+	e.deleteProgram(t, prog.Name)
+	var mine v1.BpfProgram
+	envtest.Eventually(t, 10*time.Second, func() error { return agent.Get(ctx, client.ObjectKey{Name: prog.Name}, &mine) })
+	patch := client.MergeFrom(mine.DeepCopy())
+	mine.Status.ResolvedDigest = "sha256:" + strings.Repeat("0", 64)
+	if err := agent.Status().Patch(ctx, &mine, patch); !apierrors.IsForbidden(err) {
+		t.Errorf("agent patching BpfProgram %s status: %v, want Forbidden", mine.Name, err)
 	}
 }
 
