@@ -80,6 +80,57 @@ type Streamer struct {
 	mu      sync.Mutex // serialises writes to Out
 	readers map[readerKey]*reader
 	hub     hub
+	// outputsOf remembers each digest's outputs: a digest's manifest never
+	// changes, and Sync runs every second.
+	outputsOf map[string][]format.Output
+	pods      podCache
+}
+
+// outputs are the declared outputs of the bundle digest.
+func (s *Streamer) outputs(ctx context.Context, digest string) ([]format.Output, error) {
+	if o, ok := s.outputsOf[digest]; ok {
+		return o, nil
+	}
+	b, err := s.Source.Bundle(ctx, digest)
+	if err != nil {
+		return nil, err
+	}
+	if s.outputsOf == nil {
+		s.outputsOf = map[string][]format.Output{}
+	}
+	s.outputsOf[digest] = b.Manifest.Outputs
+	return b.Manifest.Outputs, nil
+}
+
+// podCache keeps pods looked up by UID for a few seconds, so a busy output
+// does not read the node's pods once per event.
+type podCache struct {
+	mu   sync.Mutex
+	byID map[string]cachedPod
+}
+
+type cachedPod struct {
+	pod *corev1.Pod
+	at  time.Time
+}
+
+const podCacheTTL = 5 * time.Second
+
+// get returns the pod uid, from the cache when the cached copy is recent and
+// knows the container (a pod seen before its container started is read
+// again).
+func (c *podCache) get(ctx context.Context, uid, containerID string, lookup func(context.Context, string) *corev1.Pod) *corev1.Pod {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.byID[uid]; ok && time.Since(e.at) < podCacheTTL && (containerID == "" || containerName(e.pod, containerID) != "") {
+		return e.pod
+	}
+	if c.byID == nil || len(c.byID) > 4096 {
+		c.byID = map[string]cachedPod{}
+	}
+	p := lookup(ctx, uid)
+	c.byID[uid] = cachedPod{pod: p, at: time.Now()}
+	return p
 }
 
 type readerKey struct {
@@ -131,11 +182,11 @@ func (s *Streamer) Sync(ctx context.Context) error {
 		if !ok || st.State != v1alpha1.PhaseAttached || st.Digest == "" {
 			continue
 		}
-		b, err := s.Source.Bundle(ctx, st.Digest)
+		outputs, err := s.outputs(ctx, st.Digest)
 		if err != nil {
 			continue
 		}
-		for _, o := range b.Manifest.Outputs {
+		for _, o := range outputs {
 			spec := fmt.Sprint(p.Spec.Events.RateLimit, p.Spec.Events.Fields)
 			want[readerKey{st.UID, st.Digest, o.Map, spec}] = p
 		}
@@ -339,16 +390,25 @@ func (w *writer) identity(ctx context.Context, raw []byte) identity {
 	if !id.inPod {
 		return id
 	}
-	id.pod = w.s.Source.Pod(ctx, id.PodUID)
-	if id.pod == nil || id.ContainerID == "" {
-		return id
-	}
-	for _, cs := range append(id.pod.Status.InitContainerStatuses, id.pod.Status.ContainerStatuses...) {
-		if strings.HasSuffix(cs.ContainerID, "://"+id.ContainerID) {
-			id.container = cs.Name
-		}
+	id.pod = w.s.pods.get(ctx, id.PodUID, id.ContainerID, w.s.Source.Pod)
+	if id.ContainerID != "" {
+		id.container = containerName(id.pod, id.ContainerID)
 	}
 	return id
+}
+
+// containerName is the name of pod's container with runtime id cid; "" when
+// the pod is nil or does not list it (yet).
+func containerName(pod *corev1.Pod, cid string) string {
+	if pod == nil {
+		return ""
+	}
+	for _, cs := range append(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses...) {
+		if strings.HasSuffix(cs.ContainerID, "://"+cid) {
+			return cs.Name
+		}
+	}
+	return ""
 }
 
 func (id identity) appendJSON(b []byte) []byte {
