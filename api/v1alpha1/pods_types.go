@@ -138,8 +138,6 @@ func TenantViolations(spec *BpfProgramSpec) []string {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Namespaced,shortName=bpfpp,categories=bpfleet
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="name must be at most 63 characters"
-// +kubebuilder:validation:XValidation:rule="!has(self.spec.tenant)",message="spec.tenant is set by the operator, not on a BpfPodProgram"
-// +kubebuilder:validation:XValidation:rule="self.spec.programs.all(p, (has(p.xdp) && has(p.xdp.pods) && !has(p.xdp.pods.namespaceSelector)) || (has(p.tc) && has(p.tc.pods) && !has(p.tc.pods.namespaceSelector)) || (has(p.cgroup) && has(p.cgroup.pods) && !has(p.cgroup.pods.namespaceSelector)) || (has(p.tracepoint) && has(p.tracepoint.pods) && !has(p.tracepoint.pods.namespaceSelector)) || (has(p.rawTracepoint) && has(p.rawTracepoint.pods) && !has(p.rawTracepoint.pods.namespaceSelector)) || (has(p.uprobe) && has(p.uprobe.containers) && !has(p.uprobe.containers.pods.namespaceSelector)))",message="a BpfPodProgram may only attach to pods of its own namespace: every program needs pods (uprobe: containers) and no namespaceSelector"
 // +kubebuilder:printcolumn:name="Types",type=string,JSONPath=`.status.attachTypes`
 // +kubebuilder:printcolumn:name="Image",type=string,JSONPath=`.spec.bundle.image`
 // +kubebuilder:printcolumn:name="Digest",type=string,JSONPath=`.status.shortDigest`
@@ -152,6 +150,8 @@ type BpfPodProgram struct {
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	// Spec is what should run in which pods.
+	// +kubebuilder:validation:XValidation:rule="!has(self.tenant)",message="spec.tenant is set by the operator, not on a BpfPodProgram"
+	// +kubebuilder:validation:XValidation:rule="self.programs.all(p, (has(p.xdp) && has(p.xdp.pods) && !has(p.xdp.pods.namespaceSelector)) || (has(p.tc) && has(p.tc.pods) && !has(p.tc.pods.namespaceSelector)) || (has(p.cgroup) && has(p.cgroup.pods) && !has(p.cgroup.pods.namespaceSelector)) || (has(p.tracepoint) && has(p.tracepoint.pods) && !has(p.tracepoint.pods.namespaceSelector)) || (has(p.rawTracepoint) && has(p.rawTracepoint.pods) && !has(p.rawTracepoint.pods.namespaceSelector)) || (has(p.uprobe) && has(p.uprobe.containers) && !has(p.uprobe.containers.pods.namespaceSelector)))",message="a BpfPodProgram may only attach to pods of its own namespace: every program needs pods (uprobe: containers) and no namespaceSelector"
 	Spec BpfProgramSpec `json:"spec"`
 	// Status is the status of the operator's BpfProgram for this object,
 	// plus the Accepted condition.
