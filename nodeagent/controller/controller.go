@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -39,6 +40,7 @@ import (
 // Role bpfleet-trust-keys names (config/rbac/common, kept by the operator).
 // +kubebuilder:rbac:groups=bpfleet.io,resources=bpfprograms,verbs=get;list;watch
 // +kubebuilder:rbac:groups=bpfleet.io,resources=bundletrustpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=bpfleet.io,resources=bpfnodestates,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=bpfleet.io,resources=bpfnodestates/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
@@ -273,6 +275,14 @@ func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, he
 			out = append(out, d)
 			continue
 		}
+		if v := v1alpha1.TenantViolations(&p.Spec); p.Spec.Tenant != nil && len(v) > 0 {
+			err := fmt.Errorf("%w: %s", errTenancyViolation, strings.Join(v, "; "))
+			d.Hold = dataplane.Hold(holdReason(err), err)
+			logger.Info("refusing a tenant's program that leaves its namespace", "bpfProgram", p.Name, "tenant", p.Spec.Tenant.Namespace, "violations", v)
+			out = append(out, d)
+			continue
+		}
+		policies := r.scopedPolicies(ctx, p, policies)
 		if err := checkPinned(p, d.Digest); err != nil {
 			d.Hold = dataplane.Hold(holdReason(err), err)
 			logger.Info("refusing a digest the spec does not pin", "bpfProgram", p.Name, "digest", d.Digest, "image", p.Spec.Bundle.Image)
@@ -305,6 +315,22 @@ func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, he
 		out = append(out, d)
 	}
 	return out, verified
+}
+
+// scopedPolicies returns the trust policies that may admit p's bundle:
+// those without a namespaceSelector for a cluster program, those selecting
+// the tenant's namespace for a BpfPodProgram's (none when the namespace
+// cannot be read, so nothing is admitted by mistake).
+func (r *Reconciler) scopedPolicies(ctx context.Context, p *v1alpha1.BpfProgram, policies []v1alpha1.BundleTrustPolicy) []v1alpha1.BundleTrustPolicy {
+	if p.Spec.Tenant == nil {
+		return trust.Scoped(policies, nil)
+	}
+	ns := &corev1.Namespace{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: p.Spec.Tenant.Namespace}, ns); err != nil {
+		log.FromContext(ctx).Info("reading the tenant's namespace failed; no trust policy applies", "bpfProgram", p.Name, "error", err.Error())
+		return nil
+	}
+	return trust.Scoped(policies, ns)
 }
 
 // fetchVerified verifies repository@digest against the trust policies, pulls
