@@ -24,6 +24,7 @@ import (
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/nodeagent/failpoint"
+	"github.com/bpfleet/bpfleet/nodeagent/hookspec"
 	"github.com/bpfleet/bpfleet/nodeagent/loader"
 	"github.com/bpfleet/bpfleet/nodeagent/probe"
 )
@@ -42,6 +43,7 @@ type entry struct {
 	loadHash string
 	object   string
 	spec     v1alpha1.BpfProgramSpec // the spec the links follow
+	hooks    hookspec.Set            // spec's attach blocks
 	specSet  bool
 	maps     map[string]*ebpf.Map
 	progs    map[string]*ebpf.Program
@@ -55,6 +57,7 @@ type entry struct {
 	// How the last apply went.
 	desiredDigest string
 	desiredSpec   v1alpha1.BpfProgramSpec
+	desiredHooks  hookspec.Set
 	hold          error
 	failure       error            // the desired digest could not be loaded; what ran keeps running
 	progErr       map[string]error // per program, for the running load
@@ -161,7 +164,7 @@ func (d *Dataplane) applyEntry(e *entry, ds *Desired, net netState) {
 	if rk := ds.RunsKey(); e.generation == 0 || rk != e.runsKey {
 		e.generation, e.runsKey = ds.Generation, rk
 	}
-	e.desiredDigest, e.desiredSpec = ds.Digest, ds.Spec
+	e.desiredDigest, e.desiredSpec, e.desiredHooks = ds.Digest, ds.Spec, ds.hooks
 	e.hold, e.failure = nil, nil
 
 	hold := ds.Hold
@@ -178,12 +181,12 @@ func (d *Dataplane) applyEntry(e *entry, ds *Desired, net netState) {
 			if err := d.writeEntries(e, ds.Spec.MapEntries, e.maps); err != nil {
 				e.failure = withReason(v1alpha1.ReasonMapUpdateFailed, err)
 			}
-			e.spec, e.specSet, e.digest = ds.Spec, true, ds.Digest
-			d.reconcileLinks(e, ds.Spec, net)
+			e.spec, e.hooks, e.specSet, e.digest = ds.Spec, ds.hooks, true, ds.Digest
+			d.reconcileLinks(e, ds.Spec, ds.hooks, net)
 			d.dropUnused(e)
 			d.ensurePins(e)
 		} else if e.specSet {
-			d.reconcileLinks(e, e.spec, net)
+			d.reconcileLinks(e, e.spec, e.hooks, net)
 		}
 		d.writeRecord(e)
 		return
@@ -194,7 +197,7 @@ func (d *Dataplane) applyEntry(e *entry, ds *Desired, net netState) {
 			d.log.Error(err, "load failed, keeping what runs", "bpfProgram", ds.Name, "digest", ds.Digest, "running", e.digest)
 			e.failure = err
 			if e.specSet {
-				d.reconcileLinks(e, e.spec, net)
+				d.reconcileLinks(e, e.spec, e.hooks, net)
 			}
 			d.writeRecord(e)
 			return
@@ -205,8 +208,8 @@ func (d *Dataplane) applyEntry(e *entry, ds *Desired, net netState) {
 			e.failure = withReason(v1alpha1.ReasonMapUpdateFailed, err)
 		}
 	}
-	e.spec, e.specSet, e.digest = ds.Spec, true, ds.Digest
-	d.reconcileLinks(e, ds.Spec, net)
+	e.spec, e.hooks, e.specSet, e.digest = ds.Spec, ds.hooks, true, ds.Digest
+	d.reconcileLinks(e, ds.Spec, ds.hooks, net)
 	d.dropUnused(e)
 	d.ensurePins(e)
 	failpoint.Inject("after-pin")
@@ -218,8 +221,10 @@ func (d *Dataplane) applyEntry(e *entry, ds *Desired, net netState) {
 func loadHash(ds *Desired) string {
 	var keys []string
 	for _, pa := range ds.Spec.Programs {
-		if k := attach.LoadKey(pa); k != "" {
-			keys = append(keys, k)
+		if h := ds.hooks.Hooks[pa.Name]; h != nil {
+			if k := h.LoadKey(); k != "" {
+				keys = append(keys, k)
+			}
 		}
 	}
 	return bpffs.LoadHash(ds.Digest, ds.Spec.Constants, keys...)
@@ -283,11 +288,16 @@ func (d *Dataplane) parse(ds *Desired) (cs *ebpf.CollectionSpec, object string, 
 			progErr[pa.Name] = fmt.Errorf("program %s in object %s: %w", pa.Name, object, loader.ErrNoProgram)
 			continue
 		}
-		if err := attach.Prepare(ps, pa); err != nil {
+		h := ds.hooks.Hooks[pa.Name]
+		if h == nil {
+			progErr[pa.Name] = ds.hooks.Errs[pa.Name]
+			continue
+		}
+		if err := h.Prepare(ps); err != nil {
 			progErr[pa.Name] = err
 			continue
 		}
-		if err := supported(ps, pa); err != nil {
+		if err := supported(ps, h); err != nil {
 			progErr[pa.Name] = err
 		}
 	}
@@ -295,20 +305,11 @@ func (d *Dataplane) parse(ds *Desired) (cs *ebpf.CollectionSpec, object string, 
 }
 
 // supported decides early, from cached probes, whether the program can work here.
-func supported(ps *ebpf.ProgramSpec, pa v1alpha1.ProgramAttachment) error {
+func supported(ps *ebpf.ProgramSpec, h attach.Hook) error {
 	if err := probe.ProgramType(ps.Type); err != nil {
 		return err
 	}
-	kind, _ := attach.KindOf(pa)
-	switch kind {
-	case attach.KindKprobe:
-		return probe.Kprobes()
-	case attach.KindUprobe:
-		return probe.Uprobes()
-	case attach.KindTCX:
-		return probe.TCX()
-	}
-	return nil
+	return h.Supported()
 }
 
 // reload loads the desired digest next to what runs and swaps it in: links
@@ -380,7 +381,7 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 		if np == nil {
 			continue // program left the spec: reconcileLinks detaches it
 		}
-		if a.target.Kind.Updatable() {
+		if attach.Updatable(a.target.Kind) {
 			old := e.progs[a.target.Program]
 			swapStart := time.Now()
 			err := a.link.Update(np)
@@ -530,45 +531,37 @@ func (d *Dataplane) writeEntries(e *entry, spec []v1alpha1.MapEntry, maps map[st
 	return nil
 }
 
+// attachTarget attaches p at t (inside t's network namespace).
 func (d *Dataplane) attachTarget(t attach.Target, p *ebpf.Program) (link.Link, error) {
 	defer d.observe(PhaseAttach, time.Now())
-	if !t.Kind.PerInterface() {
-		return t.Attach(p)
-	}
-	var l link.Link
-	err := d.src.Do(func() error {
-		var err error
-		l, err = t.Attach(p)
-		return err
-	})
-	return l, err
+	return t.Attach(p)
 }
 
 // reconcileLinks attaches every target of spec that has no live link, and
 // detaches links no target wants. Links of per-interface programs are kept
 // when the interfaces cannot be listed (a transient failure).
-func (d *Dataplane) reconcileLinks(e *entry, spec v1alpha1.BpfProgramSpec, net netState) {
+func (d *Dataplane) reconcileLinks(e *entry, spec v1alpha1.BpfProgramSpec, hooks hookspec.Set, net netState) {
 	e.targets, e.planErr, e.attachErr = map[string][]attach.Target{}, map[string]error{}, map[string]error{}
 	want := map[string]attach.Target{}
 	keep := map[string]bool{}
+	env := attach.Env{Interfaces: net.ifaces, Primary: net.primary, InterfacesErr: net.err, Netns: d.src, HostRoot: d.opts.HostRoot}
 	for _, pa := range spec.Programs {
-		kind, err := attach.KindOf(pa)
-		if err != nil {
-			e.planErr[pa.Name] = err
+		h := hooks.Hooks[pa.Name]
+		if h == nil {
+			e.planErr[pa.Name] = hooks.Errs[pa.Name]
 			continue
 		}
-		if kind.PerInterface() && net.err != nil {
+		if attach.PerInterface(h.Kind()) && net.err != nil {
 			e.planErr[pa.Name] = withReason(v1alpha1.ReasonAttachFailed, fmt.Errorf("list interfaces: %w", net.err))
 			keep[pa.Name] = true
 			continue
 		}
-		ts, err := attach.Targets(pa, net.ifaces, net.primary)
+		ts, err := h.Targets(env)
 		if err != nil {
 			e.planErr[pa.Name] = err
 			continue
 		}
 		for i := range ts {
-			ts[i].HostRoot = d.opts.HostRoot
 			want[linkKey(ts[i].Program, ts[i].Point)] = ts[i]
 		}
 		e.targets[pa.Name] = ts
@@ -590,7 +583,7 @@ func (d *Dataplane) reconcileLinks(e *entry, spec v1alpha1.BpfProgramSpec, net n
 		// A link may run another program: swapped through its pin while the
 		// agent ran or was down (tampering). Ours, loaded from the verified
 		// bundle, goes back in its place.
-		if p := e.progs[t.Program]; p != nil && t.Kind.Updatable() && !sameProgram(a.link, p) {
+		if p := e.progs[t.Program]; p != nil && attach.Updatable(t.Kind) && !sameProgram(a.link, p) {
 			ran := linkProgramID(a.link)
 			if err := a.link.Update(p); err != nil {
 				e.attachErr[key] = withReason(v1alpha1.ReasonAttachFailed, err)
@@ -737,7 +730,7 @@ func (d *Dataplane) writeRecord(e *entry) {
 		rec.Maps = append(rec.Maps, name)
 	}
 	for _, a := range e.links {
-		rec.Links = append(rec.Links, bpffs.LinkRecord{Program: a.target.Program, Point: a.target.Point})
+		rec.Links = append(rec.Links, bpffs.LinkRecord{Program: a.target.Program, Point: a.target.Point, Kind: string(a.target.Kind)})
 	}
 	sort.Slice(rec.Links, func(i, j int) bool {
 		return rec.Links[i].Program+"@"+rec.Links[i].Point < rec.Links[j].Program+"@"+rec.Links[j].Point
@@ -861,8 +854,14 @@ func (d *Dataplane) adopt(rec bpffs.Record) *entry {
 	pins, _ := d.layout.Links(rec.UID)
 	for _, pin := range pins {
 		prog, point, err := bpffs.ParseLink(pin)
+		var kind attach.Kind
 		if lr, ok := recorded[pin]; ok {
-			prog, point, err = lr.Program, lr.Point, nil
+			prog, point, kind, err = lr.Program, lr.Point, attach.Kind(lr.Kind), nil
+		}
+		if kind == "" {
+			// A record an older agent wrote, or a pin it did not record:
+			// the kind from the point's name.
+			kind = attach.KindOfPoint(point)
 		}
 		if err != nil {
 			d.log.Info("unknown link pin, leaving it", "path", pin, "error", err.Error())
@@ -873,7 +872,6 @@ func (d *Dataplane) adopt(rec bpffs.Record) *entry {
 			d.log.Error(err, "load pinned link", "path", pin)
 			continue
 		}
-		kind := attach.KindOfPoint(point)
 		e.links[linkKey(prog, point)] = &attachment{target: attach.Target{Program: prog, Point: point, Kind: kind}, link: l}
 		if e.progs[prog] != nil {
 			continue

@@ -40,9 +40,9 @@ func (d *Dataplane) snapshotLocked() []v1alpha1.ProgramState {
 }
 
 func (d *Dataplane) entryStates(e *entry) []v1alpha1.ProgramState {
-	spec := e.desiredSpec
+	spec, hooks := e.desiredSpec, e.desiredHooks
 	if e.hold != nil && e.specSet {
-		spec = e.spec
+		spec, hooks = e.spec, e.hooks
 	}
 	base := v1alpha1.ProgramState{
 		BpfProgram: e.name,
@@ -89,11 +89,14 @@ func (d *Dataplane) entryStates(e *entry) []v1alpha1.ProgramState {
 		}
 		if len(rows) == 0 {
 			row := st
-			kind, _ := attach.KindOf(pa)
+			var kind attach.Kind
+			if h := hooks.Hooks[pa.Name]; h != nil {
+				kind = h.Kind()
+			}
 			switch err := firstNonNil(e.progErr[pa.Name], e.planErr[pa.Name]); {
 			case err != nil:
 				row.State, row.Reason, row.Message = v1alpha1.PhaseFailed, reasonFor(err, v1alpha1.ReasonLoadFailed), message(err)
-			case kind.PerInterface() && e.specSet:
+			case attach.PerInterface(kind) && e.specSet:
 				row.State, row.Reason, row.Message = v1alpha1.PhasePending, v1alpha1.ReasonNoInterface, "no interface matches the selector"
 			default:
 				row.State = v1alpha1.PhasePending
