@@ -98,6 +98,9 @@ const (
 	// ReasonNameTaken: the BpfProgram name NAMESPACE.NAME that a
 	// BpfPodProgram needs belongs to a BpfProgram made for something else.
 	ReasonNameTaken = "NameTaken"
+	// ReasonNoPodsOnNode: a program that targets pods is loaded on the
+	// node, and none of the pods it selects runs there now.
+	ReasonNoPodsOnNode = "NoPodsOnNode"
 	// ReasonAccepted: the operator keeps a BpfProgram for the BpfPodProgram.
 	ReasonAccepted = "Accepted"
 )

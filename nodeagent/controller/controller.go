@@ -34,6 +34,7 @@ import (
 	"github.com/bpfleet/bpfleet/nodeagent/failpoint"
 	"github.com/bpfleet/bpfleet/nodeagent/inventory"
 	"github.com/bpfleet/bpfleet/nodeagent/metrics"
+	"github.com/bpfleet/bpfleet/nodeagent/pods"
 )
 
 // Secrets: no marker. The agent reads only the trust-policy key Secrets the
@@ -96,6 +97,9 @@ type Reconciler struct {
 	// Written remembers the last status write, so that a cache lagging it
 	// causes no second, identical write; nil compares with the cache alone.
 	Written *WrittenStatus
+	// Pods finds pods' cgroups and network namespaces on this node; nil
+	// attaches pod targets nowhere (simulated nodes).
+	Pods *pods.Finder
 }
 
 // phaseTimes is how long one reconcile spent in each phase, for the log line
@@ -141,6 +145,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		logger.Error(pl.selErr, "some nodeSelectors cannot be evaluated; keeping what runs of them")
 	}
 	desired, verified, settle := pl.desired, pl.verified, pl.settle
+	if wait := r.resolvePods(ctx, desired, time.Now()); wait > 0 && (settle == 0 || wait < settle) {
+		settle = wait
+	}
 
 	start := time.Now()
 	states := r.Dataplane.Apply(ctx, desired)

@@ -29,10 +29,12 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/cache"
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/trust"
+	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
 	"github.com/bpfleet/bpfleet/nodeagent/inventory"
 	"github.com/bpfleet/bpfleet/nodeagent/metrics"
+	"github.com/bpfleet/bpfleet/nodeagent/pods"
 	"github.com/bpfleet/bpfleet/nodeagent/reviewauth"
 )
 
@@ -266,6 +268,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Recorder: mgr.GetEventRecorder("bpfleet-agent"),
 		Version:  opts.Version,
 		Written:  &WrittenStatus{},
+		Pods:     &pods.Finder{CgroupRoot: attach.CgroupRoot()},
 	}
 	if opts.UnmanagedInterval > 0 {
 		r.Inventory = &inventory.Scanner{Root: opts.BPFFSRoot}

@@ -90,12 +90,19 @@ func (d *Dataplane) entryStates(e *entry) []v1alpha1.ProgramState {
 		if len(rows) == 0 {
 			row := st
 			var kind attach.Kind
+			inPods := false
 			if h := hooks.Hooks[pa.Name]; h != nil {
 				kind = h.Kind()
+				p := attach.PodsOf(h)
+				inPods = p != nil && p.InPods
 			}
 			switch err := firstNonNil(e.progErr[pa.Name], e.planErr[pa.Name]); {
 			case err != nil:
 				row.State, row.Reason, row.Message = v1alpha1.PhaseFailed, reasonFor(err, v1alpha1.ReasonLoadFailed), message(err)
+			case inPods && e.specSet && prog != nil:
+				// Loaded and ready for the selected pods, none of which
+				// runs here now: nothing is missing on this node.
+				row.State, row.Reason, row.Message = v1alpha1.PhaseAttached, v1alpha1.ReasonNoPodsOnNode, "no selected pod runs on this node"
 			case attach.PerInterface(kind) && e.specSet:
 				row.State, row.Reason, row.Message = v1alpha1.PhasePending, v1alpha1.ReasonNoInterface, "no interface matches the selector"
 			default:
