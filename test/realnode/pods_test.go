@@ -1,0 +1,289 @@
+package realnode
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bpf/xdpfilter"
+	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
+	"github.com/bpfleet/bpfleet/operator/podprogram"
+	"github.com/bpfleet/bpfleet/test/envtest"
+)
+
+// tenantNamespace makes a namespace labelled team=<name> for the test, and
+// a namespace trust policy admitting the suite's signed bundles there.
+func (e *env) tenantNamespace(t *testing.T, name string) {
+	t.Helper()
+	e.trust(t)
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"team": name}}}
+	if err := e.client.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.client.Delete(context.Background(), ns) })
+	var cluster v1.BundleTrustPolicy
+	if err := e.client.Get(ctx, client.ObjectKey{Name: policyName}, &cluster); err != nil {
+		t.Fatal(err)
+	}
+	pol := &v1.BundleTrustPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "realnode-ns-" + name},
+		Spec: v1.BundleTrustPolicySpec{Images: cluster.Spec.Images, Keys: cluster.Spec.Keys,
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": name}}},
+	}
+	if err := e.client.Create(ctx, pol); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.client.Delete(context.Background(), pol) })
+}
+
+// podIn runs a long-sleeping busybox pod in namespace ns.
+func (e *env) podIn(t *testing.T, ns, name string, labels map[string]string) *corev1.Pod {
+	t.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: new(int64),
+			Containers:                    []corev1.Container{{Name: "main", Image: e.c.WorkloadImage, Command: []string{"sleep", "3600"}}},
+		},
+	}
+	if err := e.client.Create(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.client.Delete(context.Background(), pod) })
+	return pod
+}
+
+// waitRunning waits until pod runs and has an IP, and returns when the
+// test saw it running.
+func (e *env) waitRunning(t *testing.T, pod *corev1.Pod) time.Time {
+	t.Helper()
+	envtest.Eventually(t, 2*time.Minute, func() error {
+		if err := e.client.Get(context.Background(), client.ObjectKeyFromObject(pod), pod); err != nil {
+			return err
+		}
+		if pod.Status.Phase != corev1.PodRunning || pod.Status.PodIP == "" {
+			return fmt.Errorf("pod %s is %s", pod.Name, pod.Status.Phase)
+		}
+		return nil
+	})
+	return time.Now()
+}
+
+// podXDP is the XDP program id on eth0 inside pod's network namespace (0:
+// none), read with the node's ip through the pod's main process.
+func (e *env) podXDP(t *testing.T, pod *corev1.Pod) uint32 {
+	t.Helper()
+	pid := e.containerPID(t, pod, "main")
+	out := e.run(t, "nsenter", "-t", strconv.Itoa(pid), "-n", "ip", "-d", "link", "show", "eth0")
+	f := strings.Fields(out)
+	for i, w := range f {
+		if (w == "prog/xdp" || w == "prog/xdpgeneric" || w == "prog/xdpdrv") && i+2 < len(f) && f[i+1] == "id" {
+			id, err := strconv.Atoi(f[i+2])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return uint32(id)
+		}
+	}
+	return 0
+}
+
+// sendDeath sends n packets of death from the node to pod's IP.
+func sendDeath(t *testing.T, pod *corev1.Pod, n int) {
+	t.Helper()
+	c, err := net.Dial("udp4", net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(deathPort)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for range n {
+		_, _ = c.Write(deathPattern) // refusals (no listener) come back as errors; the packets went out
+	}
+}
+
+// dropped is how many packets of death rule 0 of the program dropped, in
+// every pod it is attached in.
+func dropped(t *testing.T, uid string) uint64 {
+	t.Helper()
+	m, err := ebpf.LoadPinnedMap(bpffs.Layout{Root: agentBPFFS}.Map(types.UID(uid), xdpfilter.HitsMap), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var per []xdpfilter.Counter
+	if err := m.Lookup(uint32(0), &per); err != nil {
+		t.Fatal(err)
+	}
+	var sum uint64
+	for _, c := range per {
+		sum += c.Packets
+	}
+	return sum
+}
+
+// TestPodTargetsOnRealPods: an application team's BpfPodProgram attaches
+// the packet-of-death filter in its own pods labelled app=web, on real
+// pods of the real node: their traffic is filtered, a pod of another
+// label or another namespace is untouched though it carries the label, a
+// pod created later is covered within a second of running, and a deleted
+// pod leaves no pin, record or link.
+func TestPodTargetsOnRealPods(t *testing.T) {
+	e := requireSuite(t)
+	ctx := context.Background()
+	e.tenantNamespace(t, "team-a")
+	e.tenantNamespace(t, "team-b")
+	ref := e.pushBundle(t, filepath.Join(repoDir, "bpf", "xdpfilter"), xdpfilter.BundleName, "0.1.0")
+	rule := xdpfilter.Rule{Action: xdpfilter.ActionDrop, Protocol: xdpfilter.ProtocolUDP, DstPort: deathPort, Pattern: deathPattern}
+	key, value, err := rule.MapEntry(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	webA := e.podIn(t, "team-a", "web", map[string]string{"app": "web"})
+	dbA := e.podIn(t, "team-a", "db", map[string]string{"app": "db"})
+	webB := e.podIn(t, "team-b", "web", map[string]string{"app": "web"})
+	for _, p := range []*corev1.Pod{webA, dbA, webB} {
+		e.waitRunning(t, p)
+	}
+
+	e.apply(t, fmt.Sprintf(`apiVersion: bpfleet.io/v1alpha1
+kind: BpfPodProgram
+metadata: {name: web-filter, namespace: team-a}
+spec:
+  bundle: {image: %s}
+  programs:
+    - name: %s
+      xdp: {interfaces: {names: [eth0]}, mode: native, pods: {selector: {matchLabels: {app: web}}}}
+  mapEntries:
+    - {map: %s, key: "%s", value: "%s"}
+`, ref, xdpfilter.ProgramName, xdpfilter.RulesMap, key, value))
+	kept := podprogram.ProgramName("team-a", "web-filter")
+	t.Cleanup(func() {
+		_ = e.client.Delete(context.Background(), &v1.BpfPodProgram{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "web-filter"}})
+		envtest.Eventually(t, time.Minute, func() error {
+			if n := len(e.entries(t, kept)); n > 0 {
+				return fmt.Errorf("node still reports %d rows of %s", n, kept)
+			}
+			return nil
+		})
+	})
+	rows := e.waitPoints(t, kept, []string{"xdp/pod/team-a/web/eth0"}, applyTimeout)
+	uid := string(e.uid(t, kept))
+	if e.podXDP(t, webA) != rows[0].ID {
+		t.Fatalf("team-a/web's eth0 does not run program %d", rows[0].ID)
+	}
+	for _, p := range []*corev1.Pod{dbA, webB} {
+		if id := e.podXDP(t, p); id != 0 {
+			t.Fatalf("%s/%s runs XDP program %d; it is not selected", p.Namespace, p.Name, id)
+		}
+	}
+	before := dropped(t, uid)
+	sendDeath(t, webB, 50)
+	sendDeath(t, dbA, 50)
+	time.Sleep(200 * time.Millisecond)
+	if got := dropped(t, uid) - before; got != 0 {
+		t.Fatalf("%d packets of death to unselected pods were dropped by the tenant's filter", got)
+	}
+	sendDeath(t, webA, 50)
+	envtest.Eventually(t, 5*time.Second, func() error {
+		if got := dropped(t, uid) - before; got != 50 {
+			return fmt.Errorf("dropped %d of 50 packets of death to team-a/web", got)
+		}
+		return nil
+	})
+
+	// A pod created later is covered within a second of running.
+	later := e.podIn(t, "team-a", "web-later", map[string]string{"app": "web"})
+	running := e.waitRunning(t, later)
+	var covered time.Duration
+	envtest.Eventually(t, 10*time.Second, func() error {
+		if e.podXDP(t, later) == 0 {
+			return fmt.Errorf("team-a/web-later not covered yet")
+		}
+		covered = time.Since(running)
+		return nil
+	})
+	t.Logf("pod seen running → filter attached in it: %s (0 means before the test saw it running)", covered.Round(time.Millisecond))
+	if covered > time.Second {
+		t.Errorf("a new pod was covered %s after it ran, want within 1s", covered)
+	}
+	e.waitPoints(t, kept, []string{"xdp/pod/team-a/web-later/eth0", "xdp/pod/team-a/web/eth0"}, 10*time.Second)
+
+	// A deleted pod leaves no pin, record or link.
+	if err := e.client.Delete(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	envtest.Eventually(t, time.Minute, func() error {
+		for _, r := range e.entries(t, kept) {
+			if strings.Contains(r.AttachPoint, "web-later") {
+				return fmt.Errorf("node still reports %s", r.AttachPoint)
+			}
+		}
+		pins, err := bpffs.Layout{Root: agentBPFFS}.Links(types.UID(uid))
+		if err != nil {
+			return err
+		}
+		for _, p := range pins {
+			if strings.Contains(p, "web-later") {
+				return fmt.Errorf("pin %s left", p)
+			}
+		}
+		return nil
+	})
+	if n := recordsMentioning(t, "web-later"); n > 0 {
+		t.Errorf("%d agent records still name web-later", n)
+	}
+}
+
+// waitPoints waits until the node reports exactly points (sorted) for the
+// BpfProgram name, every one Attached, and returns the rows.
+func (e *env) waitPoints(t *testing.T, name string, points []string, timeout time.Duration) []v1.ProgramState {
+	t.Helper()
+	var rows []v1.ProgramState
+	envtest.Eventually(t, timeout, func() error {
+		rows = e.entries(t, name)
+		var got []string
+		for _, r := range rows {
+			if r.State != v1.PhaseAttached {
+				return fmt.Errorf("%s at %q is %s/%s: %s", name, r.AttachPoint, r.State, r.Reason, r.Message)
+			}
+			got = append(got, r.AttachPoint)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, points) {
+			return fmt.Errorf("%s attached at %q, want %q", name, got, points)
+		}
+		return nil
+	})
+	return rows
+}
+
+// recordsMentioning counts the agent's state files that contain s.
+func recordsMentioning(t *testing.T, s string) int {
+	t.Helper()
+	n := 0
+	_ = filepath.WalkDir("/var/lib/bpfleet", func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if b, err := os.ReadFile(path); err == nil && strings.Contains(string(b), s) {
+			n++
+		}
+		return nil
+	})
+	return n
+}
