@@ -277,15 +277,15 @@ func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, he
 			out = append(out, d)
 			continue
 		}
-		if d.Digest == "" {
-			d.Hold = dataplane.Hold(holdReason(errWaitingForDigest), errWaitingForDigest)
-			out = append(out, d)
-			continue
-		}
 		if v := v1alpha1.TenantViolations(&p.Spec); p.Spec.Tenant != nil && len(v) > 0 {
 			err := fmt.Errorf("%w: %s", errTenancyViolation, strings.Join(v, "; "))
 			d.Hold = dataplane.Hold(holdReason(err), err)
 			logger.Info("refusing a tenant's program that leaves its namespace", "bpfProgram", p.Name, "tenant", p.Spec.Tenant.Namespace, "violations", v)
+			out = append(out, d)
+			continue
+		}
+		if d.Digest == "" {
+			d.Hold = dataplane.Hold(holdReason(errWaitingForDigest), errWaitingForDigest)
 			out = append(out, d)
 			continue
 		}

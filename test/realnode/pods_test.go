@@ -23,6 +23,7 @@ import (
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/operator/podprogram"
 	"github.com/bpfleet/bpfleet/test/envtest"
+	"github.com/bpfleet/bpfleet/test/netns"
 )
 
 // tenantNamespace makes a namespace labelled team=<name> for the test, and
@@ -286,4 +287,128 @@ func recordsMentioning(t *testing.T, s string) int {
 		return nil
 	})
 	return n
+}
+
+// podProgram applies a BpfPodProgram running one program of the kernelprog
+// bundle ref, deleted at the end of the test, and returns the name of the
+// BpfProgram the operator keeps for it.
+func (e *env) podProgram(t *testing.T, ns, name, ref, program string) string {
+	t.Helper()
+	e.apply(t, fmt.Sprintf("apiVersion: bpfleet.io/v1alpha1\nkind: BpfPodProgram\nmetadata: {name: %s, namespace: %s}\nspec:\n  bundle: {image: %s}\n  programs:\n    - %s\n", name, ns, ref, program))
+	kept := podprogram.ProgramName(ns, name)
+	t.Cleanup(func() {
+		_ = e.client.Delete(context.Background(), &v1.BpfPodProgram{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})
+		envtest.Eventually(t, time.Minute, func() error {
+			if n := len(e.entries(t, kept)); n > 0 {
+				return fmt.Errorf("node still reports %d rows of %s", n, kept)
+			}
+			return nil
+		})
+	})
+	return kept
+}
+
+// TestPodCgroupAndContainerUprobe: a cgroup program on one pod's cgroup
+// counts that pod's traffic and not a busier neighbour's; a uprobe on a
+// binary that exists only in one container's filesystem counts its calls
+// there, and not those of a copy of it on the node.
+func TestPodCgroupAndContainerUprobe(t *testing.T) {
+	e := requireSuite(t)
+	e.tenantNamespace(t, "team-c")
+	ref := e.pushBundle(t, e.kernelprogBundle(t), "realnode-hooks", "0.1.0")
+	host, _, _ := strings.Cut(e.c.RegistryNodeHost, ":")
+	sender := func(name string, labels map[string]string, script string) *corev1.Pod {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "team-c", Name: name, Labels: labels},
+			Spec: corev1.PodSpec{TerminationGracePeriodSeconds: new(int64),
+				Containers: []corev1.Container{{Name: "main", Image: e.c.WorkloadImage, Command: []string{"/bin/sh", "-c", script}}}},
+		}
+		if err := e.client.Create(context.Background(), pod); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = e.client.Delete(context.Background(), pod) })
+		e.waitRunning(t, pod)
+		return pod
+	}
+	// 10 datagrams a second, against a neighbour sending as fast as it can.
+	sender("talker", map[string]string{"app": "talker"}, fmt.Sprintf("while true; do echo x | nc -u -w 0 %s 9; sleep 0.1; done", host))
+	sender("noisy", map[string]string{"app": "noisy"}, fmt.Sprintf("while true; do echo x | nc -u -w 0 %s 9; done", host))
+	app := sender("app", map[string]string{"app": "app"}, "while true; do [ -x /tmp/target ] && /tmp/target; sleep 0.2; done")
+
+	t.Run("cgroup", func(t *testing.T) {
+		kept := e.podProgram(t, "team-c", "talker-egress", ref, `{name: cgroup_egress, cgroup: {pods: {selector: {matchLabels: {app: talker}}}, attachType: egress}}`)
+		e.waitPoints(t, kept, []string{"cgroup/pod/team-c/talker/egress"}, applyTimeout)
+		before := e.counter(t, kept)
+		time.Sleep(3 * time.Second)
+		got := e.counter(t, kept) - before
+		t.Logf("egress packets of team-c/talker counted in 3 s: %d (it sends ~30; its neighbour far more)", got)
+		if got < 10 || got > 120 {
+			t.Errorf("counted %d packets in 3 s, want about 30: the talker's alone", got)
+		}
+	})
+
+	t.Run("uprobe", func(t *testing.T) {
+		bin := e.uprobeTarget(t)
+		data, err := os.ReadFile(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid := e.containerPID(t, app, "main")
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/root/tmp/target", pid), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		kept := e.podProgram(t, "team-c", "app-probe", ref,
+			`{name: uprobe_count, uprobe: {path: /tmp/target, symbol: main.target, containers: {pods: {selector: {matchLabels: {app: app}}}, names: [main]}}}`)
+		e.waitPoints(t, kept, []string{"uprobe/pod/team-c/app/main:/tmp/target:main.target"}, applyTimeout)
+		envtest.Eventually(t, 10*time.Second, func() error {
+			if n := e.counter(t, kept); n < 3 {
+				return fmt.Errorf("uprobe counted %d calls in the container", n)
+			}
+			return nil
+		})
+		before := e.counter(t, kept)
+		for range 5 {
+			e.run(t, bin) // the same program, from the node's filesystem
+		}
+		// The container keeps calling it (5 a second); the node's 5 calls
+		// must not show: compare with the container's own rate.
+		time.Sleep(time.Second)
+		got := e.counter(t, kept) - before
+		t.Logf("calls counted in the second after 5 calls on the node: %d (the container makes ~5)", got)
+		if got > 8 {
+			t.Errorf("counted %d calls: the node's copy of the binary is probed too", got)
+		}
+	})
+}
+
+// TestTenantProgramRefusedOnTheNode: a BpfProgram carrying spec.tenant that
+// names a node interface (as if written around the operator) is refused by
+// the agent with TenancyViolation, and nothing is attached.
+func TestTenantProgramRefusedOnTheNode(t *testing.T) {
+	e := requireSuite(t)
+	ref := e.pushBundle(t, filepath.Join(repoDir, "bpf", "xdpfilter"), xdpfilter.BundleName, "0.1.0")
+	src := netns.New(t)
+	veth := netns.NewVeth(t, nil, "", src, "")
+	name := "realnode-tenant-escape"
+	e.deleteProgram(t, name)
+	e.apply(t, fmt.Sprintf(`apiVersion: bpfleet.io/v1alpha1
+kind: BpfProgram
+metadata: {name: %s}
+spec:
+  bundle: {image: %s}
+  tenant: {namespace: default, name: escape}
+  programs:
+    - name: %s
+      xdp: {interfaces: {names: [%s]}}
+`, name, ref, xdpfilter.ProgramName, veth.A))
+	envtest.Eventually(t, applyTimeout, func() error {
+		rows := e.entries(t, name)
+		if len(rows) == 0 || rows[0].Reason != v1.ReasonTenancyViolation {
+			return fmt.Errorf("rows %+v, want reason %s", rows, v1.ReasonTenancyViolation)
+		}
+		return nil
+	})
+	if id := netns.XDPProgramID(t, nil, veth.A); id != 0 {
+		t.Fatalf("the node's %s runs XDP program %d for a tenant", veth.A, id)
+	}
 }
