@@ -51,21 +51,9 @@ func TestXDPInPods(t *testing.T) {
 	des.Spec.Programs[0].XDP.Pods = &v1alpha1.PodSelector{}
 	des.Pods = map[string][]attach.PodScope{kernelprog.XDPFilter: {web1, web2}}
 
-	states := d.Apply(context.Background(), []dataplane.Desired{des})
-	points := map[string]v1alpha1.ProgramState{}
-	for _, s := range states {
-		points[s.AttachPoint] = s
-	}
-	for _, p := range []string{"xdp-generic/pod/team-a/web-1/" + v1.A, "xdp-generic/pod/team-a/web-2/" + v2.A} {
-		s, ok := points[p]
-		if !ok {
-			t.Fatalf("no state for %s: %+v", p, states)
-		}
-		wantAttached(t, s)
-	}
-	if len(points) != 2 {
-		t.Fatalf("want 2 attach points, got %+v", points)
-	}
+	// One row for the program, however many pods it runs in.
+	s := one(t, d.Apply(context.Background(), []dataplane.Desired{des}), uid)
+	wantPodRow(t, s, "xdp-generic/pods", 2, 0)
 	if netns.XDPProgramID(t, ns1, v1.A) == 0 || netns.XDPProgramID(t, ns2, v2.A) == 0 {
 		t.Fatal("XDP not attached inside the pods' namespaces")
 	}
@@ -75,10 +63,7 @@ func TestXDPInPods(t *testing.T) {
 
 	// web-2 goes: its link is detached and unpinned, web-1's stays.
 	des.Pods = map[string][]attach.PodScope{kernelprog.XDPFilter: {web1}}
-	states = d.Apply(context.Background(), []dataplane.Desired{des})
-	if len(states) != 1 || states[0].AttachPoint != "xdp-generic/pod/team-a/web-1/"+v1.A {
-		t.Fatalf("after web-2 went: %+v", states)
-	}
+	wantPodRow(t, one(t, d.Apply(context.Background(), []dataplane.Desired{des}), uid), "xdp-generic/pods", 1, 0)
 	if netns.XDPProgramID(t, ns2, v2.A) != 0 {
 		t.Fatal("web-2 still has the program attached")
 	}
@@ -89,7 +74,7 @@ func TestXDPInPods(t *testing.T) {
 
 	// No pod left: the program stays loaded, ready, and says so.
 	des.Pods = map[string][]attach.PodScope{kernelprog.XDPFilter: nil}
-	s := one(t, d.Apply(context.Background(), []dataplane.Desired{des}), uid)
+	s = one(t, d.Apply(context.Background(), []dataplane.Desired{des}), uid)
 	if s.State != v1alpha1.PhaseAttached || s.Reason != v1alpha1.ReasonNoPodsOnNode || s.ID == 0 {
 		t.Fatalf("no pods: %s/%s id %d: %s", s.State, s.Reason, s.ID, s.Message)
 	}
@@ -122,16 +107,7 @@ func TestCgroupInPods(t *testing.T) {
 		}}},
 		Pods: map[string][]attach.PodScope{kernelprog.CgroupSKB: {{Name: "team-a/web-1", CgroupDir: pod1}, {Name: "team-a/web-2", CgroupDir: pod2}}},
 	}
-	states := d.Apply(context.Background(), []dataplane.Desired{des})
-	if len(states) != 2 {
-		t.Fatalf("want one state per pod, got %+v", states)
-	}
-	for _, s := range states {
-		wantAttached(t, s)
-		if !strings.HasPrefix(s.AttachPoint, "cgroup/pod/team-a/web-") {
-			t.Errorf("attach point %s", s.AttachPoint)
-		}
-	}
+	wantPodRow(t, one(t, d.Apply(context.Background(), []dataplane.Desired{des}), uid), "cgroup/pods", 2, 0)
 	for _, dir := range []string{pod1, pod2, base} {
 		q, err := link.QueryPrograms(link.QueryOptions{Target: mustOpen(t, dir), Attach: ebpf.AttachCGroupInetEgress})
 		if err != nil {
@@ -155,4 +131,38 @@ func mustOpen(t *testing.T, path string) int {
 	}
 	t.Cleanup(func() { _ = f.Close() })
 	return int(f.Fd())
+}
+
+// wantPodRow checks the one row of a program that targets pods.
+func wantPodRow(t *testing.T, s v1alpha1.ProgramState, point string, attached, failed int32) {
+	t.Helper()
+	if s.AttachPoint != point || s.Pods == nil || s.Pods.Attached != attached || s.Pods.Failed != failed || s.ID == 0 {
+		t.Fatalf("row %s %s/%s id %d pods %+v, want %s with %d attached, %d failed", s.AttachPoint, s.State, s.Reason, s.ID, s.Pods, point, attached, failed)
+	}
+	if failed == 0 && s.State != v1alpha1.PhaseAttached {
+		t.Fatalf("row %s is %s/%s: %s", point, s.State, s.Reason, s.Message)
+	}
+}
+
+// TestPodRowReportsFailures: a pod whose interface cannot take the program
+// shows in the program's one row as a count and a recent failure, and the
+// other pods stay attached.
+func TestPodRowReportsFailures(t *testing.T) {
+	e := newEnv(t)
+	d := e.open(t)
+	web1, _, v1 := simulatedPod(t, "team-a/web-1", "10.78.3.1/24", "10.78.3.2/24")
+	uid := "11111111-2222-4333-8444-" + randHex(6)
+	des := e.xdpDesired(t, uid, "sha256:v1", kernelprog.Object, v1alpha1.XDPModeGeneric)
+	des.Spec.Programs[0].XDP.Interfaces.Names = []string{v1.A, "ghost0"}
+	des.Spec.Programs[0].XDP.Pods = &v1alpha1.PodSelector{}
+	// A pod whose listed interface vanished before the attach.
+	ghost := web1
+	ghost.Name = "team-a/ghost"
+	ghost.Interfaces = []netwatch.Interface{{Name: "ghost0", Index: 99999}}
+	des.Pods = map[string][]attach.PodScope{kernelprog.XDPFilter: {web1, ghost}}
+	s := one(t, d.Apply(context.Background(), []dataplane.Desired{des}), uid)
+	if s.State != v1alpha1.PhaseFailed || s.Pods == nil || s.Pods.Attached != 1 || s.Pods.Failed != 1 ||
+		len(s.Pods.RecentFailures) != 1 || !strings.Contains(s.Pods.RecentFailures[0], "team-a/ghost") {
+		t.Fatalf("row %s/%s pods %+v: %s", s.State, s.Reason, s.Pods, s.Message)
+	}
 }
