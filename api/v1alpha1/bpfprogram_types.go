@@ -371,10 +371,12 @@ type SkLookupAttach struct {
 
 // Constant sets a `volatile const` variable of the programs before load.
 type Constant struct {
-	// Name is the variable's name in .rodata.
+	// Name is the variable's name in .rodata. Names starting with bpfleet_
+	// are the agent's (the pod filter).
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_]*$`
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('bpfleet_')",message="names starting with bpfleet_ are reserved for the agent"
 	Name string `json:"name"`
 	// Value is the variable's value: an integer (decimal or 0x hex), true or
 	// false, or 0x-prefixed hex bytes for arrays; it must fit the variable.
@@ -397,10 +399,12 @@ const (
 // MapEntry is one key/value pair written into a map of the bundle.
 // +kubebuilder:validation:XValidation:rule="self.encoding == 'Base64' ? (self.key.matches('^[A-Za-z0-9+/]+={0,2}$') && self.value.matches('^[A-Za-z0-9+/]+={0,2}$')) : (self.key.matches('^([0-9a-fA-F]{2})+$') && self.value.matches('^([0-9a-fA-F]{2})+$'))",message="key and value must be encoded as encoding says (Hex: pairs of hex digits; Base64: standard base64)"
 type MapEntry struct {
-	// Map is the map's name in the bundle.
+	// Map is the map's name in the bundle. Maps whose names start with
+	// bpfleet_ are the agent's (the pod filter).
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_]*$`
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('bpfleet_')",message="names starting with bpfleet_ are reserved for the agent"
 	Map string `json:"map"`
 	// Key is the key's bytes in the map's key layout (host byte order).
 	// +kubebuilder:validation:MinLength=2

@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	"fmt"
+	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -89,6 +90,19 @@ type Tenant struct {
 	Name string `json:"name"`
 }
 
+// The pod filter a tracing bundle declares (bpf/include/bpfleet_pods.h):
+// for a tracepoint or rawTracepoint block with pods, the agent sets
+// PodFilterConstant to 1 before load and keeps PodFilterMap (a hash of u64
+// cgroup id to u8) holding the cgroup ids of the selected pods' containers
+// on the node, so the programs see only those pods' events, filtered in
+// the kernel. Names with ReservedPrefix are the agent's: specs may not set
+// them.
+const (
+	PodFilterMap      = "bpfleet_pods"
+	PodFilterConstant = "bpfleet_filter_pods"
+	ReservedPrefix    = "bpfleet_"
+)
+
 // PodTargets returns the pod selector of an attachment, or nil when it
 // attaches to the node itself.
 func (a *ProgramAttachment) PodTargets() *PodSelector {
@@ -117,6 +131,16 @@ func (a *ProgramAttachment) PodTargets() *PodSelector {
 // around admission is refused too.
 func TenantViolations(spec *BpfProgramSpec) []string {
 	var out []string
+	for _, c := range spec.Constants {
+		if strings.HasPrefix(c.Name, ReservedPrefix) {
+			out = append(out, fmt.Sprintf("constant %s: names starting with %s are the agent's", c.Name, ReservedPrefix))
+		}
+	}
+	for _, e := range spec.MapEntries {
+		if strings.HasPrefix(e.Map, ReservedPrefix) {
+			out = append(out, fmt.Sprintf("map entry of %s: maps starting with %s are the agent's", e.Map, ReservedPrefix))
+		}
+	}
 	for i := range spec.Programs {
 		p := &spec.Programs[i]
 		pods := p.PodTargets()
