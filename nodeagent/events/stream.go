@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles/format"
+	"github.com/bpfleet/bpfleet/nodeagent/metrics"
 )
 
 // Schema names the JSON line format; a change that breaks readers bumps it.
@@ -35,7 +37,7 @@ var (
 		Name: "bpfleet_events_read_total", Help: "Event records read from programs' outputs.",
 	}, []string{"node", "bpfprogram", "output"})
 	EventsDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "bpfleet_events_dropped_total", Help: "Event records the agent dropped (over the rate limit, or undecodable).",
+		Name: "bpfleet_events_dropped_total", Help: "Event records lost: by the kernel (output full, as the program counts them), or by the agent (over the rate limit, undecodable, or not taken by a slow stream consumer).",
 	}, []string{"node", "bpfprogram", "output", "reason"})
 	EventBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "bpfleet_events_bytes_total", Help: "Bytes of event records read.",
@@ -209,6 +211,14 @@ func (s *Streamer) Sync(ctx context.Context) error {
 		}
 		s.readers[k] = r
 	}
+	programs := map[string]bool{}
+	for k, r := range s.readers {
+		programs[r.program] = true
+		if err := r.countKernelDrops(s.Node, s.Source.MapPin(k.uid, r.drops.Map)); err != nil {
+			errs = append(errs, fmt.Errorf("read kernel drops of %s/%s: %w", r.program, k.output, err))
+		}
+	}
+	s.hub.forget(programs)
 	return errors.Join(errs...)
 }
 
@@ -221,9 +231,40 @@ func (s *Streamer) closeAll() {
 
 // reader is one output of one loaded program.
 type reader struct {
-	rd   *ringbuf.Reader
-	m    *ebpf.Map
-	done chan struct{}
+	rd              *ringbuf.Reader
+	m               *ebpf.Map
+	done            chan struct{}
+	program, output string
+	// drops is the programs' counter of records the kernel could not
+	// write to the output; counted is what was added to the metric.
+	drops   format.DropCounter
+	counted uint64
+}
+
+// countKernelDrops adds the growth of the output's kernel drop counter
+// (pinned at pin) to bpfleet_events_dropped_total{reason="kernel"}.
+func (r *reader) countKernelDrops(node, pin string) error {
+	if r.drops == (format.DropCounter{}) {
+		return nil
+	}
+	values, err := metrics.ReadMap(pin)
+	if err != nil {
+		return err
+	}
+	key := strconv.FormatUint(uint64(r.drops.Index), 10)
+	for _, v := range values {
+		if v.Key != key || len(v.Fields) == 0 {
+			continue
+		}
+		n := v.Fields[0]
+		if n < r.counted { // the map was made again: a new count
+			r.counted = 0
+		}
+		EventsDropped.WithLabelValues(node, r.program, r.output, "kernel").Add(float64(n - r.counted))
+		r.counted = n
+		return nil
+	}
+	return fmt.Errorf("%s has no key %s", r.drops.Map, key)
 }
 
 func (r *reader) close() {
@@ -284,7 +325,7 @@ func (s *Streamer) open(ctx context.Context, k readerKey, p *v1alpha1.BpfProgram
 	if limit == 0 {
 		limit = DefaultRateLimit
 	}
-	r := &reader{rd: rd, m: m, done: make(chan struct{})}
+	r := &reader{rd: rd, m: m, done: make(chan struct{}), program: p.Name, output: k.output, drops: out.Drops}
 	w := &writer{s: s, program: p.Name, output: k.output, full: full, kept: kept, bucket: newBucket(limit)}
 	go func() {
 		defer close(r.done)
@@ -327,7 +368,7 @@ func (w *writer) loop(ctx context.Context, rd *ringbuf.Reader) {
 		w.s.mu.Lock()
 		_, _ = w.s.Out.Write(line)
 		w.s.mu.Unlock()
-		w.s.hub.publish(w.program, id, line)
+		w.s.hub.publish(w.program, w.output, id, line)
 	}
 }
 
