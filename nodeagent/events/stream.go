@@ -78,6 +78,10 @@ type Streamer struct {
 	// Every is how often the set of readers is brought up to date; zero
 	// means 1 s.
 	Every time.Duration
+	// ProcRoot is the node's /proc (the agent runs with hostPID), read for
+	// a record's pid when the cgroup v2 hierarchy holds no containers;
+	// empty means /proc.
+	ProcRoot string
 
 	mu      sync.Mutex // serialises writes to Out
 	readers map[readerKey]*reader
@@ -86,6 +90,13 @@ type Streamer struct {
 	// changes, and Sync runs every second.
 	outputsOf map[string][]format.Output
 	pods      podCache
+}
+
+func (s *Streamer) procRoot() string {
+	if s.ProcRoot == "" {
+		return "/proc"
+	}
+	return s.ProcRoot
 }
 
 // outputs are the declared outputs of the bundle digest.
@@ -427,6 +438,11 @@ func (w *writer) identity(ctx context.Context, raw []byte) identity {
 	var id identity
 	if cg, ok := w.full.Uint(raw, "cgroup_id"); ok && w.s.Cgroups != nil {
 		id.Container, id.inPod = w.s.Cgroups.Lookup(cg)
+	}
+	if !id.inPod && (w.s.Cgroups == nil || w.s.Cgroups.NoContainers()) {
+		if pid, ok := w.full.Uint(raw, "pid"); ok && pid > 0 {
+			id.Container, id.inPod = ContainerOfPID(w.s.procRoot(), uint32(pid))
+		}
 	}
 	if !id.inPod {
 		return id
