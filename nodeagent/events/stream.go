@@ -13,6 +13,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/perf"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -240,9 +241,63 @@ func (s *Streamer) closeAll() {
 	}
 }
 
+// recordSource is the reader of a ring buffer or a perf event array.
+type recordSource interface {
+	// next returns the next record, and how many records the kernel lost
+	// before it (a perf buffer's lost-samples notice has no record).
+	next() (raw []byte, lost uint64, err error)
+	Close() error
+}
+
+type ringSource struct {
+	rd  *ringbuf.Reader
+	rec ringbuf.Record
+}
+
+func (r *ringSource) next() ([]byte, uint64, error) {
+	err := r.rd.ReadInto(&r.rec)
+	return r.rec.RawSample, 0, err
+}
+
+func (r *ringSource) Close() error { return r.rd.Close() }
+
+type perfSource struct {
+	rd  *perf.Reader
+	rec perf.Record
+}
+
+func (p *perfSource) next() ([]byte, uint64, error) {
+	err := p.rd.ReadInto(&p.rec)
+	return p.rec.RawSample, p.rec.LostSamples, err
+}
+
+func (p *perfSource) Close() error { return p.rd.Close() }
+
+// PerfBufferSize is the per-CPU buffer of a perf event array output.
+const PerfBufferSize = 256 << 10
+
+// newSource reads the ring buffer or perf event array m.
+func newSource(m *ebpf.Map) (recordSource, error) {
+	switch m.Type() {
+	case ebpf.RingBuf:
+		rd, err := ringbuf.NewReader(m)
+		if err != nil {
+			return nil, fmt.Errorf("read ring buffer: %w", err)
+		}
+		return &ringSource{rd: rd}, nil
+	case ebpf.PerfEventArray:
+		rd, err := perf.NewReader(m, PerfBufferSize)
+		if err != nil {
+			return nil, fmt.Errorf("read perf event array: %w", err)
+		}
+		return &perfSource{rd: rd}, nil
+	}
+	return nil, fmt.Errorf("%w: %s is a %s", ErrNotAnOutput, m.String(), m.Type())
+}
+
 // reader is one output of one loaded program.
 type reader struct {
-	rd              *ringbuf.Reader
+	rd              recordSource
 	m               *ebpf.Map
 	done            chan struct{}
 	program, output string
@@ -299,9 +354,6 @@ func (s *Streamer) open(ctx context.Context, k readerKey, p *v1alpha1.BpfProgram
 	if out == nil || !ok {
 		return nil, fmt.Errorf("bundle %s declares no output %s", k.digest, k.output)
 	}
-	if mp.Type != format.MapTypeName(ebpf.RingBuf) {
-		return nil, fmt.Errorf("output %s is a %s: only ring buffers are read", k.output, mp.Type)
-	}
 	obj, err := b.Object(mp.Object)
 	if err != nil {
 		return nil, err
@@ -327,10 +379,10 @@ func (s *Streamer) open(ctx context.Context, k readerKey, p *v1alpha1.BpfProgram
 	if err != nil {
 		return nil, fmt.Errorf("open pinned %s: %w", k.output, err)
 	}
-	rd, err := ringbuf.NewReader(m)
+	rd, err := newSource(m)
 	if err != nil {
 		_ = m.Close()
-		return nil, fmt.Errorf("read ring buffer %s: %w", k.output, err)
+		return nil, fmt.Errorf("output %s: %w", k.output, err)
 	}
 	limit := int(p.Spec.Events.RateLimit)
 	if limit == 0 {
@@ -354,24 +406,31 @@ type writer struct {
 	line            []byte
 }
 
-func (w *writer) loop(ctx context.Context, rd *ringbuf.Reader) {
+func (w *writer) loop(ctx context.Context, rd recordSource) {
 	read := EventsRead.WithLabelValues(w.s.Node, w.program, w.output)
 	bytesRead := EventBytes.WithLabelValues(w.s.Node, w.program, w.output)
 	overLimit := EventsDropped.WithLabelValues(w.s.Node, w.program, w.output, "rate-limit")
 	undecodable := EventsDropped.WithLabelValues(w.s.Node, w.program, w.output, "undecodable")
-	var rec ringbuf.Record
+	kernel := EventsDropped.WithLabelValues(w.s.Node, w.program, w.output, "kernel")
 	for {
-		if err := rd.ReadInto(&rec); err != nil {
+		raw, lost, err := rd.next()
+		if err != nil {
 			return // closed
 		}
+		if lost > 0 {
+			kernel.Add(float64(lost))
+		}
+		if len(raw) == 0 {
+			continue
+		}
 		read.Inc()
-		bytesRead.Add(float64(len(rec.RawSample)))
+		bytesRead.Add(float64(len(raw)))
 		if !w.bucket.take(time.Now()) {
 			overLimit.Inc()
 			continue
 		}
-		id := w.identity(ctx, rec.RawSample)
-		line, err := w.format(id, rec.RawSample)
+		id := w.identity(ctx, raw)
+		line, err := w.format(id, raw)
 		if err != nil {
 			undecodable.Inc()
 			continue
