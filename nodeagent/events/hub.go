@@ -6,8 +6,10 @@ import (
 )
 
 // QueueLength is how many lines a stream consumer may lag behind; past it
-// the consumer is cut off. It bounds the agent's memory per consumer.
-const QueueLength = 1024
+// the consumer is cut off. It bounds the agent's memory per consumer (a
+// few MiB), and is 160 ms of a 50k events/s output, so that a client that
+// keeps up is not cut off by a scheduling hiccup of a busy node.
+const QueueLength = 8192
 
 // HistoryLength and HistoryBytes bound the lines kept per program for
 // consumers that ask for the recent past (kubectl bpf events --since): the

@@ -38,9 +38,9 @@ func TestSlowConsumer(t *testing.T) {
 		unsent    int // of those, not delivered
 		wantLost  int
 	}{
-		{"stalled", 5000, 0, 0, 5000 - QueueLength},
+		{"stalled", QueueLength + 5000, 0, 0, 5000},
 		{"stalled, exactly full", QueueLength, 0, 0, 0},
-		{"keeps up", 5000, 5000, 0, 0},
+		{"keeps up", QueueLength + 5000, QueueLength + 5000, 0, 0},
 		{"write failed", 100, 10, 1, 1 + 90},
 	}
 	for i, tt := range tests {

@@ -177,8 +177,10 @@ func (st *stream) write(l Line) bool {
 	if st.pending == nil {
 		st.pending = map[string]int{}
 	}
+	if len(st.pending) == 0 { // a new batch: one deadline until its flush
+		_ = st.rc.SetWriteDeadline(time.Now().Add(st.timeout))
+	}
 	st.pending[l.Output]++
-	_ = st.rc.SetWriteDeadline(time.Now().Add(st.timeout))
 	_, err := st.w.Write(l.Data)
 	return err == nil
 }

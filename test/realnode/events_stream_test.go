@@ -48,6 +48,24 @@ const (
 // the agent pod is deleted.
 func TestEventsStream(t *testing.T) {
 	e := requireSuite(t)
+	const name = "realnode-open-events"
+	prefix := e.openFilterEvents(t, name)
+	viewer := e.serviceAccountKubeconfig(t, "realnode-open-viewer", true)
+	scrape := e.metricsScraper(t)
+
+	t.Run("only matching opens", func(t *testing.T) { e.onlyMatchingOpens(t, name, prefix, viewer) })
+	t.Run("slow consumer", func(t *testing.T) { e.slowConsumer(t, name, prefix, viewer, scrape) })
+	t.Run("kernel drops exported", func(t *testing.T) { e.kernelDropsExported(t, name, scrape) })
+	t.Run("since", func(t *testing.T) { e.sinceReplays(t, name, prefix, viewer) })
+	t.Run("reconnect after agent restart", func(t *testing.T) { e.reconnects(t, name, prefix, viewer) })
+}
+
+// openFilterEvents applies open-filter as BpfProgram name with one prefix
+// rule, a new directory under /tmp, and spec.events (pid, prefix_id and
+// path, up to 1M events/s), waits until its reader runs, and returns the
+// prefix.
+func (e *env) openFilterEvents(t testing.TB, name string) string {
+	t.Helper()
 	ref := e.pushBundle(t, filepath.Join(repoDir, "bpf", "openfilter"), openfilter.BundleName, "0.1.0")
 	prefix, err := os.MkdirTemp("/tmp", "bpfleet-open-")
 	if err != nil {
@@ -59,7 +77,6 @@ func TestEventsStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const name = "realnode-open-events"
 	e.deleteProgram(t, name)
 	e.apply(t, fmt.Sprintf(`apiVersion: bpfleet.io/v1alpha1
 kind: BpfProgram
@@ -74,14 +91,29 @@ spec:
 `, name, ref, openfilter.ProgramName, openfilter.TracepointGroup, openfilter.TracepointName, openfilter.PrefixesMap, key, value))
 	e.waitAttached(t, name, 1, applyTimeout)
 	time.Sleep(2 * time.Second) // the agent's reader starts within a second of Attached
-	viewer := e.serviceAccountKubeconfig(t, "realnode-open-viewer", true)
-	scrape := e.metricsScraper(t)
+	return prefix
+}
 
-	t.Run("only matching opens", func(t *testing.T) { e.onlyMatchingOpens(t, name, prefix, viewer) })
-	t.Run("slow consumer", func(t *testing.T) { e.slowConsumer(t, name, prefix, viewer, scrape) })
-	t.Run("kernel drops exported", func(t *testing.T) { e.kernelDropsExported(t, name, scrape) })
-	t.Run("since", func(t *testing.T) { e.sinceReplays(t, name, prefix, viewer) })
-	t.Run("reconnect after agent restart", func(t *testing.T) { e.reconnects(t, name, prefix, viewer) })
+// openStream opens the agent's event stream of program name directly
+// (hostNetwork: the node's address) with token.
+func (e *env) openStream(t testing.TB, name, token string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, fmt.Sprintf("https://%s:9093/events?bpfProgram=%s", e.c.NodeIP, name), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // #nosec G402 -- the agent's self-signed certificate
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = resp.Body.Close() })
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("agent answered %s: %s", resp.Status, b)
+	}
+	return resp
 }
 
 // bpfEvents runs kubectl bpf events -o json as the viewer and collects its
@@ -146,6 +178,17 @@ func (ev *bpfEvents) paths(t *testing.T) []string {
 	return out
 }
 
+// describe is how many lines were printed, the last, and stderr.
+func (ev *bpfEvents) describe() string {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	last := ""
+	if len(ev.lines) > 0 {
+		last = ev.lines[len(ev.lines)-1]
+	}
+	return fmt.Sprintf("%d lines, the last %.300q; stderr %q", len(ev.lines), last, ev.stderr.String())
+}
+
 // waitPath opens path every 200 ms until kubectl bpf events printed it.
 func (ev *bpfEvents) waitPath(t *testing.T, path string, timeout time.Duration) {
 	t.Helper()
@@ -160,9 +203,7 @@ func (ev *bpfEvents) waitPath(t *testing.T, path string, timeout time.Duration) 
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		ev.mu.Lock()
-		defer ev.mu.Unlock()
-		return fmt.Errorf("no event for %s yet; %d lines, stderr %q", path, len(ev.lines), ev.stderr.String())
+		return fmt.Errorf("no event for %s yet: %s", path, ev.describe())
 	})
 }
 
@@ -197,7 +238,7 @@ func (e *env) onlyMatchingOpens(t *testing.T, name, prefix string, viewer saCred
 // queued, then a cut-off line whose lost count is what
 // bpfleet_events_dropped_total{reason="slow-consumer"} grew by; the agent's
 // RSS stays within rssAllowed of its idle value.
-func (e *env) slowConsumer(t *testing.T, name, prefix string, viewer saCredential, scrape func(t *testing.T) string) {
+func (e *env) slowConsumer(t *testing.T, name, prefix string, viewer saCredential, scrape func(t testing.TB) string) {
 	ctx := context.Background()
 	agent, err := e.agentPod(ctx)
 	if err != nil {
@@ -208,26 +249,15 @@ func (e *env) slowConsumer(t *testing.T, name, prefix string, viewer saCredentia
 	labels := fmt.Sprintf(`bpfprogram=%q,node=%q,output=%q`, name, e.c.NodeName, openfilter.EventsMap)
 	before := scrape(t)
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("https://%s:9093/events?bpfProgram=%s", e.c.NodeIP, name), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+viewer.token)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // #nosec G402 -- the agent's self-signed certificate
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("agent answered %s: %s", resp.Status, b)
-	}
+	resp := e.openStream(t, name, viewer.token)
 
 	stop := make(chan struct{})
 	var opened atomic.Int64
 	floodDone := make(chan time.Duration)
 	go func() { floodDone <- flood(prefix+"flood-", floodRate, stop, &opened) }()
+	var took time.Duration
+	stopFlood := sync.OnceFunc(func() { close(stop); took = <-floodDone })
+	defer stopFlood() // also when the test fails: the flood must not outlive it
 
 	body := bufio.NewReaderSize(resp.Body, 64<<10)
 	var received int
@@ -255,8 +285,7 @@ func (e *env) slowConsumer(t *testing.T, name, prefix string, viewer saCredentia
 	for end := time.Now().Add(stallFor); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
 		peak = max(peak, rss(t, pid))
 	}
-	close(stop)
-	took := <-floodDone
+	stopFlood()
 	if err := read(time.Now().Add(time.Minute)); !errors.Is(err, io.EOF) {
 		t.Fatalf("no cut-off line after the stall: %v (%d lines read)", err, received)
 	}
@@ -318,7 +347,7 @@ func flood(prefix string, rate int, stop <-chan struct{}, opened *atomic.Int64) 
 
 // kernelDropsExported: bpfleet_events_dropped_total{reason="kernel"} is the
 // program's own count of records its full ring buffer refused.
-func (e *env) kernelDropsExported(t *testing.T, name string, scrape func(t *testing.T) string) {
+func (e *env) kernelDropsExported(t *testing.T, name string, scrape func(t testing.TB) string) {
 	pin := bpffs.Layout{Root: agentBPFFS}.Map(e.uid(t, name), openfilter.StatsMap)
 	labels := fmt.Sprintf(`bpfprogram=%q,node=%q,output=%q,reason="kernel"`, name, e.c.NodeName, openfilter.EventsMap)
 	var inKernel uint64
@@ -356,7 +385,7 @@ func (e *env) sinceReplays(t *testing.T, name, prefix string, viewer saCredentia
 				return nil
 			}
 		}
-		return fmt.Errorf("--since 1m has not printed %s", marker)
+		return fmt.Errorf("--since 1m has not printed %s: %s", marker, with.describe())
 	})
 	for _, p := range without.paths(t) {
 		if p == marker {
@@ -395,7 +424,7 @@ func (e *env) reconnects(t *testing.T, name, prefix string, viewer saCredential)
 
 // metricsScraper returns a function that reads the agent's /metrics with
 // a token bound to bpfleet-metrics-reader.
-func (e *env) metricsScraper(t *testing.T) func(t *testing.T) string {
+func (e *env) metricsScraper(t testing.TB) func(t testing.TB) string {
 	ctx := context.Background()
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "realnode-events-scraper"}}
 	if err := e.client.Create(ctx, sa); err != nil {
@@ -418,7 +447,7 @@ func (e *env) metricsScraper(t *testing.T) func(t *testing.T) string {
 		t.Fatal(err)
 	}
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // #nosec G402 -- the agent's self-signed certificate
-	return func(t *testing.T) string {
+	return func(t testing.TB) string {
 		t.Helper()
 		var body string
 		envtest.Eventually(t, 30*time.Second, func() error {
@@ -457,7 +486,7 @@ func metricValue(page, name, labels string) float64 {
 }
 
 // rss is the resident set of process pid in bytes.
-func rss(t *testing.T, pid int) int64 {
+func rss(t testing.TB, pid int) int64 {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -285,6 +286,7 @@ func (o *options) streamAgent(ctx context.Context, cfg *rest.Config, cs kubernet
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sc.Split(wholeLines)
 	for sc.Scan() {
 		line := o.formatEvent(sc.Bytes())
 		mu.Lock()
@@ -298,6 +300,18 @@ func (o *options) streamAgent(ctx context.Context, cfg *rest.Config, cs kubernet
 		return true, fmt.Errorf("read event stream: %w", err)
 	}
 	return true, nil
+}
+
+// wholeLines splits at newlines like bufio.ScanLines, but drops a last line
+// without one: a stream cut mid-line (the agent died) ends there.
+func wholeLines(data []byte, atEOF bool) (int, []byte, error) {
+	if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		return i + 1, data[:i], nil
+	}
+	if atEOF {
+		return len(data), nil, nil
+	}
+	return 0, nil, nil
 }
 
 // formatEvent is the line as the agent sent it with -o json, else
