@@ -408,12 +408,21 @@ func (e *env) reconnects(t *testing.T, name, prefix string, viewer saCredential)
 	if err := e.client.Delete(ctx, old); err != nil {
 		t.Fatal(err)
 	}
+	// The old agent runs until its grace period ends: wait for the new one.
+	envtest.Eventually(t, 2*time.Minute, func() error {
+		p, err := e.agentPod(ctx)
+		if err != nil {
+			return err
+		}
+		if p.UID == old.UID {
+			return fmt.Errorf("old agent pod %s still ready", old.Name)
+		}
+		return nil
+	})
+	ready := time.Since(began)
 	ev.waitPath(t, prefix+"after-restart", 2*time.Minute)
-	t.Logf("events printed again %s after the agent pod was deleted", time.Since(began).Round(100*time.Millisecond))
-	p, err := e.agentPod(ctx)
-	if err != nil || p.UID == old.UID {
-		t.Errorf("the event after the restart came from agent pod %v (err %v), want a new one", p, err)
-	}
+	t.Logf("new agent ready %s after the old pod was deleted; its events printed by the same kubectl bpf events %s after",
+		ready.Round(100*time.Millisecond), time.Since(began).Round(100*time.Millisecond))
 	ev.mu.Lock()
 	stderr := ev.stderr.String()
 	ev.mu.Unlock()
