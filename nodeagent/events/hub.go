@@ -109,8 +109,9 @@ func (s *Streamer) End(sub *Subscription, unsent map[string]int) map[string]int 
 
 // publish hands line to every matching consumer; one that is QueueLength
 // behind is cut off, so a stalled client costs a bounded queue and never
-// delays the reader. It also keeps line in the program's history.
-func (h *hub) publish(program, output string, id identity, line []byte) {
+// delays the reader. It also keeps line in the program's history, and
+// returns the kept copy.
+func (h *hub) publish(program, output string, id identity, line []byte) Line {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.history == nil {
@@ -141,6 +142,7 @@ func (h *hub) publish(program, output string, id identity, line []byte) {
 		}
 		sub.lost[output]++
 	}
+	return l
 }
 
 // forget drops the history of programs not in keep.

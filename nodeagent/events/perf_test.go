@@ -94,7 +94,7 @@ func TestPerfEventArrayOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for len(sub.Lines) < runs && time.Now().Before(deadline) {
+	for (len(sub.Lines) < runs || len(out.lines()) < runs) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	_ = src.Close()

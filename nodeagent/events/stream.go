@@ -84,7 +84,8 @@ type Streamer struct {
 	// empty means /proc.
 	ProcRoot string
 
-	mu      sync.Mutex // serialises writes to Out
+	stdout     chan stdoutLine // lines for Out, written by one goroutine
+	stdoutOnce sync.Once
 	readers map[readerKey]*reader
 	hub     hub
 	// outputsOf remembers each digest's outputs: a digest's manifest never
@@ -435,10 +436,36 @@ func (w *writer) loop(ctx context.Context, rd recordSource) {
 			undecodable.Inc()
 			continue
 		}
-		w.s.mu.Lock()
-		_, _ = w.s.Out.Write(line)
-		w.s.mu.Unlock()
-		w.s.hub.publish(w.program, w.output, id, line)
+		kept := w.s.hub.publish(w.program, w.output, id, line)
+		w.s.toStdout(w.program, kept)
+	}
+}
+
+// StdoutQueue is how many lines may wait for Out (a slow log pipe) before
+// more are dropped, counted with reason "stdout": a slow Out never delays
+// the readers or the stream consumers.
+const StdoutQueue = QueueLength
+
+type stdoutLine struct {
+	program string
+	line    Line
+}
+
+// toStdout queues l for Out, or drops and counts it when Out is
+// StdoutQueue lines behind.
+func (s *Streamer) toStdout(program string, l Line) {
+	s.stdoutOnce.Do(func() {
+		s.stdout = make(chan stdoutLine, StdoutQueue)
+		go func() {
+			for sl := range s.stdout {
+				_, _ = s.Out.Write(sl.line.Data)
+			}
+		}()
+	})
+	select {
+	case s.stdout <- stdoutLine{program, l}:
+	default:
+		EventsDropped.WithLabelValues(s.Node, program, l.Output, "stdout").Inc()
 	}
 }
 
