@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 )
@@ -141,4 +142,63 @@ func median(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// BenchmarkKernelSideCost is the kernel side alone: the program's own run
+// time per openat (BPF_ENABLE_STATS: run_time_ns / run_cnt), filtering in
+// the kernel (no path matches) against sending every call to the ring
+// buffer (send_all, drained by a consumer so reservations succeed). Rounds
+// are interleaved; medians reported.
+func BenchmarkKernelSideCost(b *testing.B) {
+	const (
+		rounds = 5
+		opens  = 200_000
+		prefix = "/bpfleet-bench-no-such-dir/"
+	)
+	dir := shortTempDir(b)
+	path := filepath.Join(dir, "f")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		b.Fatalf("enable BPF run-time stats: %v", err)
+	}
+	defer stats.Close()
+	measure := func(consts map[string]any, drain bool) float64 {
+		f := startWithRing(b, 64<<20, consts, map[string]uint32{prefix: 0}, nil)
+		var c *consumer
+		if drain {
+			c = consume(f.rd, prefix)
+		}
+		runtime := func() (time.Duration, uint64) {
+			st, err := f.objs.OpenFilter.Stats()
+			if err != nil {
+				b.Fatal(err)
+			}
+			return st.Runtime, st.RunCount
+		}
+		rt0, n0 := runtime()
+		openLoad(b, path, opens)
+		rt1, n1 := runtime()
+		if drain {
+			_ = f.rd.Close()
+			<-c.done
+		}
+		if lost := f.perCPU(b, f.objs.OpenStats, StatLost); lost != 0 {
+			b.Fatalf("%d records lost: the ring buffer was full", lost)
+		}
+		return float64((rt1 - rt0).Nanoseconds()) / float64(n1-n0)
+	}
+	for b.Loop() {
+		var kernel, all []float64
+		for range rounds {
+			kernel = append(kernel, measure(nil, false))
+			all = append(all, measure(map[string]any{SendAllConstant: true}, true))
+		}
+		mKernel, mAll := median(kernel), median(all)
+		b.ReportMetric(mKernel, "kernel-filter-prog-ns/call")
+		b.ReportMetric(mAll, "send-all-prog-ns/call")
+		b.ReportMetric(mAll/mKernel, "send-all/kernel-filter")
+	}
 }

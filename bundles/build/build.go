@@ -72,6 +72,8 @@ type SpecOutput struct {
 	Map string `json:"map"`
 	// Record is the struct its records are, as named in the object's BTF.
 	Record string `json:"record"`
+	// Drops names the programs' counter of records lost to a full output.
+	Drops format.DropCounter `json:"drops,omitzero"`
 }
 
 // SpecProgram is one program of bundle.yaml.
@@ -294,7 +296,7 @@ func Build(ctx context.Context, dir string, opts Options) (Result, error) {
 			if err != nil {
 				return Result{}, fmt.Errorf("%w: %s: outputs[%d]: %s: %w", bundles.ErrBundleInvalid, SpecFile, i, o.name, err)
 			}
-			out = &format.Output{Map: so.Map, Record: so.Record, RecordSize: size}
+			out = &format.Output{Map: so.Map, Record: so.Record, RecordSize: size, Drops: so.Drops}
 		}
 		if out == nil {
 			return Result{}, fmt.Errorf("%w: %s: outputs[%d]: map %q is not in any object", bundles.ErrBundleInvalid, SpecFile, i, so.Map)

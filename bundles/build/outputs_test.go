@@ -15,14 +15,15 @@ import (
 
 // TestBuildDeclaresOutputs: the shipped tracers' outputs reach the manifest
 // with their record sizes from BTF, and a bundle.yaml naming a record or
-// map the object lacks, or a map that is no ring buffer, is refused.
+// map the object lacks, or a map that is no ring buffer, or a drop counter
+// that is no array index, is refused.
 func TestBuildDeclaresOutputs(t *testing.T) {
 	for _, tt := range []struct {
 		dir  string
 		want format.Output
 	}{
-		{"exectrace", format.Output{Map: "exec_events", Record: "exec_event", RecordSize: 296}},
-		{"openfilter", format.Output{Map: "open_events", Record: "open_event", RecordSize: 296}},
+		{"exectrace", format.Output{Map: "exec_events", Record: "exec_event", RecordSize: 296, Drops: format.DropCounter{Map: "exec_stats", Index: 1}}},
+		{"openfilter", format.Output{Map: "open_events", Record: "open_event", RecordSize: 296, Drops: format.DropCounter{Map: "open_stats", Index: 2}}},
 	} {
 		res, err := build.Build(context.Background(), filepath.Join("..", "..", "bpf", tt.dir), build.Options{LayoutDir: t.TempDir()})
 		if err != nil {
@@ -39,7 +40,10 @@ func TestBuildDeclaresOutputs(t *testing.T) {
 	}{
 		{"record not in BTF", "record: exec_event", "record: exec_evnt", `record "exec_evnt": no struct of that name`},
 		{"map not in the object", "map: exec_events", "map: exec_eventz", `map "exec_eventz" is not in any object`},
-		{"map is no ring buffer", "map: exec_events", "map: exec_stats", `"exec_stats" is a percpuarray, not one of ringbuf, perfeventarray`},
+		{"map is no ring buffer", "map: exec_events,", "map: exec_stats,", `"exec_stats" is a percpuarray, not one of ringbuf, perfeventarray`},
+		{"drop counter not in maps", "drops: {map: exec_stats", "drops: {map: exec_statz", `outputs[0].drops.map "exec_statz" is not in maps`},
+		{"drop counter no array", "drops: {map: exec_stats", "drops: {map: exec_events", `outputs[0].drops.map "exec_events" is a ringbuf, not one of array, percpuarray`},
+		{"drop counter index out of range", "index: 1}", "index: 2}", `outputs[0].drops.index is 2, "exec_stats" has 2 entries`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

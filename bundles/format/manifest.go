@@ -101,7 +101,23 @@ type Output struct {
 	Record string `json:"record"`
 	// RecordSize is that struct's size in bytes.
 	RecordSize uint32 `json:"recordSize"`
+	// Drops, when set, is where the programs count the records they could
+	// not write to Map (a full ring buffer); agents export it per program as
+	// bpfleet_events_dropped_total{reason="kernel"}.
+	Drops DropCounter `json:"drops,omitzero"`
 }
+
+// DropCounter is a 64-bit counter at Index of an array or per-CPU array map
+// (summed over CPUs).
+type DropCounter struct {
+	// Map is the array, one of Maps.
+	Map string `json:"map"`
+	// Index is the counter's key.
+	Index uint32 `json:"index"`
+}
+
+// DropMapTypes are the map types a DropCounter may name.
+var DropMapTypes = []string{MapTypeName(ebpf.Array), MapTypeName(ebpf.PerCPUArray)}
 
 // OutputMapTypes are the map types an Output may name.
 var OutputMapTypes = []string{MapTypeName(ebpf.RingBuf), MapTypeName(ebpf.PerfEventArray)}
@@ -319,6 +335,27 @@ func (m *Manifest) validateOutputs() error {
 		if o.RecordSize == 0 || o.RecordSize > MaxRecordSize {
 			return invalid(field+".recordSize", "is %d, want 1 to %d", o.RecordSize, MaxRecordSize)
 		}
+		if err := m.validateDrops(field+".drops", o.Drops); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *Manifest) validateDrops(field string, d DropCounter) error {
+	if d == (DropCounter{}) {
+		return nil
+	}
+	mp, ok := m.Map(d.Map)
+	switch {
+	case !ok:
+		return invalid(field+".map", "%q is not in maps", d.Map)
+	case !contains(DropMapTypes, mp.Type):
+		return invalid(field+".map", "%q is a %s, not one of %s", d.Map, mp.Type, strings.Join(DropMapTypes, ", "))
+	case mp.KeySize != 4 || mp.ValueSize < 8:
+		return invalid(field+".map", "%q has %d-byte keys and %d-byte values, want 4 and at least 8", d.Map, mp.KeySize, mp.ValueSize)
+	case d.Index >= mp.MaxEntries:
+		return invalid(field+".index", "is %d, %q has %d entries", d.Index, d.Map, mp.MaxEntries)
 	}
 	return nil
 }

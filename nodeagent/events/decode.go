@@ -7,7 +7,6 @@ package events
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -15,13 +14,6 @@ import (
 
 	"github.com/cilium/ebpf/btf"
 )
-
-// ErrUnsupportedType is returned for a record type the decoder cannot
-// represent (functions, forward declarations, void).
-var ErrUnsupportedType = errors.New("unsupported record type")
-
-// ErrShortRecord is returned for a record shorter than its type.
-var ErrShortRecord = errors.New("record shorter than its type")
 
 // maxDepth bounds nesting, so a hostile BTF cannot recurse without end.
 const maxDepth = 16
@@ -289,9 +281,6 @@ func appendJSONString(dst, s []byte) []byte {
 	}
 	return append(dst, '"')
 }
-
-// ErrUnknownField is returned by Keep for a name the record does not have.
-var ErrUnknownField = errors.New("record has no such field")
 
 // Keep returns a decoder that writes only the named top-level fields, in
 // the record's order. No names keeps every field.

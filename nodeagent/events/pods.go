@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,6 +41,46 @@ type CgroupIndex struct {
 	mu      sync.Mutex
 	byID    map[uint64]Container
 	scanned time.Time
+}
+
+// NoContainers tells whether the last scan found no container cgroups in
+// the cgroup v2 hierarchy (a hybrid host whose runtime uses cgroup v1):
+// then only a record's pid can name its pod (ContainerOfPID).
+func (x *CgroupIndex) NoContainers() bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return !x.scanned.IsZero() && len(x.byID) == 0
+}
+
+// ContainerOfPID finds the pod container of process pid from
+// procRoot/<pid>/cgroup (any hierarchy, v1 or v2); false for a host
+// process or one that has exited.
+func ContainerOfPID(procRoot string, pid uint32) (Container, bool) {
+	b, err := os.ReadFile(filepath.Join(procRoot, strconv.FormatUint(uint64(pid), 10), "cgroup"))
+	if err != nil {
+		return Container{}, false
+	}
+	return parseProcCgroup(string(b))
+}
+
+// parseProcCgroup reads /proc/<pid>/cgroup ("id:controllers:path" lines):
+// the first path naming a pod's container, else the first naming a pod.
+func parseProcCgroup(content string) (Container, bool) {
+	var pod Container
+	for _, line := range strings.Split(content, "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		c, ok := parseCgroupPath(parts[2])
+		switch {
+		case ok && c.ContainerID != "":
+			return c, true
+		case ok && pod.PodUID == "":
+			pod = c
+		}
+	}
+	return pod, pod.PodUID != ""
 }
 
 // Lookup returns the container of cgroup id; false for a cgroup outside

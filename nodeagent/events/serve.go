@@ -23,8 +23,12 @@ import (
 )
 
 // Server streams a program's events to a caller who may get the
-// BpfProgram: GET /events?bpfProgram=NAME[&namespace=NS][&pod=P] over TLS,
-// one JSON line per event. kubectl bpf events reaches it through a
+// BpfProgram: GET /events?bpfProgram=NAME[&namespace=NS][&pod=P][&since=D]
+// over TLS, one JSON line per event, starting with the kept lines of the
+// last D (see HistoryLength). A client that falls QueueLength lines behind
+// gets the lines queued for it, then a last line with "error", "lost" (the
+// lines it missed, also counted in bpfleet_events_dropped_total with reason
+// slow-consumer) and "sent". kubectl bpf events reaches it through a
 // port-forward with the user's own token; the agent reviews that token and
 // the right with the API server, so the plugin is not what guards it.
 type Server struct {
@@ -35,8 +39,8 @@ type Server struct {
 	// Program returns the named BpfProgram, or an error.
 	Program func(ctx context.Context, name string) (*v1alpha1.BpfProgram, error)
 	Log     logr.Logger
-	// WriteTimeout cuts off a client that has not taken a line for this
-	// long; zero means 10 s.
+	// WriteTimeout disconnects a client that has not taken a line for
+	// this long; zero means DefaultWriteTimeout.
 	WriteTimeout time.Duration
 }
 
@@ -97,38 +101,100 @@ func (s *Server) serveEvents(w http.ResponseWriter, req *http.Request) {
 		httpError(w, http.StatusConflict, fmt.Sprintf("BpfProgram %s does not ask for events (spec.events.enabled)", name))
 		return
 	}
-	sub, cancel := s.Streamer.Subscribe(name, q.Get("namespace"), q.Get("pod"))
-	defer cancel()
+	var since time.Duration
+	if v := q.Get("since"); v != "" {
+		if since, err = time.ParseDuration(v); err != nil || since < 0 {
+			httpError(w, http.StatusBadRequest, fmt.Sprintf("since=%s: want a duration such as 30s or 5m", v))
+			return
+		}
+	}
+	sub := s.Streamer.Subscribe(name, q.Get("namespace"), q.Get("pod"), since)
 	s.Log.Info("event stream opened", "user", user, "bpfProgram", name, "remote", req.RemoteAddr)
 	w.Header().Set("Content-Type", "application/jsonl")
 	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	_ = rc.Flush()
-	timeout := s.WriteTimeout
-	if timeout == 0 {
-		timeout = 10 * time.Second
+	st := &stream{w: w, rc: http.NewResponseController(w), timeout: s.WriteTimeout}
+	if st.timeout == 0 {
+		st.timeout = DefaultWriteTimeout
+	}
+	for _, l := range sub.Replay {
+		if !st.write(l) {
+			s.Streamer.End(sub, nil)
+			return
+		}
+	}
+	if !st.flush() {
+		s.Streamer.End(sub, nil)
+		return
 	}
 	for {
 		select {
 		case <-ctx.Done():
+			s.Streamer.End(sub, nil) // left on its own; counts what it lost if cut off
 			return
-		case line, ok := <-sub.Lines:
-			_ = rc.SetWriteDeadline(time.Now().Add(timeout))
+		case l, ok := <-sub.Lines:
 			if !ok {
-				msg := fmt.Sprintf(`{"schema":%q,"error":"cut off: this client fell %d events behind; reconnect"}`+"\n", Schema, QueueLength)
-				_, _ = w.Write([]byte(msg))
-				_ = rc.Flush()
-				s.Log.Info("event stream cut off: slow consumer", "user", user, "bpfProgram", name)
+				lost := 0
+				for _, n := range s.Streamer.End(sub, nil) {
+					lost += n
+				}
+				b := fmt.Appendf(nil, `{"schema":%q,"error":"cut off: this client fell %d events behind and lost %d; reconnect","lost":%d,"sent":%d}`+"\n",
+					Schema, QueueLength, lost, lost, st.sent)
+				_ = st.rc.SetWriteDeadline(time.Now().Add(st.timeout))
+				_, _ = w.Write(b)
+				_ = st.rc.Flush()
+				s.Log.Info("event stream cut off: slow consumer", "user", user, "bpfProgram", name, "lost", lost, "sent", st.sent)
 				return
 			}
-			if _, err := w.Write(line); err != nil {
-				return
+			ok = st.write(l)
+			if ok && len(sub.Lines) == 0 {
+				ok = st.flush()
 			}
-			if err := rc.Flush(); err != nil {
+			if !ok {
+				s.Streamer.End(sub, st.pending)
 				return
 			}
 		}
 	}
+}
+
+// DefaultWriteTimeout is how long a client may take no line before it is
+// disconnected; a client that stalls for less gets what was queued, then
+// the cut-off line saying how many it lost.
+const DefaultWriteTimeout = time.Minute
+
+// stream writes lines to one client, counting what it delivered (sent) and
+// what is written but not yet flushed (pending, by output): a failed write
+// or flush loses the pending lines.
+type stream struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+	sent    int
+	pending map[string]int
+}
+
+func (st *stream) write(l Line) bool {
+	if st.pending == nil {
+		st.pending = map[string]int{}
+	}
+	if len(st.pending) == 0 { // a new batch: one deadline until its flush
+		_ = st.rc.SetWriteDeadline(time.Now().Add(st.timeout))
+	}
+	st.pending[l.Output]++
+	_, err := st.w.Write(l.Data)
+	return err == nil
+}
+
+func (st *stream) flush() bool {
+	_ = st.rc.SetWriteDeadline(time.Now().Add(st.timeout))
+	if err := st.rc.Flush(); err != nil {
+		return false
+	}
+	for o, n := range st.pending {
+		st.sent += n
+		delete(st.pending, o)
+	}
+	return true
 }
 
 func httpError(w http.ResponseWriter, code int, msg string) {

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/perf"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles/format"
+	"github.com/bpfleet/bpfleet/nodeagent/metrics"
 )
 
 // Schema names the JSON line format; a change that breaks readers bumps it.
@@ -35,7 +38,7 @@ var (
 		Name: "bpfleet_events_read_total", Help: "Event records read from programs' outputs.",
 	}, []string{"node", "bpfprogram", "output"})
 	EventsDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "bpfleet_events_dropped_total", Help: "Event records the agent dropped (over the rate limit, or undecodable).",
+		Name: "bpfleet_events_dropped_total", Help: "Event records lost: by the kernel (output full, as the program counts them), or by the agent (over the rate limit, undecodable, or not taken by a slow stream consumer).",
 	}, []string{"node", "bpfprogram", "output", "reason"})
 	EventBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "bpfleet_events_bytes_total", Help: "Bytes of event records read.",
@@ -76,14 +79,26 @@ type Streamer struct {
 	// Every is how often the set of readers is brought up to date; zero
 	// means 1 s.
 	Every time.Duration
+	// ProcRoot is the node's /proc (the agent runs with hostPID), read for
+	// a record's pid when the cgroup v2 hierarchy holds no containers;
+	// empty means /proc.
+	ProcRoot string
 
-	mu      sync.Mutex // serialises writes to Out
+	stdout     chan stdoutLine // lines for Out, written by one goroutine
+	stdoutOnce sync.Once
 	readers map[readerKey]*reader
 	hub     hub
 	// outputsOf remembers each digest's outputs: a digest's manifest never
 	// changes, and Sync runs every second.
 	outputsOf map[string][]format.Output
 	pods      podCache
+}
+
+func (s *Streamer) procRoot() string {
+	if s.ProcRoot == "" {
+		return "/proc"
+	}
+	return s.ProcRoot
 }
 
 // outputs are the declared outputs of the bundle digest.
@@ -209,6 +224,14 @@ func (s *Streamer) Sync(ctx context.Context) error {
 		}
 		s.readers[k] = r
 	}
+	programs := map[string]bool{}
+	for k, r := range s.readers {
+		programs[r.program] = true
+		if err := r.countKernelDrops(s.Node, s.Source.MapPin(k.uid, r.drops.Map)); err != nil {
+			errs = append(errs, fmt.Errorf("read kernel drops of %s/%s: %w", r.program, k.output, err))
+		}
+	}
+	s.hub.forget(programs)
 	return errors.Join(errs...)
 }
 
@@ -219,11 +242,96 @@ func (s *Streamer) closeAll() {
 	}
 }
 
+// recordSource is the reader of a ring buffer or a perf event array.
+type recordSource interface {
+	// next returns the next record, and how many records the kernel lost
+	// before it (a perf buffer's lost-samples notice has no record).
+	next() (raw []byte, lost uint64, err error)
+	Close() error
+}
+
+type ringSource struct {
+	rd  *ringbuf.Reader
+	rec ringbuf.Record
+}
+
+func (r *ringSource) next() ([]byte, uint64, error) {
+	err := r.rd.ReadInto(&r.rec)
+	return r.rec.RawSample, 0, err
+}
+
+func (r *ringSource) Close() error { return r.rd.Close() }
+
+type perfSource struct {
+	rd  *perf.Reader
+	rec perf.Record
+}
+
+func (p *perfSource) next() ([]byte, uint64, error) {
+	err := p.rd.ReadInto(&p.rec)
+	return p.rec.RawSample, p.rec.LostSamples, err
+}
+
+func (p *perfSource) Close() error { return p.rd.Close() }
+
+// PerfBufferSize is the per-CPU buffer of a perf event array output.
+const PerfBufferSize = 256 << 10
+
+// newSource reads the ring buffer or perf event array m.
+func newSource(m *ebpf.Map) (recordSource, error) {
+	switch m.Type() {
+	case ebpf.RingBuf:
+		rd, err := ringbuf.NewReader(m)
+		if err != nil {
+			return nil, fmt.Errorf("read ring buffer: %w", err)
+		}
+		return &ringSource{rd: rd}, nil
+	case ebpf.PerfEventArray:
+		rd, err := perf.NewReader(m, PerfBufferSize)
+		if err != nil {
+			return nil, fmt.Errorf("read perf event array: %w", err)
+		}
+		return &perfSource{rd: rd}, nil
+	}
+	return nil, fmt.Errorf("%w: %s is a %s", ErrNotAnOutput, m.String(), m.Type())
+}
+
 // reader is one output of one loaded program.
 type reader struct {
-	rd   *ringbuf.Reader
-	m    *ebpf.Map
-	done chan struct{}
+	rd              recordSource
+	m               *ebpf.Map
+	done            chan struct{}
+	program, output string
+	// drops is the programs' counter of records the kernel could not
+	// write to the output; counted is what was added to the metric.
+	drops   format.DropCounter
+	counted uint64
+}
+
+// countKernelDrops adds the growth of the output's kernel drop counter
+// (pinned at pin) to bpfleet_events_dropped_total{reason="kernel"}.
+func (r *reader) countKernelDrops(node, pin string) error {
+	if r.drops == (format.DropCounter{}) {
+		return nil
+	}
+	values, err := metrics.ReadMap(pin)
+	if err != nil {
+		return err
+	}
+	key := strconv.FormatUint(uint64(r.drops.Index), 10)
+	for _, v := range values {
+		if v.Key != key || len(v.Fields) == 0 {
+			continue
+		}
+		n := v.Fields[0]
+		if n < r.counted { // the map was made again: a new count
+			r.counted = 0
+		}
+		EventsDropped.WithLabelValues(node, r.program, r.output, "kernel").Add(float64(n - r.counted))
+		r.counted = n
+		return nil
+	}
+	return fmt.Errorf("%s has no key %s", r.drops.Map, key)
 }
 
 func (r *reader) close() {
@@ -246,9 +354,6 @@ func (s *Streamer) open(ctx context.Context, k readerKey, p *v1alpha1.BpfProgram
 	mp, ok := b.Manifest.Map(k.output)
 	if out == nil || !ok {
 		return nil, fmt.Errorf("bundle %s declares no output %s", k.digest, k.output)
-	}
-	if mp.Type != format.MapTypeName(ebpf.RingBuf) {
-		return nil, fmt.Errorf("output %s is a %s: only ring buffers are read", k.output, mp.Type)
 	}
 	obj, err := b.Object(mp.Object)
 	if err != nil {
@@ -275,16 +380,16 @@ func (s *Streamer) open(ctx context.Context, k readerKey, p *v1alpha1.BpfProgram
 	if err != nil {
 		return nil, fmt.Errorf("open pinned %s: %w", k.output, err)
 	}
-	rd, err := ringbuf.NewReader(m)
+	rd, err := newSource(m)
 	if err != nil {
 		_ = m.Close()
-		return nil, fmt.Errorf("read ring buffer %s: %w", k.output, err)
+		return nil, fmt.Errorf("output %s: %w", k.output, err)
 	}
 	limit := int(p.Spec.Events.RateLimit)
 	if limit == 0 {
 		limit = DefaultRateLimit
 	}
-	r := &reader{rd: rd, m: m, done: make(chan struct{})}
+	r := &reader{rd: rd, m: m, done: make(chan struct{}), program: p.Name, output: k.output, drops: out.Drops}
 	w := &writer{s: s, program: p.Name, output: k.output, full: full, kept: kept, bucket: newBucket(limit)}
 	go func() {
 		defer close(r.done)
@@ -302,32 +407,65 @@ type writer struct {
 	line            []byte
 }
 
-func (w *writer) loop(ctx context.Context, rd *ringbuf.Reader) {
+func (w *writer) loop(ctx context.Context, rd recordSource) {
 	read := EventsRead.WithLabelValues(w.s.Node, w.program, w.output)
 	bytesRead := EventBytes.WithLabelValues(w.s.Node, w.program, w.output)
 	overLimit := EventsDropped.WithLabelValues(w.s.Node, w.program, w.output, "rate-limit")
 	undecodable := EventsDropped.WithLabelValues(w.s.Node, w.program, w.output, "undecodable")
-	var rec ringbuf.Record
+	kernel := EventsDropped.WithLabelValues(w.s.Node, w.program, w.output, "kernel")
 	for {
-		if err := rd.ReadInto(&rec); err != nil {
+		raw, lost, err := rd.next()
+		if err != nil {
 			return // closed
 		}
+		if lost > 0 {
+			kernel.Add(float64(lost))
+		}
+		if len(raw) == 0 {
+			continue
+		}
 		read.Inc()
-		bytesRead.Add(float64(len(rec.RawSample)))
+		bytesRead.Add(float64(len(raw)))
 		if !w.bucket.take(time.Now()) {
 			overLimit.Inc()
 			continue
 		}
-		id := w.identity(ctx, rec.RawSample)
-		line, err := w.format(id, rec.RawSample)
+		id := w.identity(ctx, raw)
+		line, err := w.format(id, raw)
 		if err != nil {
 			undecodable.Inc()
 			continue
 		}
-		w.s.mu.Lock()
-		_, _ = w.s.Out.Write(line)
-		w.s.mu.Unlock()
-		w.s.hub.publish(w.program, id, line)
+		kept := w.s.hub.publish(w.program, w.output, id, line)
+		w.s.toStdout(w.program, kept)
+	}
+}
+
+// StdoutQueue is how many lines may wait for Out (a slow log pipe) before
+// more are dropped, counted with reason "stdout": a slow Out never delays
+// the readers or the stream consumers.
+const StdoutQueue = QueueLength
+
+type stdoutLine struct {
+	program string
+	line    Line
+}
+
+// toStdout queues l for Out, or drops and counts it when Out is
+// StdoutQueue lines behind.
+func (s *Streamer) toStdout(program string, l Line) {
+	s.stdoutOnce.Do(func() {
+		s.stdout = make(chan stdoutLine, StdoutQueue)
+		go func() {
+			for sl := range s.stdout {
+				_, _ = s.Out.Write(sl.line.Data)
+			}
+		}()
+	})
+	select {
+	case s.stdout <- stdoutLine{program, l}:
+	default:
+		EventsDropped.WithLabelValues(s.Node, program, l.Output, "stdout").Inc()
 	}
 }
 
@@ -386,6 +524,11 @@ func (w *writer) identity(ctx context.Context, raw []byte) identity {
 	var id identity
 	if cg, ok := w.full.Uint(raw, "cgroup_id"); ok && w.s.Cgroups != nil {
 		id.Container, id.inPod = w.s.Cgroups.Lookup(cg)
+	}
+	if !id.inPod && (w.s.Cgroups == nil || w.s.Cgroups.NoContainers()) {
+		if pid, ok := w.full.Uint(raw, "pid"); ok && pid > 0 {
+			id.Container, id.inPod = ContainerOfPID(w.s.procRoot(), uint32(pid))
+		}
 	}
 	if !id.inPod {
 		return id

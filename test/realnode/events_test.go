@@ -236,7 +236,7 @@ type saCredential struct{ kubeconfig, token string }
 // serviceAccountKubeconfig makes a service account in default with a
 // kubeconfig holding its token. canGet grants it get and list on
 // BpfPrograms; both may list pods and port-forward in bpfleet-system.
-func (e *env) serviceAccountKubeconfig(t *testing.T, name string, canGet bool) saCredential {
+func (e *env) serviceAccountKubeconfig(t testing.TB, name string, canGet bool) saCredential {
 	t.Helper()
 	rules := ""
 	if canGet {

@@ -2,17 +2,20 @@ package plugin
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
@@ -31,6 +34,7 @@ const eventsPort = 9093
 
 func (o *options) eventsCommand() *cobra.Command {
 	var node, pod, agentNamespace string
+	var since time.Duration
 	cmd := &cobra.Command{
 		Use:   "events BPFPROGRAM",
 		Short: "Stream a BpfProgram's events from every node (or one), tagged with their pods",
@@ -38,19 +42,41 @@ func (o *options) eventsCommand() *cobra.Command {
 line per event, merged from the agents of every node. Each agent is reached
 through a port-forward with your credentials and checks your bearer token
 itself: you see the events of programs you may get. -n NS [--pod P] keeps
-one namespace's (and pod's) events.`,
+one namespace's (and pod's) events. --since D starts with the events of the
+last D that each agent still keeps (its last 1,024 lines per program).
+
+When an agent's stream ends (the agent restarted, or cut this client off
+for falling behind) the command says so on stderr and connects again, with
+backoff, to the agent then running on that node; it ends only on an error
+the agent answers (such as a token that may not get the program) or ^C.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return o.events(cmd.Context(), args[0], node, pod, agentNamespace)
+			return o.events(cmd.Context(), args[0], node, pod, agentNamespace, since)
 		},
 	}
 	cmd.Flags().StringVar(&node, "node", "", "only this node's events")
 	cmd.Flags().StringVar(&pod, "pod", "", "only this pod's events (with -n)")
 	cmd.Flags().StringVar(&agentNamespace, "agent-namespace", "bpfleet-system", "namespace of the bpfleet agents")
+	cmd.Flags().DurationVar(&since, "since", 0, "first the kept events of this recent past, e.g. 1m")
 	return cmd
 }
 
-func (o *options) events(ctx context.Context, name, node, pod, agentNamespace string) error {
+// Errors that end kubectl bpf events instead of reconnecting.
+var (
+	// errAgentRefused is an answer of an agent that reconnecting will not
+	// change (no token, no right, no such program).
+	errAgentRefused = errors.New("the agent refused")
+	// errOutput is a failed write of the events (a closed pipe).
+	errOutput = errors.New("write events")
+)
+
+// Reconnect backoff after an agent's stream ends.
+const (
+	firstBackoff = 500 * time.Millisecond
+	maxBackoff   = 10 * time.Second
+)
+
+func (o *options) events(ctx context.Context, name, node, pod, agentNamespace string, since time.Duration) error {
 	cfg, err := o.flags.ToRESTConfig()
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
@@ -76,15 +102,9 @@ func (o *options) events(ctx context.Context, name, node, pod, agentNamespace st
 	if err != nil {
 		return err
 	}
-	var pods corev1.PodList
-	if err := c.List(ctx, &pods, client.InNamespace(agentNamespace), client.MatchingLabels{"app.kubernetes.io/name": "bpfleet-agent"}); err != nil {
-		return fmt.Errorf("list agents in %s: %w", agentNamespace, err)
-	}
-	var agents []corev1.Pod
-	for _, ap := range pods.Items {
-		if ap.Status.Phase == corev1.PodRunning && (node == "" || ap.Spec.NodeName == node) {
-			agents = append(agents, ap)
-		}
+	agents, err := runningAgents(ctx, c, agentNamespace, node)
+	if err != nil {
+		return err
 	}
 	if len(agents) == 0 {
 		if node != "" {
@@ -103,6 +123,9 @@ func (o *options) events(ctx context.Context, name, node, pod, agentNamespace st
 	if pod != "" {
 		q.Set("pod", pod)
 	}
+	if since > 0 {
+		q.Set("since", since.String())
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	errs := make([]error, len(agents))
@@ -110,7 +133,7 @@ func (o *options) events(ctx context.Context, name, node, pod, agentNamespace st
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = o.streamAgent(ctx, cfg, cs, ap, token, q, &mu)
+			errs[i] = o.followNode(ctx, cfg, cs, c, ap, token, q, &mu)
 			if errs[i] != nil {
 				mu.Lock()
 				fmt.Fprintf(o.streams.ErrOut, "node %s: %v\n", ap.Spec.NodeName, errs[i])
@@ -120,6 +143,71 @@ func (o *options) events(ctx context.Context, name, node, pod, agentNamespace st
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// runningAgents are the running agent pods (of node, or every node) that
+// are not being deleted.
+func runningAgents(ctx context.Context, c client.Reader, agentNamespace, node string) ([]corev1.Pod, error) {
+	var pods corev1.PodList
+	if err := c.List(ctx, &pods, client.InNamespace(agentNamespace), client.MatchingLabels{"app.kubernetes.io/name": "bpfleet-agent"}); err != nil {
+		return nil, fmt.Errorf("list agents in %s: %w", agentNamespace, err)
+	}
+	var agents []corev1.Pod
+	for _, ap := range pods.Items {
+		if ap.Status.Phase == corev1.PodRunning && ap.DeletionTimestamp == nil && (node == "" || ap.Spec.NodeName == node) {
+			agents = append(agents, ap)
+		}
+	}
+	return agents, nil
+}
+
+// followNode streams the events of ap's node until ctx ends or an agent
+// refuses; when a stream ends it connects again, with backoff, to the agent
+// running on that node then (a restarted agent is a new pod). Later
+// connections ask for no history: a restarted agent has none.
+func (o *options) followNode(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, c client.Reader, ap corev1.Pod, token string, q url.Values, mu *sync.Mutex) error {
+	node := ap.Spec.NodeName
+	backoff := firstBackoff
+	for {
+		opened, err := o.streamAgent(ctx, cfg, cs, ap, token, q, mu)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, errAgentRefused) || errors.Is(err, errOutput) {
+			return err
+		}
+		if opened {
+			backoff = firstBackoff
+		}
+		why := "the stream ended"
+		if err != nil {
+			why = err.Error()
+		}
+		mu.Lock()
+		fmt.Fprintf(o.streams.ErrOut, "node %s: %s; reconnecting in %s\n", node, why, backoff)
+		mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxBackoff)
+		q = maps.Clone(q)
+		q.Del("since")
+		for {
+			agents, err := runningAgents(ctx, c, ap.Namespace, node)
+			if err == nil && len(agents) > 0 {
+				ap = agents[0]
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, maxBackoff)
+		}
+	}
 }
 
 func (o *options) namespaceSet() bool {
@@ -143,11 +231,12 @@ func bearerToken(cfg *rest.Config) (string, error) {
 }
 
 // streamAgent opens a port-forward to one agent pod and copies its event
-// stream to the output until ctx ends or the agent ends it.
-func (o *options) streamAgent(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, ap corev1.Pod, token string, q url.Values, mu *sync.Mutex) error {
+// stream to the output until ctx ends or the agent ends it. opened says the
+// agent accepted the stream.
+func (o *options) streamAgent(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, ap corev1.Pod, token string, q url.Values, mu *sync.Mutex) (opened bool, err error) {
 	rt, upgrader, err := spdy.RoundTripperFor(cfg)
 	if err != nil {
-		return fmt.Errorf("set up port-forward: %w", err)
+		return false, fmt.Errorf("set up port-forward: %w", err)
 	}
 	pfURL := cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(ap.Namespace).Name(ap.Name).SubResource("portforward").URL()
 	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: rt}, http.MethodPost, pfURL)
@@ -155,24 +244,24 @@ func (o *options) streamAgent(ctx context.Context, cfg *rest.Config, cs kubernet
 	defer close(stop)
 	fw, err := portforward.New(dialer, []string{fmt.Sprintf("0:%d", eventsPort)}, stop, ready, io.Discard, io.Discard)
 	if err != nil {
-		return fmt.Errorf("port-forward to %s: %w", ap.Name, err)
+		return false, fmt.Errorf("port-forward to %s: %w", ap.Name, err)
 	}
 	fwErr := make(chan error, 1)
 	go func() { fwErr <- fw.ForwardPorts() }()
 	select {
 	case <-ready:
 	case err := <-fwErr:
-		return fmt.Errorf("port-forward to %s: %w", ap.Name, err)
+		return false, fmt.Errorf("port-forward to %s: %w", ap.Name, err)
 	case <-ctx.Done():
-		return ctx.Err()
+		return false, ctx.Err()
 	}
 	ports, err := fw.GetPorts()
 	if err != nil || len(ports) == 0 {
-		return fmt.Errorf("port-forward to %s: no local port: %w", ap.Name, err)
+		return false, fmt.Errorf("port-forward to %s: no local port: %w", ap.Name, err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d/events?%s", ports[0].Local, q.Encode()), nil)
 	if err != nil {
-		return err
+		return false, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	// The tunnel, opened with your credentials to this pod, is what
@@ -180,32 +269,49 @@ func (o *options) streamAgent(ctx context.Context, cfg *rest.Config, cs kubernet
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // #nosec G402
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("open event stream: %w", err)
+		return false, fmt.Errorf("open event stream: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		var e struct{ Error string }
+		err := fmt.Errorf("%s", resp.Status)
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return fmt.Errorf("the agent refused (%s): %s", resp.Status, e.Error)
+			err = fmt.Errorf("%s: %s", resp.Status, e.Error)
 		}
-		return fmt.Errorf("the agent refused: %s", resp.Status)
+		if resp.StatusCode >= 500 { // not ready yet, or cannot reach the API server: try again
+			return false, fmt.Errorf("the agent answered %w", err)
+		}
+		return false, fmt.Errorf("%w: %w", errAgentRefused, err)
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sc.Split(wholeLines)
 	for sc.Scan() {
 		line := o.formatEvent(sc.Bytes())
 		mu.Lock()
 		_, err := o.streams.Out.Write(line)
 		mu.Unlock()
 		if err != nil {
-			return err
+			return true, fmt.Errorf("%w: %w", errOutput, err)
 		}
 	}
 	if err := sc.Err(); err != nil && ctx.Err() == nil {
-		return fmt.Errorf("read event stream: %w", err)
+		return true, fmt.Errorf("read event stream: %w", err)
 	}
-	return nil
+	return true, nil
+}
+
+// wholeLines splits at newlines like bufio.ScanLines, but drops a last line
+// without one: a stream cut mid-line (the agent died) ends there.
+func wholeLines(data []byte, atEOF bool) (int, []byte, error) {
+	if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		return i + 1, data[:i], nil
+	}
+	if atEOF {
+		return len(data), nil, nil
+	}
+	return 0, nil, nil
 }
 
 // formatEvent is the line as the agent sent it with -o json, else
