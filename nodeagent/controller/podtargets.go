@@ -2,7 +2,10 @@ package controller
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,6 +44,8 @@ func (r *Reconciler) resolvePods(ctx context.Context, desired []dataplane.Desire
 	var retry time.Duration
 	for i := range desired {
 		d := &desired[i]
+		var filter []uint64
+		filtered := false
 		for j := range d.Spec.Programs {
 			pa := &d.Spec.Programs[j]
 			target := pa.PodTargets()
@@ -58,6 +63,14 @@ func (r *Reconciler) resolvePods(ctx context.Context, desired []dataplane.Desire
 			picked, err := pods.Select(target, d.Spec.Tenant, onNode, r.namespaceLabels(ctx))
 			if err != nil {
 				logger.Info("cannot evaluate a pod selector; no pod selected", "bpfProgram", d.Name, "program", pa.Name, "error", err.Error())
+				continue
+			}
+			if pa.Tracepoint != nil || pa.RawTracepoint != nil {
+				// Filtered in the kernel: the containers' cgroup ids.
+				filtered = true
+				for _, pod := range picked {
+					filter = append(filter, r.containerCgroups(&pod)...)
+				}
 				continue
 			}
 			if d.Pods == nil {
@@ -85,8 +98,39 @@ func (r *Reconciler) resolvePods(ctx context.Context, desired []dataplane.Desire
 			}
 			d.Pods[pa.Name] = scopes
 		}
+		if filtered {
+			setPodFilter(&d.Spec, filter)
+		}
 	}
 	return retry
+}
+
+// containerCgroups are the cgroup v2 ids of pod's containers on this node
+// (none while it has not started).
+func (r *Reconciler) containerCgroups(pod *corev1.Pod) []uint64 {
+	p, err := r.Pods.Pod(string(pod.UID))
+	if err != nil {
+		return nil
+	}
+	ids := make([]uint64, 0, len(p.Containers))
+	for _, c := range p.Containers {
+		ids = append(ids, c.CgroupID)
+	}
+	return ids
+}
+
+// setPodFilter turns the bundle's pod filter on in spec and fills it with
+// ids: the constant, and one map entry per cgroup id (written and removed
+// without a reload as pods come and go, as spec.mapEntries are).
+func setPodFilter(spec *v1alpha1.BpfProgramSpec, ids []uint64) {
+	spec.Constants = append(spec.Constants, v1alpha1.Constant{Name: v1alpha1.PodFilterConstant, Value: "1"})
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	for _, id := range ids {
+		var key [8]byte
+		binary.LittleEndian.PutUint64(key[:], id) // host byte order on the little-endian targets bpfleet builds for
+		spec.MapEntries = append(spec.MapEntries, v1alpha1.MapEntry{Map: v1alpha1.PodFilterMap, Key: hex.EncodeToString(key[:]), Value: "01", Encoding: v1alpha1.MapEncodingHex})
+	}
 }
 
 // podScope finds pod on this node: its cgroup and running containers, and
