@@ -322,20 +322,33 @@ func TestPodCgroupAndContainerUprobe(t *testing.T) {
 		e.waitRunning(t, pod)
 		return pod
 	}
-	// 10 datagrams a second, against a neighbour sending as fast as it can.
-	sender("talker", map[string]string{"app": "talker"}, fmt.Sprintf("while true; do echo x | nc -u -w 0 %s 9; sleep 0.1; done", host))
-	sender("noisy", map[string]string{"app": "noisy"}, fmt.Sprintf("while true; do echo x | nc -u -w 0 %s 9; done", host))
+	// The talker pings the node exactly 20 times once told to; its
+	// neighbour pings without pause all along.
+	talker := sender("talker", map[string]string{"app": "talker"}, fmt.Sprintf("while [ ! -e /tmp/go ]; do sleep 0.1; done; ping -c 20 -i 0.05 %s; sleep 3600", host))
+	sender("noisy", map[string]string{"app": "noisy"}, fmt.Sprintf("while true; do ping -c 10 -i 0.01 %s >/dev/null; done", host))
 	app := sender("app", map[string]string{"app": "app"}, "while true; do [ -x /tmp/target ] && /tmp/target; sleep 0.2; done")
 
 	t.Run("cgroup", func(t *testing.T) {
 		kept := e.podProgram(t, "team-c", "talker-egress", ref, `{name: cgroup_egress, cgroup: {pods: {selector: {matchLabels: {app: talker}}}, attachType: egress}}`)
 		e.waitPodRow(t, kept, "cgroup/pods", 1, applyTimeout)
 		before := e.counter(t, kept)
-		time.Sleep(3 * time.Second)
-		got := e.counter(t, kept) - before
-		t.Logf("egress packets of team-c/talker counted in 3 s: %d (it sends ~30; its neighbour far more)", got)
-		if got < 10 || got > 120 {
-			t.Errorf("counted %d packets in 3 s, want about 30: the talker's alone", got)
+		time.Sleep(time.Second)
+		if got := e.counter(t, kept) - before; got != 0 {
+			t.Fatalf("counted %d packets before the talker sent any: its neighbour's are counted", got)
+		}
+		pid := e.containerPID(t, talker, "main")
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/root/tmp/go", pid), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		envtest.Eventually(t, 10*time.Second, func() error {
+			if got := e.counter(t, kept) - before; got != 20 {
+				return fmt.Errorf("counted %d egress packets of team-c/talker, want its 20 pings", got)
+			}
+			return nil
+		})
+		time.Sleep(time.Second)
+		if got := e.counter(t, kept) - before; got != 20 {
+			t.Fatalf("counted %d egress packets, want the talker's 20 and nothing of its neighbour", got)
 		}
 	})
 
