@@ -1,10 +1,13 @@
 package realnode
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bpf/exectrace"
 	"github.com/bpfleet/bpfleet/bpf/xdpfilter"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/operator/podprogram"
@@ -415,5 +419,63 @@ spec:
 	})
 	if id := netns.XDPProgramID(t, nil, veth.A); id != 0 {
 		t.Fatalf("the node's %s runs XDP program %d for a tenant", veth.A, id)
+	}
+}
+
+// TestTracerFilteredByPods: exec-trace in a BpfPodProgram selecting the
+// pods labelled app=web sees their execs only: the agent keeps the
+// bundle's pod filter filled, so another pod's execs and the host's are
+// dropped in the kernel and never reach the agent's log.
+func TestTracerFilteredByPods(t *testing.T) {
+	e := requireSuite(t)
+	ctx := context.Background()
+	e.tenantNamespace(t, "team-d")
+	ref := e.pushBundle(t, filepath.Join(repoDir, "bpf", "exectrace"), exectrace.BundleName, "0.1.0")
+	web := e.podIn(t, "team-d", "web", map[string]string{"app": "web"})
+	db := e.podIn(t, "team-d", "db", map[string]string{"app": "db"})
+	e.waitRunning(t, web)
+	e.waitRunning(t, db)
+	kept := e.podProgram(t, "team-d", "exec-web", ref,
+		fmt.Sprintf("{name: %s, tracepoint: {group: %s, name: %s, pods: {selector: {matchLabels: {app: web}}}}}\n  events: {enabled: true}",
+			exectrace.ProgramName, exectrace.TracepointGroup, exectrace.TracepointName))
+	e.waitAttached(t, kept, 1, applyTimeout)
+	time.Sleep(2 * time.Second) // the agent's reader starts within a second of Attached
+
+	e.kubectl(t, "exec", "-n", "team-d", "db", "--", "/bin/true")
+	if out, err := exec.Command("/bin/true").CombinedOutput(); err != nil {
+		t.Fatalf("run on the host: %v: %s", err, out)
+	}
+	e.kubectl(t, "exec", "-n", "team-d", "web", "--", "/bin/true")
+	seen := func() (web, others int) {
+		agent, err := e.agentPod(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		logs := e.kubectl(t, "logs", "-n", namespace, agent.Name, "-c", "agent", "--since=2m")
+		sc := bufio.NewScanner(strings.NewReader(logs))
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			var l eventLine
+			if json.Unmarshal(sc.Bytes(), &l) != nil || l.BpfProgram != kept {
+				continue
+			}
+			if l.Namespace == "team-d" && l.Pod == "web" {
+				web++
+			} else {
+				others++
+				t.Logf("event outside the selected pods: host=%v %s/%s %v", l.Host, l.Namespace, l.Pod, l.Record["filename"])
+			}
+		}
+		return web, others
+	}
+	envtest.Eventually(t, 20*time.Second, func() error {
+		if w, _ := seen(); w == 0 {
+			return fmt.Errorf("no event of team-d/web's exec yet")
+		}
+		return nil
+	})
+	time.Sleep(2 * time.Second)
+	if w, others := seen(); others != 0 {
+		t.Fatalf("%d events passed the pod filter from outside team-d/web (%d from it)", others, w)
 	}
 }
