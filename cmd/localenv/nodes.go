@@ -1,4 +1,4 @@
-package local
+package localenv
 
 import (
 	"context"
@@ -175,6 +175,7 @@ func (e *Env) StartAgent(n *Node) error {
 		StatsInterval:  2 * time.Second,
 		Registry:       e.RemoteOptions,
 		Version:        "local",
+		Log:            e.Log.WithName("bpfleet-agent"),
 	}
 	started := make(chan struct{})
 	go func() {

@@ -1,4 +1,4 @@
-package local
+package localenv
 
 import (
 	"context"
@@ -15,8 +15,8 @@ import (
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/bpfleet/bpfleet/bundles/remote"
-	"github.com/bpfleet/bpfleet/cmd/bpfleet/local/orphans"
-	"github.com/bpfleet/bpfleet/cmd/bpfleet/local/registrystore"
+	"github.com/bpfleet/bpfleet/cmd/localenv/internal/registrystore"
+	"github.com/bpfleet/bpfleet/cmd/localenv/orphans"
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
 )
 
@@ -112,7 +112,7 @@ func (e *Env) recordChildren() error {
 // startRegistry serves a real OCI distribution API on 127.0.0.1 with all of
 // its data under <state dir>/registry: blobs as files, manifests and tags in
 // a journal replayed at start. Stop leaves the directory alone, so pushed
-// bundles, their signatures and referrers survive a restart of bpfleet local
+// bundles, their signatures and referrers survive a restart of bpfleet-local
 // (after Ctrl-C or a crash) on the same state dir, as the cosign key does.
 func (e *Env) startRegistry(ctx context.Context) error {
 	e.RemoteOptions = remote.Options{Timeout: 30 * time.Second}

@@ -1,4 +1,4 @@
-package local
+package localenv
 
 import (
 	"context"
@@ -33,6 +33,7 @@ func (e *Env) StartOperator(ctx context.Context) error {
 	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
 		Cache:                  operator.CacheOptions(),
 		Scheme:                 controller.Scheme(),
+		Logger:                 e.Log,
 		Metrics:                server.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		LeaderElection:         false,
