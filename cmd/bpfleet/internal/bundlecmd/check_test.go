@@ -19,7 +19,7 @@ import (
 
 // exectraceDir is the shipped exec tracer, which reads task_struct fields
 // with BPF_CORE_READ.
-var exectraceDir = filepath.Join("..", "..", "bpf", "exectrace")
+var exectraceDir = filepath.Join("..", "..", "..", "..", "bpf", "exectrace")
 
 // brokenBTF writes a kernel BTF file whose task_struct (the exec tracer's
 // own copy) calls real_parent parent_task.
