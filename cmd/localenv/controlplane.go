@@ -14,10 +14,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/bpfleet/bpfleet/api/scheme"
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/cmd/localenv/internal/registrystore"
 	"github.com/bpfleet/bpfleet/cmd/localenv/orphans"
-	"github.com/bpfleet/bpfleet/nodeagent/controller"
 )
 
 func (e *Env) startControlPlane(ctx context.Context) error {
@@ -26,7 +26,7 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 		BinaryAssetsDirectory: assets,
 		CRDDirectoryPaths:     []string{filepath.Join(e.opts.RepoDir, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
-		Scheme:                controller.Scheme(),
+		Scheme:                scheme.New(),
 	}
 	// etcd keeps its data in the state dir (fresh at every start, removed
 	// at Stop), so that RestartEtcd can stop it and start it again with the
@@ -59,7 +59,7 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 		return errors.Join(err, os.RemoveAll(etcdDir), os.Remove(e.pidFile()))
 	})
 	e.Config = cfg
-	c, err := client.New(cfg, client.Options{Scheme: controller.Scheme()})
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		return fmt.Errorf("create client: %w", err)
 	}

@@ -14,10 +14,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -25,7 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/api/scheme"
 	"github.com/bpfleet/bpfleet/bundles/cache"
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/trust"
@@ -160,18 +158,6 @@ func Lock(stateDir string) (unlock func(), err error) {
 	}, nil
 }
 
-// Scheme returns the kinds the agent reads and writes.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
-}
-
 // Run runs one node agent until ctx ends: it locks the state directory,
 // opens the dataplane (re-adopting what a previous agent pinned) and the
 // bundle cache, and runs a manager scoped to the node. Several agents with
@@ -211,7 +197,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: Scheme(),
+		Scheme: scheme.New(),
 		Logger: opts.Log,
 		Cache:  CacheOptions(opts.NodeName),
 		// hostNetwork puts /metrics on every interface of the node: serve

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/bpfleet/bpfleet/api/scheme"
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
 	"github.com/bpfleet/bpfleet/nodeagent/inventory"
@@ -140,7 +141,7 @@ func TestUnmanagedPrograms(t *testing.T) {
 	own := w.waitEntry(t, p, "attached", attachedAt(digest))
 
 	// Watch every write of the node's status for the whole test.
-	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: controller.Scheme()})
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		t.Fatal(err)
 	}
