@@ -88,7 +88,7 @@ func (e *Env) pushBundles(ctx context.Context) error {
 			return err
 		}
 		e.Bundles[b.Name] = b
-		e.Printf("%-55s %s  programs %v", b.Ref, b.Digest[:19], b.Programs)
+		e.Printf("%-55s %s  programs %v", b.Ref, v1.ShortDigest(b.Digest), b.Programs)
 	}
 	return nil
 }

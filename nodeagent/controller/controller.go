@@ -405,7 +405,7 @@ func explainHolds(states []v1alpha1.ProgramState, desired []dataplane.Desired) [
 		reported[d.UID] = true
 		s := &states[i]
 		s.Reason = holdReason(d.Hold)
-		s.Message = truncate(d.Hold.Error(), 2048)
+		s.Message = v1alpha1.Truncate(d.Hold.Error(), 2048)
 		if s.State != v1alpha1.PhaseAttached {
 			s.State = heldPhase(d.Hold)
 		}
@@ -423,7 +423,7 @@ func explainHolds(states []v1alpha1.ProgramState, desired []dataplane.Desired) [
 				Program:    pa.Name,
 				State:      heldPhase(d.Hold),
 				Reason:     holdReason(d.Hold),
-				Message:    truncate(d.Hold.Error(), 2048),
+				Message:    v1alpha1.Truncate(d.Hold.Error(), 2048),
 			})
 		}
 	}
@@ -435,13 +435,6 @@ func heldPhase(hold error) v1alpha1.ProgramPhase {
 		return v1alpha1.PhaseFailed
 	}
 	return v1alpha1.PhasePending
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
 }
 
 // report creates the node's BpfNodeState when missing and writes its status

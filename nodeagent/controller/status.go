@@ -138,7 +138,7 @@ func setReadyCondition(st *v1alpha1.BpfNodeStateStatus) {
 	if cond.Reason == "" {
 		cond.Reason = string(v1alpha1.PhasePending)
 	}
-	cond.Message = truncate(cond.Message, 1024)
+	cond.Message = v1alpha1.Truncate(cond.Message, 1024)
 	meta.SetStatusCondition(&st.Conditions, cond)
 }
 

@@ -396,21 +396,9 @@ func ids(v []uint32) string {
 	return strings.Join(s, ",")
 }
 
-func short(digest string) string {
-	d := strings.TrimPrefix(digest, "sha256:")
-	if len(d) > 12 {
-		return d[:12]
-	}
-	return dash(d)
-}
+func short(digest string) string { return dash(v1.ShortDigest(digest)) }
 
-func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 80 {
-		s = s[:77] + "..."
-	}
-	return s
-}
+func oneLine(s string) string { return v1.Truncate(strings.Join(strings.Fields(s), " "), 80) }
 
 func age(t *metav1.Time) string {
 	if t == nil || t.IsZero() {
