@@ -64,15 +64,15 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return err
 	}
 	policies := &trustpolicy.Reconciler{Client: mgr.GetClient(), Keys: keys, Recorder: recorder}
-	if err := policies.SetupWithManager(mgr); err != nil {
+	if err := policies.SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
 	trustKeys := &trustkeys.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: opts.TrustNamespace}
-	if err := trustKeys.SetupWithManager(mgr); err != nil {
+	if err := trustKeys.SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
 	gc := &nodestate.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
-	return gc.SetupWithManager(mgr)
+	return gc.SetupWithManager(ctx, mgr)
 }
 
 // CacheOptions are the cache options for the operator's manager. Nodes are

@@ -94,6 +94,9 @@ type Reconciler struct {
 	// Written remembers the last status write, so that a cache lagging it
 	// causes no second, identical write; nil compares with the cache alone.
 	Written *WrittenStatus
+	// Triggers say what else than API changes makes the node reconcile;
+	// SetupWithManager registers them.
+	Triggers Triggers
 }
 
 // phaseTimes is how long one reconcile spent in each phase, for the log line

@@ -252,12 +252,13 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Recorder: mgr.GetEventRecorder("bpfleet-agent"),
 		Version:  opts.Version,
 		Written:  &WrittenStatus{},
+		Triggers: Triggers{ResyncInterval: opts.ResyncInterval, StatsInterval: opts.StatsInterval},
 	}
 	if opts.UnmanagedInterval > 0 {
 		r.Inventory = &inventory.Scanner{Root: opts.BPFFSRoot}
 		r.UnmanagedLimiter = &inventory.Limiter{Interval: opts.UnmanagedInterval}
 	}
-	if err := r.SetupWithManager(mgr, Triggers{ResyncInterval: opts.ResyncInterval, StatsInterval: opts.StatsInterval}); err != nil {
+	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("set up controller: %w", err)
 	}
 	streamer := newStreamer(opts, mgr.GetClient(), dp, bundleCache, layout)

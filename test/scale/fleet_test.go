@@ -360,8 +360,9 @@ func (f *fleet) startAgents(t testing.TB) {
 			Recorder:  mgr.GetEventRecorder("bpfleet-agent"),
 			Version:   "scale",
 			Written:   &controller.WrittenStatus{}, // as controller.Run sets it
+			Triggers:  controller.Triggers{ResyncInterval: f.cfg.resync},
 		}
-		if err := r.SetupWithManager(mgr, controller.Triggers{ResyncInterval: f.cfg.resync}); err != nil {
+		if err := r.SetupWithManager(ctx, mgr); err != nil {
 			t.Fatalf("set up agent of %s: %v", n.name, err)
 		}
 		f.run("agent "+n.name, mgr)
