@@ -98,10 +98,10 @@ func (o *Options) defaults() error {
 		o.EventsOut = os.Stdout
 	}
 	if o.BPFFSRoot == "" {
-		o.BPFFSRoot = "/sys/fs/bpf/bpfleet"
+		o.BPFFSRoot = bpffs.DefaultRoot
 	}
 	if o.StateDir == "" {
-		o.StateDir = "/var/lib/bpfleet"
+		o.StateDir = dataplane.DefaultStateDir
 	}
 	if o.CacheDir == "" {
 		o.CacheDir = filepath.Join(o.StateDir, "bundles")
