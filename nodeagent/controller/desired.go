@@ -3,6 +3,7 @@ package controller
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
@@ -137,6 +138,6 @@ func policyKey(policies []v1alpha1.BundleTrustPolicy) string {
 	for _, p := range policies {
 		keys = append(keys, fmt.Sprintf("%s/%s/%d", p.Name, p.UID, p.Generation))
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	return fmt.Sprint(keys)
 }

@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -145,7 +146,7 @@ func linkPoints() (map[uint32][]string, error) {
 		return nil, fmt.Errorf("iterate links: %w", err)
 	}
 	for id := range out {
-		sort.Strings(out[id])
+		slices.Sort(out[id])
 	}
 	return out, nil
 }

@@ -3,6 +3,7 @@ package plugin
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -78,7 +79,7 @@ func printUnmanaged(w io.Writer, nodes []v1.BpfNodeState, rows []UnmanagedRow) e
 		for t, n := range u.ByType {
 			types = append(types, fmt.Sprintf("%s:%d", t, n))
 		}
-		sort.Strings(types)
+		slices.Sort(types)
 		fmt.Fprintf(tw, "%s\t%d\t%s\n", s.Name, u.Count, dash(strings.Join(types, ",")))
 	}
 	if err := tw.Flush(); err != nil {
