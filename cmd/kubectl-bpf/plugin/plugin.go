@@ -15,11 +15,11 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	"github.com/bpfleet/bpfleet/api/scheme"
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
@@ -37,6 +37,8 @@ type options struct {
 	flags   *genericclioptions.ConfigFlags
 	streams genericiooptions.IOStreams
 	output  string
+	// print makes the json and yaml printers from output.
+	print *genericclioptions.PrintFlags
 	// newClient is replaceable so tests can pass a client built from an
 	// envtest rest.Config; by default it reads the kubeconfig flags.
 	newClient func() (client.Client, error)
@@ -60,6 +62,9 @@ func NewCommandWithClient(streams genericiooptions.IOStreams, c client.Client) *
 }
 
 func newCommand(o *options) *cobra.Command {
+	// -o json|yaml go through cli-runtime's printers, as kubectl's own;
+	// the table and wide views are the plugin's.
+	o.print = &genericclioptions.PrintFlags{OutputFormat: &o.output, JSONYamlPrintFlags: genericclioptions.NewJSONYamlPrintFlags()}
 	root := &cobra.Command{
 		Use:           "kubectl-bpf",
 		Short:         "Show the eBPF programs bpfleet runs, node by node",
@@ -94,22 +99,21 @@ func (o *options) checkOutput() error {
 	return fmt.Errorf("unknown output format %q: use wide, json or yaml", o.output)
 }
 
-// printStructured writes v as JSON or YAML and reports whether it did.
+// printStructured writes v (rows, not API objects: cli-runtime prints them
+// as raw JSON) with the -o json or yaml printer and reports whether it did.
 func (o *options) printStructured(v any) (bool, error) {
-	switch o.output {
-	case outputJSON:
-		enc := json.NewEncoder(o.streams.Out)
-		enc.SetIndent("", "  ")
-		return true, enc.Encode(v)
-	case outputYAML:
-		data, err := yaml.Marshal(v)
-		if err != nil {
-			return true, fmt.Errorf("encode yaml: %w", err)
-		}
-		_, err = o.streams.Out.Write(data)
-		return true, err
+	if o.output != outputJSON && o.output != outputYAML {
+		return false, nil
 	}
-	return false, nil
+	p, err := o.print.ToPrinter()
+	if err != nil {
+		return true, fmt.Errorf("make %s printer: %w", o.output, err)
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return true, fmt.Errorf("encode %s: %w", o.output, err)
+	}
+	return true, p.PrintObj(&runtime.Unknown{Raw: raw, ContentType: runtime.ContentTypeJSON}, o.streams.Out)
 }
 
 func (o *options) programNames(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
