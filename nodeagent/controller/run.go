@@ -173,6 +173,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	defer unlock()
 
+	agentMetrics := metrics.NewAgent(opts.NodeName)
 	dp, err := dataplane.New(ctx, dataplane.Options{
 		BPFFSRoot:     opts.BPFFSRoot,
 		StateDir:      opts.StateDir,
@@ -182,9 +183,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		NetNS:         opts.NetNS,
 		BootID:        opts.BootID,
 		KernelRelease: opts.KernelRelease,
-		Observe: func(phase string, took time.Duration) {
-			metrics.PhaseSeconds.WithLabelValues(opts.NodeName, phase).Observe(took.Seconds())
-		},
+		Observe:       agentMetrics.ObservePhase,
 	})
 	if err != nil {
 		return fmt.Errorf("open dataplane: %w", err)
@@ -220,7 +219,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	// A digest's metric maps never change: read each bundle's manifest
 	// once, not on every scrape.
 	var metricMapNames sync.Map // digest → []string
-	unregister := metrics.Register(opts.NodeName, metrics.Source{
+	if err := agentMetrics.Register(metrics.Source{
 		Snapshot: dp.Snapshot,
 		MetricMaps: func(uid types.UID, digest string) map[string]string {
 			names, ok := metricMapNames.Load(digest)
@@ -237,8 +236,10 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 			}
 			return paths
 		},
-	})
-	defer unregister()
+	}, nil); err != nil {
+		return err
+	}
+	defer agentMetrics.Unregister()
 
 	r := &Reconciler{
 		Client:    mgr.GetClient(),
@@ -253,6 +254,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Version:  opts.Version,
 		Written:  &WrittenStatus{},
 		Triggers: Triggers{ResyncInterval: opts.ResyncInterval, StatsInterval: opts.StatsInterval},
+		Metrics:  agentMetrics,
 	}
 	if opts.UnmanagedInterval > 0 {
 		r.Inventory = &inventory.Scanner{Root: opts.BPFFSRoot}
