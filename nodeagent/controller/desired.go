@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -73,7 +73,7 @@ func selected(programs []v1alpha1.BpfProgram, node *corev1.Node, onNode func(typ
 			out = append(out, p)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	slices.SortFunc(out, func(a, b *v1alpha1.BpfProgram) int { return strings.Compare(a.Name, b.Name) })
 	return out, held, errors.Join(errs...)
 }
 

@@ -10,13 +10,13 @@
 package inventory
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -285,7 +285,7 @@ func Summarize(all []Program, ours map[uint32]bool, limit int) *v1alpha1.Unmanag
 		sum.ByType[p.Type]++
 		listed = append(listed, p)
 	}
-	sort.Slice(listed, func(i, j int) bool { return listed[i].ID > listed[j].ID })
+	slices.SortFunc(listed, func(a, b Program) int { return cmp.Compare(b.ID, a.ID) })
 	if len(listed) > limit {
 		listed = listed[:limit]
 	}

@@ -3,11 +3,12 @@
 package plugin
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -195,15 +196,8 @@ func statusRows(ctx context.Context, c client.Client, program, node string) ([]S
 			rows = append(rows, StatusRow{Node: s.Name, ProgramState: p})
 		}
 	}
-	sort.SliceStable(rows, func(i, j int) bool {
-		a, b := rows[i], rows[j]
-		if a.Node != b.Node {
-			return a.Node < b.Node
-		}
-		if a.BpfProgram != b.BpfProgram {
-			return a.BpfProgram < b.BpfProgram
-		}
-		return a.AttachPoint < b.AttachPoint
+	slices.SortStableFunc(rows, func(a, b StatusRow) int {
+		return cmp.Or(strings.Compare(a.Node, b.Node), strings.Compare(a.BpfProgram, b.BpfProgram), strings.Compare(a.AttachPoint, b.AttachPoint))
 	})
 	return rows, nil
 }
@@ -248,7 +242,7 @@ func (o *options) nodesCommand() *cobra.Command {
 			if err := c.List(cmd.Context(), &states); err != nil {
 				return fmt.Errorf("list bpfnodestates: %w", err)
 			}
-			sort.Slice(states.Items, func(i, j int) bool { return states.Items[i].Name < states.Items[j].Name })
+			slices.SortFunc(states.Items, func(a, b v1.BpfNodeState) int { return strings.Compare(a.Name, b.Name) })
 			if done, err := o.printStructured(states.Items); done {
 				return err
 			}
@@ -288,7 +282,7 @@ func (o *options) programsCommand() *cobra.Command {
 			if err := c.List(cmd.Context(), &list); err != nil {
 				return fmt.Errorf("list bpfprograms: %w", err)
 			}
-			sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
+			slices.SortFunc(list.Items, func(a, b v1.BpfProgram) int { return strings.Compare(a.Name, b.Name) })
 			if done, err := o.printStructured(list.Items); done {
 				return err
 			}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"sort"
 	"strings"
 	"text/tabwriter"
 
@@ -41,7 +40,7 @@ func (o *options) unmanagedCommand() *cobra.Command {
 			if err := c.List(cmd.Context(), &states); err != nil {
 				return fmt.Errorf("list bpfnodestates: %w", err)
 			}
-			sort.Slice(states.Items, func(i, j int) bool { return states.Items[i].Name < states.Items[j].Name })
+			slices.SortFunc(states.Items, func(a, b v1.BpfNodeState) int { return strings.Compare(a.Name, b.Name) })
 			var rows []UnmanagedRow
 			var nodes []v1.BpfNodeState
 			for _, s := range states.Items {
