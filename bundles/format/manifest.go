@@ -354,7 +354,7 @@ func (m *Manifest) validateDrops(field string, d DropCounter) error {
 	switch {
 	case !ok:
 		return invalid(field+".map", "%q is not in maps", d.Map)
-	case !contains(DropMapTypes, mp.Type):
+	case !slices.Contains(DropMapTypes, mp.Type):
 		return invalid(field+".map", "%q is a %s, not one of %s", d.Map, mp.Type, strings.Join(DropMapTypes, ", "))
 	case mp.KeySize != 4 || mp.ValueSize < 8:
 		return invalid(field+".map", "%q has %d-byte keys and %d-byte values, want 4 and at least 8", d.Map, mp.KeySize, mp.ValueSize)
