@@ -26,7 +26,7 @@ export KUBEBUILDER_ASSETS := $(K8S_BIN)
 export PATH := $(BIN):$(PATH)
 
 .PHONY: build
-build: ## Build bpfleet, bpfleet-operator, bpfleet-agent and kubectl-bpf into bin/.
+build: ## Build bpfleet, bpfleet-local, bpfleet-operator, bpfleet-agent and kubectl-bpf into bin/.
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 .PHONY: tools
@@ -61,7 +61,7 @@ generate: $(CONTROLLER_GEN) ## Regenerate deepcopy, CRDs, RBAC and the eBPF obje
 	$(GO) generate ./bpf/... ./test/kernelprog/...
 
 # Where `make bundles` tags the shipped bundles; `bpfleet bundle push REF`
-# then pushes one (`bpfleet local` builds, pushes and signs them itself).
+# then pushes one (`bpfleet-local` builds, pushes and signs them itself).
 BUNDLE_REPO ?= localhost:5000/bpfleet
 
 .PHONY: bundles
@@ -115,7 +115,7 @@ test-race: tools ## The race detector over every package that needs no kernel.
 
 .PHONY: demo
 demo: tools build ## Run bpfleet on this machine: control plane, registry, operator, 3 agents (root).
-	$(BIN)/bpfleet local
+	$(BIN)/bpfleet-local
 
 .PHONY: cluster
 cluster: deps tools node-tools ## A real single-node Kubernetes cluster on this machine (root) until Ctrl-C; prints its KUBECONFIG.
@@ -138,7 +138,7 @@ images: ## Build the operator and agent OCI images (linux/amd64+arm64, no Docker
 
 .PHONY: clean
 clean:
-	rm -rf $(BIN)/bpfleet $(BIN)/bpfleet-agent $(BIN)/bpfleet-operator $(BIN)/kubectl-bpf $(BIN)/local $(BIN)/images $(BIN)/bundles
+	rm -rf $(BIN)/bpfleet $(BIN)/bpfleet-local $(BIN)/bpfleet-agent $(BIN)/bpfleet-operator $(BIN)/kubectl-bpf $(BIN)/local $(BIN)/images $(BIN)/bundles
 
 .PHONY: help
 help:

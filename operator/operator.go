@@ -5,19 +5,15 @@ package operator
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/operator/nodestate"
@@ -69,11 +65,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return err
 	}
 	policies := &trustpolicy.Reconciler{Client: mgr.GetClient(), Keys: keys, Recorder: recorder}
-	if err := policies.SetupWithManager(mgr); err != nil {
+	if err := policies.SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
 	trustKeys := &trustkeys.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: opts.TrustNamespace}
-	if err := trustKeys.SetupWithManager(mgr); err != nil {
+	if err := trustKeys.SetupWithManager(ctx, mgr); err != nil {
 		return err
 	}
 	podPrograms := &podprogram.Reconciler{Client: mgr.GetClient()}
@@ -81,7 +77,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		return err
 	}
 	gc := &nodestate.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
-	return gc.SetupWithManager(mgr)
+	return gc.SetupWithManager(ctx, mgr)
 }
 
 // CacheOptions are the cache options for the operator's manager. Nodes are
@@ -120,16 +116,4 @@ func TrimNode(obj any) (any, error) {
 		}
 	}
 	return out, nil
-}
-
-// Scheme returns a scheme with client-go's kinds and bpfleet's kinds.
-func Scheme() (*runtime.Scheme, error) {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		return nil, fmt.Errorf("add client-go kinds: %w", err)
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		return nil, fmt.Errorf("add bpfleet kinds: %w", err)
-	}
-	return s, nil
 }

@@ -29,6 +29,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/bpfleet/bpfleet/api/rollout"
+	"github.com/bpfleet/bpfleet/api/scheme"
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/signing"
@@ -76,13 +77,9 @@ func startOperator(t testing.TB) {
 	startOnce.Do(func() {
 		// Reconcile errors only: they explain a failing wait.
 		ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
-		scheme, err := operator.Scheme()
-		if err != nil {
-			t.Fatal(err)
-		}
 		mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 			Cache:      operator.CacheOptions(),
-			Scheme:     scheme,
+			Scheme:     scheme.New(),
 			Metrics:    metricsserver.Options{BindAddress: "0"},
 			Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 		})

@@ -13,7 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -156,7 +156,7 @@ func ParseSpec(data []byte) (*Spec, error) {
 		if p.Object != "" && !names[p.Object] {
 			return nil, fmt.Errorf("%w: %s: programs[%d].object: %q is not in objects", bundles.ErrBundleInvalid, SpecFile, i, p.Object)
 		}
-		if !contains(format.AttachKinds, p.Attach) {
+		if !slices.Contains(format.AttachKinds, p.Attach) {
 			return nil, fmt.Errorf("%w: %s: programs[%d].attach: %q is not one of %s", bundles.ErrBundleInvalid, SpecFile, i, p.Attach, strings.Join(format.AttachKinds, ", "))
 		}
 	}
@@ -238,7 +238,7 @@ func Build(ctx context.Context, dir string, opts Options) (Result, error) {
 				mapNames = append(mapNames, name)
 			}
 		}
-		sort.Strings(mapNames)
+		slices.Sort(mapNames)
 		for _, name := range mapNames {
 			ms := coll.Maps[name]
 			m.Maps = append(m.Maps, format.Map{
@@ -383,13 +383,4 @@ func objectNames[T any](list []T, name func(T) string) string {
 		names[i] = name(v)
 	}
 	return strings.Join(names, ", ")
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

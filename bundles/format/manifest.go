@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -252,7 +253,7 @@ func (m *Manifest) Validate() error {
 		if err := checkText(field+".license", p.License, MaxNameLength); err != nil {
 			return err
 		}
-		if !contains(AttachKinds, p.Attach.Kind) {
+		if !slices.Contains(AttachKinds, p.Attach.Kind) {
 			return invalid(field+".attach.kind", "%q is not one of %s", p.Attach.Kind, strings.Join(AttachKinds, ", "))
 		}
 		if err := checkText(field+".attach.target", p.Attach.Target, MaxNameLength*4); err != nil {
@@ -322,7 +323,7 @@ func (m *Manifest) validateOutputs() error {
 		if !ok {
 			return invalid(field+".map", "%q is not in maps", o.Map)
 		}
-		if !contains(OutputMapTypes, mp.Type) {
+		if !slices.Contains(OutputMapTypes, mp.Type) {
 			return invalid(field+".map", "%q is a %s, not one of %s", o.Map, mp.Type, strings.Join(OutputMapTypes, ", "))
 		}
 		if seen[o.Map] {
@@ -350,7 +351,7 @@ func (m *Manifest) validateDrops(field string, d DropCounter) error {
 	switch {
 	case !ok:
 		return invalid(field+".map", "%q is not in maps", d.Map)
-	case !contains(DropMapTypes, mp.Type):
+	case !slices.Contains(DropMapTypes, mp.Type):
 		return invalid(field+".map", "%q is a %s, not one of %s", d.Map, mp.Type, strings.Join(DropMapTypes, ", "))
 	case mp.KeySize != 4 || mp.ValueSize < 8:
 		return invalid(field+".map", "%q has %d-byte keys and %d-byte values, want 4 and at least 8", d.Map, mp.KeySize, mp.ValueSize)
@@ -436,13 +437,4 @@ func invalid(field, format string, args ...any) error {
 
 func tooLarge(field, format string, args ...any) error {
 	return fmt.Errorf("%w: %s %s", bundles.ErrTooLarge, field, fmt.Sprintf(format, args...))
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
+	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
 )
 
 // version is set with -ldflags "-X main.version=…"; else the module version.
@@ -31,10 +32,10 @@ var version = ""
 func main() {
 	var opts controller.Options
 	flag.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "Name of this node (default $NODE_NAME).")
-	flag.StringVar(&opts.BPFFSRoot, "bpffs-root", "/sys/fs/bpf/bpfleet", "bpffs directory of the agent's own holding its pins: not a bpffs mount root, and holding nothing bpfleet did not make (the agent refuses to start otherwise).")
+	flag.StringVar(&opts.BPFFSRoot, "bpffs-root", bpffs.DefaultRoot, "bpffs directory of the agent's own holding its pins: not a bpffs mount root, and holding nothing bpfleet did not make (the agent refuses to start otherwise).")
 	flag.StringVar(&opts.EventsAddr, "events-bind-address", "0", "Address of the event streams kubectl bpf events reads, over TLS (0 disables).")
 	flag.StringVar(&opts.HostRoot, "host-root", "", "where the node's root filesystem is mounted in the agent's container (uprobe targets are its paths); empty when the agent runs on the node's own.")
-	flag.StringVar(&opts.StateDir, "state-dir", "/var/lib/bpfleet", "Directory for local records and the agent lock.")
+	flag.StringVar(&opts.StateDir, "state-dir", dataplane.DefaultStateDir, "Directory for local records and the agent lock.")
 	flag.StringVar(&opts.CacheDir, "cache-dir", "", "Bundle cache directory (default <state-dir>/bundles).")
 	flag.StringVar(&opts.NetNS, "netns", "", "Network namespace path whose interfaces are managed (default: the agent's own).")
 	flag.DurationVar(&opts.ResyncInterval, "resync-interval", 30*time.Second, "Periodic resync: drift healing and interface re-attachment.")

@@ -1,4 +1,6 @@
-// Command bpfleet builds, signs and ships eBPF bundles.
+// Command bpfleet builds, signs and ships eBPF bundles. Local mode (the
+// whole product on one machine) is a separate command, bpfleet-local, so
+// that this one links no operator, agent or control plane.
 package main
 
 import (
@@ -7,8 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/bpfleet/bpfleet/bundles/cli"
-	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
+	"github.com/bpfleet/bpfleet/cmd/bpfleet/internal/bundlecmd"
 )
 
 func main() {
@@ -18,7 +19,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(cli.NewBundleCommand(), local.NewCommand())
+	root.AddCommand(bundlecmd.NewBundleCommand())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "bpfleet:", err)
 		os.Exit(1)

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -87,9 +87,9 @@ func LoadHash(digest string, consts []v1alpha1.Constant, loadKeys ...string) str
 	for _, c := range consts {
 		cs = append(cs, c.Name+"="+c.Value)
 	}
-	sort.Strings(cs)
+	slices.Sort(cs)
 	keys := append([]string(nil), loadKeys...)
-	sort.Strings(keys)
+	slices.Sort(keys)
 	h := sha256.Sum256([]byte(digest + "\n" + strings.Join(cs, "\n") + "\n\n" + strings.Join(keys, "\n")))
 	return hex.EncodeToString(h[:])
 }

@@ -100,6 +100,12 @@ type Reconciler struct {
 	// Pods finds pods' cgroups and network namespaces on this node; nil
 	// attaches pod targets nowhere (simulated nodes).
 	Pods *pods.Finder
+	// Triggers say what else than API changes makes the node reconcile;
+	// SetupWithManager registers them.
+	Triggers Triggers
+	// Metrics records the agent's phases, failures and status writes; nil
+	// records nothing.
+	Metrics *metrics.Agent
 }
 
 // phaseTimes is how long one reconcile spent in each phase, for the log line
@@ -152,7 +158,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	start := time.Now()
 	states := r.Dataplane.Apply(ctx, desired)
 	took.apply = time.Since(start)
-	metrics.PhaseSeconds.WithLabelValues(r.NodeName, metrics.PhaseApply).Observe(took.apply.Seconds())
+	r.Metrics.ObservePhase(metrics.PhaseApply, took.apply)
 	states = explainHolds(states, desired)
 	r.reportRemounts(ctx)
 
@@ -312,7 +318,7 @@ func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, he
 		}
 		if err != nil {
 			d.Hold = dataplane.Hold(holdReason(err), err)
-			metrics.Failures.WithLabelValues(r.NodeName, holdReason(err)).Inc()
+			r.Metrics.AddFailures(holdReason(err), 1)
 			logger.Info("holding BpfProgram at what runs", "bpfProgram", p.Name, "digest", d.Digest, "reason", holdReason(err), "error", err.Error())
 		} else {
 			d.Bundle = b
@@ -353,7 +359,7 @@ func (r *Reconciler) fetchVerified(ctx context.Context, p *v1alpha1.BpfProgram, 
 	start := time.Now()
 	v, err := r.Verifier.Verify(ctx, ref.Repository, digest, policies)
 	took.verify += time.Since(start)
-	metrics.PhaseSeconds.WithLabelValues(r.NodeName, metrics.PhaseVerify).Observe(time.Since(start).Seconds())
+	r.Metrics.ObservePhase(metrics.PhaseVerify, time.Since(start))
 	if err != nil {
 		return nil, Verification{}, fmt.Errorf("verify %s@%s: %w", ref.Repository, digest, err)
 	}
@@ -363,7 +369,7 @@ func (r *Reconciler) fetchVerified(ctx context.Context, p *v1alpha1.BpfProgram, 
 	start = time.Now()
 	b, err := r.Bundles.Get(ctx, ref.Repository, digest)
 	took.pull += time.Since(start)
-	metrics.PhaseSeconds.WithLabelValues(r.NodeName, metrics.PhasePull).Observe(time.Since(start).Seconds())
+	r.Metrics.ObservePhase(metrics.PhasePull, time.Since(start))
 	if err != nil {
 		return nil, Verification{}, fmt.Errorf("pull %s@%s: %w", ref.Repository, digest, err)
 	}
@@ -438,7 +444,7 @@ func explainHolds(states []v1alpha1.ProgramState, desired []dataplane.Desired) [
 		reported[d.UID] = true
 		s := &states[i]
 		s.Reason = holdReason(d.Hold)
-		s.Message = truncate(d.Hold.Error(), 2048)
+		s.Message = v1alpha1.Truncate(d.Hold.Error(), 2048)
 		if s.State != v1alpha1.PhaseAttached {
 			s.State = heldPhase(d.Hold)
 		}
@@ -456,7 +462,7 @@ func explainHolds(states []v1alpha1.ProgramState, desired []dataplane.Desired) [
 				Program:    pa.Name,
 				State:      heldPhase(d.Hold),
 				Reason:     holdReason(d.Hold),
-				Message:    truncate(d.Hold.Error(), 2048),
+				Message:    v1alpha1.Truncate(d.Hold.Error(), 2048),
 			})
 		}
 	}
@@ -468,13 +474,6 @@ func heldPhase(hold error) v1alpha1.ProgramPhase {
 		return v1alpha1.PhaseFailed
 	}
 	return v1alpha1.PhasePending
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-3] + "..."
 }
 
 // report creates the node's BpfNodeState when missing and writes its status
@@ -496,7 +495,7 @@ func (r *Reconciler) report(ctx context.Context, node *corev1.Node, states []v1a
 		if err := r.Client.Create(ctx, ns); err != nil {
 			return false, fmt.Errorf("create BpfNodeState %s: %w", r.NodeName, err)
 		}
-		metrics.StatusWrites.WithLabelValues(r.NodeName, "create").Inc()
+		r.Metrics.StatusWritten("create")
 	case err != nil:
 		return false, fmt.Errorf("get BpfNodeState %s: %w", r.NodeName, err)
 	}
@@ -527,8 +526,8 @@ func (r *Reconciler) report(ctx context.Context, node *corev1.Node, states []v1a
 		r.Written.Wrote(base.ResourceVersion, ns)
 	}
 	ns.Status = next
-	metrics.PhaseSeconds.WithLabelValues(r.NodeName, metrics.PhaseStatus).Observe(time.Since(start).Seconds())
-	metrics.StatusWrites.WithLabelValues(r.NodeName, "status").Inc()
+	r.Metrics.ObservePhase(metrics.PhaseStatus, time.Since(start))
+	r.Metrics.StatusWritten("status")
 	r.recordTransitions(ns, base.Status.Programs, next.Programs)
 	r.recordUnmanaged(ns, base.Status.Unmanaged, next.Unmanaged)
 	return true, nil
@@ -578,7 +577,7 @@ func (r *Reconciler) recordTransitions(ns *v1alpha1.BpfNodeState, before, after 
 		}
 		switch s.State {
 		case v1alpha1.PhaseFailed:
-			metrics.Failures.WithLabelValues(r.NodeName, s.Reason).Inc()
+			r.Metrics.AddFailures(s.Reason, 1)
 			if r.Recorder != nil {
 				r.Recorder.Eventf(ns, nil, corev1.EventTypeWarning, s.Reason, "Apply",
 					"%s", v1alpha1.EventNote(fmt.Sprintf("%s/%s %s: %s", s.BpfProgram, s.Program, s.AttachPoint, s.Message)))
@@ -604,7 +603,7 @@ func (r *Reconciler) reportRemounts(ctx context.Context) {
 	if n == 0 {
 		return
 	}
-	metrics.Failures.WithLabelValues(r.NodeName, v1alpha1.ReasonBPFFSRemounted).Add(float64(n))
+	r.Metrics.AddFailures(v1alpha1.ReasonBPFFSRemounted, n)
 	log.FromContext(ctx).Info("bpffs was gone and mounted again; programs pinned again", "times", n)
 	if r.Recorder != nil {
 		ns := &v1alpha1.BpfNodeState{ObjectMeta: metav1.ObjectMeta{Name: r.NodeName}}

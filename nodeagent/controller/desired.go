@@ -3,7 +3,8 @@ package controller
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -76,7 +77,7 @@ func selected(programs []v1alpha1.BpfProgram, node *corev1.Node, onNode func(typ
 			out = append(out, p)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	slices.SortFunc(out, func(a, b *v1alpha1.BpfProgram) int { return strings.Compare(a.Name, b.Name) })
 	return out, held, errors.Join(errs...)
 }
 
@@ -143,6 +144,6 @@ func policyKey(policies []v1alpha1.BundleTrustPolicy) string {
 	for _, p := range policies {
 		keys = append(keys, fmt.Sprintf("%s/%s/%d", p.Name, p.UID, p.Generation))
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	return fmt.Sprint(keys)
 }

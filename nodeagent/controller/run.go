@@ -14,10 +14,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -25,7 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/api/scheme"
 	"github.com/bpfleet/bpfleet/bundles/cache"
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/trust"
@@ -102,10 +100,10 @@ func (o *Options) defaults() error {
 		o.EventsOut = os.Stdout
 	}
 	if o.BPFFSRoot == "" {
-		o.BPFFSRoot = "/sys/fs/bpf/bpfleet"
+		o.BPFFSRoot = bpffs.DefaultRoot
 	}
 	if o.StateDir == "" {
-		o.StateDir = "/var/lib/bpfleet"
+		o.StateDir = dataplane.DefaultStateDir
 	}
 	if o.CacheDir == "" {
 		o.CacheDir = filepath.Join(o.StateDir, "bundles")
@@ -162,18 +160,6 @@ func Lock(stateDir string) (unlock func(), err error) {
 	}, nil
 }
 
-// Scheme returns the kinds the agent reads and writes.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
-}
-
 // Run runs one node agent until ctx ends: it locks the state directory,
 // opens the dataplane (re-adopting what a previous agent pinned) and the
 // bundle cache, and runs a manager scoped to the node. Several agents with
@@ -189,6 +175,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 	defer unlock()
 
+	agentMetrics := metrics.NewAgent(opts.NodeName)
 	dp, err := dataplane.New(ctx, dataplane.Options{
 		BPFFSRoot:     opts.BPFFSRoot,
 		StateDir:      opts.StateDir,
@@ -198,9 +185,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		NetNS:         opts.NetNS,
 		BootID:        opts.BootID,
 		KernelRelease: opts.KernelRelease,
-		Observe: func(phase string, took time.Duration) {
-			metrics.PhaseSeconds.WithLabelValues(opts.NodeName, phase).Observe(took.Seconds())
-		},
+		Observe:       agentMetrics.ObservePhase,
 	})
 	if err != nil {
 		return fmt.Errorf("open dataplane: %w", err)
@@ -213,7 +198,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	}
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: Scheme(),
+		Scheme: scheme.New(),
 		Logger: opts.Log,
 		Cache:  CacheOptions(opts.NodeName),
 		// hostNetwork puts /metrics on every interface of the node: serve
@@ -236,7 +221,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	// A digest's metric maps never change: read each bundle's manifest
 	// once, not on every scrape.
 	var metricMapNames sync.Map // digest → []string
-	unregister := metrics.Register(opts.NodeName, metrics.Source{
+	if err := agentMetrics.Register(metrics.Source{
 		Snapshot: dp.Snapshot,
 		MetricMaps: func(uid types.UID, digest string) map[string]string {
 			names, ok := metricMapNames.Load(digest)
@@ -253,8 +238,10 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 			}
 			return paths
 		},
-	})
-	defer unregister()
+	}, nil); err != nil {
+		return err
+	}
+	defer agentMetrics.Unregister()
 
 	r := &Reconciler{
 		Client:    mgr.GetClient(),
@@ -269,12 +256,14 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Version:  opts.Version,
 		Written:  &WrittenStatus{},
 		Pods:     &pods.Finder{CgroupRoot: attach.CgroupRoot()},
+		Triggers: Triggers{ResyncInterval: opts.ResyncInterval, StatsInterval: opts.StatsInterval},
+		Metrics:  agentMetrics,
 	}
 	if opts.UnmanagedInterval > 0 {
 		r.Inventory = &inventory.Scanner{Root: opts.BPFFSRoot}
 		r.UnmanagedLimiter = &inventory.Limiter{Interval: opts.UnmanagedInterval}
 	}
-	if err := r.SetupWithManager(mgr, Triggers{ResyncInterval: opts.ResyncInterval, StatsInterval: opts.StatsInterval}); err != nil {
+	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("set up controller: %w", err)
 	}
 	streamer := newStreamer(opts, mgr.GetClient(), dp, bundleCache, layout)

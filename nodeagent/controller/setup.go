@@ -52,10 +52,11 @@ type Triggers struct {
 
 // SetupWithManager registers the reconciler: every event maps to the one
 // node key. The manager's cache must be scoped with CacheOptions.
-func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, t Triggers) error {
+func (r *Reconciler) SetupWithManager(_ context.Context, mgr ctrl.Manager) error {
 	if r.NodeName == "" {
 		return errNoNode
 	}
+	t := r.Triggers
 	if t.ResyncInterval <= 0 {
 		t.ResyncInterval = 30 * time.Second
 	}

@@ -2,7 +2,8 @@ package controller
 
 import (
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -58,7 +59,7 @@ func (r *Reconciler) nodeStatus(prev v1alpha1.BpfNodeStateStatus, states []v1alp
 		}
 		programs = append(programs, s)
 	}
-	sort.SliceStable(programs, func(i, j int) bool { return entryKey(programs[i]) < entryKey(programs[j]) })
+	slices.SortStableFunc(programs, func(a, b v1alpha1.ProgramState) int { return strings.Compare(entryKey(a), entryKey(b)) })
 
 	next := v1alpha1.BpfNodeStateStatus{
 		Kernel:       r.Dataplane.Kernel(),
@@ -74,7 +75,7 @@ func (r *Reconciler) nodeStatus(prev v1alpha1.BpfNodeStateStatus, states []v1alp
 		now := metav1.NowMicro()
 		next.StatsAt = &now
 	}
-	sort.Slice(next.Features, func(i, j int) bool { return next.Features[i].Name < next.Features[j].Name })
+	slices.SortFunc(next.Features, func(a, b v1alpha1.Feature) int { return strings.Compare(a.Name, b.Name) })
 	setReadyCondition(&next)
 	return next
 }
@@ -138,7 +139,7 @@ func setReadyCondition(st *v1alpha1.BpfNodeStateStatus) {
 	if cond.Reason == "" {
 		cond.Reason = string(v1alpha1.PhasePending)
 	}
-	cond.Message = truncate(cond.Message, 1024)
+	cond.Message = v1alpha1.Truncate(cond.Message, 1024)
 	meta.SetStatusCondition(&st.Conditions, cond)
 }
 

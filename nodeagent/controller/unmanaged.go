@@ -9,7 +9,6 @@ import (
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/inventory"
-	"github.com/bpfleet/bpfleet/nodeagent/metrics"
 )
 
 // Inventory summarises the programs in the node's kernel that bpfleet did
@@ -47,7 +46,7 @@ func (r *Reconciler) unmanaged(ctx context.Context, prev *v1alpha1.UnmanagedSumm
 		log.FromContext(ctx).Error(err, "list unmanaged programs; keeping the last inventory")
 		return prev
 	}
-	metrics.SetUnmanaged(r.NodeName, fresh.ByType)
+	r.Metrics.SetUnmanaged(fresh.ByType)
 	if inventory.Same(prev, fresh) {
 		if r.UnmanagedLimiter != nil {
 			r.UnmanagedLimiter.Settled()

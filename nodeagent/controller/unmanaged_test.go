@@ -12,18 +12,18 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/bpfleet/bpfleet/api/scheme"
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
 	"github.com/bpfleet/bpfleet/nodeagent/inventory"
-	"github.com/bpfleet/bpfleet/nodeagent/metrics"
 )
 
 // foreignProgram is a program loaded outside bpfleet, as a third-party
@@ -140,7 +140,7 @@ func TestUnmanagedPrograms(t *testing.T) {
 	own := w.waitEntry(t, p, "attached", attachedAt(digest))
 
 	// Watch every write of the node's status for the whole test.
-	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: controller.Scheme()})
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func TestUnmanagedPrograms(t *testing.T) {
 	if ns.Status.Unmanaged.ByType["raw_tracepoint"] < 1 || ns.Status.Unmanaged.Count < int32(len(ns.Status.Unmanaged.Programs)) {
 		t.Errorf("summary %+v", ns.Status.Unmanaged)
 	}
-	if v := testutil.ToFloat64(metrics.Unmanaged.WithLabelValues(w.node, "raw_tracepoint")); v < 1 {
+	if v := unmanagedGauge(t, w.node, "raw_tracepoint"); v < 1 {
 		t.Errorf("bpfleet_unmanaged_programs{type=raw_tracepoint} = %v, want >= 1", v)
 	}
 	eventually(t, 10*time.Second, "an UnmanagedProgramsChanged event names the program", func() (bool, string) {
@@ -320,4 +320,29 @@ func sortedIDs(ids map[uint32]bool) []uint32 {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// unmanagedGauge is bpfleet_unmanaged_programs{node, type} as the agent
+// exports it on controller-runtime's registry; 0 when absent.
+func unmanagedGauge(t *testing.T, node, typ string) float64 {
+	t.Helper()
+	families, err := crmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatalf("gather metrics: %v", err)
+	}
+	for _, f := range families {
+		if f.GetName() != "bpfleet_unmanaged_programs" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["node"] == node && labels["type"] == typ {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return 0
 }

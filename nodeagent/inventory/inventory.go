@@ -10,12 +10,13 @@
 package inventory
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -145,7 +146,7 @@ func linkPoints() (map[uint32][]string, error) {
 		return nil, fmt.Errorf("iterate links: %w", err)
 	}
 	for id := range out {
-		sort.Strings(out[id])
+		slices.Sort(out[id])
 	}
 	return out, nil
 }
@@ -284,7 +285,7 @@ func Summarize(all []Program, ours map[uint32]bool, limit int) *v1alpha1.Unmanag
 		sum.ByType[p.Type]++
 		listed = append(listed, p)
 	}
-	sort.Slice(listed, func(i, j int) bool { return listed[i].ID > listed[j].ID })
+	slices.SortFunc(listed, func(a, b Program) int { return cmp.Compare(b.ID, a.ID) })
 	if len(listed) > limit {
 		listed = listed[:limit]
 	}

@@ -2,10 +2,11 @@ package inventory
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -58,7 +59,7 @@ func Owners(proc string, want map[uint32]bool) map[uint32][]string {
 		}
 	}
 	for id, owners := range found {
-		sort.Slice(owners, func(i, j int) bool { return owners[i].pid < owners[j].pid })
+		slices.SortFunc(owners, func(a, b owner) int { return cmp.Compare(a.pid, b.pid) })
 		if len(owners) > maxOwners {
 			owners = owners[:maxOwners]
 		}

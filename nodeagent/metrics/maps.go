@@ -30,7 +30,7 @@ type programDigest struct {
 }
 
 // collectMaps exports the declared metric maps of every running program.
-func collectMaps(ch chan<- prometheus.Metric, node string, states []v1alpha1.ProgramState, lookup func(types.UID, string) map[string]string) {
+func collectMaps(ch chan<- prometheus.Metric, states []v1alpha1.ProgramState, lookup func(types.UID, string) map[string]string) {
 	seen := map[programDigest]bool{}
 	for _, s := range states {
 		pd := programDigest{s.BpfProgram, s.UID, s.Digest}
@@ -47,7 +47,7 @@ func collectMaps(ch chan<- prometheus.Metric, node string, states []v1alpha1.Pro
 			for _, v := range values {
 				for i, f := range v.Fields {
 					ch <- prometheus.MustNewConstMetric(descMapValue, prometheus.GaugeValue, float64(f),
-						node, s.BpfProgram, name, v.Key, strconv.Itoa(i))
+						s.BpfProgram, name, v.Key, strconv.Itoa(i))
 				}
 			}
 		}

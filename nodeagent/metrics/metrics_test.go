@@ -117,17 +117,22 @@ func TestRegisterPerNode(t *testing.T) {
 			RunCount: 3, RunTimeNs: 3000,
 		}}
 	}
-	register := func(node string) func() {
-		return metrics.Register(node, metrics.Source{
+	register := func(node string) *metrics.Agent {
+		a := metrics.NewAgent(node)
+		if err := a.Register(metrics.Source{
 			Snapshot: func() []v1alpha1.ProgramState { return state(node) },
 			MetricMaps: func(uid types.UID, digest string) map[string]string {
 				return map[string]string{"hits": filepath.Join(dir, "hits")}
 			},
-		})
+		}, nil); err != nil {
+			t.Fatal(err)
+		}
+		return a
 	}
-	unA := register("node-a")
-	unB := register("node-b")
-	metrics.Failures.WithLabelValues("node-a", v1alpha1.ReasonPullFailed).Inc()
+	agentA := register("node-a")
+	agentB := register("node-b")
+	unA, unB := agentA.Unregister, agentB.Unregister
+	agentA.AddFailures(v1alpha1.ReasonPullFailed, 1)
 
 	series := func() map[string]map[string]float64 { // family → node → value
 		families, err := crmetrics.Registry.Gather()

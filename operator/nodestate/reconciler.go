@@ -84,7 +84,7 @@ func (r *Reconciler) nodeExists(ctx context.Context, name string) (bool, error) 
 
 // SetupWithManager wakes the reconciler for every BpfNodeState created (an
 // agent may report for a node already gone) and for every Node deleted.
-func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *Reconciler) SetupWithManager(_ context.Context, mgr ctrl.Manager) error {
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named("bpfnodestate-gc").
 		// Each reconcile is two or three small API calls; a zone of nodes

@@ -291,10 +291,10 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 		if stable != in.Verified {
 			from := "nothing"
 			if stable != "" {
-				from = short(stable)
+				from = v1alpha1.ShortDigest(stable)
 			}
 			d.Events = append(d.Events, Event{corev1.EventTypeNormal, "RolloutStarted",
-				fmt.Sprintf("rolling out %s (from %s) with strategy %s", short(in.Verified), from, cmp.Or(spec.Strategy, v1alpha1.RolloutAllAtOnce))})
+				fmt.Sprintf("rolling out %s (from %s) with strategy %s", v1alpha1.ShortDigest(in.Verified), from, cmp.Or(spec.Strategy, v1alpha1.RolloutAllAtOnce))})
 		}
 	}
 	d.Rollout = r
@@ -351,7 +351,7 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 		return d
 	case r.TargetDigest == r.StableDigest:
 		d.RolledOut = cond(v1alpha1.ConditionRolledOut, true, v1alpha1.ReasonRolloutComplete,
-			fmt.Sprintf("every selected node was told to run %s", short(r.TargetDigest)))
+			fmt.Sprintf("every selected node was told to run %s", v1alpha1.ShortDigest(r.TargetDigest)))
 		return d
 	}
 
@@ -370,7 +370,7 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 				r.PausedKernels = append(r.PausedKernels, v1alpha1.PausedKernel{Release: n.release, Node: n.name, Reason: n.why})
 				d.Events = append(d.Events, Event{corev1.EventTypeWarning, "KernelPaused",
 					fmt.Sprintf("%s failed on kernel %s (%s: %s): nodes of that release keep %s, the others go on",
-						short(r.TargetDigest), n.release, n.name, n.why, cmp.Or(short(r.StableDigest), "nothing"))})
+						v1alpha1.ShortDigest(r.TargetDigest), n.release, n.name, n.why, cmp.Or(v1alpha1.ShortDigest(r.StableDigest), "nothing"))})
 			}
 			if rollout.Paused(r, n.release) {
 				continue
@@ -395,7 +395,7 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 		extraKernels := max(len(r.PausedKernels)-1, 0)
 		if int32(len(failed)+extraKernels) > spec.MaxFailedNodes {
 			var b strings.Builder
-			fmt.Fprintf(&b, "%d node(s) failed %s", len(failed), short(r.TargetDigest))
+			fmt.Fprintf(&b, "%d node(s) failed %s", len(failed), v1alpha1.ShortDigest(r.TargetDigest))
 			if extraKernels > 0 {
 				fmt.Fprintf(&b, " and it failed on %d kernel releases (%s)", len(r.PausedKernels), pausedReleases(r))
 			}
@@ -403,7 +403,7 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 			if r.StableDigest == "" {
 				b.WriteString("nothing")
 			} else {
-				b.WriteString(short(r.StableDigest))
+				b.WriteString(v1alpha1.ShortDigest(r.StableDigest))
 			}
 			b.WriteString(":")
 			if len(failed) == 0 {
@@ -420,13 +420,13 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 			}
 			r.HaltedReason = strings.TrimSuffix(b.String(), ";")
 			d.Events = append(d.Events,
-				Event{corev1.EventTypeWarning, "RolloutHalted", fmt.Sprintf("wave %d of %s: %s", r.Wave, short(r.TargetDigest), r.HaltedReason)},
-				Event{corev1.EventTypeWarning, v1alpha1.ReasonRolledBack, fmt.Sprintf("every node returns to %s", cmp.Or(short(r.StableDigest), "nothing"))})
+				Event{corev1.EventTypeWarning, "RolloutHalted", fmt.Sprintf("wave %d of %s: %s", r.Wave, v1alpha1.ShortDigest(r.TargetDigest), r.HaltedReason)},
+				Event{corev1.EventTypeWarning, v1alpha1.ReasonRolledBack, fmt.Sprintf("every node returns to %s", cmp.Or(v1alpha1.ShortDigest(r.StableDigest), "nothing"))})
 			d.RolledOut = cond(v1alpha1.ConditionRolledOut, false, v1alpha1.ReasonRolledBack, r.HaltedReason)
 			return d
 		}
 		if !done {
-			msg := fmt.Sprintf("wave %d of %d: %d node(s) run %s", r.Wave+1, last+1, r.UpdatedNodes, short(r.TargetDigest))
+			msg := fmt.Sprintf("wave %d of %d: %d node(s) run %s", r.Wave+1, last+1, r.UpdatedNodes, v1alpha1.ShortDigest(r.TargetDigest))
 			if len(r.PausedKernels) > 0 {
 				msg += "; paused on kernel " + pausedReleases(r)
 			}
@@ -436,10 +436,10 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 		// The wave is complete.
 		if !in.Paused {
 			d.Events = append(d.Events, Event{corev1.EventTypeNormal, "WaveCompleted",
-				fmt.Sprintf("wave %d of %d (%d node(s)) runs %s", r.Wave+1, last+1, members, short(r.TargetDigest))})
+				fmt.Sprintf("wave %d of %d (%d node(s)) runs %s", r.Wave+1, last+1, members, v1alpha1.ShortDigest(r.TargetDigest))})
 		}
 		if r.Wave >= last && len(r.PausedKernels) > 0 {
-			msg := fmt.Sprintf("every wave runs %s except kernel %s, which keeps %s", short(r.TargetDigest), pausedReleases(r), cmp.Or(short(r.StableDigest), "nothing"))
+			msg := fmt.Sprintf("every wave runs %s except kernel %s, which keeps %s", v1alpha1.ShortDigest(r.TargetDigest), pausedReleases(r), cmp.Or(v1alpha1.ShortDigest(r.StableDigest), "nothing"))
 			if !in.Paused {
 				d.Events = append(d.Events, Event{corev1.EventTypeWarning, v1alpha1.ReasonKernelsPaused, msg})
 			}
@@ -450,9 +450,9 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 			r.StableDigest = r.TargetDigest
 			r.FailedNodes = nil
 			d.Events = append(d.Events, Event{corev1.EventTypeNormal, v1alpha1.ReasonRolloutComplete,
-				fmt.Sprintf("every selected node was told to run %s", short(r.TargetDigest))})
+				fmt.Sprintf("every selected node was told to run %s", v1alpha1.ShortDigest(r.TargetDigest))})
 			d.RolledOut = cond(v1alpha1.ConditionRolledOut, true, v1alpha1.ReasonRolloutComplete,
-				fmt.Sprintf("every selected node was told to run %s", short(r.TargetDigest)))
+				fmt.Sprintf("every selected node was told to run %s", v1alpha1.ShortDigest(r.TargetDigest)))
 			return d
 		}
 		pause := time.Duration(spec.PauseSeconds) * time.Second
@@ -490,15 +490,6 @@ func cond(t string, ok bool, reason, msg string) metav1.Condition {
 		s = metav1.ConditionTrue
 	}
 	return metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg}
-}
-
-// short returns the first 12 hex digits of a sha256 digest.
-func short(digest string) string {
-	hex := strings.TrimPrefix(digest, "sha256:")
-	if len(hex) > 12 {
-		return hex[:12]
-	}
-	return hex
 }
 
 // ReadyInput is what DecideReady needs.
@@ -542,13 +533,13 @@ func DecideReady(in ReadyInput) (ready, degraded metav1.Condition) {
 		ready = cond(v1alpha1.ConditionReady, false, v1alpha1.ReasonKernelsPaused, pausedMessage(in.Rollout))
 	case rollout.InProgress(in.Rollout):
 		ready = cond(v1alpha1.ConditionReady, false, v1alpha1.ReasonRolloutInProgress,
-			fmt.Sprintf("%d/%d node(s) run %s", in.Rollout.UpdatedNodes, c.Selected, short(in.Rollout.TargetDigest)))
+			fmt.Sprintf("%d/%d node(s) run %s", in.Rollout.UpdatedNodes, c.Selected, v1alpha1.ShortDigest(in.Rollout.TargetDigest)))
 	case c.Pending > 0:
 		ready = cond(v1alpha1.ConditionReady, false, v1alpha1.ReasonNodesPending,
 			fmt.Sprintf("%d of %d node(s) have not reported every program attached", c.Pending, c.Selected))
 	default:
 		ready = cond(v1alpha1.ConditionReady, true, v1alpha1.ReasonAllAttached,
-			fmt.Sprintf("%d node(s) run %s", c.Selected, short(in.Rollout.TargetDigest)))
+			fmt.Sprintf("%d node(s) run %s", c.Selected, v1alpha1.ShortDigest(in.Rollout.TargetDigest)))
 	}
 	return ready, degraded
 }
@@ -560,7 +551,7 @@ func pausedMessage(r *v1alpha1.RolloutStatus) string {
 		parts = append(parts, fmt.Sprintf("%s (%s: %s)", k.Release, k.Node, k.Reason))
 	}
 	return fmt.Sprintf("%s failed on kernel %s; nodes of those releases keep %s",
-		short(r.TargetDigest), strings.Join(parts, ", "), cmp.Or(short(r.StableDigest), "nothing"))
+		v1alpha1.ShortDigest(r.TargetDigest), strings.Join(parts, ", "), cmp.Or(v1alpha1.ShortDigest(r.StableDigest), "nothing"))
 }
 
 func firstN(s []string, n int) []string {

@@ -447,7 +447,7 @@ func TestDecideRollout(t *testing.T) {
 			}
 			if r.TargetDigest != tt.wantTarget || r.StableDigest != tt.wantStable || r.Wave != tt.wantWave || (r.HaltedReason != "") != tt.wantHalted {
 				t.Errorf("rollout target %s stable %s wave %d halted %q; want %s %s %d halted=%v",
-					short(r.TargetDigest), short(r.StableDigest), r.Wave, r.HaltedReason, short(tt.wantTarget), short(tt.wantStable), tt.wantWave, tt.wantHalted)
+					v1alpha1.ShortDigest(r.TargetDigest), v1alpha1.ShortDigest(r.StableDigest), r.Wave, r.HaltedReason, v1alpha1.ShortDigest(tt.wantTarget), v1alpha1.ShortDigest(tt.wantStable), tt.wantWave, tt.wantHalted)
 			}
 			var paused []string
 			for _, k := range r.PausedKernels {

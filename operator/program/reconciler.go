@@ -237,7 +237,7 @@ func (r *Reconciler) reconcileBundle(ctx context.Context, s *scope) error {
 	}
 	s.digest = digest
 	p.Status.ResolvedDigest = digest
-	p.Status.ShortDigest = short(digest)
+	p.Status.ShortDigest = v1alpha1.ShortDigest(digest)
 	p.Status.ResolvedImage = ref.Repository
 	if c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionBundleResolved); c == nil ||
 		c.Status != metav1.ConditionFalse || c.ObservedGeneration != p.Generation ||
@@ -317,26 +317,26 @@ func (r *Reconciler) reconcileVerification(ctx context.Context, s *scope) error 
 		reason := signatureReason(err)
 		r.setSignatureVerifiedCondition(s, false, reason, err.Error())
 		if transientReason(reason) {
-			return fmt.Errorf("verify %s: %w", short(s.digest), err)
+			return fmt.Errorf("verify %s: %w", v1alpha1.ShortDigest(s.digest), err)
 		}
 		s.verifiedFor = key
-		return reconcile.TerminalError(fmt.Errorf("verify %s: %w", short(s.digest), err))
+		return reconcile.TerminalError(fmt.Errorf("verify %s: %w", v1alpha1.ShortDigest(s.digest), err))
 	}
 	b, err := r.Registry.Fetch(ctx, s.ref.Repository, s.digest)
 	if err != nil {
 		if errors.Is(err, bundles.ErrRegistryUnavailable) {
 			r.setBundleResolvedCondition(s, false, v1alpha1.ReasonRegistryUnavailable, err.Error())
-			return fmt.Errorf("fetch %s: %w", short(s.digest), err)
+			return fmt.Errorf("fetch %s: %w", v1alpha1.ShortDigest(s.digest), err)
 		}
 		r.setBundleResolvedCondition(s, false, v1alpha1.ReasonBundleInvalid, err.Error())
 		s.verifiedFor = key
-		return reconcile.TerminalError(fmt.Errorf("fetch %s: %w", short(s.digest), err))
+		return reconcile.TerminalError(fmt.Errorf("fetch %s: %w", v1alpha1.ShortDigest(s.digest), err))
 	}
 	if err := b.CheckObjects(); err != nil {
 		// The manifest lies about its ELF: no type check on it would hold.
 		r.setBundleResolvedCondition(s, false, v1alpha1.ReasonBundleInvalid, err.Error())
 		s.verifiedFor = key
-		return reconcile.TerminalError(fmt.Errorf("check objects of %s: %w", short(s.digest), err))
+		return reconcile.TerminalError(fmt.Errorf("check objects of %s: %w", v1alpha1.ShortDigest(s.digest), err))
 	}
 	if err := trust.CheckProgramTypes(res, b.Manifest); err != nil {
 		r.setSignatureVerifiedCondition(s, false, v1alpha1.ReasonProgramTypeDenied, err.Error())
@@ -555,12 +555,12 @@ func (r *Reconciler) setSignatureVerifiedCondition(s *scope, ok bool, reason, ms
 	switch {
 	case ok:
 		// A new digest admitted is news even when the condition stays True.
-		r.Recorder.Eventf(s.program, nil, corev1.EventTypeNormal, v1alpha1.ReasonVerified, "Verify", "%s", v1alpha1.EventNote(fmt.Sprintf("%s@%s %s", s.ref.Repository, short(s.digest), msg)))
+		r.Recorder.Eventf(s.program, nil, corev1.EventTypeNormal, v1alpha1.ReasonVerified, "Verify", "%s", v1alpha1.EventNote(fmt.Sprintf("%s@%s %s", s.ref.Repository, v1alpha1.ShortDigest(s.digest), msg)))
 		if reason == v1alpha1.ReasonUnsignedAllowed {
-			r.Recorder.Eventf(s.program, nil, corev1.EventTypeWarning, v1alpha1.ReasonUnsignedAllowed, "Verify", "%s", v1alpha1.EventNote(fmt.Sprintf("%s@%s runs without a valid signature: %s", s.ref.Repository, short(s.digest), msg)))
+			r.Recorder.Eventf(s.program, nil, corev1.EventTypeWarning, v1alpha1.ReasonUnsignedAllowed, "Verify", "%s", v1alpha1.EventNote(fmt.Sprintf("%s@%s runs without a valid signature: %s", s.ref.Repository, v1alpha1.ShortDigest(s.digest), msg)))
 		}
 	case changed:
-		r.Recorder.Eventf(s.program, nil, corev1.EventTypeWarning, reason, "Verify", "%s", v1alpha1.EventNote(fmt.Sprintf("%s@%s refused: %s", s.ref.Repository, short(s.digest), msg)))
+		r.Recorder.Eventf(s.program, nil, corev1.EventTypeWarning, reason, "Verify", "%s", v1alpha1.EventNote(fmt.Sprintf("%s@%s refused: %s", s.ref.Repository, v1alpha1.ShortDigest(s.digest), msg)))
 	}
 }
 

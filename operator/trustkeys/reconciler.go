@@ -132,7 +132,7 @@ func sameRules(a, b []rbacv1.PolicyRule) bool {
 // the Role itself (so an edited or re-created Role is put right at once).
 // The Role is watched through a cache of its own holding that one object:
 // the operator may list and watch it only with its name as field selector.
-func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *Reconciler) SetupWithManager(_ context.Context, mgr ctrl.Manager) error {
 	ns := r.namespace()
 	roles, err := cache.New(mgr.GetConfig(), cache.Options{
 		HTTPClient:        mgr.GetHTTPClient(),

@@ -137,7 +137,7 @@ func (r *Reconciler) setUnsignedAllowedCondition(pol *v1alpha1.BundleTrustPolicy
 
 // SetupWithManager watches policies, and BpfPrograms to keep coveredPrograms
 // current.
-func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *Reconciler) SetupWithManager(_ context.Context, mgr ctrl.Manager) error {
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named("bundletrustpolicy").
 		For(&v1alpha1.BundleTrustPolicy{}).

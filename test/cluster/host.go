@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/bpfleet/bpfleet/cmd/bpfleet/local/orphans"
+	"github.com/bpfleet/bpfleet/cmd/localenv/orphans"
 )
 
 // hostState is what the cluster changes on the host and must put back: it is

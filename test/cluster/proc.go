@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/bpfleet/bpfleet/cmd/bpfleet/local/orphans"
+	"github.com/bpfleet/bpfleet/cmd/localenv/orphans"
 )
 
 // proc is one component the harness runs as a child process. Each runs in

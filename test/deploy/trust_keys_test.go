@@ -210,7 +210,7 @@ func TestTrustKeysRoleGrantsReferencedSecretsOnly(t *testing.T) {
 	startOperatorPart(t, func(mgr ctrl.Manager) error {
 		r := &trustpolicy.Reconciler{Client: mgr.GetClient(), Keys: trust.SecretKeys(mgr.GetAPIReader(), namespace),
 			Recorder: mgr.GetEventRecorder("bpfleet-operator")}
-		return r.SetupWithManager(mgr)
+		return r.SetupWithManager(ctx, mgr)
 	})
 	newPolicy := func(name string, secrets ...string) *v1.BundleTrustPolicy {
 		p := &v1.BundleTrustPolicy{ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -236,7 +236,7 @@ func TestTrustKeysRoleGrantsReferencedSecretsOnly(t *testing.T) {
 	// policy reconciler's retry reads it.
 	startOperatorPart(t, func(mgr ctrl.Manager) error {
 		r := &trustkeys.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: namespace}
-		return r.SetupWithManager(mgr)
+		return r.SetupWithManager(ctx, mgr)
 	})
 	waitTrustKeysRules(t, getSecrets("ref-key"))
 	envtest.Eventually(t, 30*time.Second, func() error {

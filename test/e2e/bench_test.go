@@ -16,7 +16,7 @@ import (
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bpf/xdpfilter"
-	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
+	"github.com/bpfleet/bpfleet/cmd/localenv"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
 	"github.com/bpfleet/bpfleet/nodeagent/metrics"
 	"github.com/bpfleet/bpfleet/test/privileged"
@@ -152,7 +152,7 @@ func phaseSums(b *testing.B, node string) map[string]float64 {
 	return sums
 }
 
-func waitEntry(b *testing.B, e *local.Env, node, program string, cond func(*v1.ProgramState) bool) {
+func waitEntry(b *testing.B, e *localenv.Env, node, program string, cond func(*v1.ProgramState) bool) {
 	b.Helper()
 	err := wait.PollUntilContextTimeout(context.Background(), 5*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		var s v1.BpfNodeState

@@ -16,7 +16,7 @@ import (
 
 	"github.com/bpfleet/bpfleet/api/rollout"
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
+	"github.com/bpfleet/bpfleet/cmd/localenv"
 )
 
 // TestFilterOnSelectedNodes: a signed filter lands on exactly the nodes its
@@ -36,7 +36,7 @@ func TestFilterOnSelectedNodes(t *testing.T) {
 
 	selected := 0
 	for _, n := range e.Nodes {
-		if n.Labels[local.FilterLabel] == "enabled" {
+		if n.Labels[localenv.FilterLabel] == "enabled" {
 			selected++
 		}
 	}
@@ -54,7 +54,7 @@ func TestFilterOnSelectedNodes(t *testing.T) {
 	}
 	ids := map[string]uint32{}
 	for _, n := range e.Nodes {
-		want := n.Labels[local.FilterLabel] == "enabled"
+		want := n.Labels[localenv.FilterLabel] == "enabled"
 		if got := slices.Contains(onNodes, n.Name); got != want {
 			t.Errorf("node %s in kubectl bpf status: %t, want %t (rows %v)", n.Name, got, want, rows)
 		}
@@ -91,16 +91,16 @@ func TestFilterOnSelectedNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range e.Nodes {
-		var tr local.Traffic
+		var tr localenv.Traffic
 		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 			var err error
 			tr, err = e.SendTraffic(ctx, n, 10)
-			return err != nil || tr.BadReceived == 0 || n.Labels[local.FilterLabel] != "enabled", err
+			return err != nil || tr.BadReceived == 0 || n.Labels[localenv.FilterLabel] != "enabled", err
 		})
 		if err != nil {
 			t.Fatalf("node %s: rule never took effect (last: %s): %v", n.Name, tr, err)
 		}
-		if n.Labels[local.FilterLabel] != "enabled" {
+		if n.Labels[localenv.FilterLabel] != "enabled" {
 			if tr.BadReceived != tr.BadSent {
 				t.Errorf("unselected node %s filtered traffic: %s", n.Name, tr)
 			}

@@ -1,7 +1,7 @@
 // Package e2e runs bpfleet end to end on this machine: a real apiserver, a
 // real registry, the operator and one agent per simulated node (each with its
 // own network namespace), real programs in the real kernel. The environment
-// is cmd/bpfleet/local's, started once for the package; every spec cleans up
+// is cmd/localenv's, started once for the package; every spec cleans up
 // the BpfPrograms it makes.
 //
 //	go test ./test/e2e -args -e2e.keep   # leave the environment running after the tests
@@ -20,7 +20,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/bpfleet/bpfleet/cmd/localenv"
 	"github.com/bpfleet/bpfleet/test/envtest"
 	"github.com/bpfleet/bpfleet/test/privileged"
 	"github.com/bpfleet/bpfleet/test/registry"
@@ -29,7 +31,7 @@ import (
 var (
 	keep = flag.Bool("e2e.keep", false, "keep the environment running after the tests, until interrupted")
 
-	env      *local.Env
+	env      *localenv.Env
 	envErr   error
 	agentBin string
 	repoDir  string
@@ -82,7 +84,7 @@ func run(m *testing.M) int {
 	_, _ = rand.Read(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	env, envErr = local.Start(ctx, local.Options{
+	env, envErr = localenv.Start(ctx, localenv.Options{
 		RepoDir:      root,
 		StateDir:     filepath.Join(tmp, "state"),
 		Nodes:        3,
@@ -96,6 +98,9 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "start environment: %v\n", envErr)
 		return 1
 	}
+	// controller-runtime's package-level logs go to the environment's log
+	// file, as the operator's and the agents' do.
+	ctrl.SetLogger(env.Log)
 	code := m.Run()
 	if *keep {
 		fmt.Fprintf(os.Stderr, "environment kept (-e2e.keep): KUBECONFIG=%s; interrupt to stop\n", env.Kubeconfig)
@@ -116,7 +121,7 @@ func run(m *testing.M) int {
 
 // requireEnv gates every spec: without root it skips locally and fails
 // under CI=true.
-func requireEnv(t *testing.T) *local.Env {
+func requireEnv(t *testing.T) *localenv.Env {
 	t.Helper()
 	if env == nil {
 		privileged.SkipOrFail(t, "end-to-end environment not running: %v", envErr)

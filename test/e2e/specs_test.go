@@ -17,8 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
 	kubectlbpf "github.com/bpfleet/bpfleet/cmd/kubectl-bpf/plugin"
+	"github.com/bpfleet/bpfleet/cmd/localenv"
 	"github.com/bpfleet/bpfleet/test/netns"
 	"github.com/bpfleet/bpfleet/test/privileged"
 	"github.com/bpfleet/bpfleet/test/registry/testbundle"
@@ -26,7 +26,7 @@ import (
 
 // apply creates p and deletes it when the test ends, waiting until no node
 // reports it any more.
-func apply(t testing.TB, e *local.Env, p *v1.BpfProgram) {
+func apply(t testing.TB, e *localenv.Env, p *v1.BpfProgram) {
 	t.Helper()
 	ctx := context.Background()
 	if err := e.Client.Create(ctx, p); err != nil {
@@ -43,7 +43,7 @@ func apply(t testing.TB, e *local.Env, p *v1.BpfProgram) {
 }
 
 // waitNodes polls until cond holds for every node's BpfNodeState.
-func waitNodes(t testing.TB, e *local.Env, what string, cond func(v1.BpfNodeState) bool) {
+func waitNodes(t testing.TB, e *localenv.Env, what string, cond func(v1.BpfNodeState) bool) {
 	t.Helper()
 	err := wait.PollUntilContextTimeout(context.Background(), 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		for _, n := range e.Nodes {
@@ -62,7 +62,7 @@ func waitNodes(t testing.TB, e *local.Env, what string, cond func(v1.BpfNodeStat
 	}
 }
 
-func nodeState(t testing.TB, e *local.Env, node string) v1.BpfNodeState {
+func nodeState(t testing.TB, e *localenv.Env, node string) v1.BpfNodeState {
 	t.Helper()
 	var s v1.BpfNodeState
 	if err := e.Client.Get(context.Background(), client.ObjectKey{Name: node}, &s); err != nil {
@@ -84,14 +84,14 @@ func entry(s v1.BpfNodeState, bpfProgram string) *v1.ProgramState {
 
 // xdpProgramID is the id of the XDP program the kernel runs on the node's
 // eth0 (0 when none), read with iproute2 inside the node's namespace.
-func xdpProgramID(t testing.TB, n *local.Node) uint32 {
+func xdpProgramID(t testing.TB, n *localenv.Node) uint32 {
 	t.Helper()
 	return netns.XDPProgramID(t, &netns.NS{Name: n.NetNS}, n.Interface)
 }
 
 // kubectlBPF runs the kubectl-bpf plugin as a user would, through the
 // kubeconfig, and returns its table as rows of column → value.
-func kubectlBPF(t testing.TB, e *local.Env, args ...string) []map[string]string {
+func kubectlBPF(t testing.TB, e *localenv.Env, args ...string) []map[string]string {
 	t.Helper()
 	var out bytes.Buffer
 	cmd := kubectlbpf.NewCommand(genericiooptions.IOStreams{Out: &out, ErrOut: &out})
@@ -128,7 +128,7 @@ func kubectlBPF(t testing.TB, e *local.Env, args ...string) []map[string]string 
 
 // bundleVersion ships a copy of the bundle in srcDir under another version,
 // which gives it another digest, as a developer's next release would.
-func bundleVersion(t testing.TB, e *local.Env, srcDir, version string) local.PushedBundle {
+func bundleVersion(t testing.TB, e *localenv.Env, srcDir, version string) localenv.PushedBundle {
 	t.Helper()
 	dir := t.TempDir()
 	if err := testbundle.CopyWithVersion(srcDir, dir, version); err != nil {
@@ -144,7 +144,7 @@ func bundleVersion(t testing.TB, e *local.Env, srcDir, version string) local.Pus
 // brokenFilterBundle ships an xdp-pod-filter release whose program the
 // verifier rejects (it reads the packet without a bounds check): it passes
 // every check the operator can make without a kernel and fails on nodes.
-func brokenFilterBundle(t testing.TB, e *local.Env) local.PushedBundle {
+func brokenFilterBundle(t testing.TB, e *localenv.Env) localenv.PushedBundle {
 	t.Helper()
 	clang := privileged.RequireCommand(t, "clang")
 	dir := t.TempDir()
@@ -182,7 +182,7 @@ type agentProcess struct {
 	log *bytes.Buffer
 }
 
-func startAgentProcess(t testing.TB, e *local.Env, n *local.Node) *agentProcess {
+func startAgentProcess(t testing.TB, e *localenv.Env, n *localenv.Node) *agentProcess {
 	t.Helper()
 	var log bytes.Buffer
 	cmd := exec.Command(agentBin,

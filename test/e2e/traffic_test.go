@@ -13,7 +13,7 @@ import (
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bpf/xdpfilter"
-	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
+	"github.com/bpfleet/bpfleet/cmd/localenv"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/test/livetraffic/death"
 	"github.com/bpfleet/bpfleet/test/netns"
@@ -72,7 +72,7 @@ func BenchmarkUpgradeUnderTraffic(b *testing.B) {
 	total.Report(b)
 }
 
-func requireBenchEnv(b *testing.B) *local.Env {
+func requireBenchEnv(b *testing.B) *localenv.Env {
 	if env == nil {
 		privileged.SkipOrFail(b, "end-to-end environment not running: %v", envErr)
 	}
@@ -82,15 +82,15 @@ func requireBenchEnv(b *testing.B) *local.Env {
 // filterNode applies the packet-of-death filter, named name, to one
 // filter-labelled node only, waits until it is Attached, and returns the
 // node and the BpfProgram as stored.
-func filterNode(tb testing.TB, e *local.Env, name string) (*local.Node, *v1.BpfProgram) {
+func filterNode(tb testing.TB, e *localenv.Env, name string) (*localenv.Node, *v1.BpfProgram) {
 	tb.Helper()
 	p, err := e.FilterProgram(name)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var n *local.Node
+	var n *localenv.Node
 	for _, node := range e.Nodes {
-		if node.Labels[local.FilterLabel] == "enabled" {
+		if node.Labels[localenv.FilterLabel] == "enabled" {
 			n = node
 			break
 		}
@@ -106,14 +106,14 @@ func filterNode(tb testing.TB, e *local.Env, name string) (*local.Node, *v1.BpfP
 // killScenario kills the node's agent process under traffic and starts a
 // new one, which must re-adopt the pinned program.
 type killScenario struct {
-	e   *local.Env
-	n   *local.Node
+	e   *localenv.Env
+	n   *localenv.Node
 	p   *v1.BpfProgram
 	id  uint32
 	log string
 }
 
-func newKillScenario(tb testing.TB, e *local.Env, name string) *killScenario {
+func newKillScenario(tb testing.TB, e *localenv.Env, name string) *killScenario {
 	tb.Helper()
 	n, p := filterNode(tb, e, name)
 	k := &killScenario{e: e, n: n, p: p, id: xdpProgramID(tb, n)}
@@ -156,13 +156,13 @@ func (k *killScenario) checkNotReloaded(tb testing.TB) {
 // upgradeScenario moves a node's filter to a new bundle version and back
 // under traffic.
 type upgradeScenario struct {
-	e      *local.Env
-	n      *local.Node
+	e      *localenv.Env
+	n      *localenv.Node
 	p      *v1.BpfProgram
 	images [2]string // old, new
 }
 
-func newUpgradeScenario(tb testing.TB, e *local.Env, name string) *upgradeScenario {
+func newUpgradeScenario(tb testing.TB, e *localenv.Env, name string) *upgradeScenario {
 	tb.Helper()
 	n, p := filterNode(tb, e, name)
 	v2 := bundleVersion(tb, e, filepath.Join(repoDir, "bpf", "xdpfilter"), "0.3.0")
@@ -205,14 +205,14 @@ func (u *upgradeScenario) run(tb testing.TB) death.Count {
 
 // duringTraffic runs disrupt while an in-kernel source sends good and death
 // frames to n, from the host's end of its veth, and counts the outcome.
-func duringTraffic(tb testing.TB, n *local.Node, uid types.UID, disrupt func(follow func())) death.Count {
+func duringTraffic(tb testing.TB, n *localenv.Node, uid types.UID, disrupt func(follow func())) death.Count {
 	tb.Helper()
 	ns := &netns.NS{Name: n.NetNS}
 	return death.During(tb, death.Path{
 		SourceIface: n.HostInterface,
 		FilterIface: n.Interface,
 		FilterEnter: func(fn func() error) error { return ns.Do(tb, fn) },
-		Src:         n.HostAddr, Dst: n.Addr, Port: local.DeathPort, Pattern: local.DeathPattern,
+		Src:         n.HostAddr, Dst: n.Addr, Port: localenv.DeathPort, Pattern: localenv.DeathPattern,
 		HitsPin: func() string { return bpffs.Layout{Root: n.BPFFSRoot}.Map(uid, xdpfilter.HitsMap) },
 	}, disrupt)
 }

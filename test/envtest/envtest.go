@@ -20,12 +20,11 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	bpfleetv1 "github.com/bpfleet/bpfleet/api/v1alpha1"
+	bpfleetscheme "github.com/bpfleet/bpfleet/api/scheme"
 )
 
 // Env is a running control plane.
@@ -64,18 +63,6 @@ func RepoRoot() (string, error) {
 	}
 }
 
-// Scheme returns a scheme with the client-go kinds and bpfleet's kinds.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := bpfleetv1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
-}
-
 // Start starts etcd and kube-apiserver on loopback with bpfleet's CRDs.
 func Start() (*Env, error) {
 	root, err := RepoRoot()
@@ -86,7 +73,7 @@ func Start() (*Env, error) {
 	if _, err := os.Stat(filepath.Join(assets, "kube-apiserver")); err != nil {
 		return nil, fmt.Errorf("find control plane in %s (run `make tools`): %w", assets, err)
 	}
-	scheme := Scheme()
+	scheme := bpfleetscheme.New()
 	env := &crenvtest.Environment{
 		BinaryAssetsDirectory: assets,
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},

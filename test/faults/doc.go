@@ -3,7 +3,7 @@
 // (failpoints of nodeagent/dataplane, built with -tags failpoints), registry
 // outages and 500s, a corrupted node cache, a wiped bpffs subtree (reboot),
 // interfaces flapping, two agents for one node, the operator killed
-// mid-rollout. The environment is cmd/bpfleet/local's, started once for the
+// mid-rollout. The environment is cmd/localenv's, started once for the
 // package with its own prefix and ports; traffic streams of good packets and
 // packets of death count what the filter let through during each fault.
 //

@@ -24,12 +24,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
+	"github.com/bpfleet/bpfleet/cmd/localenv"
 	"github.com/bpfleet/bpfleet/test/netns"
 )
 
 // filterProgram is the packet-of-death filter from ref on node n only.
-func filterProgram(t *testing.T, e *local.Env, name, ref string, n *local.Node) *v1.BpfProgram {
+func filterProgram(t *testing.T, e *localenv.Env, name, ref string, n *localenv.Node) *v1.BpfProgram {
 	t.Helper()
 	p, err := e.FilterProgram(name)
 	if err != nil {
@@ -42,7 +42,7 @@ func filterProgram(t *testing.T, e *local.Env, name, ref string, n *local.Node) 
 
 // create creates p. Call removeLater first, before stopping an agent, so
 // that the deletion runs after the agents are back.
-func create(t *testing.T, e *local.Env, p *v1.BpfProgram) {
+func create(t *testing.T, e *localenv.Env, p *v1.BpfProgram) {
 	t.Helper()
 	if err := e.Client.Create(context.Background(), p); err != nil {
 		t.Fatalf("create %s: %v", p.Name, err)
@@ -51,7 +51,7 @@ func create(t *testing.T, e *local.Env, p *v1.BpfProgram) {
 
 // update changes p with mutate and writes it, reading it again on a
 // conflict (the operator writes its status meanwhile).
-func update(t *testing.T, e *local.Env, p *v1.BpfProgram, mutate func(*v1.BpfProgram)) {
+func update(t *testing.T, e *localenv.Env, p *v1.BpfProgram, mutate func(*v1.BpfProgram)) {
 	t.Helper()
 	ctx := context.Background()
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -68,13 +68,13 @@ func update(t *testing.T, e *local.Env, p *v1.BpfProgram, mutate func(*v1.BpfPro
 
 // removeLater deletes p when the test ends, after the cleanups registered
 // later (agents restarted), and waits until no node reports it.
-func removeLater(t *testing.T, e *local.Env, p *v1.BpfProgram) {
+func removeLater(t *testing.T, e *localenv.Env, p *v1.BpfProgram) {
 	t.Helper()
 	t.Cleanup(func() { remove(t, e, p) })
 }
 
 // remove deletes p and waits until no node reports it.
-func remove(t *testing.T, e *local.Env, p *v1.BpfProgram) {
+func remove(t *testing.T, e *localenv.Env, p *v1.BpfProgram) {
 	t.Helper()
 	ctx := context.Background()
 	if err := e.Client.Delete(ctx, p); client.IgnoreNotFound(err) != nil {
@@ -108,7 +108,7 @@ func entry(s v1.BpfNodeState, bpfProgram string) *v1.ProgramState {
 }
 
 // waitEntry polls n's BpfNodeState until cond holds for p's entry.
-func waitEntry(t *testing.T, e *local.Env, n *local.Node, p string, timeout time.Duration, what string, cond func(*v1.ProgramState) bool) *v1.ProgramState {
+func waitEntry(t *testing.T, e *localenv.Env, n *localenv.Node, p string, timeout time.Duration, what string, cond func(*v1.ProgramState) bool) *v1.ProgramState {
 	t.Helper()
 	var last *v1.ProgramState
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
@@ -141,13 +141,13 @@ func attachedWith(digest string) func(*v1.ProgramState) bool {
 
 // xdpProgramID is the id of the XDP program on the node's eth0 (0 when
 // none), read with iproute2 inside the node's namespace.
-func xdpProgramID(t *testing.T, n *local.Node) uint32 {
+func xdpProgramID(t *testing.T, n *localenv.Node) uint32 {
 	t.Helper()
 	return netns.XDPProgramID(t, &netns.NS{Name: n.NetNS}, n.Interface)
 }
 
 // pins lists every file under the node's pin root, relative to it.
-func pins(t *testing.T, n *local.Node) []string {
+func pins(t *testing.T, n *localenv.Node) []string {
 	t.Helper()
 	var out []string
 	err := filepath.WalkDir(n.BPFFSRoot, func(path string, d fs.DirEntry, err error) error {
@@ -196,7 +196,7 @@ func linksOf(t *testing.T, prog uint32) []uint32 {
 // that the pins under the node's root are exactly that program's (one
 // uid: progs, maps, one link), and that the agent process holds no other
 // program or link.
-func checkClean(t *testing.T, n *local.Node, st *v1.ProgramState, agentPID int) (leaks []string) {
+func checkClean(t *testing.T, n *localenv.Node, st *v1.ProgramState, agentPID int) (leaks []string) {
 	t.Helper()
 	kernel := xdpProgramID(t, n)
 	if kernel == 0 || kernel != st.ID {
@@ -302,14 +302,14 @@ func (a *agentProcess) Log() string {
 // startAgent runs n's agent as a process; failpoint ("" for none) is set
 // as BPFLEET_FAILPOINT=failpoint:kill. The in-process agent of n must be
 // stopped. The process is killed when the test ends.
-func startAgent(t *testing.T, e *local.Env, n *local.Node, failpoint string, extraArgs ...string) *agentProcess {
+func startAgent(t *testing.T, e *localenv.Env, n *localenv.Node, failpoint string, extraArgs ...string) *agentProcess {
 	t.Helper()
 	return startAgentWrapped(t, e, n, nil, failpoint, extraArgs...)
 }
 
 // startAgentWrapped is startAgent with the agent run by wrapper (a command
 // and its arguments, e.g. unshare into a mount namespace of its own).
-func startAgentWrapped(t *testing.T, e *local.Env, n *local.Node, wrapper []string, failpoint string, extraArgs ...string) *agentProcess {
+func startAgentWrapped(t *testing.T, e *localenv.Env, n *localenv.Node, wrapper []string, failpoint string, extraArgs ...string) *agentProcess {
 	t.Helper()
 	a := &agentProcess{done: make(chan struct{})}
 	args := append([]string{
@@ -361,7 +361,7 @@ func (a *agentProcess) exitCode() int { return a.cmd.ProcessState.ExitCode() }
 
 // stopInProcessAgent stops n's in-process agent for the test and starts it
 // again when the test ends.
-func stopInProcessAgent(t *testing.T, e *local.Env, n *local.Node) {
+func stopInProcessAgent(t *testing.T, e *localenv.Env, n *localenv.Node) {
 	t.Helper()
 	if err := e.StopAgent(n); err != nil {
 		t.Fatal(err)

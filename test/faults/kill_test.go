@@ -7,7 +7,7 @@ import (
 	"time"
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
+	"github.com/bpfleet/bpfleet/cmd/localenv"
 )
 
 // phases are the failpoints of a load, in order (see
@@ -53,7 +53,7 @@ func TestAgentKilledAtEveryPhase(t *testing.T) {
 	}
 }
 
-func killAtPhase(t *testing.T, e *local.Env, n *local.Node, p *v1.BpfProgram, phase string, upgrade bool) {
+func killAtPhase(t *testing.T, e *localenv.Env, n *localenv.Node, p *v1.BpfProgram, phase string, upgrade bool) {
 	var linkBefore uint32
 	if upgrade {
 		a := startAgent(t, e, n, "")
@@ -98,7 +98,7 @@ func killAtPhase(t *testing.T, e *local.Env, n *local.Node, p *v1.BpfProgram, ph
 	}
 	report(t, fmt.Sprintf("SIGKILL %s %s", kind, phase), "%s attached; until kill: %s; kill→reattached: %s; after: %s; leaks %d",
 		want[:19], beforeKill, inGap, afterAttach, len(leaks))
-	for _, tr := range []local.Traffic{beforeKill, inGap, afterAttach} {
+	for _, tr := range []localenv.Traffic{beforeKill, inGap, afterAttach} {
 		if tr.GoodReceived != tr.GoodSent {
 			t.Errorf("lost %d good packets of %d", tr.GoodSent-tr.GoodReceived, tr.GoodSent)
 		}
@@ -121,9 +121,9 @@ func killAtPhase(t *testing.T, e *local.Env, n *local.Node, p *v1.BpfProgram, ph
 
 // stream is a traffic stream of one good packet and one packet of death
 // every 2 ms.
-type stream struct{ s *local.TrafficStream }
+type stream struct{ s *localenv.TrafficStream }
 
-func startStream(t *testing.T, e *local.Env, n *local.Node) *stream {
+func startStream(t *testing.T, e *localenv.Env, n *localenv.Node) *stream {
 	t.Helper()
 	s, err := e.StartTraffic(n, 2*time.Millisecond)
 	if err != nil {
@@ -135,7 +135,7 @@ func startStream(t *testing.T, e *local.Env, n *local.Node) *stream {
 }
 
 // stop stops the stream and returns its counts.
-func (s *stream) stop(t *testing.T) local.Traffic {
+func (s *stream) stop(t *testing.T) localenv.Traffic {
 	t.Helper()
 	tr := s.s.Stop()
 	if err := s.s.Err(); err != nil {

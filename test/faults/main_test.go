@@ -14,16 +14,17 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
+	"github.com/bpfleet/bpfleet/cmd/localenv"
 	"github.com/bpfleet/bpfleet/test/envtest"
 	"github.com/bpfleet/bpfleet/test/privileged"
 	"github.com/bpfleet/bpfleet/test/registry/testbundle"
 )
 
 var (
-	env      *local.Env
+	env      *localenv.Env
 	envErr   error
 	agentBin string // bpfleet-agent built with -tags failpoints
 	opBin    string // bpfleet-operator
@@ -75,7 +76,7 @@ func run(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	stateDir = filepath.Join(tmp, "state")
-	env, envErr = local.Start(ctx, local.Options{
+	env, envErr = localenv.Start(ctx, localenv.Options{
 		RepoDir:      root,
 		StateDir:     stateDir,
 		Nodes:        3,
@@ -88,6 +89,9 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "start environment: %v\n", envErr)
 		return 1
 	}
+	// controller-runtime's package-level logs go to the environment's log
+	// file, as the operator's and the agents' do.
+	ctrl.SetLogger(env.Log)
 	code := func() int {
 		if err := setup(ctx, tmp); err != nil {
 			fmt.Fprintf(os.Stderr, "set up faults: %v\n", err)
@@ -154,16 +158,16 @@ func viaProxy(ref string) string { return proxy.Host + strings.TrimPrefix(ref, e
 
 // shipVersion copies the bundle in srcDir into dir under another version
 // (another digest, as a developer's next release) and pushes and signs it.
-func shipVersion(ctx context.Context, srcDir, dir, version string) (local.PushedBundle, error) {
+func shipVersion(ctx context.Context, srcDir, dir, version string) (localenv.PushedBundle, error) {
 	if err := testbundle.CopyWithVersion(srcDir, dir, version); err != nil {
-		return local.PushedBundle{}, err
+		return localenv.PushedBundle{}, err
 	}
 	return env.BuildPushSign(ctx, dir)
 }
 
 // requireEnv gates every test: without root or the control plane it skips
 // locally and fails under CI=true.
-func requireEnv(t *testing.T) *local.Env {
+func requireEnv(t *testing.T) *localenv.Env {
 	t.Helper()
 	if env == nil {
 		privileged.SkipOrFail(t, "fault environment not running: %v", envErr)

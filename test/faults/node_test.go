@@ -17,13 +17,13 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
+	"github.com/bpfleet/bpfleet/cmd/localenv"
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
 	"github.com/bpfleet/bpfleet/test/privileged"
 )
 
 // blobs lists the node cache's blob files.
-func blobs(t *testing.T, n *local.Node) []string {
+func blobs(t *testing.T, n *localenv.Node) []string {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(n.StateDir, "cache", "blobs", "sha256", "*"))
 	if err != nil {
@@ -33,7 +33,7 @@ func blobs(t *testing.T, n *local.Node) []string {
 }
 
 // intact tells whether every blob hashes to its name, and how many there are.
-func intact(t *testing.T, n *local.Node) (bool, int) {
+func intact(t *testing.T, n *localenv.Node) (bool, int) {
 	t.Helper()
 	files := blobs(t, n)
 	for _, f := range files {

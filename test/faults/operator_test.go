@@ -16,7 +16,7 @@ import (
 
 	"github.com/bpfleet/bpfleet/api/rollout"
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/cmd/bpfleet/local"
+	"github.com/bpfleet/bpfleet/cmd/localenv"
 )
 
 // operatorProcess is bpfleet-operator run as its own process, with leader
@@ -27,7 +27,7 @@ type operatorProcess struct {
 	log  *bytes.Buffer
 }
 
-func startOperatorProcess(t *testing.T, e *local.Env) *operatorProcess {
+func startOperatorProcess(t *testing.T, e *localenv.Env) *operatorProcess {
 	t.Helper()
 	o := &operatorProcess{done: make(chan struct{}), log: &bytes.Buffer{}}
 	o.cmd = exec.Command(opBin, "--metrics-bind-address", "0", "--health-probe-bind-address", "0",
@@ -210,7 +210,7 @@ func TestOperatorKilledMidRollout(t *testing.T) {
 // distinct rollout bucket of nodes for uid, the first holding the lowest
 // bucket and the last ending at 100: fewer than two when every node shares
 // a bucket.
-func wavesAcross(nodes []*local.Node, uid types.UID) []int32 {
+func wavesAcross(nodes []*localenv.Node, uid types.UID) []int32 {
 	var distinct []int32
 	for _, n := range nodes {
 		distinct = append(distinct, rollout.Bucket(n.Name, uid))

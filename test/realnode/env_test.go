@@ -16,9 +16,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/bpfleet/bpfleet/api/scheme"
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/test/cluster"
-	"github.com/bpfleet/bpfleet/test/envtest"
 )
 
 const (
@@ -61,7 +61,7 @@ func setUp(ctx context.Context, stateDir string, killedUp time.Duration) (*env, 
 	if e.tmp, err = os.MkdirTemp("", "bpfleet-realnode-"); err != nil {
 		return e, err
 	}
-	if e.client, err = client.New(c.Config, client.Options{Scheme: envtest.Scheme()}); err != nil {
+	if e.client, err = client.New(c.Config, client.Options{Scheme: scheme.New()}); err != nil {
 		return e, err
 	}
 	steps := []struct {

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/bpfleet/bpfleet/api/scheme"
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/test/envtest"
 	"github.com/bpfleet/bpfleet/test/livetraffic/death"
@@ -104,7 +105,7 @@ func TestConfinementWithRealTokens(t *testing.T) {
 	token := e.podToken(t, pod)
 	cfg := rest.AnonymousClientConfig(e.c.Config)
 	cfg.BearerToken = token
-	agent, err := client.New(cfg, client.Options{Scheme: envtest.Scheme()})
+	agent, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		t.Fatal(err)
 	}

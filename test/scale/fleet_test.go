@@ -30,6 +30,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
+	"github.com/bpfleet/bpfleet/api/scheme"
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles/build"
 	"github.com/bpfleet/bpfleet/bundles/cache"
@@ -264,7 +265,7 @@ func (f *fleet) startOperator(t testing.TB) {
 	cfg := rest.CopyConfig(env.Config)
 	cfg.QPS, cfg.Burst = 20, 30
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 controller.Scheme(),
+		Scheme:                 scheme.New(),
 		Cache:                  operator.CacheOptions(),
 		Logger:                 logr.Discard(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -340,7 +341,7 @@ func (f *fleet) startAgents(t testing.TB) {
 			},
 		})
 		mgr, err := ctrl.NewManager(f.agentCfg, ctrl.Options{
-			Scheme:                 controller.Scheme(),
+			Scheme:                 scheme.New(),
 			Logger:                 logr.Discard(),
 			Cache:                  controller.CacheOptions(n.name),
 			Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -359,8 +360,9 @@ func (f *fleet) startAgents(t testing.TB) {
 			Recorder:  mgr.GetEventRecorder("bpfleet-agent"),
 			Version:   "scale",
 			Written:   &controller.WrittenStatus{}, // as controller.Run sets it
+			Triggers:  controller.Triggers{ResyncInterval: f.cfg.resync},
 		}
-		if err := r.SetupWithManager(mgr, controller.Triggers{ResyncInterval: f.cfg.resync}); err != nil {
+		if err := r.SetupWithManager(ctx, mgr); err != nil {
 			t.Fatalf("set up agent of %s: %v", n.name, err)
 		}
 		f.run("agent "+n.name, mgr)

@@ -3,11 +3,12 @@
 package plugin
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,10 +20,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
+	"github.com/bpfleet/bpfleet/api/scheme"
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 )
 
@@ -38,6 +38,8 @@ type options struct {
 	flags   *genericclioptions.ConfigFlags
 	streams genericiooptions.IOStreams
 	output  string
+	// print makes the json and yaml printers from output.
+	print *genericclioptions.PrintFlags
 	// newClient is replaceable so tests can pass a client built from an
 	// envtest rest.Config; by default it reads the kubeconfig flags.
 	newClient func() (client.Client, error)
@@ -61,6 +63,9 @@ func NewCommandWithClient(streams genericiooptions.IOStreams, c client.Client) *
 }
 
 func newCommand(o *options) *cobra.Command {
+	// -o json|yaml go through cli-runtime's printers, as kubectl's own;
+	// the table and wide views are the plugin's.
+	o.print = &genericclioptions.PrintFlags{OutputFormat: &o.output, JSONYamlPrintFlags: genericclioptions.NewJSONYamlPrintFlags()}
 	root := &cobra.Command{
 		Use:           "kubectl-bpf",
 		Short:         "Show the eBPF programs bpfleet runs, node by node",
@@ -80,18 +85,11 @@ func (o *options) clientFromFlags() (client.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load kubeconfig: %w", err)
 	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme()})
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		return nil, fmt.Errorf("create client: %w", err)
 	}
 	return c, nil
-}
-
-func scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(s)
-	_ = v1.AddToScheme(s)
-	return s
 }
 
 func (o *options) checkOutput() error {
@@ -102,22 +100,21 @@ func (o *options) checkOutput() error {
 	return fmt.Errorf("unknown output format %q: use wide, json or yaml", o.output)
 }
 
-// printStructured writes v as JSON or YAML and reports whether it did.
+// printStructured writes v (rows, not API objects: cli-runtime prints them
+// as raw JSON) with the -o json or yaml printer and reports whether it did.
 func (o *options) printStructured(v any) (bool, error) {
-	switch o.output {
-	case outputJSON:
-		enc := json.NewEncoder(o.streams.Out)
-		enc.SetIndent("", "  ")
-		return true, enc.Encode(v)
-	case outputYAML:
-		data, err := yaml.Marshal(v)
-		if err != nil {
-			return true, fmt.Errorf("encode yaml: %w", err)
-		}
-		_, err = o.streams.Out.Write(data)
-		return true, err
+	if o.output != outputJSON && o.output != outputYAML {
+		return false, nil
 	}
-	return false, nil
+	p, err := o.print.ToPrinter()
+	if err != nil {
+		return true, fmt.Errorf("make %s printer: %w", o.output, err)
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return true, fmt.Errorf("encode %s: %w", o.output, err)
+	}
+	return true, p.PrintObj(&runtime.Unknown{Raw: raw, ContentType: runtime.ContentTypeJSON}, o.streams.Out)
 }
 
 func (o *options) programNames(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
@@ -215,15 +212,8 @@ func statusRows(ctx context.Context, c client.Client, program, node string) ([]S
 			rows = append(rows, StatusRow{Node: s.Name, ProgramState: p})
 		}
 	}
-	sort.SliceStable(rows, func(i, j int) bool {
-		a, b := rows[i], rows[j]
-		if a.Node != b.Node {
-			return a.Node < b.Node
-		}
-		if a.BpfProgram != b.BpfProgram {
-			return a.BpfProgram < b.BpfProgram
-		}
-		return a.AttachPoint < b.AttachPoint
+	slices.SortStableFunc(rows, func(a, b StatusRow) int {
+		return cmp.Or(strings.Compare(a.Node, b.Node), strings.Compare(a.BpfProgram, b.BpfProgram), strings.Compare(a.AttachPoint, b.AttachPoint))
 	})
 	return rows, nil
 }
@@ -268,7 +258,7 @@ func (o *options) nodesCommand() *cobra.Command {
 			if err := c.List(cmd.Context(), &states); err != nil {
 				return fmt.Errorf("list bpfnodestates: %w", err)
 			}
-			sort.Slice(states.Items, func(i, j int) bool { return states.Items[i].Name < states.Items[j].Name })
+			slices.SortFunc(states.Items, func(a, b v1.BpfNodeState) int { return strings.Compare(a.Name, b.Name) })
 			if done, err := o.printStructured(states.Items); done {
 				return err
 			}
@@ -308,7 +298,7 @@ func (o *options) programsCommand() *cobra.Command {
 			if err := c.List(cmd.Context(), &list); err != nil {
 				return fmt.Errorf("list bpfprograms: %w", err)
 			}
-			sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
+			slices.SortFunc(list.Items, func(a, b v1.BpfProgram) int { return strings.Compare(a.Name, b.Name) })
 			if done, err := o.printStructured(list.Items); done {
 				return err
 			}
@@ -420,21 +410,9 @@ func ids(v []uint32) string {
 	return strings.Join(s, ",")
 }
 
-func short(digest string) string {
-	d := strings.TrimPrefix(digest, "sha256:")
-	if len(d) > 12 {
-		return d[:12]
-	}
-	return dash(d)
-}
+func short(digest string) string { return dash(v1.ShortDigest(digest)) }
 
-func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 80 {
-		s = s[:77] + "..."
-	}
-	return s
-}
+func oneLine(s string) string { return v1.Truncate(strings.Join(strings.Fields(s), " "), 80) }
 
 func age(t *metav1.Time) string {
 	if t == nil || t.IsZero() {

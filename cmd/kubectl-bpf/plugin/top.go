@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -220,7 +221,7 @@ func collectSamples(states []v1.BpfNodeState, program, node string, now time.Tim
 func topRows(prev, cur map[topKey]topSample) []TopRow {
 	rows := make([]TopRow, 0, len(cur))
 	for k, c := range cur {
-		sort.Strings(c.attachPoints)
+		slices.Sort(c.attachPoints)
 		r := TopRow{
 			Node: k.node, ID: k.id, BpfProgram: c.bpfProgram, Program: c.program,
 			AttachPoint: strings.Join(c.attachPoints, ","),

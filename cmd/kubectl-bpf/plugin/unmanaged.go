@@ -3,7 +3,7 @@ package plugin
 import (
 	"fmt"
 	"io"
-	"sort"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -40,7 +40,7 @@ func (o *options) unmanagedCommand() *cobra.Command {
 			if err := c.List(cmd.Context(), &states); err != nil {
 				return fmt.Errorf("list bpfnodestates: %w", err)
 			}
-			sort.Slice(states.Items, func(i, j int) bool { return states.Items[i].Name < states.Items[j].Name })
+			slices.SortFunc(states.Items, func(a, b v1.BpfNodeState) int { return strings.Compare(a.Name, b.Name) })
 			var rows []UnmanagedRow
 			var nodes []v1.BpfNodeState
 			for _, s := range states.Items {
@@ -78,7 +78,7 @@ func printUnmanaged(w io.Writer, nodes []v1.BpfNodeState, rows []UnmanagedRow) e
 		for t, n := range u.ByType {
 			types = append(types, fmt.Sprintf("%s:%d", t, n))
 		}
-		sort.Strings(types)
+		slices.Sort(types)
 		fmt.Fprintf(tw, "%s\t%d\t%s\n", s.Name, u.Count, dash(strings.Join(types, ",")))
 	}
 	if err := tw.Flush(); err != nil {

@@ -1,4 +1,4 @@
-package local
+package localenv
 
 import (
 	"context"
@@ -14,10 +14,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/bpfleet/bpfleet/api/scheme"
 	"github.com/bpfleet/bpfleet/bundles/remote"
-	"github.com/bpfleet/bpfleet/cmd/bpfleet/local/orphans"
-	"github.com/bpfleet/bpfleet/cmd/bpfleet/local/registrystore"
-	"github.com/bpfleet/bpfleet/nodeagent/controller"
+	"github.com/bpfleet/bpfleet/cmd/localenv/internal/registrystore"
+	"github.com/bpfleet/bpfleet/cmd/localenv/orphans"
 )
 
 func (e *Env) startControlPlane(ctx context.Context) error {
@@ -26,7 +26,7 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 		BinaryAssetsDirectory: assets,
 		CRDDirectoryPaths:     []string{filepath.Join(e.opts.RepoDir, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
-		Scheme:                controller.Scheme(),
+		Scheme:                scheme.New(),
 	}
 	// etcd keeps its data in the state dir (fresh at every start, removed
 	// at Stop), so that RestartEtcd can stop it and start it again with the
@@ -59,7 +59,7 @@ func (e *Env) startControlPlane(ctx context.Context) error {
 		return errors.Join(err, os.RemoveAll(etcdDir), os.Remove(e.pidFile()))
 	})
 	e.Config = cfg
-	c, err := client.New(cfg, client.Options{Scheme: controller.Scheme()})
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		return fmt.Errorf("create client: %w", err)
 	}
@@ -112,7 +112,7 @@ func (e *Env) recordChildren() error {
 // startRegistry serves a real OCI distribution API on 127.0.0.1 with all of
 // its data under <state dir>/registry: blobs as files, manifests and tags in
 // a journal replayed at start. Stop leaves the directory alone, so pushed
-// bundles, their signatures and referrers survive a restart of bpfleet local
+// bundles, their signatures and referrers survive a restart of bpfleet-local
 // (after Ctrl-C or a crash) on the same state dir, as the cosign key does.
 func (e *Env) startRegistry(ctx context.Context) error {
 	e.RemoteOptions = remote.Options{Timeout: 30 * time.Second}

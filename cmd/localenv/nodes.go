@@ -1,4 +1,4 @@
-package local
+package localenv
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
 )
 
@@ -24,7 +25,7 @@ import (
 const FilterLabel = "bpfleet.io/filter"
 
 // bpffsRoot holds every local node's pins, one subtree per node.
-func (e *Env) bpffsRoot() string { return filepath.Join("/sys/fs/bpf", e.opts.Prefix+"-local") }
+func (e *Env) bpffsRoot() string { return filepath.Join(bpffs.BPFFSMount, e.opts.Prefix+"-local") }
 
 // Node is one simulated node: a Node object, a network namespace holding its
 // interface eth0, and a veth peer on this host to send it traffic.
@@ -175,6 +176,7 @@ func (e *Env) StartAgent(n *Node) error {
 		StatsInterval:  2 * time.Second,
 		Registry:       e.RemoteOptions,
 		Version:        "local",
+		Log:            e.Log.WithName("bpfleet-agent"),
 	}
 	started := make(chan struct{})
 	go func() {

@@ -1,4 +1,4 @@
-package local
+package localenv
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -81,14 +81,14 @@ func (e *Env) pushBundles(ctx context.Context) error {
 	if len(dirs) == 0 {
 		return fmt.Errorf("no %s under %s", build.SpecFile, filepath.Join(e.opts.RepoDir, "bpf"))
 	}
-	sort.Strings(dirs)
+	slices.Sort(dirs)
 	for _, spec := range dirs {
 		b, err := e.BuildPushSign(ctx, filepath.Dir(spec))
 		if err != nil {
 			return err
 		}
 		e.Bundles[b.Name] = b
-		e.Printf("%-55s %s  programs %v", b.Ref, b.Digest[:19], b.Programs)
+		e.Printf("%-55s %s  programs %v", b.Ref, v1.ShortDigest(b.Digest), b.Programs)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package local
+package main
 
 import (
 	"context"
@@ -14,25 +14,27 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kubectlbpf "github.com/bpfleet/bpfleet/cmd/kubectl-bpf/plugin"
+	"github.com/bpfleet/bpfleet/cmd/localenv"
 )
 
 // Names of the demo's BpfPrograms.
 const (
-	DemoFilter    = "pod-filter"
-	DemoExecTrace = "exec-trace"
+	demoFilter    = "pod-filter"
+	demoExecTrace = "exec-trace"
 )
 
-// NewCommand returns `bpfleet local`.
-func NewCommand() *cobra.Command {
+// newCommand returns the bpfleet-local command.
+func newCommand() *cobra.Command {
 	var (
-		opts Options
+		opts localenv.Options
 		keep bool
 	)
 	cmd := &cobra.Command{
-		Use:   "local",
+		Use:   "bpfleet-local",
 		Short: "Run bpfleet on this machine: control plane, registry, operator and simulated nodes",
 		Long: `Runs the whole product on this machine, as root: a real etcd and kube-apiserver on
 127.0.0.1, an OCI registry on 127.0.0.1, a cosign key pair and a BundleTrustPolicy,
@@ -45,7 +47,9 @@ each node runs.
 Without --keep it tears everything down when done; with --keep it runs until
 Ctrl-C. Ctrl-C at any point tears down: no network namespace, pin or process is
 left behind.`,
-		Args: cobra.NoArgs,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.RepoDir == "" {
 				wd, err := os.Getwd()
@@ -57,7 +61,7 @@ left behind.`,
 			opts.Out = cmd.OutOrStdout()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return Demo(ctx, opts, keep)
+			return demo(ctx, opts, keep)
 		},
 	}
 	cmd.Flags().StringVar(&opts.RepoDir, "repo", "", "bpfleet checkout holding bin/k8s, config/crd and bpf/ (default: the working directory)")
@@ -70,16 +74,18 @@ left behind.`,
 	return cmd
 }
 
-// Demo starts the environment, shows the packet-of-death filter and the exec
+// demo starts the environment, shows the packet-of-death filter and the exec
 // tracer at work, and tears down (at once, or on Ctrl-C with keep).
-func Demo(ctx context.Context, opts Options, keep bool) (err error) {
-	opts.defaults()
+func demo(ctx context.Context, opts localenv.Options, keep bool) (err error) {
 	out := opts.Out
 	start := time.Now()
-	e, err := Start(ctx, opts)
+	e, err := localenv.Start(ctx, opts)
 	if err != nil {
 		return err
 	}
+	// controller-runtime's package-level logs (client warnings, the control
+	// plane's) go to the environment's log file too.
+	ctrl.SetLogger(e.Log)
 	defer func() {
 		fmt.Fprintln(out, "tearing down ...")
 		cleanup, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -95,16 +101,16 @@ func Demo(ctx context.Context, opts Options, keep bool) (err error) {
 
 	selected := int32(0)
 	for _, n := range e.Nodes {
-		if n.Labels[FilterLabel] == "enabled" {
+		if n.Labels[localenv.FilterLabel] == "enabled" {
 			selected++
 		}
 	}
-	if err := e.Step(ctx, "apply BpfPrograms: pod-filter (nodes with "+FilterLabel+"=enabled), exec-trace (all nodes)", func(ctx context.Context) error {
-		filter, err := e.FilterProgram(DemoFilter)
+	if err := e.Step(ctx, "apply BpfPrograms: pod-filter (nodes with "+localenv.FilterLabel+"=enabled), exec-trace (all nodes)", func(ctx context.Context) error {
+		filter, err := e.FilterProgram(demoFilter)
 		if err != nil {
 			return err
 		}
-		trace, err := e.ExecTraceProgram(DemoExecTrace)
+		trace, err := e.ExecTraceProgram(demoExecTrace)
 		if err != nil {
 			return err
 		}
@@ -118,12 +124,12 @@ func Demo(ctx context.Context, opts Options, keep bool) (err error) {
 		return err
 	}
 	if err := e.Step(ctx, "wait until the operator verified them and every selected node attached them", func(ctx context.Context) error {
-		p, err := e.WaitReady(ctx, DemoFilter, selected, 2*time.Minute)
+		p, err := e.WaitReady(ctx, demoFilter, selected, 2*time.Minute)
 		if err != nil {
 			return err
 		}
 		e.Printf("%s: digest %s signed by %s, %s nodes attached", p.Name, p.Status.ShortDigest, p.Status.Signer, p.Status.Nodes.Summary)
-		p, err = e.WaitReady(ctx, DemoExecTrace, int32(len(e.Nodes)), 2*time.Minute)
+		p, err = e.WaitReady(ctx, demoExecTrace, int32(len(e.Nodes)), 2*time.Minute)
 		if err != nil {
 			return err
 		}
@@ -140,7 +146,7 @@ func Demo(ctx context.Context, opts Options, keep bool) (err error) {
 				return err
 			}
 			filtered := "no filter (not selected)"
-			if n.Labels[FilterLabel] == "enabled" {
+			if n.Labels[localenv.FilterLabel] == "enabled" {
 				filtered = "filter attached"
 			}
 			e.Printf("%s (%s): %s", n.Name, filtered, t)
@@ -171,7 +177,7 @@ func Demo(ctx context.Context, opts Options, keep bool) (err error) {
 	return nil
 }
 
-func printNext(out io.Writer, e *Env, opts Options) {
+func printNext(out io.Writer, e *localenv.Env, opts localenv.Options) {
 	bin := filepath.Join(opts.RepoDir, "bin")
 	fmt.Fprintf(out, `
 What to look at next (with --keep, from another shell):
@@ -181,5 +187,5 @@ What to look at next (with --keep, from another shell):
   kubectl bpf status -o wide              # per node: ids, tag, sizes, maps, runs, ns/run, signer
   kubectl bpf programs -o wide            # rollout, signer, kernel matrix
   kubectl describe bpfprogram %s          # conditions and events
-`, e.Kubeconfig, filepath.Join(bin, "k8s"), bin, DemoFilter)
+`, e.Kubeconfig, filepath.Join(bin, "k8s"), bin, demoFilter)
 }

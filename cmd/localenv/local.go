@@ -1,12 +1,30 @@
-// Package local runs the whole of bpfleet on one machine: a real etcd and
+// Package localenv runs the whole of bpfleet on one machine: a real etcd and
 // kube-apiserver on loopback, an OCI registry on 127.0.0.1, the operator, and
 // one node agent per simulated node — each node with its own Node object,
 // labels, bpffs subtree and network namespace holding its interfaces. The
 // programs are real: they load into this kernel and filter real packets.
 //
-// `bpfleet local` (make demo) uses it to show the product; the e2e suite uses
-// it as its environment.
-package local
+// It has two users, and its API serves both:
+//   - local mode, cmd/bpfleet-local (make demo): Start, the demo's programs
+//     (FilterProgram, ExecTraceProgram), WaitReady, SendTraffic, DeleteAll,
+//     Stop;
+//   - the suites that use it as their environment (test/e2e, test/faults):
+//     the same, plus the controls that stop and start parts as a crash, an
+//     upgrade or an outage would (StopOperator/StartOperator,
+//     StopAgent/StartAgent, RestartEtcd), StartTraffic, and BuildPushSign to
+//     ship new bundle versions.
+//
+// It is a library, not a command: it changes no process-wide state. The
+// operator and the agents log through Env.Log; a caller that wants
+// controller-runtime's package-level logs in the same file passes it to
+// ctrl.SetLogger.
+//
+// It is not under an internal/ directory because Go admits an internal
+// package only below the common parent of its importers (cmd/bpfleet-local
+// and test/...), that is the module root, and the repository's top-level
+// layout (api cmd operator nodeagent bpf bundles config test) has no
+// internal/. It lives in cmd/ next to its command; it is not a public API.
+package localenv
 
 import (
 	"context"
@@ -19,14 +37,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/rest"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/bpfleet/bpfleet/bundles/remote"
-	"github.com/bpfleet/bpfleet/cmd/bpfleet/local/orphans"
+	"github.com/bpfleet/bpfleet/cmd/localenv/orphans"
 )
 
 // Options configure a local environment.
@@ -95,6 +113,10 @@ type Env struct {
 
 	// LogFile receives the operator's and agents' logs.
 	LogFile string
+	// Log writes to LogFile; the operator and the agents log through it.
+	// Callers that want controller-runtime's package-level logs there too
+	// pass it to ctrl.SetLogger.
+	Log logr.Logger
 
 	opts     Options
 	progress *progress
@@ -115,8 +137,13 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open log: %w", err)
 	}
-	ctrl.SetLogger(zap.New(zap.WriteTo(logFile), zap.UseDevMode(false)))
-	e := &Env{opts: opts, progress: &progress{out: opts.Out, start: time.Now()}, Bundles: map[string]PushedBundle{}, LogFile: logFile.Name()}
+	e := &Env{
+		opts:     opts,
+		progress: &progress{out: opts.Out, start: time.Now()},
+		Bundles:  map[string]PushedBundle{},
+		LogFile:  logFile.Name(),
+		Log:      zap.New(zap.WriteTo(logFile), zap.UseDevMode(false)),
+	}
 	e.onStop(func(context.Context) error { return logFile.Close() })
 	fmt.Fprintf(opts.Out, "     logs of the control plane's clients, operator and agents: %s\n", logFile.Name())
 	defer func() {

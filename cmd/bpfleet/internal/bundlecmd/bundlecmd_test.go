@@ -1,4 +1,4 @@
-package cli_test
+package bundlecmd_test
 
 import (
 	"bytes"
@@ -10,15 +10,15 @@ import (
 	"testing"
 
 	"github.com/bpfleet/bpfleet/bundles"
-	"github.com/bpfleet/bpfleet/bundles/cli"
 	"github.com/bpfleet/bpfleet/bundles/signing"
+	"github.com/bpfleet/bpfleet/cmd/bpfleet/internal/bundlecmd"
 	"github.com/bpfleet/bpfleet/test/registry"
 	"github.com/bpfleet/bpfleet/test/registry/testbundle"
 )
 
 func run(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := cli.NewBundleCommand()
+	cmd := bundlecmd.NewBundleCommand()
 	var out bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&out)
@@ -70,7 +70,7 @@ func TestBuildPushSignVerifyInspectPull(t *testing.T) {
 	// Either of two keys may have signed.
 	mustRun(t, "verify", "--key", filepath.Join(otherKeys, signing.PublicKeyFile), "--key", pub, ref)
 
-	var info cli.InspectOutput
+	var info bundlecmd.InspectOutput
 	if err := json.Unmarshal([]byte(mustRun(t, "inspect", "-o", "json", ref)), &info); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package cli_test
+package bundlecmd_test
 
 import (
 	"bytes"
@@ -12,14 +12,14 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
-	"github.com/bpfleet/bpfleet/bundles/cli"
+	"github.com/bpfleet/bpfleet/cmd/bpfleet/internal/bundlecmd"
 	"github.com/bpfleet/bpfleet/test/privileged"
 	"github.com/bpfleet/bpfleet/test/registry"
 )
 
 // exectraceDir is the shipped exec tracer, which reads task_struct fields
 // with BPF_CORE_READ.
-var exectraceDir = filepath.Join("..", "..", "bpf", "exectrace")
+var exectraceDir = filepath.Join("..", "..", "..", "..", "bpf", "exectrace")
 
 // brokenBTF writes a kernel BTF file whose task_struct (the exec tracer's
 // own copy) calls real_parent parent_task.
@@ -81,7 +81,7 @@ func TestCheck(t *testing.T) {
 	// reference and by directory, in a table and in JSON.
 	for _, src := range []string{ref, exectraceDir} {
 		out, err := run(t, "check", src, "--btf", broken)
-		if !errors.Is(err, cli.ErrWouldFail) || !strings.Contains(err.Error(), "exec_trace") {
+		if !errors.Is(err, bundlecmd.ErrWouldFail) || !strings.Contains(err.Error(), "exec_trace") {
 			t.Fatalf("check %s against the broken BTF = %v, want ErrWouldFail naming exec_trace\n%s", src, err, out)
 		}
 		t.Logf("check %s:\n%s", src, out)
@@ -91,9 +91,9 @@ func TestCheck(t *testing.T) {
 			}
 		}
 	}
-	var res cli.CheckOutput
+	var res bundlecmd.CheckOutput
 	out, err := run(t, "check", ref, "--btf", broken, "-o", "json")
-	if !errors.Is(err, cli.ErrWouldFail) {
+	if !errors.Is(err, bundlecmd.ErrWouldFail) {
 		t.Fatalf("check -o json = %v, want ErrWouldFail", err)
 	}
 	// The error is printed by the caller; stdout holds the JSON alone.

@@ -1,4 +1,4 @@
-package local
+package localenv
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/bpfleet/bpfleet/nodeagent/controller"
+	"github.com/bpfleet/bpfleet/api/scheme"
 	"github.com/bpfleet/bpfleet/operator"
 )
 
@@ -32,7 +32,8 @@ func (e *Env) StartOperator(ctx context.Context) error {
 	}
 	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
 		Cache:                  operator.CacheOptions(),
-		Scheme:                 controller.Scheme(),
+		Scheme:                 scheme.New(),
+		Logger:                 e.Log,
 		Metrics:                server.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		LeaderElection:         false,

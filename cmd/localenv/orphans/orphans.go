@@ -1,4 +1,4 @@
-// Package orphans finds the processes a run of bpfleet local (or of the test
+// Package orphans finds the processes a run of bpfleet-local (or of the test
 // cluster) started and did not stop because it was killed: Record notes each
 // child with its start time in a file under the run's state dir, and the next
 // run's Reap kills those that still run, so their ports and files are free

@@ -1,4 +1,4 @@
-package cli
+package bundlecmd
 
 import (
 	"encoding/json"

@@ -1,7 +1,7 @@
-// Package cli implements `bpfleet bundle …`: build, push, pull, inspect,
+// Package bundlecmd implements `bpfleet bundle …`: build, push, pull, inspect,
 // sign, verify, generate-key-pair and check. Commands print results on
 // stdout and return errors (the caller prints them and exits non-zero).
-package cli
+package bundlecmd
 
 import (
 	"context"

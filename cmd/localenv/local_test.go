@@ -1,4 +1,4 @@
-package local
+package localenv
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bpfleet/bpfleet/cmd/bpfleet/local/orphans"
+	"github.com/bpfleet/bpfleet/cmd/localenv/orphans"
 	"github.com/bpfleet/bpfleet/test/envtest"
 	"github.com/bpfleet/bpfleet/test/privileged"
 )
