@@ -397,7 +397,15 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 			}
 			continue
 		}
-		nl, err := d.attachTarget(a.target, np)
+		t := a.target
+		if t.Hook == nil {
+			// Re-adopted before the spec was known again: attach by the
+			// desired block of the program, when it is of the same kind.
+			if h := ds.hooks.Hooks[t.Program]; h != nil && h.Kind() == t.Kind {
+				t.Hook, t.HostRoot = h, d.opts.HostRoot
+			}
+		}
+		nl, err := d.attachTarget(t, np)
 		if err != nil {
 			rollback()
 			for _, l := range newLinks {
