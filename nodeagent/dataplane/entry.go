@@ -276,7 +276,7 @@ func (d *Dataplane) parse(ds *Desired) (cs *ebpf.CollectionSpec, object string, 
 	if err := loader.CheckMapSizes(cs); err != nil {
 		return nil, "", nil, withReason(v1alpha1.ReasonLoadFailed, err)
 	}
-	if err := loader.SetConstants(cs, ds.Spec.Constants); err != nil {
+	if err := loader.SetConstants(cs, constants(ds.Spec.Constants)); err != nil {
 		return nil, "", nil, err
 	}
 	for _, pa := range ds.Spec.Programs {
@@ -357,7 +357,7 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 		progs[pa.Name] = p
 	}
 	// Entries go into the new maps before any packet reaches the new programs.
-	entries, err := loader.DecodeMapEntries(cs, ds.Spec.MapEntries)
+	entries, err := loader.DecodeMapEntries(cs, mapEntries(ds.Spec.MapEntries))
 	if err == nil {
 		err = loader.WriteEntries(maps, entries, nil)
 	}
@@ -528,7 +528,7 @@ func (d *Dataplane) writeEntries(e *entry, spec []v1alpha1.MapEntry, maps map[st
 	if h == e.wHash {
 		return nil
 	}
-	entries, err := loader.DecodeMapEntriesLive(maps, spec)
+	entries, err := loader.DecodeMapEntriesLive(maps, mapEntries(spec))
 	if err != nil {
 		return err
 	}
