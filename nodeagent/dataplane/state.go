@@ -41,7 +41,7 @@ func (d *Dataplane) snapshotLocked() []v1alpha1.ProgramState {
 
 func (d *Dataplane) entryStates(e *entry) []v1alpha1.ProgramState {
 	spec, hooks := e.desiredSpec, e.desiredHooks
-	if e.hold != nil && e.specSet {
+	if e.waiting != nil && e.specApplied {
 		spec, hooks = e.spec, e.hooks
 	}
 	base := v1alpha1.ProgramState{
@@ -56,7 +56,7 @@ func (d *Dataplane) entryStates(e *entry) []v1alpha1.ProgramState {
 	}
 	var out []v1alpha1.ProgramState
 	programs := spec.Programs
-	if len(programs) == 0 && !e.specSet {
+	if len(programs) == 0 && !e.specApplied {
 		// Re-adopted, no desired set yet: report what runs.
 		programs = adoptedPrograms(e)
 	}
@@ -96,14 +96,14 @@ func (d *Dataplane) entryStates(e *entry) []v1alpha1.ProgramState {
 			switch err := firstNonNil(e.progErr[pa.Name], e.planErr[pa.Name]); {
 			case err != nil:
 				row.State, row.Reason, row.Message = v1alpha1.PhaseFailed, reasonFor(err, v1alpha1.ReasonLoadFailed), message(err)
-			case attach.PerInterface(kind) && e.specSet:
+			case attach.PerInterface(kind) && e.specApplied:
 				row.State, row.Reason, row.Message = v1alpha1.PhasePending, v1alpha1.ReasonNoInterface, "no interface matches the selector"
 			default:
 				row.State = v1alpha1.PhasePending
 			}
 			// Links adopted but not reconciled yet (held before the first apply).
 			for _, a := range e.links {
-				if a.target.Program == pa.Name && !e.specSet {
+				if a.target.Program == pa.Name && !e.specApplied {
 					r := st
 					r.AttachPoint, r.State, r.Reason, r.LinkID = a.target.Point, v1alpha1.PhaseAttached, v1alpha1.ReasonAttached, status.LinkID(a.link)
 					rows = append(rows, r)
@@ -125,21 +125,21 @@ func (d *Dataplane) entryStates(e *entry) []v1alpha1.ProgramState {
 func (d *Dataplane) overlay(e *entry, row *v1alpha1.ProgramState) {
 	running := row.State == v1alpha1.PhaseAttached
 	switch {
-	case e.hold != nil:
-		row.Reason, row.Message = reasonFor(e.hold, v1alpha1.ReasonWaitingForBundle), truncate(e.hold.Error())
+	case e.waiting != nil:
+		row.Reason, row.Message = reasonFor(e.waiting, v1alpha1.ReasonWaitingForBundle), truncate(e.waiting.Error())
 		if !running {
 			row.State = v1alpha1.PhasePending
 		}
-	case e.failure != nil:
-		row.State, row.Reason = v1alpha1.PhaseFailed, reasonFor(e.failure, v1alpha1.ReasonLoadFailed)
+	case e.loadFailure != nil:
+		row.State, row.Reason = v1alpha1.PhaseFailed, reasonFor(e.loadFailure, v1alpha1.ReasonLoadFailed)
 		row.Digest = e.desiredDigest
-		msg := message(e.failure)
+		msg := message(e.loadFailure)
 		if running {
 			msg = fmt.Sprintf("keeping %s running: %s", e.digest, msg)
 		}
 		row.Message = truncate(msg)
-	case e.notice != nil && running:
-		row.Reason, row.Message = e.notice.reason, e.notice.message
+	case e.tamperNotice != nil && running:
+		row.Reason, row.Message = e.tamperNotice.reason, e.tamperNotice.message
 	}
 }
 
