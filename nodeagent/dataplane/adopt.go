@@ -72,7 +72,8 @@ func (d *Dataplane) adopt(rec bpffs.Record) *entry {
 			p.Close()
 			continue
 		}
-		e.progs[name], e.tags[name] = p, info.Tag
+		pg := e.program(name)
+		pg.prog, pg.tag = p, info.Tag
 		if info.Tag != pr.Tag {
 			tamper(name, info.Tag)
 		}
@@ -103,14 +104,15 @@ func (d *Dataplane) adopt(rec bpffs.Record) *entry {
 			continue
 		}
 		e.links[linkKey(prog, point)] = &attachment{target: attach.Target{Program: prog, Point: point, Kind: kind}, link: l}
-		if e.progs[prog] != nil {
+		if e.prog(prog) != nil {
 			continue
 		}
 		// The program's pin went away but its link holds it: take it from there.
 		if info, err := l.Info(); err == nil {
 			if p, err := ebpf.NewProgramFromID(info.Program); err == nil {
 				if pi, err := p.Info(); err == nil {
-					e.progs[prog], e.tags[prog] = p, pi.Tag
+					pg := e.program(prog)
+					pg.prog, pg.tag = p, pi.Tag
 					if pi.Tag != rec.Programs[prog].Tag {
 						tamper(prog, pi.Tag)
 					}
@@ -127,7 +129,7 @@ func (d *Dataplane) adopt(rec bpffs.Record) *entry {
 		}
 	}
 	for name := range rec.Programs {
-		if e.progs[name] == nil {
+		if e.prog(name) == nil {
 			d.log.Info("recorded program not pinned: reloading", "uid", rec.UID, "program", name)
 			e.mustReload = true // force a reload; not a tampering notice
 		}

@@ -34,8 +34,7 @@ type entry struct {
 	// an entry re-adopted from its record before the first apply).
 	specApplied bool
 	maps        map[string]*ebpf.Map
-	progs       map[string]*ebpf.Program
-	tags        map[string]string
+	programs    map[string]*program    // by name: what is loaded and how it went
 	links       map[string]*attachment // by linkKey
 	written     []loader.Entry         // the map entries last written
 	// entriesHash is the hash of the spec's mapEntries last written.
@@ -57,13 +56,75 @@ type entry struct {
 	// loadFailure: moving to the desired digest was tried and failed (load,
 	// verifier, map entries, swap); what ran keeps running.
 	loadFailure error
-	progErr     map[string]error // per program, for the running load
-	targets     map[string][]attach.Target
-	planErr     map[string]error
 	attachErr   map[string]error
 	// tamperNotice reports tampering found and repaired, until the next
 	// regular load.
 	tamperNotice *notice
+}
+
+// program is one program of an entry: what is loaded, and how its last
+// load and its last plan went.
+type program struct {
+	prog *ebpf.Program // nil when not loaded
+	tag  string        // the kernel's tag of prog
+	// loadErr says why the program is not loaded, for the running load.
+	loadErr error
+	// targets are where the spec wants the program, as last planned, and
+	// planErr why it has none.
+	targets []attach.Target
+	planErr error
+}
+
+// program returns the named program of e, added when new.
+func (e *entry) program(name string) *program {
+	pg := e.programs[name]
+	if pg == nil {
+		pg = &program{}
+		e.programs[name] = pg
+	}
+	return pg
+}
+
+// prog is the loaded program of that name, nil when none is.
+func (e *entry) prog(name string) *ebpf.Program {
+	if pg := e.programs[name]; pg != nil {
+		return pg.prog
+	}
+	return nil
+}
+
+// loadedProgs are the loaded programs by name.
+func (e *entry) loadedProgs() map[string]*ebpf.Program {
+	out := map[string]*ebpf.Program{}
+	for name, pg := range e.programs {
+		if pg.prog != nil {
+			out[name] = pg.prog
+		}
+	}
+	return out
+}
+
+// setLoaded records p as the loaded program name, with its tag.
+func (e *entry) setLoaded(name string, p *ebpf.Program) {
+	pg := e.program(name)
+	pg.prog, pg.tag = p, ""
+	if info, err := p.Info(); err == nil {
+		pg.tag = info.Tag
+	}
+}
+
+// closePrograms unpins (when unpin) and closes every loaded program.
+func (e *entry) closePrograms(unpin bool) {
+	for _, pg := range e.programs {
+		if pg.prog == nil {
+			continue
+		}
+		if unpin {
+			_ = pg.prog.Unpin()
+		}
+		pg.prog.Close()
+		pg.prog, pg.tag = nil, ""
+	}
 }
 
 // notice is a status reason and message for running rows.
@@ -71,11 +132,10 @@ type notice struct{ reason, message string }
 
 func newEntry(uid types.UID) *entry {
 	return &entry{
-		uid:   uid,
-		maps:  map[string]*ebpf.Map{},
-		progs: map[string]*ebpf.Program{},
-		tags:  map[string]string{},
-		links: map[string]*attachment{},
+		uid:      uid,
+		maps:     map[string]*ebpf.Map{},
+		programs: map[string]*program{},
+		links:    map[string]*attachment{},
 	}
 }
 

@@ -31,30 +31,33 @@ func (d *Dataplane) attachTarget(t attach.Target, p *ebpf.Program) (link.Link, e
 // detaches links no target wants. Links of per-interface programs are kept
 // when the interfaces cannot be listed (a transient failure).
 func (d *Dataplane) reconcileLinks(e *entry, spec v1alpha1.BpfProgramSpec, hooks hookspec.Set, net netState) {
-	e.targets, e.planErr, e.attachErr = map[string][]attach.Target{}, map[string]error{}, map[string]error{}
+	e.attachErr = map[string]error{}
+	for _, pg := range e.programs {
+		pg.targets, pg.planErr = nil, nil
+	}
 	want := map[string]attach.Target{}
 	keep := map[string]bool{}
 	env := attach.Env{Interfaces: net.ifaces, Primary: net.primary, InterfacesErr: net.err, Netns: d.src, HostRoot: d.opts.HostRoot}
 	for _, pa := range spec.Programs {
 		h := hooks.Hooks[pa.Name]
 		if h == nil {
-			e.planErr[pa.Name] = hooks.Errs[pa.Name]
+			e.program(pa.Name).planErr = hooks.Errs[pa.Name]
 			continue
 		}
 		if attach.PerInterface(h.Kind()) && net.err != nil {
-			e.planErr[pa.Name] = withReason(v1alpha1.ReasonAttachFailed, fmt.Errorf("list interfaces: %w", net.err))
+			e.program(pa.Name).planErr = withReason(v1alpha1.ReasonAttachFailed, fmt.Errorf("list interfaces: %w", net.err))
 			keep[pa.Name] = true
 			continue
 		}
 		ts, err := h.Targets(env)
 		if err != nil {
-			e.planErr[pa.Name] = err
+			e.program(pa.Name).planErr = err
 			continue
 		}
 		for i := range ts {
 			want[linkKey(ts[i].Program, ts[i].Point)] = ts[i]
 		}
-		e.targets[pa.Name] = ts
+		e.program(pa.Name).targets = ts
 	}
 	for key, a := range e.links {
 		t, ok := want[key]
@@ -73,7 +76,7 @@ func (d *Dataplane) reconcileLinks(e *entry, spec v1alpha1.BpfProgramSpec, hooks
 		// A link may run another program: swapped through its pin while the
 		// agent ran or was down (tampering). Ours, loaded from the verified
 		// bundle, goes back in its place.
-		if p := e.progs[t.Program]; p != nil && attach.Updatable(t.Kind) && !sameProgram(a.link, p) {
+		if p := e.prog(t.Program); p != nil && attach.Updatable(t.Kind) && !sameProgram(a.link, p) {
 			ran := linkProgramID(a.link)
 			if err := a.link.Update(p); err != nil {
 				e.attachErr[key] = withReason(v1alpha1.ReasonAttachFailed, err)
@@ -88,7 +91,7 @@ func (d *Dataplane) reconcileLinks(e *entry, spec v1alpha1.BpfProgramSpec, hooks
 		if _, ok := e.links[key]; ok {
 			continue
 		}
-		p := e.progs[t.Program]
+		p := e.prog(t.Program)
 		if p == nil {
 			continue
 		}

@@ -125,7 +125,7 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 	if err != nil {
 		return err
 	}
-	running := len(e.links) > 0 || len(e.progs) > 0
+	running := len(e.links) > 0 || len(e.loadedProgs()) > 0
 	if running && len(progErr) > 0 {
 		return firstErr(progErr)
 	}
@@ -184,7 +184,7 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 			continue // program left the spec: reconcileLinks detaches it
 		}
 		if attach.Updatable(a.target.Kind) {
-			old := e.progs[a.target.Program]
+			old := e.prog(a.target.Program)
 			swapStart := time.Now()
 			err := a.link.Update(np)
 			d.observe(PhaseAttach, swapStart)
@@ -237,26 +237,27 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 			d.log.Error(err, "pin link", "point", a.target.Point)
 		}
 	}
-	for _, p := range e.progs {
-		_ = p.Unpin()
-		p.Close()
-	}
+	e.closePrograms(true)
 	for _, m := range e.maps {
 		_ = m.Unpin()
 		m.Close()
 	}
-	e.maps, e.progs, e.tags = maps, progs, map[string]string{}
+	e.maps = maps
 	for name, p := range progs {
-		if info, err := p.Info(); err == nil {
-			e.tags[name] = info.Tag
-		}
+		e.setLoaded(name, p)
 	}
 	d.ensurePins(e)
 	e.written, e.entriesHash = entries, hashEntries(ds.Spec.MapEntries)
 	if !e.mustReload {
 		e.tamperNotice = nil // a tampering notice lasts until the next regular load
 	}
-	e.object, e.loadHash, e.digest, e.progErr, e.mustReload = object, lh, ds.Digest, progErr, false
+	for name, err := range progErr {
+		e.program(name).loadErr = err
+	}
+	for name, pg := range e.programs {
+		pg.loadErr = progErr[name]
+	}
+	e.object, e.loadHash, e.digest, e.mustReload = object, lh, ds.Digest, false
 	e.loaded = true
 	return nil
 }
@@ -283,37 +284,31 @@ func firstErr(m map[string]error) error {
 func (d *Dataplane) loadMissing(e *entry, ds *Desired) {
 	var missing []v1alpha1.ProgramAttachment
 	for _, pa := range ds.Spec.Programs {
-		if e.progs[pa.Name] == nil && e.progErr[pa.Name] == nil {
+		if pg := e.programs[pa.Name]; pg == nil || pg.prog == nil && pg.loadErr == nil {
 			missing = append(missing, pa)
 		}
 	}
 	if len(missing) == 0 {
 		return
 	}
-	if e.progErr == nil {
-		e.progErr = map[string]error{}
-	}
 	cs, _, progErr, err := d.parse(ds)
 	if err != nil {
 		for _, pa := range missing {
-			e.progErr[pa.Name] = err
+			e.program(pa.Name).loadErr = err
 		}
 		return
 	}
 	for _, pa := range missing {
 		if err := progErr[pa.Name]; err != nil {
-			e.progErr[pa.Name] = err
+			e.program(pa.Name).loadErr = err
 			continue
 		}
 		p, err := loader.LoadProgram(cs, pa.Name, e.maps, d.cache)
 		if err != nil {
-			e.progErr[pa.Name] = loadError(cs.Programs[pa.Name], err)
+			e.program(pa.Name).loadErr = loadError(cs.Programs[pa.Name], err)
 			continue
 		}
-		e.progs[pa.Name] = p
-		if info, err := p.Info(); err == nil {
-			e.tags[pa.Name] = info.Tag
-		}
+		e.setLoaded(pa.Name, p)
 	}
 }
 

@@ -18,17 +18,13 @@ func (d *Dataplane) dropUnused(e *entry) {
 	for _, pa := range e.spec.Programs {
 		names[pa.Name] = true
 	}
-	for name, p := range e.progs {
+	for name, pg := range e.programs {
 		if !names[name] {
-			_ = p.Unpin()
-			p.Close()
-			delete(e.progs, name)
-			delete(e.tags, name)
-		}
-	}
-	for name := range e.progErr {
-		if !names[name] {
-			delete(e.progErr, name)
+			if pg.prog != nil {
+				_ = pg.prog.Unpin()
+				pg.prog.Close()
+			}
+			delete(e.programs, name)
 		}
 	}
 }
@@ -36,7 +32,7 @@ func (d *Dataplane) dropUnused(e *entry) {
 // ensurePins pins programs, maps and links whose pin is missing (never
 // pinned, or removed out of band).
 func (d *Dataplane) ensurePins(e *entry) {
-	if len(e.progs) == 0 && len(e.maps) == 0 && len(e.links) == 0 {
+	if len(e.loadedProgs()) == 0 && len(e.maps) == 0 && len(e.links) == 0 {
 		return
 	}
 	if err := d.layout.Prepare(e.uid); err != nil {
@@ -56,7 +52,7 @@ func (d *Dataplane) ensurePins(e *entry) {
 			d.log.Error(err, "pin", "path", path)
 		}
 	}
-	for name, p := range e.progs {
+	for name, p := range e.loadedProgs() {
 		repin(p, d.layout.Program(e.uid, name))
 	}
 	for name, m := range e.maps {
@@ -69,7 +65,7 @@ func (d *Dataplane) ensurePins(e *entry) {
 
 // writeRecord stores what runs, when it changed.
 func (d *Dataplane) writeRecord(e *entry) {
-	if len(e.progs) == 0 && len(e.maps) == 0 {
+	if len(e.loadedProgs()) == 0 && len(e.maps) == 0 {
 		return
 	}
 	rec := bpffs.Record{
@@ -82,9 +78,12 @@ func (d *Dataplane) writeRecord(e *entry) {
 		Programs:       map[string]bpffs.ProgramRecord{},
 		MapEntriesHash: e.entriesHash,
 	}
-	for name, p := range e.progs {
-		pr := bpffs.ProgramRecord{Tag: e.tags[name]}
-		if info, err := p.Info(); err == nil {
+	for name, pg := range e.programs {
+		if pg.prog == nil {
+			continue
+		}
+		pr := bpffs.ProgramRecord{Tag: pg.tag}
+		if info, err := pg.prog.Info(); err == nil {
 			if id, ok := info.ID(); ok {
 				pr.ID = uint32(id)
 			}
@@ -120,15 +119,12 @@ func (d *Dataplane) remove(e *entry) {
 	for key, a := range e.links {
 		d.detach(e, key, a)
 	}
-	for _, p := range e.progs {
-		_ = p.Unpin()
-		p.Close()
-	}
+	e.closePrograms(true)
 	for _, m := range e.maps {
 		_ = m.Unpin()
 		m.Close()
 	}
-	e.progs, e.maps, e.loaded = map[string]*ebpf.Program{}, map[string]*ebpf.Map{}, false
+	e.maps, e.loaded = map[string]*ebpf.Map{}, false
 	if err := d.layout.Remove(e.uid); err != nil {
 		d.log.Error(err, "remove pins")
 	}
@@ -142,11 +138,9 @@ func (e *entry) release() {
 	for _, a := range e.links {
 		_ = a.link.Close()
 	}
-	for _, p := range e.progs {
-		p.Close()
-	}
+	e.closePrograms(false)
 	for _, m := range e.maps {
 		m.Close()
 	}
-	e.links, e.progs, e.maps = map[string]*attachment{}, map[string]*ebpf.Program{}, map[string]*ebpf.Map{}
+	e.links, e.maps = map[string]*attachment{}, map[string]*ebpf.Map{}
 }

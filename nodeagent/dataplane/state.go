@@ -63,13 +63,17 @@ func (d *Dataplane) entryStates(e *entry) []v1alpha1.ProgramState {
 	for _, pa := range programs {
 		st := base
 		st.Program = pa.Name
-		prog := e.progs[pa.Name]
+		pg := e.programs[pa.Name]
+		if pg == nil {
+			pg = &program{}
+		}
+		prog := pg.prog
 		if prog != nil {
 			if err := status.FillProgram(&st, prog, d.opts.Stats); err != nil {
 				d.log.V(1).Info("read program info", "error", err.Error())
 			}
 		}
-		targets := e.targets[pa.Name]
+		targets := pg.targets
 		rows := make([]v1alpha1.ProgramState, 0, len(targets)+1)
 		for _, t := range targets {
 			row := st
@@ -80,7 +84,7 @@ func (d *Dataplane) entryStates(e *entry) []v1alpha1.ProgramState {
 				row.LinkID = status.LinkID(a.link)
 			} else if err := e.attachErr[key]; err != nil {
 				row.State, row.Reason, row.Message = v1alpha1.PhaseFailed, reasonFor(err, v1alpha1.ReasonAttachFailed), message(err)
-			} else if err := e.progErr[pa.Name]; err != nil {
+			} else if err := pg.loadErr; err != nil {
 				row.State, row.Reason, row.Message = v1alpha1.PhaseFailed, reasonFor(err, v1alpha1.ReasonLoadFailed), message(err)
 			} else {
 				row.State = v1alpha1.PhasePending
@@ -93,7 +97,7 @@ func (d *Dataplane) entryStates(e *entry) []v1alpha1.ProgramState {
 			if h := hooks.Hooks[pa.Name]; h != nil {
 				kind = h.Kind()
 			}
-			switch err := firstNonNil(e.progErr[pa.Name], e.planErr[pa.Name]); {
+			switch err := firstNonNil(pg.loadErr, pg.planErr); {
 			case err != nil:
 				row.State, row.Reason, row.Message = v1alpha1.PhaseFailed, reasonFor(err, v1alpha1.ReasonLoadFailed), message(err)
 			case attach.PerInterface(kind) && e.specApplied:
@@ -146,7 +150,7 @@ func (d *Dataplane) overlay(e *entry, row *v1alpha1.ProgramState) {
 // adoptedPrograms names the programs of a re-adopted entry, for status.
 func adoptedPrograms(e *entry) []v1alpha1.ProgramAttachment {
 	names := map[string]bool{}
-	for name := range e.progs {
+	for name := range e.loadedProgs() {
 		names[name] = true
 	}
 	for _, a := range e.links {
