@@ -13,6 +13,7 @@ import (
 	"github.com/bpfleet/bpfleet/bpf/cgroupcount"
 	"github.com/bpfleet/bpfleet/bpf/exectrace"
 	"github.com/bpfleet/bpfleet/bpf/openfilter"
+	"github.com/bpfleet/bpfleet/bpf/sklookup"
 	"github.com/bpfleet/bpfleet/bpf/uprobecount"
 	"github.com/bpfleet/bpfleet/bpf/xdpfilter"
 	"github.com/bpfleet/bpfleet/bpf/xdplb"
@@ -32,6 +33,7 @@ func TestShippedBundles(t *testing.T) {
 		{dir: "openfilter", name: openfilter.BundleName, yaml: openfilter.BundleYAML, spec: openfilter.Spec},
 		{dir: "uprobecount", name: uprobecount.BundleName, yaml: uprobecount.BundleYAML, spec: uprobecount.Spec},
 		{dir: "cgroupcount", name: cgroupcount.BundleName, yaml: cgroupcount.BundleYAML, spec: cgroupcount.Spec},
+		{dir: "sklookup", name: sklookup.BundleName, yaml: sklookup.BundleYAML, spec: sklookup.Spec},
 	}
 	for _, tt := range tests {
 		t.Run(tt.dir, func(t *testing.T) {

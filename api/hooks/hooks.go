@@ -11,73 +11,66 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles/format"
 )
 
-// Attach block kinds, as the API and bundle attach hints name them.
+// Attach block kinds, as the API and bundle attach hints name them (the
+// one table of kinds is format.Kinds).
 const (
-	KindXDP           = "xdp"
-	KindTC            = "tc"
-	KindTracepoint    = "tracepoint"
-	KindRawTracepoint = "rawTracepoint"
-	KindFentry        = "fentry"
-	KindFexit         = "fexit"
-	KindKprobe        = "kprobe"
-	KindUprobe        = "uprobe"
-	KindCgroup        = "cgroup"
+	KindXDP           = string(format.KindXDP)
+	KindTC            = string(format.KindTC)
+	KindTracepoint    = string(format.KindTracepoint)
+	KindRawTracepoint = string(format.KindRawTracepoint)
+	KindFentry        = string(format.KindFentry)
+	KindFexit         = string(format.KindFexit)
+	KindKprobe        = string(format.KindKprobe)
+	KindUprobe        = string(format.KindUprobe)
+	KindCgroup        = string(format.KindCgroup)
+	KindSkLookup      = string(format.KindSkLookup)
 )
+
+// blocks lists each attach block of the API with its kind: the one place
+// that knows which field of ProgramAttachment is which kind.
+var blocks = []struct {
+	kind format.AttachKind
+	set  func(a *v1alpha1.ProgramAttachment) bool
+}{
+	{format.KindXDP, func(a *v1alpha1.ProgramAttachment) bool { return a.XDP != nil }},
+	{format.KindTC, func(a *v1alpha1.ProgramAttachment) bool { return a.TC != nil }},
+	{format.KindTracepoint, func(a *v1alpha1.ProgramAttachment) bool { return a.Tracepoint != nil }},
+	{format.KindRawTracepoint, func(a *v1alpha1.ProgramAttachment) bool { return a.RawTracepoint != nil }},
+	{format.KindFentry, func(a *v1alpha1.ProgramAttachment) bool { return a.Fentry != nil }},
+	{format.KindFexit, func(a *v1alpha1.ProgramAttachment) bool { return a.Fexit != nil }},
+	{format.KindKprobe, func(a *v1alpha1.ProgramAttachment) bool { return a.Kprobe != nil }},
+	{format.KindUprobe, func(a *v1alpha1.ProgramAttachment) bool { return a.Uprobe != nil }},
+	{format.KindCgroup, func(a *v1alpha1.ProgramAttachment) bool { return a.Cgroup != nil }},
+	{format.KindSkLookup, func(a *v1alpha1.ProgramAttachment) bool { return a.SkLookup != nil }},
+}
+
+// Kinds returns every attach block set in a, in the API's order.
+func Kinds(a v1alpha1.ProgramAttachment) []format.AttachKind {
+	var out []format.AttachKind
+	for _, b := range blocks {
+		if b.set(&a) {
+			out = append(out, b.kind)
+		}
+	}
+	return out
+}
 
 // Kind returns the attach block set in a, "" when none is.
 func Kind(a v1alpha1.ProgramAttachment) string {
-	switch {
-	case a.XDP != nil:
-		return KindXDP
-	case a.TC != nil:
-		return KindTC
-	case a.Tracepoint != nil:
-		return KindTracepoint
-	case a.RawTracepoint != nil:
-		return KindRawTracepoint
-	case a.Fentry != nil:
-		return KindFentry
-	case a.Fexit != nil:
-		return KindFexit
-	case a.Kprobe != nil:
-		return KindKprobe
-	case a.Uprobe != nil:
-		return KindUprobe
-	case a.Cgroup != nil:
-		return KindCgroup
+	if ks := Kinds(a); len(ks) > 0 {
+		return string(ks[0])
 	}
 	return ""
-}
-
-// cgroupHooks maps each cgroup hook of the API to its kernel attach type and
-// the one program type the kernel attaches there.
-var cgroupHooks = map[v1alpha1.CgroupAttachType]struct {
-	attach ebpf.AttachType
-	prog   ebpf.ProgramType
-}{
-	"ingress":     {ebpf.AttachCGroupInetIngress, ebpf.CGroupSKB},
-	"egress":      {ebpf.AttachCGroupInetEgress, ebpf.CGroupSKB},
-	"sock_create": {ebpf.AttachCGroupInetSockCreate, ebpf.CGroupSock},
-	"connect4":    {ebpf.AttachCGroupInet4Connect, ebpf.CGroupSockAddr},
-	"connect6":    {ebpf.AttachCGroupInet6Connect, ebpf.CGroupSockAddr},
-	"sendmsg4":    {ebpf.AttachCGroupUDP4Sendmsg, ebpf.CGroupSockAddr},
-	"sendmsg6":    {ebpf.AttachCGroupUDP6Sendmsg, ebpf.CGroupSockAddr},
-	"recvmsg4":    {ebpf.AttachCGroupUDP4Recvmsg, ebpf.CGroupSockAddr},
-	"recvmsg6":    {ebpf.AttachCGroupUDP6Recvmsg, ebpf.CGroupSockAddr},
-	"sock_ops":    {ebpf.AttachCGroupSockOps, ebpf.SockOps},
-	"device":      {ebpf.AttachCGroupDevice, ebpf.CGroupDevice},
-	"sysctl":      {ebpf.AttachCGroupSysctl, ebpf.CGroupSysctl},
-	"getsockopt":  {ebpf.AttachCGroupGetsockopt, ebpf.CGroupSockopt},
-	"setsockopt":  {ebpf.AttachCGroupSetsockopt, ebpf.CGroupSockopt},
 }
 
 // CgroupHook returns the kernel attach type of a cgroup hook and the program
 // type it takes; ok is false for a hook the API does not define.
 func CgroupHook(h v1alpha1.CgroupAttachType) (at ebpf.AttachType, prog ebpf.ProgramType, ok bool) {
-	c, ok := cgroupHooks[h]
-	return c.attach, c.prog, ok
+	c, ok := format.CgroupHook(string(h))
+	return c.AttachType, c.Program, ok
 }
 
 // KindFits tells whether a program of type t, whose ELF section gives it the
@@ -85,30 +78,7 @@ func CgroupHook(h v1alpha1.CgroupAttachType) (at ebpf.AttachType, prog ebpf.Prog
 // attach hint (a kind without a hook) allows checking; Fits checks a
 // complete block.
 func KindFits(kind string, t ebpf.ProgramType, at ebpf.AttachType) bool {
-	switch kind {
-	case KindXDP:
-		return t == ebpf.XDP
-	case KindTC:
-		return t == ebpf.SchedCLS
-	case KindTracepoint:
-		return t == ebpf.TracePoint
-	case KindRawTracepoint:
-		return t == ebpf.RawTracepoint || t == ebpf.RawTracepointWritable ||
-			t == ebpf.Tracing && at == ebpf.AttachTraceRawTp // tp_btf
-	case KindFentry:
-		return t == ebpf.Tracing && at == ebpf.AttachTraceFEntry
-	case KindFexit:
-		return t == ebpf.Tracing && at == ebpf.AttachTraceFExit
-	case KindKprobe, KindUprobe:
-		return t == ebpf.Kprobe
-	case KindCgroup:
-		for _, c := range cgroupHooks {
-			if c.prog == t {
-				return true
-			}
-		}
-	}
-	return false
+	return format.KindFits(format.AttachKind(kind), t, at)
 }
 
 // Fits tells whether a program of type t with expected attach type at can be

@@ -118,7 +118,7 @@ type BundleSource struct {
 }
 
 // ProgramAttachment names one program of the bundle and where to attach it.
-// +kubebuilder:validation:XValidation:rule="[has(self.xdp), has(self.tc), has(self.tracepoint), has(self.rawTracepoint), has(self.fentry), has(self.fexit), has(self.kprobe), has(self.uprobe), has(self.cgroup)].filter(x, x).size() == 1",message="exactly one attach block (xdp, tc, tracepoint, rawTracepoint, fentry, fexit, kprobe, uprobe, cgroup) must be set"
+// +kubebuilder:validation:XValidation:rule="[has(self.xdp), has(self.tc), has(self.tracepoint), has(self.rawTracepoint), has(self.fentry), has(self.fexit), has(self.kprobe), has(self.uprobe), has(self.cgroup), has(self.skLookup)].filter(x, x).size() == 1",message="exactly one attach block (xdp, tc, tracepoint, rawTracepoint, fentry, fexit, kprobe, uprobe, cgroup, skLookup) must be set"
 type ProgramAttachment struct {
 	// Name is the program's name in the bundle (its C function name).
 	// +kubebuilder:validation:MinLength=1
@@ -153,6 +153,10 @@ type ProgramAttachment struct {
 	// Cgroup attaches to a cgroup v2 hook.
 	// +optional
 	Cgroup *CgroupAttach `json:"cgroup,omitempty"`
+	// SkLookup attaches an sk_lookup program to a network namespace: it
+	// picks the socket that receives each new connection or datagram.
+	// +optional
+	SkLookup *SkLookupAttach `json:"skLookup,omitempty"`
 }
 
 // InterfaceSelector picks network interfaces on a node.
@@ -312,6 +316,18 @@ type CgroupAttach struct {
 	Path string `json:"path"`
 	// AttachType is the hook, e.g. ingress or egress for cgroup_skb programs.
 	AttachType CgroupAttachType `json:"attachType"`
+}
+
+// SkLookupAttach names the network namespace an sk_lookup program runs in.
+type SkLookupAttach struct {
+	// NetNS is the path of a network namespace file on the node (e.g.
+	// /var/run/netns/blue or /proc/1234/ns/net); empty is the node's own
+	// network namespace.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	// +kubebuilder:validation:Pattern=`^/`
+	// +kubebuilder:validation:XValidation:rule="!self.split('/').exists(c, c == '..')",message="path must not contain .."
+	NetNS string `json:"netns,omitempty"`
 }
 
 // Constant sets a `volatile const` variable of the programs before load.

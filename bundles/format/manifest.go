@@ -123,9 +123,6 @@ var DropMapTypes = []string{MapTypeName(ebpf.Array), MapTypeName(ebpf.PerCPUArra
 // OutputMapTypes are the map types an Output may name.
 var OutputMapTypes = []string{MapTypeName(ebpf.RingBuf), MapTypeName(ebpf.PerfEventArray)}
 
-// AttachKinds are the valid AttachHint.Kind values.
-var AttachKinds = []string{"xdp", "tc", "tracepoint", "rawTracepoint", "fentry", "fexit", "kprobe", "uprobe", "cgroup"}
-
 // ParseManifest decodes a config blob strictly: unknown fields, trailing
 // data and blobs over MaxConfigSize are refused, and the result is validated.
 func ParseManifest(data []byte) (*Manifest, error) {

@@ -1,33 +1,41 @@
-// Package attach attaches loaded programs to their hooks, one file per hook
-// kind. A Target is one program at one attach point; Targets expands a
-// spec's attach block over the node's interfaces.
+// Package attach attaches loaded programs to their hooks: one file and one
+// type per attach kind, each implementing Hook (cilium/ebpf's link/ is the
+// model). A Hook is one program's attach block, parsed once (by
+// nodeagent/hookspec, from the API); a Target is one attach point it
+// resolves to on this node, resolved again whenever the node changes.
+//
+// The package does not know the API types: adding an attach kind is one
+// file here (its Hook type and its register call), one row in the table of
+// kinds (bundles/format) and one CRD field parsed by hookspec.
 package attach
 
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles/format"
 	"github.com/bpfleet/bpfleet/nodeagent/netwatch"
 )
 
-// Kind is a hook kind.
-type Kind string
+// Kind is an attach kind, named as the table of kinds names it.
+type Kind = format.AttachKind
 
-// Hook kinds.
+// Attach kinds, as the table of kinds names them.
 const (
-	KindXDP        Kind = "xdp"
-	KindTCX        Kind = "tcx"
-	KindTracepoint Kind = "tracepoint"
-	KindRawTP      Kind = "raw_tp" // raw_tp, or tp_btf for BTF-enabled programs
-	KindUprobe     Kind = "uprobe"
-	KindCgroup     Kind = "cgroup"
-	KindKprobe     Kind = "kprobe"
-	KindFentry     Kind = "fentry"
-	KindFexit      Kind = "fexit"
+	KindXDP        = format.KindXDP
+	KindTCX        = format.KindTC // attached with tcx
+	KindTracepoint = format.KindTracepoint
+	KindRawTP      = format.KindRawTracepoint // raw_tp, or tp_btf for BTF-enabled programs
+	KindUprobe     = format.KindUprobe
+	KindCgroup     = format.KindCgroup
+	KindKprobe     = format.KindKprobe
+	KindFentry     = format.KindFentry
+	KindFexit      = format.KindFexit
+	KindSkLookup   = format.KindSkLookup
 )
 
 // Sentinel errors.
@@ -40,196 +48,89 @@ var (
 	ErrNotSupported = ebpf.ErrNotSupported
 )
 
-// KindOf returns the hook kind of an attach block.
-func KindOf(a v1alpha1.ProgramAttachment) (Kind, error) {
-	var kinds []Kind
-	add := func(set bool, k Kind) {
-		if set {
-			kinds = append(kinds, k)
-		}
-	}
-	add(a.XDP != nil, KindXDP)
-	add(a.TC != nil, KindTCX)
-	add(a.Tracepoint != nil, KindTracepoint)
-	add(a.RawTracepoint != nil, KindRawTP)
-	add(a.Uprobe != nil, KindUprobe)
-	add(a.Cgroup != nil, KindCgroup)
-	add(a.Kprobe != nil, KindKprobe)
-	add(a.Fentry != nil, KindFentry)
-	add(a.Fexit != nil, KindFexit)
-	if len(kinds) != 1 {
-		return "", fmt.Errorf("program %s: %w", a.Name, ErrNoAttachBlock)
-	}
-	return kinds[0], nil
+// Hook is one program's attach block. Each kind's file implements it.
+type Hook interface {
+	// Kind is the attach kind.
+	Kind() Kind
+	// Program is the program's name in the bundle.
+	Program() string
+	// Targets resolves the block to attach points on this node: one per
+	// selected interface for per-interface kinds, one otherwise. Nothing
+	// selected yields no target and no error.
+	Targets(env Env) ([]Target, error)
+	// Prepare checks the program type against the kinds table and sets
+	// what the kernel fixes at load (expected attach type, attach target).
+	Prepare(ps *ebpf.ProgramSpec) error
+	// LoadKey names what of the block is fixed when the program is loaded
+	// (a change needs a reload); "" when nothing is.
+	LoadKey() string
+	// Supported checks, from cached probes, that this node can attach the
+	// kind at all.
+	Supported() error
+	// Attach attaches prog at t. Call it through Target.Attach, which
+	// enters t's network namespace first.
+	Attach(prog *ebpf.Program, t Target) (link.Link, error)
+	// Alive tells whether l is still attached where t says.
+	Alive(l link.Link, t Target) bool
 }
 
-// Updatable tells whether a link of this kind swaps its program in place
-// with Link.Update (atomically, link id unchanged). Other kinds attach the
-// new program before closing the old link.
-func (k Kind) Updatable() bool {
-	return k == KindXDP || k == KindTCX || k == KindCgroup
+// Namespace runs a function inside a network namespace (netwatch.Source
+// does, for the namespace its interfaces live in).
+type Namespace interface {
+	Do(fn func() error) error
 }
 
-// PerInterface tells whether the kind attaches once per network interface.
-func (k Kind) PerInterface() bool { return k == KindXDP || k == KindTCX }
+// Env is what a hook resolves its targets against, read when the targets
+// are planned (every apply, and whenever interfaces change).
+type Env struct {
+	// Interfaces are the interfaces of the node's network namespace, and
+	// Primary the one of the default route.
+	Interfaces []netwatch.Interface
+	Primary    string
+	// InterfacesErr is set when the interfaces could not be listed.
+	InterfacesErr error
+	// Netns enters the namespace Interfaces belong to; nil: the agent's own.
+	Netns Namespace
+	// HostRoot is where the node's root filesystem is mounted, for paths
+	// of the node (uprobe binaries, netns files); empty when the agent
+	// runs in it.
+	HostRoot string
+}
 
 // Target is one program at one attach point.
 type Target struct {
+	// Hook is the attach block; nil for a link re-adopted from a record
+	// before the spec is known again.
+	Hook Hook
 	// Program is the program's name in the bundle.
 	Program string
-	// Kind is the hook kind.
+	// Kind is the attach kind.
 	Kind Kind
 	// Point names the attach point as status shows it, e.g. xdp/eth0.
 	Point string
 	// Interface is the network interface for per-interface kinds.
 	Interface netwatch.Interface
-	// Spec is the attach block.
-	Spec v1alpha1.ProgramAttachment
-	// HostRoot is where the node's root filesystem is mounted, for paths
-	// of the node (uprobe targets); empty when the agent runs in it.
+	// Netns is the namespace the attach runs in (per-interface kinds:
+	// where Interface lives); nil: the agent's own.
+	Netns Namespace
+	// HostRoot is Env.HostRoot.
 	HostRoot string
 }
 
-// Targets expands an attach block into its targets: one per selected
-// interface for XDP and tcx, one otherwise. No interface selected yields no
-// target and no error.
-func Targets(a v1alpha1.ProgramAttachment, ifaces []netwatch.Interface, primary string) ([]Target, error) {
-	kind, err := KindOf(a)
-	if err != nil {
-		return nil, err
-	}
-	if kind.PerInterface() {
-		var sel v1alpha1.InterfaceSelector
-		if a.XDP != nil {
-			sel = a.XDP.Interfaces
-		} else {
-			sel = a.TC.Interfaces
-		}
-		picked, err := netwatch.Select(sel, ifaces, primary)
-		if err != nil {
-			return nil, fmt.Errorf("program %s: %w", a.Name, err)
-		}
-		out := make([]Target, 0, len(picked))
-		for _, ifc := range picked {
-			t := Target{Program: a.Name, Kind: kind, Interface: ifc, Spec: a}
-			t.Point = t.point()
-			out = append(out, t)
-		}
-		return out, nil
-	}
-	t := Target{Program: a.Name, Kind: kind, Spec: a}
-	t.Point = t.point()
-	return []Target{t}, nil
-}
-
-func (t Target) point() string {
-	a := t.Spec
-	switch t.Kind {
-	case KindXDP:
-		return xdpPoint(a.XDP, t.Interface.Name)
-	case KindTCX:
-		return tcxPoint(a.TC, t.Interface.Name)
-	case KindTracepoint:
-		return "tracepoint/" + a.Tracepoint.Group + "/" + a.Tracepoint.Name
-	case KindRawTP:
-		return "raw_tp/" + a.RawTracepoint.Name
-	case KindUprobe:
-		return uprobePoint(a.Uprobe)
-	case KindCgroup:
-		return "cgroup/" + string(a.Cgroup.AttachType) + ":" + CgroupPath(a.Cgroup.Path)
-	case KindKprobe:
-		if a.Kprobe.Return {
-			return "kretprobe/" + a.Kprobe.Function
-		}
-		return "kprobe/" + a.Kprobe.Function
-	case KindFentry:
-		return "fentry/" + a.Fentry.Function
-	case KindFexit:
-		return "fexit/" + a.Fexit.Function
-	}
-	return string(t.Kind)
-}
-
-// Prepare adjusts a program spec to its attach block before load (attach
-// target and expected attach type) and checks that the program type fits.
-func Prepare(ps *ebpf.ProgramSpec, a v1alpha1.ProgramAttachment) error {
-	kind, err := KindOf(a)
-	if err != nil {
-		return err
-	}
-	mismatch := func() error {
-		return fmt.Errorf("program %s is %s, attach block is %s: %w", a.Name, ps.Type, kind, ErrTypeMismatch)
-	}
-	switch kind {
-	case KindXDP:
-		if ps.Type != ebpf.XDP {
-			return mismatch()
-		}
-	case KindTCX:
-		if ps.Type != ebpf.SchedCLS {
-			return mismatch()
-		}
-	case KindTracepoint:
-		if ps.Type != ebpf.TracePoint {
-			return mismatch()
-		}
-	case KindRawTP:
-		return prepareRawTP(ps, a.RawTracepoint, mismatch)
-	case KindUprobe, KindKprobe:
-		if ps.Type != ebpf.Kprobe {
-			return mismatch()
-		}
-	case KindCgroup:
-		return prepareCgroup(ps, a.Cgroup, mismatch)
-	case KindFentry:
-		return prepareTracing(ps, a.Fentry.Function, ebpf.AttachTraceFEntry, mismatch)
-	case KindFexit:
-		return prepareTracing(ps, a.Fexit.Function, ebpf.AttachTraceFExit, mismatch)
-	}
-	return nil
-}
-
-// LoadKey names what of an attach block is fixed when the program is loaded
-// (the expected attach type of cgroup programs, the target of fentry, fexit
-// and tp_btf programs): a change needs a reload. "" when nothing is.
-func LoadKey(a v1alpha1.ProgramAttachment) string {
-	switch {
-	case a.Cgroup != nil:
-		return a.Name + "/cgroup/" + string(a.Cgroup.AttachType)
-	case a.Fentry != nil:
-		return a.Name + "/fentry/" + a.Fentry.Function
-	case a.Fexit != nil:
-		return a.Name + "/fexit/" + a.Fexit.Function
-	case a.RawTracepoint != nil:
-		return a.Name + "/raw_tp/" + a.RawTracepoint.Name
-	}
-	return ""
-}
-
-// Attach attaches prog at t. Per-interface kinds must run in the network
-// namespace of t.Interface (netwatch.Source.Do).
+// Attach attaches prog at t, inside t's network namespace when it has one.
 func (t Target) Attach(prog *ebpf.Program) (link.Link, error) {
+	if t.Hook == nil {
+		return nil, fmt.Errorf("attach %s to %s: no attach block: %w", t.Program, t.Point, ErrNoAttachBlock)
+	}
 	var l link.Link
 	var err error
-	switch t.Kind {
-	case KindXDP:
-		l, err = attachXDP(prog, t.Interface, t.Spec.XDP)
-	case KindTCX:
-		l, err = attachTCX(prog, t.Interface, t.Spec.TC)
-	case KindTracepoint:
-		l, err = attachTracepoint(prog, t.Spec.Tracepoint)
-	case KindRawTP:
-		l, err = attachRawTP(prog, t.Spec.RawTracepoint)
-	case KindUprobe:
-		l, err = attachUprobe(prog, t.Spec.Uprobe, t.HostRoot)
-	case KindCgroup:
-		l, err = attachCgroup(prog, t.Spec.Cgroup)
-	case KindKprobe:
-		l, err = attachKprobe(prog, t.Spec.Kprobe)
-	case KindFentry, KindFexit:
-		l, err = attachTracing(prog)
-	default:
-		err = fmt.Errorf("unknown kind %q: %w", t.Kind, ErrNoAttachBlock)
+	if t.Netns != nil {
+		err = t.Netns.Do(func() error {
+			l, err = t.Hook.Attach(prog, t)
+			return err
+		})
+	} else {
+		l, err = t.Hook.Attach(prog, t)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("attach %s to %s: %w", t.Program, t.Point, err)
@@ -242,20 +143,109 @@ func (t Target) Attach(prog *ebpf.Program) (link.Link, error) {
 // was detached out of band, is not. Kinds the kernel reports nothing for
 // are assumed alive.
 func (t Target) Alive(l link.Link) bool {
-	info, err := l.Info()
-	if err != nil {
+	if _, err := l.Info(); err != nil {
 		return false
 	}
-	switch t.Kind {
-	case KindXDP:
-		x := info.XDP()
-		return x != nil && x.Ifindex != 0 && int(x.Ifindex) == t.Interface.Index
-	case KindTCX:
-		x := info.TCX()
-		return x != nil && x.Ifindex != 0 && int(x.Ifindex) == t.Interface.Index
-	case KindCgroup:
-		c := info.Cgroup()
-		return c == nil || c.CgroupId != 0
+	if t.Hook == nil {
+		return true
 	}
-	return true
+	return t.Hook.Alive(l, t)
+}
+
+// kindInfo is what the agent knows of a kind without its attach block: for
+// links re-adopted from bpffs records.
+type kindInfo struct {
+	// updatable: a link of this kind swaps its program in place with
+	// Link.Update (atomically, link id unchanged). Other kinds attach the
+	// new program before closing the old link.
+	updatable bool
+	// perInterface: the kind attaches once per network interface.
+	perInterface bool
+	// pointPrefixes are the first words of the kind's attach points
+	// (before the first /), to read records that predate the stored kind.
+	pointPrefixes []string
+}
+
+var kinds = map[Kind]kindInfo{}
+
+// register adds a kind; each kind's file calls it from init.
+func register(k Kind, ki kindInfo) {
+	if _, ok := format.LookupKind(k); !ok {
+		panic("attach: kind " + string(k) + " is not in the table of kinds")
+	}
+	kinds[k] = ki
+}
+
+// Updatable tells whether a link of kind k swaps its program in place with
+// Link.Update (atomically, link id unchanged). Other kinds attach the new
+// program before closing the old link.
+func Updatable(k Kind) bool { return kinds[k].updatable }
+
+// PerInterface tells whether kind k attaches once per network interface.
+func PerInterface(k Kind) bool { return kinds[k].perInterface }
+
+// Known tells whether this agent can attach kind k.
+func Known(k Kind) bool {
+	_, ok := kinds[k]
+	return ok
+}
+
+// KindOfPoint returns the kind of an attach point string (as Targets write
+// it), or "" when unknown. Only records written before they stored the
+// kind need it.
+func KindOfPoint(point string) Kind {
+	prefix, _, _ := strings.Cut(point, "/")
+	for k, ki := range kinds {
+		for _, p := range ki.pointPrefixes {
+			if p == prefix {
+				return k
+			}
+		}
+	}
+	return ""
+}
+
+// Named is the program a hook attaches; every hook type embeds it.
+type Named struct {
+	// Name is the program's name in the bundle.
+	Name string
+}
+
+// Program is the program's name in the bundle.
+func (n Named) Program() string { return n.Name }
+
+// single is the one target of a kind that is not per interface.
+func single(h Hook, env Env, point string) []Target {
+	return []Target{{Hook: h, Program: h.Program(), Kind: h.Kind(), Point: point, HostRoot: env.HostRoot}}
+}
+
+// perInterface is one target per interface sel picks, attached inside the
+// interfaces' namespace; point names the target for an interface.
+func perInterface(h Hook, env Env, sel netwatch.Selector, point func(ifname string) string) ([]Target, error) {
+	if env.InterfacesErr != nil {
+		return nil, fmt.Errorf("list interfaces: %w", env.InterfacesErr)
+	}
+	picked, err := netwatch.Select(sel, env.Interfaces, env.Primary)
+	if err != nil {
+		return nil, fmt.Errorf("program %s: %w", h.Program(), err)
+	}
+	out := make([]Target, 0, len(picked))
+	for _, ifc := range picked {
+		out = append(out, Target{Hook: h, Program: h.Program(), Kind: h.Kind(), Point: point(ifc.Name),
+			Interface: ifc, Netns: env.Netns, HostRoot: env.HostRoot})
+	}
+	return out, nil
+}
+
+// checkFits refuses a program whose type (and expected attach type) the
+// kind does not take, per the table of kinds.
+func checkFits(h Hook, ps *ebpf.ProgramSpec) error {
+	if !format.KindFits(h.Kind(), ps.Type, ps.AttachType) {
+		return mismatch(h, ps)
+	}
+	return nil
+}
+
+func mismatch(h Hook, ps *ebpf.ProgramSpec) error {
+	return fmt.Errorf("program %s is %s, attach block is %s: %w", h.Program(), ps.Type, h.Kind(), ErrTypeMismatch)
 }

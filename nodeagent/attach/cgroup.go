@@ -11,9 +11,12 @@ import (
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
-	"github.com/bpfleet/bpfleet/api/hooks"
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles/format"
 )
+
+func init() {
+	register(KindCgroup, kindInfo{updatable: true, pointPrefixes: []string{"cgroup"}})
+}
 
 // CgroupRoot returns where the cgroup v2 hierarchy is mounted:
 // /sys/fs/cgroup on unified hosts, else the shortest cgroup2 mount point
@@ -56,26 +59,55 @@ func CgroupPath(p string) string {
 	return filepath.Join(CgroupRoot(), p)
 }
 
-// prepareCgroup checks the program type against the hook and sets the
-// expected attach type the kernel enforces at attach time.
-func prepareCgroup(ps *ebpf.ProgramSpec, a *v1alpha1.CgroupAttach, mismatch func() error) error {
-	at, prog, ok := hooks.CgroupHook(a.AttachType)
+// Cgroup attaches to a cgroup v2 hook of a cgroup directory.
+type Cgroup struct {
+	Named
+	// Path is the cgroup directory (relative: under CgroupRoot).
+	Path string
+	// Hook is the cgroup hook as the API names it (ingress, connect4, ...).
+	Hook string
+}
+
+func (h *Cgroup) Kind() Kind { return KindCgroup }
+func (h *Cgroup) Targets(env Env) ([]Target, error) {
+	return single(h, env, "cgroup/"+h.Hook+":"+CgroupPath(h.Path)), nil
+}
+
+// Prepare checks the program type against the hook (each hook takes
+// exactly one program type) and sets the expected attach type the kernel
+// enforces at attach time.
+func (h *Cgroup) Prepare(ps *ebpf.ProgramSpec) error {
+	c, ok := format.CgroupHook(h.Hook)
 	if !ok {
-		return fmt.Errorf("unknown cgroup attach type %q: %w", a.AttachType, ErrNoAttachBlock)
+		return fmt.Errorf("unknown cgroup attach type %q: %w", h.Hook, ErrNoAttachBlock)
 	}
-	if prog != ps.Type {
-		return mismatch()
+	if c.Program != ps.Type {
+		return mismatch(h, ps)
 	}
-	ps.AttachType = at
+	ps.AttachType = c.AttachType
 	return nil
 }
 
-// attachCgroup attaches with a bpf_link (pinnable, updatable).
-func attachCgroup(prog *ebpf.Program, a *v1alpha1.CgroupAttach) (link.Link, error) {
-	at, _, _ := hooks.CgroupHook(a.AttachType)
+// LoadKey: the expected attach type is fixed at load.
+func (h *Cgroup) LoadKey() string  { return h.Name + "/cgroup/" + h.Hook }
+func (h *Cgroup) Supported() error { return nil }
+
+// Attach attaches with a bpf_link (pinnable, updatable).
+func (h *Cgroup) Attach(prog *ebpf.Program, _ Target) (link.Link, error) {
+	c, _ := format.CgroupHook(h.Hook)
 	return link.AttachCgroup(link.CgroupOptions{
-		Path:    CgroupPath(a.Path),
-		Attach:  at,
+		Path:    CgroupPath(h.Path),
+		Attach:  c.AttachType,
 		Program: prog,
 	})
+}
+
+// Alive: the cgroup still exists.
+func (h *Cgroup) Alive(l link.Link, _ Target) bool {
+	info, err := l.Info()
+	if err != nil {
+		return false
+	}
+	c := info.Cgroup()
+	return c == nil || c.CgroupId != 0
 }

@@ -5,18 +5,47 @@ import (
 	"github.com/cilium/ebpf/link"
 )
 
-// prepareTracing sets the kernel function a fentry/fexit program attaches to
-// (resolved against the kernel's BTF at load).
-func prepareTracing(ps *ebpf.ProgramSpec, function string, at ebpf.AttachType, mismatch func() error) error {
-	if ps.Type != ebpf.Tracing || ps.AttachType != at {
-		return mismatch()
+func init() {
+	register(KindFentry, kindInfo{pointPrefixes: []string{"fentry"}})
+	register(KindFexit, kindInfo{pointPrefixes: []string{"fexit"}})
+}
+
+// Fentry attaches at the entry of a kernel function, or with Exit at its
+// return, through its BTF trampoline.
+type Fentry struct {
+	Named
+	Function string
+	// Exit makes it a fexit hook.
+	Exit bool
+}
+
+func (h *Fentry) Kind() Kind {
+	if h.Exit {
+		return KindFexit
 	}
-	ps.AttachTo = function
+	return KindFentry
+}
+
+func (h *Fentry) Targets(env Env) ([]Target, error) {
+	return single(h, env, string(h.Kind())+"/"+h.Function), nil
+}
+
+// Prepare sets the kernel function the program attaches to (resolved
+// against the kernel's BTF at load).
+func (h *Fentry) Prepare(ps *ebpf.ProgramSpec) error {
+	if err := checkFits(h, ps); err != nil {
+		return err
+	}
+	ps.AttachTo = h.Function
 	return nil
 }
 
-// attachTracing attaches a fentry or fexit program through its BTF
-// trampoline, to the function it was loaded for.
-func attachTracing(prog *ebpf.Program) (link.Link, error) {
+// LoadKey: the program is loaded for its function.
+func (h *Fentry) LoadKey() string  { return h.Name + "/" + string(h.Kind()) + "/" + h.Function }
+func (h *Fentry) Supported() error { return nil }
+
+// Attach attaches to the function the program was loaded for.
+func (h *Fentry) Attach(prog *ebpf.Program, _ Target) (link.Link, error) {
 	return link.AttachTracing(link.TracingOptions{Program: prog})
 }
+func (h *Fentry) Alive(link.Link, Target) bool { return true }

@@ -8,7 +8,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/loader"
 	"github.com/bpfleet/bpfleet/nodeagent/netwatch"
@@ -67,8 +66,8 @@ func TestXDPUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	progs := load(t, kernelprog.XDPPass, kernelprog.XDPFilter)
-	ts, err := attach.Targets(v1alpha1.ProgramAttachment{Name: kernelprog.XDPPass,
-		XDP: &v1alpha1.XDPAttach{Interfaces: v1alpha1.InterfaceSelector{Names: []string{veth.A}}}}, ifaces, "")
+	hook := &attach.XDP{Named: attach.Named{Name: kernelprog.XDPPass}, Interfaces: netwatch.Selector{Names: []string{veth.A}}}
+	ts, err := hook.Targets(attach.Env{Interfaces: ifaces})
 	if err != nil || len(ts) != 1 {
 		t.Fatalf("targets: %v %v", ts, err)
 	}
@@ -113,7 +112,8 @@ func TestXDPUpdate(t *testing.T) {
 func TestKprobeAttachFails(t *testing.T) {
 	privileged.RequireBPFFS(t)
 	progs := load(t, kernelprog.Kprobe)
-	tg, err := attach.Targets(v1alpha1.ProgramAttachment{Name: kernelprog.Kprobe, Kprobe: &v1alpha1.KprobeAttach{Function: "do_sys_openat2"}}, nil, "")
+	hook := &attach.Kprobe{Named: attach.Named{Name: kernelprog.Kprobe}, Function: "do_sys_openat2"}
+	tg, err := hook.Targets(attach.Env{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,14 +4,37 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/nodeagent/probe"
 )
 
-// attachKprobe attaches a kprobe or kretprobe. Kernels built without
-// CONFIG_KPROBES return an error wrapping ErrNotSupported or os.ErrNotExist.
-func attachKprobe(prog *ebpf.Program, a *v1alpha1.KprobeAttach) (link.Link, error) {
-	if a.Return {
-		return link.Kretprobe(a.Function, prog, nil)
-	}
-	return link.Kprobe(a.Function, prog, nil)
+func init() {
+	register(KindKprobe, kindInfo{pointPrefixes: []string{"kprobe", "kretprobe"}})
 }
+
+// Kprobe attaches a kprobe or kretprobe to a kernel function.
+type Kprobe struct {
+	Named
+	Function string
+	Return   bool
+}
+
+func (h *Kprobe) Kind() Kind { return KindKprobe }
+func (h *Kprobe) Targets(env Env) ([]Target, error) {
+	if h.Return {
+		return single(h, env, "kretprobe/"+h.Function), nil
+	}
+	return single(h, env, "kprobe/"+h.Function), nil
+}
+func (h *Kprobe) Prepare(ps *ebpf.ProgramSpec) error { return checkFits(h, ps) }
+func (h *Kprobe) LoadKey() string                    { return "" }
+func (h *Kprobe) Supported() error                   { return probe.Kprobes() }
+
+// Attach: kernels built without CONFIG_KPROBES return an error wrapping
+// ErrNotSupported or os.ErrNotExist.
+func (h *Kprobe) Attach(prog *ebpf.Program, _ Target) (link.Link, error) {
+	if h.Return {
+		return link.Kretprobe(h.Function, prog, nil)
+	}
+	return link.Kprobe(h.Function, prog, nil)
+}
+func (h *Kprobe) Alive(link.Link, Target) bool { return true }

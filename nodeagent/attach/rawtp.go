@@ -3,28 +3,44 @@ package attach
 import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
 )
 
-// prepareRawTP accepts raw_tp programs, and tp_btf (tracing) programs whose
-// target it sets to the spec's tracepoint.
-func prepareRawTP(ps *ebpf.ProgramSpec, a *v1alpha1.RawTracepointAttach, mismatch func() error) error {
-	switch {
-	case ps.Type == ebpf.RawTracepoint || ps.Type == ebpf.RawTracepointWritable:
-		return nil
-	case ps.Type == ebpf.Tracing && ps.AttachType == ebpf.AttachTraceRawTp:
-		ps.AttachTo = a.Name
-		return nil
-	}
-	return mismatch()
+func init() {
+	register(KindRawTP, kindInfo{pointPrefixes: []string{"raw_tp"}})
 }
 
-// attachRawTP attaches a raw_tp program by tracepoint name, or a tp_btf
-// program to the tracepoint it was loaded for.
-func attachRawTP(prog *ebpf.Program, a *v1alpha1.RawTracepointAttach) (link.Link, error) {
+// RawTracepoint attaches a raw_tp program to a tracepoint by name, or a
+// tp_btf (BTF tracing) program to the tracepoint it was loaded for.
+type RawTracepoint struct {
+	Named
+	Tracepoint string
+}
+
+func (h *RawTracepoint) Kind() Kind { return KindRawTP }
+func (h *RawTracepoint) Targets(env Env) ([]Target, error) {
+	return single(h, env, "raw_tp/"+h.Tracepoint), nil
+}
+
+// Prepare accepts raw_tp programs, and tp_btf programs whose target it sets
+// to the block's tracepoint.
+func (h *RawTracepoint) Prepare(ps *ebpf.ProgramSpec) error {
+	if err := checkFits(h, ps); err != nil {
+		return err
+	}
+	if ps.Type == ebpf.Tracing {
+		ps.AttachTo = h.Tracepoint
+	}
+	return nil
+}
+
+// LoadKey: a tp_btf program is loaded for its tracepoint.
+func (h *RawTracepoint) LoadKey() string  { return h.Name + "/raw_tp/" + h.Tracepoint }
+func (h *RawTracepoint) Supported() error { return nil }
+
+func (h *RawTracepoint) Attach(prog *ebpf.Program, _ Target) (link.Link, error) {
 	if prog.Type() == ebpf.Tracing {
 		return link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceRawTp})
 	}
-	return link.AttachRawTracepoint(link.RawTracepointOptions{Name: a.Name, Program: prog})
+	return link.AttachRawTracepoint(link.RawTracepointOptions{Name: h.Tracepoint, Program: prog})
 }
+func (h *RawTracepoint) Alive(link.Link, Target) bool { return true }

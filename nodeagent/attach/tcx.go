@@ -4,24 +4,58 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/netwatch"
+	"github.com/bpfleet/bpfleet/nodeagent/probe"
 )
 
-func tcxPoint(a *v1alpha1.TCAttach, ifname string) string {
-	return "tcx-" + string(a.Direction) + "/" + ifname
+func init() {
+	register(KindTCX, kindInfo{updatable: true, perInterface: true, pointPrefixes: []string{"tcx-ingress", "tcx-egress"}})
 }
 
-// attachTCX attaches with tcx, first or last (default) among the programs
-// already on the hook, including those bpfleet does not manage.
-func attachTCX(prog *ebpf.Program, ifc netwatch.Interface, a *v1alpha1.TCAttach) (link.Link, error) {
+// TCX attaches a sched_cls program to network interfaces with tcx.
+type TCX struct {
+	Named
+	// Interfaces selects the interfaces.
+	Interfaces netwatch.Selector
+	// Egress attaches on egress instead of ingress.
+	Egress bool
+	// First runs the program before those already on the hook (default:
+	// after), including programs bpfleet does not manage.
+	First bool
+}
+
+func (h *TCX) Kind() Kind { return KindTCX }
+
+func (h *TCX) Targets(env Env) ([]Target, error) {
+	dir := "ingress"
+	if h.Egress {
+		dir = "egress"
+	}
+	return perInterface(h, env, h.Interfaces, func(ifname string) string { return "tcx-" + dir + "/" + ifname })
+}
+
+func (h *TCX) Prepare(ps *ebpf.ProgramSpec) error { return checkFits(h, ps) }
+func (h *TCX) LoadKey() string                    { return "" }
+func (h *TCX) Supported() error                   { return probe.TCX() }
+
+func (h *TCX) Attach(prog *ebpf.Program, t Target) (link.Link, error) {
 	at := ebpf.AttachTCXIngress
-	if a.Direction == v1alpha1.TCEgress {
+	if h.Egress {
 		at = ebpf.AttachTCXEgress
 	}
 	anchor := link.Tail()
-	if a.Order == v1alpha1.TCOrderFirst {
+	if h.First {
 		anchor = link.Head()
 	}
-	return link.AttachTCX(link.TCXOptions{Interface: ifc.Index, Program: prog, Attach: at, Anchor: anchor})
+	return link.AttachTCX(link.TCXOptions{Interface: t.Interface.Index, Program: prog, Attach: at, Anchor: anchor})
+}
+
+// Alive: the interface still exists with the ifindex attached to.
+func (h *TCX) Alive(l link.Link, t Target) bool {
+	info, err := l.Info()
+	if err != nil {
+		return false
+	}
+	x := info.TCX()
+	return x != nil && x.Ifindex != 0 && int(x.Ifindex) == t.Interface.Index
 }

@@ -3,11 +3,28 @@ package attach
 import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
 )
 
-// attachTracepoint attaches to a tracefs tracepoint with a perf_event link.
-func attachTracepoint(prog *ebpf.Program, a *v1alpha1.TracepointAttach) (link.Link, error) {
-	return link.Tracepoint(a.Group, a.Name, prog, nil)
+func init() {
+	register(KindTracepoint, kindInfo{pointPrefixes: []string{"tracepoint"}})
 }
+
+// Tracepoint attaches to a tracefs tracepoint (events/<group>/<name>).
+type Tracepoint struct {
+	Named
+	Group, Tracepoint string
+}
+
+func (h *Tracepoint) Kind() Kind { return KindTracepoint }
+func (h *Tracepoint) Targets(env Env) ([]Target, error) {
+	return single(h, env, "tracepoint/"+h.Group+"/"+h.Tracepoint), nil
+}
+func (h *Tracepoint) Prepare(ps *ebpf.ProgramSpec) error { return checkFits(h, ps) }
+func (h *Tracepoint) LoadKey() string                    { return "" }
+func (h *Tracepoint) Supported() error                   { return nil }
+
+// Attach attaches with a perf_event link.
+func (h *Tracepoint) Attach(prog *ebpf.Program, _ Target) (link.Link, error) {
+	return link.Tracepoint(h.Group, h.Tracepoint, prog, nil)
+}
+func (h *Tracepoint) Alive(link.Link, Target) bool { return true }

@@ -7,47 +7,69 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/nodeagent/probe"
 )
 
-func uprobePoint(a *v1alpha1.UprobeAttach) string {
-	kind := "uprobe"
-	if a.Return {
-		kind = "uretprobe"
-	}
-	p := kind + "/" + a.Path + ":" + a.Symbol
-	if a.Offset != nil {
-		p += fmt.Sprintf("+%#x", *a.Offset)
-	}
-	if a.PID != nil {
-		p += fmt.Sprintf("@%d", *a.PID)
-	}
-	return p
+func init() {
+	register(KindUprobe, kindInfo{pointPrefixes: []string{"uprobe", "uretprobe"}})
 }
 
-// attachUprobe attaches a uprobe or uretprobe to a symbol (plus offset), or
-// to an address when no symbol is given.
-func attachUprobe(prog *ebpf.Program, a *v1alpha1.UprobeAttach, hostRoot string) (link.Link, error) {
-	ex, err := link.OpenExecutable(hostPath(hostRoot, a.Path))
+// Uprobe attaches a uprobe or uretprobe to a symbol (plus offset), or to an
+// address when no symbol is given, of a binary on the node.
+type Uprobe struct {
+	Named
+	// Path is the binary's path on the node (under Env.HostRoot).
+	Path   string
+	Symbol string
+	Offset *int64
+	PID    *int32
+	Return bool
+}
+
+func (h *Uprobe) Kind() Kind { return KindUprobe }
+
+func (h *Uprobe) Targets(env Env) ([]Target, error) {
+	kind := "uprobe"
+	if h.Return {
+		kind = "uretprobe"
+	}
+	p := kind + "/" + h.Path + ":" + h.Symbol
+	if h.Offset != nil {
+		p += fmt.Sprintf("+%#x", *h.Offset)
+	}
+	if h.PID != nil {
+		p += fmt.Sprintf("@%d", *h.PID)
+	}
+	return single(h, env, p), nil
+}
+
+func (h *Uprobe) Prepare(ps *ebpf.ProgramSpec) error { return checkFits(h, ps) }
+func (h *Uprobe) LoadKey() string                    { return "" }
+func (h *Uprobe) Supported() error                   { return probe.Uprobes() }
+
+func (h *Uprobe) Attach(prog *ebpf.Program, t Target) (link.Link, error) {
+	ex, err := link.OpenExecutable(hostPath(t.HostRoot, h.Path))
 	if err != nil {
 		return nil, err
 	}
 	opts := &link.UprobeOptions{}
-	if a.Offset != nil {
-		if a.Symbol == "" {
-			opts.Address = uint64(*a.Offset)
+	if h.Offset != nil {
+		if h.Symbol == "" {
+			opts.Address = uint64(*h.Offset)
 		} else {
-			opts.Offset = uint64(*a.Offset)
+			opts.Offset = uint64(*h.Offset)
 		}
 	}
-	if a.PID != nil {
-		opts.PID = int(*a.PID)
+	if h.PID != nil {
+		opts.PID = int(*h.PID)
 	}
-	if a.Return {
-		return ex.Uretprobe(a.Symbol, prog, opts)
+	if h.Return {
+		return ex.Uretprobe(h.Symbol, prog, opts)
 	}
-	return ex.Uprobe(a.Symbol, prog, opts)
+	return ex.Uprobe(h.Symbol, prog, opts)
 }
+
+func (h *Uprobe) Alive(link.Link, Target) bool { return true }
 
 // hostPath is path of the node's filesystem as the agent sees it: under
 // hostRoot, the node's root mounted into the agent's container (the

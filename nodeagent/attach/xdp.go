@@ -4,23 +4,53 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/netwatch"
 )
 
-func xdpPoint(a *v1alpha1.XDPAttach, ifname string) string {
-	if a.Mode == v1alpha1.XDPModeGeneric {
-		return "xdp-generic/" + ifname
-	}
-	return "xdp/" + ifname
+func init() {
+	register(KindXDP, kindInfo{updatable: true, perInterface: true, pointPrefixes: []string{"xdp", "xdp-generic"}})
 }
 
-// attachXDP attaches in driver (native, the default) or generic mode with a
-// bpf_link, so the program is swappable with Link.Update and pinnable.
-func attachXDP(prog *ebpf.Program, ifc netwatch.Interface, a *v1alpha1.XDPAttach) (link.Link, error) {
+// XDP attaches to network interfaces, in driver (native) or generic mode.
+type XDP struct {
+	Named
+	// Interfaces selects the interfaces.
+	Interfaces netwatch.Selector
+	// Generic attaches in generic (skb) mode instead of the driver.
+	Generic bool
+}
+
+func (h *XDP) Kind() Kind { return KindXDP }
+
+func (h *XDP) Targets(env Env) ([]Target, error) {
+	return perInterface(h, env, h.Interfaces, func(ifname string) string {
+		if h.Generic {
+			return "xdp-generic/" + ifname
+		}
+		return "xdp/" + ifname
+	})
+}
+
+func (h *XDP) Prepare(ps *ebpf.ProgramSpec) error { return checkFits(h, ps) }
+func (h *XDP) LoadKey() string                    { return "" }
+func (h *XDP) Supported() error                   { return nil }
+
+// Attach attaches with a bpf_link, so the program is swappable with
+// Link.Update and pinnable.
+func (h *XDP) Attach(prog *ebpf.Program, t Target) (link.Link, error) {
 	flags := link.XDPDriverMode
-	if a.Mode == v1alpha1.XDPModeGeneric {
+	if h.Generic {
 		flags = link.XDPGenericMode
 	}
-	return link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifc.Index, Flags: flags})
+	return link.AttachXDP(link.XDPOptions{Program: prog, Interface: t.Interface.Index, Flags: flags})
+}
+
+// Alive: the interface still exists with the ifindex attached to.
+func (h *XDP) Alive(l link.Link, t Target) bool {
+	info, err := l.Info()
+	if err != nil {
+		return false
+	}
+	x := info.XDP()
+	return x != nil && x.Ifindex != 0 && int(x.Ifindex) == t.Interface.Index
 }

@@ -59,6 +59,9 @@ type LinkRecord struct {
 	Program string `json:"program"`
 	// Point is the attach point.
 	Point string `json:"point"`
+	// Kind is the attach kind (format.AttachKind); empty in records of
+	// agents before it was stored, whose kind is read from Point.
+	Kind string `json:"kind,omitempty"`
 }
 
 // EntryRecord is one map entry written, hex.

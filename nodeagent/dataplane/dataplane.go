@@ -24,6 +24,7 @@ import (
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles/format"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
+	"github.com/bpfleet/bpfleet/nodeagent/hookspec"
 	"github.com/bpfleet/bpfleet/nodeagent/loader"
 	"github.com/bpfleet/bpfleet/nodeagent/netwatch"
 	"github.com/bpfleet/bpfleet/nodeagent/probe"
@@ -63,6 +64,9 @@ type Desired struct {
 	// down, verification failed, waiting for a wave): what runs keeps
 	// running and every entry reports why (see HoldError for the reason).
 	Hold error
+
+	// hooks are Spec's attach blocks, parsed once by Apply.
+	hooks hookspec.Set
 }
 
 // RunsKey identifies what a desired entry runs: its digest and the parts of
@@ -224,7 +228,9 @@ func New(ctx context.Context, opts Options) (*Dataplane, error) {
 		d.src = netwatch.NewNetlink(opts.NetNS)
 	}
 	d.kernel = kernelInfo(opts)
-	d.features = probe.Features()
+	for _, f := range probe.Features() {
+		d.features = append(d.features, v1alpha1.Feature{Name: f.Name, Supported: f.Supported})
+	}
 	if opts.Stats {
 		c, err := status.EnableStats()
 		if err != nil {
@@ -349,6 +355,10 @@ func (d *Dataplane) Apply(ctx context.Context, desired []Desired) []v1alpha1.Pro
 		return nil
 	}
 	d.last = append([]Desired(nil), desired...)
+	for i := range d.last {
+		// The one place the attach blocks are read: from here on, hooks.
+		d.last[i].hooks = hookspec.ParseAll(d.last[i].Spec.Programs)
+	}
 	d.applied = true
 	return d.applyLocked(ctx)
 }

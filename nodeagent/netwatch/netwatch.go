@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"path"
 	"sort"
-
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
 )
 
 // Interface is one network interface.
@@ -35,10 +33,19 @@ type Source interface {
 	Do(fn func() error) error
 }
 
+// Selector picks interfaces: exact names or shell globs, and the primary
+// interface.
+type Selector struct {
+	// Names are interface names or shell globs (path.Match).
+	Names []string
+	// Primary picks the interface of the default route.
+	Primary bool
+}
+
 // Select returns the interfaces sel picks among ifaces: exact names, shell
 // globs (path.Match) and, with Primary, the primary interface. The result is
 // sorted by name and holds no duplicates.
-func Select(sel v1alpha1.InterfaceSelector, ifaces []Interface, primary string) ([]Interface, error) {
+func Select(sel Selector, ifaces []Interface, primary string) ([]Interface, error) {
 	seen := map[string]bool{}
 	var out []Interface
 	for _, ifc := range ifaces {

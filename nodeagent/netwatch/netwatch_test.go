@@ -3,7 +3,6 @@ package netwatch_test
 import (
 	"testing"
 
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/netwatch"
 )
 
@@ -11,21 +10,21 @@ func TestSelect(t *testing.T) {
 	ifaces := []netwatch.Interface{{Name: "lo", Index: 1}, {Name: "ens5", Index: 2}, {Name: "veth0a", Index: 3}, {Name: "veth1a", Index: 4}, {Name: "cni0", Index: 5}}
 	for _, tc := range []struct {
 		name    string
-		sel     v1alpha1.InterfaceSelector
+		sel     netwatch.Selector
 		primary string
 		// want lists the picked names, sorted.
 		want []string
 		bad  bool
 	}{
-		{name: "exact", sel: v1alpha1.InterfaceSelector{Names: []string{"cni0"}}, want: []string{"cni0"}},
-		{name: "star", sel: v1alpha1.InterfaceSelector{Names: []string{"veth*"}}, want: []string{"veth0a", "veth1a"}},
-		{name: "question mark", sel: v1alpha1.InterfaceSelector{Names: []string{"veth?a"}}, want: []string{"veth0a", "veth1a"}},
-		{name: "class", sel: v1alpha1.InterfaceSelector{Names: []string{"veth[1-9]a"}}, want: []string{"veth1a"}},
-		{name: "primary", sel: v1alpha1.InterfaceSelector{Primary: true}, primary: "ens5", want: []string{"ens5"}},
-		{name: "primary unknown", sel: v1alpha1.InterfaceSelector{Primary: true}, primary: ""},
-		{name: "primary and names overlap once", sel: v1alpha1.InterfaceSelector{Primary: true, Names: []string{"ens*", "*5"}}, primary: "ens5", want: []string{"ens5"}},
-		{name: "nothing", sel: v1alpha1.InterfaceSelector{Names: []string{"wlan0"}}},
-		{name: "bad pattern", sel: v1alpha1.InterfaceSelector{Names: []string{"veth["}}, bad: true},
+		{name: "exact", sel: netwatch.Selector{Names: []string{"cni0"}}, want: []string{"cni0"}},
+		{name: "star", sel: netwatch.Selector{Names: []string{"veth*"}}, want: []string{"veth0a", "veth1a"}},
+		{name: "question mark", sel: netwatch.Selector{Names: []string{"veth?a"}}, want: []string{"veth0a", "veth1a"}},
+		{name: "class", sel: netwatch.Selector{Names: []string{"veth[1-9]a"}}, want: []string{"veth1a"}},
+		{name: "primary", sel: netwatch.Selector{Primary: true}, primary: "ens5", want: []string{"ens5"}},
+		{name: "primary unknown", sel: netwatch.Selector{Primary: true}, primary: ""},
+		{name: "primary and names overlap once", sel: netwatch.Selector{Primary: true, Names: []string{"ens*", "*5"}}, primary: "ens5", want: []string{"ens5"}},
+		{name: "nothing", sel: netwatch.Selector{Names: []string{"wlan0"}}},
+		{name: "bad pattern", sel: netwatch.Selector{Names: []string{"veth["}}, bad: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := netwatch.Select(tc.sel, ifaces, tc.primary)

@@ -14,8 +14,6 @@ import (
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
-
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
 )
 
 // ErrNotSupported is wrapped by every probe that finds a feature missing.
@@ -104,17 +102,25 @@ func BTF() error {
 	return nil
 }
 
+// Feature is one capability probed.
+type Feature struct {
+	// Name is e.g. program/xdp or link/tcx.
+	Name string
+	// Supported tells whether this kernel has it.
+	Supported bool
+}
+
 // Features probes every capability bpfleet may use, sorted by name.
-func Features() []v1alpha1.Feature {
-	var out []v1alpha1.Feature
+func Features() []Feature {
+	var out []Feature
 	for name, t := range programTypes {
-		out = append(out, v1alpha1.Feature{Name: "program/" + name, Supported: ProgramType(t) == nil})
+		out = append(out, Feature{Name: "program/" + name, Supported: ProgramType(t) == nil})
 	}
 	out = append(out,
-		v1alpha1.Feature{Name: "link/kprobe", Supported: Kprobes() == nil},
-		v1alpha1.Feature{Name: "link/tcx", Supported: TCX() == nil},
-		v1alpha1.Feature{Name: "link/uprobe", Supported: Uprobes() == nil},
-		v1alpha1.Feature{Name: "btf/vmlinux", Supported: BTF() == nil},
+		Feature{Name: "link/kprobe", Supported: Kprobes() == nil},
+		Feature{Name: "link/tcx", Supported: TCX() == nil},
+		Feature{Name: "link/uprobe", Supported: Uprobes() == nil},
+		Feature{Name: "btf/vmlinux", Supported: BTF() == nil},
 	)
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

@@ -561,15 +561,12 @@ func firstN(s []string, n int) []string {
 	return s
 }
 
-// AttachKind returns the attach block set in a, e.g. "xdp" or "rawTracepoint".
-func AttachKind(a v1alpha1.ProgramAttachment) string { return hooks.Kind(a) }
-
 // AttachTypes lists the distinct attach kinds of the spec in order, comma
 // separated, for status.attachTypes.
 func AttachTypes(p *v1alpha1.BpfProgram) string {
 	var kinds []string
 	for _, a := range p.Spec.Programs {
-		if k := AttachKind(a); k != "" && !slices.Contains(kinds, k) {
+		if k := hooks.Kind(a); k != "" && !slices.Contains(kinds, k) {
 			kinds = append(kinds, k)
 		}
 	}
