@@ -44,12 +44,12 @@ func BenchmarkProgRun(b *testing.B) {
 	})
 }
 
-// BenchmarkVsCeiling measures the datapath against a program that only
+// BenchmarkVsTXCeiling measures the datapath against a program that only
 // returns XDP_TX, the ceiling for any XDP load balancer, with BPF_PROG_RUN
 // on the same frame in alternating rounds, and reports the share of the
 // ceiling's packet rate the load balancer reaches (goal: 0.8): the
 // XDP_TX program's ns per packet over the load balancer's.
-func BenchmarkVsCeiling(b *testing.B) {
+func BenchmarkVsTXCeiling(b *testing.B) {
 	privileged.RequireRoot(b)
 	progs, err := benchprogs.Load()
 	if err != nil {
