@@ -37,3 +37,8 @@ const (
 //
 //go:embed bundle.yaml
 var BundleYAML []byte
+
+// Object is the ELF object (ObjectFile).
+//
+//go:embed sklookup_bpfel.o
+var Object []byte

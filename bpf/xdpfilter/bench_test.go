@@ -1,6 +1,7 @@
 package xdpfilter
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -25,7 +26,7 @@ func BenchmarkProgRun(b *testing.B) {
 	three := tableRules[:3]
 	many := make([]Rule, MaxRules)
 	for i := range many {
-		// 31 rules that check the port, then the pattern rule last.
+		// Rules that check the port, then the pattern rule last.
 		many[i] = Rule{Action: ActionDrop, Protocol: ProtocolUDP, DstPort: uint16(20000 + i)}
 	}
 	many[MaxRules-1] = tableRules[0]
@@ -37,10 +38,10 @@ func BenchmarkProgRun(b *testing.B) {
 	b.Run("3-rules/drop-pattern", func(b *testing.B) {
 		bpfbench.ProgRun(b, progs.Pass, loadObjects(b, xdpPass, three).XdpPodFilter, bad, xdpDrop)
 	})
-	b.Run("32-rules/pass", func(b *testing.B) {
+	b.Run(fmt.Sprintf("%d-rules/pass", MaxRules), func(b *testing.B) {
 		bpfbench.ProgRun(b, progs.Pass, loadObjects(b, xdpPass, many).XdpPodFilter, good, xdpPass)
 	})
-	b.Run("32-rules/drop-last", func(b *testing.B) {
+	b.Run(fmt.Sprintf("%d-rules/drop-last", MaxRules), func(b *testing.B) {
 		bpfbench.ProgRun(b, progs.Pass, loadObjects(b, xdpPass, many).XdpPodFilter, bad, xdpDrop)
 	})
 	b.Run("ipv6-prefix/drop", func(b *testing.B) {

@@ -295,3 +295,77 @@ func TestEmptySlotEndsRuleList(t *testing.T) {
 		t.Fatalf("after filling slot 0: verdict %d, want drop by rule 1", got)
 	}
 }
+
+func TestLastSlotReached(t *testing.T) {
+	// Every slot filled with rules for other ports, the last one matching:
+	// the scan covers all MaxRules slots.
+	rules := make([]Rule, MaxRules)
+	for i := range rules {
+		rules[i] = Rule{Action: ActionDrop, Protocol: ProtocolUDP, DstPort: uint16(20000 + i)}
+	}
+	rules[MaxRules-1] = Rule{Action: ActionDrop, Protocol: ProtocolUDP, DstPort: 9999}
+	objs := loadObjects(t, xdpPass, rules)
+	if got, err := objs.XdpPodFilter.Run(&ebpf.RunOptions{Data: frame.Build(udp4(9999, "x"))}); err != nil || got != xdpDrop {
+		t.Fatalf("frame for the rule in slot %d: verdict %d (%v), want drop", MaxRules-1, got, err)
+	}
+	if got := hits(t, objs.RuleHits, MaxRules-1).Packets; got != 1 {
+		t.Fatalf("slot %d counted %d frames, want 1", MaxRules-1, got)
+	}
+	if got, _ := objs.XdpPodFilter.Run(&ebpf.RunOptions{Data: frame.Build(udp4(9998, "x"))}); got != xdpPass {
+		t.Fatalf("frame no rule matches: verdict %d, want pass", got)
+	}
+}
+
+func TestPatternLengths(t *testing.T) {
+	// Patterns are compared a word (8 bytes) at a time: every length from 1
+	// to PatternMax, ending at the last byte of the frame or well inside it,
+	// must match exactly its bytes, and a difference in its last byte must
+	// not match.
+	for _, n := range []int{1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 63, PatternMax} {
+		pattern := make([]byte, n)
+		for i := range pattern {
+			pattern[i] = byte('a' + i%26)
+		}
+		objs := loadObjects(t, xdpPass, []Rule{{Action: ActionDrop, Protocol: ProtocolUDP, DstPort: 9999, PatternOffset: 3, Pattern: pattern}})
+		for _, tail := range []string{"", "trailing-bytes-after-the-pattern"} {
+			payload := "xyz" + string(pattern) + tail
+			wrong := []byte(payload)
+			wrong[3+n-1] ^= 0x20
+			for _, tc := range []struct {
+				payload string
+				want    uint32
+			}{{payload, xdpDrop}, {string(wrong), xdpPass}} {
+				got, err := objs.XdpPodFilter.Run(&ebpf.RunOptions{Data: frame.Build(udp4(9999, tc.payload))})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got != tc.want {
+					t.Errorf("pattern of %d bytes, payload %q: verdict %d, want %d", n, tc.payload, got, tc.want)
+				}
+			}
+		}
+	}
+}
+
+func TestMaskIgnoredPastPatternLength(t *testing.T) {
+	// A hand-written rule may leave mask bytes set past the pattern's
+	// length; only the pattern's own bytes are compared.
+	v, err := Rule{Action: ActionDrop, Protocol: ProtocolUDP, DstPort: 9999, Pattern: []byte("AB")}.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 32 + PatternMax + 2; i < RuleSize; i++ {
+		v[i] = 0xff // mask
+	}
+	for i := 32 + 2; i < 32+PatternMax; i++ {
+		v[i] = 'Z' // pattern bytes past the length
+	}
+	objs := loadObjects(t, xdpPass, nil)
+	k, _ := RuleKey(0)
+	if err := objs.Rules.Update(k, v, ebpf.UpdateAny); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := objs.XdpPodFilter.Run(&ebpf.RunOptions{Data: frame.Build(udp4(9999, "ABcdefghijklmnop"))}); got != xdpDrop {
+		t.Fatalf("verdict %d, want drop", got)
+	}
+}

@@ -48,7 +48,7 @@ const (
 // Limits of the program's maps.
 const (
 	// MaxRules is the number of rule slots.
-	MaxRules = 32
+	MaxRules = 64
 	// PatternMax is the longest payload pattern.
 	PatternMax = 64
 	// RuleSize is the size of a rule in the map.

@@ -42,7 +42,7 @@ func (d *Dataplane) snapshotLocked() []v1alpha1.ProgramState {
 
 func (d *Dataplane) entryStates(e *entry) []v1alpha1.ProgramState {
 	spec, hooks := e.desiredSpec, e.desiredHooks
-	if e.hold != nil && e.specSet {
+	if e.waiting != nil && e.specApplied {
 		spec, hooks = e.spec, e.hooks
 	}
 	base := v1alpha1.ProgramState{
@@ -57,20 +57,24 @@ func (d *Dataplane) entryStates(e *entry) []v1alpha1.ProgramState {
 	}
 	var out []v1alpha1.ProgramState
 	programs := spec.Programs
-	if len(programs) == 0 && !e.specSet {
+	if len(programs) == 0 && !e.specApplied {
 		// Re-adopted, no desired set yet: report what runs.
 		programs = adoptedPrograms(e)
 	}
 	for _, pa := range programs {
 		st := base
 		st.Program = pa.Name
-		prog := e.progs[pa.Name]
+		pg := e.programs[pa.Name]
+		if pg == nil {
+			pg = &program{}
+		}
+		prog := pg.prog
 		if prog != nil {
 			if err := status.FillProgram(&st, prog, d.opts.Stats); err != nil {
 				d.log.V(1).Info("read program info", "error", err.Error())
 			}
 		}
-		targets := e.targets[pa.Name]
+		targets := pg.targets
 		rows := make([]v1alpha1.ProgramState, 0, len(targets)+1)
 		for _, t := range targets {
 			row := st
@@ -81,7 +85,7 @@ func (d *Dataplane) entryStates(e *entry) []v1alpha1.ProgramState {
 				row.LinkID = status.LinkID(a.link)
 			} else if err := e.attachErr[key]; err != nil {
 				row.State, row.Reason, row.Message = v1alpha1.PhaseFailed, reasonFor(err, v1alpha1.ReasonAttachFailed), message(err)
-			} else if err := e.progErr[pa.Name]; err != nil {
+			} else if err := pg.loadErr; err != nil {
 				row.State, row.Reason, row.Message = v1alpha1.PhaseFailed, reasonFor(err, v1alpha1.ReasonLoadFailed), message(err)
 			} else {
 				row.State = v1alpha1.PhasePending
@@ -102,21 +106,21 @@ func (d *Dataplane) entryStates(e *entry) []v1alpha1.ProgramState {
 				p := attach.PodsOf(h)
 				inPods = p != nil && p.InPods
 			}
-			switch err := firstNonNil(e.progErr[pa.Name], e.planErr[pa.Name]); {
+			switch err := firstNonNil(pg.loadErr, pg.planErr); {
 			case err != nil:
 				row.State, row.Reason, row.Message = v1alpha1.PhaseFailed, reasonFor(err, v1alpha1.ReasonLoadFailed), message(err)
-			case inPods && e.specSet && prog != nil:
+			case inPods && e.specApplied && pg.prog != nil:
 				// Loaded and ready for the selected pods, none of which
 				// runs here now: nothing is missing on this node.
 				row.State, row.Reason, row.Message = v1alpha1.PhaseAttached, v1alpha1.ReasonNoPodsOnNode, "no selected pod runs on this node"
-			case attach.PerInterface(kind) && e.specSet:
+			case attach.PerInterface(kind) && e.specApplied:
 				row.State, row.Reason, row.Message = v1alpha1.PhasePending, v1alpha1.ReasonNoInterface, "no interface matches the selector"
 			default:
 				row.State = v1alpha1.PhasePending
 			}
 			// Links adopted but not reconciled yet (held before the first apply).
 			for _, a := range e.links {
-				if a.target.Program == pa.Name && !e.specSet {
+				if a.target.Program == pa.Name && !e.specApplied {
 					r := st
 					r.AttachPoint, r.State, r.Reason, r.LinkID = a.target.Point, v1alpha1.PhaseAttached, v1alpha1.ReasonAttached, status.LinkID(a.link)
 					rows = append(rows, r)
@@ -177,28 +181,28 @@ func podRow(st v1alpha1.ProgramState, rows []v1alpha1.ProgramState) v1alpha1.Pro
 func (d *Dataplane) overlay(e *entry, row *v1alpha1.ProgramState) {
 	running := row.State == v1alpha1.PhaseAttached
 	switch {
-	case e.hold != nil:
-		row.Reason, row.Message = reasonFor(e.hold, v1alpha1.ReasonWaitingForBundle), truncate(e.hold.Error())
+	case e.waiting != nil:
+		row.Reason, row.Message = reasonFor(e.waiting, v1alpha1.ReasonWaitingForBundle), truncate(e.waiting.Error())
 		if !running {
 			row.State = v1alpha1.PhasePending
 		}
-	case e.failure != nil:
-		row.State, row.Reason = v1alpha1.PhaseFailed, reasonFor(e.failure, v1alpha1.ReasonLoadFailed)
+	case e.loadFailure != nil:
+		row.State, row.Reason = v1alpha1.PhaseFailed, reasonFor(e.loadFailure, v1alpha1.ReasonLoadFailed)
 		row.Digest = e.desiredDigest
-		msg := message(e.failure)
+		msg := message(e.loadFailure)
 		if running {
 			msg = fmt.Sprintf("keeping %s running: %s", e.digest, msg)
 		}
 		row.Message = truncate(msg)
-	case e.notice != nil && running:
-		row.Reason, row.Message = e.notice.reason, e.notice.message
+	case e.tamperNotice != nil && running:
+		row.Reason, row.Message = e.tamperNotice.reason, e.tamperNotice.message
 	}
 }
 
 // adoptedPrograms names the programs of a re-adopted entry, for status.
 func adoptedPrograms(e *entry) []v1alpha1.ProgramAttachment {
 	names := map[string]bool{}
-	for name := range e.progs {
+	for name := range e.loadedProgs() {
 		names[name] = true
 	}
 	for _, a := range e.links {

@@ -144,4 +144,3 @@ func TestPrepare(t *testing.T) {
 		})
 	}
 }
-

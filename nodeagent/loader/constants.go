@@ -10,15 +10,23 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
-
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
 )
+
+// Constant sets a `volatile const` variable of the programs before load
+// (the BpfProgram's constants, as the dataplane hands them over).
+type Constant struct {
+	// Name is the variable's name in .rodata.
+	Name string
+	// Value is an integer (decimal or 0x hex), true or false, or
+	// 0x-prefixed hex bytes for arrays.
+	Value string
+}
 
 // SetConstants writes consts into the constant (.rodata) variables of spec.
 // Each value is parsed according to the variable's BTF type: integers
 // (decimal or 0x hex, signed or not), true/false for bools, 0x hex bytes for
 // arrays and other types (exactly the variable's size).
-func SetConstants(spec *ebpf.CollectionSpec, consts []v1alpha1.Constant) error {
+func SetConstants(spec *ebpf.CollectionSpec, consts []Constant) error {
 	for _, c := range consts {
 		v, ok := spec.Variables[c.Name]
 		if !ok || !v.Constant() {

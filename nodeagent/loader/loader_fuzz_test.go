@@ -11,7 +11,6 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/loader"
 	"github.com/bpfleet/bpfleet/test/kernelprog"
 )
@@ -64,11 +63,11 @@ func FuzzCollectionSpec(f *testing.F) {
 		// panic either.
 		for name, v := range cs.Variables {
 			if v.Constant() {
-				_ = loader.SetConstants(cs, []v1alpha1.Constant{{Name: name, Value: "1"}})
+				_ = loader.SetConstants(cs, []loader.Constant{{Name: name, Value: "1"}})
 			}
 		}
 		for name := range cs.Maps {
-			_, _ = loader.DecodeMapEntries(cs, []v1alpha1.MapEntry{{Map: name, Key: "00", Value: "00"}})
+			_, _ = loader.DecodeMapEntries(cs, []loader.MapEntry{{Map: name, Key: "00", Value: "00"}})
 		}
 	})
 }
@@ -112,12 +111,12 @@ func FuzzPlan(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := loader.SetConstants(cs, []v1alpha1.Constant{{Name: constName, Value: constValue}}); err != nil {
+		if err := loader.SetConstants(cs, []loader.Constant{{Name: constName, Value: constValue}}); err != nil {
 			if !errors.Is(err, loader.ErrInvalidConstant) || !strings.Contains(err.Error(), constName) {
 				t.Fatalf("constant %q = %q: unclear refusal: %v", constName, constValue, err)
 			}
 		}
-		entries, err := loader.DecodeMapEntries(cs, []v1alpha1.MapEntry{{Map: mapName, Key: key, Value: value, Encoding: v1alpha1.MapEncoding(encoding)}})
+		entries, err := loader.DecodeMapEntries(cs, []loader.MapEntry{{Map: mapName, Key: key, Value: value, Encoding: loader.Encoding(encoding)}})
 		if err != nil {
 			if !errors.Is(err, loader.ErrInvalidMapEntry) || !strings.Contains(err.Error(), "map entry 0") {
 				t.Fatalf("map entry %q: unclear refusal: %v", mapName, err)

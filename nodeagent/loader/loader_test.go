@@ -9,7 +9,6 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/bundles/format"
 	"github.com/bpfleet/bpfleet/nodeagent/loader"
@@ -122,42 +121,42 @@ func TestSetConstants(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		// consts to set.
-		consts []v1alpha1.Constant
+		consts []loader.Constant
 		// check reads the result back, nil when an error is expected.
 		check func(t *testing.T, cs *ebpf.CollectionSpec)
 	}{
-		{name: "decimal u32", consts: []v1alpha1.Constant{{Name: "drop_action", Value: "2"}}, check: func(t *testing.T, cs *ebpf.CollectionSpec) {
+		{name: "decimal u32", consts: []loader.Constant{{Name: "drop_action", Value: "2"}}, check: func(t *testing.T, cs *ebpf.CollectionSpec) {
 			var v uint32
 			if err := cs.Variables["drop_action"].Get(&v); err != nil || v != 2 {
 				t.Fatalf("drop_action = %d, %v", v, err)
 			}
 		}},
-		{name: "hex u32", consts: []v1alpha1.Constant{{Name: "drop_action", Value: "0xff"}}, check: func(t *testing.T, cs *ebpf.CollectionSpec) {
+		{name: "hex u32", consts: []loader.Constant{{Name: "drop_action", Value: "0xff"}}, check: func(t *testing.T, cs *ebpf.CollectionSpec) {
 			var v uint32
 			if err := cs.Variables["drop_action"].Get(&v); err != nil || v != 255 {
 				t.Fatalf("drop_action = %d, %v", v, err)
 			}
 		}},
-		{name: "bool false", consts: []v1alpha1.Constant{{Name: "enabled", Value: "false"}}, check: func(t *testing.T, cs *ebpf.CollectionSpec) {
+		{name: "bool false", consts: []loader.Constant{{Name: "enabled", Value: "false"}}, check: func(t *testing.T, cs *ebpf.CollectionSpec) {
 			var v uint8
 			if err := cs.Variables["enabled"].Get(&v); err != nil || v != 0 {
 				t.Fatalf("enabled = %d, %v", v, err)
 			}
 		}},
-		{name: "hex bytes", consts: []v1alpha1.Constant{{Name: "marker", Value: "0xdeadbeef"}}, check: func(t *testing.T, cs *ebpf.CollectionSpec) {
+		{name: "hex bytes", consts: []loader.Constant{{Name: "marker", Value: "0xdeadbeef"}}, check: func(t *testing.T, cs *ebpf.CollectionSpec) {
 			v := make([]byte, 4)
 			if err := cs.Variables["marker"].Get(v); err != nil || binary.BigEndian.Uint32(v) != 0xdeadbeef {
 				t.Fatalf("marker = %x, %v", v, err)
 			}
 		}},
-		{name: "unknown name", consts: []v1alpha1.Constant{{Name: "nope", Value: "1"}}},
-		{name: "map is not a constant", consts: []v1alpha1.Constant{{Name: "counters", Value: "1"}}},
-		{name: "u32 overflow", consts: []v1alpha1.Constant{{Name: "drop_action", Value: "4294967296"}}},
-		{name: "negative unsigned", consts: []v1alpha1.Constant{{Name: "drop_action", Value: "-1"}}},
-		{name: "bool from int", consts: []v1alpha1.Constant{{Name: "enabled", Value: "1"}}},
-		{name: "array from int", consts: []v1alpha1.Constant{{Name: "marker", Value: "7"}}},
-		{name: "array too short", consts: []v1alpha1.Constant{{Name: "marker", Value: "0x01"}}},
-		{name: "bad hex", consts: []v1alpha1.Constant{{Name: "marker", Value: "0xzz00zz00"}}},
+		{name: "unknown name", consts: []loader.Constant{{Name: "nope", Value: "1"}}},
+		{name: "map is not a constant", consts: []loader.Constant{{Name: "counters", Value: "1"}}},
+		{name: "u32 overflow", consts: []loader.Constant{{Name: "drop_action", Value: "4294967296"}}},
+		{name: "negative unsigned", consts: []loader.Constant{{Name: "drop_action", Value: "-1"}}},
+		{name: "bool from int", consts: []loader.Constant{{Name: "enabled", Value: "1"}}},
+		{name: "array from int", consts: []loader.Constant{{Name: "marker", Value: "7"}}},
+		{name: "array too short", consts: []loader.Constant{{Name: "marker", Value: "0x01"}}},
+		{name: "bad hex", consts: []loader.Constant{{Name: "marker", Value: "0xzz00zz00"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cs := spec(t)
@@ -180,22 +179,22 @@ func TestSetConstants(t *testing.T) {
 func TestDecodeMapEntries(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		entry v1alpha1.MapEntry
+		entry loader.MapEntry
 		// key and value expected; nil key means an error is expected.
 		key, value []byte
 	}{
-		{name: "hex", entry: v1alpha1.MapEntry{Map: "deny", Key: "0f27", Value: "01"}, key: []byte{0x0f, 0x27}, value: []byte{1}},
-		{name: "hex default encoding upper case", entry: v1alpha1.MapEntry{Map: "deny", Key: "0F27", Value: "FF", Encoding: v1alpha1.MapEncodingHex}, key: []byte{0x0f, 0x27}, value: []byte{0xff}},
-		{name: "base64", entry: v1alpha1.MapEntry{Map: "counters", Key: "AAAAAA==", Value: "AQAAAAAAAAA=", Encoding: v1alpha1.MapEncodingBase64}, key: []byte{0, 0, 0, 0}, value: []byte{1, 0, 0, 0, 0, 0, 0, 0}},
-		{name: "unknown map", entry: v1alpha1.MapEntry{Map: "nope", Key: "0f27", Value: "01"}},
-		{name: "short key", entry: v1alpha1.MapEntry{Map: "deny", Key: "0f", Value: "01"}},
-		{name: "long value", entry: v1alpha1.MapEntry{Map: "deny", Key: "0f27", Value: "0101"}},
-		{name: "bad hex", entry: v1alpha1.MapEntry{Map: "deny", Key: "zz27", Value: "01"}},
-		{name: "bad base64", entry: v1alpha1.MapEntry{Map: "deny", Key: "!!", Value: "AQ==", Encoding: v1alpha1.MapEncodingBase64}},
-		{name: "data section", entry: v1alpha1.MapEntry{Map: ".rodata", Key: "00000000", Value: "00"}},
+		{name: "hex", entry: loader.MapEntry{Map: "deny", Key: "0f27", Value: "01"}, key: []byte{0x0f, 0x27}, value: []byte{1}},
+		{name: "hex default encoding upper case", entry: loader.MapEntry{Map: "deny", Key: "0F27", Value: "FF", Encoding: loader.EncodingHex}, key: []byte{0x0f, 0x27}, value: []byte{0xff}},
+		{name: "base64", entry: loader.MapEntry{Map: "counters", Key: "AAAAAA==", Value: "AQAAAAAAAAA=", Encoding: loader.EncodingBase64}, key: []byte{0, 0, 0, 0}, value: []byte{1, 0, 0, 0, 0, 0, 0, 0}},
+		{name: "unknown map", entry: loader.MapEntry{Map: "nope", Key: "0f27", Value: "01"}},
+		{name: "short key", entry: loader.MapEntry{Map: "deny", Key: "0f", Value: "01"}},
+		{name: "long value", entry: loader.MapEntry{Map: "deny", Key: "0f27", Value: "0101"}},
+		{name: "bad hex", entry: loader.MapEntry{Map: "deny", Key: "zz27", Value: "01"}},
+		{name: "bad base64", entry: loader.MapEntry{Map: "deny", Key: "!!", Value: "AQ==", Encoding: loader.EncodingBase64}},
+		{name: "data section", entry: loader.MapEntry{Map: ".rodata", Key: "00000000", Value: "00"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := loader.DecodeMapEntries(spec(t), []v1alpha1.MapEntry{tc.entry})
+			got, err := loader.DecodeMapEntries(spec(t), []loader.MapEntry{tc.entry})
 			if tc.key == nil {
 				if !errors.Is(err, loader.ErrInvalidMapEntry) {
 					t.Fatalf("want ErrInvalidMapEntry, got %v (%v)", err, got)
@@ -226,15 +225,15 @@ func TestMapEntriesRefuseKernelObjects(t *testing.T) {
 	} {
 		t.Run(typ.String(), func(t *testing.T) {
 			cs := &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{"m": {Name: "m", Type: typ, KeySize: 4, ValueSize: 4, MaxEntries: 4}}}
-			entry := v1alpha1.MapEntry{Map: "m", Key: "00000000", Value: "03000000"} // fd 3
-			if got, err := loader.DecodeMapEntries(cs, []v1alpha1.MapEntry{entry}); !errors.Is(err, loader.ErrInvalidMapEntry) {
+			entry := loader.MapEntry{Map: "m", Key: "00000000", Value: "03000000"} // fd 3
+			if got, err := loader.DecodeMapEntries(cs, []loader.MapEntry{entry}); !errors.Is(err, loader.ErrInvalidMapEntry) {
 				t.Fatalf("DecodeMapEntries = %v, %v; want ErrInvalidMapEntry", got, err)
 			}
 		})
 	}
 	for _, typ := range []ebpf.MapType{ebpf.Hash, ebpf.LRUHash, ebpf.Array, ebpf.LPMTrie} {
 		cs := &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{"m": {Name: "m", Type: typ, KeySize: 4, ValueSize: 4, MaxEntries: 4}}}
-		if _, err := loader.DecodeMapEntries(cs, []v1alpha1.MapEntry{{Map: "m", Key: "00000000", Value: "03000000"}}); err != nil {
+		if _, err := loader.DecodeMapEntries(cs, []loader.MapEntry{{Map: "m", Key: "00000000", Value: "03000000"}}); err != nil {
 			t.Errorf("%s: %v, want writable", typ, err)
 		}
 	}

@@ -7,8 +7,6 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
-
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
 )
 
 // Entry is one decoded map entry.
@@ -19,9 +17,31 @@ type Entry struct {
 	Key, Value []byte
 }
 
+// Encoding says how a map key or value is written.
+type Encoding string
+
+// Encodings.
+const (
+	// EncodingHex is pairs of hex digits (the default).
+	EncodingHex Encoding = "Hex"
+	// EncodingBase64 is standard base64 with padding.
+	EncodingBase64 Encoding = "Base64"
+)
+
+// MapEntry is one entry to write into a map of the programs (the
+// BpfProgram's mapEntries, as the dataplane hands them over).
+type MapEntry struct {
+	// Map is the map's name in the bundle.
+	Map string
+	// Key and Value are the bytes in the map's layout, as Encoding says.
+	Key, Value string
+	// Encoding of Key and Value; "" is Hex.
+	Encoding Encoding
+}
+
 // DecodeMapEntries decodes entries and checks each against the key and value
 // sizes of its map in spec.
-func DecodeMapEntries(spec *ebpf.CollectionSpec, entries []v1alpha1.MapEntry) ([]Entry, error) {
+func DecodeMapEntries(spec *ebpf.CollectionSpec, entries []MapEntry) ([]Entry, error) {
 	out := make([]Entry, 0, len(entries))
 	for i, e := range entries {
 		ms, ok := spec.Maps[e.Map]
@@ -78,13 +98,13 @@ func perCPU(t ebpf.MapType) bool {
 	return false
 }
 
-func decode(enc v1alpha1.MapEncoding, s string) ([]byte, error) {
+func decode(enc Encoding, s string) ([]byte, error) {
 	var b []byte
 	var err error
 	switch enc {
-	case v1alpha1.MapEncodingHex, "":
+	case EncodingHex, "":
 		b, err = hex.DecodeString(s)
-	case v1alpha1.MapEncodingBase64:
+	case EncodingBase64:
 		b, err = base64.StdEncoding.DecodeString(s)
 	default:
 		return nil, fmt.Errorf("unknown encoding %q: %w", enc, ErrInvalidMapEntry)
@@ -128,7 +148,7 @@ func WriteEntries(maps map[string]*ebpf.Map, entries, stale []Entry) error {
 
 // DecodeMapEntriesLive is DecodeMapEntries against loaded maps (for entries
 // written to maps re-adopted from pins, whose spec is not at hand).
-func DecodeMapEntriesLive(maps map[string]*ebpf.Map, entries []v1alpha1.MapEntry) ([]Entry, error) {
+func DecodeMapEntriesLive(maps map[string]*ebpf.Map, entries []MapEntry) ([]Entry, error) {
 	spec := &ebpf.CollectionSpec{Maps: map[string]*ebpf.MapSpec{}}
 	for name, m := range maps {
 		spec.Maps[name] = &ebpf.MapSpec{Name: name, Type: m.Type(), KeySize: m.KeySize(), ValueSize: m.ValueSize()}

@@ -13,8 +13,9 @@ import (
 // alternating rounds of BPF_PROG_RUN with repeat (b.N split over the
 // rounds), and reports kernel-measured medians: the program's ns/packet, the
 // baseline's, and the program's cost above the baseline. Alternating keeps
-// both under the same machine load.
-func ProgRun(b *testing.B, baseline, prog *ebpf.Program, in []byte, want uint32) {
+// both under the same machine load. It returns the two medians (program,
+// baseline) for benchmarks that report a ratio of their own.
+func ProgRun(b *testing.B, baseline, prog *ebpf.Program, in []byte, want uint32) (progMedian, baseMedian float64) {
 	b.Helper()
 	const rounds = 9
 	repeat := max(b.N/rounds, 1)
@@ -35,9 +36,11 @@ func ProgRun(b *testing.B, baseline, prog *ebpf.Program, in []byte, want uint32)
 		baseNs = append(baseNs, float64(base.Nanoseconds()))
 		deltaNs = append(deltaNs, float64(per.Nanoseconds()-base.Nanoseconds()))
 	}
-	b.ReportMetric(Median(progNs), "ns/packet")
-	b.ReportMetric(Median(baseNs), "baseline-ns/packet")
+	progMedian, baseMedian = Median(progNs), Median(baseNs)
+	b.ReportMetric(progMedian, "ns/packet")
+	b.ReportMetric(baseMedian, "baseline-ns/packet")
 	b.ReportMetric(Median(deltaNs), "over-baseline-ns/packet")
+	return progMedian, baseMedian
 }
 
 // Median is the middle value of xs (the upper one of an even count).

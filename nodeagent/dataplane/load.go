@@ -1,0 +1,337 @@
+package dataplane
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt" // ENOTSUPP (524) is kernel-internal, absent from x/sys/unix
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles/format"
+	"github.com/bpfleet/bpfleet/nodeagent/attach"
+	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
+	"github.com/bpfleet/bpfleet/nodeagent/failpoint"
+	"github.com/bpfleet/bpfleet/nodeagent/loader"
+	"github.com/bpfleet/bpfleet/nodeagent/probe"
+)
+
+// loadHash hashes what needs a reload when it changes.
+func loadHash(ds *Desired) string {
+	var keys []string
+	for _, pa := range ds.Spec.Programs {
+		if h := ds.hooks.Hooks[pa.Name]; h != nil {
+			if k := h.LoadKey(); k != "" {
+				keys = append(keys, k)
+			}
+		}
+	}
+	return bpffs.LoadHash(ds.Digest, ds.Spec.Constants, keys...)
+}
+
+// parse reads the object holding the spec's programs, checks that the
+// manifest describes them truly and that the object's maps fit the limits,
+// sets the constants and prepares each program for its attach block.
+// Per-program problems (type mismatch, program type unsupported here) are
+// returned in progErr.
+func (d *Dataplane) parse(ds *Desired) (cs *ebpf.CollectionSpec, object string, progErr map[string]error, err error) {
+	progErr = map[string]error{}
+	declared := map[string]*format.Program{}
+	for _, pa := range ds.Spec.Programs {
+		mp, ok := ds.Bundle.Program(pa.Name)
+		if !ok {
+			progErr[pa.Name] = fmt.Errorf("program %s: %w", pa.Name, loader.ErrNoProgram)
+			continue
+		}
+		declared[pa.Name] = mp
+		if object == "" {
+			object = mp.Object
+		} else if object != mp.Object {
+			return nil, "", nil, withReason(v1alpha1.ReasonLoadFailed,
+				fmt.Errorf("programs of one BpfProgram must come from one object, got %s and %s", object, mp.Object))
+		}
+	}
+	if object == "" {
+		return nil, "", nil, withReason(v1alpha1.ReasonProgramNotInBundle, fmt.Errorf("no program of the spec is in the bundle: %w", loader.ErrNoProgram))
+	}
+	elf, err := ds.Bundle.Object(object)
+	if err != nil {
+		return nil, "", nil, withReason(v1alpha1.ReasonLoadFailed, fmt.Errorf("read object %s: %w", object, err))
+	}
+	cs, err = loader.ParseELF(elf)
+	if err != nil {
+		return nil, "", nil, withReason(v1alpha1.ReasonLoadFailed, err)
+	}
+	// The trust policies judged the manifest; the kernel gets the ELF. A
+	// bundle whose manifest misstates a program is refused whole.
+	for _, pa := range ds.Spec.Programs {
+		if mp := declared[pa.Name]; mp != nil {
+			if err := format.CheckProgram(mp, cs.Programs[pa.Name]); err != nil {
+				return nil, "", nil, withReason(v1alpha1.ReasonBundleInvalid, err)
+			}
+		}
+	}
+	// Map limits before anything else reaches the kernel (probes included).
+	if err := loader.CheckMapSizes(cs); err != nil {
+		return nil, "", nil, withReason(v1alpha1.ReasonLoadFailed, err)
+	}
+	if err := loader.SetConstants(cs, constants(ds.Spec.Constants)); err != nil {
+		return nil, "", nil, err
+	}
+	for _, pa := range ds.Spec.Programs {
+		if progErr[pa.Name] != nil {
+			continue
+		}
+		ps, ok := cs.Programs[pa.Name]
+		if !ok {
+			progErr[pa.Name] = fmt.Errorf("program %s in object %s: %w", pa.Name, object, loader.ErrNoProgram)
+			continue
+		}
+		h := ds.hooks.Hooks[pa.Name]
+		if h == nil {
+			progErr[pa.Name] = ds.hooks.Errs[pa.Name]
+			continue
+		}
+		if err := h.Prepare(ps); err != nil {
+			progErr[pa.Name] = err
+			continue
+		}
+		if err := supported(ps, h); err != nil {
+			progErr[pa.Name] = err
+		}
+	}
+	return cs, object, progErr, nil
+}
+
+// supported decides early, from cached probes, whether the program can work here.
+func supported(ps *ebpf.ProgramSpec, h attach.Hook) error {
+	if err := probe.ProgramType(ps.Type); err != nil {
+		return err
+	}
+	return h.Supported()
+}
+
+// reload loads the desired digest next to what runs and swaps it in: links
+// that can be updated in place are (Link.Update: same link, new program),
+// others get the new program attached before the old link is closed. Any
+// failure leaves what runs untouched.
+func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
+	failpoint.Inject("after-pull")
+	loadStart := time.Now()
+	cs, object, progErr, err := d.parse(ds)
+	if err != nil {
+		return err
+	}
+	running := len(e.links) > 0 || len(e.loadedProgs()) > 0
+	if running && len(progErr) > 0 {
+		return firstErr(progErr)
+	}
+	maps, err := loader.LoadMaps(cs, d.cache)
+	if err != nil {
+		return withReason(v1alpha1.ReasonLoadFailed, err)
+	}
+	progs := map[string]*ebpf.Program{}
+	discard := func() {
+		for _, p := range progs {
+			p.Close()
+		}
+		for _, m := range maps {
+			m.Close()
+		}
+	}
+	for _, pa := range ds.Spec.Programs {
+		if progErr[pa.Name] != nil {
+			continue
+		}
+		p, err := loader.LoadProgram(cs, pa.Name, maps, d.cache)
+		if err != nil {
+			err = loadError(cs.Programs[pa.Name], err)
+			if running {
+				discard()
+				return err
+			}
+			progErr[pa.Name] = err
+			continue
+		}
+		progs[pa.Name] = p
+	}
+	// Entries go into the new maps before any packet reaches the new programs.
+	entries, err := loader.DecodeMapEntries(cs, mapEntries(ds.Spec.MapEntries))
+	if err == nil {
+		err = loader.WriteEntries(maps, entries, nil)
+	}
+	if err != nil {
+		discard()
+		return withReason(v1alpha1.ReasonMapUpdateFailed, err)
+	}
+	d.observe(PhaseLoad, loadStart)
+	failpoint.Inject("after-load")
+
+	// Swap what runs.
+	var undo []func()
+	rollback := func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	newLinks := map[string]link.Link{}
+	for key, a := range e.links {
+		np := progs[a.target.Program]
+		if np == nil {
+			continue // program left the spec: reconcileLinks detaches it
+		}
+		if attach.Updatable(a.target.Kind) {
+			old := e.prog(a.target.Program)
+			swapStart := time.Now()
+			err := a.link.Update(np)
+			d.observe(PhaseAttach, swapStart)
+			if err != nil {
+				rollback()
+				discard()
+				return withReason(v1alpha1.ReasonAttachFailed, fmt.Errorf("update link %s: %w", a.target.Point, err))
+			}
+			if old != nil {
+				l := a.link
+				undo = append(undo, func() { _ = l.Update(old) })
+			}
+			continue
+		}
+		t := a.target
+		if t.Hook == nil {
+			// Re-adopted before the spec was known again: attach by the
+			// desired block of the program, when it is of the same kind.
+			if h := ds.hooks.Hooks[t.Program]; h != nil && h.Kind() == t.Kind {
+				t.Hook, t.HostRoot = h, d.opts.HostRoot
+			}
+		}
+		nl, err := d.attachTarget(t, np)
+		if err != nil {
+			rollback()
+			for _, l := range newLinks {
+				l.Close()
+			}
+			discard()
+			return withReason(v1alpha1.ReasonAttachFailed, err)
+		}
+		newLinks[key] = nl
+	}
+	failpoint.Inject("after-attach")
+
+	// Commit: the new programs run everywhere; replace the old objects and pins.
+	if !running {
+		// Pins without a record (a crash before the record was written).
+		_ = d.layout.Remove(e.uid)
+	}
+	if err := d.layout.Prepare(e.uid); err != nil {
+		d.log.Error(err, "prepare pin directory", "uid", e.uid)
+	}
+	for key, nl := range newLinks {
+		a := e.links[key]
+		_ = a.link.Unpin()
+		_ = a.link.Close()
+		a.link = nl
+		if err := nl.Pin(d.layout.Link(e.uid, a.target.Program, a.target.Point)); err != nil {
+			d.log.Error(err, "pin link", "point", a.target.Point)
+		}
+	}
+	e.closePrograms(true)
+	for _, m := range e.maps {
+		_ = m.Unpin()
+		m.Close()
+	}
+	e.maps = maps
+	for name, p := range progs {
+		e.setLoaded(name, p)
+	}
+	d.ensurePins(e)
+	e.written, e.entriesHash = entries, hashEntries(ds.Spec.MapEntries)
+	if !e.mustReload {
+		e.tamperNotice = nil // a tampering notice lasts until the next regular load
+	}
+	for name, err := range progErr {
+		e.program(name).loadErr = err
+	}
+	for name, pg := range e.programs {
+		pg.loadErr = progErr[name]
+	}
+	e.object, e.loadHash, e.digest, e.mustReload = object, lh, ds.Digest, false
+	e.loaded = true
+	return nil
+}
+
+func firstErr(m map[string]error) error {
+	var names []string
+	for n := range m {
+		names = append(names, n)
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	min := names[0]
+	for _, n := range names {
+		if n < min {
+			min = n
+		}
+	}
+	return m[min]
+}
+
+// loadMissing loads programs the spec names that are not loaded yet (added
+// to the spec, or lost), against the running maps.
+func (d *Dataplane) loadMissing(e *entry, ds *Desired) {
+	var missing []v1alpha1.ProgramAttachment
+	for _, pa := range ds.Spec.Programs {
+		if pg := e.programs[pa.Name]; pg == nil || pg.prog == nil && pg.loadErr == nil {
+			missing = append(missing, pa)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	cs, _, progErr, err := d.parse(ds)
+	if err != nil {
+		for _, pa := range missing {
+			e.program(pa.Name).loadErr = err
+		}
+		return
+	}
+	for _, pa := range missing {
+		if err := progErr[pa.Name]; err != nil {
+			e.program(pa.Name).loadErr = err
+			continue
+		}
+		p, err := loader.LoadProgram(cs, pa.Name, e.maps, d.cache)
+		if err != nil {
+			e.program(pa.Name).loadErr = loadError(cs.Programs[pa.Name], err)
+			continue
+		}
+		e.setLoaded(pa.Name, p)
+	}
+}
+
+func hashEntries(entries []v1alpha1.MapEntry) string {
+	b, _ := json.Marshal(entries)
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// writeEntries writes the spec's map entries into running maps when they
+// changed, deleting the keys no longer listed. Programs are not reloaded.
+func (d *Dataplane) writeEntries(e *entry, spec []v1alpha1.MapEntry, maps map[string]*ebpf.Map) error {
+	h := hashEntries(spec)
+	if h == e.entriesHash {
+		return nil
+	}
+	entries, err := loader.DecodeMapEntriesLive(maps, mapEntries(spec))
+	if err != nil {
+		return err
+	}
+	if err := loader.WriteEntries(maps, entries, e.written); err != nil {
+		return err
+	}
+	e.written, e.entriesHash = entries, h
+	return nil
+}
