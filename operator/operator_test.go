@@ -91,7 +91,7 @@ func startOperator(t testing.TB) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		stopOperator = cancel
-		err = operator.Setup(ctx, mgr, operator.Options{Remote: remote.Options{PlainHTTP: true}, Clock: clock})
+		err = operator.Setup(ctx, mgr, operator.Options{Remote: remote.Options{PlainHTTP: true}, Clock: clock, CleanupTimeout: cleanupTimeout})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
+	"github.com/bpfleet/bpfleet/nodeagent/cleanup"
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
 )
 
@@ -49,6 +50,7 @@ func main() {
 	flag.DurationVar(&opts.Registry.Timeout, "registry-timeout", remote.DefaultTimeout, "Bound on each registry operation.")
 	flag.StringVar(&opts.TrustNamespace, "trust-namespace", trust.DefaultSecretNamespace, "The only namespace whose Secrets trust policies may name.")
 	flag.DurationVar(&opts.UnmanagedInterval, "unmanaged-interval", controller.DefaultUnmanagedInterval, "Least time between two status writes carrying a changed inventory of programs bpfleet did not load (negative: no inventory).")
+	cleanupOnly := flag.Bool("cleanup", false, "Uninstall step: remove every pin bpfleet made under --bpffs-root (detaching its links), its records in --state-dir and the bundle cache, then exit. Refuses a root holding pins bpfleet did not make, and a state directory a running agent holds.")
 	mountOnly := flag.Bool("mount-filesystems-only", false, "Mount bpffs at /sys/fs/bpf and tracefs at /sys/kernel/tracing when missing, then exit (the DaemonSet's init step).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -58,6 +60,17 @@ func main() {
 			fmt.Fprintln(os.Stderr, "bpfleet-agent: mount filesystems:", err)
 			os.Exit(1)
 		}
+		return
+	}
+
+	if *cleanupOnly {
+		rep, err := cleanup.Run(cleanup.Options{BPFFSRoot: opts.BPFFSRoot, StateDir: opts.StateDir, CacheDir: opts.CacheDir})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bpfleet-agent:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("bpfleet-agent: removed the pins of %d BpfProgram(s) under %s and %d record(s) in %s\n",
+			len(rep.Programs), opts.BPFFSRoot, rep.Records, opts.StateDir)
 		return
 	}
 

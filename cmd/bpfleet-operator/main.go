@@ -21,6 +21,7 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/operator"
+	"github.com/bpfleet/bpfleet/operator/program"
 )
 
 func main() {
@@ -41,6 +42,7 @@ func run() error {
 		dockerConfig    = flag.String("registry-config", "", "docker config.json with registry credentials; empty means the default location")
 		registryTimeout = flag.Duration("registry-timeout", remote.DefaultTimeout, "bound on each registry operation")
 		resync          = flag.Duration("resync-period", 5*time.Minute, "how often pullPolicy: Always tags are resolved again")
+		cleanupTimeout  = flag.Duration("cleanup-timeout", program.DefaultCleanupTimeout, "how long a deleted BpfProgram waits for live nodes that still report it (agent down) before its finalizer is released with a NodesNotCleaned Event")
 		trustNamespace  = flag.String("trust-namespace", trust.DefaultSecretNamespace, "the only namespace whose Secrets trust policies may name")
 	)
 	zapOpts := zap.Options{}
@@ -78,6 +80,7 @@ func run() error {
 		},
 		ResyncPeriod:   *resync,
 		TrustNamespace: *trustNamespace,
+		CleanupTimeout: *cleanupTimeout,
 	})
 	if err != nil {
 		return fmt.Errorf("set up reconcilers: %w", err)

@@ -71,6 +71,10 @@ type Reconciler struct {
 	// reaches every agent's watch); zero means DefaultNodeStateDelay,
 	// negative none.
 	NodeStateDelay time.Duration
+	// CleanupTimeout is how long a deleted BpfProgram waits for live nodes
+	// that still report it (see finalizer.go); zero means
+	// DefaultCleanupTimeout.
+	CleanupTimeout time.Duration
 }
 
 // DefaultNodeStateDelay is the default Reconciler.NodeStateDelay.
@@ -108,8 +112,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !p.DeletionTimestamp.IsZero() {
-		// Agents detach when the object is gone; nothing is held here.
-		return ctrl.Result{}, nil
+		// Agents detach a deleted program; the finalizer waits for them.
+		return r.finalize(ctx, p)
+	}
+	if err := r.ensureFinalizer(ctx, p); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	before := p.DeepCopy()
 	s := &scope{program: p}
