@@ -44,9 +44,10 @@ func main() {
 	flag.DurationVar(&opts.VerifyTTL, "verify-ttl", controller.DefaultVerifyTTL, "How long a verified bundle signature stands before it is checked again.")
 	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "Address of /metrics (0 disables).")
 	flag.StringVar(&opts.HealthAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz (0 disables).")
-	flag.BoolVar(&opts.Registry.PlainHTTP, "registry-plain-http", false, "Talk plain HTTP to registries (automatic for loopback).")
-	flag.BoolVar(&opts.Registry.Insecure, "registry-insecure", false, "Allow plain HTTP and skip TLS verification for any registry.")
-	flag.StringVar(&opts.Registry.DockerConfig, "registry-config", "", "docker config.json with registry credentials.")
+	registries := flag.String("registries-config", "", "Per-registry settings file (credentials, CA bundle, plain HTTP, insecure TLS per host); see docs/operations.md.")
+	flag.BoolVar(&opts.Registry.PlainHTTP, "registry-plain-http", false, "Talk plain HTTP to every registry (automatic for loopback); needs --registry-insecure. Prefer plainHTTP per host in --registries-config.")
+	flag.BoolVar(&opts.Registry.Insecure, "registry-insecure", false, "Allow plain HTTP and skip TLS verification for every registry. Prefer per-host settings in --registries-config.")
+	flag.StringVar(&opts.Registry.DockerConfig, "registry-config", "", "docker config.json with registry credentials (wins over the credentials of --registries-config).")
 	flag.DurationVar(&opts.Registry.Timeout, "registry-timeout", remote.DefaultTimeout, "Bound on each registry operation.")
 	flag.StringVar(&opts.TrustNamespace, "trust-namespace", trust.DefaultSecretNamespace, "The only namespace whose Secrets trust policies may name.")
 	flag.DurationVar(&opts.UnmanagedInterval, "unmanaged-interval", controller.DefaultUnmanagedInterval, "Least time between two status writes carrying a changed inventory of programs bpfleet did not load (negative: no inventory).")
@@ -63,6 +64,14 @@ func main() {
 		return
 	}
 
+	if *registries != "" {
+		cfg, err := remote.LoadConfig(*registries)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bpfleet-agent:", err)
+			os.Exit(2)
+		}
+		cfg.Apply(&opts.Registry)
+	}
 	if *cleanupOnly {
 		rep, err := cleanup.Run(cleanup.Options{BPFFSRoot: opts.BPFFSRoot, StateDir: opts.StateDir, CacheDir: opts.CacheDir})
 		if err != nil {
