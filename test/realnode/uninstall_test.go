@@ -59,7 +59,7 @@ func TestUninstall(t *testing.T) {
 		t.Errorf("no NodesNotCleaned Event naming %s and %s:\n%s", f.name, e.c.NodeName, events)
 	}
 
-	e.kubectl(t, "delete", "-k", e.overlay, "--wait=true", "--timeout=2m")
+	e.kubectl(t, "delete", "-k", e.overlay, "--ignore-not-found", "--wait=true", "--timeout=2m") // the DaemonSet is gone already
 	crds := e.kubectl(t, "get", "crds", "-o", "name")
 	if strings.Contains(crds, "bpfleet.io") {
 		t.Errorf("bpfleet CRDs left after kubectl delete -k:\n%s", crds)
