@@ -52,11 +52,15 @@ func Run(opts Options) (Report, error) {
 	if opts.CacheDir == "" {
 		opts.CacheDir = filepath.Join(opts.StateDir, "bundles")
 	}
-	unlock, err := controller.Lock(opts.StateDir)
-	if err != nil {
-		return rep, fmt.Errorf("cleanup: %w", err)
+	// No state directory: no agent ran here with it, none holds it, and
+	// there are no records; do not create it.
+	if _, err := os.Stat(opts.StateDir); err == nil {
+		unlock, err := controller.Lock(opts.StateDir)
+		if err != nil {
+			return rep, fmt.Errorf("cleanup: %w", err)
+		}
+		defer unlock()
 	}
-	defer unlock()
 	store := bpffs.Store{Dir: opts.StateDir}
 	recorded, err := store.List()
 	if err != nil {
