@@ -64,7 +64,7 @@ func TestUninstall(t *testing.T) {
 	if strings.Contains(crds, "bpfleet.io") {
 		t.Errorf("bpfleet CRDs left after kubectl delete -k:\n%s", crds)
 	}
-	c := death.During(t, f.path(t), func(func()) { time.Sleep(2 * time.Second) })
+	c := death.During(t, f.path(t), func(func()) { time.Sleep(4 * time.Second) })
 	t.Logf("uninstalled, agent down, filter on its pins: %s", c)
 	c.Check(t)
 
