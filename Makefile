@@ -13,7 +13,7 @@ GO           ?= go
 # pinned in their own module, so their dependencies (cosign's cloud KMS SDKs)
 # stay out of the product's module graph; built into bin/ when it changes.
 TOOLS_MOD    := test/tools/mod
-TOOL_BINS    := $(BIN)/cosign $(BIN)/controller-gen $(BIN)/gotestsum $(BIN)/staticcheck
+TOOL_BINS    := $(BIN)/cosign $(BIN)/controller-gen $(BIN)/gotestsum $(BIN)/staticcheck $(BIN)/helm
 CONTROLLER_GEN := $(BIN)/controller-gen
 TEST_FLAGS   ?= -count=1 -timeout=30m
 FUZZTIME     ?= 10s
