@@ -96,9 +96,6 @@ const (
 	// the nodes that still do are gone or the operator's cleanup timeout
 	// passed.
 	FinalizerNodeCleanup = "bpfleet.io/node-cleanup"
-	// ReasonWaitingForNodes (an Event on a deleted BpfProgram): nodes still
-	// report it; the finalizer stays until they detach it.
-	ReasonWaitingForNodes = "WaitingForNodes"
 	// ReasonNodesNotCleaned (a Warning Event on a deleted BpfProgram): the
 	// cleanup timeout passed while these nodes still reported it; the
 	// finalizer was released and their agents remove it when they run
