@@ -57,7 +57,7 @@ registry:
 		t.Errorf("agent args %s: want the registries config, not the global plain-HTTP flag", args)
 	}
 
-	e.key = "" // the trust policy went with the CRDs
+	e.forgetTrust(t)
 	f, took := e.newFilter(t, "realnode-helm")
 	t.Logf("installed with helm; BpfProgram apply → Attached: %s", took.Round(time.Millisecond))
 	c := death.During(t, f.path(t), func(func()) { time.Sleep(4 * time.Second) })
@@ -72,7 +72,7 @@ registry:
 		t.Errorf("%d pin directories left after the program was deleted and the release uninstalled", len(entries))
 	}
 
-	e.key = ""
+	e.forgetTrust(t)
 	if err := e.install(ctx); err != nil {
 		t.Fatalf("install again with kustomize: %v", err)
 	}

@@ -94,7 +94,7 @@ func TestUninstall(t *testing.T) {
 	}
 
 	// Back to the installed product for the rest of the suite.
-	e.key = ""
+	e.forgetTrust(t)
 	if err := e.install(ctx); err != nil {
 		t.Fatalf("install again: %v", err)
 	}
@@ -107,4 +107,14 @@ func netnsRun(t testing.TB, name string, args ...string) string {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// forgetTrust makes the next bundle push create a key pair and trust
+// policy again: the policy went with the CRDs.
+func (e *env) forgetTrust(t *testing.T) {
+	t.Helper()
+	if err := os.RemoveAll(filepath.Join(e.tmp, "keys")); err != nil {
+		t.Fatal(err)
+	}
+	e.key = ""
 }
