@@ -13,7 +13,7 @@ GO           ?= go
 # pinned in their own module, so their dependencies (cosign's cloud KMS SDKs)
 # stay out of the product's module graph; built into bin/ when it changes.
 TOOLS_MOD    := test/tools/mod
-TOOL_BINS    := $(BIN)/cosign $(BIN)/controller-gen $(BIN)/gotestsum $(BIN)/staticcheck
+TOOL_BINS    := $(BIN)/cosign $(BIN)/controller-gen $(BIN)/gotestsum $(BIN)/staticcheck $(BIN)/helm
 CONTROLLER_GEN := $(BIN)/controller-gen
 TEST_FLAGS   ?= -count=1 -timeout=30m
 FUZZTIME     ?= 10s
@@ -53,12 +53,13 @@ deps: ## Install the Debian packages the tests use and mount bpffs/tracefs (root
 	@bash test/tools/deps.sh
 
 .PHONY: generate
-generate: $(CONTROLLER_GEN) ## Regenerate deepcopy, CRDs, RBAC and the eBPF objects (needs clang).
+generate: $(CONTROLLER_GEN) ## Regenerate deepcopy, CRDs, RBAC, the eBPF objects (needs clang) and the Helm chart.
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=bpfleet-operator paths=./operator/... output:rbac:artifacts:config=config/rbac/operator
 	$(CONTROLLER_GEN) rbac:roleName=bpfleet-agent paths=./nodeagent/... output:rbac:artifacts:config=config/rbac/agent
 	$(GO) generate ./bpf/... ./test/kernelprog/...
+	$(GO) run ./test/tools/helmchart   # config/helm/bpfleet from config/default
 
 # Where `make bundles` tags the shipped bundles; `bpfleet bundle push REF`
 # then pushes one (`bpfleet-local` builds, pushes and signs them itself).

@@ -43,4 +43,7 @@ var (
 	// ErrRegistryUnavailable: the registry could not be reached or answered
 	// with a server error; retrying later may help.
 	ErrRegistryUnavailable = errors.New("registry unavailable")
+	// ErrRegistryDenied: the registry refused the credentials (401) or
+	// the access (403); fix the credentials its registries config names.
+	ErrRegistryDenied = errors.New("registry denied access")
 )

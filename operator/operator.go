@@ -39,6 +39,9 @@ type Options struct {
 	// TrustNamespace is the only namespace trust-policy keys are read from
 	// (Secrets); default trust.DefaultSecretNamespace.
 	TrustNamespace string
+	// CleanupTimeout bounds how long a deleted BpfProgram waits for nodes
+	// that still report it; zero means program.DefaultCleanupTimeout.
+	CleanupTimeout time.Duration
 }
 
 // Secrets are read one by one, only for trust policy keys that name them,
@@ -54,12 +57,13 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	keys := trust.SecretKeys(mgr.GetAPIReader(), opts.TrustNamespace)
 	recorder := mgr.GetEventRecorder(Name)
 	programs := &program.Reconciler{
-		Client:       mgr.GetClient(),
-		Registry:     rc,
-		Verifier:     &trust.Verifier{Remote: opts.Remote, Keys: keys},
-		Recorder:     recorder,
-		Clock:        opts.Clock,
-		ResyncPeriod: opts.ResyncPeriod,
+		Client:         mgr.GetClient(),
+		Registry:       rc,
+		Verifier:       &trust.Verifier{Remote: opts.Remote, Keys: keys},
+		Recorder:       recorder,
+		Clock:          opts.Clock,
+		ResyncPeriod:   opts.ResyncPeriod,
+		CleanupTimeout: opts.CleanupTimeout,
 	}
 	if err := programs.SetupWithManager(ctx, mgr); err != nil {
 		return err

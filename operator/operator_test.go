@@ -31,6 +31,7 @@ import (
 	"github.com/bpfleet/bpfleet/api/rollout"
 	"github.com/bpfleet/bpfleet/api/scheme"
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles/format"
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/signing"
 	"github.com/bpfleet/bpfleet/bundles/trust"
@@ -88,7 +89,7 @@ func startOperator(t testing.TB) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		stopOperator = cancel
-		err = operator.Setup(ctx, mgr, operator.Options{Remote: remote.Options{PlainHTTP: true}, Clock: clock})
+		err = operator.Setup(ctx, mgr, operator.Options{Remote: remote.Options{PlainHTTP: true}, Clock: clock, CleanupTimeout: cleanupTimeout})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -381,7 +382,7 @@ func TestRefusedBundles(t *testing.T) {
 	sign(t, wrongKeyRef, otherPriv)
 	tamperedRef, tamperedDigest := testbundle.Push(t, reg, "ebpf/tampered", "v1", testbundle.Source{Return: 4})
 	sign(t, tamperedRef, priv)
-	tamperLayer(t, reg, tamperedRef, tamperedDigest)
+	tamperConfig(t, reg, tamperedRef, tamperedDigest)
 	otherReg := registry.Start(t, registry.Options{})
 	uncoveredRef, _ := testbundle.Push(t, otherReg, "ebpf/uncovered", "v1", testbundle.Source{})
 
@@ -448,8 +449,9 @@ func TestRefusedBundles(t *testing.T) {
 	})
 }
 
-// tamperLayer replaces the ELF layer of the bundle ref@digest in reg.
-func tamperLayer(t testing.TB, reg *registry.Registry, ref, digest string) {
+// tamperConfig replaces the config blob (the manifest the operator reads)
+// of the bundle ref@digest in reg.
+func tamperConfig(t testing.TB, reg *registry.Registry, ref, digest string) {
 	t.Helper()
 	r, err := remote.ParseReference(ref)
 	if err != nil {
@@ -459,7 +461,11 @@ func tamperLayer(t testing.TB, reg *registry.Registry, ref, digest string) {
 	if err != nil {
 		t.Fatalf("fetch %s: %v", ref, err)
 	}
-	reg.TamperBlob(t, b.Manifest.Objects[0].Digest, []byte("not the signed ELF"))
+	im, err := format.ParseImageManifest(b.ImageManifest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.TamperBlob(t, im.Config.Digest.String(), []byte(`{"name":"not the signed manifest"}`))
 }
 
 func TestTagMovedKeepsRecordedDigest(t *testing.T) {

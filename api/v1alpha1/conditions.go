@@ -104,3 +104,17 @@ const (
 	// ReasonAccepted: the operator keeps a BpfProgram for the BpfPodProgram.
 	ReasonAccepted = "Accepted"
 )
+
+// Finalizer and the reasons of deletion.
+const (
+	// FinalizerNodeCleanup holds a deleted BpfProgram until no BpfNodeState
+	// reports it any more (every agent detached and unpinned it), or until
+	// the nodes that still do are gone or the operator's cleanup timeout
+	// passed.
+	FinalizerNodeCleanup = "bpfleet.io/node-cleanup"
+	// ReasonNodesNotCleaned (a Warning Event on a deleted BpfProgram): the
+	// cleanup timeout passed while these nodes still reported it; the
+	// finalizer was released and their agents remove it when they run
+	// again (or bpfleet-agent --cleanup does).
+	ReasonNodesNotCleaned = "NodesNotCleaned"
+)

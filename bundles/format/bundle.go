@@ -47,31 +47,12 @@ type Parts struct {
 // to one. Errors wrap bundles.ErrDigestMismatch, ErrBundleInvalid or
 // ErrTooLarge.
 func Assemble(p Parts) (*Bundle, error) {
-	if got := Digest(p.ImageManifest); got != p.Digest {
-		return nil, fmt.Errorf("%w: image manifest hashes to %s, want %s", bundles.ErrDigestMismatch, got, p.Digest)
-	}
-	im, err := ParseImageManifest(p.ImageManifest)
+	im, m, err := assembleHeader(p)
 	if err != nil {
 		return nil, err
-	}
-	if got := Digest(p.Config); got != im.Config.Digest.String() || int64(len(p.Config)) != im.Config.Size {
-		return nil, fmt.Errorf("%w: config blob hashes to %s, want %s", bundles.ErrDigestMismatch, got, im.Config.Digest)
-	}
-	m, err := ParseManifest(p.Config)
-	if err != nil {
-		return nil, err
-	}
-	if len(m.Objects) != len(im.Layers) {
-		return nil, fmt.Errorf("%w: %d objects in the manifest, %d layers", bundles.ErrBundleInvalid, len(m.Objects), len(im.Layers))
 	}
 	objects := make(map[string][]byte, len(im.Layers))
-	for i, layer := range im.Layers {
-		o := m.Objects[i]
-		title := layer.Annotations[AnnotationTitle]
-		if o.Name != title || o.Digest != layer.Digest.String() || o.Size != layer.Size ||
-			o.Endianness != layer.Annotations[AnnotationEndianness] {
-			return nil, fmt.Errorf("%w: objects[%d] %q does not match layer %d %q (%s)", bundles.ErrBundleInvalid, i, o.Name, i, title, layer.Digest)
-		}
+	for _, o := range m.Objects {
 		data, ok := p.Layers[o.Digest]
 		if !ok {
 			return nil, fmt.Errorf("%w: layer %s (%s) missing", bundles.ErrBundleInvalid, o.Digest, o.Name)
@@ -89,6 +70,45 @@ func Assemble(p Parts) (*Bundle, error) {
 		config:        p.Config,
 		objects:       objects,
 	}, nil
+}
+
+// AssembleManifest checks what Assemble checks but the layers' bytes, which
+// it does not need (Parts.Layers is ignored), and returns the bundle's
+// manifest: for a reader that never loads the ELF objects (the operator).
+func AssembleManifest(p Parts) (*Manifest, error) {
+	_, m, err := assembleHeader(p)
+	return m, err
+}
+
+// assembleHeader checks the image manifest and config of p, and that the
+// manifest's objects and the layers match one to one.
+func assembleHeader(p Parts) (*ocispec.Manifest, *Manifest, error) {
+	if got := Digest(p.ImageManifest); got != p.Digest {
+		return nil, nil, fmt.Errorf("%w: image manifest hashes to %s, want %s", bundles.ErrDigestMismatch, got, p.Digest)
+	}
+	im, err := ParseImageManifest(p.ImageManifest)
+	if err != nil {
+		return nil, nil, err
+	}
+	if got := Digest(p.Config); got != im.Config.Digest.String() || int64(len(p.Config)) != im.Config.Size {
+		return nil, nil, fmt.Errorf("%w: config blob hashes to %s, want %s", bundles.ErrDigestMismatch, got, im.Config.Digest)
+	}
+	m, err := ParseManifest(p.Config)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(m.Objects) != len(im.Layers) {
+		return nil, nil, fmt.Errorf("%w: %d objects in the manifest, %d layers", bundles.ErrBundleInvalid, len(m.Objects), len(im.Layers))
+	}
+	for i, layer := range im.Layers {
+		o := m.Objects[i]
+		title := layer.Annotations[AnnotationTitle]
+		if o.Name != title || o.Digest != layer.Digest.String() || o.Size != layer.Size ||
+			o.Endianness != layer.Annotations[AnnotationEndianness] {
+			return nil, nil, fmt.Errorf("%w: objects[%d] %q does not match layer %d %q (%s)", bundles.ErrBundleInvalid, i, o.Name, i, title, layer.Digest)
+		}
+	}
+	return im, m, nil
 }
 
 // ParseImageManifest decodes an OCI image manifest and checks it is a bundle:

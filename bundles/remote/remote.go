@@ -1,11 +1,13 @@
 // Package remote pushes, pulls and resolves bundles in OCI registries with
 // oras-go v2. Every blob read is checked against its digest; plain HTTP is
-// used only for loopback registries or when Options.Insecure is set.
+// used only for loopback registries, hosts the registries config (Config)
+// marks plainHTTP, or when Options.Insecure is set.
 package remote
 
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -43,6 +45,10 @@ type Options struct {
 	DockerConfig string
 	// Timeout bounds each operation; zero means DefaultTimeout.
 	Timeout time.Duration
+	// Registries are per-host settings (CA bundle, plain HTTP, skipped TLS
+	// verification) from the registries config; see Config. A host listed
+	// here follows its entry, not PlainHTTP's loopback rule.
+	Registries []Registry
 }
 
 // DefaultTimeout bounds an operation when Options.Timeout is zero.
@@ -66,7 +72,24 @@ func New(opts Options) *Client {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
-	guarded := schemeGuard{base: sharedTransport(opts), opts: opts}
+	guarded := schemeGuard{base: sharedTransport(transportKey{insecure: opts.Insecure, timeout: opts.Timeout}, nil), opts: opts,
+		hosts: map[string]http.RoundTripper{}, hostErrs: map[string]error{}}
+	for _, r := range opts.Registries {
+		if r.CA == "" && !r.InsecureSkipVerify {
+			continue
+		}
+		key := transportKey{insecure: opts.Insecure || r.InsecureSkipVerify, timeout: opts.Timeout}
+		var pool *x509.CertPool
+		if r.CA != "" && !key.insecure {
+			var err error
+			if pool, err = loadCA(r.CA); err != nil {
+				guarded.hostErrs[r.Host] = fmt.Errorf("registry %s: %w", r.Host, err)
+				continue
+			}
+			key.ca = caKey(r.CA)
+		}
+		guarded.hosts[r.Host] = sharedTransport(key, pool)
+	}
 	c := &Client{
 		opts:      opts,
 		http:      &http.Client{Transport: guarded},
@@ -81,6 +104,7 @@ func New(opts Options) *Client {
 type transportKey struct {
 	insecure bool
 	timeout  time.Duration
+	ca       string // caKey of the CA bundle; "" for the system roots
 }
 
 // transports pools connections across Clients: callers such as
@@ -88,29 +112,35 @@ type transportKey struct {
 // leave idle connections (file descriptors) behind each one.
 var transports sync.Map // transportKey -> *http.Transport
 
-func sharedTransport(opts Options) *http.Transport {
-	key := transportKey{insecure: opts.Insecure, timeout: opts.Timeout}
+func sharedTransport(key transportKey, roots *x509.CertPool) *http.Transport {
 	if t, ok := transports.Load(key); ok {
 		return t.(*http.Transport)
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.DialContext = (&net.Dialer{Timeout: opts.Timeout, KeepAlive: 30 * time.Second}).DialContext
-	t.TLSHandshakeTimeout = opts.Timeout
-	t.ResponseHeaderTimeout = opts.Timeout
-	if opts.Insecure {
-		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for by Options.Insecure
+	t.DialContext = (&net.Dialer{Timeout: key.timeout, KeepAlive: 30 * time.Second}).DialContext
+	t.TLSHandshakeTimeout = key.timeout
+	t.ResponseHeaderTimeout = key.timeout
+	switch {
+	case key.insecure:
+		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for by Options.Insecure or the host's insecureSkipVerify
+	case roots != nil:
+		t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	}
 	actual, _ := transports.LoadOrStore(key, t)
 	return actual.(*http.Transport)
 }
 
 // schemeGuard upgrades plain-HTTP requests to HTTPS for hosts the
-// plain-HTTP rule does not allow. oras-go already obeys the rule through
+// plain-HTTP rule does not allow, and sends each host's requests through
+// the transport its registries-config entry asks for (CA bundle, skipped
+// verification). oras-go already obeys the rule through
 // Repository.PlainHTTP; go-containerregistry (used by cosign) picks HTTP on
-// its own for RFC 1918 and .local hosts, which this guard overrides.
+// its own for loopback, RFC 1918 and .local hosts, which this guard overrides.
 type schemeGuard struct {
-	base http.RoundTripper
-	opts Options
+	base     http.RoundTripper
+	opts     Options
+	hosts    map[string]http.RoundTripper // by Registry.Host
+	hostErrs map[string]error             // a host whose CA could not be read
 }
 
 func (g schemeGuard) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -118,6 +148,14 @@ func (g schemeGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 		if plain, _ := UsePlainHTTP(g.opts, req.URL.Host); !plain {
 			req = req.Clone(req.Context())
 			req.URL.Scheme = "https"
+		}
+	}
+	if r, ok := g.opts.registry(req.URL.Host); ok {
+		if err := g.hostErrs[r.Host]; err != nil {
+			return nil, err
+		}
+		if t := g.hosts[r.Host]; t != nil {
+			return t.RoundTrip(req)
 		}
 	}
 	return g.base.RoundTrip(req)
@@ -162,9 +200,13 @@ func (c *Client) Repository(ref Reference) (*remote.Repository, error) {
 	return repo, nil
 }
 
-// UsePlainHTTP applies the plain-HTTP rule for host: always for loopback,
-// with PlainHTTP only when Insecure too, never otherwise.
+// UsePlainHTTP applies the plain-HTTP rule for host: as its registries
+// config entry says when it has one; else always for loopback, with
+// PlainHTTP only when Insecure too, never otherwise.
 func UsePlainHTTP(opts Options, host string) (bool, error) {
+	if r, ok := opts.registry(host); ok {
+		return r.PlainHTTP, nil
+	}
 	if IsLoopback(host) {
 		return true, nil
 	}
@@ -227,28 +269,49 @@ func (c *Client) resolve(ctx context.Context, r Reference) (ocispec.Descriptor, 
 // Fetch downloads the bundle repository@digest and checks every blob against
 // its digest and the format limits (see format.Assemble).
 func (c *Client) Fetch(ctx context.Context, repository, digest string) (*format.Bundle, error) {
+	var b *format.Bundle
+	err := c.fetch(ctx, repository, digest, func(ctx context.Context, repo *remote.Repository, r Reference, desc ocispec.Descriptor) (err error) {
+		b, err = ocibundle.Read(ctx, repo, r.Repository, desc)
+		return err
+	})
+	return b, err
+}
+
+// FetchManifest downloads only the image manifest and the config blob of
+// the bundle repository@digest, never its ELF layers, checks them as Fetch
+// does, and returns the bundle's manifest: what the operator needs.
+func (c *Client) FetchManifest(ctx context.Context, repository, digest string) (*format.Manifest, error) {
+	var m *format.Manifest
+	err := c.fetch(ctx, repository, digest, func(ctx context.Context, repo *remote.Repository, r Reference, desc ocispec.Descriptor) (err error) {
+		m, err = ocibundle.ReadManifest(ctx, repo, r.Repository, desc)
+		return err
+	})
+	return m, err
+}
+
+func (c *Client) fetch(ctx context.Context, repository, digest string,
+	read func(context.Context, *remote.Repository, Reference, ocispec.Descriptor) error) error {
 	r, err := ParseReference(repository + "@" + digest)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	desc, err := c.resolve(ctx, r)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if desc.Digest.String() != digest {
-		return nil, fmt.Errorf("%w: registry answered %s for %s", bundles.ErrDigestMismatch, desc.Digest, r)
+		return fmt.Errorf("%w: registry answered %s for %s", bundles.ErrDigestMismatch, desc.Digest, r)
 	}
 	repo, err := c.Repository(r)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
-	b, err := ocibundle.Read(ctx, repo, r.Repository, desc)
-	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", r, classify(err))
+	if err := read(ctx, repo, r, desc); err != nil {
+		return fmt.Errorf("fetch %s: %w", r, classify(err))
 	}
-	return b, nil
+	return nil
 }
 
 // Push copies the bundle named ref (or ref's tag or digest) in the OCI
@@ -305,6 +368,8 @@ func classify(err error) error {
 		// oras-go reports a body longer or shorter than the descriptor
 		// with a plain error: the content does not match what was signed.
 		return fmt.Errorf("%w: %w", bundles.ErrDigestMismatch, err)
+	case errors.As(err, &resp) && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden):
+		return fmt.Errorf("%w (HTTP %d; check the credentials for this registry): %w", bundles.ErrRegistryDenied, resp.StatusCode, err)
 	case errors.As(err, &resp) && resp.StatusCode >= 500:
 		return fmt.Errorf("%w: %w", bundles.ErrRegistryUnavailable, err)
 	case errors.As(err, &resp) && resp.StatusCode == http.StatusNotFound:

@@ -335,6 +335,8 @@ func classify(err error) error {
 	var te *transport.Error
 	var netErr net.Error
 	switch {
+	case errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden):
+		return fmt.Errorf("%w (HTTP %d; check the credentials for this registry): %w", bundles.ErrRegistryDenied, te.StatusCode, err)
 	case errors.As(err, &te) && te.StatusCode >= 500:
 		return fmt.Errorf("%w: %w", bundles.ErrRegistryUnavailable, err)
 	case errors.As(err, &te) && te.StatusCode == http.StatusNotFound:

@@ -22,6 +22,7 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
+	"github.com/bpfleet/bpfleet/nodeagent/cleanup"
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
 )
@@ -44,12 +45,14 @@ func main() {
 	flag.DurationVar(&opts.VerifyTTL, "verify-ttl", controller.DefaultVerifyTTL, "How long a verified bundle signature stands before it is checked again.")
 	flag.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "Address of /metrics (0 disables).")
 	flag.StringVar(&opts.HealthAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz (0 disables).")
-	flag.BoolVar(&opts.Registry.PlainHTTP, "registry-plain-http", false, "Talk plain HTTP to registries (automatic for loopback).")
-	flag.BoolVar(&opts.Registry.Insecure, "registry-insecure", false, "Allow plain HTTP and skip TLS verification for any registry.")
-	flag.StringVar(&opts.Registry.DockerConfig, "registry-config", "", "docker config.json with registry credentials.")
+	registries := flag.String("registries-config", "", "Per-registry settings file (credentials, CA bundle, plain HTTP, insecure TLS per host); see docs/operations.md.")
+	flag.BoolVar(&opts.Registry.PlainHTTP, "registry-plain-http", false, "Talk plain HTTP to every registry (automatic for loopback); needs --registry-insecure. Prefer plainHTTP per host in --registries-config.")
+	flag.BoolVar(&opts.Registry.Insecure, "registry-insecure", false, "Allow plain HTTP and skip TLS verification for every registry. Prefer per-host settings in --registries-config.")
+	flag.StringVar(&opts.Registry.DockerConfig, "registry-config", "", "docker config.json with registry credentials (wins over the credentials of --registries-config).")
 	flag.DurationVar(&opts.Registry.Timeout, "registry-timeout", remote.DefaultTimeout, "Bound on each registry operation.")
 	flag.StringVar(&opts.TrustNamespace, "trust-namespace", trust.DefaultSecretNamespace, "The only namespace whose Secrets trust policies may name.")
 	flag.DurationVar(&opts.UnmanagedInterval, "unmanaged-interval", controller.DefaultUnmanagedInterval, "Least time between two status writes carrying a changed inventory of programs bpfleet did not load (negative: no inventory).")
+	cleanupOnly := flag.Bool("cleanup", false, "Uninstall step: remove every pin bpfleet made under --bpffs-root (detaching its links), its records in --state-dir and the bundle cache, then exit. Refuses a root holding pins bpfleet did not make, and a state directory a running agent holds.")
 	mountOnly := flag.Bool("mount-filesystems-only", false, "Mount bpffs at /sys/fs/bpf and tracefs at /sys/kernel/tracing when missing, then exit (the DaemonSet's init step).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -59,6 +62,25 @@ func main() {
 			fmt.Fprintln(os.Stderr, "bpfleet-agent: mount filesystems:", err)
 			os.Exit(1)
 		}
+		return
+	}
+
+	if *registries != "" {
+		cfg, err := remote.LoadConfig(*registries)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bpfleet-agent:", err)
+			os.Exit(2)
+		}
+		cfg.Apply(&opts.Registry)
+	}
+	if *cleanupOnly {
+		rep, err := cleanup.Run(cleanup.Options{BPFFSRoot: opts.BPFFSRoot, StateDir: opts.StateDir, CacheDir: opts.CacheDir})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bpfleet-agent:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("bpfleet-agent: removed the pins of %d BpfProgram(s) under %s and %d record(s) in %s\n",
+			len(rep.Programs), opts.BPFFSRoot, rep.Records, opts.StateDir)
 		return
 	}
 

@@ -22,6 +22,7 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/operator"
+	"github.com/bpfleet/bpfleet/operator/program"
 )
 
 func main() {
@@ -37,11 +38,13 @@ func run() error {
 		probeAddr       = flag.String("health-probe-bind-address", ":8081", "address the health and readiness probes bind to")
 		leaderElect     = flag.Bool("leader-elect", true, "elect a leader with a Lease so only one replica reconciles")
 		leaderNS        = flag.String("leader-election-namespace", "", "namespace of the leader election Lease; empty means the pod's namespace")
-		plainHTTP       = flag.Bool("registry-plain-http", false, "talk plain HTTP to registries (allowed for loopback hosts; others need -registry-insecure)")
-		insecure        = flag.Bool("registry-insecure", false, "allow plain HTTP and skip TLS verification for every registry")
-		dockerConfig    = flag.String("registry-config", "", "docker config.json with registry credentials; empty means the default location")
+		registries      = flag.String("registries-config", "", "per-registry settings file (credentials, CA bundle, plain HTTP, insecure TLS per host); see docs/operations.md")
+		plainHTTP       = flag.Bool("registry-plain-http", false, "talk plain HTTP to every registry (allowed for loopback hosts; others need -registry-insecure); prefer plainHTTP per host in -registries-config")
+		insecure        = flag.Bool("registry-insecure", false, "allow plain HTTP and skip TLS verification for every registry; prefer per-host settings in -registries-config")
+		dockerConfig    = flag.String("registry-config", "", "docker config.json with registry credentials (wins over the credentials of -registries-config); empty means the default location")
 		registryTimeout = flag.Duration("registry-timeout", remote.DefaultTimeout, "bound on each registry operation")
 		resync          = flag.Duration("resync-period", 5*time.Minute, "how often pullPolicy: Always tags are resolved again")
+		cleanupTimeout  = flag.Duration("cleanup-timeout", program.DefaultCleanupTimeout, "how long a deleted BpfProgram waits for live nodes that still report it (agent down) before its finalizer is released with a NodesNotCleaned Event")
 		trustNamespace  = flag.String("trust-namespace", trust.DefaultSecretNamespace, "the only namespace whose Secrets trust policies may name")
 	)
 	zapOpts := zap.Options{}
@@ -66,15 +69,24 @@ func run() error {
 		return fmt.Errorf("create manager: %w", err)
 	}
 	ctx := ctrl.SetupSignalHandler()
+	remoteOpts := remote.Options{
+		PlainHTTP:    *plainHTTP,
+		Insecure:     *insecure,
+		DockerConfig: *dockerConfig,
+		Timeout:      *registryTimeout,
+	}
+	if *registries != "" {
+		rc, err := remote.LoadConfig(*registries)
+		if err != nil {
+			return err
+		}
+		rc.Apply(&remoteOpts)
+	}
 	err = operator.Setup(ctx, mgr, operator.Options{
-		Remote: remote.Options{
-			PlainHTTP:    *plainHTTP,
-			Insecure:     *insecure,
-			DockerConfig: *dockerConfig,
-			Timeout:      *registryTimeout,
-		},
+		Remote:         remoteOpts,
 		ResyncPeriod:   *resync,
 		TrustNamespace: *trustNamespace,
+		CleanupTimeout: *cleanupTimeout,
 	})
 	if err != nil {
 		return fmt.Errorf("set up reconcilers: %w", err)

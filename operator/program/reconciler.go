@@ -40,10 +40,12 @@ import (
 // any input verifies again.
 const VerifiedForAnnotation = "bpfleet.io/verified-for"
 
-// Registry resolves references and fetches bundles; *remote.Client is one.
+// Registry resolves references and fetches bundle manifests (the image
+// manifest and config blob, never the ELF layers: the operator loads
+// nothing); *remote.Client is one.
 type Registry interface {
 	Resolve(ctx context.Context, ref string) (digest string, err error)
-	Fetch(ctx context.Context, repository, digest string) (*format.Bundle, error)
+	FetchManifest(ctx context.Context, repository, digest string) (*format.Manifest, error)
 }
 
 // Verifier admits a digest against trust policies; *trust.Verifier is one.
@@ -72,6 +74,10 @@ type Reconciler struct {
 	// reaches every agent's watch); zero means DefaultNodeStateDelay,
 	// negative none.
 	NodeStateDelay time.Duration
+	// CleanupTimeout is how long a deleted BpfProgram waits for live nodes
+	// that still report it (see finalizer.go); zero means
+	// DefaultCleanupTimeout.
+	CleanupTimeout time.Duration
 }
 
 // DefaultNodeStateDelay is the default Reconciler.NodeStateDelay.
@@ -110,8 +116,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !p.DeletionTimestamp.IsZero() {
-		// Agents detach when the object is gone; nothing is held here.
-		return ctrl.Result{}, nil
+		// Agents detach a deleted program; the finalizer waits for them.
+		return r.finalize(ctx, p)
+	}
+	if err := r.ensureFinalizer(ctx, p); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	before := p.DeepCopy()
 	s := &scope{program: p}
@@ -285,9 +294,10 @@ func verificationKey(p *v1alpha1.BpfProgram, repository, digest string, policies
 }
 
 // reconcileVerification admits the digest: the trust policies' keys signed
-// it, its manifest describes its ELF objects truly, every covering policy
-// allows its program types and the spec's hooks, and the bundle holds every program the spec
-// names with a type its attach block takes.
+// it, every covering policy allows its manifest's program types and the
+// spec's hooks, and the manifest holds every program the spec names with a
+// type its attach block takes. It reads the manifest only; agents check the
+// ELF objects against it before loading them.
 func (r *Reconciler) reconcileVerification(ctx context.Context, s *scope) error {
 	p := s.program
 	if s.digest == "" || !bundleResolvedNow(p) && !isManifestRefusal(p) {
@@ -322,9 +332,12 @@ func (r *Reconciler) reconcileVerification(ctx context.Context, s *scope) error 
 		s.verifiedFor = key
 		return reconcile.TerminalError(fmt.Errorf("verify %s: %w", v1alpha1.ShortDigest(s.digest), err))
 	}
-	b, err := r.Registry.Fetch(ctx, s.ref.Repository, s.digest)
+	// The manifest only: whether it tells the truth about its ELF objects
+	// is checked by every agent, which downloads them to load them.
+	m, err := r.Registry.FetchManifest(ctx, s.ref.Repository, s.digest)
 	if err != nil {
-		if errors.Is(err, bundles.ErrRegistryUnavailable) {
+		if errors.Is(err, bundles.ErrRegistryUnavailable) || errors.Is(err, bundles.ErrRegistryDenied) {
+			// Denied: credentials can be fixed (a Secret update) and retried.
 			r.setBundleResolvedCondition(s, false, v1alpha1.ReasonRegistryUnavailable, err.Error())
 			return fmt.Errorf("fetch %s: %w", v1alpha1.ShortDigest(s.digest), err)
 		}
@@ -332,13 +345,7 @@ func (r *Reconciler) reconcileVerification(ctx context.Context, s *scope) error 
 		s.verifiedFor = key
 		return reconcile.TerminalError(fmt.Errorf("fetch %s: %w", v1alpha1.ShortDigest(s.digest), err))
 	}
-	if err := b.CheckObjects(); err != nil {
-		// The manifest lies about its ELF: no type check on it would hold.
-		r.setBundleResolvedCondition(s, false, v1alpha1.ReasonBundleInvalid, err.Error())
-		s.verifiedFor = key
-		return reconcile.TerminalError(fmt.Errorf("check objects of %s: %w", v1alpha1.ShortDigest(s.digest), err))
-	}
-	if err := trust.CheckProgramTypes(res, b.Manifest); err != nil {
+	if err := trust.CheckProgramTypes(res, m); err != nil {
 		r.setSignatureVerifiedCondition(s, false, v1alpha1.ReasonProgramTypeDenied, err.Error())
 		s.verifiedFor = key
 		return reconcile.TerminalError(fmt.Errorf("check program types: %w", err))
@@ -348,7 +355,7 @@ func (r *Reconciler) reconcileVerification(ctx context.Context, s *scope) error 
 		s.verifiedFor = key
 		return reconcile.TerminalError(fmt.Errorf("check attach types: %w", err))
 	}
-	if reason, msg := checkPrograms(p, b.Manifest); reason != "" {
+	if reason, msg := checkPrograms(p, m); reason != "" {
 		// The signature is fine; the bundle does not fit the spec.
 		r.setSignatureVerifiedCondition(s, true, verifiedReason(res), "admitted by "+res.Signer())
 		r.setBundleResolvedCondition(s, false, reason, msg)
@@ -415,7 +422,7 @@ func verifiedReason(res trust.Result) string {
 // signatureReason maps a verification error to its condition reason.
 func signatureReason(err error) string {
 	switch {
-	case errors.Is(err, bundles.ErrRegistryUnavailable):
+	case errors.Is(err, bundles.ErrRegistryUnavailable), errors.Is(err, bundles.ErrRegistryDenied):
 		return v1alpha1.ReasonRegistryUnavailable
 	case errors.Is(err, bundles.ErrKeyUnavailable):
 		// Before the refusals it is joined with: a key not read is no verdict.

@@ -135,7 +135,8 @@ func (e *env) pushImages(ctx context.Context) error {
 
 // writeOverlay writes the kustomization README "Deploying on a cluster"
 // shows: config/default with the pushed images by digest, and the flags a
-// plain-HTTP registry off loopback needs.
+// plain-HTTP registry off loopback needs, and a short --cleanup-timeout
+// (uninstall_test.go waits it out).
 func (e *env) writeOverlay(context.Context) error {
 	e.overlay = filepath.Join(e.tmp, "overlay")
 	if err := os.MkdirAll(e.overlay, 0o755); err != nil {
@@ -157,11 +158,12 @@ patches:
     patch: |
       - {op: add, path: /spec/template/spec/containers/0/args/-, value: --registry-plain-http}
       - {op: add, path: /spec/template/spec/containers/0/args/-, value: --registry-insecure}
+      - {op: add, path: /spec/template/spec/containers/0/args/-, value: --cleanup-timeout=%s}
   - target: {kind: DaemonSet, name: bpfleet-agent}
     patch: |
       - {op: add, path: /spec/template/spec/containers/0/args/-, value: --registry-plain-http}
       - {op: add, path: /spec/template/spec/containers/0/args/-, value: --registry-insecure}
-`, rel, name, digest, agentName, agentDigest)
+`, rel, name, digest, agentName, agentDigest, cleanupTimeout)
 	return os.WriteFile(filepath.Join(e.overlay, "kustomization.yaml"), []byte(k), 0o644)
 }
 

@@ -9,6 +9,8 @@
 //
 // Options.Username/Password put the in-process registry behind HTTP basic
 // auth; DockerConfig writes a docker config.json with credentials for it.
+// Options.TLS serves it over HTTPS with a certificate of its own test CA
+// (CAFile writes the CA's PEM for a registries config).
 //
 // Usage:
 //
@@ -26,6 +28,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
@@ -53,6 +56,9 @@ type Options struct {
 	// Username and Password, when set, make every request need HTTP basic
 	// auth with them (401 with a Basic challenge otherwise).
 	Username, Password string
+	// TLS serves HTTPS with a certificate for 127.0.0.1 signed by a test
+	// CA of its own (Registry.CAFile), instead of plain HTTP.
+	TLS bool
 }
 
 // Registry is a running registry on 127.0.0.1.
@@ -64,6 +70,7 @@ type Registry struct {
 	stopOnce sync.Once
 	blobs    *memBlobs // in-process only
 	storage  string    // docker-registry only: filesystem root
+	caPEM    []byte    // Options.TLS only: the CA of the server's certificate
 }
 
 // Start runs an in-process registry until the test ends.
@@ -78,8 +85,17 @@ func Start(tb testing.TB, opts Options) *Registry {
 	if opts.Username != "" || opts.Password != "" {
 		handler = basicAuth(handler, opts.Username, opts.Password)
 	}
-	srv := httptest.NewServer(handler)
-	r := &Registry{Host: strings.TrimPrefix(srv.URL, "http://"), blobs: blobs}
+	srv := httptest.NewUnstartedServer(handler)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // TLS handshakes a test makes fail
+	r := &Registry{blobs: blobs}
+	if opts.TLS {
+		srv.StartTLS()
+		// httptest's certificate is its own CA (self-signed, IsCA).
+		r.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	} else {
+		srv.Start()
+	}
+	r.Host = strings.TrimPrefix(strings.TrimPrefix(srv.URL, "http://"), "https://")
 	r.stop = func() {
 		srv.CloseClientConnections()
 		srv.Close()
@@ -230,6 +246,20 @@ func basicAuth(next http.Handler, user, password string) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// CAFile writes the PEM of the CA that signed the registry's certificate
+// (Options.TLS) and returns its path.
+func (r *Registry) CAFile(tb testing.TB) string {
+	tb.Helper()
+	if r.caPEM == nil {
+		tb.Fatal("CAFile: the registry was not started with Options.TLS")
+	}
+	path := filepath.Join(tb.TempDir(), "ca.crt")
+	if err := os.WriteFile(path, r.caPEM, 0o644); err != nil {
+		tb.Fatalf("write CA: %v", err)
+	}
+	return path
 }
 
 // DockerConfig writes a docker config.json holding the credentials of

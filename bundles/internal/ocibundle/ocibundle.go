@@ -31,24 +31,9 @@ func ManifestDescriptor(d string, size int64) ocispec.Descriptor {
 // Read fetches the bundle whose image manifest desc describes from f,
 // checking sizes before reading and digests while reading, then assembles it.
 func Read(ctx context.Context, f content.Fetcher, repository string, desc ocispec.Descriptor) (*format.Bundle, error) {
-	if desc.Size > format.MaxImageManifestSize {
-		return nil, fmt.Errorf("%w: image manifest is %d bytes, limit %d", bundles.ErrTooLarge, desc.Size, format.MaxImageManifestSize)
-	}
-	if desc.MediaType != "" && desc.MediaType != ocispec.MediaTypeImageManifest {
-		return nil, fmt.Errorf("%w: %s is a %s, not an OCI image manifest", bundles.ErrBundleInvalid, desc.Digest, desc.MediaType)
-	}
-	desc.MediaType = ocispec.MediaTypeImageManifest
-	raw, err := content.FetchAll(ctx, f, desc)
-	if err != nil {
-		return nil, fmt.Errorf("fetch image manifest %s: %w", desc.Digest, Classify(err))
-	}
-	im, err := format.ParseImageManifest(raw)
+	raw, im, config, err := readHeader(ctx, f, desc)
 	if err != nil {
 		return nil, err
-	}
-	config, err := content.FetchAll(ctx, f, im.Config)
-	if err != nil {
-		return nil, fmt.Errorf("fetch config %s: %w", im.Config.Digest, Classify(err))
 	}
 	layers := make(map[string][]byte, len(im.Layers))
 	for _, l := range im.Layers {
@@ -65,6 +50,42 @@ func Read(ctx context.Context, f content.Fetcher, repository string, desc ocispe
 		Config:        config,
 		Layers:        layers,
 	})
+}
+
+// ReadManifest fetches only the image manifest and config blob of the
+// bundle desc describes, never its ELF layers, and checks them as Read
+// does; it returns the bundle's manifest.
+func ReadManifest(ctx context.Context, f content.Fetcher, repository string, desc ocispec.Descriptor) (*format.Manifest, error) {
+	raw, _, config, err := readHeader(ctx, f, desc)
+	if err != nil {
+		return nil, err
+	}
+	return format.AssembleManifest(format.Parts{Repository: repository, Digest: desc.Digest.String(), ImageManifest: raw, Config: config})
+}
+
+// readHeader fetches and checks the image manifest desc describes, then its
+// config blob.
+func readHeader(ctx context.Context, f content.Fetcher, desc ocispec.Descriptor) (raw []byte, im *ocispec.Manifest, config []byte, err error) {
+	if desc.Size > format.MaxImageManifestSize {
+		return nil, nil, nil, fmt.Errorf("%w: image manifest is %d bytes, limit %d", bundles.ErrTooLarge, desc.Size, format.MaxImageManifestSize)
+	}
+	if desc.MediaType != "" && desc.MediaType != ocispec.MediaTypeImageManifest {
+		return nil, nil, nil, fmt.Errorf("%w: %s is a %s, not an OCI image manifest", bundles.ErrBundleInvalid, desc.Digest, desc.MediaType)
+	}
+	desc.MediaType = ocispec.MediaTypeImageManifest
+	raw, err = content.FetchAll(ctx, f, desc)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("fetch image manifest %s: %w", desc.Digest, Classify(err))
+	}
+	im, err = format.ParseImageManifest(raw)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	config, err = content.FetchAll(ctx, f, im.Config)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("fetch config %s: %w", im.Config.Digest, Classify(err))
+	}
+	return raw, im, config, nil
 }
 
 // Write pushes b's layers, config and image manifest (in that order, so a
