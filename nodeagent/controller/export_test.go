@@ -15,4 +15,6 @@ func (r *Reconciler) NodeStatus(prev v1alpha1.BpfNodeStateStatus, states []v1alp
 }
 
 // StatusEqual exposes statusEqual.
-func StatusEqual(a, b v1alpha1.BpfNodeStateStatus, withStats bool) bool { return statusEqual(a, b, withStats) }
+func StatusEqual(a, b v1alpha1.BpfNodeStateStatus, withStats bool) bool {
+	return statusEqual(a, b, withStats)
+}

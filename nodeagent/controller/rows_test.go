@@ -82,7 +82,7 @@ func TestStatusRowsAreCapped(t *testing.T) {
 		t.Fatalf("write the capped status: %v", err)
 	}
 	// At the cap, rows as full as they get still fit an etcd object.
-	full := r.NodeStatus(v1alpha1.BpfNodeStateStatus{}, vethRows(v1alpha1.MaxProgramRows / 2), nil, false)
+	full := r.NodeStatus(v1alpha1.BpfNodeStateStatus{}, vethRows(v1alpha1.MaxProgramRows/2), nil, false)
 	for i := range full.Programs {
 		full.Programs[i].Message = strings.Repeat("m", 2048)
 	}
