@@ -13,6 +13,9 @@ const (
 	ConditionReady = "Ready"
 	// ConditionDegraded: some selected nodes failed.
 	ConditionDegraded = "Degraded"
+	// ConditionProgramsFolded (BpfNodeState): more attach points than
+	// MaxProgramRows; some are reported one row per program.
+	ConditionProgramsFolded = "ProgramsFolded"
 )
 
 // Condition types of BundleTrustPolicy.
@@ -38,6 +41,7 @@ const (
 	ReasonAttachTypeDenied    = "AttachTypeDenied"
 	ReasonRolloutInProgress   = "RolloutInProgress"
 	ReasonRolloutPaused       = "RolloutPaused"
+	ReasonTooManyAttachPoints = "TooManyAttachPoints"
 	ReasonRolloutComplete     = "RolloutComplete"
 	ReasonRolloutHalted       = "RolloutHalted"
 	ReasonRolledBack          = "RolledBack"
