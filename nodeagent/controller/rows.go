@@ -80,7 +80,7 @@ func foldGroup(rows []v1alpha1.ProgramState) v1alpha1.ProgramState {
 	f := *rows[0].DeepCopy()
 	f.LinkID = 0
 	f.AttachPoint = fmt.Sprintf("%d attach points: %s .. %s", len(rows), rows[0].AttachPoint, rows[len(rows)-1].AttachPoint)
-	f.AttachPoint = truncate(f.AttachPoint, 512)
+	f.AttachPoint = v1alpha1.Truncate(f.AttachPoint, 512)
 	var failed, waiting *v1alpha1.ProgramState
 	for i := range rows {
 		switch r := &rows[i]; {
@@ -100,7 +100,7 @@ func foldGroup(rows []v1alpha1.ProgramState) v1alpha1.ProgramState {
 	case waiting != nil:
 		f.State, f.Reason, f.Message = waiting.State, waiting.Reason, waiting.AttachPoint+": "+waiting.Message
 	}
-	f.Message = truncate(f.Message, 2048)
+	f.Message = v1alpha1.Truncate(f.Message, 2048)
 	return f
 }
 
