@@ -215,7 +215,22 @@ type NodeSummary struct {
 	// Failed is how many are Failed.
 	// +optional
 	Failed int32 `json:"failed,omitempty"`
+	// FoldedAttachPoints is how many per-attach-point rows were folded into
+	// per-program rows to keep status.programs within MaxProgramRows; zero
+	// when every attach point has its own row. The condition
+	// ProgramsFolded says the same.
+	// +optional
+	FoldedAttachPoints int32 `json:"foldedAttachPoints,omitempty"`
+	// DroppedRows is how many per-program rows were left out because even
+	// one row per program exceeded MaxProgramRows; zero normally.
+	// +optional
+	DroppedRows int32 `json:"droppedRows,omitempty"`
 }
+
+// MaxProgramRows bounds status.programs of a BpfNodeState: with rows of
+// at most a few KiB it keeps the object far below etcd's 1.5 MiB request
+// limit, however many interfaces a glob matches.
+const MaxProgramRows = 256
 
 // BpfNodeStateStatus is what one node's agent reports.
 type BpfNodeStateStatus struct {
@@ -227,9 +242,14 @@ type BpfNodeStateStatus struct {
 	// +listType=map
 	// +listMapKey=name
 	Features []Feature `json:"features,omitempty"`
-	// Programs lists every managed program and attach point on the node.
+	// Programs lists every managed program and attach point on the node, one
+	// row per attach point. Beyond MaxProgramRows rows (a glob such as
+	// veth* on a busy node), the attach points of each program fold into
+	// one row per program (its attachPoint says how many and which range)
+	// and summary.foldedAttachPoints counts what was folded.
 	// +optional
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=256
 	Programs []ProgramState `json:"programs,omitempty"`
 	// Summary counts Programs, for printing.
 	// +optional

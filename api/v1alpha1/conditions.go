@@ -16,6 +16,9 @@ const (
 	// ConditionAccepted (BpfPodProgram): the spec keeps to its namespace's
 	// pods and the operator keeps a BpfProgram for it.
 	ConditionAccepted = "Accepted"
+	// ConditionProgramsFolded (BpfNodeState): more attach points than
+	// MaxProgramRows; some are reported one row per program.
+	ConditionProgramsFolded = "ProgramsFolded"
 )
 
 // Condition types of BundleTrustPolicy.
@@ -41,6 +44,7 @@ const (
 	ReasonAttachTypeDenied    = "AttachTypeDenied"
 	ReasonRolloutInProgress   = "RolloutInProgress"
 	ReasonRolloutPaused       = "RolloutPaused"
+	ReasonTooManyAttachPoints = "TooManyAttachPoints"
 	ReasonRolloutComplete     = "RolloutComplete"
 	ReasonRolloutHalted       = "RolloutHalted"
 	ReasonRolledBack          = "RolledBack"

@@ -19,6 +19,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/singleflight"
+	"golang.org/x/sys/unix"
 	"oras.land/oras-go/v2/content/oci"
 	"oras.land/oras-go/v2/errdef"
 
@@ -41,6 +42,29 @@ type Cache struct {
 	group   singleflight.Group
 	// mu lets Get and Lookup run together and GC alone.
 	mu sync.RWMutex
+	// memoMu guards memo: the bundles Lookup verified, by digest, without
+	// their object bytes, with the identity of every blob file they were
+	// read from.
+	memoMu sync.Mutex
+	memo   map[string]memoEntry
+}
+
+// memoEntry is a verified cache hit: the bundle (no ELF bytes) and the
+// identity of each of its blob files when it was read and hashed.
+type memoEntry struct {
+	bundle *format.Bundle
+	files  []fileID
+}
+
+// fileID identifies a blob file's content as far as stat can: a file
+// rewritten, replaced or truncated gets another identity, so a memoised
+// hit is read and hashed again.
+type fileID struct {
+	path       string
+	dev, ino   uint64
+	size       int64
+	mtimeNanos int64
+	ctimeNanos int64
 }
 
 // tagPrefix marks the index.json entries of cached bundles: sha256-<hex>.
@@ -124,7 +148,9 @@ func (c *Cache) fetchAndStore(ctx context.Context, repository, digest string) (*
 	if err := c.write(ctx, b); err != nil {
 		return nil, fmt.Errorf("store %s in cache: %w", digest, err)
 	}
-	return b, nil
+	// What was just downloaded and written is verified: memoise it, and
+	// let its object bytes go once the caller has loaded them.
+	return c.remember(b), nil
 }
 
 // write stores b's blobs, replacing any that exist but do not hash to their
@@ -222,6 +248,9 @@ func (c *Cache) Lookup(ctx context.Context, digest string) (*format.Bundle, erro
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
+	if b, ok := c.memoised(digest); ok {
+		return b, nil
+	}
 	fi, err := os.Stat(c.blobPath(ocidigest(digest)))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s not in cache", bundles.ErrNotFound, digest)
@@ -231,7 +260,96 @@ func (c *Cache) Lookup(ctx context.Context, digest string) (*format.Bundle, erro
 	if err != nil {
 		return nil, fmt.Errorf("read %s from cache: %w", digest, err)
 	}
-	return b, nil
+	return c.remember(b), nil
+}
+
+// memoised returns the bundle Lookup verified before, when none of its
+// blob files changed since: no read, no hash. The copy returned is the
+// caller's to set Repository on.
+func (c *Cache) memoised(digest string) (*format.Bundle, bool) {
+	c.memoMu.Lock()
+	e, ok := c.memo[digest]
+	c.memoMu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	for _, f := range e.files {
+		if id, err := statID(f.path); err != nil || id != f {
+			c.forget(digest)
+			return nil, false
+		}
+	}
+	b := *e.bundle
+	return &b, true
+}
+
+// remember memoises b, just read and hashed, without its object bytes, and
+// returns the bytes-less copy: Object then reads a layer from disk and
+// checks its digest only when a program loads. When a blob cannot be
+// stat'ed, b is returned as it is and nothing is memoised.
+func (c *Cache) remember(b *format.Bundle) *format.Bundle {
+	paths := []string{c.blobPath(ocidigest(b.Digest)), c.blobPath(ocidigest(format.Digest(b.Config())))}
+	for _, o := range b.Manifest.Objects {
+		paths = append(paths, c.blobPath(ocidigest(o.Digest)))
+	}
+	files := make([]fileID, 0, len(paths))
+	for _, p := range paths {
+		id, err := statID(p)
+		if err != nil {
+			return b
+		}
+		files = append(files, id)
+	}
+	lazy := b.WithoutObjects(c.objectLoader(b.Digest, b.Manifest.Objects))
+	c.memoMu.Lock()
+	if c.memo == nil {
+		c.memo = map[string]memoEntry{}
+	}
+	c.memo[b.Digest] = memoEntry{bundle: lazy, files: files}
+	c.memoMu.Unlock()
+	out := *lazy
+	out.Repository = b.Repository
+	return &out
+}
+
+func (c *Cache) forget(digest string) {
+	c.memoMu.Lock()
+	delete(c.memo, digest)
+	c.memoMu.Unlock()
+}
+
+// objectLoader reads an object's layer from the cache and checks it
+// against its digest and size, at every call.
+func (c *Cache) objectLoader(digest string, objects []format.Object) func(name string) ([]byte, error) {
+	return func(name string) ([]byte, error) {
+		for _, o := range objects {
+			if o.Name != name {
+				continue
+			}
+			data, err := os.ReadFile(c.blobPath(ocidigest(o.Digest)))
+			if err != nil {
+				c.forget(digest)
+				return nil, fmt.Errorf("%w: object %s of %s: %w", bundles.ErrNotFound, name, digest, err)
+			}
+			if int64(len(data)) != o.Size || format.Digest(data) != o.Digest {
+				c.forget(digest)
+				return nil, fmt.Errorf("%w: object %s of %s in cache does not hash to %s", bundles.ErrDigestMismatch, name, digest, o.Digest)
+			}
+			return data, nil
+		}
+		return nil, fmt.Errorf("%w: bundle %s has no object %q", bundles.ErrNotFound, digest, name)
+	}
+}
+
+func statID(path string) (fileID, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return fileID{}, fmt.Errorf("stat %s: %w", path, err)
+	}
+	return fileID{
+		path: path, dev: st.Dev, ino: st.Ino, size: st.Size,
+		mtimeNanos: st.Mtim.Nano(), ctimeNanos: st.Ctim.Nano(),
+	}, nil
 }
 
 // Digests lists the digests of the bundles in the cache.
@@ -282,6 +400,7 @@ func (c *Cache) GC(keep []string) (removed int, err error) {
 		if err := c.store.Delete(ctx, desc); err != nil && !errors.Is(err, errdef.ErrNotFound) {
 			return removed, fmt.Errorf("gc %s: %w", d, err)
 		}
+		c.forget(d)
 		removed++
 	}
 	if err := c.store.GC(ctx); err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -25,6 +26,9 @@ type Bundle struct {
 	imageManifest []byte
 	config        []byte
 	objects       map[string][]byte // by Object.Name
+	// load reads an object's bytes on demand in a bundle that holds none
+	// (WithoutObjects).
+	load func(name string) ([]byte, error)
 }
 
 // Parts are the raw pieces of a bundle as a registry or OCI layout stores them.
@@ -169,10 +173,24 @@ func CheckImageManifest(im *ocispec.Manifest) error {
 // against their digest when the bundle was assembled; do not modify them.
 func (b *Bundle) Object(name string) ([]byte, error) {
 	data, ok := b.objects[name]
-	if !ok {
-		return nil, fmt.Errorf("%w: bundle %s has no object %q", bundles.ErrNotFound, b.Digest, name)
+	if ok {
+		return data, nil
 	}
-	return data, nil
+	if b.load != nil && b.Manifest != nil && slices.ContainsFunc(b.Manifest.Objects, func(o Object) bool { return o.Name == name }) {
+		return b.load(name)
+	}
+	return nil, fmt.Errorf("%w: bundle %s has no object %q", bundles.ErrNotFound, b.Digest, name)
+}
+
+// WithoutObjects returns a copy of b that keeps its manifest and config but
+// no object bytes: Object calls load for them, each time, and load must
+// check what it returns against the object's digest. A cache keeps such a
+// copy so that a bundle's ELF bytes live only while a program loads.
+func (b *Bundle) WithoutObjects(load func(name string) ([]byte, error)) *Bundle {
+	c := *b
+	c.objects = nil
+	c.load = load
+	return &c
 }
 
 // Program returns the named program of the manifest.
@@ -186,7 +204,8 @@ func (b *Bundle) ImageManifest() []byte { return b.imageManifest }
 // Config returns the raw config blob.
 func (b *Bundle) Config() []byte { return b.config }
 
-// Size is the total size in bytes of manifest, config and objects.
+// Size is the total size in bytes of manifest, config and the objects it
+// holds (none in a bundle from WithoutObjects).
 func (b *Bundle) Size() int64 {
 	n := int64(len(b.imageManifest) + len(b.config))
 	for _, o := range b.objects {

@@ -41,13 +41,35 @@ import (
 // Role bpfleet-trust-keys names (config/rbac/common, kept by the operator).
 // +kubebuilder:rbac:groups=bpfleet.io,resources=bpfprograms,verbs=get;list;watch
 // +kubebuilder:rbac:groups=bpfleet.io,resources=bundletrustpolicies,verbs=get;list;watch
+//
+// BpfNodeStates: the agent creates its own and then writes only its status
+// (report), so it holds create and the status subresource, not update or
+// patch of the object itself; an admission policy
+// (config/rbac/common/agent_own_node_policy.yaml) confines every write to
+// the object named after its node.
+// +kubebuilder:rbac:groups=bpfleet.io,resources=bpfnodestates,verbs=get;list;watch;create
+//
+// Namespaces: their labels, for the namespaceSelector of trust policies
+// (which admit BpfPodPrograms' bundles) and of pod targets. Read-only.
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
-// +kubebuilder:rbac:groups=bpfleet.io,resources=bpfnodestates,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=bpfleet.io,resources=bpfnodestates/status,verbs=get;update;patch
+//
+// Nodes and Pods: the agent's informers read its own Node (metadata.name
+// field selector) and its node's Pods (spec.nodeName field selector). A
+// field-selected list or watch is still list and watch to RBAC, which
+// cannot bind a grant to a selector or to a per-node name in one
+// ClusterRole; admission policies never see reads. Read-only, and no
+// verb that changes a Node or a Pod.
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+//
+// Events: about its own BpfNodeState only, which the API server keeps in
+// the `default` namespace (Events about cluster-scoped objects live there);
+// RBAC cannot name the regarding object, so
+// config/rbac/common/agent_events_policy.yaml refuses any other Event
+// from the agent.
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Dataplane is the kernel side the reconciler drives; *dataplane.Dataplane

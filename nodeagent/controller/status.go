@@ -3,6 +3,7 @@ package controller
 import (
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -24,8 +25,14 @@ func (r *Reconciler) nodeStatus(prev v1alpha1.BpfNodeStateStatus, states []v1alp
 	for _, s := range prev.Programs {
 		old[entryKey(s)] = s
 	}
-	programs := make([]v1alpha1.ProgramState, 0, len(states))
-	for _, s := range states {
+	// Past MaxProgramRows attach points, fold them per program first; the
+	// folded rows then carry over from prev like any other (their
+	// attachPoint is stable while the set of points is).
+	rows := slices.Clone(states)
+	sort.SliceStable(rows, func(i, j int) bool { return entryKey(rows[i]) < entryKey(rows[j]) })
+	rows, folded, dropped := foldRows(rows, v1alpha1.MaxProgramRows)
+	programs := make([]v1alpha1.ProgramState, 0, len(rows))
+	for _, s := range rows {
 		s := *s.DeepCopy()
 		o, had := old[entryKey(s)]
 		switch at, ok := verified[s.UID]; {
@@ -77,6 +84,7 @@ func (r *Reconciler) nodeStatus(prev v1alpha1.BpfNodeStateStatus, states []v1alp
 	}
 	slices.SortFunc(next.Features, func(a, b v1alpha1.Feature) int { return strings.Compare(a.Name, b.Name) })
 	setReadyCondition(&next)
+	setFoldedCondition(&next, len(states), folded, dropped)
 	return next
 }
 

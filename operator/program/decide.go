@@ -253,7 +253,10 @@ type RolloutDecision struct {
 //
 // Interaction with halting: the first paused release is free; every further
 // paused release counts as one failed node toward maxFailedNodes, so a
-// target that fails on several kernels halts as a bad digest would. A
+// target that fails on several kernels halts as a bad digest would. What
+// one node reports is bounded (its release is its own word): it pauses at
+// most one release per rollout, and counts at most once toward
+// maxFailedNodes, whatever releases or failures it reports. A
 // failure on a release where some node attached the target, or on a node
 // that reported no release, counts as before.
 //
@@ -306,13 +309,6 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 	programs := specPrograms(p)
 	waves := rollout.Waves(p)
 	last := max(int32(len(waves))-1, 0)
-	type nodeAt struct {
-		name    string
-		release string
-		wave    int32
-		outcome NodeOutcome
-		why     string
-	}
 	nodes := make([]nodeAt, 0, len(in.Nodes))
 	for _, n := range in.Nodes {
 		o, why := outcomeAt(n.State, p.UID, programs, r.TargetDigest)
@@ -366,7 +362,7 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 			if n.wave > r.Wave {
 				continue
 			}
-			if n.outcome == NodeFailed && n.release != "" && !runsTarget[n.release] && !rollout.Paused(r, n.release) && othersLeft(n.release) {
+			if n.outcome == NodeFailed && n.release != "" && !runsTarget[n.release] && !rollout.Paused(r, n.release) && othersLeft(n.release) && !pausedBy(r, n.name) {
 				r.PausedKernels = append(r.PausedKernels, v1alpha1.PausedKernel{Release: n.release, Node: n.name, Reason: n.why})
 				d.Events = append(d.Events, Event{corev1.EventTypeWarning, "KernelPaused",
 					fmt.Sprintf("%s failed on kernel %s (%s: %s): nodes of that release keep %s, the others go on",
@@ -393,7 +389,7 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 			r.FailedNodes = append(r.FailedNodes, n.name)
 		}
 		extraKernels := max(len(r.PausedKernels)-1, 0)
-		if int32(len(failed)+extraKernels) > spec.MaxFailedNodes {
+		if int32(countedNodes(failed, r)) > spec.MaxFailedNodes {
 			var b strings.Builder
 			fmt.Fprintf(&b, "%d node(s) failed %s", len(failed), v1alpha1.ShortDigest(r.TargetDigest))
 			if extraKernels > 0 {
@@ -473,6 +469,41 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 		r.WaveStartedAt = &now
 		in.Paused = false
 	}
+}
+
+// nodeAt is one selected node as DecideRollout sees it on the target digest.
+type nodeAt struct {
+	name    string
+	release string
+	wave    int32
+	outcome NodeOutcome
+	why     string
+}
+
+// pausedBy tells whether node's failure already paused a release of this
+// rollout. One node pauses at most one release: the release it reports is
+// its own word, so a node that changes it cannot pause release after
+// release (each further one counting toward maxFailedNodes) and halt the
+// rollout alone.
+func pausedBy(r *v1alpha1.RolloutStatus, node string) bool {
+	return slices.ContainsFunc(r.PausedKernels, func(k v1alpha1.PausedKernel) bool { return k.Node == node })
+}
+
+// countedNodes is what counts toward maxFailedNodes: the nodes that failed
+// the target outside paused releases, and the nodes that paused a release
+// after the first, each node once however many programs, releases or
+// reports it fails with.
+func countedNodes(failed []nodeAt, r *v1alpha1.RolloutStatus) int {
+	nodes := map[string]bool{}
+	for _, n := range failed {
+		nodes[n.name] = true
+	}
+	for i, k := range r.PausedKernels {
+		if i > 0 {
+			nodes[k.Node] = true
+		}
+	}
+	return len(nodes)
 }
 
 // pausedReleases lists status.rollout.pausedKernels' releases, comma separated.

@@ -143,7 +143,6 @@ func template(r *resource.Resource, v *Values, found map[string]bool) (string, [
 			{`replicas: '?@OPERATOR_REPLICAS@'?`, `replicas: {{ .Values.operator.replicas }}`},
 			{`(?m)^( *)resources: '?@OPERATOR_RESOURCES@'?$`, "${1}resources:\n${1}  {{- toYaml .Values.operator.resources | nindent __N__ }}"},
 			{`--metrics-bind-address=:8080`, `--metrics-bind-address={{ if .Values.metrics.enabled }}:8080{{ else }}0{{ end }}`},
-			{`(?m)^( *)- --registries-config=(.*)$`, "${1}- --registries-config=${2}\n${1}- --trust-namespace={{ .Values.namespace }}"},
 		}
 	case r.GetKind() == "DaemonSet" && r.GetName() == "bpfleet-agent":
 		found["agent"] = true
@@ -158,7 +157,6 @@ func template(r *resource.Resource, v *Values, found map[string]bool) (string, [
 			{`image: ` + regexp.QuoteMeta(v.Agent.Image), `image: {{ .Values.agent.image | quote }}`},
 			{`(?m)^( *)resources: '?@AGENT_RESOURCES@'?$`, "${1}resources:\n${1}  {{- toYaml .Values.agent.resources | nindent __N__ }}"},
 			{`--metrics-bind-address=:9090`, `--metrics-bind-address={{ if .Values.metrics.enabled }}:9090{{ else }}0{{ end }}`},
-			{`(?m)^( *)- --registries-config=(.*)$`, "${1}- --registries-config=${2}\n${1}- --trust-namespace={{ .Values.namespace }}"},
 		}
 	case r.GetKind() == "ConfigMap" && r.GetName() == "bpfleet-registries":
 		found["registries"] = true
