@@ -1274,9 +1274,12 @@ func TestInvalidNodeSelectorDegrades(t *testing.T) {
 	if !equality.Semantic.DeepEqual(p.Status.Rollout, rollout) {
 		t.Errorf("rollout moved under an invalid selector:\nbefore %+v\nafter  %+v", rollout, p.Status.Rollout)
 	}
-	p.Spec.NodeSelector = valid
-	if err := env.Client.Update(context.Background(), p); err != nil {
-		t.Fatalf("fix the selector: %v", err)
-	}
+	// The operator writes the object too (its finalizer): retry on a
+	// conflict with the latest version.
+	envtest.Eventually(t, 10*time.Second, func() error {
+		p = get(t, "badsel")
+		p.Spec.NodeSelector = valid
+		return env.Client.Update(context.Background(), p)
+	})
 	waitCondition(t, "badsel", v1.ConditionDegraded, metav1.ConditionFalse, v1.ReasonNoFailures)
 }

@@ -83,22 +83,6 @@ func dryRun(t *testing.T, manifests string) string {
 	return out
 }
 
-// withoutTrustNamespace drops the --trust-namespace argument the chart adds
-// to each container (kustomize relies on the binaries' default).
-func withoutTrustNamespace(o *unstructured.Unstructured) {
-	cs, found, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
-	if !found {
-		return
-	}
-	for i, c := range cs {
-		m := c.(map[string]any)
-		args, _ := m["args"].([]any)
-		m["args"] = slices.DeleteFunc(args, func(a any) bool { return strings.HasPrefix(a.(string), "--trust-namespace=") })
-		cs[i] = m
-	}
-	_ = unstructured.SetNestedSlice(o.Object, cs, "spec", "template", "spec", "containers")
-}
-
 // normalize rewrites what two renderings of one source may spell
 // differently: the registries config's YAML text (comments, layout) is
 // compared as the config it parses to, and CEL expressions with their
@@ -144,7 +128,6 @@ func TestHelmChartDefaultsAreKustomize(t *testing.T) {
 			t.Errorf("the chart lacks %s", key)
 			continue
 		}
-		withoutTrustNamespace(got)
 		normalize(got)
 		normalize(w)
 		if !equality.Semantic.DeepEqual(got.Object, w.Object) {
@@ -216,12 +199,12 @@ allowUnsigned: {enabled: true, images: ["127.0.0.1:5000/dev/*"]}
 		}
 	}
 	opYAML, agentYAML := yamlOf(t, op), yamlOf(t, agent)
-	for _, want := range []string{opImage, "--metrics-bind-address=0", "--trust-namespace=" + ns, "memory: 300Mi"} {
+	for _, want := range []string{opImage, "--metrics-bind-address=0", "--trust-namespace=$(POD_NAMESPACE)", "memory: 300Mi"} {
 		if !strings.Contains(opYAML, want) {
 			t.Errorf("operator lacks %q:\n%s", want, opYAML)
 		}
 	}
-	for _, want := range []string{agentImage, "--metrics-bind-address=0", "--trust-namespace=" + ns, "cpu: 30m"} {
+	for _, want := range []string{agentImage, "--metrics-bind-address=0", "--trust-namespace=$(POD_NAMESPACE)", "cpu: 30m"} {
 		if !strings.Contains(agentYAML, want) {
 			t.Errorf("agent lacks %q:\n%s", want, agentYAML)
 		}
