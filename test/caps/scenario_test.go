@@ -172,6 +172,14 @@ func attached(states []v1alpha1.ProgramState) (v1alpha1.ProgramState, error) {
 		return v1alpha1.ProgramState{}, fmt.Errorf("apply: want 1 state, got %d", len(states))
 	}
 	st := states[0]
+	if st.Pods != nil {
+		// A program in pods reports one row for all of them, without a
+		// link id of its own.
+		if st.State != v1alpha1.PhaseAttached || st.ID == 0 || st.Pods.Attached == 0 {
+			return st, fmt.Errorf("apply %s: %s/%s: %s", st.AttachPoint, st.State, st.Reason, strings.TrimSpace(st.Message))
+		}
+		return st, nil
+	}
 	if st.State != v1alpha1.PhaseAttached || st.ID == 0 || st.LinkID == 0 {
 		return st, fmt.Errorf("apply %s: %s/%s: %s", st.AttachPoint, st.State, st.Reason, strings.TrimSpace(st.Message))
 	}

@@ -31,7 +31,7 @@ import (
 
 // tenantNamespace makes a namespace labelled team=<name> for the test, and
 // a namespace trust policy admitting the suite's signed bundles there.
-func (e *env) tenantNamespace(t *testing.T, name string) {
+func (e *env) tenantNamespace(t testing.TB, name string) {
 	t.Helper()
 	e.trust(t)
 	ctx := context.Background()
@@ -56,7 +56,7 @@ func (e *env) tenantNamespace(t *testing.T, name string) {
 }
 
 // podIn runs a long-sleeping busybox pod in namespace ns.
-func (e *env) podIn(t *testing.T, ns, name string, labels map[string]string) *corev1.Pod {
+func (e *env) podIn(t testing.TB, ns, name string, labels map[string]string) *corev1.Pod {
 	t.Helper()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
@@ -90,7 +90,7 @@ func (e *env) waitRunning(t *testing.T, pod *corev1.Pod) time.Time {
 
 // podXDP is the XDP program id on eth0 inside pod's network namespace (0:
 // none), read with the node's ip through the pod's main process.
-func (e *env) podXDP(t *testing.T, pod *corev1.Pod) uint32 {
+func (e *env) podXDP(t testing.TB, pod *corev1.Pod) uint32 {
 	t.Helper()
 	pid := e.containerPID(t, pod, "main")
 	out := e.run(t, "nsenter", "-t", strconv.Itoa(pid), "-n", "ip", "-d", "link", "show", "eth0")
