@@ -17,6 +17,7 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/operator/nodestate"
+	"github.com/bpfleet/bpfleet/operator/podprogram"
 	"github.com/bpfleet/bpfleet/operator/program"
 	"github.com/bpfleet/bpfleet/operator/trustkeys"
 	"github.com/bpfleet/bpfleet/operator/trustpolicy"
@@ -73,6 +74,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 	trustKeys := &trustkeys.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Namespace: opts.TrustNamespace}
 	if err := trustKeys.SetupWithManager(ctx, mgr); err != nil {
+		return err
+	}
+	podPrograms := &podprogram.Reconciler{Client: mgr.GetClient()}
+	if err := podPrograms.SetupWithManager(mgr); err != nil {
 		return err
 	}
 	gc := &nodestate.Reconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}

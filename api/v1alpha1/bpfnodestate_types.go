@@ -45,6 +45,27 @@ type Feature struct {
 	Supported bool `json:"supported"`
 }
 
+// MaxRecentPodFailures bounds PodAttachCounts.RecentFailures.
+const MaxRecentPodFailures = 5
+
+// PodAttachCounts sums one program's attach points in pods on a node.
+type PodAttachCounts struct {
+	// Attached, Failed and Pending count the attach points (a pod's
+	// interface, cgroup or container) by state.
+	// +optional
+	Attached int32 `json:"attached,omitempty"`
+	// +optional
+	Failed int32 `json:"failed,omitempty"`
+	// +optional
+	Pending int32 `json:"pending,omitempty"`
+	// RecentFailures are up to MaxRecentPodFailures failed attach points,
+	// "point: Reason: message".
+	// +optional
+	// +kubebuilder:validation:MaxItems=5
+	// +listType=atomic
+	RecentFailures []string `json:"recentFailures,omitempty"`
+}
+
 // ProgramState is one program of one BpfProgram at one attach point on this
 // node, with the fields bpftool prog show prints.
 type ProgramState struct {
@@ -66,8 +87,14 @@ type ProgramState struct {
 	Program string `json:"program"`
 	// AttachPoint says where it is attached: xdp/eth0, tcx-ingress/eth0,
 	// tracepoint/sched/sched_process_exec, uprobe//usr/bin/bash:readline, cgroup/egress:/sys/fs/cgroup.
+	// A program that targets pods has one row for all of them, KIND/pods
+	// (xdp/pods, cgroup/pods, uprobe/pods), summed in Pods.
 	// +optional
 	AttachPoint string `json:"attachPoint,omitempty"`
+	// Pods sums the attach points of a program that targets pods, so the
+	// node's status stays one row per program however many pods it runs in.
+	// +optional
+	Pods *PodAttachCounts `json:"pods,omitempty"`
 	// State is Pending, Loading, Attached, Failed or Detaching.
 	State ProgramPhase `json:"state"`
 	// Reason is a CamelCase word for the state, e.g. VerifierRejected.

@@ -61,6 +61,13 @@ type BpfProgramSpec struct {
 	// their standard output.
 	// +optional
 	Events *EventsSpec `json:"events,omitempty"`
+
+	// Tenant is set by the operator on the BpfProgram it keeps for a
+	// BpfPodProgram: the programs then attach only to pods of the tenant's
+	// namespace, agents refuse every node target, and only trust policies
+	// whose namespaceSelector matches that namespace admit the bundle.
+	// +optional
+	Tenant *Tenant `json:"tenant,omitempty"`
 }
 
 // EventsSpec is what the agents read of a program's event outputs.
@@ -190,8 +197,14 @@ const (
 
 // XDPAttach attaches an XDP program to interfaces.
 type XDPAttach struct {
-	// Interfaces selects the interfaces to attach to.
+	// Interfaces selects the interfaces to attach to: the node's, or with
+	// pods set, those inside each selected pod's network namespace
+	// (primary: the pod's default-route interface).
 	Interfaces InterfaceSelector `json:"interfaces"`
+	// Pods attaches inside the network namespace of each selected pod on
+	// the node instead of the node's own.
+	// +optional
+	Pods *PodSelector `json:"pods,omitempty"`
 	// Mode is native (default) or generic.
 	// +optional
 	// +kubebuilder:default=native
@@ -222,8 +235,13 @@ const (
 
 // TCAttach attaches a tcx program to interfaces.
 type TCAttach struct {
-	// Interfaces selects the interfaces to attach to.
+	// Interfaces selects the interfaces to attach to: the node's, or with
+	// pods set, those inside each selected pod's network namespace.
 	Interfaces InterfaceSelector `json:"interfaces"`
+	// Pods attaches inside the network namespace of each selected pod on
+	// the node instead of the node's own.
+	// +optional
+	Pods *PodSelector `json:"pods,omitempty"`
 	// Direction is ingress or egress.
 	Direction TCDirection `json:"direction"`
 	// Order places the program first or last (default) on the hook.
@@ -244,6 +262,11 @@ type TracepointAttach struct {
 	// +kubebuilder:validation:MaxLength=128
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_]+$`
 	Name string `json:"name"`
+	// Pods keeps the bundle's pod filter map (PodFilterMap) filled with the
+	// cgroup ids of the selected pods' containers on the node, so programs
+	// that consult it see only those pods' events, filtered in the kernel.
+	// +optional
+	Pods *PodSelector `json:"pods,omitempty"`
 }
 
 // RawTracepointAttach names a raw tracepoint.
@@ -253,6 +276,9 @@ type RawTracepointAttach struct {
 	// +kubebuilder:validation:MaxLength=128
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_]+$`
 	Name string `json:"name"`
+	// Pods keeps the bundle's pod filter map filled, as for tracepoints.
+	// +optional
+	Pods *PodSelector `json:"pods,omitempty"`
 }
 
 // FunctionAttach names a kernel function for fentry/fexit.
@@ -276,10 +302,14 @@ type KprobeAttach struct {
 	Return bool `json:"return,omitempty"`
 }
 
-// UprobeAttach names a symbol in a user-space binary on the node.
+// UprobeAttach names a symbol in a user-space binary on the node, or in
+// the root filesystem of selected containers.
 // +kubebuilder:validation:XValidation:rule="has(self.symbol) || has(self.offset)",message="set symbol or offset"
+// +kubebuilder:validation:XValidation:rule="!has(self.containers) || !has(self.pid)",message="pid and containers are exclusive"
 type UprobeAttach struct {
-	// Path is the absolute path of the binary or library on the node.
+	// Path is the absolute path of the binary or library on the node, or
+	// with containers set, inside each selected container's root
+	// filesystem.
 	// +kubebuilder:validation:MinLength=2
 	// +kubebuilder:validation:MaxLength=4096
 	// +kubebuilder:validation:Pattern=`^/`
@@ -300,20 +330,29 @@ type UprobeAttach struct {
 	// Return attaches a uretprobe instead.
 	// +optional
 	Return bool `json:"return,omitempty"`
+	// Containers attaches once per selected container, to path as that
+	// container sees it, and again when the container restarts.
+	// +optional
+	Containers *ContainerSelector `json:"containers,omitempty"`
 }
 
 // CgroupAttachType is a cgroup v2 hook.
 // +kubebuilder:validation:Enum=ingress;egress;sock_create;connect4;connect6;sendmsg4;sendmsg6;recvmsg4;recvmsg6;sock_ops;device;sysctl;getsockopt;setsockopt
 type CgroupAttachType string
 
-// CgroupAttach names a cgroup v2 directory and hook.
+// CgroupAttach names a cgroup v2 directory, or pods, and a hook.
+// +kubebuilder:validation:XValidation:rule="has(self.path) != has(self.pods)",message="set exactly one of path and pods"
 type CgroupAttach struct {
 	// Path is the cgroup directory on the node, absolute (e.g.
 	// /sys/fs/cgroup/kubepods.slice), or relative to the cgroup v2 mount.
+	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=4096
 	// +kubebuilder:validation:XValidation:rule="!self.split('/').exists(c, c == '..')",message="path must not contain .."
-	Path string `json:"path"`
+	Path string `json:"path,omitempty"`
+	// Pods attaches to the cgroup of each selected pod on the node.
+	// +optional
+	Pods *PodSelector `json:"pods,omitempty"`
 	// AttachType is the hook, e.g. ingress or egress for cgroup_skb programs.
 	AttachType CgroupAttachType `json:"attachType"`
 }
@@ -332,10 +371,12 @@ type SkLookupAttach struct {
 
 // Constant sets a `volatile const` variable of the programs before load.
 type Constant struct {
-	// Name is the variable's name in .rodata.
+	// Name is the variable's name in .rodata. Names starting with bpfleet_
+	// are the agent's (the pod filter).
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_]*$`
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('bpfleet_')",message="names starting with bpfleet_ are reserved for the agent"
 	Name string `json:"name"`
 	// Value is the variable's value: an integer (decimal or 0x hex), true or
 	// false, or 0x-prefixed hex bytes for arrays; it must fit the variable.
@@ -358,10 +399,12 @@ const (
 // MapEntry is one key/value pair written into a map of the bundle.
 // +kubebuilder:validation:XValidation:rule="self.encoding == 'Base64' ? (self.key.matches('^[A-Za-z0-9+/]+={0,2}$') && self.value.matches('^[A-Za-z0-9+/]+={0,2}$')) : (self.key.matches('^([0-9a-fA-F]{2})+$') && self.value.matches('^([0-9a-fA-F]{2})+$'))",message="key and value must be encoded as encoding says (Hex: pairs of hex digits; Base64: standard base64)"
 type MapEntry struct {
-	// Map is the map's name in the bundle.
+	// Map is the map's name in the bundle. Maps whose names start with
+	// bpfleet_ are the agent's (the pod filter).
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_]*$`
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('bpfleet_')",message="names starting with bpfleet_ are reserved for the agent"
 	Map string `json:"map"`
 	// Key is the key's bytes in the map's key layout (host byte order).
 	// +kubebuilder:validation:MinLength=2

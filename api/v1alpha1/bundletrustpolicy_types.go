@@ -92,6 +92,18 @@ type BundleTrustPolicySpec struct {
 	// +listType=set
 	// +kubebuilder:validation:items:Pattern=`^(xdp|tracepoint|rawTracepoint|fentry|fexit|kprobe|uprobe|skLookup|tc/(ingress|egress|\*)|cgroup/(ingress|egress|sock_create|connect4|connect6|sendmsg4|sendmsg6|recvmsg4|recvmsg6|sock_ops|device|sysctl|getsockopt|setsockopt|\*))$`
 	AllowedAttachTypes []string `json:"allowedAttachTypes,omitempty"`
+
+	// NamespaceSelector makes this a policy for application teams: it
+	// covers the BpfPodPrograms of the namespaces it selects (empty selects
+	// every namespace), and no cluster-scoped BpfProgram. A policy without
+	// it covers BpfPrograms only. A BpfPodProgram whose bundle no
+	// namespace policy covers is refused, so a namespace may use only the
+	// images, signers and program and attach types that its policies allow.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="matchExpressions operator must be In, NotIn, Exists or DoesNotExist"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, !(e.operator in ['In', 'NotIn']) || (has(e.values) && size(e.values) > 0))",message="matchExpressions with operator In or NotIn need values"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, !(e.operator in ['Exists', 'DoesNotExist']) || !has(e.values) || size(e.values) == 0)",message="matchExpressions with operator Exists or DoesNotExist must not have values"
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
 }
 
 // BundleTrustPolicyStatus reports what the operator found in the policy.

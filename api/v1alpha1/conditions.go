@@ -13,6 +13,9 @@ const (
 	ConditionReady = "Ready"
 	// ConditionDegraded: some selected nodes failed.
 	ConditionDegraded = "Degraded"
+	// ConditionAccepted (BpfPodProgram): the spec keeps to its namespace's
+	// pods and the operator keeps a BpfProgram for it.
+	ConditionAccepted = "Accepted"
 	// ConditionProgramsFolded (BpfNodeState): more attach points than
 	// MaxProgramRows; some are reported one row per program.
 	ConditionProgramsFolded = "ProgramsFolded"
@@ -91,6 +94,19 @@ const (
 	// under the running agent, which mounted it again and pinned again
 	// what runs.
 	ReasonBPFFSRemounted = "BPFFSRemounted"
+	// ReasonTenancyViolation: a BpfPodProgram (or the BpfProgram kept for
+	// it) names something outside its namespace's pods: a node interface,
+	// path, cgroup or tracepoint, or another namespace. The operator keeps
+	// no BpfProgram for it; an agent attaches nothing of it.
+	ReasonTenancyViolation = "TenancyViolation"
+	// ReasonNameTaken: the BpfProgram name NAMESPACE.NAME that a
+	// BpfPodProgram needs belongs to a BpfProgram made for something else.
+	ReasonNameTaken = "NameTaken"
+	// ReasonNoPodsOnNode: a program that targets pods is loaded on the
+	// node, and none of the pods it selects runs there now.
+	ReasonNoPodsOnNode = "NoPodsOnNode"
+	// ReasonAccepted: the operator keeps a BpfProgram for the BpfPodProgram.
+	ReasonAccepted = "Accepted"
 )
 
 // Finalizer and the reasons of deletion.

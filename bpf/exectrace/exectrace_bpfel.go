@@ -16,10 +16,12 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	exectraceMapExecEvents      = "exec_events"
-	exectraceMapExecStats       = "exec_stats"
-	exectraceProgExecTrace      = "exec_trace"
-	exectraceVarUnusedExecEvent = "unused_exec_event"
+	exectraceMapBpfleetPods       = "bpfleet_pods"
+	exectraceMapExecEvents        = "exec_events"
+	exectraceMapExecStats         = "exec_stats"
+	exectraceProgExecTrace        = "exec_trace"
+	exectraceVarBpfleetFilterPods = "bpfleet_filter_pods"
+	exectraceVarUnusedExecEvent   = "unused_exec_event"
 )
 
 // loadExectrace returns the embedded CollectionSpec for exectrace.
@@ -71,15 +73,17 @@ type exectraceProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type exectraceMapSpecs struct {
-	ExecEvents *ebpf.MapSpec `ebpf:"exec_events"`
-	ExecStats  *ebpf.MapSpec `ebpf:"exec_stats"`
+	BpfleetPods *ebpf.MapSpec `ebpf:"bpfleet_pods"`
+	ExecEvents  *ebpf.MapSpec `ebpf:"exec_events"`
+	ExecStats   *ebpf.MapSpec `ebpf:"exec_stats"`
 }
 
 // exectraceVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type exectraceVariableSpecs struct {
-	UnusedExecEvent *ebpf.VariableSpec `ebpf:"unused_exec_event"`
+	BpfleetFilterPods *ebpf.VariableSpec `ebpf:"bpfleet_filter_pods"`
+	UnusedExecEvent   *ebpf.VariableSpec `ebpf:"unused_exec_event"`
 }
 
 // exectraceObjects contains all objects after they have been loaded into the kernel.
@@ -102,12 +106,14 @@ func (o *exectraceObjects) Close() error {
 //
 // It can be passed to loadExectraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type exectraceMaps struct {
-	ExecEvents *ebpf.Map `ebpf:"exec_events"`
-	ExecStats  *ebpf.Map `ebpf:"exec_stats"`
+	BpfleetPods *ebpf.Map `ebpf:"bpfleet_pods"`
+	ExecEvents  *ebpf.Map `ebpf:"exec_events"`
+	ExecStats   *ebpf.Map `ebpf:"exec_stats"`
 }
 
 func (m *exectraceMaps) Close() error {
 	return _ExectraceClose(
+		m.BpfleetPods,
 		m.ExecEvents,
 		m.ExecStats,
 	)
@@ -117,7 +123,8 @@ func (m *exectraceMaps) Close() error {
 //
 // It can be passed to loadExectraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type exectraceVariables struct {
-	UnusedExecEvent *ebpf.Variable `ebpf:"unused_exec_event"`
+	BpfleetFilterPods *ebpf.Variable `ebpf:"bpfleet_filter_pods"`
+	UnusedExecEvent   *ebpf.Variable `ebpf:"unused_exec_event"`
 }
 
 // exectracePrograms contains all programs after they have been loaded into the kernel.

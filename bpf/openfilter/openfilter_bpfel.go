@@ -23,17 +23,19 @@ type openfilterPrefixKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	openfilterMapComms           = "comms"
-	openfilterMapOpenEvents      = "open_events"
-	openfilterMapOpenStats       = "open_stats"
-	openfilterMapPathPrefixes    = "path_prefixes"
-	openfilterMapPrefixHits      = "prefix_hits"
-	openfilterMapScratch         = "scratch"
-	openfilterProgOpenFilter     = "open_filter"
-	openfilterVarCgroupId        = "cgroup_id"
-	openfilterVarMatchComm       = "match_comm"
-	openfilterVarSendAll         = "send_all"
-	openfilterVarUnusedOpenEvent = "unused_open_event"
+	openfilterMapBpfleetPods       = "bpfleet_pods"
+	openfilterMapComms             = "comms"
+	openfilterMapOpenEvents        = "open_events"
+	openfilterMapOpenStats         = "open_stats"
+	openfilterMapPathPrefixes      = "path_prefixes"
+	openfilterMapPrefixHits        = "prefix_hits"
+	openfilterMapScratch           = "scratch"
+	openfilterProgOpenFilter       = "open_filter"
+	openfilterVarBpfleetFilterPods = "bpfleet_filter_pods"
+	openfilterVarCgroupId          = "cgroup_id"
+	openfilterVarMatchComm         = "match_comm"
+	openfilterVarSendAll           = "send_all"
+	openfilterVarUnusedOpenEvent   = "unused_open_event"
 )
 
 // loadOpenfilter returns the embedded CollectionSpec for openfilter.
@@ -85,6 +87,7 @@ type openfilterProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type openfilterMapSpecs struct {
+	BpfleetPods  *ebpf.MapSpec `ebpf:"bpfleet_pods"`
 	Comms        *ebpf.MapSpec `ebpf:"comms"`
 	OpenEvents   *ebpf.MapSpec `ebpf:"open_events"`
 	OpenStats    *ebpf.MapSpec `ebpf:"open_stats"`
@@ -97,10 +100,11 @@ type openfilterMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type openfilterVariableSpecs struct {
-	CgroupId        *ebpf.VariableSpec `ebpf:"cgroup_id"`
-	MatchComm       *ebpf.VariableSpec `ebpf:"match_comm"`
-	SendAll         *ebpf.VariableSpec `ebpf:"send_all"`
-	UnusedOpenEvent *ebpf.VariableSpec `ebpf:"unused_open_event"`
+	BpfleetFilterPods *ebpf.VariableSpec `ebpf:"bpfleet_filter_pods"`
+	CgroupId          *ebpf.VariableSpec `ebpf:"cgroup_id"`
+	MatchComm         *ebpf.VariableSpec `ebpf:"match_comm"`
+	SendAll           *ebpf.VariableSpec `ebpf:"send_all"`
+	UnusedOpenEvent   *ebpf.VariableSpec `ebpf:"unused_open_event"`
 }
 
 // openfilterObjects contains all objects after they have been loaded into the kernel.
@@ -123,6 +127,7 @@ func (o *openfilterObjects) Close() error {
 //
 // It can be passed to loadOpenfilterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type openfilterMaps struct {
+	BpfleetPods  *ebpf.Map `ebpf:"bpfleet_pods"`
 	Comms        *ebpf.Map `ebpf:"comms"`
 	OpenEvents   *ebpf.Map `ebpf:"open_events"`
 	OpenStats    *ebpf.Map `ebpf:"open_stats"`
@@ -133,6 +138,7 @@ type openfilterMaps struct {
 
 func (m *openfilterMaps) Close() error {
 	return _OpenfilterClose(
+		m.BpfleetPods,
 		m.Comms,
 		m.OpenEvents,
 		m.OpenStats,
@@ -146,10 +152,11 @@ func (m *openfilterMaps) Close() error {
 //
 // It can be passed to loadOpenfilterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type openfilterVariables struct {
-	CgroupId        *ebpf.Variable `ebpf:"cgroup_id"`
-	MatchComm       *ebpf.Variable `ebpf:"match_comm"`
-	SendAll         *ebpf.Variable `ebpf:"send_all"`
-	UnusedOpenEvent *ebpf.Variable `ebpf:"unused_open_event"`
+	BpfleetFilterPods *ebpf.Variable `ebpf:"bpfleet_filter_pods"`
+	CgroupId          *ebpf.Variable `ebpf:"cgroup_id"`
+	MatchComm         *ebpf.Variable `ebpf:"match_comm"`
+	SendAll           *ebpf.Variable `ebpf:"send_all"`
+	UnusedOpenEvent   *ebpf.Variable `ebpf:"unused_open_event"`
 }
 
 // openfilterPrograms contains all programs after they have been loaded into the kernel.

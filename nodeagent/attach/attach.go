@@ -115,6 +115,10 @@ type Target struct {
 	Netns Namespace
 	// HostRoot is Env.HostRoot.
 	HostRoot string
+	// Path is the file a pod target attaches to, resolved on this node: a
+	// pod's cgroup directory, or a binary inside a container's root
+	// filesystem; "" for node targets, whose hook names its own.
+	Path string
 }
 
 // Attach attaches prog at t, inside t's network namespace when it has one.

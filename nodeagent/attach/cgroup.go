@@ -66,11 +66,23 @@ type Cgroup struct {
 	Path string
 	// Hook is the cgroup hook as the API names it (ingress, connect4, ...).
 	Hook string
+	// Pods, when InPods, attaches to each pod's cgroup instead of Path.
+	Pods Pods
 }
 
 func (h *Cgroup) Kind() Kind { return KindCgroup }
 func (h *Cgroup) Targets(env Env) ([]Target, error) {
-	return single(h, env, "cgroup/"+h.Hook+":"+CgroupPath(h.Path)), nil
+	if !h.Pods.InPods {
+		return single(h, env, "cgroup/"+h.Hook+":"+CgroupPath(h.Path)), nil
+	}
+	out := make([]Target, 0, len(h.Pods.Scopes))
+	for _, s := range h.Pods.Scopes {
+		if s.CgroupDir == "" {
+			continue
+		}
+		out = append(out, Target{Hook: h, Program: h.Program(), Kind: h.Kind(), Point: podPoint("cgroup", s, h.Hook), Path: s.CgroupDir})
+	}
+	return out, nil
 }
 
 // Prepare checks the program type against the hook (each hook takes
@@ -93,10 +105,14 @@ func (h *Cgroup) LoadKey() string  { return h.Name + "/cgroup/" + h.Hook }
 func (h *Cgroup) Supported() error { return nil }
 
 // Attach attaches with a bpf_link (pinnable, updatable).
-func (h *Cgroup) Attach(prog *ebpf.Program, _ Target) (link.Link, error) {
+func (h *Cgroup) Attach(prog *ebpf.Program, t Target) (link.Link, error) {
 	c, _ := format.CgroupHook(h.Hook)
+	path := CgroupPath(h.Path)
+	if t.Path != "" {
+		path = t.Path
+	}
 	return link.AttachCgroup(link.CgroupOptions{
-		Path:    CgroupPath(h.Path),
+		Path:    path,
 		Attach:  c.AttachType,
 		Program: prog,
 	})

@@ -22,6 +22,8 @@ type TCX struct {
 	// First runs the program before those already on the hook (default:
 	// after), including programs bpfleet does not manage.
 	First bool
+	// Pods, when InPods, picks the interfaces inside each pod instead.
+	Pods Pods
 }
 
 func (h *TCX) Kind() Kind { return KindTCX }
@@ -30,6 +32,9 @@ func (h *TCX) Targets(env Env) ([]Target, error) {
 	dir := "ingress"
 	if h.Egress {
 		dir = "egress"
+	}
+	if h.Pods.InPods {
+		return perPodInterface(h, h.Pods, h.Interfaces, "tcx-"+dir)
 	}
 	return perInterface(h, env, h.Interfaces, func(ifname string) string { return "tcx-" + dir + "/" + ifname })
 }

@@ -3,6 +3,8 @@ package attach
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -24,6 +26,10 @@ type Uprobe struct {
 	Offset *int64
 	PID    *int32
 	Return bool
+	// Pods, when InPods, attaches to Path inside each selected container
+	// (Containers names them; empty: every container).
+	Pods       Pods
+	Containers []string
 }
 
 func (h *Uprobe) Kind() Kind { return KindUprobe }
@@ -40,7 +46,20 @@ func (h *Uprobe) Targets(env Env) ([]Target, error) {
 	if h.PID != nil {
 		p += fmt.Sprintf("@%d", *h.PID)
 	}
-	return single(h, env, p), nil
+	if !h.Pods.InPods {
+		return single(h, env, p), nil
+	}
+	var out []Target
+	for _, s := range h.Pods.Scopes {
+		for _, c := range s.Containers {
+			if len(h.Containers) > 0 && !slices.Contains(h.Containers, c.Name) {
+				continue
+			}
+			out = append(out, Target{Hook: h, Program: h.Program(), Kind: h.Kind(),
+				Point: podPoint(kind, s, c.Name) + ":" + strings.TrimPrefix(p, kind+"/"), Path: filepath.Join(c.Root, h.Path)})
+		}
+	}
+	return out, nil
 }
 
 func (h *Uprobe) Prepare(ps *ebpf.ProgramSpec) error { return checkFits(h, ps) }
@@ -48,7 +67,11 @@ func (h *Uprobe) LoadKey() string                    { return "" }
 func (h *Uprobe) Supported() error                   { return probe.Uprobes() }
 
 func (h *Uprobe) Attach(prog *ebpf.Program, t Target) (link.Link, error) {
-	ex, err := link.OpenExecutable(hostPath(t.HostRoot, h.Path))
+	path := hostPath(t.HostRoot, h.Path)
+	if t.Path != "" {
+		path = t.Path // inside a container's root filesystem
+	}
+	ex, err := link.OpenExecutable(path)
 	if err != nil {
 		return nil, err
 	}

@@ -18,17 +18,21 @@ type XDP struct {
 	Interfaces netwatch.Selector
 	// Generic attaches in generic (skb) mode instead of the driver.
 	Generic bool
+	// Pods, when InPods, picks the interfaces inside each pod instead.
+	Pods Pods
 }
 
 func (h *XDP) Kind() Kind { return KindXDP }
 
 func (h *XDP) Targets(env Env) ([]Target, error) {
-	return perInterface(h, env, h.Interfaces, func(ifname string) string {
-		if h.Generic {
-			return "xdp-generic/" + ifname
-		}
-		return "xdp/" + ifname
-	})
+	prefix := "xdp"
+	if h.Generic {
+		prefix = "xdp-generic"
+	}
+	if h.Pods.InPods {
+		return perPodInterface(h, h.Pods, h.Interfaces, prefix)
+	}
+	return perInterface(h, env, h.Interfaces, func(ifname string) string { return prefix + "/" + ifname })
 }
 
 func (h *XDP) Prepare(ps *ebpf.ProgramSpec) error { return checkFits(h, ps) }

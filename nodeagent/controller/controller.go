@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,6 +34,7 @@ import (
 	"github.com/bpfleet/bpfleet/nodeagent/failpoint"
 	"github.com/bpfleet/bpfleet/nodeagent/inventory"
 	"github.com/bpfleet/bpfleet/nodeagent/metrics"
+	"github.com/bpfleet/bpfleet/nodeagent/pods"
 )
 
 // Secrets: no marker. The agent reads only the trust-policy key Secrets the
@@ -46,6 +48,10 @@ import (
 // (config/rbac/common/agent_own_node_policy.yaml) confines every write to
 // the object named after its node.
 // +kubebuilder:rbac:groups=bpfleet.io,resources=bpfnodestates,verbs=get;list;watch;create
+//
+// Namespaces: their labels, for the namespaceSelector of trust policies
+// (which admit BpfPodPrograms' bundles) and of pod targets. Read-only.
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=bpfleet.io,resources=bpfnodestates/status,verbs=get;update;patch
 //
 // Nodes and Pods: the agent's informers read its own Node (metadata.name
@@ -113,6 +119,9 @@ type Reconciler struct {
 	// Written remembers the last status write, so that a cache lagging it
 	// causes no second, identical write; nil compares with the cache alone.
 	Written *WrittenStatus
+	// Pods finds pods' cgroups and network namespaces on this node; nil
+	// attaches pod targets nowhere (simulated nodes).
+	Pods *pods.Finder
 	// Triggers say what else than API changes makes the node reconcile;
 	// SetupWithManager registers them.
 	Triggers Triggers
@@ -164,6 +173,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		logger.Error(pl.selErr, "some nodeSelectors cannot be evaluated; keeping what runs of them")
 	}
 	desired, verified, settle := pl.desired, pl.verified, pl.settle
+	if wait := r.resolvePods(ctx, desired, time.Now()); wait > 0 && (settle == 0 || wait < settle) {
+		settle = wait
+	}
 
 	start := time.Now()
 	states := r.Dataplane.Apply(ctx, desired)
@@ -293,11 +305,19 @@ func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, he
 			out = append(out, d)
 			continue
 		}
+		if v := v1alpha1.TenantViolations(&p.Spec); p.Spec.Tenant != nil && len(v) > 0 {
+			err := fmt.Errorf("%w: %s", errTenancyViolation, strings.Join(v, "; "))
+			d.Hold = dataplane.Hold(holdReason(err), err)
+			logger.Info("refusing a tenant's program that leaves its namespace", "bpfProgram", p.Name, "tenant", p.Spec.Tenant.Namespace, "violations", v)
+			out = append(out, d)
+			continue
+		}
 		if d.Digest == "" {
 			d.Hold = dataplane.Hold(holdReason(errWaitingForDigest), errWaitingForDigest)
 			out = append(out, d)
 			continue
 		}
+		policies := r.scopedPolicies(ctx, p, policies)
 		if err := checkPinned(p, d.Digest); err != nil {
 			d.Hold = dataplane.Hold(holdReason(err), err)
 			logger.Info("refusing a digest the spec does not pin", "bpfProgram", p.Name, "digest", d.Digest, "image", p.Spec.Bundle.Image)
@@ -330,6 +350,22 @@ func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, he
 		out = append(out, d)
 	}
 	return out, verified
+}
+
+// scopedPolicies returns the trust policies that may admit p's bundle:
+// those without a namespaceSelector for a cluster program, those selecting
+// the tenant's namespace for a BpfPodProgram's (none when the namespace
+// cannot be read, so nothing is admitted by mistake).
+func (r *Reconciler) scopedPolicies(ctx context.Context, p *v1alpha1.BpfProgram, policies []v1alpha1.BundleTrustPolicy) []v1alpha1.BundleTrustPolicy {
+	if p.Spec.Tenant == nil {
+		return trust.Scoped(policies, nil)
+	}
+	ns := &corev1.Namespace{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: p.Spec.Tenant.Namespace}, ns); err != nil {
+		log.FromContext(ctx).Info("reading the tenant's namespace failed; no trust policy applies", "bpfProgram", p.Name, "error", err.Error())
+		return nil
+	}
+	return trust.Scoped(policies, ns)
 }
 
 // fetchVerified verifies repository@digest against the trust policies, pulls

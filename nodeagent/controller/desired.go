@@ -22,6 +22,10 @@ import (
 // its wave).
 var errWaitingForDigest = errors.New("waiting for the operator to roll a verified digest out to this node")
 
+// errTenancyViolation: a BpfPodProgram's program names something outside
+// its namespace's pods; the agent attaches nothing of it.
+var errTenancyViolation = errors.New("a BpfPodProgram may only attach to pods of its own namespace")
+
 // errNotPinned holds a program whose spec.bundle.image pins a digest while
 // status.rollout gives this node another one.
 var errNotPinned = errors.New("spec.bundle.image pins another digest")
@@ -112,6 +116,8 @@ func holdReason(err error) string {
 		return v1alpha1.ReasonKeyUnavailable
 	case errors.Is(err, errInvalidNodeSelector):
 		return v1alpha1.ReasonInvalidNodeSelector
+	case errors.Is(err, errTenancyViolation):
+		return v1alpha1.ReasonTenancyViolation
 	case errors.Is(err, bundles.ErrUnsigned),
 		errors.Is(err, bundles.ErrSignatureMismatch),
 		errors.Is(err, bundles.ErrNoTrustPolicy),

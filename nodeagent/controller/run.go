@@ -27,10 +27,12 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/cache"
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/trust"
+	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
 	"github.com/bpfleet/bpfleet/nodeagent/inventory"
 	"github.com/bpfleet/bpfleet/nodeagent/metrics"
+	"github.com/bpfleet/bpfleet/nodeagent/pods"
 	"github.com/bpfleet/bpfleet/nodeagent/reviewauth"
 )
 
@@ -253,6 +255,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Recorder: mgr.GetEventRecorder("bpfleet-agent"),
 		Version:  opts.Version,
 		Written:  &WrittenStatus{},
+		Pods:     &pods.Finder{CgroupRoot: attach.CgroupRoot()},
 		Triggers: Triggers{ResyncInterval: opts.ResyncInterval, StatsInterval: opts.StatsInterval},
 		Metrics:  agentMetrics,
 	}

@@ -2,6 +2,8 @@ package controller
 
 import (
 	"context"
+	"maps"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -82,6 +84,7 @@ func (r *Reconciler) SetupWithManager(_ context.Context, mgr ctrl.Manager) error
 			predicate.LabelChangedPredicate{}, predicate.GenerationChangedPredicate{}))).
 		Watches(&v1alpha1.BpfProgram{}, toNode, builder.WithPredicates(r.programChanged())).
 		Watches(&v1alpha1.BundleTrustPolicy{}, toNode, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.Pod{}, toNode, builder.WithPredicates(r.podChanged())).
 		Watches(&v1alpha1.BpfNodeState{}, toNode).
 		WatchesRawSource(source.Channel(ticks, handler.EnqueueRequestsFromMapFunc(
 			func(_ context.Context, o client.Object) []reconcile.Request {
@@ -91,6 +94,45 @@ func (r *Reconciler) SetupWithManager(_ context.Context, mgr ctrl.Manager) error
 				return []reconcile.Request{key}
 			}))).
 		Complete(r)
+}
+
+// podChanged passes the events of this node's pods that can change what a
+// pod target selects or where it attaches (a pod appears, goes, is
+// relabelled, or a container starts or stops), and only while some program
+// targets pods.
+func (r *Reconciler) podChanged() predicate.Predicate {
+	targeted := func() bool {
+		var programs v1alpha1.BpfProgramList
+		if err := r.Client.List(context.Background(), &programs); err != nil {
+			return true
+		}
+		return hasPodTargets(programs.Items)
+	}
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return targeted() },
+		DeleteFunc:  func(event.DeleteEvent) bool { return targeted() },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*corev1.Pod)
+			n, ok2 := e.ObjectNew.(*corev1.Pod)
+			if !ok1 || !ok2 {
+				return true
+			}
+			return (!maps.Equal(o.Labels, n.Labels) || o.Status.Phase != n.Status.Phase ||
+				runningContainers(o) != runningContainers(n) || o.DeletionTimestamp.IsZero() != n.DeletionTimestamp.IsZero()) && targeted()
+		},
+	}
+}
+
+// runningContainers names a pod's running containers and their ids.
+func runningContainers(p *corev1.Pod) string {
+	var b strings.Builder
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.State.Running != nil {
+			b.WriteString(cs.Name + "=" + cs.ContainerID + ";")
+		}
+	}
+	return b.String()
 }
 
 // programChanged passes BpfProgram events that can change this node's

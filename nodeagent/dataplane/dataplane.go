@@ -23,6 +23,7 @@ import (
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles/format"
+	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/nodeagent/hookspec"
 	"github.com/bpfleet/bpfleet/nodeagent/loader"
@@ -60,6 +61,9 @@ type Desired struct {
 	Signer string
 	// Spec holds the programs with their attach blocks, constants and map entries.
 	Spec v1alpha1.BpfProgramSpec
+	// Pods are the pods of this node each pod-targeted attach block
+	// selects now, by program name, resolved by the caller.
+	Pods map[string][]attach.PodScope
 	// Hold, when set, means the node cannot move to Digest now (registry
 	// down, verification failed, waiting for a wave): what runs keeps
 	// running and every entry reports why (see HoldError for the reason).
@@ -357,7 +361,7 @@ func (d *Dataplane) Apply(ctx context.Context, desired []Desired) []v1alpha1.Pro
 	d.last = append([]Desired(nil), desired...)
 	for i := range d.last {
 		// The one place the attach blocks are read: from here on, hooks.
-		d.last[i].hooks = hookspec.ParseAll(d.last[i].Spec.Programs)
+		d.last[i].hooks = hookspec.ParseAll(d.last[i].Spec.Programs, d.last[i].Pods)
 	}
 	d.applied = true
 	return d.applyLocked(ctx)

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
@@ -91,15 +92,27 @@ func (d *Dataplane) entryStates(e *entry) []v1alpha1.ProgramState {
 			}
 			rows = append(rows, row)
 		}
+		if h := hooks.Hooks[pa.Name]; len(rows) > 0 && h != nil {
+			if p := attach.PodsOf(h); p != nil && p.InPods {
+				rows = []v1alpha1.ProgramState{podRow(st, rows)}
+			}
+		}
 		if len(rows) == 0 {
 			row := st
 			var kind attach.Kind
+			inPods := false
 			if h := hooks.Hooks[pa.Name]; h != nil {
 				kind = h.Kind()
+				p := attach.PodsOf(h)
+				inPods = p != nil && p.InPods
 			}
 			switch err := firstNonNil(pg.loadErr, pg.planErr); {
 			case err != nil:
 				row.State, row.Reason, row.Message = v1alpha1.PhaseFailed, reasonFor(err, v1alpha1.ReasonLoadFailed), message(err)
+			case inPods && e.specApplied && pg.prog != nil:
+				// Loaded and ready for the selected pods, none of which
+				// runs here now: nothing is missing on this node.
+				row.State, row.Reason, row.Message = v1alpha1.PhaseAttached, v1alpha1.ReasonNoPodsOnNode, "no selected pod runs on this node"
 			case attach.PerInterface(kind) && e.specApplied:
 				row.State, row.Reason, row.Message = v1alpha1.PhasePending, v1alpha1.ReasonNoInterface, "no interface matches the selector"
 			default:
@@ -123,6 +136,45 @@ func (d *Dataplane) entryStates(e *entry) []v1alpha1.ProgramState {
 		out = append(out, rows...)
 	}
 	return out
+}
+
+// podRow sums the rows of a program's attach points in pods into one, so
+// that status grows with programs, not pods: attached when every point is,
+// failed when any failed (the first failure is the reason), pending else.
+func podRow(st v1alpha1.ProgramState, rows []v1alpha1.ProgramState) v1alpha1.ProgramState {
+	row := st
+	prefix, _, _ := strings.Cut(rows[0].AttachPoint, "/pod/")
+	row.AttachPoint = prefix + "/pods"
+	c := &v1alpha1.PodAttachCounts{}
+	var failed *v1alpha1.ProgramState
+	for i := range rows {
+		r := &rows[i]
+		switch r.State {
+		case v1alpha1.PhaseAttached:
+			c.Attached++
+		case v1alpha1.PhaseFailed:
+			c.Failed++
+			if failed == nil {
+				failed = r
+			}
+			if len(c.RecentFailures) < v1alpha1.MaxRecentPodFailures {
+				c.RecentFailures = append(c.RecentFailures, truncate(fmt.Sprintf("%s: %s: %s", r.AttachPoint, r.Reason, r.Message)))
+			}
+		default:
+			c.Pending++
+		}
+	}
+	row.Pods = c
+	switch {
+	case failed != nil:
+		row.State, row.Reason = v1alpha1.PhaseFailed, failed.Reason
+		row.Message = truncate(fmt.Sprintf("%d of %d attach points in pods failed; first: %s: %s", c.Failed, len(rows), failed.AttachPoint, failed.Message))
+	case c.Pending > 0:
+		row.State, row.Message = v1alpha1.PhasePending, fmt.Sprintf("%d of %d attach points in pods pending", c.Pending, len(rows))
+	default:
+		row.State, row.Reason, row.Message = v1alpha1.PhaseAttached, v1alpha1.ReasonAttached, fmt.Sprintf("attached at %d points in pods", c.Attached)
+	}
+	return row
 }
 
 // overlay applies the entry-wide outcome (hold, failed new digest, notice).

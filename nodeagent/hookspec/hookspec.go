@@ -23,10 +23,11 @@ func Parse(a v1alpha1.ProgramAttachment) (attach.Hook, error) {
 	n := attach.Named{Name: a.Name}
 	switch {
 	case a.XDP != nil:
-		return &attach.XDP{Named: n, Interfaces: selector(a.XDP.Interfaces), Generic: a.XDP.Mode == v1alpha1.XDPModeGeneric}, nil
+		return &attach.XDP{Named: n, Interfaces: selector(a.XDP.Interfaces), Generic: a.XDP.Mode == v1alpha1.XDPModeGeneric,
+			Pods: attach.Pods{InPods: a.XDP.Pods != nil}}, nil
 	case a.TC != nil:
 		return &attach.TCX{Named: n, Interfaces: selector(a.TC.Interfaces), Egress: a.TC.Direction == v1alpha1.TCEgress,
-			First: a.TC.Order == v1alpha1.TCOrderFirst}, nil
+			First: a.TC.Order == v1alpha1.TCOrderFirst, Pods: attach.Pods{InPods: a.TC.Pods != nil}}, nil
 	case a.Tracepoint != nil:
 		return &attach.Tracepoint{Named: n, Group: a.Tracepoint.Group, Tracepoint: a.Tracepoint.Name}, nil
 	case a.RawTracepoint != nil:
@@ -39,9 +40,13 @@ func Parse(a v1alpha1.ProgramAttachment) (attach.Hook, error) {
 		return &attach.Kprobe{Named: n, Function: a.Kprobe.Function, Return: a.Kprobe.Return}, nil
 	case a.Uprobe != nil:
 		u := a.Uprobe
-		return &attach.Uprobe{Named: n, Path: u.Path, Symbol: u.Symbol, Offset: u.Offset, PID: u.PID, Return: u.Return}, nil
+		h := &attach.Uprobe{Named: n, Path: u.Path, Symbol: u.Symbol, Offset: u.Offset, PID: u.PID, Return: u.Return}
+		if u.Containers != nil {
+			h.Pods.InPods, h.Containers = true, u.Containers.Names
+		}
+		return h, nil
 	case a.Cgroup != nil:
-		return &attach.Cgroup{Named: n, Path: a.Cgroup.Path, Hook: string(a.Cgroup.AttachType)}, nil
+		return &attach.Cgroup{Named: n, Path: a.Cgroup.Path, Hook: string(a.Cgroup.AttachType), Pods: attach.Pods{InPods: a.Cgroup.Pods != nil}}, nil
 	case a.SkLookup != nil:
 		return &attach.SkLookup{Named: n, NetNS: a.SkLookup.NetNS}, nil
 	}
@@ -55,14 +60,18 @@ type Set struct {
 	Errs  map[string]error
 }
 
-// ParseAll parses every attach block of programs.
-func ParseAll(programs []v1alpha1.ProgramAttachment) Set {
+// ParseAll parses every attach block of programs; a block that targets
+// pods attaches in pods[program name], the pods the agent resolved for it.
+func ParseAll(programs []v1alpha1.ProgramAttachment, pods map[string][]attach.PodScope) Set {
 	s := Set{Hooks: map[string]attach.Hook{}, Errs: map[string]error{}}
 	for _, pa := range programs {
 		h, err := Parse(pa)
 		if err != nil {
 			s.Errs[pa.Name] = err
 			continue
+		}
+		if p := attach.PodsOf(h); p != nil && p.InPods {
+			p.Scopes = pods[pa.Name]
 		}
 		s.Hooks[pa.Name] = h
 	}

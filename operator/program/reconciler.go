@@ -16,6 +16,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -86,6 +87,7 @@ const DefaultNodeStateDelay = 500 * time.Millisecond
 // +kubebuilder:rbac:groups=bpfleet.io,resources=bpfprograms/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=bpfleet.io,resources=bpfnodestates,verbs=get;list;watch
 // +kubebuilder:rbac:groups=bpfleet.io,resources=bundletrustpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -262,6 +264,23 @@ func (r *Reconciler) resync() time.Duration {
 	return 5 * time.Minute
 }
 
+// scopedPolicies returns the trust policies that may admit p's bundle (see
+// trust.Scoped): a BpfPodProgram's program is judged only by the policies
+// selecting its namespace, with the namespace's labels as they are now.
+func (r *Reconciler) scopedPolicies(ctx context.Context, p *v1alpha1.BpfProgram, policies []v1alpha1.BundleTrustPolicy) ([]v1alpha1.BundleTrustPolicy, error) {
+	if p.Spec.Tenant == nil {
+		return trust.Scoped(policies, nil), nil
+	}
+	ns := &corev1.Namespace{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: p.Spec.Tenant.Namespace}, ns); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("get tenant namespace %s: %w", p.Spec.Tenant.Namespace, err)
+	}
+	return trust.Scoped(policies, ns), nil
+}
+
 // verificationKey hashes what a verification depends on.
 func verificationKey(p *v1alpha1.BpfProgram, repository, digest string, policies []v1alpha1.BundleTrustPolicy) string {
 	h := sha256.New()
@@ -289,7 +308,11 @@ func (r *Reconciler) reconcileVerification(ctx context.Context, s *scope) error 
 		return fmt.Errorf("list trust policies: %w", err)
 	}
 	slices.SortFunc(policies.Items, func(a, b v1alpha1.BundleTrustPolicy) int { return compareNames(a.Name, b.Name) })
-	key := verificationKey(p, s.ref.Repository, s.digest, policies.Items)
+	scoped, err := r.scopedPolicies(ctx, p, policies.Items)
+	if err != nil {
+		return err
+	}
+	key := verificationKey(p, s.ref.Repository, s.digest, scoped)
 	if p.Annotations[VerifiedForAnnotation] == key && !retryable(p) {
 		// Same inputs as the last verification: keep its outcome.
 		if meta.IsStatusConditionTrue(p.Status.Conditions, v1alpha1.ConditionSignatureVerified) &&
@@ -299,7 +322,7 @@ func (r *Reconciler) reconcileVerification(ctx context.Context, s *scope) error 
 		return nil
 	}
 
-	res, err := r.Verifier.Verify(ctx, s.ref.Repository, s.digest, policies.Items)
+	res, err := r.Verifier.Verify(ctx, s.ref.Repository, s.digest, scoped)
 	if err != nil {
 		reason := signatureReason(err)
 		r.setSignatureVerifiedCondition(s, false, reason, err.Error())

@@ -3,8 +3,10 @@ package caps_test
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -21,8 +23,8 @@ import (
 // agent does not enter namespaces), a veth in it, and a cgroup directory
 // (mkdir in the cgroup v2 root; the agent only attaches to cgroups).
 type harness struct {
-	exe, root, nsPath, iface, cgroup string
-	runs                             int
+	exe, root, nsPath, iface, cgroup, podPID string
+	runs                                     int
 }
 
 func newHarness(t *testing.T) *harness {
@@ -47,6 +49,12 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.Remove(h.cgroup) })
+	pod := exec.Command("unshare", "--net", "sleep", "600")
+	if err := pod.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pod.Process.Kill(); _ = pod.Wait() })
+	h.podPID = strconv.Itoa(pod.Process.Pid)
 	return h
 }
 
@@ -57,7 +65,7 @@ func (h *harness) run(t *testing.T, sc scenario, capset []string) error {
 	h.runs++
 	dir := fmt.Sprintf("%s/%d", h.root, h.runs)
 	state := t.TempDir()
-	env := []string{envScenario + "=" + sc.name, envRoot + "=" + dir, envState + "=" + state, envIface + "=" + h.iface, envCgroup + "=" + h.cgroup}
+	env := []string{envScenario + "=" + sc.name, envRoot + "=" + dir, envState + "=" + state, envIface + "=" + h.iface, envCgroup + "=" + h.cgroup, envPodPID + "=" + h.podPID}
 	prefix := []string{"nsenter", "--net=" + h.nsPath, "--"}
 	if sc.noBPFFS {
 		// A private mount namespace where /sys/fs/bpf is not bpffs any more:
@@ -115,13 +123,16 @@ func TestEachCapabilityNeeded(t *testing.T) {
 		// BPF_ENABLE_STATS and mount(2) check CAP_SYS_ADMIN only; so does
 		// the perf_uprobe PMU since "perf/core: Fix perf_uprobe_init() CAP
 		// check" (EACCES with CAP_PERFMON alone).
-		{name: "-SYS_ADMIN", without: []string{"SYS_ADMIN"}, fail: []string{"uprobe", "stats", "mount-bpffs"}},
+		{name: "-SYS_ADMIN", without: []string{"SYS_ADMIN"}, fail: []string{"uprobe", "stats", "mount-bpffs", "pod"}},
+		// Opening a pod process's network namespace is a ptrace read
+		// access check against a process holding more capabilities.
+		{name: "-SYS_PTRACE", without: []string{"SYS_PTRACE"}, fail: []string{"pod"}},
 		// Without CAP_SYS_ADMIN each of the others is needed on its own.
 		{name: "-SYS_ADMIN-BPF", without: []string{"SYS_ADMIN", "BPF"}, fail: all},
 		{name: "-SYS_ADMIN-PERFMON", without: []string{"SYS_ADMIN", "PERFMON"},
-			fail: []string{"tracepoint", "raw_tp", "uprobe", "stats", "mount-bpffs"}},
+			fail: []string{"tracepoint", "raw_tp", "uprobe", "stats", "mount-bpffs", "pod"}},
 		{name: "-SYS_ADMIN-NET_ADMIN", without: []string{"SYS_ADMIN", "NET_ADMIN"},
-			fail: []string{"xdp", "tcx", "uprobe", "cgroup", "readopt", "stats", "mount-bpffs"}},
+			fail: []string{"xdp", "tcx", "uprobe", "cgroup", "readopt", "stats", "mount-bpffs", "pod"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			capset := caps.Without(granted, tc.without...)

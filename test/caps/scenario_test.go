@@ -12,8 +12,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
+	"github.com/bpfleet/bpfleet/nodeagent/netwatch"
 	"github.com/bpfleet/bpfleet/test/kernelprog"
 )
 
@@ -26,6 +28,7 @@ const (
 	envState    = "BPFLEET_CAPS_STATE"    // state dir (fresh per run)
 	envIface    = "BPFLEET_CAPS_IFACE"    // veth end in the child's network namespace
 	envCgroup   = "BPFLEET_CAPS_CGROUP"   // cgroup v2 directory made by the parent
+	envPodPID   = "BPFLEET_CAPS_POD_PID"  // a process with every capability in a network namespace of its own: a pod
 )
 
 // scenario is one thing the agent does on a node, run start to finish by
@@ -44,6 +47,9 @@ type scenario struct {
 	// noBPFFS runs the scenario in a private mount namespace without bpffs
 	// at /sys/fs/bpf, so the dataplane has to mount it.
 	noBPFFS bool
+	// inPod attaches inside the pod's network namespace (envPodPID), found
+	// through /proc as the agent finds a pod's.
+	inPod bool
 }
 
 // scenarios cover every hook kind the agent attaches on this kernel (kprobe,
@@ -76,11 +82,15 @@ var scenarios = []scenario{
 	}},
 	{name: "stats", stats: true},
 	{name: "mount-bpffs", noBPFFS: true},
+	{name: "pod", inPod: true, attach: func(childEnv) v1alpha1.ProgramAttachment {
+		return v1alpha1.ProgramAttachment{Name: kernelprog.XDPPass, XDP: &v1alpha1.XDPAttach{
+			Interfaces: v1alpha1.InterfaceSelector{Names: []string{"lo"}}, Mode: v1alpha1.XDPModeGeneric, Pods: &v1alpha1.PodSelector{}}}
+	}},
 }
 
 // childEnv is what the parent passed down.
 type childEnv struct {
-	root, state, iface, cgroup string
+	root, state, iface, cgroup, podPID string
 }
 
 // runScenario runs the named scenario in this (child) process.
@@ -94,7 +104,7 @@ func runScenario(name string) error {
 	if sc == nil {
 		return fmt.Errorf("run scenario %q: %w", name, errUnknownScenario)
 	}
-	c := childEnv{root: os.Getenv(envRoot), state: os.Getenv(envState), iface: os.Getenv(envIface), cgroup: os.Getenv(envCgroup)}
+	c := childEnv{root: os.Getenv(envRoot), state: os.Getenv(envState), iface: os.Getenv(envIface), cgroup: os.Getenv(envCgroup), podPID: os.Getenv(envPodPID)}
 	return sc.run(context.Background(), c)
 }
 
@@ -121,6 +131,14 @@ func (sc *scenario) run(ctx context.Context, c childEnv) error {
 		Spec: v1alpha1.BpfProgramSpec{Programs: []v1alpha1.ProgramAttachment{sc.attach(c)}}}
 	if ds.Bundle, err = kernelprog.NewBundle(ds.Digest, kernelprog.Object); err != nil {
 		return fmt.Errorf("build bundle: %w", err)
+	}
+	if sc.inPod {
+		nl := netwatch.NewNetlink("/proc/" + c.podPID + "/ns/net")
+		ifaces, err := nl.Interfaces()
+		if err != nil {
+			return fmt.Errorf("list the pod's interfaces: %w", err)
+		}
+		ds.Pods = map[string][]attach.PodScope{kernelprog.XDPPass: {{Name: "caps/pod", Netns: nl, Interfaces: ifaces}}}
 	}
 	first, err := attached(d.Apply(ctx, []dataplane.Desired{ds}))
 	if err != nil {
@@ -154,6 +172,14 @@ func attached(states []v1alpha1.ProgramState) (v1alpha1.ProgramState, error) {
 		return v1alpha1.ProgramState{}, fmt.Errorf("apply: want 1 state, got %d", len(states))
 	}
 	st := states[0]
+	if st.Pods != nil {
+		// A program in pods reports one row for all of them, without a
+		// link id of its own.
+		if st.State != v1alpha1.PhaseAttached || st.ID == 0 || st.Pods.Attached == 0 {
+			return st, fmt.Errorf("apply %s: %s/%s: %s", st.AttachPoint, st.State, st.Reason, strings.TrimSpace(st.Message))
+		}
+		return st, nil
+	}
 	if st.State != v1alpha1.PhaseAttached || st.ID == 0 || st.LinkID == 0 {
 		return st, fmt.Errorf("apply %s: %s/%s: %s", st.AttachPoint, st.State, st.Reason, strings.TrimSpace(st.Message))
 	}

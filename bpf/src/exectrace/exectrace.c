@@ -6,6 +6,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include "bpfleet_pods.h"
 
 #define TASK_COMM_LEN 16
 #define FILENAME_MAX_LEN 256
@@ -48,6 +49,8 @@ static __always_inline void count(__u32 idx)
 SEC("tracepoint/sched/sched_process_exec")
 int exec_trace(struct trace_event_raw_sched_process_exec *ctx)
 {
+	if (!bpfleet_pod_selected())
+		return 0;
 	struct exec_event *e = bpf_ringbuf_reserve(&exec_events, sizeof(*e), 0);
 	if (!e) {
 		count(1);

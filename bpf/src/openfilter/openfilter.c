@@ -12,6 +12,7 @@
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include "bpfleet_pods.h"
 
 #define TASK_COMM_LEN 16
 #define PATH_MAX_LEN 256
@@ -125,6 +126,8 @@ static __always_inline int send(struct trace_event_raw_sys_enter *ctx, __u32 pre
 SEC("tracepoint/syscalls/sys_enter_openat")
 int open_filter(struct trace_event_raw_sys_enter *ctx)
 {
+	if (!bpfleet_pod_selected())
+		return 0;
 	stat_inc(STAT_SEEN);
 	if (send_all)
 		return send(ctx, ~0u);

@@ -147,7 +147,9 @@ func (o *options) statusCommand() *cobra.Command {
 		Use:   "status [BPFPROGRAM]",
 		Short: "Per node, what is loaded: program, attach point, state, ids, tag, sizes, run stats",
 		Long: "Lists every program entry of every BpfNodeState, like `bpftool prog show` run on each node.\n" +
-			"Filter by BpfProgram name (argument) and by node (--node).",
+			"Filter by BpfProgram name (argument) and by node (--node).\n" +
+			"With -n NAMESPACE it lists that namespace's BpfPodPrograms instead (argument: a BpfPodProgram),\n" +
+			"which needs only read access to BpfPodPrograms there (the bpfleet-view role).",
 		Args:              cobra.MaximumNArgs(1),
 		ValidArgsFunction: o.programNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -157,6 +159,20 @@ func (o *options) statusCommand() *cobra.Command {
 			c, err := o.newClient()
 			if err != nil {
 				return err
+			}
+			if ns := o.namespace(); ns != "" {
+				name := ""
+				if len(args) == 1 {
+					name = args[0]
+				}
+				rows, err := podProgramRows(cmd.Context(), c, ns, name)
+				if err != nil {
+					return err
+				}
+				if done, err := o.printStructured(rows); done {
+					return err
+				}
+				return printPodPrograms(o.streams.Out, rows, o.output == outputWide)
 			}
 			program := ""
 			if len(args) == 1 {
