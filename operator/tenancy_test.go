@@ -90,8 +90,8 @@ func TestPodProgramTrustIsScopedByNamespace(t *testing.T) {
 	namespace(t, "scoped-b", map[string]string{"team": "b"})
 	nodes(t, "scoped", 2)
 
-	pp := podProgram(t, "scoped-a", "filter", tenantRef, "scoped")
-	pp = waitPodCondition(t, "scoped-a", "filter", v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonVerified)
+	podProgram(t, "scoped-a", "filter", tenantRef, "scoped")
+	pp := waitPodCondition(t, "scoped-a", "filter", v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonVerified)
 	if pp.Status.ResolvedDigest != digest || !strings.Contains(pp.Status.Signer, "scoped-team-a") {
 		t.Errorf("mirrored status: digest %s signer %q, want %s by scoped-team-a", pp.Status.ResolvedDigest, pp.Status.Signer, digest)
 	}

@@ -86,8 +86,8 @@ type Streamer struct {
 
 	stdout     chan stdoutLine // lines for Out, written by one goroutine
 	stdoutOnce sync.Once
-	readers map[readerKey]*reader
-	hub     hub
+	readers    map[readerKey]*reader
+	hub        hub
 	// outputsOf remembers each digest's outputs: a digest's manifest never
 	// changes, and Sync runs every second.
 	outputsOf map[string][]format.Output

@@ -20,11 +20,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"golang.org/x/sys/unix"
 
 	"github.com/bpfleet/bpfleet/bpf/openfilter"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
