@@ -4,12 +4,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/bpfleet/bpfleet/nodeagent/pods"
 )
 
 // Container is where a cgroup belongs: a pod's container, or the host when
@@ -18,15 +19,6 @@ type Container struct {
 	PodUID      string
 	ContainerID string
 }
-
-var (
-	// cgroupfs driver: kubepods/<qos>/pod<uid>/<container id>.
-	cgroupfsPod = regexp.MustCompile(`^pod([0-9a-f-]{36})$`)
-	// systemd driver: kubepods-<qos>-pod<uid with _>.slice/cri-containerd-<id>.scope.
-	systemdPod       = regexp.MustCompile(`^kubepods(?:-[a-z]+)?-pod([0-9a-f_]{36})\.slice$`)
-	systemdContainer = regexp.MustCompile(`^(?:cri-containerd|crio|docker)-([0-9a-f]{64})\.scope$`)
-	containerID      = regexp.MustCompile(`^[0-9a-f]{64}$`)
-)
 
 // CgroupIndex maps cgroup v2 ids (the inode numbers bpf_get_current_cgroup_id
 // returns) to pods' containers by walking the kubelet's cgroups under Root.
@@ -130,18 +122,6 @@ func scanCgroups(root string) map[uint64]Container {
 // parseCgroupPath finds the pod UID and container id in a kubelet cgroup
 // path (either cgroup driver); ok is false outside any pod.
 func parseCgroupPath(path string) (Container, bool) {
-	var c Container
-	for _, part := range strings.Split(path, "/") {
-		switch {
-		case cgroupfsPod.MatchString(part):
-			c.PodUID = cgroupfsPod.FindStringSubmatch(part)[1]
-		case systemdPod.MatchString(part):
-			c.PodUID = strings.ReplaceAll(systemdPod.FindStringSubmatch(part)[1], "_", "-")
-		case c.PodUID != "" && containerID.MatchString(part):
-			c.ContainerID = part
-		case c.PodUID != "" && systemdContainer.MatchString(part):
-			c.ContainerID = systemdContainer.FindStringSubmatch(part)[1]
-		}
-	}
-	return c, c.PodUID != ""
+	uid, id, ok := pods.ParseCgroupPath(path)
+	return Container{PodUID: uid, ContainerID: id}, ok
 }
