@@ -79,9 +79,15 @@ func (r *Reconciler) resolvePods(ctx context.Context, desired []dataplane.Desire
 			needNetns := pa.XDP != nil || pa.TC != nil
 			scopes := make([]attach.PodScope, 0, len(picked))
 			for _, pod := range picked {
+				if needNetns && pod.Spec.HostNetwork {
+					// Never a network target: its interfaces are the node's.
+					continue
+				}
 				s, err := r.podScope(&pod, needNetns)
 				switch {
-				case errors.Is(err, pods.ErrNotRunning):
+				case errors.Is(err, pods.ErrNotRunning), errors.Is(err, pods.ErrHostNetwork):
+					// Not started, or its sandbox not in its own network
+					// namespace yet (the spec says it is not hostNetwork).
 					wait := podRetryOld
 					if now.Sub(pod.CreationTimestamp.Time) < podYoung {
 						wait = podRetryYoung

@@ -174,9 +174,11 @@ func (f *Finder) proc() string {
 }
 
 // NetNS returns the path of the network namespace of a live process of the
-// pod (every container of a pod shares it) and the namespace's inode. A
-// pod in the node's own network namespace (hostNetwork) is refused with
-// ErrHostNetwork: a pod target never reaches the node's interfaces.
+// pod that is not the node's (every container of a pod shares it) and the
+// namespace's inode. When every process is in the node's own network
+// namespace it returns ErrHostNetwork: a hostNetwork pod, or one whose
+// sandbox is still being set up. Either way a pod target never reaches the
+// node's interfaces.
 func (f *Finder) NetNS(p Pod) (path string, ino uint64, err error) {
 	host, err := inode(filepath.Join(f.proc(), "1", "ns", "net"))
 	if err != nil {
@@ -190,6 +192,7 @@ func (f *Finder) NetNS(p Pod) (path string, ino uint64, err error) {
 	if err != nil {
 		return "", 0, err
 	}
+	inHost := false
 	for _, pid := range pids {
 		path := filepath.Join(f.proc(), strconv.Itoa(pid), "ns", "net")
 		ino, err := inode(path)
@@ -197,9 +200,15 @@ func (f *Finder) NetNS(p Pod) (path string, ino uint64, err error) {
 			continue // exited
 		}
 		if ino == host {
-			return "", 0, fmt.Errorf("pod %s: %w", p.UID, ErrHostNetwork)
+			// A hostNetwork pod, or a process the runtime has not moved
+			// into the pod's namespace yet (runc init): look further.
+			inHost = true
+			continue
 		}
 		return path, ino, nil
+	}
+	if inHost {
+		return "", 0, fmt.Errorf("pod %s: %w", p.UID, ErrHostNetwork)
 	}
 	return "", 0, fmt.Errorf("network namespace of pod %s: %w", p.UID, ErrNotRunning)
 }

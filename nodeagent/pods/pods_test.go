@@ -105,7 +105,13 @@ func TestFinderOnSimulatedPods(t *testing.T) {
 	t.Cleanup(func() { _ = os.Remove(root) })
 	f := &pods.Finder{CgroupRoot: root}
 
+	// Started first, so its pid is listed before the pod's.
+	straggler := exec.Command("sleep", "60")
+	if err := straggler.Start(); err != nil {
+		t.Fatal(err)
+	}
 	uid, cid, pid := simulatedPod(t, root, false)
+	t.Cleanup(func() { _ = straggler.Process.Kill(); _ = straggler.Wait() })
 	p, err := f.Pod(uid)
 	if err != nil {
 		t.Fatal(err)
@@ -121,6 +127,11 @@ func TestFinderOnSimulatedPods(t *testing.T) {
 	pids, err := f.PIDs(p.Dir)
 	if err != nil || len(pids) != 1 || pids[0] != pid {
 		t.Fatalf("PIDs = %v, %v; want [%d]", pids, err, pid)
+	}
+	// A process still in the node's namespace in the same cgroup (as runc
+	// init is for a moment) must not hide the pod's namespace.
+	if err := os.WriteFile(filepath.Join(c.Dir, "cgroup.procs"), []byte(strconv.Itoa(straggler.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
 	}
 	path, ino, err := f.NetNS(p)
 	if err != nil {

@@ -88,10 +88,16 @@ spec:
 			for j := i; j < i+batch; j++ {
 				these = append(these, e.podIn(b, ns, fmt.Sprintf("bench-%02d", j), map[string]string{"app": "bench"}))
 			}
-			deadline := time.Now().Add(3 * time.Minute)
+			deadline := time.Now().Add(90 * time.Second)
 			for len(attached) < len(these) {
 				if time.Now().After(deadline) {
-					b.Fatalf("%d of %d pods attached after 3 minutes", len(attached), len(these))
+					for _, r := range e.entries(b, kept) {
+						b.Logf("node row: %s %s/%s pods %+v: %s", r.AttachPoint, r.State, r.Reason, r.Pods, r.Message)
+					}
+					if agent, err := e.agentPod(ctx); err == nil {
+						b.Logf("agent log:\n%s", e.kubectl(b, "logs", "-n", namespace, agent.Name, "-c", "agent", "--tail=40"))
+					}
+					b.Fatalf("%d of %d pods attached after 90 s (%d running)", len(attached), len(these), len(running))
 				}
 				for _, p := range these {
 					if _, ok := attached[p.Name]; ok {
