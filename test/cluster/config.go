@@ -135,7 +135,7 @@ serializeImagePulls: false
 makeIPTablesUtilChains: false
 resolvConf: /etc/resolv.conf
 clusterDomain: cluster.local
-maxPods: 50
+maxPods: 110
 syncFrequency: 10s
 fileCheckFrequency: 10s
 nodeStatusUpdateFrequency: 5s
