@@ -37,6 +37,9 @@ type PodScope struct {
 type ContainerScope struct {
 	// Name is the container's name in the pod spec.
 	Name string
+	// ID is the runtime's container id: a restarted container has a new
+	// one, and its uprobes are attached again (its binary may be new).
+	ID string
 	// Root is the container's root filesystem as one of its processes
 	// sees it (/proc/<pid>/root).
 	Root string

@@ -56,7 +56,7 @@ func (h *Uprobe) Targets(env Env) ([]Target, error) {
 				continue
 			}
 			out = append(out, Target{Hook: h, Program: h.Program(), Kind: h.Kind(),
-				Point: podPoint(kind, s, c.Name) + ":" + strings.TrimPrefix(p, kind+"/"), Path: filepath.Join(c.Root, h.Path)})
+				Point: podPoint(kind, s, c.Name+"@"+shortID(c.ID)) + ":" + strings.TrimPrefix(p, kind+"/"), Path: filepath.Join(c.Root, h.Path)})
 		}
 	}
 	return out, nil
@@ -103,4 +103,12 @@ func hostPath(hostRoot, path string) string {
 		return path
 	}
 	return filepath.Join(hostRoot, path)
+}
+
+// shortID is the first 12 characters of a container id, as runtimes print it.
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }

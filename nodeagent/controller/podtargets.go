@@ -160,7 +160,7 @@ func (r *Reconciler) podScope(pod *corev1.Pod, needNetns bool) (attach.PodScope,
 		if err != nil {
 			continue
 		}
-		s.Containers = append(s.Containers, attach.ContainerScope{Name: cs.Name, Root: root})
+		s.Containers = append(s.Containers, attach.ContainerScope{Name: cs.Name, ID: id, Root: root})
 	}
 	if needNetns {
 		path, _, err := r.Pods.NetNS(p)

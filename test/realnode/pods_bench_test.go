@@ -41,7 +41,7 @@ func (e *env) agentCPU(tb testing.TB) time.Duration {
 }
 
 // BenchmarkRealNodePodAttach: a BpfPodProgram attaches the packet-of-death
-// filter in every pod labelled app=bench of its namespace; 50 pods start, 10
+// filter in every pod labelled app=bench of its namespace; 100 pods start, 10
 // at a time, then all go. Reported: pod Running (as the API says) → filter
 // attached in its network namespace, p50 and p99 (negative: attached before
 // the API said Running; the sandbox's namespace exists first), and the
@@ -49,7 +49,7 @@ func (e *env) agentCPU(tb testing.TB) time.Duration {
 func BenchmarkRealNodePodAttach(b *testing.B) {
 	e := requireBenchSuite(b)
 	ctx := context.Background()
-	const ns, batch, total = "bench-pods", 10, 50
+	const ns, batch, total = "bench-pods", 10, 100
 	e.tenantNamespace(b, ns)
 	ref := e.pushBundle(b, filepath.Join(repoDir, "bpf", "xdpfilter"), xdpfilter.BundleName, "0.1.0")
 	e.apply(b, fmt.Sprintf(`apiVersion: bpfleet.io/v1alpha1
