@@ -116,6 +116,15 @@ func TestPodProgramTrustIsScopedByNamespace(t *testing.T) {
 	program(t, "scoped-cluster-image", clusterRef, "scoped")
 	waitCondition(t, "scoped-cluster-image", v1.ConditionSignatureVerified, metav1.ConditionTrue, v1.ReasonVerified)
 
+	// A namespace whose policy allows tracepoints only: the XDP program of
+	// the same bundle is refused there.
+	create(t, &v1.BundleTrustPolicy{ObjectMeta: metav1.ObjectMeta{Name: "scoped-team-c"},
+		Spec: v1.BundleTrustPolicySpec{Images: []string{reg.Host + "/ebpf/tenant"}, Keys: key, AllowedProgramTypes: []string{"tracepoint"},
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "c"}}}})
+	namespace(t, "scoped-c", map[string]string{"team": "c"})
+	podProgram(t, "scoped-c", "filter", tenantRef, "scoped")
+	waitPodCondition(t, "scoped-c", "filter", v1.ConditionSignatureVerified, metav1.ConditionFalse, v1.ReasonProgramTypeDenied)
+
 	// Deleting the BpfPodProgram deletes its BpfProgram, then itself.
 	if err := env.Client.Delete(context.Background(), pp); err != nil {
 		t.Fatal(err)

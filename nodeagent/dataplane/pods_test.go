@@ -2,6 +2,7 @@ package dataplane_test
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -164,5 +165,49 @@ func TestPodRowReportsFailures(t *testing.T) {
 	if s.State != v1alpha1.PhaseFailed || s.Pods == nil || s.Pods.Attached != 1 || s.Pods.Failed != 1 ||
 		len(s.Pods.RecentFailures) != 1 || !strings.Contains(s.Pods.RecentFailures[0], "team-a/ghost") {
 		t.Fatalf("row %s/%s pods %+v: %s", s.State, s.Reason, s.Pods, s.Message)
+	}
+}
+
+// TestTCInPods attaches a tcx program inside the selected pod's network
+// namespace, never on the node's interface of the same name.
+func TestTCInPods(t *testing.T) {
+	e := newEnv(t)
+	d := e.open(t)
+	web, ns, v := simulatedPod(t, "team-a/web-1", "10.78.4.1/24", "10.78.4.2/24")
+	uid := "11111111-2222-4333-8444-" + randHex(6)
+	des := dataplane.Desired{
+		Name: "count-" + uid, UID: types.UID(uid), Generation: 1, Digest: "sha256:v1",
+		Bundle: bundle(t, "sha256:v1", kernelprog.Object),
+		Spec: v1alpha1.BpfProgramSpec{Programs: []v1alpha1.ProgramAttachment{{
+			Name: kernelprog.TCCount, TC: &v1alpha1.TCAttach{Interfaces: v1alpha1.InterfaceSelector{Names: []string{v.A, e.veth.A}},
+				Direction: v1alpha1.TCIngress, Pods: &v1alpha1.PodSelector{}},
+		}}},
+		Pods: map[string][]attach.PodScope{kernelprog.TCCount: {web}},
+	}
+	wantPodRow(t, one(t, d.Apply(context.Background(), []dataplane.Desired{des}), uid), "tcx-ingress/pods", 1, 0)
+	count := func(n *netns.NS, dev string) int {
+		var got int
+		err := n.Do(t, func() error {
+			ifc, err := net.InterfaceByName(dev)
+			if err != nil {
+				return err
+			}
+			r, err := link.QueryPrograms(link.QueryOptions{Target: ifc.Index, Attach: ebpf.AttachTCXIngress})
+			if err != nil {
+				return err
+			}
+			got = len(r.Programs)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if count(ns, v.A) != 1 {
+		t.Fatal("no tcx program inside the pod's namespace")
+	}
+	if count(e.nsA, e.veth.A) != 0 {
+		t.Fatal("a pod target attached to the node's interface")
 	}
 }
