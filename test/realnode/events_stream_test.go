@@ -247,6 +247,14 @@ func (e *env) slowConsumer(t *testing.T, name, prefix string, viewer saCredentia
 	pid := e.containerPID(t, agent, "agent")
 	idle := rss(t, pid)
 	labels := fmt.Sprintf(`bpfprogram=%q,node=%q,output=%q`, name, e.c.NodeName, openfilter.EventsMap)
+	// A stream of an earlier subtest whose client is gone ends on the
+	// agent only when a line fails to go out, and counts what it held as
+	// lost: make that happen before the counter is read.
+	for i := range 200 {
+		touch(fmt.Sprintf("%ssettle-%d", prefix, i))
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second)
 	before := scrape(t)
 
 	resp := e.openStream(t, name, viewer.token)
