@@ -88,6 +88,9 @@ func Start() (*Env, error) {
 		Set("endpoint-reconciler-type", "none")
 	cfg, err := env.Start()
 	if err != nil {
+		// Start can fail after etcd and the API server run (a CRD the API
+		// server refuses): stop them, or they outlive the test.
+		_ = env.Stop()
 		return nil, fmt.Errorf("start control plane: %w", err)
 	}
 	e := &Env{Config: cfg, Scheme: scheme, KubectlPath: filepath.Join(assets, "kubectl"), env: env}
