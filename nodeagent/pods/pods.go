@@ -57,7 +57,6 @@ type Container struct {
 type Pod struct {
 	UID        string
 	Dir        string
-	CgroupID   uint64
 	Containers []Container
 }
 
@@ -107,11 +106,10 @@ func (f *Finder) Pod(uid string) (Pod, error) {
 			id = strings.ReplaceAll(uid, "-", "_")
 		}
 		dir := filepath.Join(f.CgroupRoot, fmt.Sprintf(pattern, id))
-		ino, err := inode(dir)
-		if err != nil {
+		if _, err := os.Stat(dir); err != nil {
 			continue
 		}
-		p := Pod{UID: uid, Dir: dir, CgroupID: ino}
+		p := Pod{UID: uid, Dir: dir}
 		entries, err := os.ReadDir(dir)
 		if err != nil {
 			return Pod{}, fmt.Errorf("read pod cgroup %s: %w", dir, err)
