@@ -213,8 +213,17 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 			return fmt.Errorf("add health check: %w", err)
 		}
-		if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
-			return fmt.Errorf("add ready check: %w", err)
+		checks := map[string]healthz.Checker{"informers": synced(mgr.GetCache())}
+		if opts.MetricsAddr != "" && opts.MetricsAddr != "0" {
+			checks["metrics"] = listening(opts.MetricsAddr)
+		}
+		if opts.EventsAddr != "" && opts.EventsAddr != "0" {
+			checks["events"] = listening(opts.EventsAddr)
+		}
+		for name, check := range checks {
+			if err := mgr.AddReadyzCheck(name, check); err != nil {
+				return fmt.Errorf("add ready check %s: %w", name, err)
+			}
 		}
 	}
 	layout := bpffs.Layout{Root: opts.BPFFSRoot}
