@@ -60,8 +60,18 @@ func NodeNotReady(n *corev1.Node) bool {
 // outcomeAt tells where node stands with every program of programs at digest,
 // for the BpfProgram uid, and the first failure's "Reason: message".
 func outcomeAt(state *v1alpha1.BpfNodeState, uid types.UID, programs []string, digest string) (NodeOutcome, string) {
+	o, why, _ := outcomeOf(state, uid, programs, digest)
+	return o, why
+}
+
+// outcomeOf is outcomeAt, and whether the failure is the bundle's own
+// (bundleFault): the agent refused the digest's bytes, for example an ELF
+// program whose type differs from the signed manifest's. Every node would
+// refuse the same bytes, so such a failure is the digest's, not the node's
+// or its kernel's.
+func outcomeOf(state *v1alpha1.BpfNodeState, uid types.UID, programs []string, digest string) (o NodeOutcome, why string, bundleFault bool) {
 	if digest == "" || state == nil {
-		return NodePending, ""
+		return NodePending, "", false
 	}
 	attached := make(map[string]bool, len(programs))
 	wanted := make(map[string]bool, len(programs))
@@ -74,15 +84,15 @@ func outcomeAt(state *v1alpha1.BpfNodeState, uid types.UID, programs []string, d
 		}
 		switch e.State {
 		case v1alpha1.PhaseFailed:
-			return NodeFailed, failure(e)
+			return NodeFailed, failure(e), e.Reason == v1alpha1.ReasonBundleInvalid
 		case v1alpha1.PhaseAttached:
 			attached[e.Program] = true
 		}
 	}
 	if len(attached) == len(wanted) {
-		return NodeAttached, ""
+		return NodeAttached, "", false
 	}
-	return NodePending, ""
+	return NodePending, "", false
 }
 
 func failure(e v1alpha1.ProgramState) string {
@@ -311,8 +321,8 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 	last := max(int32(len(waves))-1, 0)
 	nodes := make([]nodeAt, 0, len(in.Nodes))
 	for _, n := range in.Nodes {
-		o, why := outcomeAt(n.State, p.UID, programs, r.TargetDigest)
-		nodes = append(nodes, nodeAt{n.Name, releaseOf(n.State), rollout.WaveOf(rollout.Bucket(n.Name, p.UID), waves), o, why})
+		o, why, fault := outcomeOf(n.State, p.UID, programs, r.TargetDigest)
+		nodes = append(nodes, nodeAt{n.Name, releaseOf(n.State), rollout.WaveOf(rollout.Bucket(n.Name, p.UID), waves), o, why, fault})
 	}
 	slices.SortFunc(nodes, func(a, b nodeAt) int { return strings.Compare(a.name, b.name) })
 	r.UpdatedNodes = 0
@@ -362,7 +372,7 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 			if n.wave > r.Wave {
 				continue
 			}
-			if n.outcome == NodeFailed && n.release != "" && !runsTarget[n.release] && !rollout.Paused(r, n.release) && othersLeft(n.release) && !pausedBy(r, n.name) {
+			if n.outcome == NodeFailed && !n.bundleFault && n.release != "" && !runsTarget[n.release] && !rollout.Paused(r, n.release) && othersLeft(n.release) && !pausedBy(r, n.name) {
 				r.PausedKernels = append(r.PausedKernels, v1alpha1.PausedKernel{Release: n.release, Node: n.name, Reason: n.why})
 				d.Events = append(d.Events, Event{corev1.EventTypeWarning, "KernelPaused",
 					fmt.Sprintf("%s failed on kernel %s (%s: %s): nodes of that release keep %s, the others go on",
@@ -389,13 +399,20 @@ func DecideRollout(in RolloutInput) RolloutDecision {
 			r.FailedNodes = append(r.FailedNodes, n.name)
 		}
 		extraKernels := max(len(r.PausedKernels)-1, 0)
-		if int32(countedNodes(failed, r)) > spec.MaxFailedNodes {
+		// A bundle fault halts at the first report: every further node
+		// would refuse the same bytes, so maxFailedNodes does not apply.
+		bundleFault := slices.ContainsFunc(failed, func(n nodeAt) bool { return n.bundleFault })
+		if bundleFault || int32(countedNodes(failed, r)) > spec.MaxFailedNodes {
 			var b strings.Builder
 			fmt.Fprintf(&b, "%d node(s) failed %s", len(failed), v1alpha1.ShortDigest(r.TargetDigest))
 			if extraKernels > 0 {
 				fmt.Fprintf(&b, " and it failed on %d kernel releases (%s)", len(r.PausedKernels), pausedReleases(r))
 			}
-			fmt.Fprintf(&b, " (maxFailedNodes %d), rolled back to ", spec.MaxFailedNodes)
+			if bundleFault {
+				fmt.Fprintf(&b, " (%s: the bundle's own fault, refused whatever maxFailedNodes), rolled back to ", v1alpha1.ReasonBundleInvalid)
+			} else {
+				fmt.Fprintf(&b, " (maxFailedNodes %d), rolled back to ", spec.MaxFailedNodes)
+			}
 			if r.StableDigest == "" {
 				b.WriteString("nothing")
 			} else {
@@ -478,6 +495,8 @@ type nodeAt struct {
 	wave    int32
 	outcome NodeOutcome
 	why     string
+	// bundleFault: the node refused the digest's bytes (outcomeOf).
+	bundleFault bool
 }
 
 // pausedBy tells whether node's failure already paused a release of this
