@@ -2,7 +2,14 @@ package remote_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,6 +120,16 @@ func TestPrivateRegistry(t *testing.T) {
 		t.Errorf("Resolve without the registry's CA: %v, want a certificate error", err)
 	}
 
+	// The host's entry, not the global --registry-insecure, decides how it
+	// is verified: a CA that did not sign its certificate is refused.
+	otherCA := unrelatedCA(t)
+	globalInsecure := opts
+	globalInsecure.Insecure = true
+	globalInsecure.Registries = []remote.Registry{{Host: reg.Host, CA: otherCA}}
+	if _, err := remote.New(globalInsecure).Resolve(ctx, ref); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("Resolve under global Insecure with another CA in the host's entry: %v, want a certificate error", err)
+	}
+
 	_, wrong := privateRegistryConfig(t, reg, "bpfleet", "wrong")
 	if _, err := remote.New(wrong).Resolve(ctx, ref); !errors.Is(err, bundles.ErrRegistryDenied) {
 		t.Errorf("Resolve with wrong credentials: %v, want ErrRegistryDenied", err)
@@ -176,4 +193,28 @@ func TestFetchManifestReadsNoLayer(t *testing.T) {
 	if _, err := c.FetchManifest(ctx, reg.Repository("ebpf/manifest-only"), digest); !errors.Is(err, bundles.ErrDigestMismatch) {
 		t.Errorf("FetchManifest of a tampered config: %v, want ErrDigestMismatch", err)
 	}
+}
+
+// unrelatedCA writes the PEM of a fresh self-signed CA that signed no
+// registry's certificate, and returns its path.
+func unrelatedCA(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "bpfleet unrelated test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, "other-ca.crt", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
 }

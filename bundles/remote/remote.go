@@ -47,7 +47,7 @@ type Options struct {
 	Timeout time.Duration
 	// Registries are per-host settings (CA bundle, plain HTTP, skipped TLS
 	// verification) from the registries config; see Config. A host listed
-	// here follows its entry, not PlainHTTP's loopback rule.
+	// here follows its entry, not PlainHTTP's loopback rule nor Insecure.
 	Registries []Registry
 }
 
@@ -75,10 +75,10 @@ func New(opts Options) *Client {
 	guarded := schemeGuard{base: sharedTransport(transportKey{insecure: opts.Insecure, timeout: opts.Timeout}, nil), opts: opts,
 		hosts: map[string]http.RoundTripper{}, hostErrs: map[string]error{}}
 	for _, r := range opts.Registries {
-		if r.CA == "" && !r.InsecureSkipVerify {
-			continue
-		}
-		key := transportKey{insecure: opts.Insecure || r.InsecureSkipVerify, timeout: opts.Timeout}
+		// A listed host follows its entry, not the global Insecure: an
+		// entry with a CA bundle is verified with it, one without against
+		// the system roots, unless the entry itself says insecureSkipVerify.
+		key := transportKey{insecure: r.InsecureSkipVerify, timeout: opts.Timeout}
 		var pool *x509.CertPool
 		if r.CA != "" && !key.insecure {
 			var err error
