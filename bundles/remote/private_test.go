@@ -2,14 +2,7 @@ package remote_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,7 +115,7 @@ func TestPrivateRegistry(t *testing.T) {
 
 	// The host's entry, not the global --registry-insecure, decides how it
 	// is verified: a CA that did not sign its certificate is refused.
-	otherCA := unrelatedCA(t)
+	otherCA := registry.Start(t, registry.Options{TLS: true}).CAFile(t) // each test registry has a CA of its own
 	globalInsecure := opts
 	globalInsecure.Insecure = true
 	globalInsecure.Registries = []remote.Registry{{Host: reg.Host, CA: otherCA}}
@@ -193,28 +186,4 @@ func TestFetchManifestReadsNoLayer(t *testing.T) {
 	if _, err := c.FetchManifest(ctx, reg.Repository("ebpf/manifest-only"), digest); !errors.Is(err, bundles.ErrDigestMismatch) {
 		t.Errorf("FetchManifest of a tampered config: %v, want ErrDigestMismatch", err)
 	}
-}
-
-// unrelatedCA writes the PEM of a fresh self-signed CA that signed no
-// registry's certificate, and returns its path.
-func unrelatedCA(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "bpfleet unrelated test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return writeFile(t, "other-ca.crt", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
 }

@@ -9,7 +9,7 @@
 //
 // Options.Username/Password put the in-process registry behind HTTP basic
 // auth; DockerConfig writes a docker config.json with credentials for it.
-// Options.TLS serves it over HTTPS with a certificate of its own test CA
+// Options.TLS serves it over HTTPS with a certificate of a CA made for it
 // (CAFile writes the CA's PEM for a registries config).
 //
 // Usage:
@@ -27,11 +27,18 @@ package registry
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -56,9 +63,14 @@ type Options struct {
 	// Username and Password, when set, make every request need HTTP basic
 	// auth with them (401 with a Basic challenge otherwise).
 	Username, Password string
-	// TLS serves HTTPS with a certificate for 127.0.0.1 signed by a test
-	// CA of its own (Registry.CAFile), instead of plain HTTP.
+	// TLS serves HTTPS with a certificate for 127.0.0.1 (and Addr's host)
+	// signed by a CA made for this registry alone (Registry.CAFile),
+	// instead of plain HTTP.
 	TLS bool
+	// Addr is the address to listen on, "HOST:0" for a free port on HOST;
+	// empty means 127.0.0.1. A suite whose pods pull from the registry
+	// gives the node's address.
+	Addr string
 }
 
 // Registry is a running registry on 127.0.0.1.
@@ -87,11 +99,27 @@ func Start(tb testing.TB, opts Options) *Registry {
 	}
 	srv := httptest.NewUnstartedServer(handler)
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // TLS handshakes a test makes fail
+	if opts.Addr != "" {
+		l, err := net.Listen("tcp", opts.Addr)
+		if err != nil {
+			tb.Fatalf("listen on %s: %v", opts.Addr, err)
+		}
+		_ = srv.Listener.Close()
+		srv.Listener = l
+	}
 	r := &Registry{blobs: blobs}
 	if opts.TLS {
+		// httptest's own certificate is the same for every server and
+		// names loopback only: make a CA for this registry, so a CA
+		// bundle that trusts one registry trusts no other.
+		host, _, _ := net.SplitHostPort(srv.Listener.Addr().String())
+		cert, caPEM, err := serverCertificate(host)
+		if err != nil {
+			tb.Fatalf("make the registry's certificate: %v", err)
+		}
+		srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		srv.StartTLS()
-		// httptest's certificate is its own CA (self-signed, IsCA).
-		r.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+		r.caPEM = caPEM
 	} else {
 		srv.Start()
 	}
@@ -324,4 +352,54 @@ func (m *memBlobs) Delete(_ context.Context, _ string, h v1.Hash) error {
 	}
 	delete(m.data, h.String())
 	return nil
+}
+
+// serverCertificate makes a CA and a serving certificate it signs for
+// 127.0.0.1 and host, and returns the certificate and the CA's PEM.
+func serverCertificate(host string) (tls.Certificate, []byte, error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	now := time.Now()
+	ca := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "bpfleet test registry CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	if ca, err = x509.ParseCertificate(caDER); err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	ips := []net.IP{net.IPv4(127, 0, 0, 1)}
+	if ip := net.ParseIP(host); ip != nil && !ip.IsLoopback() && !ip.IsUnspecified() {
+		ips = append(ips, ip)
+	}
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "bpfleet test registry"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		IPAddresses:  ips,
+		DNSNames:     []string{"localhost"},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), nil
 }
