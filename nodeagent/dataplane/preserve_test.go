@@ -1,6 +1,8 @@
 package dataplane_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +12,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bpf/xdpfilter"
+	"github.com/bpfleet/bpfleet/bundles/build"
+	"github.com/bpfleet/bpfleet/bundles/format"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
 	"github.com/bpfleet/bpfleet/test/kernelprog"
@@ -240,6 +245,84 @@ func TestPreservedMapEntries(t *testing.T) {
 	e.sendUDP(t, 8001, 5)
 	if got := e.counter(t, uid, 1); got < 5 {
 		t.Fatalf("%d drops after 5 packets to the new port", got)
+	}
+	d.Apply(ctx, nil)
+}
+
+// TestShippedFilterKeepsRuleHits upgrades the shipped XDP filter, built
+// from bpf/xdpfilter and read back as a *format.Bundle, to a new digest
+// (another version in bundle.yaml): its bundle.yaml preserves rule_hits,
+// so the per-rule packet counter carries on from where it was.
+func TestShippedFilterKeepsRuleHits(t *testing.T) {
+	e := newEnv(t)
+	src := filepath.Join("..", "..", "bpf", "xdpfilter")
+	v1, err := kernelprog.BuildBundle(ctx, src, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, f := range []string{build.SpecFile, "xdpfilter_bpfel.o"} {
+		data, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f == build.SpecFile {
+			data = []byte(strings.Replace(string(data), "version: 0.1.0", "version: 0.1.1", 1))
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v2, err := kernelprog.BuildBundle(ctx, dir, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v1.Digest == v2.Digest {
+		t.Fatal("the two versions have one digest")
+	}
+	key, value, err := xdpfilter.Rule{Action: xdpfilter.ActionDrop, Protocol: xdpfilter.ProtocolUDP, DstPort: 9999}.MapEntry(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid := "shipped-keep-" + randHex(3)
+	desired := func(b *format.Bundle) dataplane.Desired {
+		return dataplane.Desired{Name: "filter", UID: types.UID(uid), Digest: b.Digest, Bundle: b,
+			Spec: v1alpha1.BpfProgramSpec{
+				Programs:   []v1alpha1.ProgramAttachment{{Name: "xdp_pod_filter", XDP: &v1alpha1.XDPAttach{Interfaces: v1alpha1.InterfaceSelector{Names: []string{e.veth.A}}}}},
+				MapEntries: []v1alpha1.MapEntry{{Map: "rules", Key: key, Value: value}},
+			}}
+	}
+	hits := func() uint64 {
+		t.Helper()
+		m, err := ebpf.LoadPinnedMap(bpffs.Layout{Root: e.root}.Map(types.UID(uid), "rule_hits"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		var perCPU []xdpfilter.Counter
+		if err := m.Lookup(uint32(0), &perCPU); err != nil {
+			t.Fatal(err)
+		}
+		return xdpfilter.Sum(perCPU).Packets
+	}
+	d := e.open(t)
+	wantAttached(t, one(t, d.Apply(ctx, []dataplane.Desired{desired(v1)}), uid))
+	e.sendUDP(t, 9999, 20)
+	before := hits()
+	if before < 20 {
+		t.Fatalf("rule 0 counted %d of 20 packets of death", before)
+	}
+	st := one(t, d.Apply(ctx, []dataplane.Desired{desired(v2)}), uid)
+	wantAttached(t, st)
+	if st.Digest != v2.Digest {
+		t.Fatalf("digest %s, want %s", st.Digest, v2.Digest)
+	}
+	if got := hits(); got != before {
+		t.Fatalf("rule_hits[0] %d after the upgrade, was %d", got, before)
+	}
+	e.sendUDP(t, 9999, 20)
+	if got := hits(); got < before+20 {
+		t.Fatalf("rule_hits[0] %d after 20 more packets on the new version, was %d", got, before)
 	}
 	d.Apply(ctx, nil)
 }
