@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -133,7 +134,7 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 	if running && len(progErr) > 0 {
 		return firstErr(progErr)
 	}
-	reuse, err := preservedMaps(e, ds.Bundle, cs)
+	reuse, lost, err := preservedMaps(e, ds.Bundle, cs)
 	if err != nil {
 		return err
 	}
@@ -274,6 +275,10 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 	if !e.mustReload {
 		e.tamperNotice = nil // a tampering notice lasts until the next regular load
 	}
+	if len(lost) > 0 {
+		e.tamperNotice = &notice{reason: v1alpha1.ReasonTampered,
+			message: fmt.Sprintf("preserved map %s was recorded but no longer pinned (removed out of band): created empty, its state is lost", strings.Join(lost, ", "))}
+	}
 	for name, err := range progErr {
 		e.program(name).loadErr = err
 	}
@@ -290,26 +295,34 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 // the shape the object declares (loader.CheckPreserved), or the load is
 // refused with reason MapIncompatible, naming every map and what differs:
 // a preserved map is never silently created anew. A preserved map the
-// running version lacks (first version, or new in this one) is created.
-func preservedMaps(e *entry, b Bundle, cs *ebpf.CollectionSpec) (map[string]*ebpf.Map, error) {
+// running version lacks (first version, or new in this one) is created;
+// lost names those the record says ran but whose pin went away (created
+// empty too, reported as tampering).
+func preservedMaps(e *entry, b Bundle, cs *ebpf.CollectionSpec) (reuse map[string]*ebpf.Map, lost []string, err error) {
 	names := make([]string, 0, len(cs.Maps))
 	for name := range cs.Maps {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	reuse := map[string]*ebpf.Map{}
+	reuse = map[string]*ebpf.Map{}
 	var errs []error
 	for _, name := range names {
 		mp, ok := b.Map(name)
+		if !ok || !mp.Preserve {
+			continue
+		}
 		running := e.maps[name]
-		if !ok || !mp.Preserve || running == nil {
+		if running == nil {
+			if slices.Contains(e.record.Maps, name) {
+				lost = append(lost, name)
+			}
 			continue
 		}
 		ms := cs.Maps[name]
 		// The manifest was checked when the bundle was built; the ELF is
 		// what loads.
 		if typ := format.MapTypeName(ms.Type); !slices.Contains(format.PreservableMapTypes, typ) {
-			return nil, withReason(v1alpha1.ReasonBundleInvalid, fmt.Errorf("%w: preserved map %s is a %s in the ELF object, which cannot be preserved", bundles.ErrManifestMismatch, name, typ))
+			return nil, nil, withReason(v1alpha1.ReasonBundleInvalid, fmt.Errorf("%w: preserved map %s is a %s in the ELF object, which cannot be preserved", bundles.ErrManifestMismatch, name, typ))
 		}
 		if err := loader.CheckPreserved(name, loader.ShapeOfMap(running), loader.ShapeOfSpec(ms)); err != nil {
 			errs = append(errs, err)
@@ -318,9 +331,9 @@ func preservedMaps(e *entry, b Bundle, cs *ebpf.CollectionSpec) (map[string]*ebp
 		reuse[name] = running
 	}
 	if len(errs) > 0 {
-		return nil, withReason(v1alpha1.ReasonMapIncompatible, errors.Join(errs...))
+		return nil, nil, withReason(v1alpha1.ReasonMapIncompatible, errors.Join(errs...))
 	}
-	return reuse, nil
+	return reuse, lost, nil
 }
 
 func firstErr(m map[string]error) error {

@@ -326,3 +326,34 @@ func TestShippedFilterKeepsRuleHits(t *testing.T) {
 	}
 	d.Apply(ctx, nil)
 }
+
+// TestPreservedMapPinRemoved: a preserved map whose pin was removed while
+// the agent was down cannot be carried over; the reload creates it empty
+// and says so (reason Tampered, naming the map) instead of silently.
+func TestPreservedMapPinRemoved(t *testing.T) {
+	e := newEnv(t)
+	uid := "keeplost-" + randHex(4)
+	ds := e.xdpDesired(t, uid, "sha256:v1", kernelprog.Object, v1alpha1.XDPModeNative)
+	ds.Bundle = bundle(t, "sha256:v1", kernelprog.Object).Preserve("counters")
+	d := e.open(t)
+	wantAttached(t, one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid))
+	e.sendUDP(t, 7000, 50) // the first few may wait on ARP and be dropped
+	before := e.counter(t, uid, 0)
+	if before < 20 {
+		t.Fatalf("counter %d after 50 packets", before)
+	}
+	_ = d.Close()
+	if err := os.Remove(bpffs.Layout{Root: e.root}.Map(types.UID(uid), "counters")); err != nil {
+		t.Fatal(err)
+	}
+	d = e.open(t)
+	st := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	wantAttached(t, st)
+	if st.Reason != v1alpha1.ReasonTampered || !strings.Contains(st.Message, "preserved map counters was recorded but no longer pinned") {
+		t.Fatalf("want Attached/Tampered naming the lost map, got %s/%s: %q", st.State, st.Reason, st.Message)
+	}
+	if got := e.counter(t, uid, 0); got >= before {
+		t.Fatalf("counter %d, was %d: the lost map was not created anew", got, before)
+	}
+	d.Apply(ctx, nil)
+}
