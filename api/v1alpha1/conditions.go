@@ -81,6 +81,12 @@ const (
 	ReasonTampered         = "Tampered"
 	ReasonMapUpdateFailed  = "MapUpdateFailed"
 	ReasonInvalidConstant  = "InvalidConstant"
+	// ReasonMapIncompatible: the new digest (or reload) preserves a map
+	// (bundle.yaml preserve: true) whose running map has another type, key
+	// size, value size, max entries or flags; the message names the map
+	// and what differs. The node keeps the old version attached with its
+	// map, and counts as failed for the new digest.
+	ReasonMapIncompatible = "MapIncompatible"
 	// ReasonDigestNotPinned: spec.bundle.image pins a digest and
 	// status.rollout names another for this node; the agent keeps what
 	// runs and loads nothing else.

@@ -50,6 +50,9 @@ type Spec struct {
 	Programs []SpecProgram `json:"programs"`
 	// MetricMaps name maps exported as metrics.
 	MetricMaps []string `json:"metricMaps,omitempty"`
+	// Maps say what to do with maps of the objects, by name; a map not
+	// listed gets the defaults.
+	Maps []SpecMap `json:"maps,omitempty"`
 	// Outputs are the maps the programs write events to, with the BTF
 	// struct of their records.
 	Outputs []SpecOutput `json:"outputs,omitempty"`
@@ -64,6 +67,16 @@ type SpecObject struct {
 	// File is the ELF file, relative to bundle.yaml, never with "..". The
 	// bundle stores it under its base name.
 	File string `json:"file"`
+}
+
+// SpecMap is one map of bundle.yaml.
+type SpecMap struct {
+	// Name of the map in an object; the build fails when none declares it.
+	Name string `json:"name"`
+	// Preserve carries the map's contents across versions (see
+	// format.Map.Preserve); only plain-data map types
+	// (format.PreservableMapTypes).
+	Preserve bool `json:"preserve,omitempty"`
 }
 
 // SpecOutput is one event output of bundle.yaml.
@@ -160,6 +173,16 @@ func ParseSpec(data []byte) (*Spec, error) {
 			return nil, fmt.Errorf("%w: %s: programs[%d].attach: %q is not one of %s", bundles.ErrBundleInvalid, SpecFile, i, p.Attach, strings.Join(format.AttachKinds, ", "))
 		}
 	}
+	seenMaps := map[string]bool{}
+	for i, mp := range s.Maps {
+		if mp.Name == "" {
+			return nil, fmt.Errorf("%w: %s: maps[%d].name is empty", bundles.ErrBundleInvalid, SpecFile, i)
+		}
+		if seenMaps[mp.Name] {
+			return nil, fmt.Errorf("%w: %s: maps[%d].name: duplicate map %q", bundles.ErrBundleInvalid, SpecFile, i, mp.Name)
+		}
+		seenMaps[mp.Name] = true
+	}
 	return &s, nil
 }
 
@@ -246,6 +269,18 @@ func Build(ctx context.Context, dir string, opts Options) (Result, error) {
 				KeySize: ms.KeySize, ValueSize: ms.ValueSize, MaxEntries: ms.MaxEntries,
 			})
 		}
+	}
+	for i, sm := range spec.Maps {
+		j := slices.IndexFunc(m.Maps, func(mp format.Map) bool { return mp.Name == sm.Name })
+		if j < 0 {
+			return Result{}, fmt.Errorf("%w: %s: maps[%d]: map %q is not in any object (maps: %s)", bundles.ErrBundleInvalid, SpecFile, i, sm.Name,
+				objectNames(m.Maps, func(mp format.Map) string { return mp.Name }))
+		}
+		if sm.Preserve && !slices.Contains(format.PreservableMapTypes, m.Maps[j].Type) {
+			return Result{}, fmt.Errorf("%w: %s: maps[%d]: map %q is a %s, which cannot be preserved across versions (only %s)",
+				bundles.ErrBundleInvalid, SpecFile, i, sm.Name, m.Maps[j].Type, strings.Join(format.PreservableMapTypes, ", "))
+		}
+		m.Maps[j].Preserve = sm.Preserve
 	}
 	for i, sp := range spec.Programs {
 		var found *ebpf.ProgramSpec

@@ -198,6 +198,11 @@ func (b *Bundle) Program(name string) (*Program, bool) {
 	return b.Manifest.Program(name)
 }
 
+// Map returns the named map of the manifest.
+func (b *Bundle) Map(name string) (*Map, bool) {
+	return b.Manifest.Map(name)
+}
+
 // ImageManifest returns the raw OCI image manifest (hashes to Digest).
 func (b *Bundle) ImageManifest() []byte { return b.imageManifest }
 

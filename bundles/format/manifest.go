@@ -92,6 +92,12 @@ type Map struct {
 	ValueSize uint32 `json:"valueSize"`
 	// MaxEntries is the declared capacity.
 	MaxEntries uint32 `json:"maxEntries"`
+	// Preserve carries the map across versions: an agent upgrading a
+	// BpfProgram to another digest (or reloading it) re-uses the running
+	// map of this name, with its contents, instead of creating a new one.
+	// It refuses the upgrade when the running map's type, key size, value
+	// size, max entries or flags differ. Only PreservableMapTypes.
+	Preserve bool `json:"preserve,omitempty"`
 }
 
 // Output is a map the programs write event records to.
@@ -119,6 +125,20 @@ type DropCounter struct {
 
 // DropMapTypes are the map types a DropCounter may name.
 var DropMapTypes = []string{MapTypeName(ebpf.Array), MapTypeName(ebpf.PerCPUArray)}
+
+// PreservableMapTypes are the map types a Map may Preserve: maps holding
+// plain data. Program arrays, map-in-maps, devmaps, cpumaps, XSK maps,
+// sockmaps, reuseport arrays and cgroup arrays hold references to kernel
+// objects the previous version made (programs, maps, sockets, devices);
+// perf event arrays and ring buffers are event streams whose readers
+// belong to a version; socket, inode, task and cgroup storage live and die
+// with their objects. Refused for now, so a later kernel type is refused
+// until it is known to be plain data.
+var PreservableMapTypes = []string{
+	MapTypeName(ebpf.Hash), MapTypeName(ebpf.Array), MapTypeName(ebpf.PerCPUHash), MapTypeName(ebpf.PerCPUArray),
+	MapTypeName(ebpf.LRUHash), MapTypeName(ebpf.LRUCPUHash), MapTypeName(ebpf.LPMTrie),
+	MapTypeName(ebpf.Queue), MapTypeName(ebpf.Stack), MapTypeName(ebpf.BloomFilter),
+}
 
 // OutputMapTypes are the map types an Output may name.
 var OutputMapTypes = []string{MapTypeName(ebpf.RingBuf), MapTypeName(ebpf.PerfEventArray)}
@@ -286,6 +306,10 @@ func (m *Manifest) Validate() error {
 				mp.Name, n, mp.Type, mp.KeySize, mp.ValueSize, mp.MaxEntries, MaxMapBytes)
 		}
 		mapBytes += n
+		if mp.Preserve && !slices.Contains(PreservableMapTypes, mp.Type) {
+			return invalid(field+".preserve", "map %q is a %s, which cannot be preserved across versions (only %s)",
+				mp.Name, mp.Type, strings.Join(PreservableMapTypes, ", "))
+		}
 	}
 	if mapBytes > MaxBundleMapBytes {
 		return tooLarge("maps", "declare %d bytes together, limit %d", mapBytes, MaxBundleMapBytes)

@@ -40,6 +40,9 @@ type Bundle interface {
 	Object(name string) ([]byte, error)
 	// Program returns the manifest entry of the named program.
 	Program(name string) (*format.Program, bool)
+	// Map returns the manifest entry of the named map (whether the bundle
+	// preserves it across versions).
+	Map(name string) (*format.Map, bool)
 }
 
 // Desired is one BpfProgram the node must run.

@@ -4,13 +4,18 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt" // ENOTSUPP (524) is kernel-internal, absent from x/sys/unix
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/bundles/format"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
@@ -129,7 +134,11 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 	if running && len(progErr) > 0 {
 		return firstErr(progErr)
 	}
-	maps, err := loader.LoadMaps(cs, d.cache)
+	reuse, lost, err := preservedMaps(e, ds.Bundle, cs)
+	if err != nil {
+		return err
+	}
+	maps, err := loader.LoadMapsReusing(cs, d.cache, reuse)
 	if err != nil {
 		return withReason(v1alpha1.ReasonLoadFailed, err)
 	}
@@ -158,10 +167,18 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 		}
 		progs[pa.Name] = p
 	}
-	// Entries go into the new maps before any packet reaches the new programs.
+	// Entries go into the new maps before any packet reaches the new
+	// programs. A preserved map is the running one: the keys written there
+	// before and no longer wanted go.
+	var stale []loader.Entry
+	for _, w := range e.written {
+		if reuse[w.Map] != nil {
+			stale = append(stale, w)
+		}
+	}
 	entries, err := loader.DecodeMapEntries(cs, mapEntries(ds.Spec.MapEntries))
 	if err == nil {
-		err = loader.WriteEntries(maps, entries, nil)
+		err = loader.WriteEntries(maps, entries, stale)
 	}
 	if err != nil {
 		discard()
@@ -238,7 +255,14 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 		}
 	}
 	e.closePrograms(true)
-	for _, m := range e.maps {
+	for name, m := range e.maps {
+		if reuse[name] == m {
+			// Carried over: keep the running map's object, which holds its
+			// pin, so the map is pinned at every instant.
+			maps[name].Close()
+			maps[name] = m
+			continue
+		}
 		_ = m.Unpin()
 		m.Close()
 	}
@@ -251,6 +275,10 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 	if !e.mustReload {
 		e.tamperNotice = nil // a tampering notice lasts until the next regular load
 	}
+	if len(lost) > 0 {
+		e.tamperNotice = &notice{reason: v1alpha1.ReasonTampered,
+			message: fmt.Sprintf("preserved map %s was recorded but no longer pinned (removed out of band): created empty, its state is lost", strings.Join(lost, ", "))}
+	}
 	for name, err := range progErr {
 		e.program(name).loadErr = err
 	}
@@ -260,6 +288,52 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 	e.object, e.loadHash, e.digest, e.mustReload = object, lh, ds.Digest, false
 	e.loaded = true
 	return nil
+}
+
+// preservedMaps returns the running maps of e a load of cs re-uses: every
+// map of the object the bundle marks preserve that e runs. Each must have
+// the shape the object declares (loader.CheckPreserved), or the load is
+// refused with reason MapIncompatible, naming every map and what differs:
+// a preserved map is never silently created anew. A preserved map the
+// running version lacks (first version, or new in this one) is created;
+// lost names those the record says ran but whose pin went away (created
+// empty too, reported as tampering).
+func preservedMaps(e *entry, b Bundle, cs *ebpf.CollectionSpec) (reuse map[string]*ebpf.Map, lost []string, err error) {
+	names := make([]string, 0, len(cs.Maps))
+	for name := range cs.Maps {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	reuse = map[string]*ebpf.Map{}
+	var errs []error
+	for _, name := range names {
+		mp, ok := b.Map(name)
+		if !ok || !mp.Preserve {
+			continue
+		}
+		running := e.maps[name]
+		if running == nil {
+			if slices.Contains(e.record.Maps, name) {
+				lost = append(lost, name)
+			}
+			continue
+		}
+		ms := cs.Maps[name]
+		// The manifest was checked when the bundle was built; the ELF is
+		// what loads.
+		if typ := format.MapTypeName(ms.Type); !slices.Contains(format.PreservableMapTypes, typ) {
+			return nil, nil, withReason(v1alpha1.ReasonBundleInvalid, fmt.Errorf("%w: preserved map %s is a %s in the ELF object, which cannot be preserved", bundles.ErrManifestMismatch, name, typ))
+		}
+		if err := loader.CheckPreserved(name, loader.ShapeOfMap(running), loader.ShapeOfSpec(ms)); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		reuse[name] = running
+	}
+	if len(errs) > 0 {
+		return nil, nil, withReason(v1alpha1.ReasonMapIncompatible, errors.Join(errs...))
+	}
+	return reuse, lost, nil
 }
 
 func firstErr(m map[string]error) error {

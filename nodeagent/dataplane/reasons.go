@@ -46,6 +46,8 @@ func reasonFor(err error, def string) string {
 		return v1alpha1.ReasonInvalidConstant
 	case errors.Is(err, loader.ErrInvalidMapEntry):
 		return v1alpha1.ReasonMapUpdateFailed
+	case errors.Is(err, loader.ErrMapIncompatible):
+		return v1alpha1.ReasonMapIncompatible
 	case errors.Is(err, loader.ErrNoProgram):
 		return v1alpha1.ReasonProgramNotInBundle
 	case errors.Is(err, attach.ErrTypeMismatch):

@@ -20,18 +20,6 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/format"
 )
 
-// Sentinel errors, wrapped by the functions of this package.
-var (
-	// ErrInvalidConstant: a constant names no .rodata variable or its value
-	// does not fit the variable.
-	ErrInvalidConstant = errors.New("invalid constant")
-	// ErrInvalidMapEntry: a map entry names no map, or its key or value has
-	// the wrong size or encoding.
-	ErrInvalidMapEntry = errors.New("invalid map entry")
-	// ErrNoProgram: the object holds no program of that name.
-	ErrNoProgram = errors.New("no such program in object")
-)
-
 // ParseELF reads an ELF object into a CollectionSpec.
 func ParseELF(obj []byte) (*ebpf.CollectionSpec, error) {
 	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(obj))
@@ -50,12 +38,19 @@ func NewCache() *Cache { return btf.NewCache() }
 // LoadMaps creates every map of spec (with .rodata holding the constants
 // already set on spec) and returns them by name.
 func LoadMaps(spec *ebpf.CollectionSpec, cache *Cache) (map[string]*ebpf.Map, error) {
+	return LoadMapsReusing(spec, cache, nil)
+}
+
+// LoadMapsReusing is LoadMaps where the maps of reuse stand in for the
+// spec's maps of the same name (a clone of each is returned; the caller
+// keeps its own): check them first with CheckPreserved.
+func LoadMapsReusing(spec *ebpf.CollectionSpec, cache *Cache, reuse map[string]*ebpf.Map) (map[string]*ebpf.Map, error) {
 	if err := CheckMapSizes(spec); err != nil {
 		return nil, err
 	}
 	only := spec.Copy()
 	only.Programs = map[string]*ebpf.ProgramSpec{}
-	coll, err := ebpf.NewCollectionWithOptions(only, ebpf.CollectionOptions{Cache: cache})
+	coll, err := ebpf.NewCollectionWithOptions(only, ebpf.CollectionOptions{Cache: cache, MapReplacements: reuse})
 	if err != nil {
 		return nil, fmt.Errorf("create maps: %w", err)
 	}

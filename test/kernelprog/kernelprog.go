@@ -17,6 +17,7 @@ import (
 //go:generate clang -O2 -g -Wall -Werror -target bpfel -fdebug-compilation-dir=. -I/usr/include/x86_64-linux-gnu -c src/progs.c -o progs_bpfel.o
 //go:generate clang -O2 -g -Wall -Werror -target bpfel -fdebug-compilation-dir=. -I/usr/include/x86_64-linux-gnu -DV2 -c src/progs.c -o progs_v2_bpfel.o
 //go:generate clang -O2 -g -Wall -Werror -target bpfel -fdebug-compilation-dir=. -I/usr/include/x86_64-linux-gnu -DBROKEN -c src/progs.c -o progs_broken_bpfel.o
+//go:generate clang -O2 -g -Wall -Werror -target bpfel -fdebug-compilation-dir=. -I/usr/include/x86_64-linux-gnu -DWIDE -c src/progs.c -o progs_wide_bpfel.o
 
 // Object is the little-endian ELF object with every test program.
 //
@@ -32,6 +33,12 @@ var ObjectV2 []byte
 //
 //go:embed progs_broken_bpfel.o
 var ObjectBroken []byte
+
+// ObjectWide is Object whose counters map has 16-byte values: an upgrade
+// whose preserved counters cannot re-use the running map.
+//
+//go:embed progs_wide_bpfel.o
+var ObjectWide []byte
 
 // Program names in Object.
 const (
@@ -56,6 +63,7 @@ type Bundle struct {
 	Digest string
 	obj    []byte
 	progs  map[string]*format.Program
+	maps   map[string]*format.Map
 }
 
 // ObjectName is the name of the single object of a test Bundle.
@@ -68,7 +76,11 @@ func NewBundle(digest string, obj []byte) (*Bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse test object: %w", err)
 	}
-	b := &Bundle{Digest: digest, obj: obj, progs: map[string]*format.Program{}}
+	b := &Bundle{Digest: digest, obj: obj, progs: map[string]*format.Program{}, maps: map[string]*format.Map{}}
+	for name, ms := range spec.Maps {
+		b.maps[name] = &format.Map{Name: name, Object: ObjectName, Type: format.MapTypeName(ms.Type),
+			KeySize: ms.KeySize, ValueSize: ms.ValueSize, MaxEntries: ms.MaxEntries}
+	}
 	for name, ps := range spec.Programs {
 		typ, err := format.ProgramTypeName(ps.Type)
 		if err != nil {
@@ -93,4 +105,23 @@ func (b *Bundle) Object(name string) ([]byte, error) {
 func (b *Bundle) Program(name string) (*format.Program, bool) {
 	p, ok := b.progs[name]
 	return p, ok
+}
+
+// Map returns the manifest entry of a map of the object.
+func (b *Bundle) Map(name string) (*format.Map, bool) {
+	m, ok := b.maps[name]
+	return m, ok
+}
+
+// Preserve marks maps preserve, as bundle.yaml's maps[].preserve would,
+// and returns b. It panics on a map the object does not declare.
+func (b *Bundle) Preserve(names ...string) *Bundle {
+	for _, name := range names {
+		m := b.maps[name]
+		if m == nil {
+			panic(fmt.Sprintf("kernelprog: the object declares no map %q", name))
+		}
+		m.Preserve = true
+	}
+	return b
 }

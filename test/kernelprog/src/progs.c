@@ -6,12 +6,24 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+#ifdef WIDE
+// A release whose counters grew a second word: the same map name with
+// another value size, which a preserved map cannot carry over.
+struct counter {
+	__u64 n;
+	__u64 spare;
+};
+#define COUNTER struct counter
+#else
+#define COUNTER __u64
+#endif
+
 // counters[0] counts every run of any program below, counters[1] drops.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, COUNTER);
 } counters SEC(".maps");
 
 // deny holds UDP destination ports (host byte order) to drop.

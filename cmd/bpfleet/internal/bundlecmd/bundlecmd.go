@@ -242,7 +242,7 @@ func newInspectCommand(g *globalFlags) *cobra.Command {
 			if len(m.Maps) > 0 {
 				fmt.Fprintln(out, "Maps:")
 				w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(w, "  NAME\tTYPE\tKEY\tVALUE\tMAX\tMETRIC")
+				fmt.Fprintln(w, "  NAME\tTYPE\tKEY\tVALUE\tMAX\tMETRIC\tPRESERVE")
 				for _, mp := range m.Maps {
 					metric := ""
 					for _, mm := range m.MetricMaps {
@@ -250,7 +250,11 @@ func newInspectCommand(g *globalFlags) *cobra.Command {
 							metric = "yes"
 						}
 					}
-					fmt.Fprintf(w, "  %s\t%s\t%d\t%d\t%d\t%s\n", mp.Name, mp.Type, mp.KeySize, mp.ValueSize, mp.MaxEntries, metric)
+					preserve := ""
+					if mp.Preserve {
+						preserve = "yes"
+					}
+					fmt.Fprintf(w, "  %s\t%s\t%d\t%d\t%d\t%s\t%s\n", mp.Name, mp.Type, mp.KeySize, mp.ValueSize, mp.MaxEntries, metric, preserve)
 				}
 				w.Flush()
 			}
