@@ -6,12 +6,25 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+
 	"golang.org/x/sys/unix"
 )
 
 func init() {
-	register(KindSkLookup, kindInfo{updatable: true, pointPrefixes: []string{"sk_lookup"}})
+	register(Def{Kind: KindSkLookup, Programs: []ProgramFit{{Type: ebpf.SkLookup, AttachType: ebpf.AttachSkLookup}},
+		Updatable: true, PointPrefixes: []string{"sk_lookup"},
+		Parse: func(name string, block []byte) (Hook, error) {
+			var b struct {
+				NetNS string `json:"netns"`
+			}
+			err := decode(block, &b)
+			return &SkLookup{Named: Named{name}, NetNS: b.NetNS}, err
+		}})
 }
+
+// KindSkLookup is the skLookup attach block: sk_lookup, on a network
+// namespace.
+const KindSkLookup Kind = "skLookup"
 
 // ownNetNS is the agent's own network namespace: the node's, for an agent
 // on the host network.
