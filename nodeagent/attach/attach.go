@@ -155,6 +155,11 @@ type Def struct {
 	// Link.Update (atomically, link id unchanged). Other kinds attach the
 	// new program before closing the old link.
 	Updatable bool
+	// Exclusive: an attach point of this kind takes one program (the
+	// kernel refuses a second with EBUSY), so a kind that is not
+	// Updatable frees the point before attaching the new program,
+	// leaving it without one for that moment.
+	Exclusive bool
 	// PerInterface: the kind attaches once per network interface.
 	PerInterface bool
 	// PointPrefixes are the first words of the kind's attach points
@@ -213,6 +218,14 @@ func Fits(h Hook, t ebpf.ProgramType, at ebpf.AttachType) bool {
 func Updatable(k Kind) bool {
 	d, _ := lookup(k)
 	return d.Updatable
+}
+
+// Exclusive tells whether an attach point of kind k takes one program at a
+// time: a link that cannot be updated in place is closed before the new
+// program attaches.
+func Exclusive(k Kind) bool {
+	d, _ := lookup(k)
+	return d.Exclusive
 }
 
 // PerInterface tells whether kind k attaches once per network interface.
