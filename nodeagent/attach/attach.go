@@ -311,3 +311,16 @@ type interfaceBlock struct {
 func (b interfaceBlock) selector() netwatch.Selector {
 	return netwatch.Selector{Names: b.Names, Primary: b.Primary}
 }
+
+// ownNetNS is the agent's own network namespace: the node's, for an agent
+// on the host network.
+const ownNetNS = "/proc/self/ns/net"
+
+// netnsPath is a block's network namespace file (a path on the node, ""
+// for the agent's own) as the agent sees it.
+func netnsPath(hostRoot, netns string) string {
+	if netns == "" {
+		return ownNetNS
+	}
+	return hostPath(hostRoot, netns)
+}

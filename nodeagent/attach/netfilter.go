@@ -87,12 +87,7 @@ func (h *Netfilter) LoadKey() string                    { return "" }
 func (h *Netfilter) Supported() error                   { return nil }
 
 // path is the namespace file as the agent sees it.
-func (h *Netfilter) path(hostRoot string) string {
-	if h.NetNS == "" {
-		return ownNetNS
-	}
-	return hostPath(hostRoot, h.NetNS)
-}
+func (h *Netfilter) path(hostRoot string) string { return netnsPath(hostRoot, h.NetNS) }
 
 // Attach attaches with a bpf_link (pinnable; not updatable, and one
 // program per hook and priority: an upgrade closes the old link first).

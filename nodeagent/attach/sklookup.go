@@ -26,10 +26,6 @@ func init() {
 // namespace.
 const KindSkLookup Kind = "skLookup"
 
-// ownNetNS is the agent's own network namespace: the node's, for an agent
-// on the host network.
-const ownNetNS = "/proc/self/ns/net"
-
 // SkLookup attaches an sk_lookup program to a network namespace, where it
 // picks the socket each new connection or datagram is delivered to.
 type SkLookup struct {
@@ -50,12 +46,7 @@ func (h *SkLookup) LoadKey() string                    { return "" }
 func (h *SkLookup) Supported() error                   { return nil }
 
 // path is the namespace file as the agent sees it.
-func (h *SkLookup) path(hostRoot string) string {
-	if h.NetNS == "" {
-		return ownNetNS
-	}
-	return hostPath(hostRoot, h.NetNS)
-}
+func (h *SkLookup) path(hostRoot string) string { return netnsPath(hostRoot, h.NetNS) }
 
 // Attach attaches with a bpf_link on the namespace (pinnable, updatable).
 func (h *SkLookup) Attach(prog *ebpf.Program, t Target) (link.Link, error) {

@@ -6,6 +6,7 @@
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include "bpfleet_counters.h"
 
 #define NF_DROP 0
 #define NF_ACCEPT 1
@@ -19,26 +20,14 @@ enum counter {
 	COUNTER_MAX,
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, COUNTER_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} packet_counts SEC(".maps");
-
-static __always_inline void count(__u32 which)
-{
-	__u64 *c = bpf_map_lookup_elem(&packet_counts, &which);
-	if (c)
-		__sync_fetch_and_add(c, 1);
-}
+BPFLEET_COUNTERS(packet_counts, COUNTER_MAX);
 
 SEC("netfilter")
 int nf_count(struct bpf_nf_ctx *ctx)
 {
-	count(PACKETS);
+	bpfleet_count(&packet_counts, PACKETS);
 	if (drop) {
-		count(DROPPED);
+		bpfleet_count(&packet_counts, DROPPED);
 		return NF_DROP;
 	}
 	return NF_ACCEPT;
