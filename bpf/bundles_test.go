@@ -12,6 +12,7 @@ import (
 
 	"github.com/bpfleet/bpfleet/bpf/cgroupcount"
 	"github.com/bpfleet/bpfleet/bpf/exectrace"
+	"github.com/bpfleet/bpfleet/bpf/netfilter"
 	"github.com/bpfleet/bpfleet/bpf/openfilter"
 	"github.com/bpfleet/bpfleet/bpf/sklookup"
 	"github.com/bpfleet/bpfleet/bpf/uprobecount"
@@ -34,6 +35,7 @@ func TestShippedBundles(t *testing.T) {
 		{dir: "uprobecount", name: uprobecount.BundleName, yaml: uprobecount.BundleYAML, spec: uprobecount.Spec},
 		{dir: "cgroupcount", name: cgroupcount.BundleName, yaml: cgroupcount.BundleYAML, spec: cgroupcount.Spec},
 		{dir: "sklookup", name: sklookup.BundleName, yaml: sklookup.BundleYAML, spec: sklookup.Spec},
+		{dir: "netfilter", name: netfilter.BundleName, yaml: netfilter.BundleYAML, spec: netfilter.Spec},
 	}
 	for _, tt := range tests {
 		t.Run(tt.dir, func(t *testing.T) {

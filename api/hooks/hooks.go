@@ -1,6 +1,8 @@
-// Package hooks is the one rule, shared by the bundle builder, the operator,
-// the agent and the trust checks, for which programs fit which attach block
-// of the API, and the names trust policies give hooks (allowedAttachTypes).
+// Package hooks reads the API's attach blocks: which block a program
+// attachment sets, the hook it parses into (through the block's kind in
+// nodeagent/attach, where each kind is one file), which programs fit it,
+// and the name trust policies give it (allowedAttachTypes). The bundle
+// builder, the operator, the agent and the trust checks share it.
 //
 // A block takes programs of exactly the types it can attach, not a family:
 // a cgroup hook takes the one program type its kernel attach type expects
@@ -8,50 +10,47 @@
 package hooks
 
 import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+
 	"github.com/cilium/ebpf"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/bundles/format"
+	"github.com/bpfleet/bpfleet/nodeagent/attach"
 )
 
-// Attach block kinds, as the API and bundle attach hints name them (the
-// one table of kinds is format.Kinds).
-const (
-	KindXDP           = string(format.KindXDP)
-	KindTC            = string(format.KindTC)
-	KindTracepoint    = string(format.KindTracepoint)
-	KindRawTracepoint = string(format.KindRawTracepoint)
-	KindFentry        = string(format.KindFentry)
-	KindFexit         = string(format.KindFexit)
-	KindKprobe        = string(format.KindKprobe)
-	KindUprobe        = string(format.KindUprobe)
-	KindCgroup        = string(format.KindCgroup)
-	KindSkLookup      = string(format.KindSkLookup)
-)
-
-// blocks lists each attach block of the API with its kind: the one place
-// that knows which field of ProgramAttachment is which kind.
-var blocks = []struct {
-	kind format.AttachKind
-	set  func(a *v1alpha1.ProgramAttachment) bool
-}{
-	{format.KindXDP, func(a *v1alpha1.ProgramAttachment) bool { return a.XDP != nil }},
-	{format.KindTC, func(a *v1alpha1.ProgramAttachment) bool { return a.TC != nil }},
-	{format.KindTracepoint, func(a *v1alpha1.ProgramAttachment) bool { return a.Tracepoint != nil }},
-	{format.KindRawTracepoint, func(a *v1alpha1.ProgramAttachment) bool { return a.RawTracepoint != nil }},
-	{format.KindFentry, func(a *v1alpha1.ProgramAttachment) bool { return a.Fentry != nil }},
-	{format.KindFexit, func(a *v1alpha1.ProgramAttachment) bool { return a.Fexit != nil }},
-	{format.KindKprobe, func(a *v1alpha1.ProgramAttachment) bool { return a.Kprobe != nil }},
-	{format.KindUprobe, func(a *v1alpha1.ProgramAttachment) bool { return a.Uprobe != nil }},
-	{format.KindCgroup, func(a *v1alpha1.ProgramAttachment) bool { return a.Cgroup != nil }},
-	{format.KindSkLookup, func(a *v1alpha1.ProgramAttachment) bool { return a.SkLookup != nil }},
+// block is one attach block field of ProgramAttachment: a pointer field
+// whose JSON name is the kind's name.
+type block struct {
+	kind  attach.Kind
+	index int
 }
 
+// blocks are ProgramAttachment's attach block fields, in the API's order,
+// read once from the type: a new CRD field is a new block with no list to
+// update here.
+var blocks = func() []block {
+	var out []block
+	t := reflect.TypeFor[v1alpha1.ProgramAttachment]()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Type.Kind() != reflect.Pointer {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		out = append(out, block{kind: attach.Kind(name), index: i})
+	}
+	return out
+}()
+
 // Kinds returns every attach block set in a, in the API's order.
-func Kinds(a v1alpha1.ProgramAttachment) []format.AttachKind {
-	var out []format.AttachKind
+func Kinds(a v1alpha1.ProgramAttachment) []attach.Kind {
+	v := reflect.ValueOf(a)
+	var out []attach.Kind
 	for _, b := range blocks {
-		if b.set(&a) {
+		if !v.Field(b.index).IsNil() {
 			out = append(out, b.kind)
 		}
 	}
@@ -66,11 +65,28 @@ func Kind(a v1alpha1.ProgramAttachment) string {
 	return ""
 }
 
-// CgroupHook returns the kernel attach type of a cgroup hook and the program
-// type it takes; ok is false for a hook the API does not define.
-func CgroupHook(h v1alpha1.CgroupAttachType) (at ebpf.AttachType, prog ebpf.ProgramType, ok bool) {
-	c, ok := format.CgroupHook(string(h))
-	return c.AttachType, c.Program, ok
+// Parse returns the hook of a's one attach block; an error wrapping
+// attach.ErrNoAttachBlock when it sets no block or more than one.
+func Parse(a v1alpha1.ProgramAttachment) (attach.Hook, error) {
+	v := reflect.ValueOf(a)
+	var set *block
+	for i, b := range blocks {
+		if v.Field(b.index).IsNil() {
+			continue
+		}
+		if set != nil {
+			return nil, fmt.Errorf("program %s: %w", a.Name, attach.ErrNoAttachBlock)
+		}
+		set = &blocks[i]
+	}
+	if set == nil {
+		return nil, fmt.Errorf("program %s: %w", a.Name, attach.ErrNoAttachBlock)
+	}
+	raw, err := json.Marshal(v.Field(set.index).Interface())
+	if err != nil {
+		return nil, fmt.Errorf("program %s: encode %s block: %w", a.Name, set.kind, err)
+	}
+	return attach.Parse(set.kind, a.Name, raw)
 }
 
 // KindFits tells whether a program of type t, whose ELF section gives it the
@@ -78,18 +94,15 @@ func CgroupHook(h v1alpha1.CgroupAttachType) (at ebpf.AttachType, prog ebpf.Prog
 // attach hint (a kind without a hook) allows checking; Fits checks a
 // complete block.
 func KindFits(kind string, t ebpf.ProgramType, at ebpf.AttachType) bool {
-	return format.KindFits(format.AttachKind(kind), t, at)
+	return attach.KindFits(attach.Kind(kind), t, at)
 }
 
 // Fits tells whether a program of type t with expected attach type at can be
 // attached by the block a: KindFits, and for cgroup blocks exactly the
 // program type of the hook.
 func Fits(a v1alpha1.ProgramAttachment, t ebpf.ProgramType, at ebpf.AttachType) bool {
-	if a.Cgroup != nil {
-		_, prog, ok := CgroupHook(a.Cgroup.AttachType)
-		return ok && prog == t
-	}
-	return KindFits(Kind(a), t, at)
+	h, err := Parse(a)
+	return err == nil && attach.Fits(h, t, at)
 }
 
 // AttachType names the hook a attaches to, as trust policies list it in
@@ -98,11 +111,9 @@ func Fits(a v1alpha1.ProgramAttachment, t ebpf.ProgramType, at ebpf.AttachType) 
 // "rawTracepoint", "uprobe", "cgroup/device", "cgroup/connect4", ... ""
 // when no block is set.
 func AttachType(a v1alpha1.ProgramAttachment) string {
-	switch {
-	case a.TC != nil:
-		return KindTC + "/" + string(a.TC.Direction)
-	case a.Cgroup != nil:
-		return KindCgroup + "/" + string(a.Cgroup.AttachType)
+	h, err := Parse(a)
+	if err != nil {
+		return Kind(a)
 	}
-	return Kind(a)
+	return attach.PolicyName(h)
 }

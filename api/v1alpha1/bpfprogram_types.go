@@ -125,7 +125,7 @@ type BundleSource struct {
 }
 
 // ProgramAttachment names one program of the bundle and where to attach it.
-// +kubebuilder:validation:XValidation:rule="[has(self.xdp), has(self.tc), has(self.tracepoint), has(self.rawTracepoint), has(self.fentry), has(self.fexit), has(self.kprobe), has(self.uprobe), has(self.cgroup), has(self.skLookup)].filter(x, x).size() == 1",message="exactly one attach block (xdp, tc, tracepoint, rawTracepoint, fentry, fexit, kprobe, uprobe, cgroup, skLookup) must be set"
+// +kubebuilder:validation:XValidation:rule="[has(self.xdp), has(self.tc), has(self.tracepoint), has(self.rawTracepoint), has(self.fentry), has(self.fexit), has(self.kprobe), has(self.uprobe), has(self.cgroup), has(self.skLookup), has(self.netfilter)].filter(x, x).size() == 1",message="exactly one attach block (xdp, tc, tracepoint, rawTracepoint, fentry, fexit, kprobe, uprobe, cgroup, skLookup, netfilter) must be set"
 type ProgramAttachment struct {
 	// Name is the program's name in the bundle (its C function name).
 	// +kubebuilder:validation:MinLength=1
@@ -164,6 +164,10 @@ type ProgramAttachment struct {
 	// picks the socket that receives each new connection or datagram.
 	// +optional
 	SkLookup *SkLookupAttach `json:"skLookup,omitempty"`
+	// Netfilter attaches a netfilter program to a netfilter hook of a
+	// network namespace: it sees, and may drop, each packet passing it.
+	// +optional
+	Netfilter *NetfilterAttach `json:"netfilter,omitempty"`
 }
 
 // InterfaceSelector picks network interfaces on a node.
@@ -359,6 +363,31 @@ type CgroupAttach struct {
 
 // SkLookupAttach names the network namespace an sk_lookup program runs in.
 type SkLookupAttach struct {
+	// NetNS is the path of a network namespace file on the node (e.g.
+	// /var/run/netns/blue or /proc/1234/ns/net); empty is the node's own
+	// network namespace.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	// +kubebuilder:validation:Pattern=`^/`
+	// +kubebuilder:validation:XValidation:rule="!self.split('/').exists(c, c == '..')",message="path must not contain .."
+	NetNS string `json:"netns,omitempty"`
+}
+
+// NetfilterAttach names a netfilter hook of a network namespace (Linux 6.4).
+type NetfilterAttach struct {
+	// Family is the protocol family: ipv4 or ipv6.
+	// +kubebuilder:validation:Enum=ipv4;ipv6
+	Family string `json:"family"`
+	// Hook is the netfilter hook: prerouting, input, forward, output or
+	// postrouting.
+	// +kubebuilder:validation:Enum=prerouting;input;forward;output;postrouting
+	Hook string `json:"hook"`
+	// Priority orders the programs and netfilter tables of the hook, lower
+	// first (iptables' filter table is 0).
+	// +optional
+	// +kubebuilder:validation:Minimum=-2147483647
+	// +kubebuilder:validation:Maximum=2147483646
+	Priority int32 `json:"priority,omitempty"`
 	// NetNS is the path of a network namespace file on the node (e.g.
 	// /var/run/netns/blue or /proc/1234/ns/net); empty is the node's own
 	// network namespace.

@@ -82,7 +82,7 @@ type BundleTrustPolicySpec struct {
 	// AllowedAttachTypes, when set, limits the hooks the programs of a
 	// covered bundle may be attached to, as BpfPrograms name them: xdp,
 	// tc/ingress, tc/egress, tracepoint, rawTracepoint, fentry, fexit,
-	// kprobe, uprobe, skLookup, or cgroup/<attachType> (cgroup/ingress,
+	// kprobe, uprobe, skLookup, netfilter, or cgroup/<attachType> (cgroup/ingress,
 	// cgroup/device, ...); tc/* and cgroup/* allow every hook of the kind.
 	// A program type alone cannot tell cgroup hooks apart (cgroup_sock_addr
 	// serves connect4 and sendmsg6 alike). Every covering policy's list
@@ -90,7 +90,7 @@ type BundleTrustPolicySpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=32
 	// +listType=set
-	// +kubebuilder:validation:items:Pattern=`^(xdp|tracepoint|rawTracepoint|fentry|fexit|kprobe|uprobe|skLookup|tc/(ingress|egress|\*)|cgroup/(ingress|egress|sock_create|connect4|connect6|sendmsg4|sendmsg6|recvmsg4|recvmsg6|sock_ops|device|sysctl|getsockopt|setsockopt|\*))$`
+	// +kubebuilder:validation:items:Pattern=`^(xdp|tracepoint|rawTracepoint|fentry|fexit|kprobe|uprobe|skLookup|netfilter|tc/(ingress|egress|\*)|cgroup/(ingress|egress|sock_create|connect4|connect6|sendmsg4|sendmsg6|recvmsg4|recvmsg6|sock_ops|device|sysctl|getsockopt|setsockopt|\*))$`
 	AllowedAttachTypes []string `json:"allowedAttachTypes,omitempty"`
 
 	// NamespaceSelector makes this a policy for application teams: it

@@ -169,8 +169,8 @@ func ParseSpec(data []byte) (*Spec, error) {
 		if p.Object != "" && !names[p.Object] {
 			return nil, fmt.Errorf("%w: %s: programs[%d].object: %q is not in objects", bundles.ErrBundleInvalid, SpecFile, i, p.Object)
 		}
-		if !slices.Contains(format.AttachKinds, p.Attach) {
-			return nil, fmt.Errorf("%w: %s: programs[%d].attach: %q is not one of %s", bundles.ErrBundleInvalid, SpecFile, i, p.Attach, strings.Join(format.AttachKinds, ", "))
+		if kinds := format.AttachKinds(); !slices.Contains(kinds, p.Attach) {
+			return nil, fmt.Errorf("%w: %s: programs[%d].attach: %q is not one of %s", bundles.ErrBundleInvalid, SpecFile, i, p.Attach, strings.Join(kinds, ", "))
 		}
 	}
 	seenMaps := map[string]bool{}

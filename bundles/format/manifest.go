@@ -273,8 +273,8 @@ func (m *Manifest) Validate() error {
 		if err := checkText(field+".license", p.License, MaxNameLength); err != nil {
 			return err
 		}
-		if !slices.Contains(AttachKinds, p.Attach.Kind) {
-			return invalid(field+".attach.kind", "%q is not one of %s", p.Attach.Kind, strings.Join(AttachKinds, ", "))
+		if kinds := AttachKinds(); !slices.Contains(kinds, p.Attach.Kind) {
+			return invalid(field+".attach.kind", "%q is not one of %s", p.Attach.Kind, strings.Join(kinds, ", "))
 		}
 		if err := checkText(field+".attach.target", p.Attach.Target, MaxNameLength*4); err != nil {
 			return err

@@ -1,15 +1,18 @@
 // Package attach attaches loaded programs to their hooks: one file and one
 // type per attach kind, each implementing Hook (cilium/ebpf's link/ is the
 // model). A Hook is one program's attach block, parsed once (by
-// nodeagent/hookspec, from the API); a Target is one attach point it
+// api/hooks, from the API, through the kind's Def.Parse); a Target is one attach point it
 // resolves to on this node, resolved again whenever the node changes.
 //
 // The package does not know the API types: adding an attach kind is one
-// file here (its Hook type and its register call), one row in the table of
-// kinds (bundles/format) and one CRD field parsed by hookspec.
+// file here (its Hook type, and its Def: name, program types, how its CRD
+// attach block parses, registered from init, its row of the table of kinds that
+// the operator, the manifest and the bundle builder read too), one CRD field in api/v1alpha1, and
+// their tests.
 package attach
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,25 +20,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
-	"github.com/bpfleet/bpfleet/bundles/format"
 	"github.com/bpfleet/bpfleet/nodeagent/netwatch"
-)
-
-// Kind is an attach kind, named as the table of kinds names it.
-type Kind = format.AttachKind
-
-// Attach kinds, as the table of kinds names them.
-const (
-	KindXDP        = format.KindXDP
-	KindTCX        = format.KindTC // attached with tcx
-	KindTracepoint = format.KindTracepoint
-	KindRawTP      = format.KindRawTracepoint // raw_tp, or tp_btf for BTF-enabled programs
-	KindUprobe     = format.KindUprobe
-	KindCgroup     = format.KindCgroup
-	KindKprobe     = format.KindKprobe
-	KindFentry     = format.KindFentry
-	KindFexit      = format.KindFexit
-	KindSkLookup   = format.KindSkLookup
 )
 
 // Sentinel errors.
@@ -156,41 +141,102 @@ func (t Target) Alive(l link.Link) bool {
 	return t.Hook.Alive(l, t)
 }
 
-// kindInfo is what the agent knows of a kind without its attach block: for
-// links re-adopted from bpffs records.
-type kindInfo struct {
-	// updatable: a link of this kind swaps its program in place with
+// Def is one attach kind: what bpfleet knows of it besides its Hook type.
+// Each kind's file registers one from init: its row of the table of kinds.
+type Def struct {
+	// Kind is the kind's one name: the field of its CRD attach block, the
+	// manifest's attach hint, the trust policy's first word, the records'
+	// kind.
+	Kind Kind
+	// Programs are the program types (and expected attach types) a block
+	// of this kind takes.
+	Programs []ProgramFit
+	// Updatable: a link of this kind swaps its program in place with
 	// Link.Update (atomically, link id unchanged). Other kinds attach the
 	// new program before closing the old link.
-	updatable bool
-	// perInterface: the kind attaches once per network interface.
-	perInterface bool
-	// pointPrefixes are the first words of the kind's attach points
+	Updatable bool
+	// Exclusive: an attach point of this kind takes one program (the
+	// kernel refuses a second with EBUSY), so a kind that is not
+	// Updatable frees the point before attaching the new program,
+	// leaving it without one for that moment.
+	Exclusive bool
+	// PerInterface: the kind attaches once per network interface.
+	PerInterface bool
+	// PointPrefixes are the first words of the kind's attach points
 	// (before the first /), to read records that predate the stored kind.
-	pointPrefixes []string
+	PointPrefixes []string
+	// Parse turns the kind's CRD attach block, as JSON, into the hook of
+	// program name.
+	Parse func(name string, block []byte) (Hook, error)
 }
 
-var kinds = map[Kind]kindInfo{}
-
-// register adds a kind; each kind's file calls it from init.
-func register(k Kind, ki kindInfo) {
-	if _, ok := format.LookupKind(k); !ok {
-		panic("attach: kind " + string(k) + " is not in the table of kinds")
+// Parse returns the hook of program name from its attach block of kind k
+// (the block's JSON, as the API writes it).
+func Parse(k Kind, name string, block []byte) (Hook, error) {
+	d, ok := lookup(k)
+	if !ok {
+		return nil, fmt.Errorf("program %s: attach kind %q: %w", name, k, ErrNoAttachBlock)
 	}
-	kinds[k] = ki
+	h, err := d.Parse(name, block)
+	if err != nil {
+		return nil, fmt.Errorf("program %s: parse %s block: %w", name, k, err)
+	}
+	return h, nil
+}
+
+// decode reads a kind's attach block into v.
+func decode(block []byte, v any) error {
+	return json.Unmarshal(block, v)
+}
+
+// PolicyName names the hook h attaches to as trust policies list it in
+// allowedAttachTypes: the kind, followed by what the kind's blocks choose
+// (tc/ingress, cgroup/device) for kinds whose hooks say so.
+func PolicyName(h Hook) string {
+	if p, ok := h.(interface{ policyName() string }); ok {
+		return p.policyName()
+	}
+	return string(h.Kind())
+}
+
+// Fits tells whether a program of type t, whose ELF section gives it the
+// expected attach type at, can be attached by h: its kind's row of the
+// table, narrowed by the hook where its block chooses the program type
+// (a cgroup hook takes exactly one).
+func Fits(h Hook, t ebpf.ProgramType, at ebpf.AttachType) bool {
+	if f, ok := h.(interface {
+		fits(ebpf.ProgramType, ebpf.AttachType) bool
+	}); ok {
+		return f.fits(t, at)
+	}
+	return KindFits(h.Kind(), t, at)
 }
 
 // Updatable tells whether a link of kind k swaps its program in place with
 // Link.Update (atomically, link id unchanged). Other kinds attach the new
 // program before closing the old link.
-func Updatable(k Kind) bool { return kinds[k].updatable }
+func Updatable(k Kind) bool {
+	d, _ := lookup(k)
+	return d.Updatable
+}
+
+// Exclusive tells whether an attach point of kind k takes one program at a
+// time: a link that cannot be updated in place is closed before the new
+// program attaches.
+func Exclusive(k Kind) bool {
+	d, _ := lookup(k)
+	return d.Exclusive
+}
 
 // PerInterface tells whether kind k attaches once per network interface.
-func PerInterface(k Kind) bool { return kinds[k].perInterface }
+func PerInterface(k Kind) bool {
+	d, _ := lookup(k)
+	return d.PerInterface
+}
 
 // Known tells whether this agent can attach kind k.
 func Known(k Kind) bool {
-	_, ok := kinds[k]
+	_, ok := lookup(k)
 	return ok
 }
 
@@ -199,8 +245,10 @@ func Known(k Kind) bool {
 // kind need it.
 func KindOfPoint(point string) Kind {
 	prefix, _, _ := strings.Cut(point, "/")
-	for k, ki := range kinds {
-		for _, p := range ki.pointPrefixes {
+	kindMu.RLock()
+	defer kindMu.RUnlock()
+	for k, d := range kinds {
+		for _, p := range d.PointPrefixes {
 			if p == prefix {
 				return k
 			}
@@ -244,7 +292,7 @@ func perInterface(h Hook, env Env, sel netwatch.Selector, point func(ifname stri
 // checkFits refuses a program whose type (and expected attach type) the
 // kind does not take, per the table of kinds.
 func checkFits(h Hook, ps *ebpf.ProgramSpec) error {
-	if !format.KindFits(h.Kind(), ps.Type, ps.AttachType) {
+	if !KindFits(h.Kind(), ps.Type, ps.AttachType) {
 		return mismatch(h, ps)
 	}
 	return nil
@@ -252,4 +300,27 @@ func checkFits(h Hook, ps *ebpf.ProgramSpec) error {
 
 func mismatch(h Hook, ps *ebpf.ProgramSpec) error {
 	return fmt.Errorf("program %s is %s, attach block is %s: %w", h.Program(), ps.Type, h.Kind(), ErrTypeMismatch)
+}
+
+// interfaceBlock is the API's interface selector of per-interface kinds.
+type interfaceBlock struct {
+	Names   []string `json:"names"`
+	Primary bool     `json:"primary"`
+}
+
+func (b interfaceBlock) selector() netwatch.Selector {
+	return netwatch.Selector{Names: b.Names, Primary: b.Primary}
+}
+
+// ownNetNS is the agent's own network namespace: the node's, for an agent
+// on the host network.
+const ownNetNS = "/proc/self/ns/net"
+
+// netnsPath is a block's network namespace file (a path on the node, ""
+// for the agent's own) as the agent sees it.
+func netnsPath(hostRoot, netns string) string {
+	if netns == "" {
+		return ownNetNS
+	}
+	return hostPath(hostRoot, netns)
 }

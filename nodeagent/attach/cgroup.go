@@ -10,12 +10,67 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
-
-	"github.com/bpfleet/bpfleet/bundles/format"
 )
 
 func init() {
-	register(KindCgroup, kindInfo{updatable: true, pointPrefixes: []string{"cgroup"}})
+	register(Def{Kind: KindCgroup, Programs: cgroupPrograms(), Updatable: true, PointPrefixes: []string{"cgroup"},
+		Parse: func(name string, block []byte) (Hook, error) {
+			var b struct {
+				Path       string    `json:"path"`
+				Pods       *struct{} `json:"pods"`
+				AttachType string    `json:"attachType"`
+			}
+			err := decode(block, &b)
+			return &Cgroup{Named: Named{name}, Path: b.Path, Hook: b.AttachType, Pods: Pods{InPods: b.Pods != nil}}, err
+		}})
+}
+
+// KindCgroup is the cgroup attach block: a cgroup v2 hook.
+const KindCgroup Kind = "cgroup"
+
+// CgroupHookInfo is one cgroup v2 hook: its kernel attach type and the one
+// program type the kernel attaches there.
+type CgroupHookInfo struct {
+	AttachType ebpf.AttachType
+	Program    ebpf.ProgramType
+}
+
+// cgroupHooks maps each cgroup hook of the API (the block's attachType) to
+// its kernel attach type and program type.
+var cgroupHooks = map[string]CgroupHookInfo{
+	"ingress":     {ebpf.AttachCGroupInetIngress, ebpf.CGroupSKB},
+	"egress":      {ebpf.AttachCGroupInetEgress, ebpf.CGroupSKB},
+	"sock_create": {ebpf.AttachCGroupInetSockCreate, ebpf.CGroupSock},
+	"connect4":    {ebpf.AttachCGroupInet4Connect, ebpf.CGroupSockAddr},
+	"connect6":    {ebpf.AttachCGroupInet6Connect, ebpf.CGroupSockAddr},
+	"sendmsg4":    {ebpf.AttachCGroupUDP4Sendmsg, ebpf.CGroupSockAddr},
+	"sendmsg6":    {ebpf.AttachCGroupUDP6Sendmsg, ebpf.CGroupSockAddr},
+	"recvmsg4":    {ebpf.AttachCGroupUDP4Recvmsg, ebpf.CGroupSockAddr},
+	"recvmsg6":    {ebpf.AttachCGroupUDP6Recvmsg, ebpf.CGroupSockAddr},
+	"sock_ops":    {ebpf.AttachCGroupSockOps, ebpf.SockOps},
+	"device":      {ebpf.AttachCGroupDevice, ebpf.CGroupDevice},
+	"sysctl":      {ebpf.AttachCGroupSysctl, ebpf.CGroupSysctl},
+	"getsockopt":  {ebpf.AttachCGroupGetsockopt, ebpf.CGroupSockopt},
+	"setsockopt":  {ebpf.AttachCGroupSetsockopt, ebpf.CGroupSockopt},
+}
+
+func cgroupPrograms() []ProgramFit {
+	var out []ProgramFit
+	seen := map[ebpf.ProgramType]bool{}
+	for _, h := range cgroupHooks {
+		if !seen[h.Program] {
+			seen[h.Program] = true
+			out = append(out, AnyAttach(h.Program))
+		}
+	}
+	return out
+}
+
+// CgroupHook returns a cgroup hook by its API name; ok is false for a hook
+// the API does not define.
+func CgroupHook(name string) (CgroupHookInfo, bool) {
+	h, ok := cgroupHooks[name]
+	return h, ok
 }
 
 // CgroupRoot returns where the cgroup v2 hierarchy is mounted:
@@ -89,7 +144,7 @@ func (h *Cgroup) Targets(env Env) ([]Target, error) {
 // exactly one program type) and sets the expected attach type the kernel
 // enforces at attach time.
 func (h *Cgroup) Prepare(ps *ebpf.ProgramSpec) error {
-	c, ok := format.CgroupHook(h.Hook)
+	c, ok := CgroupHook(h.Hook)
 	if !ok {
 		return fmt.Errorf("unknown cgroup attach type %q: %w", h.Hook, ErrNoAttachBlock)
 	}
@@ -106,7 +161,7 @@ func (h *Cgroup) Supported() error { return nil }
 
 // Attach attaches with a bpf_link (pinnable, updatable).
 func (h *Cgroup) Attach(prog *ebpf.Program, t Target) (link.Link, error) {
-	c, _ := format.CgroupHook(h.Hook)
+	c, _ := CgroupHook(h.Hook)
 	path := CgroupPath(h.Path)
 	if t.Path != "" {
 		path = t.Path
@@ -126,4 +181,13 @@ func (h *Cgroup) Alive(l link.Link, _ Target) bool {
 	}
 	c := info.Cgroup()
 	return c == nil || c.CgroupId != 0
+}
+
+// policyName: cgroup/<hook>.
+func (h *Cgroup) policyName() string { return string(KindCgroup) + "/" + h.Hook }
+
+// fits: exactly the program type of the hook.
+func (h *Cgroup) fits(t ebpf.ProgramType, _ ebpf.AttachType) bool {
+	c, ok := CgroupHook(h.Hook)
+	return ok && c.Program == t
 }

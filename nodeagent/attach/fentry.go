@@ -6,9 +6,28 @@ import (
 )
 
 func init() {
-	register(KindFentry, kindInfo{pointPrefixes: []string{"fentry"}})
-	register(KindFexit, kindInfo{pointPrefixes: []string{"fexit"}})
+	for _, exit := range []bool{false, true} {
+		k, at := KindFentry, ebpf.AttachTraceFEntry
+		if exit {
+			k, at = KindFexit, ebpf.AttachTraceFExit
+		}
+		register(Def{Kind: k, Programs: []ProgramFit{{Type: ebpf.Tracing, AttachType: at}},
+			PointPrefixes: []string{string(k)},
+			Parse: func(name string, block []byte) (Hook, error) {
+				var b struct {
+					Function string `json:"function"`
+				}
+				err := decode(block, &b)
+				return &Fentry{Named: Named{name}, Function: b.Function, Exit: exit}, err
+			}})
+	}
 }
+
+// The fentry and fexit attach blocks.
+const (
+	KindFentry Kind = "fentry"
+	KindFexit  Kind = "fexit"
+)
 
 // Fentry attaches at the entry of a kernel function, or with Exit at its
 // return, through its BTF trampoline.

@@ -8,8 +8,20 @@ import (
 )
 
 func init() {
-	register(KindKprobe, kindInfo{pointPrefixes: []string{"kprobe", "kretprobe"}})
+	register(Def{Kind: KindKprobe, Programs: []ProgramFit{AnyAttach(ebpf.Kprobe)},
+		PointPrefixes: []string{"kprobe", "kretprobe"},
+		Parse: func(name string, block []byte) (Hook, error) {
+			var b struct {
+				Function string `json:"function"`
+				Return   bool   `json:"return"`
+			}
+			err := decode(block, &b)
+			return &Kprobe{Named: Named{name}, Function: b.Function, Return: b.Return}, err
+		}})
 }
+
+// KindKprobe is the kprobe attach block.
+const KindKprobe Kind = "kprobe"
 
 // Kprobe attaches a kprobe or kretprobe to a kernel function.
 type Kprobe struct {

@@ -6,8 +6,21 @@ import (
 )
 
 func init() {
-	register(KindRawTP, kindInfo{pointPrefixes: []string{"raw_tp"}})
+	register(Def{Kind: KindRawTP, Programs: []ProgramFit{AnyAttach(ebpf.RawTracepoint), AnyAttach(ebpf.RawTracepointWritable),
+		{Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp}}, // tp_btf
+		PointPrefixes: []string{"raw_tp"},
+		Parse: func(name string, block []byte) (Hook, error) {
+			var b struct {
+				Name string `json:"name"`
+			}
+			err := decode(block, &b)
+			return &RawTracepoint{Named: Named{name}, Tracepoint: b.Name}, err
+		}})
 }
+
+// KindRawTP is the rawTracepoint attach block: raw_tp, or tp_btf for
+// BTF-enabled programs.
+const KindRawTP Kind = "rawTracepoint"
 
 // RawTracepoint attaches a raw_tp program to a tracepoint by name, or a
 // tp_btf (BTF tracing) program to the tracepoint it was loaded for.

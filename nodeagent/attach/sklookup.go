@@ -6,16 +6,25 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+
 	"golang.org/x/sys/unix"
 )
 
 func init() {
-	register(KindSkLookup, kindInfo{updatable: true, pointPrefixes: []string{"sk_lookup"}})
+	register(Def{Kind: KindSkLookup, Programs: []ProgramFit{{Type: ebpf.SkLookup, AttachType: ebpf.AttachSkLookup}},
+		Updatable: true, PointPrefixes: []string{"sk_lookup"},
+		Parse: func(name string, block []byte) (Hook, error) {
+			var b struct {
+				NetNS string `json:"netns"`
+			}
+			err := decode(block, &b)
+			return &SkLookup{Named: Named{name}, NetNS: b.NetNS}, err
+		}})
 }
 
-// ownNetNS is the agent's own network namespace: the node's, for an agent
-// on the host network.
-const ownNetNS = "/proc/self/ns/net"
+// KindSkLookup is the skLookup attach block: sk_lookup, on a network
+// namespace.
+const KindSkLookup Kind = "skLookup"
 
 // SkLookup attaches an sk_lookup program to a network namespace, where it
 // picks the socket each new connection or datagram is delivered to.
@@ -37,12 +46,7 @@ func (h *SkLookup) LoadKey() string                    { return "" }
 func (h *SkLookup) Supported() error                   { return nil }
 
 // path is the namespace file as the agent sees it.
-func (h *SkLookup) path(hostRoot string) string {
-	if h.NetNS == "" {
-		return ownNetNS
-	}
-	return hostPath(hostRoot, h.NetNS)
-}
+func (h *SkLookup) path(hostRoot string) string { return netnsPath(hostRoot, h.NetNS) }
 
 // Attach attaches with a bpf_link on the namespace (pinnable, updatable).
 func (h *SkLookup) Attach(prog *ebpf.Program, t Target) (link.Link, error) {

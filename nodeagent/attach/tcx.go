@@ -9,8 +9,23 @@ import (
 )
 
 func init() {
-	register(KindTCX, kindInfo{updatable: true, perInterface: true, pointPrefixes: []string{"tcx-ingress", "tcx-egress"}})
+	register(Def{Kind: KindTCX, Programs: []ProgramFit{AnyAttach(ebpf.SchedCLS)},
+		Updatable: true, PerInterface: true, PointPrefixes: []string{"tcx-ingress", "tcx-egress"},
+		Parse: func(name string, block []byte) (Hook, error) {
+			var b struct {
+				Interfaces interfaceBlock `json:"interfaces"`
+				Pods       *struct{}      `json:"pods"`
+				Direction  string         `json:"direction"`
+				Order      string         `json:"order"`
+			}
+			err := decode(block, &b)
+			return &TCX{Named: Named{name}, Interfaces: b.Interfaces.selector(), Egress: b.Direction == "egress",
+				First: b.Order == "first", Pods: Pods{InPods: b.Pods != nil}}, err
+		}})
 }
+
+// KindTCX is the tc attach block, attached with tcx.
+const KindTCX Kind = "tc"
 
 // TCX attaches a sched_cls program to network interfaces with tcx.
 type TCX struct {
@@ -63,4 +78,12 @@ func (h *TCX) Alive(l link.Link, t Target) bool {
 	}
 	x := info.TCX()
 	return x != nil && x.Ifindex != 0 && int(x.Ifindex) == t.Interface.Index
+}
+
+// policyName: tc/ingress or tc/egress.
+func (h *TCX) policyName() string {
+	if h.Egress {
+		return string(KindTCX) + "/egress"
+	}
+	return string(KindTCX) + "/ingress"
 }

@@ -6,8 +6,20 @@ import (
 )
 
 func init() {
-	register(KindTracepoint, kindInfo{pointPrefixes: []string{"tracepoint"}})
+	register(Def{Kind: KindTracepoint, Programs: []ProgramFit{AnyAttach(ebpf.TracePoint)},
+		PointPrefixes: []string{"tracepoint"},
+		Parse: func(name string, block []byte) (Hook, error) {
+			var b struct {
+				Group string `json:"group"`
+				Name  string `json:"name"`
+			}
+			err := decode(block, &b)
+			return &Tracepoint{Named: Named{name}, Group: b.Group, Tracepoint: b.Name}, err
+		}})
 }
+
+// KindTracepoint is the tracepoint attach block.
+const KindTracepoint Kind = "tracepoint"
 
 // Tracepoint attaches to a tracefs tracepoint (events/<group>/<name>).
 type Tracepoint struct {

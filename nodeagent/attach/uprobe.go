@@ -13,8 +13,30 @@ import (
 )
 
 func init() {
-	register(KindUprobe, kindInfo{pointPrefixes: []string{"uprobe", "uretprobe"}})
+	register(Def{Kind: KindUprobe, Programs: []ProgramFit{AnyAttach(ebpf.Kprobe)},
+		PointPrefixes: []string{"uprobe", "uretprobe"},
+		Parse: func(name string, block []byte) (Hook, error) {
+			var b struct {
+				Path       string `json:"path"`
+				Symbol     string `json:"symbol"`
+				Offset     *int64 `json:"offset"`
+				PID        *int32 `json:"pid"`
+				Return     bool   `json:"return"`
+				Containers *struct {
+					Names []string `json:"names"`
+				} `json:"containers"`
+			}
+			err := decode(block, &b)
+			h := &Uprobe{Named: Named{name}, Path: b.Path, Symbol: b.Symbol, Offset: b.Offset, PID: b.PID, Return: b.Return}
+			if b.Containers != nil {
+				h.Pods.InPods, h.Containers = true, b.Containers.Names
+			}
+			return h, err
+		}})
 }
+
+// KindUprobe is the uprobe attach block.
+const KindUprobe Kind = "uprobe"
 
 // Uprobe attaches a uprobe or uretprobe to a symbol (plus offset), or to an
 // address when no symbol is given, of a binary on the node.

@@ -8,8 +8,22 @@ import (
 )
 
 func init() {
-	register(KindXDP, kindInfo{updatable: true, perInterface: true, pointPrefixes: []string{"xdp", "xdp-generic"}})
+	register(Def{Kind: KindXDP, Programs: []ProgramFit{AnyAttach(ebpf.XDP)},
+		Updatable: true, PerInterface: true, PointPrefixes: []string{"xdp", "xdp-generic"},
+		Parse: func(name string, block []byte) (Hook, error) {
+			var b struct {
+				Interfaces interfaceBlock `json:"interfaces"`
+				Pods       *struct{}      `json:"pods"`
+				Mode       string         `json:"mode"`
+			}
+			err := decode(block, &b)
+			return &XDP{Named: Named{name}, Interfaces: b.Interfaces.selector(), Generic: b.Mode == "generic",
+				Pods: Pods{InPods: b.Pods != nil}}, err
+		}})
 }
+
+// KindXDP is the xdp attach block.
+const KindXDP Kind = "xdp"
 
 // XDP attaches to network interfaces, in driver (native) or generic mode.
 type XDP struct {

@@ -22,10 +22,10 @@ import (
 
 // newStreamer reads the event outputs of the programs that ask for it, and
 // writes them to opts.EventsOut tagged with the pods of this node.
-func newStreamer(opts Options, c client.Reader, dp *dataplane.Dataplane, bundles *cache.Cache, layout bpffs.Layout) *events.Streamer {
-	events.Register()
+func newStreamer(opts Options, c client.Reader, dp *dataplane.Dataplane, bundles *cache.Cache, layout bpffs.Layout, m *events.Metrics) *events.Streamer {
 	return &events.Streamer{
 		Node:    opts.NodeName,
+		Metrics: m,
 		Cgroups: &events.CgroupIndex{Root: attach.CgroupRoot()},
 		Out:     opts.EventsOut,
 		Log:     opts.Log.WithName("events"),

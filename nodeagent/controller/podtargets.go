@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/bpfleet/bpfleet/api/hooks"
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
@@ -76,7 +77,8 @@ func (r *Reconciler) resolvePods(ctx context.Context, desired []dataplane.Desire
 			if d.Pods == nil {
 				d.Pods = map[string][]attach.PodScope{}
 			}
-			needNetns := pa.XDP != nil || pa.TC != nil
+			// Per-interface kinds attach in the pod's network namespace.
+			needNetns := attach.PerInterface(attach.Kind(hooks.Kind(*pa)))
 			scopes := make([]attach.PodScope, 0, len(picked))
 			for _, pod := range picked {
 				if needNetns && pod.Spec.HostNetwork {

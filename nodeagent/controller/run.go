@@ -30,6 +30,7 @@ import (
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
+	"github.com/bpfleet/bpfleet/nodeagent/events"
 	"github.com/bpfleet/bpfleet/nodeagent/inventory"
 	"github.com/bpfleet/bpfleet/nodeagent/metrics"
 	"github.com/bpfleet/bpfleet/nodeagent/pods"
@@ -251,6 +252,11 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		return err
 	}
 	defer agentMetrics.Unregister()
+	eventMetrics := events.NewMetrics()
+	if err := eventMetrics.Register(opts.NodeName, nil); err != nil {
+		return err
+	}
+	defer eventMetrics.Unregister()
 
 	r := &Reconciler{
 		Client:    mgr.GetClient(),
@@ -275,7 +281,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("set up controller: %w", err)
 	}
-	streamer := newStreamer(opts, mgr.GetClient(), dp, bundleCache, layout)
+	streamer := newStreamer(opts, mgr.GetClient(), dp, bundleCache, layout, eventMetrics)
 	if err := mgr.Add(streamer); err != nil {
 		return fmt.Errorf("add event streamer: %w", err)
 	}

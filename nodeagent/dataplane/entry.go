@@ -167,13 +167,8 @@ func (d *Dataplane) applyEntry(e *entry, ds *Desired, net netState) {
 			// The desired code already runs: apply what needs no bundle
 			// (map entries, attach points of loaded programs), so a new
 			// rule takes effect even while the registry is down.
-			if err := d.writeEntries(e, ds.Spec.MapEntries, e.maps); err != nil {
-				e.loadFailure = withReason(v1alpha1.ReasonMapUpdateFailed, err)
-			}
-			e.spec, e.hooks, e.specApplied, e.digest = ds.Spec, ds.hooks, true, ds.Digest
-			d.reconcileLinks(e, ds.Spec, ds.hooks, net)
-			d.dropUnused(e)
-			d.ensurePins(e)
+			d.writeSpecEntries(e, ds)
+			d.followSpec(e, ds, net)
 		} else if e.specApplied {
 			d.reconcileLinks(e, e.spec, e.hooks, net)
 		}
@@ -193,15 +188,27 @@ func (d *Dataplane) applyEntry(e *entry, ds *Desired, net netState) {
 		}
 	} else {
 		d.loadMissing(e, ds)
-		if err := d.writeEntries(e, ds.Spec.MapEntries, e.maps); err != nil {
-			e.loadFailure = withReason(v1alpha1.ReasonMapUpdateFailed, err)
-		}
+		d.writeSpecEntries(e, ds)
 	}
+	d.followSpec(e, ds, net)
+	failpoint.Inject("after-pin")
+	d.writeRecord(e)
+	failpoint.Inject("after-record")
+}
+
+// writeSpecEntries writes ds's map entries into the running maps; a failure
+// is the entry's load failure.
+func (d *Dataplane) writeSpecEntries(e *entry, ds *Desired) {
+	if err := d.writeEntries(e, ds.Spec.MapEntries, e.maps); err != nil {
+		e.loadFailure = withReason(v1alpha1.ReasonMapUpdateFailed, err)
+	}
+}
+
+// followSpec makes ds the spec e's links follow, attaches and detaches to
+// match it, and pins what runs.
+func (d *Dataplane) followSpec(e *entry, ds *Desired, net netState) {
 	e.spec, e.hooks, e.specApplied, e.digest = ds.Spec, ds.hooks, true, ds.Digest
 	d.reconcileLinks(e, ds.Spec, ds.hooks, net)
 	d.dropUnused(e)
 	d.ensurePins(e)
-	failpoint.Inject("after-pin")
-	d.writeRecord(e)
-	failpoint.Inject("after-record")
 }

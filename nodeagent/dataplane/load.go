@@ -224,6 +224,11 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 				t.Hook, t.HostRoot = h, d.opts.HostRoot
 			}
 		}
+		if attach.Exclusive(t.Kind) {
+			// The point takes one program: free it, and on failure attach
+			// the old program again.
+			freeExclusive(d, e, a, t, &undo)
+		}
 		nl, err := d.attachTarget(t, np)
 		if err != nil {
 			rollback()
@@ -408,4 +413,26 @@ func (d *Dataplane) writeEntries(e *entry, spec []v1alpha1.MapEntry, maps map[st
 	}
 	e.written, e.entriesHash = entries, h
 	return nil
+}
+
+// freeExclusive detaches a's link so its point t can take the new program
+// (an exclusive kind), and adds to undo attaching the old program again.
+func freeExclusive(d *Dataplane, e *entry, a *attachment, t attach.Target, undo *[]func()) {
+	_ = a.link.Unpin()
+	_ = a.link.Close()
+	old := e.prog(t.Program)
+	*undo = append(*undo, func() {
+		if old == nil || t.Hook == nil {
+			return
+		}
+		l, err := d.attachTarget(t, old)
+		if err != nil {
+			d.log.Error(err, "attach the old program again", "point", t.Point)
+			return
+		}
+		a.link = l
+		if err := l.Pin(d.layout.Link(e.uid, t.Program, t.Point)); err != nil {
+			d.log.Error(err, "pin link", "point", t.Point)
+		}
+	})
 }

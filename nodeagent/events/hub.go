@@ -102,7 +102,7 @@ func (s *Streamer) End(sub *Subscription, unsent map[string]int) map[string]int 
 		lost[line.Output]++
 	}
 	for o, n := range lost {
-		EventsDropped.WithLabelValues(s.Node, sub.program, o, "slow-consumer").Add(float64(n))
+		s.metrics().dropped.WithLabelValues(sub.program, o, "slow-consumer").Add(float64(n))
 	}
 	return lost
 }

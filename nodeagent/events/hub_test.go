@@ -21,8 +21,8 @@ func podIdentity(ns, name string) identity {
 	return identity{inPod: true, pod: &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}}
 }
 
-func slowConsumerDrops(node, program, output string) float64 {
-	return testutil.ToFloat64(EventsDropped.WithLabelValues(node, program, output, "slow-consumer"))
+func slowConsumerDrops(s *Streamer, program, output string) float64 {
+	return testutil.ToFloat64(s.metrics().dropped.WithLabelValues(program, output, "slow-consumer"))
 }
 
 // TestSlowConsumer: a consumer that takes nothing keeps QueueLength lines,
@@ -47,7 +47,7 @@ func TestSlowConsumer(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := &Streamer{Node: "n"}
 			program := fmt.Sprintf("slow-%d", i)
-			before := slowConsumerDrops("n", program, "out")
+			before := slowConsumerDrops(s, program, "out")
 			sub := s.Subscribe(program, "", "", 0)
 			other := s.Subscribe(program+"-other", "", "", 0) // another program's consumer
 			read := 0
@@ -77,11 +77,11 @@ func TestSlowConsumer(t *testing.T) {
 			if lost["out"] != tt.wantLost {
 				t.Errorf("End says %v lost, want %d", lost, tt.wantLost)
 			}
-			if got := slowConsumerDrops("n", program, "out") - before; got != float64(tt.wantLost) {
+			if got := slowConsumerDrops(s, program, "out") - before; got != float64(tt.wantLost) {
 				t.Errorf("slow-consumer counter grew by %v, want %d", got, tt.wantLost)
 			}
 			s.hub.publish(program, "out", identity{}, []byte("after\n"))
-			if got := slowConsumerDrops("n", program, "out") - before; got != float64(tt.wantLost) {
+			if got := slowConsumerDrops(s, program, "out") - before; got != float64(tt.wantLost) {
 				t.Errorf("a line after End was counted: %v", got)
 			}
 			if lost := s.End(other, nil); lost != nil {
@@ -184,13 +184,14 @@ func TestKernelDrops(t *testing.T) {
 		}
 	}
 	r := &reader{program: "kd", output: "out", drops: format.DropCounter{Map: "stats", Index: 2}}
-	kernel := func() float64 { return testutil.ToFloat64(EventsDropped.WithLabelValues("n", "kd", "out", "kernel")) }
+	counters := NewMetrics()
+	kernel := func() float64 { return testutil.ToFloat64(counters.dropped.WithLabelValues("kd", "out", "kernel")) }
 	for _, step := range []struct {
 		perCPU uint64
 		want   float64
 	}{{0, 0}, {5, 5 * float64(cpus)}, {7, 7 * float64(cpus)}, {1, 8 * float64(cpus)}} {
 		set(step.perCPU)
-		if err := r.countKernelDrops("n", pin); err != nil {
+		if err := r.countKernelDrops(counters, pin); err != nil {
 			t.Fatal(err)
 		}
 		if got := kernel(); got != step.want {
@@ -198,7 +199,7 @@ func TestKernelDrops(t *testing.T) {
 		}
 	}
 	r.drops.Index = 7
-	if err := r.countKernelDrops("n", pin); err == nil {
+	if err := r.countKernelDrops(counters, pin); err == nil {
 		t.Error("a drop counter index the map lacks gave no error")
 	}
 }

@@ -32,25 +32,57 @@ const Schema = "bpfleet.io/events/v1"
 // DefaultRateLimit is the events per second per output when the spec says 0.
 const DefaultRateLimit = 1000
 
-// Metrics are the per-program event counters.
-var (
-	EventsRead = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "bpfleet_events_read_total", Help: "Event records read from programs' outputs.",
-	}, []string{"node", "bpfprogram", "output"})
-	EventsDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "bpfleet_events_dropped_total", Help: "Event records lost: by the kernel (output full, as the program counts them), or by the agent (over the rate limit, undecodable, or not taken by a slow stream consumer).",
-	}, []string{"node", "bpfprogram", "output", "reason"})
-	EventBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "bpfleet_events_bytes_total", Help: "Bytes of event records read.",
-	}, []string{"node", "bpfprogram", "output"})
-)
+// Metrics are one agent's per-program event counters. Each agent
+// registers its own under its node label, so several agents in one process
+// need no bookkeeping.
+type Metrics struct {
+	read, dropped, bytes *prometheus.CounterVec
+	reg                  prometheus.Registerer
+}
 
-var registerOnce sync.Once
+// NewMetrics returns counters registered nowhere yet.
+func NewMetrics() *Metrics {
+	return &Metrics{
+		read: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bpfleet_events_read_total", Help: "Event records read from programs' outputs.",
+		}, []string{"bpfprogram", "output"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bpfleet_events_dropped_total", Help: "Event records lost: by the kernel (output full, as the program counts them), or by the agent (over the rate limit, undecodable, or not taken by a slow stream consumer).",
+		}, []string{"bpfprogram", "output", "reason"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bpfleet_events_bytes_total", Help: "Bytes of event records read.",
+		}, []string{"bpfprogram", "output"}),
+	}
+}
 
-// Register adds the event counters to controller-runtime's registry (the
-// agent's /metrics), once per process.
-func Register() {
-	registerOnce.Do(func() { crmetrics.Registry.MustRegister(EventsRead, EventsDropped, EventBytes) })
+// Register exports the counters on reg (controller-runtime's registry, the
+// agent's /metrics, when nil) under the label node=<node>. Call it once.
+func (m *Metrics) Register(node string, reg prometheus.Registerer) error {
+	if reg == nil {
+		reg = crmetrics.Registry
+	}
+	m.reg = prometheus.WrapRegistererWith(prometheus.Labels{"node": node}, reg)
+	cs := []prometheus.Collector{m.read, m.dropped, m.bytes}
+	for i, c := range cs {
+		if err := m.reg.Register(c); err != nil {
+			for _, done := range cs[:i] {
+				m.reg.Unregister(done)
+			}
+			m.reg = nil
+			return fmt.Errorf("register event metrics of node %s: %w", node, err)
+		}
+	}
+	return nil
+}
+
+// Unregister removes the counters from the registry they were registered on.
+func (m *Metrics) Unregister() {
+	if m == nil || m.reg == nil {
+		return
+	}
+	for _, c := range []prometheus.Collector{m.read, m.dropped, m.bytes} {
+		m.reg.Unregister(c)
+	}
 }
 
 // Source is what the Streamer needs of the agent.
@@ -83,11 +115,15 @@ type Streamer struct {
 	// a record's pid when the cgroup v2 hierarchy holds no containers;
 	// empty means /proc.
 	ProcRoot string
+	// Metrics counts events read and lost; nil: counters registered
+	// nowhere.
+	Metrics *Metrics
 
-	stdout     chan stdoutLine // lines for Out, written by one goroutine
-	stdoutOnce sync.Once
-	readers    map[readerKey]*reader
-	hub        hub
+	stdout      chan stdoutLine // lines for Out, written by one goroutine
+	stdoutOnce  sync.Once
+	metricsOnce sync.Once
+	readers     map[readerKey]*reader
+	hub         hub
 	// outputsOf remembers each digest's outputs: a digest's manifest never
 	// changes, and Sync runs every second.
 	outputsOf map[string][]format.Output
@@ -227,7 +263,7 @@ func (s *Streamer) Sync(ctx context.Context) error {
 	programs := map[string]bool{}
 	for k, r := range s.readers {
 		programs[r.program] = true
-		if err := r.countKernelDrops(s.Node, s.Source.MapPin(k.uid, r.drops.Map)); err != nil {
+		if err := r.countKernelDrops(s.metrics(), s.Source.MapPin(k.uid, r.drops.Map)); err != nil {
 			errs = append(errs, fmt.Errorf("read kernel drops of %s/%s: %w", r.program, k.output, err))
 		}
 	}
@@ -310,7 +346,7 @@ type reader struct {
 
 // countKernelDrops adds the growth of the output's kernel drop counter
 // (pinned at pin) to bpfleet_events_dropped_total{reason="kernel"}.
-func (r *reader) countKernelDrops(node, pin string) error {
+func (r *reader) countKernelDrops(m *Metrics, pin string) error {
 	if r.drops == (format.DropCounter{}) {
 		return nil
 	}
@@ -327,7 +363,7 @@ func (r *reader) countKernelDrops(node, pin string) error {
 		if n < r.counted { // the map was made again: a new count
 			r.counted = 0
 		}
-		EventsDropped.WithLabelValues(node, r.program, r.output, "kernel").Add(float64(n - r.counted))
+		m.dropped.WithLabelValues(r.program, r.output, "kernel").Add(float64(n - r.counted))
 		r.counted = n
 		return nil
 	}
@@ -408,11 +444,12 @@ type writer struct {
 }
 
 func (w *writer) loop(ctx context.Context, rd recordSource) {
-	read := EventsRead.WithLabelValues(w.s.Node, w.program, w.output)
-	bytesRead := EventBytes.WithLabelValues(w.s.Node, w.program, w.output)
-	overLimit := EventsDropped.WithLabelValues(w.s.Node, w.program, w.output, "rate-limit")
-	undecodable := EventsDropped.WithLabelValues(w.s.Node, w.program, w.output, "undecodable")
-	kernel := EventsDropped.WithLabelValues(w.s.Node, w.program, w.output, "kernel")
+	m := w.s.metrics()
+	read := m.read.WithLabelValues(w.program, w.output)
+	bytesRead := m.bytes.WithLabelValues(w.program, w.output)
+	overLimit := m.dropped.WithLabelValues(w.program, w.output, "rate-limit")
+	undecodable := m.dropped.WithLabelValues(w.program, w.output, "undecodable")
+	kernel := m.dropped.WithLabelValues(w.program, w.output, "kernel")
 	for {
 		raw, lost, err := rd.next()
 		if err != nil {
@@ -465,7 +502,7 @@ func (s *Streamer) toStdout(program string, l Line) {
 	select {
 	case s.stdout <- stdoutLine{program, l}:
 	default:
-		EventsDropped.WithLabelValues(s.Node, program, l.Output, "stdout").Inc()
+		s.metrics().dropped.WithLabelValues(program, l.Output, "stdout").Inc()
 	}
 }
 
@@ -611,4 +648,15 @@ func (b *bucket) take(now time.Time) bool {
 	}
 	b.tokens--
 	return true
+}
+
+// metrics returns s.Metrics, made (registered nowhere) on first use when
+// nil.
+func (s *Streamer) metrics() *Metrics {
+	s.metricsOnce.Do(func() {
+		if s.Metrics == nil {
+			s.Metrics = NewMetrics()
+		}
+	})
+	return s.Metrics
 }

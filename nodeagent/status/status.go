@@ -12,33 +12,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/bundles/format"
 )
 
-// typeNames are bpftool's names of program types.
-var typeNames = map[ebpf.ProgramType]string{
-	ebpf.SocketFilter:          "socket_filter",
-	ebpf.Kprobe:                "kprobe",
-	ebpf.SchedCLS:              "sched_cls",
-	ebpf.SchedACT:              "sched_act",
-	ebpf.TracePoint:            "tracepoint",
-	ebpf.XDP:                   "xdp",
-	ebpf.PerfEvent:             "perf_event",
-	ebpf.CGroupSKB:             "cgroup_skb",
-	ebpf.CGroupSock:            "cgroup_sock",
-	ebpf.SockOps:               "sock_ops",
-	ebpf.CGroupDevice:          "cgroup_device",
-	ebpf.RawTracepoint:         "raw_tracepoint",
-	ebpf.CGroupSockAddr:        "cgroup_sock_addr",
-	ebpf.CGroupSysctl:          "cgroup_sysctl",
-	ebpf.RawTracepointWritable: "raw_tracepoint_writable",
-	ebpf.CGroupSockopt:         "cgroup_sockopt",
-	ebpf.Tracing:               "tracing",
-	ebpf.LSM:                   "lsm",
-}
-
-// TypeName is bpftool's name of a program type.
+// TypeName is bpftool's name of a program type: the kernel's
+// BPF_PROG_TYPE_* suffix in lower case, as bundle manifests name it too.
 func TypeName(t ebpf.ProgramType) string {
-	if n, ok := typeNames[t]; ok {
+	if n, err := format.ProgramTypeName(t); err == nil {
 		return n
 	}
 	return fmt.Sprintf("type_%d", uint32(t))

@@ -7,6 +7,7 @@
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include "bpfleet_counters.h"
 
 /* Local port to steer, host byte order; 0 steers nothing. */
 volatile const __u16 steer_port = 0;
@@ -25,19 +26,7 @@ enum counter {
 	COUNTER_MAX,
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, COUNTER_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} lookup_counts SEC(".maps");
-
-static __always_inline void count(__u32 which)
-{
-	__u64 *c = bpf_map_lookup_elem(&lookup_counts, &which);
-	if (c)
-		__sync_fetch_and_add(c, 1);
-}
+BPFLEET_COUNTERS(lookup_counts, COUNTER_MAX);
 
 SEC("sk_lookup")
 int sk_lookup_steer(struct bpf_sk_lookup *ctx)
@@ -46,7 +35,7 @@ int sk_lookup_steer(struct bpf_sk_lookup *ctx)
 	struct bpf_sock *sk;
 	long err;
 
-	count(LOOKUPS);
+	bpfleet_count(&lookup_counts, LOOKUPS);
 	if (steer_port == 0 || ctx->local_port != steer_port)
 		return SK_PASS;
 	sk = bpf_map_lookup_elem(&steer_target, &zero);
@@ -55,7 +44,7 @@ int sk_lookup_steer(struct bpf_sk_lookup *ctx)
 	err = bpf_sk_assign(ctx, sk, 0);
 	bpf_sk_release(sk);
 	if (err == 0)
-		count(STEERED);
+		bpfleet_count(&lookup_counts, STEERED);
 	return SK_PASS;
 }
 

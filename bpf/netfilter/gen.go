@@ -1,0 +1,3 @@
+package netfilter
+
+//go:generate go tool bpf2go -tags linux -cc clang -cflags "-O2 -g -Wall -Werror -I../include" -target bpfel netfilter ../src/netfilter/netfilter.c
