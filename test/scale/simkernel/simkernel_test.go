@@ -27,6 +27,7 @@ func (b bundle) Program(name string) (*format.Program, bool) {
 	}
 	return &format.Program{Name: name}, true
 }
+func (b bundle) Map(string) (*format.Map, bool) { return nil, false }
 
 func desired(digest string, hold error) dataplane.Desired {
 	d := dataplane.Desired{
