@@ -37,7 +37,7 @@ func TestNodeStateUpdateWakesOnlyTheProgramsWhoseRowsChanged(t *testing.T) {
 		{"a program added", state("6.18", base[:2]...), state("6.18", base...), "[c]"},
 		{"a program removed", state("6.18", base...), state("6.18", base[1:]...), "[a]"},
 		{"new digest of one", state("6.18", base...), state("6.18", with(1, func(e *v1alpha1.ProgramState) { e.Digest = "sha256:2" })...), "[b]"},
-		{"run-time statistics only", state("6.18", base...), stats, "[]"},
+		{"run-time statistics of one", state("6.18", base...), stats, "[a]"},
 		{"nothing", state("6.18", base...), state("6.18", base...), "[]"},
 		{"new kernel: every program's compatibility", state("6.18", base...), state("6.19", base...), "[a a b b c c]"},
 	}
