@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -41,7 +43,8 @@ func TestManyPrograms(t *testing.T) {
 	m := &meter{t: t, f: f, pids: pids, rep: rep}
 	timeout := 2*time.Minute + time.Duration(n)*200*time.Millisecond
 
-	m.phase("start agents", func() time.Duration {
+	heap0, gor0 := heapInUse(), runtime.NumGoroutine()
+	start := m.phase("start agents", func() time.Duration {
 		start := time.Now()
 		f.startAgents(t)
 		return waitFor(t, start, timeout, func() string { return "agents reporting" }, func() bool {
@@ -50,8 +53,16 @@ func TestManyPrograms(t *testing.T) {
 			}) == n
 		}, 10*time.Millisecond)
 	})
+	heap1, gor1 := heapInUse(), runtime.NumGoroutine()
+	if c, err := scrape(ctx, f.adminCfg); err == nil {
+		rep.add("per node", "open watches per node (apiserver_longrunning_requests, WATCH)", fmt.Sprintf("%.2f", c.Watches/float64(n)), "", "")
+	}
+	rep.add("per node", "Go heap / goroutines per simulated node after start (manager, informers, reconciler, simulator)",
+		fmt.Sprintf("%.0f KiB / %.1f", float64(heap1-heap0)/float64(n)/1024, float64(gor1-gor0)/float64(n)), "", "")
+	rep.add("per node", "kube-apiserver / etcd CPU per node to start the agents (first list, watches, first report)",
+		fmt.Sprintf("%.1f ms / %.1f ms", float64(start.cpu["kube-apiserver"].Milliseconds())/float64(n), float64(start.cpu["etcd"].Milliseconds())/float64(n)), "", "")
 	d1 := f.digests["v1"]
-	m.phase("apply one BpfProgram to every node", func() time.Duration {
+	apply := m.phase("apply one BpfProgram to every node", func() time.Duration {
 		start := time.Now()
 		if err := f.admin.Create(ctx, newProgram("steady-000", f.repo+":v1", v1alpha1.RolloutSpec{})); err != nil {
 			t.Fatalf("create BpfProgram: %v", err)
@@ -61,6 +72,15 @@ func TestManyPrograms(t *testing.T) {
 			return f.watch.nodesWhere(attachedAt("steady-000", d1)) == n && p != nil && ready(p) && p.Status.Nodes.Attached == int32(n)
 		}, 10*time.Millisecond)
 	})
+	var applyEvents float64
+	for _, v := range apply.api.WatchEvents {
+		applyEvents += v
+	}
+	rep.add("apply", "apply one BpfProgram → every node Attached and the program Ready", fmtDur(apply.wall), "< 30 s at 5,000 nodes", goalMet5k(n, apply.wall < 30*time.Second))
+	rep.add("apply", "BpfNodeState writes per node (stored) / BpfProgram writes", fmt.Sprintf("%.2f / %.0f",
+		apply.api.acceptedWrites(nodeStateOnly)/float64(n), apply.api.writes(func(r string) bool { return r == "bpfprograms" })), "", "")
+	rep.add("apply", "watch events sent (per node) / kube-apiserver CPU per node", fmt.Sprintf("%.0f (%.1f) / %.1f ms", applyEvents, applyEvents/float64(n),
+		float64(apply.cpu["kube-apiserver"].Milliseconds())/float64(n)), "", "")
 	m.settle(2 * time.Minute)
 
 	var progress string
@@ -131,15 +151,26 @@ func TestManyPrograms(t *testing.T) {
 	rep.add(scenario, "watch events sent by resource", describeEvents(add.api.WatchEvents), "", "")
 	rep.add(scenario, "BpfNodeState writes per node: stored / requests (429 among them)",
 		fmt.Sprintf("%.2f / %.2f (%.2f)", add.api.acceptedWrites(nodeStateOnly)/float64(n), add.api.writes(nodeStateOnly)/float64(n), add.api.Throttled/float64(n)), "", "")
+	rep.add(scenario, "etcd time per stored BpfNodeState write (mean of etcd_request_duration_seconds, update)",
+		fmt.Sprintf("%s over %.0f updates", fmtDur(add.api.etcdUpdateMean()), add.api.NodeStateEtcdUpdates), "", "")
 	rep.add(scenario, "BpfProgram writes per program (spec, metadata and status)",
 		fmt.Sprintf("%.2f", add.api.writes(func(r string) bool { return r == "bpfprograms" })/float64(total-1)), "", "")
 	rep.add(scenario, "kube-apiserver / etcd / test process CPU while adding", fmt.Sprintf("%s / %s / %s",
 		fmtDur(add.cpu["kube-apiserver"]), fmtDur(add.cpu["etcd"]), fmtDur(add.cpu["test process"])), "", "")
-	if s, err := procstat.Read(pids["kube-apiserver"]); err == nil {
-		rep.add("process", "kube-apiserver RSS at the end (peak)", fmt.Sprintf("%d MiB (%d MiB)", s.RSSKiB/1024, s.HWMKiB/1024), "", "")
+	for name, pid := range map[string]int{"kube-apiserver": pids["kube-apiserver"], "etcd": pids["etcd"], "test process": os.Getpid()} {
+		if s, err := procstat.Read(pid); err == nil {
+			rep.add("process", name+" RSS at the end (peak)", fmt.Sprintf("%d MiB (%d MiB)", s.RSSKiB/1024, s.HWMKiB/1024), "", "")
+		}
 	}
 	t.Logf("many programs: %d nodes × %d programs converged in %s; %.0f watch events (%s); one BpfNodeState %d bytes",
 		n, total, fmtDur(add.wall), events, describeEvents(add.api.WatchEvents), stateBytes)
+}
+
+func goalMet5k(n int, ok bool) string {
+	if n < 5000 {
+		return "n/a (" + fmt.Sprint(n) + " nodes)"
+	}
+	return yesNo(ok)
 }
 
 func describeEvents(byResource map[string]float64) string {
