@@ -144,7 +144,7 @@ func TestManyPrograms(t *testing.T) {
 		wall = progress
 	}
 	rep.add(scenario, fmt.Sprintf("adding %d programs until every node runs %d and every program is Ready", total-1, total), wall,
-		"< 60 s at 1,000 nodes × 100", goalMet(n, progress == "" && add.wall < time.Minute))
+		"< 60 s at 1,000 nodes × 100", goalMet100(n, total, progress == "" && add.wall < time.Minute))
 	rep.add(scenario, fmt.Sprintf("one BpfNodeState with %d programs (JSON, status only)", total), fmt.Sprintf("%.1f KiB (%.1f KiB)", float64(stateBytes)/1024, float64(statusBytes)/1024),
 		"< 16 KiB at 100", yesNo(total < 100 || stateBytes < 16<<10))
 	rep.add(scenario, "watch events sent while adding (all resources)", fmt.Sprintf("%.0f (%.1f per node)", events, events/float64(n)), "", "")
@@ -164,6 +164,13 @@ func TestManyPrograms(t *testing.T) {
 	}
 	t.Logf("many programs: %d nodes × %d programs converged in %s; %.0f watch events (%s); one BpfNodeState %d bytes",
 		n, total, fmtDur(add.wall), events, describeEvents(add.api.WatchEvents), stateBytes)
+}
+
+func goalMet100(n, programs int, ok bool) string {
+	if programs < 100 {
+		return "n/a (" + fmt.Sprint(programs) + " programs)"
+	}
+	return goalMet(n, ok)
 }
 
 func goalMet5k(n int, ok bool) string {
