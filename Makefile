@@ -133,6 +133,10 @@ bench: tools ## Run every benchmark (root) and rewrite the generated table in BE
 bench-scale: tools ## 1,000 simulated agents against a real apiserver; report in bin/scale.md.
 	$(GO) test -count=1 -timeout 60m -run TestFleet -v ./test/scale -args -scale.nodes=1000 -scale.programs=10 -scale.idle=1m -scale.report=$(BIN)/scale.md
 
+.PHONY: bench-many
+bench-many: tools ## Issue 21 item 2: 1,000 simulated agents running 1 BpfProgram get 99 more; report in bin/many.md.
+	$(GO) test -count=1 -timeout 60m -run TestManyPrograms -v ./test/scale -args -scale.many -scale.nodes=$(or $(SCALE_NODES),1000) -scale.programs=100 -scale.report=$(BIN)/many.md
+
 .PHONY: images
 images: ## Build the operator and agent OCI images (linux/amd64+arm64, no Docker) into bin/images; REGISTRY=host/prefix also pushes them.
 	$(GO) run ./test/tools/images -o $(BIN)/images $(if $(VERSION),-version $(VERSION)) $(if $(REGISTRY),-push $(REGISTRY))

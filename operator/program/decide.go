@@ -9,6 +9,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -639,4 +641,36 @@ func Compatible(a v1alpha1.ProgramAttachment, p *format.Program) bool {
 		}
 	}
 	return hooks.Fits(a, t, at)
+}
+
+// ProgressOnly tells whether status after differs from before in progress
+// only: node counts and their summary, kernel compatibility counts,
+// rollout.updatedNodes and rollout.failedNodes, and the messages of
+// conditions whose status, reason and observed generation stay. No agent
+// reads any of these; what decides what a node runs (the digests, the wave
+// and its start, a halt, paused kernels) and every condition transition is
+// more than progress.
+func ProgressOnly(before, after v1alpha1.BpfProgramStatus) bool {
+	if equality.Semantic.DeepEqual(before, after) {
+		return false
+	}
+	if len(before.Conditions) != len(after.Conditions) {
+		return false
+	}
+	for _, c := range after.Conditions {
+		old := meta.FindStatusCondition(before.Conditions, c.Type)
+		if old == nil || old.Status != c.Status || old.Reason != c.Reason || old.ObservedGeneration != c.ObservedGeneration {
+			return false
+		}
+	}
+	strip := func(s v1alpha1.BpfProgramStatus) v1alpha1.BpfProgramStatus {
+		s.Nodes, s.Kernels, s.Conditions = v1alpha1.NodeCounts{}, nil, nil
+		if s.Rollout != nil {
+			r := *s.Rollout
+			r.UpdatedNodes, r.FailedNodes = 0, nil
+			s.Rollout = &r
+		}
+		return s
+	}
+	return equality.Semantic.DeepEqual(strip(before), strip(after))
 }

@@ -30,19 +30,6 @@ const DefaultCleanupTimeout = 10 * time.Minute
 // (programs that no longer exist are collected at start), or
 // `bpfleet-agent --cleanup` does on an uninstalled node.
 
-// ensureFinalizer adds the node-cleanup finalizer to a live program.
-func (r *Reconciler) ensureFinalizer(ctx context.Context, p *v1alpha1.BpfProgram) error {
-	if controllerutil.ContainsFinalizer(p, v1alpha1.FinalizerNodeCleanup) {
-		return nil
-	}
-	before := p.DeepCopy()
-	controllerutil.AddFinalizer(p, v1alpha1.FinalizerNodeCleanup)
-	if err := r.Client.Patch(ctx, p, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("add finalizer: %w", err)
-	}
-	return nil
-}
-
 // finalize releases a deleted program's finalizer by the deletion rule, or
 // says when to look again.
 func (r *Reconciler) finalize(ctx context.Context, p *v1alpha1.BpfProgram) (ctrl.Result, error) {

@@ -24,6 +24,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/bpfleet/bpfleet/api/hooks"
@@ -78,7 +79,20 @@ type Reconciler struct {
 	// that still report it (see finalizer.go); zero means
 	// DefaultCleanupTimeout.
 	CleanupTimeout time.Duration
+	// ProgressInterval is the shortest time between two status patches of
+	// one BpfProgram whose only change is progress: node counts, kernel
+	// compatibility counts, rollout.updatedNodes and failedNodes, and the
+	// messages of conditions whose status and reason stay. Every status
+	// patch reaches every agent's BpfProgram watch, and agents read none of
+	// these fields; a change of what nodes run (target, stable, wave, halt,
+	// paused kernels) or of a condition's status or reason (Ready when the
+	// last node attached, Degraded on a failure) is written at once. Zero
+	// means DefaultProgressInterval, negative none.
+	ProgressInterval time.Duration
 }
+
+// DefaultProgressInterval is the default Reconciler.ProgressInterval.
+const DefaultProgressInterval = 5 * time.Second
 
 // DefaultNodeStateDelay is the default Reconciler.NodeStateDelay.
 const DefaultNodeStateDelay = 500 * time.Millisecond
@@ -107,6 +121,15 @@ type scope struct {
 	nodes   []NodeView
 	listed  bool
 	requeue time.Duration
+	// holdStatus tells that the status changed in progress only, too soon
+	// after the last status write: the patch waits for requeue.
+	holdStatus bool
+	// addFinalizer tells that the node-cleanup finalizer is missing: it is
+	// added with the reconcile's metadata patch, before any status patch
+	// lets agents run the program, so that a new program costs one
+	// metadata write (finalizer and VerifiedForAnnotation) rather than two,
+	// each of which reaches every agent's watch.
+	addFinalizer bool
 }
 
 // Reconcile moves one BpfProgram towards its spec.
@@ -119,11 +142,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		// Agents detach a deleted program; the finalizer waits for them.
 		return r.finalize(ctx, p)
 	}
-	if err := r.ensureFinalizer(ctx, p); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
 	before := p.DeepCopy()
-	s := &scope{program: p}
+	s := &scope{program: p, addFinalizer: !controllerutil.ContainsFinalizer(p, v1alpha1.FinalizerNodeCleanup)}
 	defer func() {
 		if err := r.patch(ctx, before, s); err != nil {
 			retErr = errors.Join(retErr, err)
@@ -153,7 +173,42 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 	if permanent != nil {
 		return ctrl.Result{}, permanent
 	}
+	if wait := r.progressWait(before, p); wait > 0 {
+		s.holdStatus = true
+		if s.requeue == 0 || wait < s.requeue {
+			s.requeue = wait
+		}
+	}
 	return ctrl.Result{RequeueAfter: s.requeue}, nil
+}
+
+// progressWait returns how long the status patch of p waits: zero when the
+// change is more than progress (see ProgressInterval) or the last status
+// write is ProgressInterval old. The last write's time is the object's own:
+// the newest managedFields entry of the status subresource, since the
+// operator is the only writer of a BpfProgram's status.
+func (r *Reconciler) progressWait(before, p *v1alpha1.BpfProgram) time.Duration {
+	interval := r.ProgressInterval
+	if interval == 0 {
+		interval = DefaultProgressInterval
+	}
+	if interval < 0 || !ProgressOnly(before.Status, p.Status) {
+		return 0
+	}
+	var last time.Time
+	for _, f := range p.ManagedFields {
+		if f.Subresource == "status" && f.Time != nil && f.Time.After(last) {
+			last = f.Time.Time
+		}
+	}
+	if last.IsZero() {
+		return 0
+	}
+	// managedFields times are the API server's, to the second: compare
+	// with the wall clock (not r.Clock, which tests move), and never wait
+	// longer than one interval and that second, whatever the clocks' skew.
+	wait := time.Until(last.Add(interval + time.Second))
+	return min(max(wait, 0), interval+time.Second)
 }
 
 func (r *Reconciler) now() time.Time {
@@ -163,18 +218,37 @@ func (r *Reconciler) now() time.Time {
 	return r.Clock.Now()
 }
 
-// patch writes status once, only when it changed, then the metadata the
-// reconcile consumed or recorded (resolve annotation, VerifiedForAnnotation).
+// patch writes the metadata the reconcile added, consumed or recorded
+// (finalizer, resolve annotation, VerifiedForAnnotation) in one patch, then
+// status once, only when it changed and is not held (ProgressInterval).
+// The finalizer goes first: no agent runs a program before its status
+// names a digest, so no node runs one whose deletion would not wait.
 func (r *Reconciler) patch(ctx context.Context, before *v1alpha1.BpfProgram, s *scope) error {
 	p := s.program
-	if !equality.Semantic.DeepEqual(before.Status, p.Status) {
+	if err := r.patchMetadata(ctx, s); err != nil {
+		return err
+	}
+	if !s.holdStatus && !equality.Semantic.DeepEqual(before.Status, p.Status) {
 		if err := r.Client.Status().Patch(ctx, p, client.MergeFrom(before)); err != nil {
 			// Deleted meanwhile: nothing left to describe.
 			return client.IgnoreNotFound(fmt.Errorf("patch status: %w", err))
 		}
 	}
+	return nil
+}
+
+func (r *Reconciler) patchMetadata(ctx context.Context, s *scope) error {
+	p := s.program
 	meta := p.DeepCopy()
 	changed := false
+	var opts []client.MergeFromOption
+	if s.addFinalizer {
+		controllerutil.AddFinalizer(meta, v1alpha1.FinalizerNodeCleanup)
+		// The finalizer list is replaced whole: fail on a concurrent edit
+		// rather than drop someone else's finalizer.
+		opts = append(opts, client.MergeFromWithOptimisticLock{})
+		changed = true
+	}
 	if _, ok := meta.Annotations[v1alpha1.ResolveAnnotation]; ok && s.resolved {
 		delete(meta.Annotations, v1alpha1.ResolveAnnotation)
 		changed = true
@@ -189,8 +263,8 @@ func (r *Reconciler) patch(ctx context.Context, before *v1alpha1.BpfProgram, s *
 	if !changed {
 		return nil
 	}
-	if err := r.Client.Patch(ctx, meta, client.MergeFrom(p)); err != nil {
-		return client.IgnoreNotFound(fmt.Errorf("patch annotations: %w", err))
+	if err := r.Client.Patch(ctx, meta, client.MergeFromWithOptions(p, opts...)); err != nil {
+		return client.IgnoreNotFound(fmt.Errorf("patch finalizer and annotations: %w", err))
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -101,7 +102,23 @@ func (r *Reconciler) nodeStateHandler() handler.EventHandler {
 			enqueue(ctx, q, e.Object)
 		},
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			enqueue(ctx, q, e.ObjectOld, e.ObjectNew)
+			old, okOld := e.ObjectOld.(*v1alpha1.BpfNodeState)
+			cur, okNew := e.ObjectNew.(*v1alpha1.BpfNodeState)
+			if !okOld || !okNew {
+				enqueue(ctx, q, e.ObjectOld, e.ObjectNew)
+				return
+			}
+			seen := map[reconcile.Request]bool{}
+			for _, req := range changedNodeStatePrograms(old, cur) {
+				if !seen[req] {
+					seen[req] = true
+					if delay > 0 {
+						q.AddAfter(req, delay)
+					} else {
+						q.Add(req)
+					}
+				}
+			}
 		},
 		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			enqueue(ctx, q, e.Object)
@@ -115,6 +132,50 @@ func (r *Reconciler) nodeStatePrograms(_ context.Context, obj client.Object) []r
 	if !ok {
 		return nil
 	}
+	return programsOf(s)
+}
+
+// changedNodeStatePrograms maps an update of a BpfNodeState to the
+// BpfPrograms whose rows in it changed (added, removed or edited). With a
+// hundred programs on a node, a write that moves one of them wakes that one
+// rather than all hundred, so the operator does one program's work per
+// node write instead of P (P × N per fleet-wide round). A change outside
+// the rows (kernel, conditions, the node's summary) may change how every
+// program it runs is counted (kernel compatibility, readiness), so it maps
+// to all of them, before and after.
+func changedNodeStatePrograms(old, cur *v1alpha1.BpfNodeState) []reconcile.Request {
+	oldRest, curRest := old.Status, cur.Status
+	oldRest.Programs, curRest.Programs = nil, nil
+	oldRest.Summary, curRest.Summary = v1alpha1.NodeSummary{}, v1alpha1.NodeSummary{}
+	oldRest.StatsAt, curRest.StatsAt = nil, nil
+	if !equality.Semantic.DeepEqual(oldRest, curRest) || !equality.Semantic.DeepEqual(old.Labels, cur.Labels) {
+		return append(programsOf(old), programsOf(cur)...)
+	}
+	rows := func(s *v1alpha1.BpfNodeState) map[string][]v1alpha1.ProgramState {
+		out := map[string][]v1alpha1.ProgramState{}
+		for _, e := range s.Status.Programs {
+			// Run-time statistics change no count, but a program whose
+			// statistics moved is reconciled as before (it writes nothing).
+			out[e.BpfProgram] = append(out[e.BpfProgram], e)
+		}
+		return out
+	}
+	before, after := rows(old), rows(cur)
+	var reqs []reconcile.Request
+	for name, a := range after {
+		if b, ok := before[name]; !ok || !equality.Semantic.DeepEqual(a, b) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: name}})
+		}
+	}
+	for name := range before {
+		if _, ok := after[name]; !ok {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: name}})
+		}
+	}
+	return reqs
+}
+
+func programsOf(s *v1alpha1.BpfNodeState) []reconcile.Request {
 	var reqs []reconcile.Request
 	seen := map[string]bool{}
 	for _, e := range s.Status.Programs {

@@ -24,6 +24,8 @@ var (
 	flagResync   = flag.Duration("scale.resync", 0, "agents' resync interval; 0 means 30s (the agent's default), or 5s when -scale.idle is under a minute so that the idle period sees resyncs")
 	flagLoad     = flag.Duration("scale.load", 5*time.Millisecond, "simulated load latency per program")
 	flagAttach   = flag.Duration("scale.attach", time.Millisecond, "simulated attach latency per program")
+	flagMany     = flag.Bool("scale.many", false, "run TestManyPrograms (issue 21 item 2: add -scale.programs-1 programs to nodes running one)")
+	flagLimit    = flag.Duration("scale.limit", 10*time.Minute, "how long TestManyPrograms waits for convergence before it reports what it reached")
 	flagReport   = flag.String("scale.report", "", "write the Markdown report here (relative paths are relative to the repository root)")
 )
 

@@ -46,6 +46,19 @@ type apiCounts struct {
 	Conflicts, Throttled, Timeouts float64
 	// Watches is apiserver_longrunning_requests{verb="WATCH"} now: open watches.
 	Watches float64
+	// NodeStateEtcdUpdates and NodeStateEtcdSeconds are the count and sum
+	// of etcd_request_duration_seconds{operation="update",
+	// resource="bpfnodestates"}: how long the API server waited on etcd to
+	// store BpfNodeState writes.
+	NodeStateEtcdUpdates, NodeStateEtcdSeconds float64
+}
+
+// etcdUpdateMean is the mean time etcd took per stored BpfNodeState write.
+func (c apiCounts) etcdUpdateMean() time.Duration {
+	if c.NodeStateEtcdUpdates == 0 {
+		return 0
+	}
+	return time.Duration(c.NodeStateEtcdSeconds / c.NodeStateEtcdUpdates * float64(time.Second))
 }
 
 // scrape reads the API server's /metrics through cfg.
@@ -96,6 +109,14 @@ func parseCounts(raw []byte) (apiCounts, error) {
 			}
 		}
 	}
+	if f := fams["etcd_request_duration_seconds"]; f != nil {
+		for _, m := range f.GetMetric() {
+			if l := labels(m.GetLabel()); l["operation"] == "update" && l["resource"] == "bpfnodestates" {
+				c.NodeStateEtcdUpdates += float64(m.GetHistogram().GetSampleCount())
+				c.NodeStateEtcdSeconds += m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
 	if f := fams["apiserver_watch_events_total"]; f != nil {
 		for _, m := range f.GetMetric() {
 			l := labels(m.GetLabel())
@@ -119,7 +140,8 @@ func labels[T interface {
 // sub returns c − before.
 func (c apiCounts) sub(before apiCounts) apiCounts {
 	d := apiCounts{Requests: map[reqKey]float64{}, Refused: map[reqKey]float64{}, WatchEvents: map[string]float64{}, Conflicts: c.Conflicts - before.Conflicts,
-		Throttled: c.Throttled - before.Throttled, Timeouts: c.Timeouts - before.Timeouts, Watches: c.Watches}
+		Throttled: c.Throttled - before.Throttled, Timeouts: c.Timeouts - before.Timeouts, Watches: c.Watches,
+		NodeStateEtcdUpdates: c.NodeStateEtcdUpdates - before.NodeStateEtcdUpdates, NodeStateEtcdSeconds: c.NodeStateEtcdSeconds - before.NodeStateEtcdSeconds}
 	for k, v := range c.Requests {
 		if v -= before.Requests[k]; v != 0 {
 			d.Requests[k] = v

@@ -347,7 +347,14 @@ type meter struct {
 
 func (m *meter) sample() (apiCounts, map[string]time.Duration) {
 	m.t.Helper()
+	// An overloaded API server may not answer /metrics within the
+	// client's timeout: try again rather than lose the phase's figures.
 	c, err := scrape(context.Background(), m.f.adminCfg)
+	for try := 1; err != nil && try < 4; try++ {
+		m.t.Logf("scrape the API server (try %d): %v", try, err)
+		time.Sleep(5 * time.Second)
+		c, err = scrape(context.Background(), m.f.adminCfg)
+	}
 	if err != nil {
 		m.t.Fatalf("scrape the API server: %v", err)
 	}
