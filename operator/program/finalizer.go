@@ -30,17 +30,14 @@ const DefaultCleanupTimeout = 10 * time.Minute
 // (programs that no longer exist are collected at start), or
 // `bpfleet-agent --cleanup` does on an uninstalled node.
 
-// ensureFinalizer adds the node-cleanup finalizer to a live program.
-func (r *Reconciler) ensureFinalizer(ctx context.Context, p *v1alpha1.BpfProgram) error {
+// addFinalizer adds the node-cleanup finalizer to a live program and tells
+// whether it was missing.
+func addFinalizer(p *v1alpha1.BpfProgram) bool {
 	if controllerutil.ContainsFinalizer(p, v1alpha1.FinalizerNodeCleanup) {
-		return nil
+		return false
 	}
-	before := p.DeepCopy()
 	controllerutil.AddFinalizer(p, v1alpha1.FinalizerNodeCleanup)
-	if err := r.Client.Patch(ctx, p, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("add finalizer: %w", err)
-	}
-	return nil
+	return true
 }
 
 // finalize releases a deleted program's finalizer by the deletion rule, or

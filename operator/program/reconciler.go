@@ -119,9 +119,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		// Agents detach a deleted program; the finalizer waits for them.
 		return r.finalize(ctx, p)
 	}
-	if err := r.ensureFinalizer(ctx, p); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
+	// The node-cleanup finalizer is added by patch, after the status: the
+	// rollout reaches the agents one API write sooner, and the finalizer
+	// shares its write with the annotations.
 	before := p.DeepCopy()
 	s := &scope{program: p}
 	defer func() {
@@ -163,8 +163,12 @@ func (r *Reconciler) now() time.Time {
 	return r.Clock.Now()
 }
 
-// patch writes status once, only when it changed, then the metadata the
-// reconcile consumed or recorded (resolve annotation, VerifiedForAnnotation).
+// patch writes status once, only when it changed, then, in one write, the
+// metadata the reconcile consumed or recorded (resolve annotation,
+// VerifiedForAnnotation) and the node-cleanup finalizer when missing. The
+// status goes first so that the agents see a rollout as soon as it is
+// decided. A program deleted before its finalizer was added needs none:
+// agents detach what no longer exists, and collect its pins at start.
 func (r *Reconciler) patch(ctx context.Context, before *v1alpha1.BpfProgram, s *scope) error {
 	p := s.program
 	if !equality.Semantic.DeepEqual(before.Status, p.Status) {
@@ -186,11 +190,18 @@ func (r *Reconciler) patch(ctx context.Context, before *v1alpha1.BpfProgram, s *
 		meta.Annotations[VerifiedForAnnotation] = s.verifiedFor
 		changed = true
 	}
+	from := client.MergeFrom(p)
+	if addFinalizer(meta) {
+		// A merge patch replaces the whole list: guard it against a
+		// concurrent change of the finalizers.
+		from = client.MergeFromWithOptions(p, client.MergeFromWithOptimisticLock{})
+		changed = true
+	}
 	if !changed {
 		return nil
 	}
-	if err := r.Client.Patch(ctx, meta, client.MergeFrom(p)); err != nil {
-		return client.IgnoreNotFound(fmt.Errorf("patch annotations: %w", err))
+	if err := r.Client.Patch(ctx, meta, from); err != nil {
+		return client.IgnoreNotFound(fmt.Errorf("patch metadata: %w", err))
 	}
 	return nil
 }
