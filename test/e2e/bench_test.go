@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -84,6 +85,10 @@ func BenchmarkApplyToAttached(b *testing.B) {
 			b.Fatal(err)
 		}
 		waitEntry(b, e, n.Name, p.Name, func(s *v1.ProgramState) bool { return s == nil })
+		// The operator releases the finalizer NodeStateDelay after the
+		// node's report: wait for it, so that the next round does not
+		// share the machine with this one's teardown.
+		waitGone(b, e, p)
 
 		// nsenter, not `ip netns exec`: the latter mounts a fresh /sys in
 		// which /sys/fs/bpf is no bpffs.
@@ -215,6 +220,17 @@ func watchEntry(b *testing.B, wc client.WithWatch, node, program string, cond fu
 		done <- fmt.Errorf("watch for %s on %s ended: %w", program, node, ctx.Err())
 	}()
 	return done
+}
+
+func waitGone(b *testing.B, e *localenv.Env, p *v1.BpfProgram) {
+	b.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 5*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		err := e.Client.Get(ctx, client.ObjectKeyFromObject(p), &v1.BpfProgram{})
+		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+	})
+	if err != nil {
+		b.Fatalf("wait for %s to be gone: %v", p.Name, err)
+	}
 }
 
 func runCmd(b *testing.B, name string, args ...string) {
