@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/bpfleet/bpfleet/bundles/remote"
+	"github.com/bpfleet/bpfleet/bundles/signing"
 	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/operator/nodestate"
 	"github.com/bpfleet/bpfleet/operator/podprogram"
@@ -53,13 +54,15 @@ type Options struct {
 // node-state garbage collection reconcilers to mgr, whose scheme must hold
 // bpfleet's and client-go's kinds.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
-	rc := remote.New(opts.Remote)
+	// Manifests and signature checks are remembered by digest: a second
+	// BpfProgram of an admitted bundle costs only the tag's resolve.
+	rc := &remote.ManifestMemo{Client: remote.New(opts.Remote)}
 	keys := trust.SecretKeys(mgr.GetAPIReader(), opts.TrustNamespace)
 	recorder := mgr.GetEventRecorder(Name)
 	programs := &program.Reconciler{
 		Client:         mgr.GetClient(),
 		Registry:       rc,
-		Verifier:       &trust.Verifier{Remote: opts.Remote, Keys: keys},
+		Verifier:       &trust.Verifier{Remote: opts.Remote, Keys: keys, Signatures: &signing.Memo{}},
 		Recorder:       recorder,
 		Clock:          opts.Clock,
 		ResyncPeriod:   opts.ResyncPeriod,

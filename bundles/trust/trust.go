@@ -37,6 +37,9 @@ type Verifier struct {
 	Remote remote.Options
 	// Keys resolves secretRef keys; nil refuses policies that use them.
 	Keys KeySource
+	// Signatures remembers recent successful signature checks (keys are
+	// still resolved every time); nil reads the registry every time.
+	Signatures *signing.Memo
 }
 
 // Signature is a key of one covering policy that signed the bundle.
@@ -215,7 +218,7 @@ func (v *Verifier) Verify(ctx context.Context, repository, digest string, polici
 		for i, k := range keys {
 			pems[i] = k.PEM
 		}
-		idx, err := signing.VerifyKeys(ctx, repository, digest, pems, v.Remote)
+		idx, err := v.Signatures.VerifyKeys(ctx, repository, digest, pems, v.Remote)
 		if err != nil && !errors.Is(err, bundles.ErrUnsigned) && !errors.Is(err, bundles.ErrSignatureMismatch) {
 			return Result{}, err // registry trouble: never fall back to unsigned
 		}

@@ -142,6 +142,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Re
 		// Agents detach a deleted program; the finalizer waits for them.
 		return r.finalize(ctx, p)
 	}
+	// The node-cleanup finalizer is added by patch, after the status: the
+	// rollout reaches the agents one API write sooner, and the finalizer
+	// shares its write with the annotations.
 	before := p.DeepCopy()
 	s := &scope{program: p, addFinalizer: !controllerutil.ContainsFinalizer(p, v1alpha1.FinalizerNodeCleanup)}
 	defer func() {
@@ -218,23 +221,22 @@ func (r *Reconciler) now() time.Time {
 	return r.Clock.Now()
 }
 
-// patch writes the metadata the reconcile added, consumed or recorded
-// (finalizer, resolve annotation, VerifiedForAnnotation) in one patch, then
-// status once, only when it changed and is not held (ProgressInterval).
-// The finalizer goes first: no agent runs a program before its status
-// names a digest, so no node runs one whose deletion would not wait.
+// patch writes status once, only when it changed and is not held
+// (ProgressInterval), then, in one write, the metadata the reconcile added,
+// consumed or recorded (the node-cleanup finalizer when missing, resolve
+// annotation, VerifiedForAnnotation). The status goes first so that the
+// agents see a rollout as soon as it is decided. A program deleted before
+// its finalizer was added needs none: agents detach what no longer exists,
+// and collect its pins at start.
 func (r *Reconciler) patch(ctx context.Context, before *v1alpha1.BpfProgram, s *scope) error {
 	p := s.program
-	if err := r.patchMetadata(ctx, s); err != nil {
-		return err
-	}
 	if !s.holdStatus && !equality.Semantic.DeepEqual(before.Status, p.Status) {
 		if err := r.Client.Status().Patch(ctx, p, client.MergeFrom(before)); err != nil {
 			// Deleted meanwhile: nothing left to describe.
 			return client.IgnoreNotFound(fmt.Errorf("patch status: %w", err))
 		}
 	}
-	return nil
+	return r.patchMetadata(ctx, s)
 }
 
 func (r *Reconciler) patchMetadata(ctx context.Context, s *scope) error {

@@ -42,6 +42,13 @@ var baselines = map[string]string{
 	"ms-readopt-10-programs":    "ms-load-attach-10-programs",
 }
 
+// goals are the ratios (metric over its same-run baseline) a metric must
+// not exceed; the table says whether the run met them.
+var goals = map[string]float64{
+	// issue 21.1: an apply as fast as bpftool's load + attach.
+	"ms-apply-to-attached": 1.2,
+}
+
 // derived are ratios benchmarks report themselves; the table computes them
 // from the pair instead.
 var derived = map[string]bool{"xdp/nft": true, "user/kernel": true, "bpfleet/bpftool": true}
@@ -146,6 +153,9 @@ func render(results []*result, failed []string, machine string, now time.Time) s
 				base = fmt.Sprintf("%s %s", summary(r.metrics[bu]), bu)
 				if bm != 0 {
 					ratio = fmt.Sprintf("%.2f×", median(vals)/bm)
+					if g, ok := goals[unit]; ok {
+						ratio += fmt.Sprintf(" (goal ≤ %.2f×: %s)", g, metOrNot(median(vals)/bm <= g))
+					}
 				}
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", bench, unit, summary(vals), base, ratio, cmd)
@@ -155,6 +165,13 @@ func render(results []*result, failed []string, machine string, now time.Time) s
 		fmt.Fprintf(&b, "\n**Failed in this run** (their figures above, if any, are from the repeats that passed): %s.\n", strings.Join(failed, ", "))
 	}
 	return b.String()
+}
+
+func metOrNot(ok bool) string {
+	if ok {
+		return "**met**"
+	}
+	return "not met"
 }
 
 // summary is the median, with min–max when there are repeats.

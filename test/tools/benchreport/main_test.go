@@ -13,6 +13,8 @@ pkg: github.com/bpfleet/bpfleet/bpf/xdpfilter
 BenchmarkProgRun/3_rules_pass-2   	 1800000	        60.00 ns/packet	        30.00 baseline-ns/packet	        30.00 over-baseline-ns/packet
 BenchmarkProgRun/3_rules_pass-2   	 1800000	        70.00 ns/packet	        35.00 baseline-ns/packet	        35.00 over-baseline-ns/packet
 BenchmarkDropRateXDPvsNftables-2   	       1	   9000000000 ns/op	         3.000 xdp-Mpps	         1.000 nft-Mpps	         3.000 xdp/nft
+pkg: github.com/bpfleet/bpfleet/test/e2e
+BenchmarkApplyToAttached-2   	       5	 400000000 ns/op	        90.00 ms-apply-to-attached	        60.00 ms-bpftool-load-attach	        40.00 ms-agent-load	        50.00 ms-bpftool-load
 pkg: github.com/bpfleet/bpfleet/bundles
 BenchmarkSign/key-file-2   	      10	 140000000 ns/op
 ok  	github.com/bpfleet/bpfleet/bundles	3.2s
@@ -36,6 +38,8 @@ func TestRender(t *testing.T) {
 		{"delta metric kept without baseline", "| ProgRun/3_rules_pass | over-baseline-ns/packet | 32.5 (30.0–35.0, n=2) | — | — |"},
 		{"paired throughput", "| DropRateXDPvsNftables | xdp-Mpps | 3.00 | 1.00 nft-Mpps | 3.00× |"},
 		{"plain ns/op", "| Sign/key-file | ns/op | 140000000 | — | — | `go test -run '^$' -bench '^BenchmarkSign$' ./bundles` |"},
+		{"goal not met", "| ApplyToAttached | ms-apply-to-attached | 90.0 | 60.0 ms-bpftool-load-attach | 1.50× (goal ≤ 1.20×: not met) |"},
+		{"ratio without a goal", "| ApplyToAttached | ms-agent-load | 40.0 | 50.0 ms-bpftool-load | 0.80× |"},
 		{"machine line", "Machine: test machine."},
 		{"failed benchmarks named", "**Failed in this run** (their figures above, if any, are from the repeats that passed): test/scale BenchmarkFleetRollout."},
 	}
@@ -62,5 +66,17 @@ func TestUpdateReplacesOnlyTheGeneratedBlock(t *testing.T) {
 	data, _ := os.ReadFile(path)
 	if got, want := string(data), "# Head\n"+beginMarker+"\nnew\n"+endMarker+"\n## Tail\n"; got != want {
 		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+func TestGoalMet(t *testing.T) {
+	results, failed, err := parse(strings.NewReader("pkg: github.com/bpfleet/bpfleet/test/e2e\n" +
+		"BenchmarkApplyToAttached-2   	       5	 400000000 ns/op	        70.00 ms-apply-to-attached	        60.00 ms-bpftool-load-attach\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := render(results, failed, "test machine", time.Now())
+	if want := "| 1.17× (goal ≤ 1.20×: **met**) |"; !strings.Contains(table, want) {
+		t.Fatalf("table lacks %q:\n%s", want, table)
 	}
 }

@@ -1,0 +1,106 @@
+package signing
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/bpfleet/bpfleet/bundles/remote"
+)
+
+// Memo remembers, for TTL, which of a set of public keys signed a digest,
+// so that admitting the same digest again (another BpfProgram of the same
+// bundle, a re-apply) costs no registry round trip. Only successes are
+// remembered: "key K signed digest D" is a fact that a later read cannot
+// make false, while a refusal or an unreachable registry is asked again
+// every time. Callers still resolve the keys themselves each time, so a
+// rotated key (a new Secret, a policy edit) is used at once: the entry is
+// keyed by the keys' bytes.
+//
+// The zero value is ready; a nil *Memo verifies every time. It is safe for
+// concurrent use.
+type Memo struct {
+	// TTL is how long a success stands before the registry is read again;
+	// zero means DefaultMemoTTL.
+	TTL time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]memoEntry
+}
+
+type memoEntry struct {
+	signed []int
+	at     time.Time
+}
+
+// DefaultMemoTTL is how long a remembered signature check stands; the node
+// agents' VerifyMemo keeps theirs as long.
+const DefaultMemoTTL = 10 * time.Minute
+
+// maxMemoEntries bounds the memo; the oldest entry goes first.
+const maxMemoEntries = 512
+
+// VerifyKeys is VerifyKeys, answered from memory when the same keys were
+// found to sign the same repository@digest less than TTL ago.
+func (m *Memo) VerifyKeys(ctx context.Context, repository, digest string, pubKeysPEM [][]byte, opts remote.Options) ([]int, error) {
+	if m == nil {
+		return VerifyKeys(ctx, repository, digest, pubKeysPEM, opts)
+	}
+	now := time.Now
+	if m.Now != nil {
+		now = m.Now
+	}
+	ttl := m.TTL
+	if ttl <= 0 {
+		ttl = DefaultMemoTTL
+	}
+	key := memoKey(repository, digest, pubKeysPEM)
+	m.mu.Lock()
+	e, ok := m.entries[key]
+	m.mu.Unlock()
+	if ok && now().Sub(e.at) < ttl {
+		return slices.Clone(e.signed), nil
+	}
+	signed, err := VerifyKeys(ctx, repository, digest, pubKeysPEM, opts)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err != nil {
+		delete(m.entries, key)
+		return nil, err
+	}
+	if m.entries == nil {
+		m.entries = map[string]memoEntry{}
+	}
+	if _, ok := m.entries[key]; !ok && len(m.entries) >= maxMemoEntries {
+		m.evictOldest()
+	}
+	m.entries[key] = memoEntry{signed: slices.Clone(signed), at: now()}
+	return signed, nil
+}
+
+func (m *Memo) evictOldest() {
+	var oldest string
+	var at time.Time
+	for k, e := range m.entries {
+		if oldest == "" || e.at.Before(at) {
+			oldest, at = k, e.at
+		}
+	}
+	delete(m.entries, oldest)
+}
+
+// memoKey names repository@digest and the keys, in order (the answer is
+// indexes into them).
+func memoKey(repository, digest string, pubKeysPEM [][]byte) string {
+	h := sha256.New()
+	for _, k := range pubKeysPEM {
+		sum := sha256.Sum256(k)
+		h.Write(sum[:])
+	}
+	return repository + "@" + digest + " " + hex.EncodeToString(h.Sum(nil))
+}
