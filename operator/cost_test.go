@@ -43,11 +43,19 @@ func TestSteadyStateWritesNothing(t *testing.T) {
 	if err := env.Client.Status().Update(ctx, state); err != nil {
 		t.Fatal(err)
 	}
-	// A kubelet heartbeat: no readiness change, so it wakes no reconcile;
-	// had it, that reconcile was queued at once and runs before the one the
-	// stats refresh queued (NodeStateDelay later).
+	// A kubelet heartbeat: no readiness change, so it wakes no reconcile.
 	setNodeReady(t, names[1], corev1.ConditionTrue)
-	// Wait for the reconcile the stats refresh causes, not for a time.
+	// The operator's cache drops run-time statistics, so the refresh wakes
+	// no reconcile either. To wait for a reconcile rather than a time, a
+	// label on the same BpfNodeState, which the cache sees after the
+	// refresh, wakes the program's: it must find nothing to write.
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: names[0]}, state); err != nil {
+		t.Fatal(err)
+	}
+	state.Labels = map[string]string{"test.bpfleet.io/steady": "1"}
+	if err := env.Client.Update(ctx, state); err != nil {
+		t.Fatal(err)
+	}
 	waitReconciles(t, reconciled, 1)
 	if after := get(t, "steady"); after.ResourceVersion != before {
 		t.Fatalf("the BpfProgram was written (resourceVersion %s -> %s) with nothing to change; status %+v",

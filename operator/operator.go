@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/signing"
 	"github.com/bpfleet/bpfleet/bundles/trust"
@@ -91,10 +92,57 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 // cached with only what the reconcilers read (name, uid, labels, deletion,
 // finalizers, the Ready condition): at 5,000 nodes the full objects, with
 // their images and managed fields, would be most of the operator's memory.
+//
+// BpfNodeStates likewise keep only what the rollout and the counts read
+// (TrimNodeState): with 100 programs on 200 nodes the full reports, their
+// run-time statistics and managed fields were most of the rest.
 func CacheOptions() cache.Options {
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Node{}: {Transform: TrimNode},
+		&corev1.Node{}:           {Transform: TrimNode},
+		&v1alpha1.BpfNodeState{}: {Transform: TrimNodeState},
 	}}
+}
+
+// TrimNodeState is the cache transform of BpfNodeStates: it keeps the
+// metadata, the kernel, and of each row what the operator
+// decides and counts by (program, uid, generation, digest, program name,
+// attach point, pod counts, state, reason, message), and drops the ids,
+// sizes, run-time statistics, signer, conditions and unmanaged inventory that only
+// users read (kubectl and the plugin read the object from the API server,
+// not this cache). A change to a dropped field is then no change to the
+// operator: a stats refresh wakes no reconcile. The cache's objects are
+// never written back. Anything but a *v1alpha1.BpfNodeState passes
+// unchanged.
+func TrimNodeState(obj any) (any, error) {
+	s, ok := obj.(*v1alpha1.BpfNodeState)
+	if !ok {
+		return obj, nil
+	}
+	out := &v1alpha1.BpfNodeState{
+		TypeMeta: s.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name:              s.Name,
+			UID:               s.UID,
+			ResourceVersion:   s.ResourceVersion,
+			Generation:        s.Generation,
+			Labels:            s.Labels,
+			DeletionTimestamp: s.DeletionTimestamp,
+			Finalizers:        s.Finalizers,
+			CreationTimestamp: s.CreationTimestamp,
+		},
+	}
+	out.Status.Kernel = s.Status.Kernel
+	if len(s.Status.Programs) > 0 {
+		out.Status.Programs = make([]v1alpha1.ProgramState, len(s.Status.Programs))
+		for i, e := range s.Status.Programs {
+			out.Status.Programs[i] = v1alpha1.ProgramState{
+				BpfProgram: e.BpfProgram, UID: e.UID, Generation: e.Generation, Digest: e.Digest,
+				Program: e.Program, AttachPoint: e.AttachPoint, Pods: e.Pods,
+				State: e.State, Reason: e.Reason, Message: e.Message,
+			}
+		}
+	}
+	return out, nil
 }
 
 // TrimNode is the cache transform of Nodes: it keeps the metadata the

@@ -64,7 +64,7 @@ func (r *Reconciler) finalize(ctx context.Context, p *v1alpha1.BpfProgram) (ctrl
 // p and whose Node exists and is not being deleted.
 func (r *Reconciler) nodesHolding(ctx context.Context, p *v1alpha1.BpfProgram) ([]string, error) {
 	var states v1alpha1.BpfNodeStateList
-	if err := r.Client.List(ctx, &states, client.MatchingFields{IndexProgramUID: string(p.UID)}); err != nil {
+	if err := r.Client.List(ctx, &states, client.MatchingFields{IndexProgramUID: string(p.UID)}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("list node states: %w", err)
 	}
 	var holding []string

@@ -550,8 +550,11 @@ func (r *Reconciler) reconcileNodes(ctx context.Context, s *scope) error {
 	if err := r.Client.List(ctx, nodes, client.MatchingLabelsSelector{Selector: sel}); err != nil {
 		return fmt.Errorf("list nodes: %w", err)
 	}
+	// The cache's own objects, not copies: a hundred programs on a
+	// thousand nodes would copy every report on every reconcile. Nothing
+	// here writes to them.
 	var states v1alpha1.BpfNodeStateList
-	if err := r.Client.List(ctx, &states, client.MatchingFields{IndexProgramUID: string(p.UID)}); err != nil {
+	if err := r.Client.List(ctx, &states, client.MatchingFields{IndexProgramUID: string(p.UID)}, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("list node states: %w", err)
 	}
 	byName := make(map[string]*v1alpha1.BpfNodeState, len(states.Items))

@@ -154,8 +154,8 @@ func changedNodeStatePrograms(old, cur *v1alpha1.BpfNodeState) []reconcile.Reque
 	rows := func(s *v1alpha1.BpfNodeState) map[string][]v1alpha1.ProgramState {
 		out := map[string][]v1alpha1.ProgramState{}
 		for _, e := range s.Status.Programs {
-			// Run-time statistics change no count, but a program whose
-			// statistics moved is reconciled as before (it writes nothing).
+			// The operator's cache trims rows (operator.TrimNodeState):
+			// a stats refresh leaves them equal and wakes nothing.
 			out[e.BpfProgram] = append(out[e.BpfProgram], e)
 		}
 		return out
