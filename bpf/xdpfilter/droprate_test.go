@@ -241,7 +241,10 @@ func deathLastRules(n int, samePort bool) []Rule {
 // with every rule slot filled (the matching rule last), against a program
 // that drops everything unconditionally, on the same veth and live-frame
 // traffic, in interleaved rounds: the share of the XDP ceiling the filter
-// reaches.
+// reaches. The rule sets are written with their index, as shipped; the
+// "-scan" sets are the same rules written slot by slot without it (rules
+// written by hand, and the filter before the index), for a before/after in
+// the same run.
 func BenchmarkDropRateVsCeiling(b *testing.B) {
 	privileged.RequireBPFFS(b)
 	const (
@@ -264,6 +267,8 @@ func BenchmarkDropRateVsCeiling(b *testing.B) {
 		{"3-rules", loadObjects(b, xdpPass, deathLastRules(3, false)), 2},
 		{fmt.Sprintf("%d-rules", MaxRules), loadObjects(b, xdpPass, deathLastRules(MaxRules, false)), MaxRules - 1},
 		{fmt.Sprintf("%d-rules-same-port", MaxRules), loadObjects(b, xdpPass, deathLastRules(MaxRules, true)), MaxRules - 1},
+		{"3-rules-scan", loadScanObjects(b, xdpPass, deathLastRules(3, false)), 2},
+		{fmt.Sprintf("%d-rules-scan", MaxRules), loadScanObjects(b, xdpPass, deathLastRules(MaxRules, false)), MaxRules - 1},
 	}
 	d := newDropBench(b)
 	for b.Loop() {
