@@ -30,6 +30,13 @@
  * in-place writes. A map without seq words (rules written by hand) is
  * always scanned. A rule found in slot n, or an empty slot the index names,
  * means someone wrote rules without the index: the packet scans.
+ *
+ * Ordering: the packet reads the commit word first and the begin word last.
+ * The writer's map updates are separate syscalls, so on a CPU that keeps
+ * stores in order (x86) a packet that sees a commit sees every entry
+ * written before it whole, and a packet that raced an entry's write sees
+ * the begin word changed. BPF has no load-acquire here; weakly ordered CPUs
+ * (arm64) are not covered by this argument.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
