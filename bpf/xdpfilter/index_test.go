@@ -95,6 +95,14 @@ func TestRuleSetEntries(t *testing.T) {
 			t.Fatal("a full set writes a slot past the map")
 		}
 	}
+	// The largest set (every rule for both protocols on its own port) fits
+	// the 256 items of a BpfProgram's spec.mapEntries.
+	for i := range full {
+		full[i] = Rule{Action: ActionDrop, DstPort: uint16(1000 + i)}
+	}
+	if entries, _ := full.Entries(); len(entries) > 256 {
+		t.Fatalf("%d rules need %d map entries, more than spec.mapEntries takes (256)", MaxRules, len(entries))
+	}
 	if _, err := append(full, Rule{Action: ActionDrop}).Entries(); !errors.Is(err, ErrInvalidRule) {
 		t.Fatalf("%d rules: %v, want ErrInvalidRule", MaxRules+1, err)
 	}
