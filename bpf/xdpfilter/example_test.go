@@ -28,26 +28,28 @@ func ExampleRule_MapEntry() {
 
 // A rule set as BpfProgram spec.mapEntries items, in the order the agent
 // writes them: the seqlock's begin word, the rules and the empty slot after
-// them, the index, the commit word.
+// them, the index (for sets of at least IndexMinRules rules), the commit
+// word.
 func ExampleRuleSet_Entries() {
-	rules := xdpfilter.RuleSet{
-		{Action: xdpfilter.ActionDrop, Protocol: xdpfilter.ProtocolUDP, DstPort: 9999, Pattern: []byte("DEATH")},
-		{Action: xdpfilter.ActionDrop, Protocol: xdpfilter.ProtocolTCP, DstPort: 6666},
+	var rules xdpfilter.RuleSet
+	for port := range uint16(xdpfilter.IndexMinRules) {
+		rules = append(rules, xdpfilter.Rule{Action: xdpfilter.ActionDrop, Protocol: xdpfilter.ProtocolUDP, DstPort: 9000 + port, Pattern: []byte("DEATH")})
 	}
 	entries, err := rules.Entries()
 	if err != nil {
 		panic(err)
 	}
+	count := map[string]int{}
 	for _, e := range entries {
-		key, _ := e.Hex()
-		fmt.Printf("%s %s\n", e.Map, key)
+		count[e.Map]++
 	}
+	first, _ := entries[0].Hex()
+	fmt.Printf("first: %s %s\n", entries[0].Map, first)
+	fmt.Printf("%d rules, %d index entries, %d seqlock words\n", count[xdpfilter.RulesMap], count[xdpfilter.IndexMap], count[xdpfilter.IndexSeqMap])
+	last, _ := entries[len(entries)-1].Hex()
+	fmt.Printf("last: %s %s\n", entries[len(entries)-1].Map, last)
 	// Output:
-	// rule_index_seq 00000000
-	// rules 00000000
-	// rules 01000000
-	// rules 02000000
-	// rule_index 0f270100
-	// rule_index 0a1a0000
-	// rule_index_seq 01000000
+	// first: rule_index_seq 00000000
+	// 18 rules, 17 index entries, 2 seqlock words
+	// last: rule_index_seq 01000000
 }

@@ -38,6 +38,14 @@ const (
 	seqCommit    = 1
 )
 
+// IndexMinRules is the smallest rule set [RuleSet.Entries] writes an index
+// for. Smaller sets are scanned: on live frames the index's extra map reads
+// cost about what scanning a few slots does (3 rules: 0.71 of the XDP_DROP
+// ceiling indexed against 0.81 scanned at load 17-22, a tie at load 3-8;
+// 64 rules: 0.72 against 0.25; see BENCHMARKS.md). 17 is an estimate of the
+// break-even, not a measurement.
+const IndexMinRules = 17
+
 // RuleSet is a whole rule list, slot 0 first (first match wins).
 type RuleSet []Rule
 
@@ -64,7 +72,15 @@ func (e Entry) Hex() (key, value string) {
 // Entries of an earlier set that this one leaves out (index keys, slots
 // after the empty one) are harmless: they are ignored, and whoever removes
 // them may do so at any time after the commit.
+//
+// A set of fewer than [IndexMinRules] rules gets no index: its seqlock
+// words say generation 0 (begin first, commit last), so packets scan.
 func (s RuleSet) Entries() ([]Entry, error) {
+	return s.entries(IndexMinRules)
+}
+
+// entries is Entries with an index for sets of at least indexMin rules.
+func (s RuleSet) entries(indexMin int) ([]Entry, error) {
 	if len(s) > MaxRules {
 		return nil, fmt.Errorf("%w: %d rules, at most %d", ErrInvalidRule, len(s), MaxRules)
 	}
@@ -77,6 +93,10 @@ func (s RuleSet) Entries() ([]Entry, error) {
 		values[i] = v
 	}
 	gen := generation(values)
+	indexed := len(s) >= indexMin
+	if !indexed {
+		gen = 0
+	}
 
 	slots := map[uint32]uint64{}
 	var keys []uint32
@@ -87,6 +107,9 @@ func (s RuleSet) Entries() ([]Entry, error) {
 		slots[k] |= 1 << slot
 	}
 	for i, r := range s {
+		if !indexed {
+			break
+		}
 		if r.Disabled {
 			continue // never matches: no packet needs to evaluate it
 		}

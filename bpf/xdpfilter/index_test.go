@@ -28,7 +28,7 @@ func TestRuleSetEntries(t *testing.T) {
 		{Action: ActionDrop, DstPort: 80, Disabled: true}, // never matches: not indexed
 		{Action: ActionPass, Protocol: ProtocolUDP, DstPort: 9999},
 	}
-	entries, err := rules.Entries()
+	entries, err := rules.entries(0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,11 +74,11 @@ func TestRuleSetEntries(t *testing.T) {
 		t.Fatalf("index %v, want %v", index, wantIndex)
 	}
 
-	other, _ := RuleSet{rules[1], rules[0]}.Entries()
+	other, _ := RuleSet{rules[1], rules[0]}.entries(0)
 	if bytes.Equal(other[0].Value, entries[0].Value) {
 		t.Fatal("two different rule sets have the same generation")
 	}
-	again, _ := rules.Entries()
+	again, _ := rules.entries(0)
 	if !bytes.Equal(again[0].Value, entries[0].Value) {
 		t.Fatal("the same rule set has two generations")
 	}
@@ -108,6 +108,36 @@ func TestRuleSetEntries(t *testing.T) {
 	}
 	if _, err := (RuleSet{{Action: 9}}).Entries(); !errors.Is(err, ErrInvalidRule) {
 		t.Fatalf("a bad rule: %v, want ErrInvalidRule", err)
+	}
+}
+
+// TestSmallSetsAreScanned: below IndexMinRules, Entries writes no index
+// and seqlock words of generation 0 (begin first, commit last); from it
+// on, an index.
+func TestSmallSetsAreScanned(t *testing.T) {
+	for _, n := range []int{1, IndexMinRules - 1, IndexMinRules, MaxRules} {
+		rules := make(RuleSet, n)
+		for i := range rules {
+			rules[i] = Rule{Action: ActionDrop, Protocol: ProtocolUDP, DstPort: uint16(1000 + i)}
+		}
+		entries, err := rules.Entries()
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, last := entries[0], entries[len(entries)-1]
+		if first.Map != IndexSeqMap || last.Map != IndexSeqMap || binary.NativeEndian.Uint32(last.Key) != seqCommit {
+			t.Fatalf("%d rules: entries do not start and end with the seqlock words", n)
+		}
+		gen := binary.NativeEndian.Uint64(first.Value)
+		index := 0
+		for _, e := range entries {
+			if e.Map == IndexMap {
+				index++
+			}
+		}
+		if indexed := n >= IndexMinRules; indexed != (gen != 0) || indexed != (index > 0) {
+			t.Errorf("%d rules: generation %d, %d index entries; want an index %t", n, gen, index, indexed)
+		}
 	}
 }
 
@@ -256,7 +286,8 @@ func TestIndexAgreesWithScan(t *testing.T) {
 }
 
 // TestIndexUpdateEveryStep is the consistency guarantee: while one rule set
-// replaces another, entry by entry in RuleSet.Entries' order and then with
+// replaces another (indexed or, below IndexMinRules, not), entry by entry
+// in RuleSet.Entries' order and then with
 // the old set's leftover entries removed as the agent removes them, every
 // intermediate state gives every probe frame the verdict the scan of the
 // same rule slots gives. The scan is today's semantics of rules written in
@@ -267,7 +298,9 @@ func TestIndexUpdateEveryStep(t *testing.T) {
 	indexed, scanned := loadEmpty(t, xdpPass), loadEmpty(t, xdpPass)
 	var before []Entry
 	for round := range 12 {
-		rules := randomRules(r, 1+r.IntN(12))
+		// Sizes on both sides of IndexMinRules: indexed and scanned sets
+		// replace each other too.
+		rules := randomRules(r, 1+r.IntN(IndexMinRules+8))
 		entries, err := RuleSet(rules).Entries()
 		if err != nil {
 			t.Fatal(err)

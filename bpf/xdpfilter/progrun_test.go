@@ -27,6 +27,21 @@ func loadObjects(tb testing.TB, defaultAction uint32, rules []Rule) *xdpfilterOb
 	return objs
 }
 
+// loadShippedObjects loads the program and writes the rules as
+// RuleSet.Entries lists them (small sets without an index).
+func loadShippedObjects(tb testing.TB, defaultAction uint32, rules []Rule) *xdpfilterObjects {
+	tb.Helper()
+	objs := loadEmpty(tb, defaultAction)
+	entries, err := RuleSet(rules).Entries()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, e := range entries {
+		writeEntry(tb, objs, e)
+	}
+	return objs
+}
+
 // loadScanObjects loads the program and writes the rules one slot at a
 // time, without an index (rules written by hand): every packet scans.
 func loadScanObjects(tb testing.TB, defaultAction uint32, rules []Rule) *xdpfilterObjects {
@@ -56,10 +71,12 @@ func loadEmpty(tb testing.TB, defaultAction uint32) *xdpfilterObjects {
 	return &objs
 }
 
-// writeRuleSet writes the entries of RuleSet(rules).Entries in their order.
+// writeRuleSet writes the entries of RuleSet(rules) in their order, with
+// the index whatever the set's size (RuleSet.Entries leaves small sets to
+// the scan), so that the tests and benchmarks exercise the index.
 func writeRuleSet(tb testing.TB, objs *xdpfilterObjects, rules []Rule) {
 	tb.Helper()
-	entries, err := RuleSet(rules).Entries()
+	entries, err := RuleSet(rules).entries(0)
 	if err != nil {
 		tb.Fatal(err)
 	}

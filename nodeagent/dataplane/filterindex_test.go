@@ -31,9 +31,18 @@ func ruleSetEntries(t *testing.T, rules ...xdpfilter.Rule) []v1alpha1.MapEntry {
 	return out
 }
 
+// udpRules are n drop rules for UDP ports from, from+1, ...
+func udpRules(from uint16, n int) []xdpfilter.Rule {
+	rules := make([]xdpfilter.Rule, n)
+	for i := range rules {
+		rules[i] = xdpfilter.Rule{Action: xdpfilter.ActionDrop, Protocol: xdpfilter.ProtocolUDP, DstPort: from + uint16(i)}
+	}
+	return rules
+}
+
 // TestShippedFilterRuleSetUpdates runs the shipped packet-of-death filter
-// with a rule set and its index in spec.mapEntries, then replaces the set
-// with a shorter one on other ports: the program is not reloaded, the new
+// with a rule set and its index in spec.mapEntries (sets large enough to get
+// one), then replaces the set with a shorter one on other ports: the program is not reloaded, the new
 // set's verdicts hold, the old set's rules and index no longer apply, and
 // the seqlock words agree (the index is in use, not bypassed).
 func TestShippedFilterRuleSetUpdates(t *testing.T) {
@@ -47,11 +56,7 @@ func TestShippedFilterRuleSetUpdates(t *testing.T) {
 		Spec: v1alpha1.BpfProgramSpec{
 			Programs: []v1alpha1.ProgramAttachment{{Name: xdpfilter.ProgramName,
 				XDP: &v1alpha1.XDPAttach{Interfaces: v1alpha1.InterfaceSelector{Names: []string{e.veth.A}}, Mode: v1alpha1.XDPModeGeneric}}},
-			MapEntries: ruleSetEntries(t,
-				xdpfilter.Rule{Action: xdpfilter.ActionDrop, Protocol: xdpfilter.ProtocolTCP, DstPort: 80},
-				xdpfilter.Rule{Action: xdpfilter.ActionDrop, Protocol: xdpfilter.ProtocolUDP, DstPort: 1111},
-				xdpfilter.Rule{Action: xdpfilter.ActionDrop, Protocol: xdpfilter.ProtocolUDP, DstPort: 2222},
-			),
+			MapEntries: ruleSetEntries(t, udpRules(2000, xdpfilter.IndexMinRules+3)...),
 		}}
 	d := e.open(t)
 	first := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
@@ -78,16 +83,16 @@ func TestShippedFilterRuleSetUpdates(t *testing.T) {
 		}
 	}
 	const drop, pass = 1, 2
-	verdicts("first set", map[uint16]uint32{1111: drop, 2222: drop, 3333: pass})
+	verdicts("first set", map[uint16]uint32{2000: drop, 2019: drop, 3000: pass})
 
 	ds.Generation = 2
-	ds.Spec.MapEntries = ruleSetEntries(t, xdpfilter.Rule{Action: xdpfilter.ActionDrop, Protocol: xdpfilter.ProtocolUDP, DstPort: 3333})
+	ds.Spec.MapEntries = ruleSetEntries(t, udpRules(3000, xdpfilter.IndexMinRules)...)
 	second := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
 	wantAttached(t, second)
 	if second.ID != first.ID {
 		t.Fatalf("a new rule set reloaded the program: %d -> %d", first.ID, second.ID)
 	}
-	verdicts("second set", map[uint16]uint32{1111: pass, 2222: pass, 3333: drop})
+	verdicts("second set", map[uint16]uint32{2000: pass, 2019: pass, 3000: drop, 3016: drop})
 
 	seq, err := ebpf.LoadPinnedMap(layout.Map(types.UID(uid), xdpfilter.IndexSeqMap), nil)
 	if err != nil {
@@ -109,7 +114,7 @@ func TestShippedFilterRuleSetUpdates(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rules.Close()
-	for slot := uint32(1); slot < 3; slot++ {
+	for slot := uint32(xdpfilter.IndexMinRules); slot < xdpfilter.IndexMinRules+3; slot++ {
 		v := make([]byte, xdpfilter.RuleSize)
 		if err := rules.Lookup(slot, &v); err != nil {
 			t.Fatal(err)

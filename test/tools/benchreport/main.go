@@ -45,7 +45,7 @@ var baselines = map[string]string{
 	"3-rules-Mpps":            "drop-all-Mpps",
 	"64-rules-Mpps":           "drop-all-Mpps",
 	"64-rules-same-port-Mpps": "drop-all-Mpps",
-	"3-rules-scan-Mpps":       "drop-all-Mpps",
+	"3-rules-indexed-Mpps":    "drop-all-Mpps",
 	"64-rules-scan-Mpps":      "drop-all-Mpps",
 }
 
@@ -62,7 +62,7 @@ var goals = map[string]float64{
 // derived are ratios benchmarks report themselves; the table computes them
 // from the pair instead.
 var derived = map[string]bool{"xdp/nft": true, "user/kernel": true, "bpfleet/bpftool": true,
-	"3-rules/ceiling": true, "64-rules/ceiling": true, "64-rules-same-port/ceiling": true, "3-rules-scan/ceiling": true, "64-rules-scan/ceiling": true}
+	"3-rules/ceiling": true, "64-rules/ceiling": true, "64-rules-same-port/ceiling": true, "3-rules-indexed/ceiling": true, "64-rules-scan/ceiling": true}
 
 func main() {
 	out := flag.String("o", "", "Markdown file to update between the benchreport markers (default: print the table)")
