@@ -31,7 +31,9 @@ type BpfProgramSpec struct {
 
 	// MapEntries are written into the bundle's maps after load, and rewritten
 	// whenever this list changes, without reloading any program: a new
-	// packet-of-death rule takes effect at once.
+	// packet-of-death rule takes effect at once. Entries are written in
+	// their order; keys an edit drops from the list are removed only after
+	// every listed entry is written (array slots are zeroed).
 	// +optional
 	// +kubebuilder:validation:MaxItems=256
 	// +listType=atomic

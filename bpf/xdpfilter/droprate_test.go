@@ -241,7 +241,11 @@ func deathLastRules(n int, samePort bool) []Rule {
 // with every rule slot filled (the matching rule last), against a program
 // that drops everything unconditionally, on the same veth and live-frame
 // traffic, in interleaved rounds: the share of the XDP ceiling the filter
-// reaches.
+// reaches. The rule sets are written as RuleSet.Entries writes them (3
+// rules: scanned, below IndexMinRules; 64: with the index); "3-rules-indexed"
+// forces the index on 3 rules and "64-rules-scan" writes 64 rules slot by
+// slot without it (the filter before the index), for comparisons in the
+// same run.
 func BenchmarkDropRateVsCeiling(b *testing.B) {
 	privileged.RequireBPFFS(b)
 	const (
@@ -261,9 +265,11 @@ func BenchmarkDropRateVsCeiling(b *testing.B) {
 		objs *xdpfilterObjects
 		last uint32
 	}{
-		{"3-rules", loadObjects(b, xdpPass, deathLastRules(3, false)), 2},
-		{fmt.Sprintf("%d-rules", MaxRules), loadObjects(b, xdpPass, deathLastRules(MaxRules, false)), MaxRules - 1},
-		{fmt.Sprintf("%d-rules-same-port", MaxRules), loadObjects(b, xdpPass, deathLastRules(MaxRules, true)), MaxRules - 1},
+		{"3-rules", loadShippedObjects(b, xdpPass, deathLastRules(3, false)), 2},
+		{fmt.Sprintf("%d-rules", MaxRules), loadShippedObjects(b, xdpPass, deathLastRules(MaxRules, false)), MaxRules - 1},
+		{fmt.Sprintf("%d-rules-same-port", MaxRules), loadShippedObjects(b, xdpPass, deathLastRules(MaxRules, true)), MaxRules - 1},
+		{"3-rules-indexed", loadObjects(b, xdpPass, deathLastRules(3, false)), 2},
+		{fmt.Sprintf("%d-rules-scan", MaxRules), loadScanObjects(b, xdpPass, deathLastRules(MaxRules, false)), MaxRules - 1},
 	}
 	d := newDropBench(b)
 	for b.Loop() {

@@ -17,8 +17,43 @@ const (
 	xdpPass = 2
 )
 
-// loadObjects loads the program with the given default action and rules.
+// loadObjects loads the program with the given default action and writes
+// the rules as the shipped writer does: the rule set with its index
+// (RuleSet.Entries).
 func loadObjects(tb testing.TB, defaultAction uint32, rules []Rule) *xdpfilterObjects {
+	tb.Helper()
+	objs := loadEmpty(tb, defaultAction)
+	writeRuleSet(tb, objs, rules)
+	return objs
+}
+
+// loadShippedObjects loads the program and writes the rules as
+// RuleSet.Entries lists them (small sets without an index).
+func loadShippedObjects(tb testing.TB, defaultAction uint32, rules []Rule) *xdpfilterObjects {
+	tb.Helper()
+	objs := loadEmpty(tb, defaultAction)
+	entries, err := RuleSet(rules).Entries()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, e := range entries {
+		writeEntry(tb, objs, e)
+	}
+	return objs
+}
+
+// loadScanObjects loads the program and writes the rules one slot at a
+// time, without an index (rules written by hand): every packet scans.
+func loadScanObjects(tb testing.TB, defaultAction uint32, rules []Rule) *xdpfilterObjects {
+	tb.Helper()
+	objs := loadEmpty(tb, defaultAction)
+	for i, r := range rules {
+		writeRule(tb, objs.Rules, uint32(i), r)
+	}
+	return objs
+}
+
+func loadEmpty(tb testing.TB, defaultAction uint32) *xdpfilterObjects {
 	tb.Helper()
 	privileged.RequireRoot(tb)
 	spec, err := Spec()
@@ -33,10 +68,32 @@ func loadObjects(tb testing.TB, defaultAction uint32, rules []Rule) *xdpfilterOb
 		tb.Fatalf("load: %v", err)
 	}
 	tb.Cleanup(func() { _ = objs.Close() })
-	for i, r := range rules {
-		writeRule(tb, objs.Rules, uint32(i), r)
-	}
 	return &objs
+}
+
+// writeRuleSet writes the entries of RuleSet(rules) in their order, with
+// the index whatever the set's size (RuleSet.Entries leaves small sets to
+// the scan), so that the tests and benchmarks exercise the index.
+func writeRuleSet(tb testing.TB, objs *xdpfilterObjects, rules []Rule) {
+	tb.Helper()
+	entries, err := RuleSet(rules).entries(0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, e := range entries {
+		writeEntry(tb, objs, e)
+	}
+}
+
+func writeEntry(tb testing.TB, objs *xdpfilterObjects, e Entry) {
+	tb.Helper()
+	m := map[string]*ebpf.Map{RulesMap: objs.Rules, IndexMap: objs.RuleIndex, IndexSeqMap: objs.RuleIndexSeq}[e.Map]
+	if m == nil {
+		tb.Fatalf("entry for unknown map %q", e.Map)
+	}
+	if err := m.Update(e.Key, e.Value, ebpf.UpdateAny); err != nil {
+		tb.Fatalf("write %s: %v", e.Map, err)
+	}
 }
 
 func writeRule(tb testing.TB, m *ebpf.Map, index uint32, r Rule) {
@@ -105,8 +162,14 @@ func with(s frame.Spec, f func(*frame.Spec)) frame.Spec { f(&s); return s }
 // mangle builds a frame and edits its bytes.
 func mangle(s frame.Spec, f func([]byte) []byte) []byte { return f(frame.Build(s)) }
 
+// TestProgRunTable runs the table on the rules written with their index
+// (the shipped writer) and written one by one without it (scanned).
 func TestProgRunTable(t *testing.T) {
-	objs := loadObjects(t, xdpPass, tableRules)
+	t.Run("indexed", func(t *testing.T) { progRunTable(t, loadObjects(t, xdpPass, tableRules)) })
+	t.Run("scanned", func(t *testing.T) { progRunTable(t, loadScanObjects(t, xdpPass, tableRules)) })
+}
+
+func progRunTable(t *testing.T, objs *xdpfilterObjects) {
 	bad4 := frame.Build(udp4(9999, "xxxxDEATHxx"))
 	tests := []struct {
 		name  string

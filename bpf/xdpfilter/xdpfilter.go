@@ -11,8 +11,19 @@
 // tags. Truncated or inconsistent frames match no rule.
 //
 // Rules are read on every packet: writing one into the map (for example
-// through a BpfProgram's spec.mapEntries, see [Rule.MapEntry]) takes effect
-// at once, without reloading the program.
+// through a BpfProgram's spec.mapEntries) takes effect at once, without
+// reloading the program.
+//
+// A whole rule set is best written with [RuleSet.Entries]: the rules plus,
+// from [IndexMinRules] rules on, an index (per protocol and destination port, the slots a packet can
+// match, in [IndexMap]), so a packet evaluates those slots instead of
+// scanning every one (64 rules, BPF_PROG_RUN: ≈ 40 ns a packet instead of
+// ≈ 300). The index is trusted only while a seqlock ([IndexSeqMap]) says it
+// describes the rules in the map; while a set is being written, or for
+// rules written one by one with [Rule.MapEntry], packets scan the slots as
+// before. The entries must be written in their order, which the agent does
+// with a BpfProgram's spec.mapEntries (at most 194 entries for 64 rules,
+// within its 256).
 //
 // Patterns match per frame as the hook sees it: in generic (skb) mode a
 // frame may be several TCP segments merged by GRO, and a pattern then

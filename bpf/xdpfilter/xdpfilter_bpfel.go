@@ -19,6 +19,19 @@ type xdpfilterCounter struct {
 	Bytes   uint64
 }
 
+type xdpfilterIndexEntry struct {
+	_     structs.HostLayout
+	Slots uint64
+	Gen   uint64
+}
+
+type xdpfilterIndexSeq struct {
+	_     structs.HostLayout
+	Gen   uint64
+	Rules uint32
+	Pad   uint32
+}
+
 type xdpfilterRule struct {
 	_             structs.HostLayout
 	Flags         uint8
@@ -40,6 +53,8 @@ type xdpfilterRule struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	xdpfilterMapRuleHits      = "rule_hits"
+	xdpfilterMapRuleIndex     = "rule_index"
+	xdpfilterMapRuleIndexSeq  = "rule_index_seq"
 	xdpfilterMapRules         = "rules"
 	xdpfilterProgXdpPodFilter = "xdp_pod_filter"
 	xdpfilterVarDefaultAction = "default_action"
@@ -94,8 +109,10 @@ type xdpfilterProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdpfilterMapSpecs struct {
-	RuleHits *ebpf.MapSpec `ebpf:"rule_hits"`
-	Rules    *ebpf.MapSpec `ebpf:"rules"`
+	RuleHits     *ebpf.MapSpec `ebpf:"rule_hits"`
+	RuleIndex    *ebpf.MapSpec `ebpf:"rule_index"`
+	RuleIndexSeq *ebpf.MapSpec `ebpf:"rule_index_seq"`
+	Rules        *ebpf.MapSpec `ebpf:"rules"`
 }
 
 // xdpfilterVariableSpecs contains global variables before they are loaded into the kernel.
@@ -125,13 +142,17 @@ func (o *xdpfilterObjects) Close() error {
 //
 // It can be passed to loadXdpfilterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdpfilterMaps struct {
-	RuleHits *ebpf.Map `ebpf:"rule_hits"`
-	Rules    *ebpf.Map `ebpf:"rules"`
+	RuleHits     *ebpf.Map `ebpf:"rule_hits"`
+	RuleIndex    *ebpf.Map `ebpf:"rule_index"`
+	RuleIndexSeq *ebpf.Map `ebpf:"rule_index_seq"`
+	Rules        *ebpf.Map `ebpf:"rules"`
 }
 
 func (m *xdpfilterMaps) Close() error {
 	return _XdpfilterClose(
 		m.RuleHits,
+		m.RuleIndex,
+		m.RuleIndexSeq,
 		m.Rules,
 	)
 }

@@ -43,15 +43,21 @@ func FilterRule() xdpfilter.Rule {
 }
 
 // FilterProgram is a BpfProgram running the packet-of-death filter on the
-// nodes labelled FilterLabel=enabled, with FilterRule at index 0.
+// nodes labelled FilterLabel=enabled, with FilterRule as its rule set
+// (slot 0) and the rule set's index.
 func (e *Env) FilterProgram(name string) (*v1.BpfProgram, error) {
 	b, ok := e.Bundles[xdpfilter.BundleName]
 	if !ok {
 		return nil, fmt.Errorf("bundle %s was not pushed", xdpfilter.BundleName)
 	}
-	key, value, err := FilterRule().MapEntry(0)
+	entries, err := xdpfilter.RuleSet{FilterRule()}.Entries()
 	if err != nil {
 		return nil, fmt.Errorf("encode filter rule: %w", err)
+	}
+	mapEntries := make([]v1.MapEntry, 0, len(entries))
+	for _, en := range entries {
+		key, value := en.Hex()
+		mapEntries = append(mapEntries, v1.MapEntry{Map: en.Map, Key: key, Value: value})
 	}
 	return &v1.BpfProgram{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -61,7 +67,7 @@ func (e *Env) FilterProgram(name string) (*v1.BpfProgram, error) {
 				Name: xdpfilter.ProgramName,
 				XDP:  &v1.XDPAttach{Interfaces: v1.InterfaceSelector{Names: []string{"eth*"}}, Mode: v1.XDPModeNative},
 			}},
-			MapEntries:   []v1.MapEntry{{Map: xdpfilter.RulesMap, Key: key, Value: value}},
+			MapEntries:   mapEntries,
 			NodeSelector: &metav1.LabelSelector{MatchLabels: map[string]string{FilterLabel: "enabled"}},
 			Rollout:      v1.RolloutSpec{Strategy: v1.RolloutAllAtOnce},
 		},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // Entry is one decoded map entry.
@@ -115,32 +116,67 @@ func decode(enc Encoding, s string) ([]byte, error) {
 	return b, nil
 }
 
-// WriteEntries puts entries into maps and deletes the keys of stale (entries
-// written before and no longer wanted). Missing stale keys are not an error.
+// WriteEntries puts entries into maps in their order, then removes the keys
+// of stale (entries written before and no longer wanted): it deletes them
+// from hash and LPM maps and zeroes them in arrays, whose slots cannot be
+// deleted. Missing stale keys are not an error.
+//
+// The order is part of the map ABI: a writer that keeps derived data beside
+// its data (xdpfilter's rule index and its seqlock words) lists the entries
+// in the order that keeps readers consistent, and no key it leaves out is
+// removed before every listed entry is in place. Only when a hash map is
+// full are the stale keys deleted first, to make room.
 func WriteEntries(maps map[string]*ebpf.Map, entries, stale []Entry) error {
 	want := map[string]bool{}
 	for _, e := range entries {
 		want[e.Map+"\x00"+string(e.Key)] = true
 	}
+	var gone []Entry
 	for _, e := range stale {
-		if want[e.Map+"\x00"+string(e.Key)] {
-			continue
-		}
-		m, ok := maps[e.Map]
-		if !ok {
-			continue
-		}
-		if err := m.Delete(e.Key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("delete stale key from map %s: %w", e.Map, err)
+		if !want[e.Map+"\x00"+string(e.Key)] {
+			gone = append(gone, e)
 		}
 	}
-	for _, e := range entries {
+	removed := false
+	for i := 0; i < len(entries); i++ {
+		e := entries[i]
 		m, ok := maps[e.Map]
 		if !ok {
 			return fmt.Errorf("write map %s: %w", e.Map, ErrInvalidMapEntry)
 		}
-		if err := m.Put(e.Key, e.Value); err != nil {
+		err := m.Put(e.Key, e.Value)
+		if errors.Is(err, unix.E2BIG) && m.Type() != ebpf.Array && !removed && len(gone) > 0 {
+			if err := removeStale(maps, gone); err != nil {
+				return err
+			}
+			removed = true
+			err = m.Put(e.Key, e.Value)
+		}
+		if err != nil {
 			return fmt.Errorf("write map %s: %w", e.Map, err)
+		}
+	}
+	if removed {
+		return nil
+	}
+	return removeStale(maps, gone)
+}
+
+// removeStale deletes keys from hash and LPM maps and zeroes array slots.
+func removeStale(maps map[string]*ebpf.Map, gone []Entry) error {
+	for _, e := range gone {
+		m, ok := maps[e.Map]
+		if !ok {
+			continue
+		}
+		if m.Type() == ebpf.Array {
+			if err := m.Put(e.Key, make([]byte, m.ValueSize())); err != nil {
+				return fmt.Errorf("zero stale slot of array %s: %w", e.Map, err)
+			}
+			continue
+		}
+		if err := m.Delete(e.Key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete stale key from map %s: %w", e.Map, err)
 		}
 	}
 	return nil

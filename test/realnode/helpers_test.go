@@ -193,6 +193,23 @@ type filter struct {
 
 var filterSubnet byte
 
+// filterEntries is the YAML list of spec.mapEntries items (indented for
+// spec) of the filter's rule set, its index included, in the order they
+// must be written.
+func filterEntries(t testing.TB, rules ...xdpfilter.Rule) string {
+	t.Helper()
+	entries, err := xdpfilter.RuleSet(rules).Entries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, en := range entries {
+		key, value := en.Hex()
+		fmt.Fprintf(&b, "    - {map: %s, key: \"%s\", value: \"%s\"}\n", en.Map, key, value)
+	}
+	return b.String()
+}
+
 // newFilter applies the shipped xdp-pod-filter bundle to a new interface of
 // the node and waits until it is Attached. It returns with the time from
 // apply to Attached.
@@ -204,11 +221,7 @@ func (e *env) newFilter(t testing.TB, name string) (*filter, time.Duration) {
 	srcAddr := fmt.Sprintf("198.19.%d.2/30", 100+filterSubnet)
 	veth := netns.NewVeth(t, nil, nodeAddr, src, srcAddr)
 	ref := e.pushBundle(t, filepath.Join(repoDir, "bpf", "xdpfilter"), xdpfilter.BundleName, "0.1.0")
-	rule := xdpfilter.Rule{Action: xdpfilter.ActionDrop, Protocol: xdpfilter.ProtocolUDP, DstPort: deathPort, Pattern: deathPattern}
-	key, value, err := rule.MapEntry(0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	entries := filterEntries(t, xdpfilter.Rule{Action: xdpfilter.ActionDrop, Protocol: xdpfilter.ProtocolUDP, DstPort: deathPort, Pattern: deathPattern})
 	e.deleteProgram(t, name)
 	began := time.Now()
 	e.apply(t, fmt.Sprintf(`apiVersion: bpfleet.io/v1alpha1
@@ -220,8 +233,7 @@ spec:
     - name: %s
       xdp: {interfaces: {names: [%s]}, mode: native}
   mapEntries:
-    - {map: %s, key: "%s", value: "%s"}
-`, name, ref, xdpfilter.ProgramName, veth.A, xdpfilter.RulesMap, key, value))
+%s`, name, ref, xdpfilter.ProgramName, veth.A, entries))
 	rows := e.waitAttached(t, name, 1, applyTimeout)
 	took := time.Since(began)
 	return &filter{name: name, nodeIface: veth.A, src: src, veth: veth, uid: e.uid(t, name), id: rows[0].ID}, took

@@ -152,11 +152,7 @@ func TestPodTargetsOnRealPods(t *testing.T) {
 	e.tenantNamespace(t, "team-a")
 	e.tenantNamespace(t, "team-b")
 	ref := e.pushBundle(t, filepath.Join(repoDir, "bpf", "xdpfilter"), xdpfilter.BundleName, "0.1.0")
-	rule := xdpfilter.Rule{Action: xdpfilter.ActionDrop, Protocol: xdpfilter.ProtocolUDP, DstPort: deathPort, Pattern: deathPattern}
-	key, value, err := rule.MapEntry(0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	entries := filterEntries(t, xdpfilter.Rule{Action: xdpfilter.ActionDrop, Protocol: xdpfilter.ProtocolUDP, DstPort: deathPort, Pattern: deathPattern})
 	webA := e.podIn(t, "team-a", "web", map[string]string{"app": "web"})
 	dbA := e.podIn(t, "team-a", "db", map[string]string{"app": "db"})
 	webB := e.podIn(t, "team-b", "web", map[string]string{"app": "web"})
@@ -173,8 +169,7 @@ spec:
     - name: %s
       xdp: {interfaces: {names: [eth0]}, mode: native, pods: {selector: {matchLabels: {app: web}}}}
   mapEntries:
-    - {map: %s, key: "%s", value: "%s"}
-`, ref, xdpfilter.ProgramName, xdpfilter.RulesMap, key, value))
+%s`, ref, xdpfilter.ProgramName, entries))
 	kept := podprogram.ProgramName("team-a", "web-filter")
 	t.Cleanup(func() {
 		_ = e.client.Delete(context.Background(), &v1.BpfPodProgram{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "web-filter"}})
