@@ -135,6 +135,8 @@ type Cluster struct {
 	pki      *pki
 	procs    []*proc
 	registry *http.Server
+	// hostLock is held from Start to Stop (lockHost).
+	hostLock *os.File
 	kubelet  *proc
 	before   hostState
 }
@@ -160,6 +162,9 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		kubelet: filepath.Join(st, "kubelet"), cniConf: filepath.Join(st, "cni", "net.d"), pki: filepath.Join(st, "pki"),
 		// Outside the state dir's tree that Start empties.
 		pidFile: st + ".pids", hostState: st + ".host.json",
+	}
+	if c.hostLock, err = lockHost(ctx, hostLockPath, opts.Out); err != nil {
+		return nil, err
 	}
 	c.ContainerdSocket = filepath.Join(c.dirs.containerd, "containerd.sock")
 	c.RegistryHost = fmt.Sprintf("127.0.0.1:%d", opts.Ports.Registry)
@@ -216,6 +221,10 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	}
 	c.procs = nil
 	errs = append(errs, c.cleanHost(), os.RemoveAll(c.dirs.state))
+	if c.hostLock != nil {
+		errs = append(errs, c.hostLock.Close())
+		c.hostLock = nil
+	}
 	return errors.Join(errs...)
 }
 

@@ -2,9 +2,11 @@ package cluster
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -456,4 +458,41 @@ func (c *Cluster) Leftovers() []string {
 		left = append(left, "host state record "+c.dirs.hostState)
 	}
 	return left
+}
+
+// hostLockPath is the lock one cluster holds on this host from Start to
+// Stop: clusters share the node's interface and address, fixed ports and
+// kube-proxy's tables, and Start begins by cleaning up whatever an earlier
+// run left. Without it, a second Start (a suite's TestMain run with
+// `-run XXX`, say) deleted the node's interface under a running suite.
+const hostLockPath = "/run/bpfleet-cluster.lock"
+
+// lockHost takes the lock at path (hostLockPath), waiting (and saying so
+// on out) while another cluster holds it, until ctx ends. The lock goes
+// with the process: a harness killed with SIGKILL releases it.
+func lockHost(ctx context.Context, path string, out io.Writer) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open host lock: %w", err)
+	}
+	for said := false; ; {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if !said {
+			fmt.Fprintf(out, "another bpfleet test cluster runs on this host (%s held); waiting for it to stop\n", path)
+			said = true
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("wait for %s: %w", path, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
