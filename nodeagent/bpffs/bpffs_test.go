@@ -11,8 +11,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
+	"github.com/bpfleet/bpfleet/nodeagent/loader"
 )
 
 func TestLinkPinNames(t *testing.T) {
@@ -85,8 +85,8 @@ func TestRecordStore(t *testing.T) {
 }
 
 func TestLoadHash(t *testing.T) {
-	a := []v1alpha1.Constant{{Name: "x", Value: "1"}, {Name: "y", Value: "2"}}
-	b := []v1alpha1.Constant{{Name: "y", Value: "2"}, {Name: "x", Value: "1"}}
+	a := []loader.Constant{{Name: "x", Value: "1"}, {Name: "y", Value: "2"}}
+	b := []loader.Constant{{Name: "y", Value: "2"}, {Name: "x", Value: "1"}}
 	for _, tc := range []struct {
 		name string
 		// same tells whether the two hashes must match.
@@ -95,8 +95,8 @@ func TestLoadHash(t *testing.T) {
 	}{
 		{"constant order does not matter", bpffs.LoadHash("d", a), bpffs.LoadHash("d", b), true},
 		{"digest matters", bpffs.LoadHash("d1", a), bpffs.LoadHash("d2", a), false},
-		{"value matters", bpffs.LoadHash("d", a), bpffs.LoadHash("d", []v1alpha1.Constant{{Name: "x", Value: "3"}, {Name: "y", Value: "2"}}), false},
-		{"no constants", bpffs.LoadHash("d", nil), bpffs.LoadHash("d", []v1alpha1.Constant{}), true},
+		{"value matters", bpffs.LoadHash("d", a), bpffs.LoadHash("d", []loader.Constant{{Name: "x", Value: "3"}, {Name: "y", Value: "2"}}), false},
+		{"no constants", bpffs.LoadHash("d", nil), bpffs.LoadHash("d", []loader.Constant{}), true},
 		{"load keys matter", bpffs.LoadHash("d", a, "p/cgroup/egress"), bpffs.LoadHash("d", a, "p/cgroup/ingress"), false},
 		{"load key order does not", bpffs.LoadHash("d", a, "k1", "k2"), bpffs.LoadHash("d", a, "k2", "k1"), true},
 	} {

@@ -13,7 +13,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
+	"github.com/bpfleet/bpfleet/nodeagent/loader"
 )
 
 // RecordVersion is the version of the record format.
@@ -82,7 +82,7 @@ type Node struct {
 // LoadHash hashes what decides the loaded code of a BpfProgram: the digest,
 // the constants and the attach parameters fixed at load time (loadKeys, e.g.
 // a fentry's function), all order-insensitive.
-func LoadHash(digest string, consts []v1alpha1.Constant, loadKeys ...string) string {
+func LoadHash(digest string, consts []loader.Constant, loadKeys ...string) string {
 	cs := make([]string, 0, len(consts))
 	for _, c := range consts {
 		cs = append(cs, c.Name+"="+c.Value)

@@ -72,10 +72,10 @@ import (
 // from the agent.
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Dataplane is the kernel side the reconciler drives; *dataplane.Dataplane
-// satisfies it.
+// Dataplane is the kernel side the reconciler drives; Kernel (a real
+// *dataplane.Dataplane) satisfies it.
 type Dataplane interface {
-	Apply(ctx context.Context, desired []dataplane.Desired) []v1alpha1.ProgramState
+	Apply(ctx context.Context, desired []Desired) []v1alpha1.ProgramState
 	Snapshot() []v1alpha1.ProgramState
 	Changes() <-chan struct{}
 	Kernel() v1alpha1.KernelInfo
@@ -209,7 +209,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 // plan is the node's desired set, as plan computes it.
 type plan struct {
 	// desired has one entry per program that selects the node.
-	desired []dataplane.Desired
+	desired []Desired
 	// verified tells, per admitted digest, when it was verified.
 	verified map[types.UID]time.Time
 	// settle is when to look again for programs held back by
@@ -288,12 +288,12 @@ func onNode(snapshot []v1alpha1.ProgramState) func(types.UID) bool {
 // program, with a verified bundle, or a Hold saying why it cannot move to
 // its digest now (held gives the programs held before any pull). It also
 // returns when each admitted digest was verified.
-func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, held map[types.UID]error, policies []v1alpha1.BundleTrustPolicy, running map[types.UID]v1alpha1.ProgramState, took *phaseTimes) ([]dataplane.Desired, map[types.UID]time.Time) {
+func (r *Reconciler) desired(ctx context.Context, sel []*v1alpha1.BpfProgram, held map[types.UID]error, policies []v1alpha1.BundleTrustPolicy, running map[types.UID]v1alpha1.ProgramState, took *phaseTimes) ([]Desired, map[types.UID]time.Time) {
 	logger := log.FromContext(ctx)
-	out := make([]dataplane.Desired, 0, len(sel))
+	out := make([]Desired, 0, len(sel))
 	verified := map[types.UID]time.Time{}
 	for _, p := range sel {
-		d := dataplane.Desired{
+		d := Desired{
 			Name:       p.Name,
 			UID:        p.UID,
 			Generation: p.Generation,
@@ -447,8 +447,8 @@ func (r *Reconciler) runningBundle(ctx context.Context, p *v1alpha1.BpfProgram, 
 // explainHolds makes sure every entry of a held program says why it is held,
 // whatever the dataplane reported: the running entries keep their state, the
 // others are Pending (transient or waiting) or Failed (will not verify).
-func explainHolds(states []v1alpha1.ProgramState, desired []dataplane.Desired) []v1alpha1.ProgramState {
-	holds := map[types.UID]dataplane.Desired{}
+func explainHolds(states []v1alpha1.ProgramState, desired []Desired) []v1alpha1.ProgramState {
+	holds := map[types.UID]Desired{}
 	for _, d := range desired {
 		if d.Hold != nil {
 			holds[d.UID] = d

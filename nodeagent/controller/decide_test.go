@@ -111,30 +111,30 @@ func TestExplainHolds(t *testing.T) {
 	tests := []struct {
 		name    string
 		states  []v1alpha1.ProgramState
-		desired []dataplane.Desired
+		desired []Desired
 		want    []v1alpha1.ProgramState // State and Reason only
 	}{
 		{
 			name:    "nothing held leaves states alone",
 			states:  []v1alpha1.ProgramState{{UID: "a", State: v1alpha1.PhaseAttached, Reason: v1alpha1.ReasonAttached}},
-			desired: []dataplane.Desired{{UID: "a"}},
+			desired: []Desired{{UID: "a"}},
 			want:    []v1alpha1.ProgramState{{State: v1alpha1.PhaseAttached, Reason: v1alpha1.ReasonAttached}},
 		},
 		{
 			name:    "running program held by an outage stays Attached with the reason",
 			states:  []v1alpha1.ProgramState{{UID: "a", State: v1alpha1.PhaseAttached, Reason: v1alpha1.ReasonAttached}},
-			desired: []dataplane.Desired{{UID: "a", Hold: pullErr}},
+			desired: []Desired{{UID: "a", Hold: pullErr}},
 			want:    []v1alpha1.ProgramState{{State: v1alpha1.PhaseAttached, Reason: v1alpha1.ReasonPullFailed}},
 		},
 		{
 			name:    "never loaded and refused is Failed",
 			states:  []v1alpha1.ProgramState{{UID: "a", State: v1alpha1.PhasePending}},
-			desired: []dataplane.Desired{{UID: "a", Hold: verifyErr}},
+			desired: []Desired{{UID: "a", Hold: verifyErr}},
 			want:    []v1alpha1.ProgramState{{State: v1alpha1.PhaseFailed, Reason: v1alpha1.ReasonVerifyFailed}},
 		},
 		{
 			name:    "held program the dataplane does not report gets one entry per program",
-			desired: []dataplane.Desired{{UID: "b", Spec: spec, Hold: pullErr}},
+			desired: []Desired{{UID: "b", Spec: spec, Hold: pullErr}},
 			want: []v1alpha1.ProgramState{
 				{State: v1alpha1.PhasePending, Reason: v1alpha1.ReasonPullFailed},
 				{State: v1alpha1.PhasePending, Reason: v1alpha1.ReasonPullFailed},

@@ -15,14 +15,13 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/format"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
-	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
 	"github.com/bpfleet/bpfleet/nodeagent/events"
 	"github.com/bpfleet/bpfleet/nodeagent/reviewauth"
 )
 
 // newStreamer reads the event outputs of the programs that ask for it, and
 // writes them to opts.EventsOut tagged with the pods of this node.
-func newStreamer(opts Options, c client.Reader, dp *dataplane.Dataplane, bundles *cache.Cache, layout bpffs.Layout, m *events.Metrics) *events.Streamer {
+func newStreamer(opts Options, c client.Reader, dp Kernel, bundles *cache.Cache, layout bpffs.Layout, m *events.Metrics) *events.Streamer {
 	return &events.Streamer{
 		Node:    opts.NodeName,
 		Metrics: m,

@@ -16,7 +16,6 @@ import (
 	"github.com/bpfleet/bpfleet/api/hooks"
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
-	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
 	"github.com/bpfleet/bpfleet/nodeagent/netwatch"
 	"github.com/bpfleet/bpfleet/nodeagent/pods"
 )
@@ -35,7 +34,7 @@ const (
 // pods of this node each of its attach blocks selects, found in the cgroup
 // tree and /proc. It returns how soon to look again when a selected pod
 // has not started yet (0: no need).
-func (r *Reconciler) resolvePods(ctx context.Context, desired []dataplane.Desired, now time.Time) time.Duration {
+func (r *Reconciler) resolvePods(ctx context.Context, desired []Desired, now time.Time) time.Duration {
 	if r.Pods == nil {
 		return 0
 	}

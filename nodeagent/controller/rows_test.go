@@ -13,14 +13,13 @@ import (
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
-	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
 )
 
 // simulatedDataplane is a fake for scale simulation: it reports what a
 // node with many matching interfaces would, without a kernel.
 type simulatedDataplane struct{}
 
-func (simulatedDataplane) Apply(context.Context, []dataplane.Desired) []v1alpha1.ProgramState {
+func (simulatedDataplane) Apply(context.Context, []controller.Desired) []v1alpha1.ProgramState {
 	return nil
 }
 func (simulatedDataplane) Snapshot() []v1alpha1.ProgramState { return nil }

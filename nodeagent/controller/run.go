@@ -192,6 +192,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		return fmt.Errorf("open dataplane: %w", err)
 	}
 	defer dp.Close()
+	kernel := Kernel{DP: dp}
 
 	bundleCache, err := cache.Open(opts.CacheDir, remote.New(opts.Registry))
 	if err != nil {
@@ -232,7 +233,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	// once, not on every scrape.
 	var metricMapNames sync.Map // digest → []string
 	if err := agentMetrics.Register(metrics.Source{
-		Snapshot: dp.Snapshot,
+		Snapshot: kernel.Snapshot,
 		MetricMaps: func(uid types.UID, digest string) map[string]string {
 			names, ok := metricMapNames.Load(digest)
 			if !ok {
@@ -261,7 +262,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	r := &Reconciler{
 		Client:    mgr.GetClient(),
 		NodeName:  opts.NodeName,
-		Dataplane: dp,
+		Dataplane: kernel,
 		Bundles:   bundleCache,
 		Verifier: &VerifyMemo{
 			Verifier: &trust.Verifier{Remote: opts.Registry, Keys: trust.SecretKeys(mgr.GetAPIReader(), opts.TrustNamespace)},
@@ -281,7 +282,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err := r.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("set up controller: %w", err)
 	}
-	streamer := newStreamer(opts, mgr.GetClient(), dp, bundleCache, layout, eventMetrics)
+	streamer := newStreamer(opts, mgr.GetClient(), kernel, bundleCache, layout, eventMetrics)
 	if err := mgr.Add(streamer); err != nil {
 		return fmt.Errorf("add event streamer: %w", err)
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/nodeagent/loader"
@@ -58,7 +57,7 @@ func (d *Dataplane) adopt(rec bpffs.Record) *entry {
 	}
 	tamper := func(name, got string) {
 		e.mustReload = true
-		e.tamperNotice = &notice{reason: v1alpha1.ReasonTampered,
+		e.tamperNotice = &notice{reason: ReasonTampered,
 			message: fmt.Sprintf("pinned program %s had tag %s, recorded %s: reloaded from the bundle", name, got, rec.Programs[name].Tag)}
 		d.log.Info("pinned program tag differs from record: tampered", "uid", rec.UID, "program", name, "tag", got, "recorded", rec.Programs[name].Tag)
 	}

@@ -21,11 +21,8 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles/format"
-	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
-	"github.com/bpfleet/bpfleet/nodeagent/hookspec"
 	"github.com/bpfleet/bpfleet/nodeagent/loader"
 	"github.com/bpfleet/bpfleet/nodeagent/netwatch"
 	"github.com/bpfleet/bpfleet/nodeagent/probe"
@@ -62,18 +59,17 @@ type Desired struct {
 	Bundle Bundle
 	// Signer is recorded in status.
 	Signer string
-	// Spec holds the programs with their attach blocks, constants and map entries.
-	Spec v1alpha1.BpfProgramSpec
-	// Pods are the pods of this node each pod-targeted attach block
-	// selects now, by program name, resolved by the caller.
-	Pods map[string][]attach.PodScope
+	// Spec holds the programs with their hooks, constants and map entries.
+	// A hook that targets pods carries the pods of this node it selects
+	// now, resolved by the caller.
+	Spec Spec
 	// Hold, when set, means the node cannot move to Digest now (registry
 	// down, verification failed, waiting for a wave): what runs keeps
 	// running and every entry reports why (see HoldError for the reason).
 	Hold error
 
-	// hooks are Spec's attach blocks, parsed once by Apply.
-	hooks hookspec.Set
+	// hooks are Spec's hooks by program name, indexed once by Apply.
+	hooks hookSet
 }
 
 // RunsKey identifies what a desired entry runs: its digest and the parts of
@@ -83,18 +79,16 @@ type Desired struct {
 // wave rollout costs each node one status write, not two.
 func (ds *Desired) RunsKey() string {
 	b, err := json.Marshal(struct {
-		Digest     string
-		Programs   []v1alpha1.ProgramAttachment
-		Constants  []v1alpha1.Constant
-		MapEntries []v1alpha1.MapEntry
-	}{ds.Digest, ds.Spec.Programs, ds.Spec.Constants, ds.Spec.MapEntries})
+		Digest string
+		Spec   string
+	}{ds.Digest, ds.Spec.Key})
 	if err != nil {
 		return fmt.Sprintf("unencodable generation %d", ds.Generation) // equal to no real key
 	}
 	return string(b)
 }
 
-// HoldError is a Hold with a status reason (a v1alpha1 Reason* word).
+// HoldError is a Hold with a status reason (a word of the API's Reason*).
 type HoldError struct {
 	// Reason is reported as ProgramState.Reason, e.g. PullFailed.
 	Reason string
@@ -169,8 +163,8 @@ type Dataplane struct {
 	src      netwatch.Source
 	cache    *loader.Cache
 	stats    io.Closer
-	kernel   v1alpha1.KernelInfo
-	features []v1alpha1.Feature
+	kernel   KernelInfo
+	features []probe.Feature
 	changes  chan struct{}
 	cancel   context.CancelFunc
 
@@ -236,7 +230,7 @@ func New(ctx context.Context, opts Options) (*Dataplane, error) {
 	}
 	d.kernel = kernelInfo(opts)
 	for _, f := range probe.Features() {
-		d.features = append(d.features, v1alpha1.Feature{Name: f.Name, Supported: f.Supported})
+		d.features = append(d.features, probe.Feature{Name: f.Name, Supported: f.Supported})
 	}
 	if opts.Stats {
 		c, err := status.EnableStats()
@@ -305,8 +299,8 @@ func (d *Dataplane) signal() {
 	}
 }
 
-func kernelInfo(opts Options) v1alpha1.KernelInfo {
-	k := v1alpha1.KernelInfo{Release: opts.KernelRelease, BootID: opts.BootID, Architecture: runtime.GOARCH}
+func kernelInfo(opts Options) KernelInfo {
+	k := KernelInfo{Release: opts.KernelRelease, BootID: opts.BootID, Architecture: runtime.GOARCH}
 	if k.Release == "" {
 		var u unix.Utsname
 		if unix.Uname(&u) == nil {
@@ -355,7 +349,7 @@ func (d *Dataplane) checkBoot() error {
 // Apply makes the node run exactly desired, the node's full desired set. It
 // is idempotent; what is pinned but not desired is detached and unpinned, so
 // call it only with a complete view (an empty set removes everything).
-func (d *Dataplane) Apply(ctx context.Context, desired []Desired) []v1alpha1.ProgramState {
+func (d *Dataplane) Apply(ctx context.Context, desired []Desired) []ProgramState {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -363,8 +357,7 @@ func (d *Dataplane) Apply(ctx context.Context, desired []Desired) []v1alpha1.Pro
 	}
 	d.last = append([]Desired(nil), desired...)
 	for i := range d.last {
-		// The one place the attach blocks are read: from here on, hooks.
-		d.last[i].hooks = hookspec.ParseAll(d.last[i].Spec.Programs, d.last[i].Pods)
+		d.last[i].hooks = hooksOf(d.last[i].Spec)
 	}
 	d.applied = true
 	return d.applyLocked(ctx)
@@ -373,7 +366,7 @@ func (d *Dataplane) Apply(ctx context.Context, desired []Desired) []v1alpha1.Pro
 // Resync applies the last desired set again: it heals drift and attaches
 // interfaces that appeared since. Before the first Apply it only reports
 // what was re-adopted: the desired set is not known yet, nothing is removed.
-func (d *Dataplane) Resync(ctx context.Context) []v1alpha1.ProgramState {
+func (d *Dataplane) Resync(ctx context.Context) []ProgramState {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -385,7 +378,7 @@ func (d *Dataplane) Resync(ctx context.Context) []v1alpha1.ProgramState {
 	return d.applyLocked(ctx)
 }
 
-func (d *Dataplane) applyLocked(ctx context.Context) []v1alpha1.ProgramState {
+func (d *Dataplane) applyLocked(ctx context.Context) []ProgramState {
 	// tracefs unmounted since New (by hand, by a tool cleaning up) would make
 	// every new tracepoint attach fail; what is attached runs without it.
 	if err := bpffs.MountTracefs(); err != nil {
@@ -449,7 +442,7 @@ func (d *Dataplane) interfaces() netState {
 
 // Snapshot returns the state of every managed program and attach point with
 // bpftool's fields, and run statistics when Options.Stats is set.
-func (d *Dataplane) Snapshot() []v1alpha1.ProgramState {
+func (d *Dataplane) Snapshot() []ProgramState {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.snapshotLocked()
@@ -460,11 +453,11 @@ func (d *Dataplane) Snapshot() []v1alpha1.ProgramState {
 func (d *Dataplane) Changes() <-chan struct{} { return d.changes }
 
 // Kernel identifies the running kernel.
-func (d *Dataplane) Kernel() v1alpha1.KernelInfo { return d.kernel }
+func (d *Dataplane) Kernel() KernelInfo { return d.kernel }
 
 // Features lists the probed kernel capabilities.
-func (d *Dataplane) Features() []v1alpha1.Feature {
-	return append([]v1alpha1.Feature(nil), d.features...)
+func (d *Dataplane) Features() []probe.Feature {
+	return append([]probe.Feature(nil), d.features...)
 }
 
 // Close releases file descriptors and stops watching interfaces. It never

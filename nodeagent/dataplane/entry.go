@@ -6,12 +6,10 @@ import (
 	"github.com/cilium/ebpf"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles/format"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/nodeagent/failpoint"
-	"github.com/bpfleet/bpfleet/nodeagent/hookspec"
 	"github.com/bpfleet/bpfleet/nodeagent/loader"
 )
 
@@ -28,8 +26,8 @@ type entry struct {
 	digest   string
 	loadHash string
 	object   string
-	spec     v1alpha1.BpfProgramSpec // the spec the links follow
-	hooks    hookspec.Set            // spec's attach blocks
+	spec     Spec    // the spec the links follow
+	hooks    hookSet // spec's attach blocks
 	// specApplied: spec and hooks hold a spec applied once (not so for
 	// an entry re-adopted from its record before the first apply).
 	specApplied bool
@@ -47,8 +45,8 @@ type entry struct {
 
 	// How the last apply went.
 	desiredDigest string
-	desiredSpec   v1alpha1.BpfProgramSpec
-	desiredHooks  hookspec.Set
+	desiredSpec   Spec
+	desiredHooks  hookSet
 	// waiting says why the entry cannot move to the desired digest now
 	// (a Hold: registry down, verification failed, wave not come): what
 	// runs keeps running, nothing is reloaded.
@@ -158,7 +156,7 @@ func (d *Dataplane) applyEntry(e *entry, ds *Desired, net netState) {
 
 	hold := ds.Hold
 	if hold == nil && isNilBundle(ds.Bundle) {
-		hold = Hold(v1alpha1.ReasonWaitingForBundle, errors.New("bundle not available on this node yet"))
+		hold = Hold(ReasonWaitingForBundle, errors.New("bundle not available on this node yet"))
 	}
 	lh := loadHash(ds)
 	if hold != nil {
@@ -200,7 +198,7 @@ func (d *Dataplane) applyEntry(e *entry, ds *Desired, net netState) {
 // is the entry's load failure.
 func (d *Dataplane) writeSpecEntries(e *entry, ds *Desired) {
 	if err := d.writeEntries(e, ds.Spec.MapEntries, e.maps); err != nil {
-		e.loadFailure = withReason(v1alpha1.ReasonMapUpdateFailed, err)
+		e.loadFailure = withReason(ReasonMapUpdateFailed, err)
 	}
 }
 

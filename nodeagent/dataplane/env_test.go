@@ -83,8 +83,8 @@ func bundle(t testing.TB, digest string, obj []byte) *kernelprog.Bundle {
 }
 
 // xdpDesired is a BpfProgram running xdp_filter on the env's veth A.
-func (e *env) xdpDesired(t *testing.T, uid, digest string, obj []byte, mode v1alpha1.XDPMode) dataplane.Desired {
-	return dataplane.Desired{
+func (e *env) xdpDesired(t *testing.T, uid, digest string, obj []byte, mode v1alpha1.XDPMode) apiDesired {
+	return apiDesired{
 		Name: "filter-" + uid, UID: types.UID(uid), Generation: 1, Digest: digest,
 		Bundle: bundle(t, digest, obj),
 		Spec: v1alpha1.BpfProgramSpec{
@@ -103,9 +103,9 @@ func portKey(port uint16) string {
 }
 
 // one returns the only state of uid, failing otherwise.
-func one(t *testing.T, states []v1alpha1.ProgramState, uid string) v1alpha1.ProgramState {
+func one(t *testing.T, states []dataplane.ProgramState, uid string) dataplane.ProgramState {
 	t.Helper()
-	var out []v1alpha1.ProgramState
+	var out []dataplane.ProgramState
 	for _, s := range states {
 		if string(s.UID) == uid {
 			out = append(out, s)
@@ -117,9 +117,9 @@ func one(t *testing.T, states []v1alpha1.ProgramState, uid string) v1alpha1.Prog
 	return out[0]
 }
 
-func wantAttached(t testing.TB, s v1alpha1.ProgramState) {
+func wantAttached(t testing.TB, s dataplane.ProgramState) {
 	t.Helper()
-	if s.State != v1alpha1.PhaseAttached || s.ID == 0 || s.LinkID == 0 {
+	if s.State != dataplane.StateAttached || s.ID == 0 || s.LinkID == 0 {
 		t.Fatalf("want Attached with program and link ids, got %s/%s (id %d, link %d): %s", s.State, s.Reason, s.ID, s.LinkID, s.Message)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
+	"github.com/bpfleet/bpfleet/nodeagent/hookspec"
 	"github.com/bpfleet/bpfleet/test/kernelprog"
 )
 
@@ -28,11 +29,12 @@ func Example() {
 	b, _ := kernelprog.NewBundle("sha256:…", kernelprog.Object)
 	desired := []dataplane.Desired{{
 		Name: "pod-filter", UID: types.UID("0b7c…"), Digest: b.Digest, Bundle: b,
-		Spec: v1alpha1.BpfProgramSpec{
+		// The agent's controller parses the BpfProgram's spec into hooks.
+		Spec: hookspec.Spec(v1alpha1.BpfProgramSpec{
 			Programs: []v1alpha1.ProgramAttachment{{Name: kernelprog.XDPFilter,
 				XDP: &v1alpha1.XDPAttach{Interfaces: v1alpha1.InterfaceSelector{Names: []string{"veth*"}, Primary: true}}}},
 			MapEntries: []v1alpha1.MapEntry{{Map: "deny", Key: "0f27", Value: "01"}}, // UDP 9999
-		},
+		}, nil),
 	}}
 	for _, st := range dp.Apply(ctx, desired) {
 		fmt.Println(st.AttachPoint, st.State, st.Reason, st.ID, st.LinkID)

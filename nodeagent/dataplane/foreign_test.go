@@ -83,17 +83,17 @@ func TestForeignProgramsUntouched(t *testing.T) {
 	d := e.open(t)
 	xuid, tuid := "fx-"+randHex(4), "ft-"+randHex(4)
 	xds := e.xdpDesired(t, xuid, "sha256:v1", kernelprog.Object, v1alpha1.XDPModeNative)
-	tds := dataplane.Desired{Name: "tc", UID: types.UID(tuid), Digest: "sha256:v1", Bundle: bundle(t, "sha256:v1", kernelprog.Object),
+	tds := apiDesired{Name: "tc", UID: types.UID(tuid), Digest: "sha256:v1", Bundle: bundle(t, "sha256:v1", kernelprog.Object),
 		Spec: v1alpha1.BpfProgramSpec{Programs: []v1alpha1.ProgramAttachment{{Name: kernelprog.TCCount,
 			TC: &v1alpha1.TCAttach{Interfaces: v1alpha1.InterfaceSelector{Names: []string{e.veth.A}}, Direction: v1alpha1.TCIngress, Order: v1alpha1.TCOrderFirst}}}}}
-	states := d.Apply(ctx, []dataplane.Desired{xds, tds})
-	if st := one(t, states, xuid); st.State != v1alpha1.PhaseFailed || st.Reason != v1alpha1.ReasonAttachFailed {
+	states := d.Apply(ctx, parsed(xds, tds))
+	if st := one(t, states, xuid); st.State != dataplane.StateFailed || st.Reason != v1alpha1.ReasonAttachFailed {
 		t.Fatalf("XDP hook held by someone else: want Failed/AttachFailed, got %s/%s", st.State, st.Reason)
 	}
 	wantAttached(t, one(t, states, tuid))
 	// Upgrade ours, then delete everything of ours.
 	tds.Digest, tds.Bundle = "sha256:v2", bundle(t, "sha256:v2", kernelprog.ObjectV2)
-	wantAttached(t, one(t, d.Apply(ctx, []dataplane.Desired{tds}), tuid))
+	wantAttached(t, one(t, d.Apply(ctx, parsed(tds)), tuid))
 	d.Apply(ctx, nil)
 	if !alive(foreignXDP) || !alive(foreignTC) {
 		t.Fatalf("foreign links disturbed: xdp %v tcx %v", alive(foreignXDP), alive(foreignTC))

@@ -96,7 +96,7 @@ func TestBPFFSRemounted(t *testing.T) {
 	d := e.open(t, func(o *dataplane.Options) { o.BPFFSRoot, o.BPFFSMount = root, mnt })
 	uid := kubeUID()
 	ds := e.xdpDesired(t, uid, "sha256:v1", kernelprog.Object, v1alpha1.XDPModeGeneric)
-	before := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	before := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, before)
 	link := bpffs.Layout{Root: root}.Link(types.UID(uid), kernelprog.XDPFilter, before.AttachPoint)
 	if _, err := os.Stat(link); err != nil {
@@ -109,7 +109,7 @@ func TestBPFFSRemounted(t *testing.T) {
 	if err := unix.Unmount(mnt, 0); err != nil {
 		t.Fatal(err)
 	}
-	after := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	after := one(t, d.Apply(ctx, parsed(ds)), uid)
 	if n := d.TakeBPFFSRemounts(); n != 1 {
 		t.Errorf("%d remounts reported, want 1", n)
 	}

@@ -96,12 +96,12 @@ func TestHooks(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d := e.open(t)
 			uid := "hook-" + tc.name + "-" + randHex(3)
-			ds := dataplane.Desired{Name: tc.name, UID: types.UID(uid), Digest: "sha256:1", Bundle: bundle(t, "sha256:1", kernelprog.Object),
+			ds := apiDesired{Name: tc.name, UID: types.UID(uid), Digest: "sha256:1", Bundle: bundle(t, "sha256:1", kernelprog.Object),
 				Spec: v1alpha1.BpfProgramSpec{Programs: []v1alpha1.ProgramAttachment{tc.attach}}}
-			st := one(t, d.Apply(context.Background(), []dataplane.Desired{ds}), uid)
+			st := one(t, d.Apply(context.Background(), parsed(ds)), uid)
 			t.Logf("%s: %s %s %q", st.AttachPoint, st.State, st.Reason, st.Message)
 			if len(tc.fail) > 0 {
-				if st.State != v1alpha1.PhaseFailed || !slices.Contains(tc.fail, st.Reason) || st.Message == "" {
+				if st.State != dataplane.StateFailed || !slices.Contains(tc.fail, st.Reason) || st.Message == "" {
 					t.Fatalf("want Failed with one of %v and a message, got %s/%s %q", tc.fail, st.State, st.Reason, st.Message)
 				}
 				// Nothing half-attached stays behind once the spec drops it.

@@ -28,13 +28,13 @@ func TestSkLookupBlock(t *testing.T) {
 	const listenPort, steerPort = 7100, 7101
 	uid := "sklookup-" + randHex(4)
 	netnsPath := filepath.Join("/var/run/netns", e.nsA.Name)
-	ds := dataplane.Desired{Name: "steer", UID: types.UID(uid), Generation: 1, Digest: "sha256:v1", Bundle: bundle(t, "sha256:v1", sklookup.Object),
+	ds := apiDesired{Name: "steer", UID: types.UID(uid), Generation: 1, Digest: "sha256:v1", Bundle: bundle(t, "sha256:v1", sklookup.Object),
 		Spec: v1alpha1.BpfProgramSpec{
 			Programs:  []v1alpha1.ProgramAttachment{{Name: sklookup.Program, SkLookup: &v1alpha1.SkLookupAttach{NetNS: netnsPath}}},
 			Constants: []v1alpha1.Constant{{Name: sklookup.SteerPortConstant, Value: strconv.Itoa(steerPort)}},
 		}}
 	d := e.open(t)
-	first := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	first := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, first)
 	if want := "sk_lookup/" + netnsPath; first.AttachPoint != want {
 		t.Fatalf("attach point %q, want %q", first.AttachPoint, want)
@@ -97,13 +97,13 @@ func TestSkLookupBlock(t *testing.T) {
 
 	_ = d.Close()
 	d = e.open(t)
-	again := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	again := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, again)
 	if again.LinkID != first.LinkID || again.ID != first.ID {
 		t.Fatalf("re-adoption re-attached: link %d -> %d, program %d -> %d", first.LinkID, again.LinkID, first.ID, again.ID)
 	}
 	ds.Digest, ds.Bundle = "sha256:v2", bundle(t, "sha256:v2", sklookup.Object)
-	up := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	up := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, up)
 	if up.ID == first.ID || up.LinkID != first.LinkID {
 		t.Fatalf("upgrade: program %d -> %d, link %d -> %d; want a new program on the same link", first.ID, up.ID, first.LinkID, up.LinkID)
@@ -138,10 +138,10 @@ func TestReadoptRecordWithoutKind(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			uid := "oldrec-" + tc.name + "-" + randHex(3)
-			ds := dataplane.Desired{Name: tc.name, UID: types.UID(uid), Digest: "sha256:v1", Bundle: bundle(t, "sha256:v1", kernelprog.Object),
+			ds := apiDesired{Name: tc.name, UID: types.UID(uid), Digest: "sha256:v1", Bundle: bundle(t, "sha256:v1", kernelprog.Object),
 				Spec: v1alpha1.BpfProgramSpec{Programs: []v1alpha1.ProgramAttachment{tc.a}}}
 			d := e.open(t)
-			v1 := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+			v1 := one(t, d.Apply(ctx, parsed(ds)), uid)
 			wantAttached(t, v1)
 			_ = d.Close()
 
@@ -158,11 +158,11 @@ func TestReadoptRecordWithoutKind(t *testing.T) {
 
 			d = e.open(t)
 			adopted := one(t, d.Snapshot(), uid)
-			if adopted.State != v1alpha1.PhaseAttached || adopted.LinkID != v1.LinkID {
+			if adopted.State != dataplane.StateAttached || adopted.LinkID != v1.LinkID {
 				t.Fatalf("not re-adopted: %s link %d, want Attached link %d", adopted.State, adopted.LinkID, v1.LinkID)
 			}
 			ds.Digest, ds.Bundle = "sha256:v2", bundle(t, "sha256:v2", kernelprog.Object)
-			v2 := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+			v2 := one(t, d.Apply(ctx, parsed(ds)), uid)
 			wantAttached(t, v2)
 			if v2.ID == v1.ID || tc.inPlace != (v2.LinkID == v1.LinkID) {
 				t.Fatalf("upgrade: program %d -> %d, link %d -> %d, want in place %v", v1.ID, v2.ID, v1.LinkID, v2.LinkID, tc.inPlace)

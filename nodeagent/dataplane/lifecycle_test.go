@@ -32,7 +32,7 @@ func TestReadoptAndUpgradeUnderTraffic(t *testing.T) {
 	v1 := e.xdpDesired(t, uid, "sha256:v1", kernelprog.Object, v1alpha1.XDPModeNative)
 
 	d := e.open(t)
-	first := one(t, d.Apply(ctx, []dataplane.Desired{v1}), uid)
+	first := one(t, d.Apply(ctx, parsed(v1)), uid)
 	wantAttached(t, first)
 	tr := e.startTraffic(t, 9999)
 	eventually(t, 2*time.Second, "drops", func() bool { return e.counter(t, uid, 1) > 10 })
@@ -47,7 +47,7 @@ func TestReadoptAndUpgradeUnderTraffic(t *testing.T) {
 	if st := d.Resync(ctx); len(st) != 1 || st[0].LinkID != first.LinkID {
 		t.Fatalf("resync before Apply: %+v", st)
 	}
-	again := one(t, d.Apply(ctx, []dataplane.Desired{v1}), uid)
+	again := one(t, d.Apply(ctx, parsed(v1)), uid)
 	t.Logf("re-adopt (New + Apply) took %s", time.Since(start))
 	wantAttached(t, again)
 	if again.ID != first.ID || again.LinkID != first.LinkID {
@@ -57,7 +57,7 @@ func TestReadoptAndUpgradeUnderTraffic(t *testing.T) {
 	// Upgrade: same link, new program.
 	v2 := e.xdpDesired(t, uid, "sha256:v2", kernelprog.ObjectV2, v1alpha1.XDPModeNative)
 	start = time.Now()
-	up := one(t, d.Apply(ctx, []dataplane.Desired{v2}), uid)
+	up := one(t, d.Apply(ctx, parsed(v2)), uid)
 	t.Logf("upgrade Apply (load + Link.Update) took %s", time.Since(start))
 	wantAttached(t, up)
 	if up.LinkID != first.LinkID || up.ID == first.ID || up.Tag == first.Tag || up.Digest != "sha256:v2" {
@@ -72,7 +72,7 @@ func TestReadoptAndUpgradeUnderTraffic(t *testing.T) {
 	eventually(t, 2*time.Second, "drops by v2", func() bool { return e.counter(t, uid, 1) > 10 })
 
 	// Rollback the same way.
-	back := one(t, d.Apply(ctx, []dataplane.Desired{v1}), uid)
+	back := one(t, d.Apply(ctx, parsed(v1)), uid)
 	wantAttached(t, back)
 	if back.LinkID != first.LinkID || back.Tag != first.Tag {
 		t.Fatalf("rollback: link %d -> %d, tag %s, want %s", first.LinkID, back.LinkID, back.Tag, first.Tag)
@@ -90,7 +90,7 @@ func TestReadoptAndUpgradeUnderTraffic(t *testing.T) {
 	}
 	// Control: without the rule the same traffic reaches the receiver.
 	v1.Spec.MapEntries = nil
-	wantAttached(t, one(t, d.Apply(ctx, []dataplane.Desired{v1}), uid))
+	wantAttached(t, one(t, d.Apply(ctx, parsed(v1)), uid))
 	eventually(t, 2*time.Second, "packets through once the rule is gone", func() bool { return tr.received.Load() > 0 })
 	tr.halt()
 }
@@ -102,7 +102,7 @@ func TestReboot(t *testing.T) {
 	uid := "reboot-" + randHex(4)
 	ds := e.xdpDesired(t, uid, "sha256:v1", kernelprog.Object, v1alpha1.XDPModeGeneric)
 	d := e.open(t)
-	before := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	before := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, before)
 	_ = d.Close()
 	if err := os.RemoveAll(e.root); err != nil { // what a reboot does to bpffs
@@ -113,7 +113,7 @@ func TestReboot(t *testing.T) {
 	if d.Kernel().BootID != "boot-2" {
 		t.Fatalf("kernel info has boot id %q", d.Kernel().BootID)
 	}
-	after := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	after := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, after)
 	if after.ID == before.ID || after.LinkID == before.LinkID {
 		t.Fatalf("want a fresh load after reboot: program %d -> %d, link %d -> %d", before.ID, after.ID, before.LinkID, after.LinkID)
@@ -130,7 +130,7 @@ func TestTampered(t *testing.T) {
 	uid := "tamper-" + randHex(4)
 	ds := e.xdpDesired(t, uid, "sha256:v1", kernelprog.Object, v1alpha1.XDPModeGeneric)
 	d := e.open(t)
-	before := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	before := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, before)
 	_ = d.Close()
 
@@ -145,18 +145,18 @@ func TestTampered(t *testing.T) {
 	}
 
 	d = e.open(t)
-	after := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	after := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, after)
 	if after.Reason != v1alpha1.ReasonTampered || after.Tag != before.Tag || after.ID == before.ID || after.LinkID != before.LinkID {
 		t.Fatalf("want Tampered, reloaded (tag %s, new id), same link %d; got %s tag %s id %d link %d: %s",
 			before.Tag, before.LinkID, after.Reason, after.Tag, after.ID, after.LinkID, after.Message)
 	}
 	// The notice stays until the next regular load.
-	if st := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid); st.Reason != v1alpha1.ReasonTampered {
+	if st := one(t, d.Apply(ctx, parsed(ds)), uid); st.Reason != v1alpha1.ReasonTampered {
 		t.Fatalf("notice gone before the next load: %s", st.Reason)
 	}
 	next := e.xdpDesired(t, uid, "sha256:v2", kernelprog.ObjectV2, v1alpha1.XDPModeGeneric)
-	if st := one(t, d.Apply(ctx, []dataplane.Desired{next}), uid); st.Reason != v1alpha1.ReasonAttached {
+	if st := one(t, d.Apply(ctx, parsed(next)), uid); st.Reason != v1alpha1.ReasonAttached {
 		t.Fatalf("notice kept after a regular upgrade: %s", st.Reason)
 	}
 }
@@ -185,7 +185,7 @@ func TestTamperedWhileRunning(t *testing.T) {
 	uid := "tamperrun-" + randHex(4)
 	ds := e.xdpDesired(t, uid, "sha256:v1", kernelprog.Object, v1alpha1.XDPModeGeneric)
 	d := e.open(t)
-	before := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	before := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, before)
 
 	pin := bpffs.Layout{Root: e.root}.Link(types.UID(uid), kernelprog.XDPFilter, before.AttachPoint)
@@ -207,7 +207,7 @@ func TestTamperedWhileRunning(t *testing.T) {
 		t.Fatalf("the link runs %v, want the intruder %d", li, intruderID)
 	}
 
-	after := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	after := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, after)
 	if after.Reason != v1alpha1.ReasonTampered || after.ID != before.ID || after.LinkID != before.LinkID ||
 		!strings.Contains(after.Message, fmt.Sprint(intruderID)) {
@@ -231,7 +231,7 @@ func TestInterfaceRecreate(t *testing.T) {
 	ds := e.xdpDesired(t, uid, "sha256:v1", kernelprog.Object, v1alpha1.XDPModeNative)
 	ds.Spec.Programs[0].XDP.Interfaces.Names = []string{"bvr*"}
 	d := e.open(t)
-	if st := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid); st.State != v1alpha1.PhasePending || st.Reason != v1alpha1.ReasonNoInterface {
+	if st := one(t, d.Apply(ctx, parsed(ds)), uid); st.State != dataplane.StatePending || st.Reason != v1alpha1.ReasonNoInterface {
 		t.Fatalf("no interface yet: got %s/%s", st.State, st.Reason)
 	}
 	name, peer := netns.UniqueName("bvr"), netns.UniqueName("bvq")
@@ -253,7 +253,7 @@ func TestInterfaceRecreate(t *testing.T) {
 			case <-d.Changes():
 			case <-time.After(20 * time.Millisecond):
 			}
-			return one(t, d.Resync(ctx), uid).State == v1alpha1.PhasePending
+			return one(t, d.Resync(ctx), uid).State == dataplane.StatePending
 		})
 	}
 	t.Logf("interface re-attach latency, worst of 3: %s", worst)
@@ -273,13 +273,13 @@ func drain(c <-chan struct{}) {
 }
 
 // waitAttached resyncs on every Changes signal, as the agent controller does.
-func waitAttached(t *testing.T, d *dataplane.Dataplane, uid string, limit time.Duration) v1alpha1.ProgramState {
+func waitAttached(t *testing.T, d *dataplane.Dataplane, uid string, limit time.Duration) dataplane.ProgramState {
 	t.Helper()
 	deadline := time.After(limit)
 	for {
 		select {
 		case <-d.Changes():
-			if st := one(t, d.Resync(ctx), uid); st.State == v1alpha1.PhaseAttached {
+			if st := one(t, d.Resync(ctx), uid); st.State == dataplane.StateAttached {
 				return st
 			}
 		case <-deadline:
@@ -294,7 +294,7 @@ func TestDrift(t *testing.T) {
 	uid := "drift-" + randHex(4)
 	ds := e.xdpDesired(t, uid, "sha256:v1", kernelprog.Object, v1alpha1.XDPModeNative)
 	d := e.open(t)
-	st := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	st := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, st)
 	layout := bpffs.Layout{Root: e.root}
 
@@ -339,7 +339,7 @@ func TestMapEntries(t *testing.T) {
 	uid := "entries-" + randHex(4)
 	ds := e.xdpDesired(t, uid, "sha256:v1", kernelprog.Object, v1alpha1.XDPModeGeneric)
 	d := e.open(t)
-	before := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	before := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, before)
 
 	// A generation that changes nothing the entry runs (a new image whose
@@ -347,13 +347,13 @@ func TestMapEntries(t *testing.T) {
 	ds.Generation = 2
 	ds.Spec.Bundle.Image = "registry.example/filter:v2"
 	ds.Spec.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"edge": "true"}}
-	if same := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid); same.Generation != before.Generation || same.ID != before.ID || same.State != before.State {
+	if same := one(t, d.Apply(ctx, parsed(ds)), uid); same.Generation != before.Generation || same.ID != before.ID || same.State != before.State {
 		t.Fatalf("an edit that changes nothing here changed the entry: %+v -> %+v", before, same)
 	}
 
 	ds.Generation = 3
 	ds.Spec.MapEntries = []v1alpha1.MapEntry{{Map: "deny", Key: "QR8=", Value: "AQ==", Encoding: v1alpha1.MapEncodingBase64}} // port 8001
-	after := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	after := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, after)
 	if after.ID != before.ID {
 		t.Fatalf("map entry change reloaded the program: %d -> %d", before.ID, after.ID)
@@ -381,8 +381,8 @@ func TestMapEntries(t *testing.T) {
 
 	// A bad entry is reported, what runs keeps running.
 	ds.Spec.MapEntries = []v1alpha1.MapEntry{{Map: "deny", Key: "01", Value: "01"}}
-	bad := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
-	if bad.State != v1alpha1.PhaseFailed || bad.Reason != v1alpha1.ReasonMapUpdateFailed || bad.ID != before.ID {
+	bad := one(t, d.Apply(ctx, parsed(ds)), uid)
+	if bad.State != dataplane.StateFailed || bad.Reason != v1alpha1.ReasonMapUpdateFailed || bad.ID != before.ID {
 		t.Fatalf("bad entry: got %s/%s id %d: %s", bad.State, bad.Reason, bad.ID, bad.Message)
 	}
 }
@@ -395,23 +395,23 @@ func TestFailuresKeepWhatRuns(t *testing.T) {
 	good := "good-" + randHex(4)
 	bad := "bad-" + randHex(4)
 	gds := e.xdpDesired(t, good, "sha256:v1", kernelprog.Object, v1alpha1.XDPModeNative)
-	bds := dataplane.Desired{Name: "bad", UID: types.UID(bad), Digest: "sha256:b", Bundle: bundle(t, "sha256:b", kernelprog.Object),
+	bds := apiDesired{Name: "bad", UID: types.UID(bad), Digest: "sha256:b", Bundle: bundle(t, "sha256:b", kernelprog.Object),
 		Spec: v1alpha1.BpfProgramSpec{Programs: []v1alpha1.ProgramAttachment{{Name: kernelprog.XDPRejected,
 			XDP: &v1alpha1.XDPAttach{Interfaces: v1alpha1.InterfaceSelector{Names: []string{e.veth.A}}, Mode: v1alpha1.XDPModeGeneric}}}}}
 	d := e.open(t)
-	states := d.Apply(ctx, []dataplane.Desired{gds, bds})
+	states := d.Apply(ctx, parsed(gds, bds))
 	g := one(t, states, good)
 	wantAttached(t, g)
 	b := one(t, states, bad)
-	if b.State != v1alpha1.PhaseFailed || b.Reason != v1alpha1.ReasonVerifierRejected || !strings.Contains(b.Message, "invalid access to packet") {
+	if b.State != dataplane.StateFailed || b.Reason != v1alpha1.ReasonVerifierRejected || !strings.Contains(b.Message, "invalid access to packet") {
 		t.Fatalf("want VerifierRejected with the log tail, got %s/%s: %q", b.State, b.Reason, b.Message)
 	}
 	t.Logf("verifier message:\n%s", b.Message)
 
 	// A new digest the verifier refuses: v1 keeps running.
 	broken := e.xdpDesired(t, good, "sha256:broken", kernelprog.ObjectBroken, v1alpha1.XDPModeNative)
-	st := one(t, d.Apply(ctx, []dataplane.Desired{broken}), good)
-	if st.State != v1alpha1.PhaseFailed || st.Reason != v1alpha1.ReasonVerifierRejected || st.ID != g.ID || st.LinkID != g.LinkID || st.Digest != "sha256:broken" {
+	st := one(t, d.Apply(ctx, parsed(broken)), good)
+	if st.State != dataplane.StateFailed || st.Reason != v1alpha1.ReasonVerifierRejected || st.ID != g.ID || st.LinkID != g.LinkID || st.Digest != "sha256:broken" {
 		t.Fatalf("bad digest: want Failed/VerifierRejected with program %d still linked by %d, got %s/%s id %d link %d digest %s",
 			g.ID, g.LinkID, st.State, st.Reason, st.ID, st.LinkID, st.Digest)
 	}
@@ -426,22 +426,22 @@ func TestFailuresKeepWhatRuns(t *testing.T) {
 	// Hold (registry down): the new digest is not loaded, v1 keeps running.
 	held := e.xdpDesired(t, good, "sha256:v2", kernelprog.ObjectV2, v1alpha1.XDPModeNative)
 	held.Hold = dataplane.Hold(v1alpha1.ReasonPullFailed, errors.New("registry unavailable"))
-	st = one(t, d.Apply(ctx, []dataplane.Desired{held}), good)
-	if st.State != v1alpha1.PhaseAttached || st.Reason != v1alpha1.ReasonPullFailed || st.ID != g.ID || st.Digest != "sha256:v1" {
+	st = one(t, d.Apply(ctx, parsed(held)), good)
+	if st.State != dataplane.StateAttached || st.Reason != v1alpha1.ReasonPullFailed || st.ID != g.ID || st.Digest != "sha256:v1" {
 		t.Fatalf("hold: want Attached/PullFailed on program %d digest v1, got %s/%s id %d digest %s", g.ID, st.State, st.Reason, st.ID, st.Digest)
 	}
 	// Nil bundle: same.
 	held.Hold, held.Bundle = nil, nil
-	st = one(t, d.Apply(ctx, []dataplane.Desired{held}), good)
-	if st.State != v1alpha1.PhaseAttached || st.ID != g.ID {
+	st = one(t, d.Apply(ctx, parsed(held)), good)
+	if st.State != dataplane.StateAttached || st.ID != g.ID {
 		t.Fatalf("nil bundle: want the old program attached, got %s/%s id %d", st.State, st.Reason, st.ID)
 	}
 	// Held on the digest that runs: a new rule needs no bundle and applies at once.
 	same := e.xdpDesired(t, good, "sha256:v1", kernelprog.Object, v1alpha1.XDPModeNative)
 	same.Bundle, same.Hold = nil, dataplane.Hold(v1alpha1.ReasonPullFailed, errors.New("registry unavailable"))
 	same.Spec.MapEntries = append(same.Spec.MapEntries, v1alpha1.MapEntry{Map: "deny", Key: portKey(7777), Value: "01"})
-	st = one(t, d.Apply(ctx, []dataplane.Desired{same}), good)
-	if st.State != v1alpha1.PhaseAttached || st.ID != g.ID {
+	st = one(t, d.Apply(ctx, parsed(same)), good)
+	if st.State != dataplane.StateAttached || st.ID != g.ID {
 		t.Fatalf("held, same digest: got %s/%s id %d", st.State, st.Reason, st.ID)
 	}
 	drops := e.counter(t, good, 1)
@@ -459,7 +459,7 @@ func TestDelete(t *testing.T) {
 	ds.Spec.Programs = append(ds.Spec.Programs, v1alpha1.ProgramAttachment{Name: kernelprog.Tracepoint,
 		Tracepoint: &v1alpha1.TracepointAttach{Group: "syscalls", Name: "sys_enter_getppid"}})
 	d := e.open(t)
-	states := d.Apply(ctx, []dataplane.Desired{ds})
+	states := d.Apply(ctx, parsed(ds))
 	if len(states) != 2 {
 		t.Fatalf("want 2 states, got %+v", states)
 	}
@@ -507,7 +507,7 @@ func TestPinRemovedWhileDown(t *testing.T) {
 	uid := "pinrm-" + randHex(4)
 	ds := e.xdpDesired(t, uid, "sha256:v1", kernelprog.Object, v1alpha1.XDPModeNative)
 	d := e.open(t)
-	before := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	before := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, before)
 	_ = d.Close()
 	pin := bpffs.Layout{Root: e.root}.Map(types.UID(uid), "deny")
@@ -515,7 +515,7 @@ func TestPinRemovedWhileDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	d = e.open(t)
-	after := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	after := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, after)
 	if after.LinkID != before.LinkID || after.ID == before.ID {
 		t.Fatalf("want a reload behind link %d, got link %d program %d -> %d", before.LinkID, after.LinkID, before.ID, after.ID)

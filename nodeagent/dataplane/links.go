@@ -8,10 +8,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/failpoint"
-	"github.com/bpfleet/bpfleet/nodeagent/hookspec"
 )
 
 type attachment struct {
@@ -30,7 +28,7 @@ func (d *Dataplane) attachTarget(t attach.Target, p *ebpf.Program) (link.Link, e
 // reconcileLinks attaches every target of spec that has no live link, and
 // detaches links no target wants. Links of per-interface programs are kept
 // when the interfaces cannot be listed (a transient failure).
-func (d *Dataplane) reconcileLinks(e *entry, spec v1alpha1.BpfProgramSpec, hooks hookspec.Set, net netState) {
+func (d *Dataplane) reconcileLinks(e *entry, spec Spec, hooks hookSet, net netState) {
 	e.attachErr = map[string]error{}
 	for _, pg := range e.programs {
 		pg.targets, pg.planErr = nil, nil
@@ -45,7 +43,7 @@ func (d *Dataplane) reconcileLinks(e *entry, spec v1alpha1.BpfProgramSpec, hooks
 			continue
 		}
 		if attach.PerInterface(h.Kind()) && net.err != nil {
-			e.program(pa.Name).planErr = withReason(v1alpha1.ReasonAttachFailed, fmt.Errorf("list interfaces: %w", net.err))
+			e.program(pa.Name).planErr = withReason(ReasonAttachFailed, fmt.Errorf("list interfaces: %w", net.err))
 			keep[pa.Name] = true
 			continue
 		}
@@ -79,9 +77,9 @@ func (d *Dataplane) reconcileLinks(e *entry, spec v1alpha1.BpfProgramSpec, hooks
 		if p := e.prog(t.Program); p != nil && attach.Updatable(t.Kind) && !sameProgram(a.link, p) {
 			ran := linkProgramID(a.link)
 			if err := a.link.Update(p); err != nil {
-				e.attachErr[key] = withReason(v1alpha1.ReasonAttachFailed, err)
+				e.attachErr[key] = withReason(ReasonAttachFailed, err)
 			} else {
-				e.tamperNotice = &notice{reason: v1alpha1.ReasonTampered,
+				e.tamperNotice = &notice{reason: ReasonTampered,
 					message: fmt.Sprintf("link %s ran program id %d instead of %s: %s restored from the verified bundle", t.Point, ran, t.Program, t.Program)}
 				d.log.Info("link ran another program: tampered, restored", "bpfProgram", e.name, "point", t.Point, "ran", ran)
 			}
@@ -97,7 +95,7 @@ func (d *Dataplane) reconcileLinks(e *entry, spec v1alpha1.BpfProgramSpec, hooks
 		}
 		l, err := d.attachTarget(t, p)
 		if err != nil {
-			e.attachErr[key] = withReason(v1alpha1.ReasonAttachFailed, err)
+			e.attachErr[key] = withReason(ReasonAttachFailed, err)
 			continue
 		}
 		failpoint.Inject("after-attach")

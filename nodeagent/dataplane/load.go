@@ -14,7 +14,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/bundles/format"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
@@ -55,35 +54,35 @@ func (d *Dataplane) parse(ds *Desired) (cs *ebpf.CollectionSpec, object string, 
 		if object == "" {
 			object = mp.Object
 		} else if object != mp.Object {
-			return nil, "", nil, withReason(v1alpha1.ReasonLoadFailed,
+			return nil, "", nil, withReason(ReasonLoadFailed,
 				fmt.Errorf("programs of one BpfProgram must come from one object, got %s and %s", object, mp.Object))
 		}
 	}
 	if object == "" {
-		return nil, "", nil, withReason(v1alpha1.ReasonProgramNotInBundle, fmt.Errorf("no program of the spec is in the bundle: %w", loader.ErrNoProgram))
+		return nil, "", nil, withReason(ReasonProgramNotInBundle, fmt.Errorf("no program of the spec is in the bundle: %w", loader.ErrNoProgram))
 	}
 	elf, err := ds.Bundle.Object(object)
 	if err != nil {
-		return nil, "", nil, withReason(v1alpha1.ReasonLoadFailed, fmt.Errorf("read object %s: %w", object, err))
+		return nil, "", nil, withReason(ReasonLoadFailed, fmt.Errorf("read object %s: %w", object, err))
 	}
 	cs, err = loader.ParseELF(elf)
 	if err != nil {
-		return nil, "", nil, withReason(v1alpha1.ReasonLoadFailed, err)
+		return nil, "", nil, withReason(ReasonLoadFailed, err)
 	}
 	// The trust policies judged the manifest; the kernel gets the ELF. A
 	// bundle whose manifest misstates a program is refused whole.
 	for _, pa := range ds.Spec.Programs {
 		if mp := declared[pa.Name]; mp != nil {
 			if err := format.CheckProgram(mp, cs.Programs[pa.Name]); err != nil {
-				return nil, "", nil, withReason(v1alpha1.ReasonBundleInvalid, err)
+				return nil, "", nil, withReason(ReasonBundleInvalid, err)
 			}
 		}
 	}
 	// Map limits before anything else reaches the kernel (probes included).
 	if err := loader.CheckMapSizes(cs); err != nil {
-		return nil, "", nil, withReason(v1alpha1.ReasonLoadFailed, err)
+		return nil, "", nil, withReason(ReasonLoadFailed, err)
 	}
-	if err := loader.SetConstants(cs, constants(ds.Spec.Constants)); err != nil {
+	if err := loader.SetConstants(cs, ds.Spec.Constants); err != nil {
 		return nil, "", nil, err
 	}
 	for _, pa := range ds.Spec.Programs {
@@ -140,7 +139,7 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 	}
 	maps, err := loader.LoadMapsReusing(cs, d.cache, reuse)
 	if err != nil {
-		return withReason(v1alpha1.ReasonLoadFailed, err)
+		return withReason(ReasonLoadFailed, err)
 	}
 	progs := map[string]*ebpf.Program{}
 	discard := func() {
@@ -176,13 +175,13 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 			stale = append(stale, w)
 		}
 	}
-	entries, err := loader.DecodeMapEntries(cs, mapEntries(ds.Spec.MapEntries))
+	entries, err := loader.DecodeMapEntries(cs, ds.Spec.MapEntries)
 	if err == nil {
 		err = loader.WriteEntries(maps, entries, stale)
 	}
 	if err != nil {
 		discard()
-		return withReason(v1alpha1.ReasonMapUpdateFailed, err)
+		return withReason(ReasonMapUpdateFailed, err)
 	}
 	d.observe(PhaseLoad, loadStart)
 	failpoint.Inject("after-load")
@@ -208,7 +207,7 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 			if err != nil {
 				rollback()
 				discard()
-				return withReason(v1alpha1.ReasonAttachFailed, fmt.Errorf("update link %s: %w", a.target.Point, err))
+				return withReason(ReasonAttachFailed, fmt.Errorf("update link %s: %w", a.target.Point, err))
 			}
 			if old != nil {
 				l := a.link
@@ -236,7 +235,7 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 				l.Close()
 			}
 			discard()
-			return withReason(v1alpha1.ReasonAttachFailed, err)
+			return withReason(ReasonAttachFailed, err)
 		}
 		newLinks[key] = nl
 	}
@@ -281,7 +280,7 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 		e.tamperNotice = nil // a tampering notice lasts until the next regular load
 	}
 	if len(lost) > 0 {
-		e.tamperNotice = &notice{reason: v1alpha1.ReasonTampered,
+		e.tamperNotice = &notice{reason: ReasonTampered,
 			message: fmt.Sprintf("preserved map %s was recorded but no longer pinned (removed out of band): created empty, its state is lost", strings.Join(lost, ", "))}
 	}
 	for name, err := range progErr {
@@ -327,7 +326,7 @@ func preservedMaps(e *entry, b Bundle, cs *ebpf.CollectionSpec) (reuse map[strin
 		// The manifest was checked when the bundle was built; the ELF is
 		// what loads.
 		if typ := format.MapTypeName(ms.Type); !slices.Contains(format.PreservableMapTypes, typ) {
-			return nil, nil, withReason(v1alpha1.ReasonBundleInvalid, fmt.Errorf("%w: preserved map %s is a %s in the ELF object, which cannot be preserved", bundles.ErrManifestMismatch, name, typ))
+			return nil, nil, withReason(ReasonBundleInvalid, fmt.Errorf("%w: preserved map %s is a %s in the ELF object, which cannot be preserved", bundles.ErrManifestMismatch, name, typ))
 		}
 		if err := loader.CheckPreserved(name, loader.ShapeOfMap(running), loader.ShapeOfSpec(ms)); err != nil {
 			errs = append(errs, err)
@@ -336,7 +335,7 @@ func preservedMaps(e *entry, b Bundle, cs *ebpf.CollectionSpec) (reuse map[strin
 		reuse[name] = running
 	}
 	if len(errs) > 0 {
-		return nil, nil, withReason(v1alpha1.ReasonMapIncompatible, errors.Join(errs...))
+		return nil, nil, withReason(ReasonMapIncompatible, errors.Join(errs...))
 	}
 	return reuse, lost, nil
 }
@@ -361,7 +360,7 @@ func firstErr(m map[string]error) error {
 // loadMissing loads programs the spec names that are not loaded yet (added
 // to the spec, or lost), against the running maps.
 func (d *Dataplane) loadMissing(e *entry, ds *Desired) {
-	var missing []v1alpha1.ProgramAttachment
+	var missing []Program
 	for _, pa := range ds.Spec.Programs {
 		if pg := e.programs[pa.Name]; pg == nil || pg.prog == nil && pg.loadErr == nil {
 			missing = append(missing, pa)
@@ -391,20 +390,36 @@ func (d *Dataplane) loadMissing(e *entry, ds *Desired) {
 	}
 }
 
-func hashEntries(entries []v1alpha1.MapEntry) string {
-	b, _ := json.Marshal(entries)
+// hashEntries hashes map entries as records have since the API's MapEntry
+// was hashed here: the same JSON, so an upgraded agent finds its records'
+// hashes unchanged and writes nothing again.
+func hashEntries(entries []loader.MapEntry) string {
+	type apiEntry struct {
+		Map      string `json:"map"`
+		Key      string `json:"key"`
+		Value    string `json:"value"`
+		Encoding string `json:"encoding,omitempty"`
+	}
+	var es []apiEntry // nil stays null
+	for _, e := range entries {
+		es = append(es, apiEntry{Map: e.Map, Key: e.Key, Value: e.Value, Encoding: string(e.Encoding)})
+	}
+	if es == nil && entries != nil {
+		es = []apiEntry{}
+	}
+	b, _ := json.Marshal(es)
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:])
 }
 
 // writeEntries writes the spec's map entries into running maps when they
 // changed, deleting the keys no longer listed. Programs are not reloaded.
-func (d *Dataplane) writeEntries(e *entry, spec []v1alpha1.MapEntry, maps map[string]*ebpf.Map) error {
+func (d *Dataplane) writeEntries(e *entry, spec []loader.MapEntry, maps map[string]*ebpf.Map) error {
 	h := hashEntries(spec)
 	if h == e.entriesHash {
 		return nil
 	}
-	entries, err := loader.DecodeMapEntriesLive(maps, mapEntries(spec))
+	entries, err := loader.DecodeMapEntriesLive(maps, spec)
 	if err != nil {
 		return err
 	}

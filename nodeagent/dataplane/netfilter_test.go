@@ -15,7 +15,6 @@ import (
 	"github.com/bpfleet/bpfleet/bpf/netfilter"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
-	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
 )
 
 // TestNetfilterBlock runs nf-count from a BpfProgram spec on the ipv4
@@ -28,12 +27,12 @@ func TestNetfilterBlock(t *testing.T) {
 	const port = 7300
 	uid := "netfilter-" + randHex(4)
 	netnsPath := filepath.Join("/var/run/netns", e.nsA.Name)
-	ds := dataplane.Desired{Name: "count", UID: types.UID(uid), Generation: 1, Digest: "sha256:v1", Bundle: bundle(t, "sha256:v1", netfilter.Object),
+	ds := apiDesired{Name: "count", UID: types.UID(uid), Generation: 1, Digest: "sha256:v1", Bundle: bundle(t, "sha256:v1", netfilter.Object),
 		Spec: v1alpha1.BpfProgramSpec{
 			Programs: []v1alpha1.ProgramAttachment{{Name: netfilter.Program, Netfilter: &v1alpha1.NetfilterAttach{Family: "ipv4", Hook: "output", NetNS: netnsPath}}},
 		}}
 	d := e.open(t)
-	first := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	first := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, first)
 	if want := "netfilter/ipv4/output/0:" + netnsPath; first.AttachPoint != want {
 		t.Fatalf("attach point %q, want %q", first.AttachPoint, want)
@@ -92,13 +91,13 @@ func TestNetfilterBlock(t *testing.T) {
 
 	_ = d.Close()
 	d = e.open(t)
-	again := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	again := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, again)
 	if again.LinkID != first.LinkID || again.ID != first.ID {
 		t.Fatalf("re-adoption re-attached: link %d -> %d, program %d -> %d", first.LinkID, again.LinkID, first.ID, again.ID)
 	}
 	ds.Digest, ds.Bundle = "sha256:v2", bundle(t, "sha256:v2", netfilter.Object)
-	up := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	up := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, up)
 	if up.ID == first.ID || up.LinkID == first.LinkID {
 		t.Fatalf("upgrade: program %d -> %d, link %d -> %d; want a new program on a new link", first.ID, up.ID, first.LinkID, up.LinkID)

@@ -46,7 +46,7 @@ func TestParseRefusesAManifestThatMisstatesTheELF(t *testing.T) {
 				t.Fatal(err)
 			}
 			tt.lie(&tt.attach, b)
-			ds := &Desired{Name: "p", UID: "uid", Digest: b.Digest, Bundle: b, Spec: v1alpha1.BpfProgramSpec{Programs: []v1alpha1.ProgramAttachment{tt.attach}}}
+			ds := &Desired{Name: "p", UID: "uid", Digest: b.Digest, Bundle: b, Spec: Spec{Programs: []Program{{Name: tt.attach.Name}}}}
 			_, _, _, err = (&Dataplane{}).parse(ds)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("parse = %v, want %v", err, tt.want)

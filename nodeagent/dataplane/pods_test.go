@@ -53,7 +53,7 @@ func TestXDPInPods(t *testing.T) {
 	des.Pods = map[string][]attach.PodScope{kernelprog.XDPFilter: {web1, web2}}
 
 	// One row for the program, however many pods it runs in.
-	s := one(t, d.Apply(context.Background(), []dataplane.Desired{des}), uid)
+	s := one(t, d.Apply(context.Background(), parsed(des)), uid)
 	wantPodRow(t, s, "xdp-generic/pods", 2, 0)
 	if netns.XDPProgramID(t, ns1, v1.A) == 0 || netns.XDPProgramID(t, ns2, v2.A) == 0 {
 		t.Fatal("XDP not attached inside the pods' namespaces")
@@ -64,7 +64,7 @@ func TestXDPInPods(t *testing.T) {
 
 	// web-2 goes: its link is detached and unpinned, web-1's stays.
 	des.Pods = map[string][]attach.PodScope{kernelprog.XDPFilter: {web1}}
-	wantPodRow(t, one(t, d.Apply(context.Background(), []dataplane.Desired{des}), uid), "xdp-generic/pods", 1, 0)
+	wantPodRow(t, one(t, d.Apply(context.Background(), parsed(des)), uid), "xdp-generic/pods", 1, 0)
 	if netns.XDPProgramID(t, ns2, v2.A) != 0 {
 		t.Fatal("web-2 still has the program attached")
 	}
@@ -75,8 +75,8 @@ func TestXDPInPods(t *testing.T) {
 
 	// No pod left: the program stays loaded, ready, and says so.
 	des.Pods = map[string][]attach.PodScope{kernelprog.XDPFilter: nil}
-	s = one(t, d.Apply(context.Background(), []dataplane.Desired{des}), uid)
-	if s.State != v1alpha1.PhaseAttached || s.Reason != v1alpha1.ReasonNoPodsOnNode || s.ID == 0 {
+	s = one(t, d.Apply(context.Background(), parsed(des)), uid)
+	if s.State != dataplane.StateAttached || s.Reason != v1alpha1.ReasonNoPodsOnNode || s.ID == 0 {
 		t.Fatalf("no pods: %s/%s id %d: %s", s.State, s.Reason, s.ID, s.Message)
 	}
 	if netns.XDPProgramID(t, ns1, v1.A) != 0 {
@@ -100,7 +100,7 @@ func TestCgroupInPods(t *testing.T) {
 	t.Cleanup(func() { _ = os.Remove(pod1); _ = os.Remove(pod2); _ = os.Remove(base) })
 
 	uid := "11111111-2222-4333-8444-" + randHex(6)
-	des := dataplane.Desired{
+	des := apiDesired{
 		Name: "count-" + uid, UID: types.UID(uid), Generation: 1, Digest: "sha256:v1",
 		Bundle: bundle(t, "sha256:v1", kernelprog.Object),
 		Spec: v1alpha1.BpfProgramSpec{Programs: []v1alpha1.ProgramAttachment{{
@@ -108,7 +108,7 @@ func TestCgroupInPods(t *testing.T) {
 		}}},
 		Pods: map[string][]attach.PodScope{kernelprog.CgroupSKB: {{Name: "team-a/web-1", CgroupDir: pod1}, {Name: "team-a/web-2", CgroupDir: pod2}}},
 	}
-	wantPodRow(t, one(t, d.Apply(context.Background(), []dataplane.Desired{des}), uid), "cgroup/pods", 2, 0)
+	wantPodRow(t, one(t, d.Apply(context.Background(), parsed(des)), uid), "cgroup/pods", 2, 0)
 	for _, dir := range []string{pod1, pod2, base} {
 		q, err := link.QueryPrograms(link.QueryOptions{Target: mustOpen(t, dir), Attach: ebpf.AttachCGroupInetEgress})
 		if err != nil {
@@ -135,12 +135,12 @@ func mustOpen(t *testing.T, path string) int {
 }
 
 // wantPodRow checks the one row of a program that targets pods.
-func wantPodRow(t *testing.T, s v1alpha1.ProgramState, point string, attached, failed int32) {
+func wantPodRow(t *testing.T, s dataplane.ProgramState, point string, attached, failed int32) {
 	t.Helper()
 	if s.AttachPoint != point || s.Pods == nil || s.Pods.Attached != attached || s.Pods.Failed != failed || s.ID == 0 {
 		t.Fatalf("row %s %s/%s id %d pods %+v, want %s with %d attached, %d failed", s.AttachPoint, s.State, s.Reason, s.ID, s.Pods, point, attached, failed)
 	}
-	if failed == 0 && s.State != v1alpha1.PhaseAttached {
+	if failed == 0 && s.State != dataplane.StateAttached {
 		t.Fatalf("row %s is %s/%s: %s", point, s.State, s.Reason, s.Message)
 	}
 }
@@ -161,8 +161,8 @@ func TestPodRowReportsFailures(t *testing.T) {
 	ghost.Name = "team-a/ghost"
 	ghost.Interfaces = []netwatch.Interface{{Name: "ghost0", Index: 99999}}
 	des.Pods = map[string][]attach.PodScope{kernelprog.XDPFilter: {web1, ghost}}
-	s := one(t, d.Apply(context.Background(), []dataplane.Desired{des}), uid)
-	if s.State != v1alpha1.PhaseFailed || s.Pods == nil || s.Pods.Attached != 1 || s.Pods.Failed != 1 ||
+	s := one(t, d.Apply(context.Background(), parsed(des)), uid)
+	if s.State != dataplane.StateFailed || s.Pods == nil || s.Pods.Attached != 1 || s.Pods.Failed != 1 ||
 		len(s.Pods.RecentFailures) != 1 || !strings.Contains(s.Pods.RecentFailures[0], "team-a/ghost") {
 		t.Fatalf("row %s/%s pods %+v: %s", s.State, s.Reason, s.Pods, s.Message)
 	}
@@ -175,7 +175,7 @@ func TestTCInPods(t *testing.T) {
 	d := e.open(t)
 	web, ns, v := simulatedPod(t, "team-a/web-1", "10.78.4.1/24", "10.78.4.2/24")
 	uid := "11111111-2222-4333-8444-" + randHex(6)
-	des := dataplane.Desired{
+	des := apiDesired{
 		Name: "count-" + uid, UID: types.UID(uid), Generation: 1, Digest: "sha256:v1",
 		Bundle: bundle(t, "sha256:v1", kernelprog.Object),
 		Spec: v1alpha1.BpfProgramSpec{Programs: []v1alpha1.ProgramAttachment{{
@@ -184,7 +184,7 @@ func TestTCInPods(t *testing.T) {
 		}}},
 		Pods: map[string][]attach.PodScope{kernelprog.TCCount: {web}},
 	}
-	wantPodRow(t, one(t, d.Apply(context.Background(), []dataplane.Desired{des}), uid), "tcx-ingress/pods", 1, 0)
+	wantPodRow(t, one(t, d.Apply(context.Background(), parsed(des)), uid), "tcx-ingress/pods", 1, 0)
 	count := func(n *netns.NS, dev string) int {
 		var got int
 		err := n.Do(t, func() error {

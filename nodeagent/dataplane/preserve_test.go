@@ -121,7 +121,7 @@ func (e *env) mapID(t *testing.T, uid, name string) ebpf.MapID {
 func TestPreservedMapAcrossUpgrades(t *testing.T) {
 	e := newEnv(t)
 	uid := "keep-" + randHex(4)
-	desired := func(digest string, obj []byte, preserve bool) dataplane.Desired {
+	desired := func(digest string, obj []byte, preserve bool) apiDesired {
 		ds := e.xdpDesired(t, uid, digest, obj, v1alpha1.XDPModeNative)
 		if preserve {
 			ds.Bundle = bundle(t, digest, obj).Preserve("counters")
@@ -129,7 +129,7 @@ func TestPreservedMapAcrossUpgrades(t *testing.T) {
 		return ds
 	}
 	d := e.open(t)
-	v1 := one(t, d.Apply(ctx, []dataplane.Desired{desired("sha256:v1", kernelprog.Object, true)}), uid)
+	v1 := one(t, d.Apply(ctx, parsed(desired("sha256:v1", kernelprog.Object, true))), uid)
 	wantAttached(t, v1)
 	mapV1 := e.mapID(t, uid, "counters")
 
@@ -144,7 +144,7 @@ func TestPreservedMapAcrossUpgrades(t *testing.T) {
 
 	// Upgrade in process: new program, same map.
 	before := e.counter(t, uid, 0)
-	v2 := one(t, d.Apply(ctx, []dataplane.Desired{desired("sha256:v2", kernelprog.ObjectV2, true)}), uid)
+	v2 := one(t, d.Apply(ctx, parsed(desired("sha256:v2", kernelprog.ObjectV2, true))), uid)
 	wantAttached(t, v2)
 	if v2.ID == v1.ID || v2.Digest != "sha256:v2" {
 		t.Fatalf("not upgraded: program %d -> %d, digest %s", v1.ID, v2.ID, v2.Digest)
@@ -162,7 +162,7 @@ func TestPreservedMapAcrossUpgrades(t *testing.T) {
 	// upgrade re-uses it.
 	_ = d.Close()
 	d = e.open(t)
-	v3 := one(t, d.Apply(ctx, []dataplane.Desired{desired("sha256:v3", kernelprog.Object, true)}), uid)
+	v3 := one(t, d.Apply(ctx, parsed(desired("sha256:v3", kernelprog.Object, true))), uid)
 	wantAttached(t, v3)
 	if v3.ID == v2.ID || v3.Digest != "sha256:v3" {
 		t.Fatalf("not upgraded after restart: program %d -> %d, digest %s", v2.ID, v3.ID, v3.Digest)
@@ -174,8 +174,8 @@ func TestPreservedMapAcrossUpgrades(t *testing.T) {
 	w.check(t, "restart and upgrade to v3")
 
 	// Incompatible: 16-byte counters. The node stays at v3, still counting.
-	st := one(t, d.Apply(ctx, []dataplane.Desired{desired("sha256:wide", kernelprog.ObjectWide, true)}), uid)
-	if st.State != v1alpha1.PhaseFailed || st.Reason != v1alpha1.ReasonMapIncompatible || st.Digest != "sha256:wide" ||
+	st := one(t, d.Apply(ctx, parsed(desired("sha256:wide", kernelprog.ObjectWide, true))), uid)
+	if st.State != dataplane.StateFailed || st.Reason != v1alpha1.ReasonMapIncompatible || st.Digest != "sha256:wide" ||
 		st.ID != v3.ID || st.LinkID != v3.LinkID {
 		t.Fatalf("want Failed/MapIncompatible at sha256:wide with program %d still linked by %d, got %s/%s digest %s id %d link %d: %s",
 			v3.ID, v3.LinkID, st.State, st.Reason, st.Digest, st.ID, st.LinkID, st.Message)
@@ -199,7 +199,7 @@ func TestPreservedMapAcrossUpgrades(t *testing.T) {
 
 	// Control: a bundle that does not preserve the map gets a new one,
 	// which starts from zero (so the checks above can fail).
-	v4 := one(t, d.Apply(ctx, []dataplane.Desired{desired("sha256:v4", kernelprog.ObjectV2, false)}), uid)
+	v4 := one(t, d.Apply(ctx, parsed(desired("sha256:v4", kernelprog.ObjectV2, false))), uid)
 	wantAttached(t, v4)
 	if id := e.mapID(t, uid, "counters"); id == mapV1 {
 		t.Fatal("without preserve the counters map was re-used")
@@ -220,13 +220,13 @@ func TestPreservedMapEntries(t *testing.T) {
 	ds := e.xdpDesired(t, uid, "sha256:v1", kernelprog.Object, v1alpha1.XDPModeNative)
 	ds.Bundle = bundle(t, "sha256:v1", kernelprog.Object).Preserve("counters", "deny")
 	d := e.open(t)
-	wantAttached(t, one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid))
+	wantAttached(t, one(t, d.Apply(ctx, parsed(ds)), uid))
 	deny := e.mapID(t, uid, "deny")
 
 	ds.Digest = "sha256:v2"
 	ds.Bundle = bundle(t, "sha256:v2", kernelprog.ObjectV2).Preserve("counters", "deny")
 	ds.Spec.MapEntries = []v1alpha1.MapEntry{{Map: "deny", Key: portKey(8001), Value: "01"}}
-	wantAttached(t, one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid))
+	wantAttached(t, one(t, d.Apply(ctx, parsed(ds)), uid))
 	if id := e.mapID(t, uid, "deny"); id != deny {
 		t.Fatalf("deny map %d replaced by %d", deny, id)
 	}
@@ -285,8 +285,8 @@ func TestShippedFilterKeepsRuleHits(t *testing.T) {
 		t.Fatal(err)
 	}
 	uid := "shipped-keep-" + randHex(3)
-	desired := func(b *format.Bundle) dataplane.Desired {
-		return dataplane.Desired{Name: "filter", UID: types.UID(uid), Digest: b.Digest, Bundle: b,
+	desired := func(b *format.Bundle) apiDesired {
+		return apiDesired{Name: "filter", UID: types.UID(uid), Digest: b.Digest, Bundle: b,
 			Spec: v1alpha1.BpfProgramSpec{
 				Programs:   []v1alpha1.ProgramAttachment{{Name: "xdp_pod_filter", XDP: &v1alpha1.XDPAttach{Interfaces: v1alpha1.InterfaceSelector{Names: []string{e.veth.A}}}}},
 				MapEntries: []v1alpha1.MapEntry{{Map: "rules", Key: key, Value: value}},
@@ -306,13 +306,13 @@ func TestShippedFilterKeepsRuleHits(t *testing.T) {
 		return xdpfilter.Sum(perCPU).Packets
 	}
 	d := e.open(t)
-	wantAttached(t, one(t, d.Apply(ctx, []dataplane.Desired{desired(v1)}), uid))
+	wantAttached(t, one(t, d.Apply(ctx, parsed(desired(v1))), uid))
 	e.sendUDP(t, 9999, 20)
 	before := hits()
 	if before < 20 {
 		t.Fatalf("rule 0 counted %d of 20 packets of death", before)
 	}
-	st := one(t, d.Apply(ctx, []dataplane.Desired{desired(v2)}), uid)
+	st := one(t, d.Apply(ctx, parsed(desired(v2))), uid)
 	wantAttached(t, st)
 	if st.Digest != v2.Digest {
 		t.Fatalf("digest %s, want %s", st.Digest, v2.Digest)
@@ -336,7 +336,7 @@ func TestPreservedMapPinRemoved(t *testing.T) {
 	ds := e.xdpDesired(t, uid, "sha256:v1", kernelprog.Object, v1alpha1.XDPModeNative)
 	ds.Bundle = bundle(t, "sha256:v1", kernelprog.Object).Preserve("counters")
 	d := e.open(t)
-	wantAttached(t, one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid))
+	wantAttached(t, one(t, d.Apply(ctx, parsed(ds)), uid))
 	e.sendUDP(t, 7000, 50) // the first few may wait on ARP and be dropped
 	before := e.counter(t, uid, 0)
 	if before < 20 {
@@ -347,7 +347,7 @@ func TestPreservedMapPinRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	d = e.open(t)
-	st := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	st := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, st)
 	if st.Reason != v1alpha1.ReasonTampered || !strings.Contains(st.Message, "preserved map counters was recorded but no longer pinned") {
 		t.Fatalf("want Attached/Tampered naming the lost map, got %s/%s: %q", st.State, st.Reason, st.Message)

@@ -9,9 +9,29 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/loader"
+)
+
+// The reasons the dataplane reports in ProgramState.Reason. The words are
+// the API's Reason* words (the node agent's controller tests that they
+// match), so status reads the same whichever side names them.
+const (
+	ReasonAttached           = "Attached"
+	ReasonAttachFailed       = "AttachFailed"
+	ReasonAttachMismatch     = "AttachTypeMismatch"
+	ReasonBundleInvalid      = "BundleInvalid"
+	ReasonInvalidConstant    = "InvalidConstant"
+	ReasonLoadFailed         = "LoadFailed"
+	ReasonMapIncompatible    = "MapIncompatible"
+	ReasonMapUpdateFailed    = "MapUpdateFailed"
+	ReasonNoInterface        = "NoMatchingInterface"
+	ReasonNoPodsOnNode       = "NoPodsOnNode"
+	ReasonNotSupported       = "NotSupported"
+	ReasonProgramNotInBundle = "ProgramNotInBundle"
+	ReasonTampered           = "Tampered"
+	ReasonVerifierRejected   = "VerifierRejected"
+	ReasonWaitingForBundle   = "WaitingForBundle"
 )
 
 // reasonError gives an error a status reason.
@@ -39,19 +59,19 @@ func reasonFor(err error, def string) string {
 	case errors.As(err, &he):
 		return he.Reason
 	case errors.Is(err, ebpf.ErrNotSupported):
-		return v1alpha1.ReasonNotSupported
+		return ReasonNotSupported
 	case errors.As(err, &ve) && hasLog(ve):
-		return v1alpha1.ReasonVerifierRejected
+		return ReasonVerifierRejected
 	case errors.Is(err, loader.ErrInvalidConstant):
-		return v1alpha1.ReasonInvalidConstant
+		return ReasonInvalidConstant
 	case errors.Is(err, loader.ErrInvalidMapEntry):
-		return v1alpha1.ReasonMapUpdateFailed
+		return ReasonMapUpdateFailed
 	case errors.Is(err, loader.ErrMapIncompatible):
-		return v1alpha1.ReasonMapIncompatible
+		return ReasonMapIncompatible
 	case errors.Is(err, loader.ErrNoProgram):
-		return v1alpha1.ReasonProgramNotInBundle
+		return ReasonProgramNotInBundle
 	case errors.Is(err, attach.ErrTypeMismatch):
-		return v1alpha1.ReasonAttachMismatch
+		return ReasonAttachMismatch
 	case errors.As(err, &re):
 		return re.reason
 	}
@@ -77,5 +97,5 @@ func loadError(ps *ebpf.ProgramSpec, err error) error {
 		(errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, syscall.Errno(524))) {
 		return fmt.Errorf("kernel refuses BTF tracing programs (fentry/fexit/tp_btf): %w: %w", ebpf.ErrNotSupported, err)
 	}
-	return withReason(v1alpha1.ReasonLoadFailed, err)
+	return withReason(ReasonLoadFailed, err)
 }

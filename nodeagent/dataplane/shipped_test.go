@@ -9,7 +9,6 @@ import (
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
-	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
 	"github.com/bpfleet/bpfleet/test/kernelprog"
 	"github.com/bpfleet/bpfleet/test/privileged"
 )
@@ -43,9 +42,9 @@ func TestShippedBundles(t *testing.T) {
 			}
 			d := e.open(t)
 			uid := "shipped-" + tc.pkg + "-" + randHex(3)
-			ds := dataplane.Desired{Name: tc.pkg, UID: types.UID(uid), Digest: b.Digest, Bundle: b,
+			ds := apiDesired{Name: tc.pkg, UID: types.UID(uid), Digest: b.Digest, Bundle: b,
 				Spec: v1alpha1.BpfProgramSpec{Programs: []v1alpha1.ProgramAttachment{tc.attach}}}
-			st := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+			st := one(t, d.Apply(ctx, parsed(ds)), uid)
 			wantAttached(t, st)
 			t.Logf("%s %s: program %d (%s, %d insns verified), link %d", tc.pkg, st.AttachPoint, st.ID, st.Type, st.VerifiedInsns, st.LinkID)
 			if got := d.Apply(ctx, nil); len(got) != 0 {

@@ -21,14 +21,14 @@ func TestConstants(t *testing.T) {
 	uid := "const-" + randHex(4)
 	ds := e.xdpDesired(t, uid, "sha256:v1", kernelprog.Object, v1alpha1.XDPModeNative)
 	d := e.open(t)
-	on := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	on := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, on)
-	if again := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid); again.ID != on.ID || again.LinkID != on.LinkID {
+	if again := one(t, d.Apply(ctx, parsed(ds)), uid); again.ID != on.ID || again.LinkID != on.LinkID {
 		t.Fatalf("Apply is not idempotent: program %d -> %d, link %d -> %d", on.ID, again.ID, on.LinkID, again.LinkID)
 	}
 
 	ds.Spec.Constants = []v1alpha1.Constant{{Name: "enabled", Value: "false"}, {Name: "drop_action", Value: "0x1"}, {Name: "marker", Value: "0x01020304"}}
-	off := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	off := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, off)
 	if off.LinkID != on.LinkID || off.ID == on.ID {
 		t.Fatalf("constants change: want same link %d and a new program, got link %d program %d -> %d", on.LinkID, off.LinkID, on.ID, off.ID)
@@ -51,8 +51,8 @@ func TestConstants(t *testing.T) {
 	} {
 		bad := ds
 		bad.Spec.Constants = []v1alpha1.Constant{tc.c}
-		st := one(t, d.Apply(ctx, []dataplane.Desired{bad}), uid)
-		if st.State != v1alpha1.PhaseFailed || st.Reason != v1alpha1.ReasonInvalidConstant || st.ID != off.ID || st.LinkID != off.LinkID {
+		st := one(t, d.Apply(ctx, parsed(bad)), uid)
+		if st.State != dataplane.StateFailed || st.Reason != v1alpha1.ReasonInvalidConstant || st.ID != off.ID || st.LinkID != off.LinkID {
 			t.Fatalf("%s: want Failed/InvalidConstant with program %d kept, got %s/%s program %d: %s", tc.name, off.ID, st.State, st.Reason, st.ID, st.Message)
 		}
 		t.Logf("%s: %s", tc.name, st.Message)
@@ -67,7 +67,7 @@ func TestPrimaryInterface(t *testing.T) {
 	ds := e.xdpDesired(t, uid, "sha256:v1", kernelprog.Object, v1alpha1.XDPModeGeneric)
 	ds.Spec.Programs[0].XDP.Interfaces = v1alpha1.InterfaceSelector{Primary: true}
 	d := e.open(t)
-	st := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	st := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, st)
 	if st.AttachPoint != "xdp-generic/"+e.veth.A {
 		t.Fatalf("attached to %s, want the default route's %s", st.AttachPoint, e.veth.A)
@@ -116,10 +116,10 @@ func BenchmarkReadoptTen(b *testing.B) {
 // that nothing was reloaded, removes the ten, and returns both durations.
 func readoptTen(tb testing.TB, e *env, mod ...func(*dataplane.Options)) (loadTime, readopt time.Duration) {
 	tb.Helper()
-	var desired []dataplane.Desired
+	var desired []apiDesired
 	for i := 0; i < 10; i++ {
 		uid := fmt.Sprintf("ten-%d-%s", i, randHex(3))
-		desired = append(desired, dataplane.Desired{
+		desired = append(desired, apiDesired{
 			Name: uid, UID: types.UID(uid), Digest: "sha256:v1", Bundle: bundle(tb, "sha256:v1", kernelprog.Object),
 			Spec: v1alpha1.BpfProgramSpec{Programs: []v1alpha1.ProgramAttachment{{Name: kernelprog.TCCount,
 				TC: &v1alpha1.TCAttach{Interfaces: v1alpha1.InterfaceSelector{Names: []string{e.veth.A}}, Direction: v1alpha1.TCIngress}}}},
@@ -127,7 +127,7 @@ func readoptTen(tb testing.TB, e *env, mod ...func(*dataplane.Options)) (loadTim
 	}
 	d := e.open(tb, mod...)
 	start := time.Now()
-	first := d.Apply(ctx, desired)
+	first := d.Apply(ctx, parsed(desired...))
 	loadTime = time.Since(start)
 	if len(first) != 10 {
 		tb.Fatalf("want 10 states, got %d", len(first))
@@ -139,7 +139,7 @@ func readoptTen(tb testing.TB, e *env, mod ...func(*dataplane.Options)) (loadTim
 
 	start = time.Now()
 	d = e.open(tb, mod...)
-	again := d.Apply(ctx, desired)
+	again := d.Apply(ctx, parsed(desired...))
 	readopt = time.Since(start)
 	for i, s := range again {
 		wantAttached(tb, s)

@@ -21,7 +21,7 @@ func TestStatusMatchesBpftool(t *testing.T) {
 	uid := "status-" + randHex(4)
 	d := e.open(t, func(o *dataplane.Options) { o.Stats = true })
 	ds := e.xdpDesired(t, uid, "sha256:v1", kernelprog.Object, v1alpha1.XDPModeNative)
-	wantAttached(t, one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid))
+	wantAttached(t, one(t, d.Apply(ctx, parsed(ds)), uid))
 	e.sendUDP(t, 9999, 20)
 	st := one(t, d.Snapshot(), uid)
 

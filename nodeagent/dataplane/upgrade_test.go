@@ -10,7 +10,6 @@ import (
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
-	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
 	"github.com/bpfleet/bpfleet/test/kernelprog"
 	"github.com/bpfleet/bpfleet/test/privileged"
 )
@@ -39,12 +38,12 @@ func TestUpgradeKinds(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d := e.open(t)
 			uid := "up-" + tc.name + "-" + randHex(3)
-			ds := dataplane.Desired{Name: tc.name, UID: types.UID(uid), Digest: "sha256:v1", Bundle: bundle(t, "sha256:v1", kernelprog.Object),
+			ds := apiDesired{Name: tc.name, UID: types.UID(uid), Digest: "sha256:v1", Bundle: bundle(t, "sha256:v1", kernelprog.Object),
 				Spec: v1alpha1.BpfProgramSpec{Programs: []v1alpha1.ProgramAttachment{tc.a}}}
-			v1 := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+			v1 := one(t, d.Apply(ctx, parsed(ds)), uid)
 			wantAttached(t, v1)
 			ds.Digest, ds.Bundle = "sha256:v2", bundle(t, "sha256:v2", kernelprog.Object)
-			v2 := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+			v2 := one(t, d.Apply(ctx, parsed(ds)), uid)
 			wantAttached(t, v2)
 			if v2.ID == v1.ID || v2.Digest != "sha256:v2" {
 				t.Fatalf("not reloaded: program %d -> %d, digest %s", v1.ID, v2.ID, v2.Digest)
@@ -73,14 +72,14 @@ func TestCgroupAttachTypeChange(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = os.Remove(cg) })
 	uid := "cgmove-" + randHex(4)
-	ds := dataplane.Desired{Name: "cg", UID: types.UID(uid), Digest: "sha256:v1", Bundle: bundle(t, "sha256:v1", kernelprog.Object),
+	ds := apiDesired{Name: "cg", UID: types.UID(uid), Digest: "sha256:v1", Bundle: bundle(t, "sha256:v1", kernelprog.Object),
 		Spec: v1alpha1.BpfProgramSpec{Programs: []v1alpha1.ProgramAttachment{{Name: kernelprog.CgroupSKB,
 			Cgroup: &v1alpha1.CgroupAttach{Path: cg, AttachType: "egress"}}}}}
 	d := e.open(t)
-	eg := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	eg := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, eg)
 	ds.Spec.Programs[0].Cgroup = &v1alpha1.CgroupAttach{Path: cg, AttachType: "ingress"}
-	in := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	in := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, in)
 	if in.ID == eg.ID || in.AttachPoint != "cgroup/ingress:"+cg {
 		t.Fatalf("want a reload onto ingress, got program %d -> %d at %s", eg.ID, in.ID, in.AttachPoint)
@@ -108,15 +107,15 @@ func TestReadoptDeepUprobe(t *testing.T) {
 		t.Fatal(err)
 	}
 	uid := "deep-" + randHex(4)
-	ds := dataplane.Desired{Name: "deep", UID: types.UID(uid), Digest: "sha256:v1", Bundle: bundle(t, "sha256:v1", kernelprog.Object),
+	ds := apiDesired{Name: "deep", UID: types.UID(uid), Digest: "sha256:v1", Bundle: bundle(t, "sha256:v1", kernelprog.Object),
 		Spec: v1alpha1.BpfProgramSpec{Programs: []v1alpha1.ProgramAttachment{{Name: kernelprog.Uprobe,
 			Uprobe: &v1alpha1.UprobeAttach{Path: bin, Symbol: "readline"}}}}}
 	d := e.open(t)
-	first := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	first := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, first)
 	_ = d.Close()
 	d = e.open(t)
-	again := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	again := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, again)
 	if again.LinkID != first.LinkID || again.ID != first.ID {
 		t.Fatalf("deep uprobe re-attached: link %d -> %d, program %d -> %d", first.LinkID, again.LinkID, first.ID, again.ID)

@@ -90,7 +90,7 @@ func readProgram(id ebpf.ProgramID) (Program, error) {
 		return Program{}, fmt.Errorf("open program %d: %w", id, err)
 	}
 	defer prog.Close()
-	var st v1alpha1.ProgramState
+	var st status.ProgramInfo
 	if err := status.FillProgram(&st, prog, false); err != nil {
 		return Program{}, fmt.Errorf("read program %d: %w", id, err)
 	}

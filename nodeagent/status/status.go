@@ -11,7 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles/format"
 )
 
@@ -34,10 +33,43 @@ func bootTime() time.Time {
 	return time.Unix(rt.Sec, rt.Nsec).Add(-time.Duration(bt.Nano()))
 }
 
+// ProgramInfo is what bpftool prog show prints of a loaded program, and its run
+// statistics; the node agent copies it into the status of its node.
+type ProgramInfo struct {
+	// ID is the kernel's program id.
+	ID uint32
+	// Tag is the program tag (hash of its instructions), hex.
+	Tag string
+	// Type is the program type, e.g. xdp, tracepoint.
+	Type string
+	// Name is the kernel's (truncated) program name.
+	Name string
+	// LoadedAt is when the kernel loaded the program.
+	LoadedAt *metav1.Time
+	// BytesXlated is the size of the translated program.
+	BytesXlated uint32
+	// BytesJited is the size of the JIT-compiled program.
+	BytesJited uint32
+	// BytesMemlock is the memory the program accounts for.
+	BytesMemlock uint64
+	// VerifiedInsns is how many instructions the verifier processed.
+	VerifiedInsns uint32
+	// MapIDs are the ids of the maps the program uses.
+	MapIDs []uint32
+	// BTFID is the id of the program's BTF.
+	BTFID uint32
+	// RunCount is how many times the program ran (needs run-time stats on).
+	RunCount uint64
+	// RunTimeNs is the total run time in nanoseconds.
+	RunTimeNs uint64
+	// NsPerRun is RunTimeNs / RunCount.
+	NsPerRun uint64
+}
+
 // FillProgram sets the program fields of st from prog: id, tag, type, name,
 // loadedAt, bytes xlated/jited/memlock, verified instructions, map ids, BTF
 // id and, when stats is set, run count, run time and ns per run.
-func FillProgram(st *v1alpha1.ProgramState, prog *ebpf.Program, stats bool) error {
+func FillProgram(st *ProgramInfo, prog *ebpf.Program, stats bool) error {
 	info, err := prog.Info()
 	if err != nil {
 		return fmt.Errorf("read program info: %w", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
+	"github.com/bpfleet/bpfleet/nodeagent/hookspec"
 	"github.com/bpfleet/bpfleet/nodeagent/netwatch"
 	"github.com/bpfleet/bpfleet/test/kernelprog"
 )
@@ -127,19 +128,21 @@ func (sc *scenario) run(ctx context.Context, c childEnv) error {
 		return nil
 	}
 	uid := "caps-" + sc.name
-	ds := dataplane.Desired{Name: uid, UID: types.UID(uid), Generation: 1, Digest: "sha256:caps",
-		Spec: v1alpha1.BpfProgramSpec{Programs: []v1alpha1.ProgramAttachment{sc.attach(c)}}}
+	spec := v1alpha1.BpfProgramSpec{Programs: []v1alpha1.ProgramAttachment{sc.attach(c)}}
+	ds := dataplane.Desired{Name: uid, UID: types.UID(uid), Generation: 1, Digest: "sha256:caps"}
 	if ds.Bundle, err = kernelprog.NewBundle(ds.Digest, kernelprog.Object); err != nil {
 		return fmt.Errorf("build bundle: %w", err)
 	}
+	var pods map[string][]attach.PodScope
 	if sc.inPod {
 		nl := netwatch.NewNetlink("/proc/" + c.podPID + "/ns/net")
 		ifaces, err := nl.Interfaces()
 		if err != nil {
 			return fmt.Errorf("list the pod's interfaces: %w", err)
 		}
-		ds.Pods = map[string][]attach.PodScope{kernelprog.XDPPass: {{Name: "caps/pod", Netns: nl, Interfaces: ifaces}}}
+		pods = map[string][]attach.PodScope{kernelprog.XDPPass: {{Name: "caps/pod", Netns: nl, Interfaces: ifaces}}}
 	}
+	ds.Spec = hookspec.Spec(spec, pods) // as the agent's controller does
 	first, err := attached(d.Apply(ctx, []dataplane.Desired{ds}))
 	if err != nil {
 		return err
@@ -167,20 +170,20 @@ func (sc *scenario) run(ctx context.Context, c childEnv) error {
 
 // attached returns the only state, or an error carrying the kernel's
 // message when it is not attached.
-func attached(states []v1alpha1.ProgramState) (v1alpha1.ProgramState, error) {
+func attached(states []dataplane.ProgramState) (dataplane.ProgramState, error) {
 	if len(states) != 1 {
-		return v1alpha1.ProgramState{}, fmt.Errorf("apply: want 1 state, got %d", len(states))
+		return dataplane.ProgramState{}, fmt.Errorf("apply: want 1 state, got %d", len(states))
 	}
 	st := states[0]
 	if st.Pods != nil {
 		// A program in pods reports one row for all of them, without a
 		// link id of its own.
-		if st.State != v1alpha1.PhaseAttached || st.ID == 0 || st.Pods.Attached == 0 {
+		if st.State != dataplane.StateAttached || st.ID == 0 || st.Pods.Attached == 0 {
 			return st, fmt.Errorf("apply %s: %s/%s: %s", st.AttachPoint, st.State, st.Reason, strings.TrimSpace(st.Message))
 		}
 		return st, nil
 	}
-	if st.State != v1alpha1.PhaseAttached || st.ID == 0 || st.LinkID == 0 {
+	if st.State != dataplane.StateAttached || st.ID == 0 || st.LinkID == 0 {
 		return st, fmt.Errorf("apply %s: %s/%s: %s", st.AttachPoint, st.State, st.Reason, strings.TrimSpace(st.Message))
 	}
 	return st, nil

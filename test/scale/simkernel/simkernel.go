@@ -27,7 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
+	"github.com/bpfleet/bpfleet/nodeagent/controller"
 )
 
 // Options configure a simulated node kernel.
@@ -94,7 +94,7 @@ func New(opts Options) *Dataplane {
 // (sleeping the configured latencies), a digest told to fail is reported
 // Failed while the previous digest keeps running, and entries no longer
 // desired are removed.
-func (d *Dataplane) Apply(ctx context.Context, desired []dataplane.Desired) []v1alpha1.ProgramState {
+func (d *Dataplane) Apply(ctx context.Context, desired []controller.Desired) []v1alpha1.ProgramState {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	want := map[types.UID]bool{}

@@ -10,7 +10,6 @@ import (
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles/format"
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
-	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
 	"github.com/bpfleet/bpfleet/test/scale/simkernel"
 )
 
@@ -29,8 +28,8 @@ func (b bundle) Program(name string) (*format.Program, bool) {
 }
 func (b bundle) Map(string) (*format.Map, bool) { return nil, false }
 
-func desired(digest string, hold error) dataplane.Desired {
-	d := dataplane.Desired{
+func desired(digest string, hold error) controller.Desired {
+	d := controller.Desired{
 		Name: "probe", UID: types.UID("uid-1"), Generation: 1, Digest: digest, Hold: hold,
 		Spec: v1alpha1.BpfProgramSpec{Programs: []v1alpha1.ProgramAttachment{{
 			Name: "exec_trace", Tracepoint: &v1alpha1.TracepointAttach{Group: "sched", Name: "sched_process_exec"},
@@ -47,7 +46,7 @@ func TestApply(t *testing.T) {
 	tests := []struct {
 		name string
 		// steps are applied in order; the last one's states are checked.
-		steps []dataplane.Desired
+		steps []controller.Desired
 		// state, reason and digest are what the one entry reports.
 		state  v1alpha1.ProgramPhase
 		reason string
@@ -55,19 +54,19 @@ func TestApply(t *testing.T) {
 		// loads is how many programs were loaded in all.
 		loads int
 	}{
-		{name: "attach", steps: []dataplane.Desired{desired(good, nil)},
+		{name: "attach", steps: []controller.Desired{desired(good, nil)},
 			state: v1alpha1.PhaseAttached, reason: v1alpha1.ReasonAttached, digest: good, loads: 1},
-		{name: "same digest again loads nothing", steps: []dataplane.Desired{desired(good, nil), desired(good, nil)},
+		{name: "same digest again loads nothing", steps: []controller.Desired{desired(good, nil), desired(good, nil)},
 			state: v1alpha1.PhaseAttached, reason: v1alpha1.ReasonAttached, digest: good, loads: 1},
-		{name: "upgrade", steps: []dataplane.Desired{desired(good, nil), desired(next, nil)},
+		{name: "upgrade", steps: []controller.Desired{desired(good, nil), desired(next, nil)},
 			state: v1alpha1.PhaseAttached, reason: v1alpha1.ReasonAttached, digest: next, loads: 2},
-		{name: "failing digest keeps the old one running", steps: []dataplane.Desired{desired(good, nil), desired(bad, nil)},
+		{name: "failing digest keeps the old one running", steps: []controller.Desired{desired(good, nil), desired(bad, nil)},
 			state: v1alpha1.PhaseFailed, reason: v1alpha1.ReasonVerifierRejected, digest: bad, loads: 1},
-		{name: "back to the stable digest after a failure", steps: []dataplane.Desired{desired(good, nil), desired(bad, nil), desired(good, nil)},
+		{name: "back to the stable digest after a failure", steps: []controller.Desired{desired(good, nil), desired(bad, nil), desired(good, nil)},
 			state: v1alpha1.PhaseAttached, reason: v1alpha1.ReasonAttached, digest: good, loads: 1},
-		{name: "held before anything runs", steps: []dataplane.Desired{desired(good, context.DeadlineExceeded)},
+		{name: "held before anything runs", steps: []controller.Desired{desired(good, context.DeadlineExceeded)},
 			state: v1alpha1.PhasePending, reason: v1alpha1.ReasonWaitingForBundle, digest: good, loads: 0},
-		{name: "held keeps what runs", steps: []dataplane.Desired{desired(good, nil), desired(next, context.DeadlineExceeded)},
+		{name: "held keeps what runs", steps: []controller.Desired{desired(good, nil), desired(next, context.DeadlineExceeded)},
 			state: v1alpha1.PhaseAttached, reason: v1alpha1.ReasonWaitingForBundle, digest: good, loads: 1},
 	}
 	for _, tt := range tests {
@@ -75,7 +74,7 @@ func TestApply(t *testing.T) {
 			dp := simkernel.New(simkernel.Options{Node: "n1", LoadLatency: time.Microsecond, Fail: func(d string) bool { return d == bad }})
 			var states []v1alpha1.ProgramState
 			for _, d := range tt.steps {
-				states = dp.Apply(context.Background(), []dataplane.Desired{d})
+				states = dp.Apply(context.Background(), []controller.Desired{d})
 			}
 			if len(states) != 1 {
 				t.Fatalf("got %d states, want 1: %+v", len(states), states)
@@ -96,7 +95,7 @@ func TestApply(t *testing.T) {
 
 func TestApplyRemovesWhatIsNotDesired(t *testing.T) {
 	dp := simkernel.New(simkernel.Options{Node: "n1"})
-	dp.Apply(context.Background(), []dataplane.Desired{desired("sha256:aa", nil)})
+	dp.Apply(context.Background(), []controller.Desired{desired("sha256:aa", nil)})
 	if got := dp.Apply(context.Background(), nil); len(got) != 0 {
 		t.Errorf("states after an empty desired set: %+v", got)
 	}
