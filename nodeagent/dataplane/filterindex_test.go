@@ -12,7 +12,6 @@ import (
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bpf/xdpfilter"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
-	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
 	"github.com/bpfleet/bpfleet/test/frame"
 	"github.com/bpfleet/bpfleet/test/kernelprog"
 )
@@ -52,14 +51,14 @@ func TestShippedFilterRuleSetUpdates(t *testing.T) {
 		t.Fatal(err)
 	}
 	uid := "filter-index-" + randHex(3)
-	ds := dataplane.Desired{Name: "filter", UID: types.UID(uid), Generation: 1, Digest: b.Digest, Bundle: b,
+	ds := apiDesired{Name: "filter", UID: types.UID(uid), Generation: 1, Digest: b.Digest, Bundle: b,
 		Spec: v1alpha1.BpfProgramSpec{
 			Programs: []v1alpha1.ProgramAttachment{{Name: xdpfilter.ProgramName,
 				XDP: &v1alpha1.XDPAttach{Interfaces: v1alpha1.InterfaceSelector{Names: []string{e.veth.A}}, Mode: v1alpha1.XDPModeGeneric}}},
 			MapEntries: ruleSetEntries(t, udpRules(2000, xdpfilter.IndexMinRules+3)...),
 		}}
 	d := e.open(t)
-	first := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	first := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, first)
 
 	layout := bpffs.Layout{Root: e.root}
@@ -87,7 +86,7 @@ func TestShippedFilterRuleSetUpdates(t *testing.T) {
 
 	ds.Generation = 2
 	ds.Spec.MapEntries = ruleSetEntries(t, udpRules(3000, xdpfilter.IndexMinRules)...)
-	second := one(t, d.Apply(ctx, []dataplane.Desired{ds}), uid)
+	second := one(t, d.Apply(ctx, parsed(ds)), uid)
 	wantAttached(t, second)
 	if second.ID != first.ID {
 		t.Fatalf("a new rule set reloaded the program: %d -> %d", first.ID, second.ID)
