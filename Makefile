@@ -19,7 +19,7 @@ TEST_FLAGS   ?= -count=1 -timeout=30m
 FUZZTIME     ?= 10s
 # Packages whose tests need neither root nor a kernel feature: they also run
 # under the race detector.
-RACE_PKGS     = $$($(GO) list ./... | grep -v -e /bpf/ -e /nodeagent/attach -e /nodeagent/dataplane -e /nodeagent/probe -e /nodeagent/netwatch -e /test/e2e -e /test/scale -e /test/faults -e /test/caps -e /test/tools/images -e /test/realnode -e /test/cluster)
+RACE_PKGS     = $$($(GO) list ./... | grep -v -e /bpf/ -e /nodeagent/attach -e /nodeagent/dataplane -e /nodeagent/internal/probe -e /nodeagent/netwatch -e /test/e2e -e /test/scale -e /test/faults -e /test/caps -e /config/images -e /test/realnode -e /test/support/cluster)
 
 # Tests find kube-apiserver/etcd/kubectl here (envtest) and cosign on PATH.
 export KUBEBUILDER_ASSETS := $(K8S_BIN)
@@ -58,7 +58,7 @@ generate: $(CONTROLLER_GEN) ## Regenerate deepcopy, CRDs, RBAC, the eBPF objects
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=bpfleet-operator paths=./operator/... output:rbac:artifacts:config=config/rbac/operator
 	$(CONTROLLER_GEN) rbac:roleName=bpfleet-agent paths=./nodeagent/... output:rbac:artifacts:config=config/rbac/agent
-	$(GO) generate ./bpf/... ./test/kernelprog/...
+	$(GO) generate ./bpf/... ./test/support/kernelprog/...
 	$(GO) run ./test/tools/helmchart   # config/helm/bpfleet from config/default
 
 # Where `make bundles` tags the shipped bundles; `bpfleet bundle push REF`
@@ -78,8 +78,8 @@ vmlinux: ## Regenerate bpf/include/vmlinux.h from this kernel's BTF (rarely need
 
 .PHONY: verify
 verify: generate ## Fail when generated files differ from what is committed.
-	@if [[ -n "$$(git status --porcelain -- api config bpf test/kernelprog)" ]]; then \
-		git status --porcelain -- api config bpf test/kernelprog; git diff --stat -- api config bpf test/kernelprog; \
+	@if [[ -n "$$(git status --porcelain -- api config bpf test/support/kernelprog)" ]]; then \
+		git status --porcelain -- api config bpf test/support/kernelprog; git diff --stat -- api config bpf test/support/kernelprog; \
 		echo "generated files are stale: run 'make generate' and commit"; exit 1; fi
 
 .PHONY: lint
@@ -139,7 +139,7 @@ bench-many: tools ## Issue 21 item 2: 1,000 simulated agents running 1 BpfProgra
 
 .PHONY: images
 images: ## Build the operator and agent OCI images (linux/amd64+arm64, no Docker) into bin/images; REGISTRY=host/prefix also pushes them.
-	$(GO) run ./test/tools/images -o $(BIN)/images $(if $(VERSION),-version $(VERSION)) $(if $(REGISTRY),-push $(REGISTRY))
+	$(GO) run ./config/images -o $(BIN)/images $(if $(VERSION),-version $(VERSION)) $(if $(REGISTRY),-push $(REGISTRY))
 
 .PHONY: clean
 clean:

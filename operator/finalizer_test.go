@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/test/envtest"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
 )
 
 // cleanupTimeout is the operator's CleanupTimeout in this package: long

@@ -19,7 +19,7 @@ import (
 	"github.com/bpfleet/bpfleet/api/scheme"
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/operator"
-	"github.com/bpfleet/bpfleet/test/envtest"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
 )
 
 var env *envtest.Env

@@ -14,7 +14,7 @@ import (
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/operator"
-	"github.com/bpfleet/bpfleet/test/envtest"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
 )
 
 func TestNodeDeletedCollectsItsState(t *testing.T) {

@@ -18,7 +18,7 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/signing"
 	"github.com/bpfleet/bpfleet/bundles/trust"
-	"github.com/bpfleet/bpfleet/operator/nodestate"
+	"github.com/bpfleet/bpfleet/operator/internal/nodestate"
 	"github.com/bpfleet/bpfleet/operator/podprogram"
 	"github.com/bpfleet/bpfleet/operator/program"
 	"github.com/bpfleet/bpfleet/operator/trustkeys"

@@ -11,9 +11,9 @@ import (
 
 	"github.com/bpfleet/bpfleet/api/rollout"
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/test/envtest"
-	"github.com/bpfleet/bpfleet/test/registry"
-	"github.com/bpfleet/bpfleet/test/registry/testbundle"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
+	"github.com/bpfleet/bpfleet/test/support/registry"
+	"github.com/bpfleet/bpfleet/test/support/registry/testbundle"
 )
 
 // TestOneRogueNodeCannotHaltARollout: one node's BpfNodeState is forged (a

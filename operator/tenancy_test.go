@@ -15,9 +15,9 @@ import (
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/operator/podprogram"
-	"github.com/bpfleet/bpfleet/test/envtest"
-	"github.com/bpfleet/bpfleet/test/registry"
-	"github.com/bpfleet/bpfleet/test/registry/testbundle"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
+	"github.com/bpfleet/bpfleet/test/support/registry"
+	"github.com/bpfleet/bpfleet/test/support/registry/testbundle"
 )
 
 // namespace creates a namespace with labels.

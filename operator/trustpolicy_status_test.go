@@ -15,8 +15,8 @@ import (
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles/signing"
 	"github.com/bpfleet/bpfleet/bundles/trust"
-	"github.com/bpfleet/bpfleet/test/envtest"
-	"github.com/bpfleet/bpfleet/test/registry"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
+	"github.com/bpfleet/bpfleet/test/support/registry"
 )
 
 func TestTrustPolicyStatus(t *testing.T) {

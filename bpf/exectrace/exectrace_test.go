@@ -10,8 +10,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 
-	"github.com/bpfleet/bpfleet/test/cgroupv2"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/cgroupv2"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 func TestExecProducesOneEvent(t *testing.T) {

@@ -16,8 +16,8 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/test/cgroupv2"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/cgroupv2"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 // TestPodFilter: with the pod filter on (as the agent sets it for a

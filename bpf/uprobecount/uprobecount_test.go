@@ -9,7 +9,7 @@ import (
 
 	"github.com/cilium/ebpf/link"
 
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 // targetSource is a tiny program that calls bpfleet_probe_target argv[1] times.

@@ -16,10 +16,10 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 
-	"github.com/bpfleet/bpfleet/test/frame"
-	"github.com/bpfleet/bpfleet/test/livetraffic"
-	"github.com/bpfleet/bpfleet/test/netns"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/frame"
+	"github.com/bpfleet/bpfleet/test/support/livetraffic"
+	"github.com/bpfleet/bpfleet/test/support/netns"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 // dropBench is a traffic source namespace and a sink namespace: an

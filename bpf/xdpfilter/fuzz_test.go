@@ -7,7 +7,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"github.com/bpfleet/bpfleet/test/frame"
+	"github.com/bpfleet/bpfleet/test/support/frame"
 )
 
 // fuzzRule drops UDP to 9999 with DEATH at payload offset 4.

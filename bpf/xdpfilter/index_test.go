@@ -14,7 +14,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"github.com/bpfleet/bpfleet/test/frame"
+	"github.com/bpfleet/bpfleet/test/support/frame"
 )
 
 // TestRuleSetEntries: the writer's order (begin, rules, the empty slot,

@@ -11,8 +11,8 @@ import (
 
 	"github.com/cilium/ebpf/link"
 
-	"github.com/bpfleet/bpfleet/test/netns"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/netns"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 // pair is a sender namespace and a receiver namespace joined by a veth,

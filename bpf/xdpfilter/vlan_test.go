@@ -12,8 +12,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
-	"github.com/bpfleet/bpfleet/test/frame"
-	"github.com/bpfleet/bpfleet/test/netns"
+	"github.com/bpfleet/bpfleet/test/support/frame"
+	"github.com/bpfleet/bpfleet/test/support/netns"
 )
 
 // packetSocket opens an AF_PACKET socket bound to dev inside ns.

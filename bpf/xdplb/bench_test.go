@@ -5,9 +5,9 @@ import (
 	"testing"
 
 	"github.com/bpfleet/bpfleet/bpf/internal/benchprogs"
-	"github.com/bpfleet/bpfleet/test/bpfbench"
-	"github.com/bpfleet/bpfleet/test/frame"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/bpfbench"
+	"github.com/bpfleet/bpfleet/test/support/frame"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 // BenchmarkProgRun measures the datapath's cost per packet with

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/bpfleet/bpfleet/test/frame"
+	"github.com/bpfleet/bpfleet/test/support/frame"
 )
 
 // FuzzRewriteKeepsChecksums runs the datapath on arbitrary frames: it

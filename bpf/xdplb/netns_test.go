@@ -10,8 +10,8 @@ import (
 
 	"github.com/cilium/ebpf/link"
 
-	"github.com/bpfleet/bpfleet/test/netns"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/netns"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 // lab is a client namespace, a load-balancer namespace running xdp_lb on

@@ -13,7 +13,7 @@ import (
 	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/bundles/build"
 	"github.com/bpfleet/bpfleet/bundles/format"
-	"github.com/bpfleet/bpfleet/test/registry/testbundle"
+	"github.com/bpfleet/bpfleet/test/support/registry/testbundle"
 )
 
 func TestBuildFillsManifestFromELF(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/bundles/build"
 	"github.com/bpfleet/bpfleet/bundles/format"
-	"github.com/bpfleet/bpfleet/test/registry/testbundle"
+	"github.com/bpfleet/bpfleet/test/support/registry/testbundle"
 )
 
 // TestBuildPreserve marks a map preserve in bundle.yaml: the manifest

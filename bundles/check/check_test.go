@@ -15,7 +15,7 @@ import (
 	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/bundles/build"
 	"github.com/bpfleet/bpfleet/bundles/check"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 // hostBTF is this machine's kernel BTF.

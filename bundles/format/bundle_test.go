@@ -12,7 +12,7 @@ import (
 
 	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/bundles/format"
-	"github.com/bpfleet/bpfleet/test/kernelprog"
+	"github.com/bpfleet/bpfleet/test/support/kernelprog"
 )
 
 // parts returns a consistent set of bundle parts around elf, after edit

@@ -8,7 +8,7 @@ import (
 
 	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/bundles/format"
-	"github.com/bpfleet/bpfleet/test/kernelprog"
+	"github.com/bpfleet/bpfleet/test/support/kernelprog"
 )
 
 func TestCheckObjects(t *testing.T) {

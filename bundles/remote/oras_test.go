@@ -13,8 +13,8 @@ import (
 	orasremote "oras.land/oras-go/v2/registry/remote"
 
 	"github.com/bpfleet/bpfleet/bundles/format"
-	"github.com/bpfleet/bpfleet/test/registry"
-	"github.com/bpfleet/bpfleet/test/registry/testbundle"
+	"github.com/bpfleet/bpfleet/test/support/registry"
+	"github.com/bpfleet/bpfleet/test/support/registry/testbundle"
 )
 
 // TestStockOrasPullsABundle: a bundle pushed by bpfleet is an ordinary OCI

@@ -13,8 +13,8 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/format"
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/signing"
-	"github.com/bpfleet/bpfleet/test/registry"
-	"github.com/bpfleet/bpfleet/test/registry/testbundle"
+	"github.com/bpfleet/bpfleet/test/support/registry"
+	"github.com/bpfleet/bpfleet/test/support/registry/testbundle"
 )
 
 func writeFile(t *testing.T, name, data string) string {

@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/bpfleet/bpfleet/bundles/signing"
-	"github.com/bpfleet/bpfleet/test/privileged"
-	"github.com/bpfleet/bpfleet/test/registry"
-	"github.com/bpfleet/bpfleet/test/registry/testbundle"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
+	"github.com/bpfleet/bpfleet/test/support/registry"
+	"github.com/bpfleet/bpfleet/test/support/registry/testbundle"
 )
 
 // TestStockCosignInterop checks both directions against the cosign v2 CLI

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
-	"github.com/bpfleet/bpfleet/test/envtest"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
 )
 
 // TestMain runs the agent's main instead of the tests when the test binary

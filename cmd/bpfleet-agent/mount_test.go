@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 // TestMountFilesystemsOnly runs the DaemonSet's init step in a private mount

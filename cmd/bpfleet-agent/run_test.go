@@ -15,9 +15,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/test/netns"
-	"github.com/bpfleet/bpfleet/test/privileged"
-	"github.com/bpfleet/bpfleet/test/procstat"
+	"github.com/bpfleet/bpfleet/test/support/netns"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
+	"github.com/bpfleet/bpfleet/test/support/procstat"
 )
 
 // TestAgentBinary runs the real agent process against the API server: it

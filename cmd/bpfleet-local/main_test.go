@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bpfleet/bpfleet/test/envtest"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 // TestLocalInterruptedLeavesNothing runs `bpfleet-local --keep` as a user

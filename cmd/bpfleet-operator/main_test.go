@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/bpfleet/bpfleet/test/envtest"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
 )
 
 // TestMain runs the operator's main instead of the tests when the test

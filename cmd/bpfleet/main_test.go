@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bpfleet/bpfleet/test/privileged"
-	"github.com/bpfleet/bpfleet/test/registry"
-	"github.com/bpfleet/bpfleet/test/registry/testbundle"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
+	"github.com/bpfleet/bpfleet/test/support/registry"
+	"github.com/bpfleet/bpfleet/test/support/registry/testbundle"
 )
 
 // TestEndToEndWithDistribution runs the real binary against Debian's

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/bpfleet/bpfleet/cmd/localenv/orphans"
-	"github.com/bpfleet/bpfleet/test/envtest"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 // TestStartRefusesClearly: prerequisites that do not hold stop Start at its

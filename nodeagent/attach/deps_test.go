@@ -14,7 +14,7 @@ func TestNoAPITypes(t *testing.T) {
 	const api = "github.com/bpfleet/bpfleet/api/v1alpha1"
 	for _, pkg := range []string{
 		"github.com/bpfleet/bpfleet/nodeagent/attach",
-		"github.com/bpfleet/bpfleet/nodeagent/loader",
+		"github.com/bpfleet/bpfleet/nodeagent/internal/loader",
 		"github.com/bpfleet/bpfleet/nodeagent/dataplane",
 	} {
 		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()

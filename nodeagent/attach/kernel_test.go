@@ -9,12 +9,12 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
-	"github.com/bpfleet/bpfleet/nodeagent/loader"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/loader"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/probe"
 	"github.com/bpfleet/bpfleet/nodeagent/netwatch"
-	"github.com/bpfleet/bpfleet/nodeagent/probe"
-	"github.com/bpfleet/bpfleet/test/kernelprog"
-	"github.com/bpfleet/bpfleet/test/netns"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/kernelprog"
+	"github.com/bpfleet/bpfleet/test/support/netns"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 func load(t *testing.T, names ...string) map[string]*ebpf.Program {

@@ -4,7 +4,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
-	"github.com/bpfleet/bpfleet/nodeagent/probe"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/probe"
 )
 
 func init() {

@@ -13,8 +13,8 @@ import (
 
 	"github.com/bpfleet/bpfleet/bpf/netfilter"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
-	"github.com/bpfleet/bpfleet/test/netns"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/netns"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 // TestNetfilterCounts attaches nf-count to the ipv4 output hook of a

@@ -15,7 +15,7 @@ type Pods struct {
 }
 
 // PodScope is one pod a hook attaches in, as the agent found it from the
-// cgroup tree and /proc (nodeagent/pods).
+// cgroup tree and /proc (nodeagent/internal/pods).
 type PodScope struct {
 	// Name is namespace/name; attach points carry it.
 	Name string

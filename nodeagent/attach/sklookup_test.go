@@ -12,8 +12,8 @@ import (
 
 	"github.com/bpfleet/bpfleet/bpf/sklookup"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
-	"github.com/bpfleet/bpfleet/test/netns"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/netns"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 // TestSkLookupSteers attaches sk-lookup-steer to a network namespace the

@@ -4,8 +4,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/bpfleet/bpfleet/nodeagent/internal/probe"
 	"github.com/bpfleet/bpfleet/nodeagent/netwatch"
-	"github.com/bpfleet/bpfleet/nodeagent/probe"
 )
 
 func init() {

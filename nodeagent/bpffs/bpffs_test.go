@@ -12,7 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
-	"github.com/bpfleet/bpfleet/nodeagent/loader"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/loader"
 )
 
 func TestLinkPinNames(t *testing.T) {

@@ -3,7 +3,7 @@ package bpffs_test
 import (
 	"testing"
 
-	"github.com/bpfleet/bpfleet/test/leakcheck"
+	"github.com/bpfleet/bpfleet/test/support/leakcheck"
 )
 
 // TestMain fails the package when a test leaves a goroutine or an eBPF

@@ -13,7 +13,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/bpfleet/bpfleet/nodeagent/loader"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/loader"
 )
 
 // RecordVersion is the version of the record format.

@@ -31,10 +31,10 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
-	"github.com/bpfleet/bpfleet/nodeagent/failpoint"
-	"github.com/bpfleet/bpfleet/nodeagent/inventory"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/failpoint"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/inventory"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/pods"
 	"github.com/bpfleet/bpfleet/nodeagent/metrics"
-	"github.com/bpfleet/bpfleet/nodeagent/pods"
 )
 
 // Secrets: no marker. The agent reads only the trust-policy key Secrets the

@@ -17,7 +17,7 @@ import (
 	"github.com/bpfleet/bpfleet/bundles"
 	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
-	"github.com/bpfleet/bpfleet/nodeagent/inventory"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/inventory"
 )
 
 func TestSelected(t *testing.T) {

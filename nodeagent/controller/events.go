@@ -15,8 +15,8 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/format"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
-	"github.com/bpfleet/bpfleet/nodeagent/events"
-	"github.com/bpfleet/bpfleet/nodeagent/reviewauth"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/events"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/reviewauth"
 )
 
 // newStreamer reads the event outputs of the programs that ask for it, and

@@ -16,8 +16,8 @@ import (
 	"github.com/bpfleet/bpfleet/api/hooks"
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/pods"
 	"github.com/bpfleet/bpfleet/nodeagent/netwatch"
-	"github.com/bpfleet/bpfleet/nodeagent/pods"
 )
 
 // How soon to look again for a selected pod that has no process yet: soon

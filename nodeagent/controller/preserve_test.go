@@ -9,7 +9,7 @@ import (
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles/build"
-	"github.com/bpfleet/bpfleet/test/kernelprog"
+	"github.com/bpfleet/bpfleet/test/support/kernelprog"
 )
 
 // pushPreserving builds a bundle of the kernelprog object obj whose

@@ -15,8 +15,8 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/signing"
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
-	"github.com/bpfleet/bpfleet/test/kernelprog"
-	"github.com/bpfleet/bpfleet/test/registry"
+	"github.com/bpfleet/bpfleet/test/support/kernelprog"
+	"github.com/bpfleet/bpfleet/test/support/registry"
 )
 
 // registriesConfig writes the registries config of the private registry

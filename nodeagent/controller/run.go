@@ -30,11 +30,11 @@ import (
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
-	"github.com/bpfleet/bpfleet/nodeagent/events"
-	"github.com/bpfleet/bpfleet/nodeagent/inventory"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/events"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/inventory"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/pods"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/reviewauth"
 	"github.com/bpfleet/bpfleet/nodeagent/metrics"
-	"github.com/bpfleet/bpfleet/nodeagent/pods"
-	"github.com/bpfleet/bpfleet/nodeagent/reviewauth"
 )
 
 // Options configure one node agent.

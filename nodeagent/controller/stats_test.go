@@ -6,7 +6,7 @@ import (
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
-	"github.com/bpfleet/bpfleet/test/netns"
+	"github.com/bpfleet/bpfleet/test/support/netns"
 )
 
 // TestAgentFollowsInterfacesAndRefreshesStats: with the periodic resync out

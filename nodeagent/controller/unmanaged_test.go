@@ -23,7 +23,7 @@ import (
 	"github.com/bpfleet/bpfleet/api/scheme"
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
-	"github.com/bpfleet/bpfleet/nodeagent/inventory"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/inventory"
 )
 
 // foreignProgram is a program loaded outside bpfleet, as a third-party

@@ -23,10 +23,10 @@ import (
 
 	"github.com/bpfleet/bpfleet/bundles/format"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
-	"github.com/bpfleet/bpfleet/nodeagent/loader"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/loader"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/probe"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/status"
 	"github.com/bpfleet/bpfleet/nodeagent/netwatch"
-	"github.com/bpfleet/bpfleet/nodeagent/probe"
-	"github.com/bpfleet/bpfleet/nodeagent/status"
 )
 
 // Bundle is what the dataplane reads from a verified bundle: the manifest

@@ -9,8 +9,8 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/format"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
-	"github.com/bpfleet/bpfleet/nodeagent/failpoint"
-	"github.com/bpfleet/bpfleet/nodeagent/loader"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/failpoint"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/loader"
 )
 
 // entry is one BpfProgram on this node: what runs, and how the last apply went.

@@ -12,8 +12,8 @@ import (
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bpf/xdpfilter"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
-	"github.com/bpfleet/bpfleet/test/frame"
-	"github.com/bpfleet/bpfleet/test/kernelprog"
+	"github.com/bpfleet/bpfleet/test/support/frame"
+	"github.com/bpfleet/bpfleet/test/support/kernelprog"
 )
 
 func ruleSetEntries(t *testing.T, rules ...xdpfilter.Rule) []v1alpha1.MapEntry {

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/nodeagent/loader"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/loader"
 )
 
 // TestHashEntriesAsRecorded: records on disk hold the hash of the API's map

@@ -15,8 +15,8 @@ import (
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
-	"github.com/bpfleet/bpfleet/test/kernelprog"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/kernelprog"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 // uprobeTarget is the function the uprobe test probes in the test binary.

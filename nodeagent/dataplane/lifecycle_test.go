@@ -18,8 +18,8 @@ import (
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
-	"github.com/bpfleet/bpfleet/test/kernelprog"
-	"github.com/bpfleet/bpfleet/test/netns"
+	"github.com/bpfleet/bpfleet/test/support/kernelprog"
+	"github.com/bpfleet/bpfleet/test/support/netns"
 )
 
 var ctx = context.Background()

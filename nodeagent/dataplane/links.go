@@ -9,7 +9,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
-	"github.com/bpfleet/bpfleet/nodeagent/failpoint"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/failpoint"
 )
 
 type attachment struct {

@@ -18,9 +18,9 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/format"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
-	"github.com/bpfleet/bpfleet/nodeagent/failpoint"
-	"github.com/bpfleet/bpfleet/nodeagent/loader"
-	"github.com/bpfleet/bpfleet/nodeagent/probe"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/failpoint"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/loader"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/probe"
 )
 
 // loadHash hashes what needs a reload when it changes.

@@ -15,8 +15,8 @@ import (
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
 	"github.com/bpfleet/bpfleet/nodeagent/netwatch"
-	"github.com/bpfleet/bpfleet/test/kernelprog"
-	"github.com/bpfleet/bpfleet/test/netns"
+	"github.com/bpfleet/bpfleet/test/support/kernelprog"
+	"github.com/bpfleet/bpfleet/test/support/netns"
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 )

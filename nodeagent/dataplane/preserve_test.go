@@ -17,7 +17,7 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/format"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
-	"github.com/bpfleet/bpfleet/test/kernelprog"
+	"github.com/bpfleet/bpfleet/test/support/kernelprog"
 )
 
 // counterWatch reads counters[0] of a BpfProgram through its pin, opened

@@ -3,7 +3,7 @@ package dataplane
 import (
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/bpfleet/bpfleet/nodeagent/status"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/status"
 )
 
 // ProgramState is one row of what the dataplane reports: a program of a

@@ -11,7 +11,7 @@ import (
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
-	"github.com/bpfleet/bpfleet/nodeagent/loader"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/loader"
 )
 
 func TestReasonFor(t *testing.T) {

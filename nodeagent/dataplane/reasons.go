@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
-	"github.com/bpfleet/bpfleet/nodeagent/loader"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/loader"
 )
 
 // The reasons the dataplane reports in ProgramState.Reason. The words are

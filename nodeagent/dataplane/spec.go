@@ -2,7 +2,7 @@ package dataplane
 
 import (
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
-	"github.com/bpfleet/bpfleet/nodeagent/loader"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/loader"
 )
 
 // Spec is what a BpfProgram asks of this node, its attach blocks already

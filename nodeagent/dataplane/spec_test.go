@@ -10,8 +10,8 @@ import (
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
-	"github.com/bpfleet/bpfleet/test/bpfbench"
-	"github.com/bpfleet/bpfleet/test/kernelprog"
+	"github.com/bpfleet/bpfleet/test/support/bpfbench"
+	"github.com/bpfleet/bpfleet/test/support/kernelprog"
 )
 
 // TestConstants rewrites .rodata before load: enabled=false turns the filter

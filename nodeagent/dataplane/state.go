@@ -6,8 +6,8 @@ import (
 	"strings"
 
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
-	"github.com/bpfleet/bpfleet/nodeagent/loader"
-	"github.com/bpfleet/bpfleet/nodeagent/status"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/loader"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/status"
 )
 
 // maxMessage bounds ProgramState.Message (the CRD allows 2048).

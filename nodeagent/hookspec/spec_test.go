@@ -7,7 +7,7 @@ import (
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/nodeagent/hookspec"
-	"github.com/bpfleet/bpfleet/nodeagent/loader"
+	"github.com/bpfleet/bpfleet/nodeagent/internal/loader"
 )
 
 // TestSpec: a BpfProgram's spec reaches the dataplane with every program in
@@ -70,7 +70,9 @@ func TestSpecKey(t *testing.T) {
 		{name: "image", change: func(s *v1alpha1.BpfProgramSpec) { s.Bundle.Image = "r.example/x:v2" }, same: true},
 		{name: "attach block", change: func(s *v1alpha1.BpfProgramSpec) { s.Programs[0].XDP.Mode = v1alpha1.XDPModeGeneric }},
 		{name: "constant", change: func(s *v1alpha1.BpfProgramSpec) { s.Constants = []v1alpha1.Constant{{Name: "c", Value: "1"}} }},
-		{name: "map entry", change: func(s *v1alpha1.BpfProgramSpec) { s.MapEntries = []v1alpha1.MapEntry{{Map: "m", Key: "01", Value: "01"}} }},
+		{name: "map entry", change: func(s *v1alpha1.BpfProgramSpec) {
+			s.MapEntries = []v1alpha1.MapEntry{{Map: "m", Key: "01", Value: "01"}}
+		}},
 	} {
 		if got := key(tc.change, tc.pods); (got == same) != tc.same {
 			t.Errorf("%s: key %q, unchanged %q, want same=%v", tc.name, got, same, tc.same)

@@ -10,8 +10,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/bpfleet/bpfleet/nodeagent/netwatch"
-	tnetns "github.com/bpfleet/bpfleet/test/netns"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	tnetns "github.com/bpfleet/bpfleet/test/support/netns"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/bpfleet/bpfleet/nodeagent/attach"
 	"github.com/bpfleet/bpfleet/test/caps"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 // cgroupSetupCaps returns what creating a directory in the cgroup v2 root

@@ -19,7 +19,7 @@ import (
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/operator/trustkeys"
-	"github.com/bpfleet/bpfleet/test/envtest"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
 )
 
 // refusedOwnNode and refusedOwnEvents are what the agent's admission

@@ -34,7 +34,7 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/operator/trustkeys"
 	"github.com/bpfleet/bpfleet/operator/trustpolicy"
-	"github.com/bpfleet/bpfleet/test/envtest"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
 )
 
 // refusedByTrustKeysPolicy is what config/rbac/common/trust_keys_policy.yaml

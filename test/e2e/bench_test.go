@@ -21,7 +21,7 @@ import (
 	"github.com/bpfleet/bpfleet/cmd/localenv"
 	"github.com/bpfleet/bpfleet/nodeagent/dataplane"
 	"github.com/bpfleet/bpfleet/nodeagent/metrics"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 // BenchmarkApplyToAttached measures, on one node, the time from creating a

@@ -9,7 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/test/procstat"
+	"github.com/bpfleet/bpfleet/test/support/procstat"
 )
 
 // idleWindow is how long the idle agent is watched: two resyncs of the

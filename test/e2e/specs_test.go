@@ -19,9 +19,9 @@ import (
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	kubectlbpf "github.com/bpfleet/bpfleet/cmd/kubectl-bpf/plugin"
 	"github.com/bpfleet/bpfleet/cmd/localenv"
-	"github.com/bpfleet/bpfleet/test/netns"
-	"github.com/bpfleet/bpfleet/test/privileged"
-	"github.com/bpfleet/bpfleet/test/registry/testbundle"
+	"github.com/bpfleet/bpfleet/test/support/netns"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
+	"github.com/bpfleet/bpfleet/test/support/registry/testbundle"
 )
 
 // apply creates p and deletes it when the test ends, waiting until no node

@@ -15,9 +15,9 @@ import (
 	"github.com/bpfleet/bpfleet/bpf/xdpfilter"
 	"github.com/bpfleet/bpfleet/cmd/localenv"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
-	"github.com/bpfleet/bpfleet/test/livetraffic/death"
-	"github.com/bpfleet/bpfleet/test/netns"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/livetraffic/death"
+	"github.com/bpfleet/bpfleet/test/support/netns"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 // TestAgentKilledUnderTraffic: SIGKILL an agent while packets flow from an

@@ -25,7 +25,7 @@ import (
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/cmd/localenv"
-	"github.com/bpfleet/bpfleet/test/netns"
+	"github.com/bpfleet/bpfleet/test/support/netns"
 )
 
 // filterProgram is the packet-of-death filter from ref on node n only.

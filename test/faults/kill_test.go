@@ -11,7 +11,7 @@ import (
 )
 
 // phases are the failpoints of a load, in order (see
-// nodeagent/failpoint/failpoint.go).
+// nodeagent/internal/failpoint/failpoint.go).
 var phases = []struct {
 	name string
 	// load says what the filter does after a kill there on a first load,

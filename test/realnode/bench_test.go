@@ -14,8 +14,8 @@ import (
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bpf/xdpfilter"
-	"github.com/bpfleet/bpfleet/test/netns"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/netns"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 func requireBenchSuite(b *testing.B) *env {

@@ -18,7 +18,7 @@ import (
 
 	"github.com/bpfleet/bpfleet/api/scheme"
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/test/cluster"
+	"github.com/bpfleet/bpfleet/test/support/cluster"
 )
 
 const (
@@ -105,7 +105,7 @@ func (e *env) pushImages(ctx context.Context) error {
 		{"-version", "realnode-1"},
 		{"-version", "realnode-2", "-images", "bpfleet-agent"},
 	} {
-		cmd := exec.CommandContext(ctx, "go", append([]string{"run", "./test/tools/images", "-o", filepath.Join(e.tmp, "images"), "-arch", "amd64", "-push", prefix}, args...)...)
+		cmd := exec.CommandContext(ctx, "go", append([]string{"run", "./config/images", "-o", filepath.Join(e.tmp, "images"), "-arch", "amd64", "-push", prefix}, args...)...)
 		cmd.Dir = repoDir
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr

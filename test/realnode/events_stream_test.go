@@ -29,7 +29,7 @@ import (
 	"github.com/bpfleet/bpfleet/bpf/openfilter"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/nodeagent/metrics"
-	"github.com/bpfleet/bpfleet/test/envtest"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
 )
 
 // Flood rate and stall of the slow-consumer check (the figures).

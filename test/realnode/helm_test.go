@@ -14,9 +14,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/bpfleet/bpfleet/test/envtest"
-	"github.com/bpfleet/bpfleet/test/livetraffic/death"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
+	"github.com/bpfleet/bpfleet/test/support/livetraffic/death"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 // TestHelmInstall installs bpfleet on the real node with the Helm chart

@@ -1,5 +1,5 @@
 // Package realnode installs bpfleet on a real single-node Kubernetes cluster
-// (test/cluster: kubelet, containerd, runc, CNI, kube-proxy) exactly as the
+// (test/support/cluster: kubelet, containerd, runc, CNI, kube-proxy) exactly as the
 // README's "Deploying on a cluster" says, and checks it as a user would:
 // kubectl apply -k, signed bundles from a registry, real programs loaded by
 // the agent pod, real kubelet-issued tokens, a DaemonSet rolling update and
@@ -25,8 +25,8 @@ import (
 	"github.com/go-logr/logr"
 	ctrl "sigs.k8s.io/controller-runtime"
 
-	"github.com/bpfleet/bpfleet/test/envtest"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 var (

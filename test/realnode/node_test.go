@@ -18,7 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
-	"github.com/bpfleet/bpfleet/test/netns"
+	"github.com/bpfleet/bpfleet/test/support/netns"
 )
 
 // containerPID is the host pid of a container's main process.
@@ -141,12 +141,12 @@ func tokenClaims(t testing.TB, token string) claims {
 	return c
 }
 
-// kernelprogBundle is a bundle of test/kernelprog's object holding one
+// kernelprogBundle is a bundle of test/support/kernelprog's object holding one
 // program per hook kind.
 func (e *env) kernelprogBundle(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
-	obj, err := os.ReadFile(filepath.Join(repoDir, "test", "kernelprog", "progs_bpfel.o"))
+	obj, err := os.ReadFile(filepath.Join(repoDir, "test", "support", "kernelprog", "progs_bpfel.o"))
 	if err != nil {
 		t.Fatal(err)
 	}

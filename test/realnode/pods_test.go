@@ -25,8 +25,8 @@ import (
 	"github.com/bpfleet/bpfleet/bpf/xdpfilter"
 	"github.com/bpfleet/bpfleet/nodeagent/bpffs"
 	"github.com/bpfleet/bpfleet/operator/podprogram"
-	"github.com/bpfleet/bpfleet/test/envtest"
-	"github.com/bpfleet/bpfleet/test/netns"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
+	"github.com/bpfleet/bpfleet/test/support/netns"
 )
 
 // tenantNamespace makes a namespace labelled team=<name> for the test, and

@@ -16,9 +16,9 @@ import (
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles/remote"
 	"github.com/bpfleet/bpfleet/bundles/signing"
-	"github.com/bpfleet/bpfleet/test/envtest"
-	"github.com/bpfleet/bpfleet/test/registry"
-	"github.com/bpfleet/bpfleet/test/registry/testbundle"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
+	"github.com/bpfleet/bpfleet/test/support/registry"
+	"github.com/bpfleet/bpfleet/test/support/registry/testbundle"
 )
 
 // TestPrivateRegistryOnRealNode: the operator and the agent pods pull from

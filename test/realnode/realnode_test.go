@@ -18,9 +18,9 @@ import (
 
 	"github.com/bpfleet/bpfleet/api/scheme"
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/test/envtest"
-	"github.com/bpfleet/bpfleet/test/livetraffic/death"
-	"github.com/bpfleet/bpfleet/test/netns"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
+	"github.com/bpfleet/bpfleet/test/support/livetraffic/death"
+	"github.com/bpfleet/bpfleet/test/support/netns"
 )
 
 func metaName(name string) metav1.ObjectMeta { return metav1.ObjectMeta{Name: name} }

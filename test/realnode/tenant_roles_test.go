@@ -15,7 +15,7 @@ import (
 
 	"github.com/bpfleet/bpfleet/api/scheme"
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/test/envtest"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
 )
 
 // TestBuiltInRolesCarryBpfPodPrograms: on the real cluster, whose

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	v1 "github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/test/envtest"
-	"github.com/bpfleet/bpfleet/test/livetraffic/death"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
+	"github.com/bpfleet/bpfleet/test/support/livetraffic/death"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 // cleanupTimeout is the operator's --cleanup-timeout in the suite's

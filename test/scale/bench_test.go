@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/test/bpfbench"
+	"github.com/bpfleet/bpfleet/test/support/bpfbench"
 )
 
 // BenchmarkFleetRollout runs, on a simulated fleet of 1,000 nodes

@@ -40,9 +40,9 @@ import (
 	"github.com/bpfleet/bpfleet/bundles/trust"
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
 	"github.com/bpfleet/bpfleet/operator"
-	"github.com/bpfleet/bpfleet/test/envtest"
-	"github.com/bpfleet/bpfleet/test/registry"
 	"github.com/bpfleet/bpfleet/test/scale/simkernel"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
+	"github.com/bpfleet/bpfleet/test/support/registry"
 )
 
 // Names the simulated fleet uses.

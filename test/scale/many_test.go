@@ -15,7 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/test/procstat"
+	"github.com/bpfleet/bpfleet/test/support/procstat"
 )
 
 // TestManyPrograms is issue 21's item 2 on its own: N simulated nodes each

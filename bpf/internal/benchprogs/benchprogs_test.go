@@ -6,8 +6,8 @@ import (
 
 	"github.com/cilium/ebpf"
 
-	"github.com/bpfleet/bpfleet/test/frame"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/frame"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 func TestVerdicts(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/cmd/kubectl-bpf/plugin"
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
-	"github.com/bpfleet/bpfleet/test/privileged"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
 )
 
 // TestTopReadsAgentStats runs an agent with run-time statistics on the real

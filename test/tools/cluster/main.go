@@ -1,5 +1,5 @@
 // Command cluster runs a real single-node Kubernetes cluster on this machine
-// (test/cluster) until Ctrl-C, then tears it down: `make cluster`.
+// (test/support/cluster) until Ctrl-C, then tears it down: `make cluster`.
 //
 //	go run ./test/tools/cluster [-state-dir bin/cluster]
 package main
@@ -14,8 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/bpfleet/bpfleet/test/cluster"
-	"github.com/bpfleet/bpfleet/test/envtest"
+	"github.com/bpfleet/bpfleet/test/support/cluster"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
 )
 
 func main() {

@@ -7,7 +7,7 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/bpfleet/bpfleet/test/envtest"
+	"github.com/bpfleet/bpfleet/test/support/envtest"
 )
 
 // TestChartMatchesKustomize fails when config/helm/bpfleet is not what

@@ -13,8 +13,8 @@ import (
 	"github.com/cilium/ebpf/btf"
 
 	"github.com/bpfleet/bpfleet/cmd/bpfleet/internal/bundlecmd"
-	"github.com/bpfleet/bpfleet/test/privileged"
-	"github.com/bpfleet/bpfleet/test/registry"
+	"github.com/bpfleet/bpfleet/test/support/privileged"
+	"github.com/bpfleet/bpfleet/test/support/registry"
 )
 
 // exectraceDir is the shipped exec tracer, which reads task_struct fields

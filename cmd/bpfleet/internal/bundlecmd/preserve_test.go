@@ -5,7 +5,7 @@ import (
 	"regexp"
 	"testing"
 
-	"github.com/bpfleet/bpfleet/test/registry"
+	"github.com/bpfleet/bpfleet/test/support/registry"
 )
 
 // TestInspectShowsPreservedMaps: the shipped XDP filter preserves its
