@@ -2,10 +2,10 @@ package remote
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/bpfleet/bpfleet/bundles/format"
+	"github.com/bpfleet/bpfleet/bundles/memo"
 )
 
 // ManifestMemo is a Client whose FetchManifest remembers, for TTL, the
@@ -23,13 +23,7 @@ type ManifestMemo struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
-	mu      sync.Mutex
-	entries map[string]manifestEntry
-}
-
-type manifestEntry struct {
-	m  *format.Manifest
-	at time.Time
+	store memo.Store[*format.Manifest]
 }
 
 // DefaultManifestTTL is ManifestMemo's default TTL.
@@ -50,31 +44,13 @@ func (m *ManifestMemo) FetchManifest(ctx context.Context, repository, digest str
 		ttl = DefaultManifestTTL
 	}
 	key := repository + "@" + digest
-	m.mu.Lock()
-	e, ok := m.entries[key]
-	m.mu.Unlock()
-	if ok && now().Sub(e.at) < ttl {
-		return e.m, nil
+	if man, ok := m.store.Fresh(key, now(), ttl); ok {
+		return man, nil
 	}
 	man, err := m.Client.FetchManifest(ctx, repository, digest)
 	if err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.entries == nil {
-		m.entries = map[string]manifestEntry{}
-	}
-	if _, ok := m.entries[key]; !ok && len(m.entries) >= maxManifests {
-		var oldest string
-		var at time.Time
-		for k, e := range m.entries {
-			if oldest == "" || e.at.Before(at) {
-				oldest, at = k, e.at
-			}
-		}
-		delete(m.entries, oldest)
-	}
-	m.entries[key] = manifestEntry{m: man, at: now()}
+	m.store.Put(key, man, now(), maxManifests)
 	return man, nil
 }

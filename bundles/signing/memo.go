@@ -5,9 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"slices"
-	"sync"
 	"time"
 
+	"github.com/bpfleet/bpfleet/bundles/memo"
 	"github.com/bpfleet/bpfleet/bundles/remote"
 )
 
@@ -29,13 +29,7 @@ type Memo struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
-	mu      sync.Mutex
-	entries map[string]memoEntry
-}
-
-type memoEntry struct {
-	signed []int
-	at     time.Time
+	store memo.Store[[]int]
 }
 
 // DefaultMemoTTL is how long a remembered signature check stands; the node
@@ -60,38 +54,16 @@ func (m *Memo) VerifyKeys(ctx context.Context, repository, digest string, pubKey
 		ttl = DefaultMemoTTL
 	}
 	key := memoKey(repository, digest, pubKeysPEM)
-	m.mu.Lock()
-	e, ok := m.entries[key]
-	m.mu.Unlock()
-	if ok && now().Sub(e.at) < ttl {
-		return slices.Clone(e.signed), nil
+	if signed, ok := m.store.Fresh(key, now(), ttl); ok {
+		return slices.Clone(signed), nil
 	}
 	signed, err := VerifyKeys(ctx, repository, digest, pubKeysPEM, opts)
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	if err != nil {
-		delete(m.entries, key)
+		m.store.Delete(key)
 		return nil, err
 	}
-	if m.entries == nil {
-		m.entries = map[string]memoEntry{}
-	}
-	if _, ok := m.entries[key]; !ok && len(m.entries) >= maxMemoEntries {
-		m.evictOldest()
-	}
-	m.entries[key] = memoEntry{signed: slices.Clone(signed), at: now()}
+	m.store.Put(key, slices.Clone(signed), now(), maxMemoEntries)
 	return signed, nil
-}
-
-func (m *Memo) evictOldest() {
-	var oldest string
-	var at time.Time
-	for k, e := range m.entries {
-		if oldest == "" || e.at.Before(at) {
-			oldest, at = k, e.at
-		}
-	}
-	delete(m.entries, oldest)
 }
 
 // memoKey names repository@digest and the keys, in order (the answer is

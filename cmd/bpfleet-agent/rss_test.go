@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,49 +17,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/test/support/envtest"
+	"github.com/bpfleet/bpfleet/test/support/manifests"
 	"github.com/bpfleet/bpfleet/test/support/netns"
 	"github.com/bpfleet/bpfleet/test/support/privileged"
 	"github.com/bpfleet/bpfleet/test/support/procstat"
 	"github.com/bpfleet/bpfleet/test/support/registry"
 	"github.com/bpfleet/bpfleet/test/support/registry/testbundle"
 )
-
-// agentMemoryLimit reads the agent container's memory limit from
-// config/agent/daemonset.yaml, in KiB.
-func agentMemoryLimit(tb testing.TB) int64 {
-	tb.Helper()
-	root, err := envtest.RepoRoot()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(root, "config", "agent", "daemonset.yaml"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var ds struct {
-		Spec struct {
-			Template corev1.PodTemplateSpec `json:"template"`
-		} `json:"spec"`
-	}
-	if err := yaml.Unmarshal(data, &ds); err != nil {
-		tb.Fatal(err)
-	}
-	for _, c := range ds.Spec.Template.Spec.Containers {
-		if c.Name == "agent" {
-			q, ok := c.Resources.Limits[corev1.ResourceMemory]
-			if !ok {
-				tb.Fatal("the agent container has no memory limit")
-			}
-			return q.Value() / 1024
-		}
-	}
-	tb.Fatal("no agent container in config/agent/daemonset.yaml")
-	return 0
-}
 
 // agentRSS runs the real agent process with n BpfPrograms of the test
 // bundle, each attaching its own load of a tracepoint program (spread over
@@ -185,7 +150,7 @@ func lastLines(s string, n int) string {
 // the memory limit config/agent sets: the limit leaves room for loading a
 // large bundle on top of what runs.
 func TestAgentRSSWithPrograms(t *testing.T) {
-	limit := agentMemoryLimit(t)
+	limit := manifests.MemoryLimit(t, "config/agent/daemonset.yaml", "agent")
 	for _, n := range rssPrograms {
 		rss := agentRSS(t, n)
 		t.Logf("agent RSS with %d programs: %d MiB (limit %s)", n, rss/1024, resource.NewQuantity(limit*1024, resource.BinarySI))

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,47 +16,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
-	"github.com/bpfleet/bpfleet/test/support/envtest"
+	"github.com/bpfleet/bpfleet/test/support/manifests"
 	"github.com/bpfleet/bpfleet/test/support/procstat"
 	"github.com/bpfleet/bpfleet/test/support/registry"
 	"github.com/bpfleet/bpfleet/test/support/registry/testbundle"
 )
-
-// operatorMemoryLimit reads the operator container's memory limit from
-// config/operator/deployment.yaml, in KiB.
-func operatorMemoryLimit(tb testing.TB) int64 {
-	tb.Helper()
-	root, err := envtest.RepoRoot()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	data, err := os.ReadFile(filepath.Join(root, "config", "operator", "deployment.yaml"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var d struct {
-		Spec struct {
-			Template corev1.PodTemplateSpec `json:"template"`
-		} `json:"spec"`
-	}
-	if err := yaml.Unmarshal(data, &d); err != nil {
-		tb.Fatal(err)
-	}
-	for _, c := range d.Spec.Template.Spec.Containers {
-		if c.Name == "operator" {
-			q, ok := c.Resources.Limits[corev1.ResourceMemory]
-			if !ok {
-				tb.Fatal("the operator container has no memory limit")
-			}
-			return q.Value() / 1024
-		}
-	}
-	tb.Fatal("no operator container in config/operator/deployment.yaml")
-	return 0
-}
 
 // operatorRSS runs the real operator process against the API server with
 // programs BpfPrograms of the test bundle (from a loopback registry,
@@ -201,7 +166,7 @@ const rssPrograms, rssNodes = 100, 200
 // limit config/operator sets: the operator's memory grows with node rows
 // (programs × nodes), and the other half is room for a larger fleet.
 func TestOperatorRSS(t *testing.T) {
-	limit := operatorMemoryLimit(t)
+	limit := manifests.MemoryLimit(t, "config/operator/deployment.yaml", "operator")
 	rss := operatorRSS(t, rssPrograms, rssNodes)
 	t.Logf("operator RSS with %d programs on %d nodes: %d MiB (limit %s)", rssPrograms, rssNodes, rss/1024, resource.NewQuantity(limit*1024, resource.BinarySI))
 	if rss > limit/2 {

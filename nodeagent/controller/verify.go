@@ -3,11 +3,11 @@ package controller
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 	"github.com/bpfleet/bpfleet/bundles"
+	"github.com/bpfleet/bpfleet/bundles/memo"
 	"github.com/bpfleet/bpfleet/bundles/trust"
 )
 
@@ -43,8 +43,7 @@ type VerifyMemo struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
-	mu      sync.Mutex
-	entries map[string]Verification
+	store memo.Store[Verification]
 }
 
 // DefaultVerifyTTL is how long a verification stands without a new check.
@@ -64,40 +63,19 @@ func (m *VerifyMemo) Verify(ctx context.Context, repository, digest string, poli
 		ttl = DefaultVerifyTTL
 	}
 	key := repository + "@" + digest + " " + policyKey(policies)
-	m.mu.Lock()
-	prev, ok := m.entries[key]
-	m.mu.Unlock()
-	if ok && now().Sub(prev.At) < ttl {
+	prev, at, ok := m.store.Lookup(key)
+	if ok && now().Sub(at) < ttl {
 		return prev, nil
 	}
 	res, err := m.Verifier.Verify(ctx, repository, digest, policies)
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	if err != nil {
 		if ok && (errors.Is(err, bundles.ErrRegistryUnavailable) || errors.Is(err, bundles.ErrKeyUnavailable)) {
 			return prev, nil
 		}
-		delete(m.entries, key)
+		m.store.Delete(key)
 		return Verification{}, err
 	}
-	if m.entries == nil {
-		m.entries = map[string]Verification{}
-	}
-	if len(m.entries) >= maxMemoEntries {
-		m.evictOldest()
-	}
 	v := Verification{Result: res, At: now()}
-	m.entries[key] = v
+	m.store.Put(key, v, v.At, maxMemoEntries)
 	return v, nil
-}
-
-func (m *VerifyMemo) evictOldest() {
-	var oldest string
-	var at time.Time
-	for k, v := range m.entries {
-		if oldest == "" || v.At.Before(at) {
-			oldest, at = k, v.At
-		}
-	}
-	delete(m.entries, oldest)
 }
