@@ -118,19 +118,7 @@ func TrimNodeState(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	out := &v1alpha1.BpfNodeState{
-		TypeMeta: s.TypeMeta,
-		ObjectMeta: metav1.ObjectMeta{
-			Name:              s.Name,
-			UID:               s.UID,
-			ResourceVersion:   s.ResourceVersion,
-			Generation:        s.Generation,
-			Labels:            s.Labels,
-			DeletionTimestamp: s.DeletionTimestamp,
-			Finalizers:        s.Finalizers,
-			CreationTimestamp: s.CreationTimestamp,
-		},
-	}
+	out := &v1alpha1.BpfNodeState{TypeMeta: s.TypeMeta, ObjectMeta: keptMetadata(s.ObjectMeta)}
 	out.Status.Kernel = s.Status.Kernel
 	if len(s.Status.Programs) > 0 {
 		out.Status.Programs = make([]v1alpha1.ProgramState, len(s.Status.Programs))
@@ -153,22 +141,27 @@ func TrimNode(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	out := &corev1.Node{
-		TypeMeta: n.TypeMeta,
-		ObjectMeta: metav1.ObjectMeta{
-			Name:              n.Name,
-			UID:               n.UID,
-			ResourceVersion:   n.ResourceVersion,
-			Labels:            n.Labels,
-			DeletionTimestamp: n.DeletionTimestamp,
-			Finalizers:        n.Finalizers,
-			CreationTimestamp: n.CreationTimestamp,
-		},
-	}
+	out := &corev1.Node{TypeMeta: n.TypeMeta, ObjectMeta: keptMetadata(n.ObjectMeta)}
 	for _, c := range n.Status.Conditions {
 		if c.Type == corev1.NodeReady {
 			out.Status.Conditions = []corev1.NodeCondition{{Type: c.Type, Status: c.Status, Reason: c.Reason, LastTransitionTime: c.LastTransitionTime}}
 		}
 	}
 	return out, nil
+}
+
+// keptMetadata is what the cache transforms keep of an object's metadata:
+// what the operator selects, collects and reconciles by, without
+// annotations or managed fields.
+func keptMetadata(m metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name:              m.Name,
+		UID:               m.UID,
+		ResourceVersion:   m.ResourceVersion,
+		Generation:        m.Generation,
+		Labels:            m.Labels,
+		DeletionTimestamp: m.DeletionTimestamp,
+		Finalizers:        m.Finalizers,
+		CreationTimestamp: m.CreationTimestamp,
+	}
 }
