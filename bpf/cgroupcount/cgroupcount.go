@@ -3,7 +3,11 @@
 // cgroup receive and send. They never drop anything.
 package cgroupcount
 
-import _ "embed"
+import (
+	_ "embed"
+
+	"github.com/bpfleet/bpfleet/bpf/internal/counters"
+)
 
 // Names in the ELF object and the bundle.
 const (
@@ -34,20 +38,8 @@ const (
 	Egress Direction = 1
 )
 
-// Counter is the value of TrafficMap on one CPU.
-type Counter struct {
-	// Packets is the number of packets.
-	Packets uint64
-	// Bytes is the sum of their IP lengths.
-	Bytes uint64
-}
+// Counter is the value of TrafficMap on one CPU: the packets and the sum of their IP lengths.
+type Counter = counters.Counter
 
 // Sum adds up per-CPU counters.
-func Sum(perCPU []Counter) Counter {
-	var total Counter
-	for _, c := range perCPU {
-		total.Packets += c.Packets
-		total.Bytes += c.Bytes
-	}
-	return total
-}
+func Sum(perCPU []Counter) Counter { return counters.Sum(perCPU) }

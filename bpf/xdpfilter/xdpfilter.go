@@ -37,6 +37,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"github.com/bpfleet/bpfleet/bpf/internal/counters"
 )
 
 // Names in the ELF object and the bundle.
@@ -267,20 +269,8 @@ func (r Rule) MapEntry(index uint32) (key, value string, err error) {
 	return hex.EncodeToString(k), hex.EncodeToString(v), nil
 }
 
-// Counter is the value of HitsMap on one CPU.
-type Counter struct {
-	// Packets is the number of frames that matched the rule.
-	Packets uint64
-	// Bytes is the sum of their frame lengths.
-	Bytes uint64
-}
+// Counter is the value of HitsMap on one CPU: the frames that matched the rule and the sum of their lengths.
+type Counter = counters.Counter
 
 // Sum adds up per-CPU counters.
-func Sum(perCPU []Counter) Counter {
-	var total Counter
-	for _, c := range perCPU {
-		total.Packets += c.Packets
-		total.Bytes += c.Bytes
-	}
-	return total
-}
+func Sum(perCPU []Counter) Counter { return counters.Sum(perCPU) }

@@ -22,6 +22,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"github.com/bpfleet/bpfleet/bpf/internal/counters"
 )
 
 // Names in the ELF object and the bundle.
@@ -181,23 +183,11 @@ func RealValue(s Service) ([]byte, error) {
 	return endpoint(s.VIP, 0, 0)
 }
 
-// Counter is the value of StatsMap on one CPU.
-type Counter struct {
-	// Packets is the number of frames sent to the backend.
-	Packets uint64
-	// Bytes is the sum of their frame lengths.
-	Bytes uint64
-}
+// Counter is the value of StatsMap on one CPU: the frames sent to the backend and the sum of their lengths.
+type Counter = counters.Counter
 
 // Sum adds up per-CPU counters.
-func Sum(perCPU []Counter) Counter {
-	var total Counter
-	for _, c := range perCPU {
-		total.Packets += c.Packets
-		total.Bytes += c.Bytes
-	}
-	return total
-}
+func Sum(perCPU []Counter) Counter { return counters.Sum(perCPU) }
 
 // BackendNames names backends for the Maglev table by their address, so
 // that the table depends on where backends are, not on their ids.

@@ -247,24 +247,16 @@ func (o *options) nodesCommand() *cobra.Command {
 		Short: "Per node: kernel release, BTF, programs attached and failed, unmanaged programs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.checkOutput(); err != nil {
-				return err
-			}
-			c, err := o.newClient()
+			states, err := o.listNodeStates(cmd.Context())
 			if err != nil {
 				return err
 			}
-			var states v1.BpfNodeStateList
-			if err := c.List(cmd.Context(), &states); err != nil {
-				return fmt.Errorf("list bpfnodestates: %w", err)
-			}
-			slices.SortFunc(states.Items, func(a, b v1.BpfNodeState) int { return strings.Compare(a.Name, b.Name) })
-			if done, err := o.printStructured(states.Items); done {
+			if done, err := o.printStructured(states); done {
 				return err
 			}
 			tw := tabwriter.NewWriter(o.streams.Out, 0, 8, 2, ' ', 0)
 			fmt.Fprintln(tw, "NODE\tKERNEL\tBTF\tPROGRAMS\tATTACHED\tFAILED\tUNMANAGED\tREADY")
-			for _, s := range states.Items {
+			for _, s := range states {
 				unmanaged := "-"
 				if s.Status.Unmanaged != nil {
 					unmanaged = fmt.Sprint(s.Status.Unmanaged.Count)
@@ -419,4 +411,21 @@ func age(t *metav1.Time) string {
 		return "-"
 	}
 	return duration.HumanDuration(time.Since(t.Time))
+}
+
+// listNodeStates checks -o, then lists every BpfNodeState, sorted by node.
+func (o *options) listNodeStates(ctx context.Context) ([]v1.BpfNodeState, error) {
+	if err := o.checkOutput(); err != nil {
+		return nil, err
+	}
+	c, err := o.newClient()
+	if err != nil {
+		return nil, err
+	}
+	var states v1.BpfNodeStateList
+	if err := c.List(ctx, &states); err != nil {
+		return nil, fmt.Errorf("list bpfnodestates: %w", err)
+	}
+	slices.SortFunc(states.Items, func(a, b v1.BpfNodeState) int { return strings.Compare(a.Name, b.Name) })
+	return states.Items, nil
 }

@@ -29,21 +29,13 @@ func (o *options) unmanagedCommand() *cobra.Command {
 			"inventory at most once per 30s by default, so it may lag that much behind the kernel.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.checkOutput(); err != nil {
-				return err
-			}
-			c, err := o.newClient()
+			states, err := o.listNodeStates(cmd.Context())
 			if err != nil {
 				return err
 			}
-			var states v1.BpfNodeStateList
-			if err := c.List(cmd.Context(), &states); err != nil {
-				return fmt.Errorf("list bpfnodestates: %w", err)
-			}
-			slices.SortFunc(states.Items, func(a, b v1.BpfNodeState) int { return strings.Compare(a.Name, b.Name) })
 			var rows []UnmanagedRow
 			var nodes []v1.BpfNodeState
-			for _, s := range states.Items {
+			for _, s := range states {
 				if node != "" && s.Name != node {
 					continue
 				}
