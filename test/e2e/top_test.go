@@ -127,4 +127,3 @@ func bpftoolShow(t *testing.T, bpftool string, id uint32) bpftoolProg {
 	}
 	return p
 }
-
