@@ -188,4 +188,18 @@ func (e *env) restart(t testing.TB, workloads ...string) {
 	for _, w := range workloads {
 		e.kubectl(t, "-n", namespace, "rollout", "status", w, "--timeout=3m")
 	}
+	// rollout status returns once the new pods are ready; the old ones may
+	// still be terminating, and later tests read every pod's containers.
+	envtest.Eventually(t, 2*time.Minute, func() error {
+		var pods corev1.PodList
+		if err := e.client.List(context.Background(), &pods, client.InNamespace(namespace)); err != nil {
+			return err
+		}
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp != nil {
+				return fmt.Errorf("pod %s still terminating", p.Name)
+			}
+		}
+		return nil
+	})
 }
