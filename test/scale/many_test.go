@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
@@ -39,6 +40,9 @@ func TestManyPrograms(t *testing.T) {
 	}
 	f := newFleet(t, fleetConfig{nodes: n, loadLatency: *flagLoad, attachLatency: *flagAttach, resync: 30 * time.Second})
 	ctx := context.Background()
+	// Leave the API server as TestFleet expects it, while the agents still
+	// run (cleanups run last first): no program, no node, no node state.
+	t.Cleanup(func() { removeFleetObjects(t, f) })
 	rep := &report{nodes: n, programs: total, resync: 30 * time.Second, load: *flagLoad, attach: *flagAttach}
 	defer rep.write(t)
 	m := &meter{t: t, f: f, pids: pids, rep: rep}
@@ -65,12 +69,12 @@ func TestManyPrograms(t *testing.T) {
 	d1 := f.digests["v1"]
 	apply := m.phase("apply one BpfProgram to every node", func() time.Duration {
 		start := time.Now()
-		if err := f.admin.Create(ctx, newProgram("steady-000", f.repo+":v1", v1alpha1.RolloutSpec{})); err != nil {
+		if err := f.admin.Create(ctx, newProgram("many-000", f.repo+":v1", v1alpha1.RolloutSpec{})); err != nil {
 			t.Fatalf("create BpfProgram: %v", err)
 		}
 		return waitFor(t, start, timeout, func() string { return "first program" }, func() bool {
-			p := f.watch.program("steady-000")
-			return f.watch.nodesWhere(attachedAt("steady-000", d1)) == n && p != nil && ready(p) && p.Status.Nodes.Attached == int32(n)
+			p := f.watch.program("many-000")
+			return f.watch.nodesWhere(attachedAt("many-000", d1)) == n && p != nil && ready(p) && p.Status.Nodes.Attached == int32(n)
 		}, 10*time.Millisecond)
 	})
 	var applyEvents float64
@@ -96,7 +100,7 @@ func TestManyPrograms(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				if err := f.admin.Create(ctx, newProgram(fmt.Sprintf("steady-%03d", i), f.repo+":v1", v1alpha1.RolloutSpec{})); err != nil {
+				if err := f.admin.Create(ctx, newProgram(fmt.Sprintf("many-%03d", i), f.repo+":v1", v1alpha1.RolloutSpec{})); err != nil {
 					errs <- err
 				}
 			}()
@@ -194,4 +198,25 @@ func describeEvents(byResource map[string]float64) string {
 		parts = append(parts, fmt.Sprintf("%s %.0f", k, byResource[k]))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// removeFleetObjects deletes every BpfProgram, waits until their
+// finalizers are released (the agents detach them), then deletes the
+// simulated Nodes and their BpfNodeStates.
+func removeFleetObjects(t *testing.T, f *fleet) {
+	ctx := context.Background()
+	if err := f.admin.DeleteAllOf(ctx, &v1alpha1.BpfProgram{}); err != nil {
+		t.Errorf("delete the BpfPrograms: %v", err)
+		return
+	}
+	waitFor(t, time.Now(), 2*time.Minute, func() string { return "BpfPrograms gone" }, func() bool {
+		var list v1alpha1.BpfProgramList
+		return f.admin.List(ctx, &list) == nil && len(list.Items) == 0
+	}, 100*time.Millisecond)
+	if err := f.admin.DeleteAllOf(ctx, &corev1.Node{}); err != nil {
+		t.Errorf("delete the Nodes: %v", err)
+	}
+	if err := f.admin.DeleteAllOf(ctx, &v1alpha1.BpfNodeState{}); err != nil {
+		t.Errorf("delete the BpfNodeStates: %v", err)
+	}
 }
