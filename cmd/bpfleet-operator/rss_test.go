@@ -169,8 +169,15 @@ func TestOperatorRSS(t *testing.T) {
 	limit := manifests.MemoryLimit(t, "config/operator/deployment.yaml", "operator")
 	rss := operatorRSS(t, rssPrograms, rssNodes)
 	t.Logf("operator RSS with %d programs on %d nodes: %d MiB (limit %s)", rssPrograms, rssNodes, rss/1024, resource.NewQuantity(limit*1024, resource.BinarySI))
-	if rss > limit/2 {
-		t.Errorf("operator RSS with %d programs on %d nodes is %d MiB, over half its %d MiB limit", rssPrograms, rssNodes, rss/1024, limit/1024)
+	budget := limit / 2
+	if raceDetector {
+		// The race detector's shadow memory multiplies a process's memory
+		// several times (make test-race measured 257 MiB for 86): there
+		// the operator need only fit its limit; make test checks the half.
+		budget = limit
+	}
+	if rss > budget {
+		t.Errorf("operator RSS with %d programs on %d nodes is %d MiB, over %d MiB (limit %d MiB)", rssPrograms, rssNodes, rss/1024, budget/1024, limit/1024)
 	}
 }
 
