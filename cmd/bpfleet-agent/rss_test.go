@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -25,6 +23,7 @@ import (
 	"github.com/bpfleet/bpfleet/test/support/procstat"
 	"github.com/bpfleet/bpfleet/test/support/registry"
 	"github.com/bpfleet/bpfleet/test/support/registry/testbundle"
+	"github.com/bpfleet/bpfleet/test/support/selfexec"
 )
 
 // agentRSS runs the real agent process with n BpfPrograms of the test
@@ -84,27 +83,10 @@ func agentRSS(tb testing.TB, n int) int64 {
 		}
 	}
 
-	cmd := exec.Command(os.Args[0],
+	proc := selfexec.Start(tb, []string{"BPFLEET_AGENT_TEST_MAIN=1", "KUBECONFIG=" + env.Kubeconfig},
 		"--node-name", node, "--bpffs-root", root, "--state-dir", tb.TempDir(),
 		"--netns", "/var/run/netns/"+ns.Name, "--resync-interval", "1s",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--unmanaged-interval", "-1s")
-	cmd.Env = append(os.Environ(), "BPFLEET_AGENT_TEST_MAIN=1", "KUBECONFIG="+env.Kubeconfig)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	tb.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
 
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -114,8 +96,8 @@ func agentRSS(tb testing.TB, n int) int64 {
 			break
 		}
 		select {
-		case err := <-done:
-			tb.Fatalf("agent exited: %v\n%s", err, out.String())
+		case <-proc.Done():
+			tb.Fatalf("agent exited: %v\n%s", proc.Err(), proc.Output())
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -125,24 +107,16 @@ func agentRSS(tb testing.TB, n int) int64 {
 					failed = append(failed, r.BpfProgram+": "+r.Reason+": "+r.Message)
 				}
 			}
-			tb.Fatalf("%d programs not all attached after a minute (%v, summary %+v, first not attached %q)\n%s", n, err, state.Status.Summary, failed, lastLines(out.String(), 10))
+			tb.Fatalf("%d programs not all attached after a minute (%v, summary %+v, first not attached %q)\n%s", n, err, state.Status.Summary, failed, proc.Tail(10))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	time.Sleep(3 * time.Second) // three resyncs: every bundle looked up again
-	sample, err := procstat.Read(cmd.Process.Pid)
+	sample, err := procstat.Read(proc.Pid)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return sample.RSSKiB
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // TestAgentRSSWithPrograms runs the real agent process with 10 and with

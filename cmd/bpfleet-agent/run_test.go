@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/bpfleet/bpfleet/test/support/netns"
 	"github.com/bpfleet/bpfleet/test/support/privileged"
 	"github.com/bpfleet/bpfleet/test/support/procstat"
+	"github.com/bpfleet/bpfleet/test/support/selfexec"
 )
 
 // TestAgentBinary runs the real agent process against the API server: it
@@ -38,27 +37,10 @@ func TestAgentBinary(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), n) })
 
-	cmd := exec.Command(os.Args[0],
+	proc := selfexec.Start(t, []string{"BPFLEET_AGENT_TEST_MAIN=1", "KUBECONFIG=" + env.Kubeconfig},
 		"--node-name", node, "--bpffs-root", root, "--state-dir", t.TempDir(),
 		"--netns", "/var/run/netns/"+ns.Name, "--resync-interval", "1s",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0")
-	cmd.Env = append(os.Environ(), "BPFLEET_AGENT_TEST_MAIN=1", "KUBECONFIG="+env.Kubeconfig)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
 
 	state := &v1alpha1.BpfNodeState{}
 	deadline := time.Now().Add(30 * time.Second)
@@ -68,12 +50,12 @@ func TestAgentBinary(t *testing.T) {
 			break
 		}
 		select {
-		case err := <-done:
-			t.Fatalf("agent exited: %v\n%s", err, out.String())
+		case <-proc.Done():
+			t.Fatalf("agent exited: %v\n%s", proc.Err(), proc.Output())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no BpfNodeState with a kernel after 30s (%v)\n%s", err, out.String())
+			t.Fatalf("no BpfNodeState with a kernel after 30s (%v)\n%s", err, proc.Output())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -86,10 +68,10 @@ func TestAgentBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := state.ResourceVersion
-	s0 := sampleProcess(t, cmd.Process.Pid)
+	s0 := sampleProcess(t, proc.Pid)
 	const window = 5 * time.Second
 	time.Sleep(window)
-	s1 := sampleProcess(t, cmd.Process.Pid)
+	s1 := sampleProcess(t, proc.Pid)
 	used := s1.CPU - s0.CPU
 	if err := env.Client.Get(ctx, types.NamespacedName{Name: node}, state); err != nil {
 		t.Fatal(err)

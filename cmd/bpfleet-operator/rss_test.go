@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +20,7 @@ import (
 	"github.com/bpfleet/bpfleet/test/support/procstat"
 	"github.com/bpfleet/bpfleet/test/support/registry"
 	"github.com/bpfleet/bpfleet/test/support/registry/testbundle"
+	"github.com/bpfleet/bpfleet/test/support/selfexec"
 )
 
 // operatorRSS runs the real operator process against the API server with
@@ -90,25 +89,9 @@ func operatorRSS(tb testing.TB, programs, nodes int) int64 {
 		}
 	}
 
-	cmd := exec.Command(os.Args[0], "--leader-elect=false", "--registry-plain-http",
+	proc := selfexec.Start(tb, []string{"BPFLEET_OPERATOR_TEST_MAIN=1", "KUBECONFIG=" + env.Kubeconfig},
+		"--leader-elect=false", "--registry-plain-http",
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0")
-	cmd.Env = append(os.Environ(), "BPFLEET_OPERATOR_TEST_MAIN=1", "KUBECONFIG="+env.Kubeconfig)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	tb.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
 
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -130,30 +113,22 @@ func operatorRSS(tb testing.TB, programs, nodes int) int64 {
 			break
 		}
 		select {
-		case err := <-done:
-			tb.Fatalf("operator exited: %v\n%s", err, out.String())
+		case <-proc.Done():
+			tb.Fatalf("operator exited: %v\n%s", proc.Err(), proc.Output())
 		default:
 		}
 		if time.Now().After(deadline) {
 			tb.Fatalf("%d of %d BpfPrograms count %d nodes attached after 2 minutes (%v; first behind: %s)\n%s",
-				summed, programs, nodes, err, behind, lastLines(out.String(), 10))
+				summed, programs, nodes, err, behind, proc.Tail(10))
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
 	time.Sleep(3 * time.Second) // reconciles triggered by its own status writes settle
-	sample, err := procstat.Read(cmd.Process.Pid)
+	sample, err := procstat.Read(proc.Pid)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return sample.RSSKiB
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // rssPrograms and rssNodes are the fleet TestOperatorRSS measures:
