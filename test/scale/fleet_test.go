@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/singleflight"
 	corev1 "k8s.io/api/core/v1"
@@ -650,4 +652,20 @@ func heapInUse() uint64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc
+}
+
+// createPrograms creates BpfPrograms prefix-NNN for NNN in [from, to), of
+// the fleet's bundle at v1, 16 at a time, as a user applying many at once.
+func (f *fleet) createPrograms(t testing.TB, prefix string, from, to int) {
+	t.Helper()
+	var g errgroup.Group
+	g.SetLimit(16)
+	for i := from; i < to; i++ {
+		g.Go(func() error {
+			return f.admin.Create(context.Background(), newProgram(fmt.Sprintf("%s-%03d", prefix, i), f.repo+":v1", v1alpha1.RolloutSpec{}))
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatalf("create BpfProgram: %v", err)
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -91,25 +90,7 @@ func TestManyPrograms(t *testing.T) {
 	var progress string
 	add := m.phase(fmt.Sprintf("add %d BpfPrograms (%d per node)", total-1, total), func() time.Duration {
 		start := time.Now()
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 16)
-		errs := make(chan error, total)
-		for i := 1; i < total; i++ {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				if err := f.admin.Create(ctx, newProgram(fmt.Sprintf("many-%03d", i), f.repo+":v1", v1alpha1.RolloutSpec{})); err != nil {
-					errs <- err
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatalf("create BpfProgram: %v", err)
-		}
+		f.createPrograms(t, "many", 1, total)
 		all := func(s *v1alpha1.BpfNodeState) bool {
 			return s.Status.Summary.Attached == int32(total) && s.Status.Summary.Programs == int32(total)
 		}

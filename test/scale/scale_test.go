@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -168,25 +167,7 @@ func TestFleet(t *testing.T) {
 	total := max(*flagPrograms, 1)
 	m.phase(fmt.Sprintf("4a. add %d more BpfPrograms (%d per node)", total-1, total), func() time.Duration {
 		start := time.Now()
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 16)
-		errs := make(chan error, total)
-		for i := 1; i < total; i++ {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				if err := f.admin.Create(ctx, newProgram(fmt.Sprintf("steady-%03d", i), f.repo+":v1", v1alpha1.RolloutSpec{})); err != nil {
-					errs <- err
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatalf("create BpfProgram: %v", err)
-		}
+		f.createPrograms(t, "steady", 1, total)
 		all := func(s *v1alpha1.BpfNodeState) bool {
 			return s.Status.Summary.Attached == int32(total) && s.Status.Summary.Programs == int32(total)
 		}
