@@ -59,18 +59,12 @@ func NodeNotReady(n *corev1.Node) bool {
 	return false
 }
 
-// outcomeAt tells where node stands with every program of programs at digest,
-// for the BpfProgram uid, and the first failure's "Reason: message".
-func outcomeAt(state *v1alpha1.BpfNodeState, uid types.UID, programs []string, digest string) (NodeOutcome, string) {
-	o, why, _ := outcomeOf(state, uid, programs, digest)
-	return o, why
-}
-
-// outcomeOf is outcomeAt, and whether the failure is the bundle's own
-// (bundleFault): the agent refused the digest's bytes, for example an ELF
-// program whose type differs from the signed manifest's. Every node would
-// refuse the same bytes, so such a failure is the digest's, not the node's
-// or its kernel's.
+// outcomeOf tells where node stands with every program of programs at
+// digest, for the BpfProgram uid, the first failure's "Reason: message",
+// and whether that failure is the bundle's own (bundleFault): the agent
+// refused the digest's bytes, for example an ELF program whose type differs
+// from the signed manifest's. Every node would refuse the same bytes, so
+// such a failure is the digest's, not the node's or its kernel's.
 func outcomeOf(state *v1alpha1.BpfNodeState, uid types.UID, programs []string, digest string) (o NodeOutcome, why string, bundleFault bool) {
 	if digest == "" || state == nil {
 		return NodePending, "", false
@@ -142,7 +136,7 @@ func Summarize(in SummaryInput) Summary {
 	slices.SortFunc(nodes, func(a, b NodeView) int { return strings.Compare(a.Name, b.Name) })
 	for _, n := range nodes {
 		s.Counts.Selected++
-		outcome, why := outcomeAt(n.State, p.UID, programs, rollout.DigestForNodeKernel(p, n.Name, releaseOf(n.State)))
+		outcome, why, _ := outcomeOf(n.State, p.UID, programs, rollout.DigestForNodeKernel(p, n.Name, releaseOf(n.State)))
 		if n.NotReady {
 			outcome = NodePending
 		}
