@@ -112,7 +112,7 @@ func (d *dropBench) xdpRateAt(b *testing.B, objs *xdpfilterObjects, rule uint32,
 	var l link.Link
 	if err := d.sink.Do(b, func() error {
 		var err error
-		l, err = link.AttachXDP(link.XDPOptions{Program: objs.XdpPodFilter, Interface: d.sinkIfindex, Flags: link.XDPDriverMode})
+		l, err = livetraffic.AttachXDP(objs.XdpPodFilter, d.sinkIfindex)
 		return err
 	}); err != nil {
 		b.Fatal(err)
@@ -218,7 +218,7 @@ func (d *dropBench) ceilingRate(b *testing.B, prog *ebpf.Program, n int) rate {
 	var l link.Link
 	if err := d.sink.Do(b, func() error {
 		var err error
-		l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: d.sinkIfindex, Flags: link.XDPDriverMode})
+		l, err = livetraffic.AttachXDP(prog, d.sinkIfindex)
 		return err
 	}); err != nil {
 		b.Fatal(err)

@@ -67,7 +67,7 @@ func (l *liveTX) round(b *testing.B, prog *ebpf.Program, in []byte, n int) (wall
 	var hook link.Link
 	if err := l.sink.Do(b, func() error {
 		var err error
-		hook, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: l.sinkIfindex, Flags: link.XDPDriverMode})
+		hook, err = livetraffic.AttachXDP(prog, l.sinkIfindex)
 		return err
 	}); err != nil {
 		b.Fatal(err)

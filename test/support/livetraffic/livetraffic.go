@@ -329,3 +329,18 @@ func (st *Stream) Stop() ([]uint64, error) {
 	defer st.mu.Unlock()
 	return append([]uint64(nil), st.sent...), st.err
 }
+
+// AttachXDP attaches prog to the interface in native mode, trying again
+// for up to a second while the kernel answers EBUSY: benchmarks that swap
+// programs on one interface round after round sometimes attach before the
+// previous link's release has finished.
+func AttachXDP(prog *ebpf.Program, ifindex int) (link.Link, error) {
+	deadline := time.Now().Add(time.Second)
+	for {
+		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
+		if err == nil || !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return l, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
