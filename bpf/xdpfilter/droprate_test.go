@@ -211,6 +211,20 @@ func scale(xs []float64) []float64 {
 	return out
 }
 
+// dropAllProgram is the ceiling: a program that only returns XDP_DROP.
+func dropAllProgram(b *testing.B) *ebpf.Program {
+	b.Helper()
+	drop, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "xdp_drop_all", Type: ebpf.XDP, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1 /* XDP_DROP */), asm.Return()},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = drop.Close() })
+	return drop
+}
+
 // ceilingRate attaches a program that only returns XDP_DROP, the most any
 // XDP filter can drop on this path, and returns its rate for n frames.
 func (d *dropBench) ceilingRate(b *testing.B, prog *ebpf.Program, n int) rate {
@@ -266,14 +280,7 @@ func BenchmarkDropRateVsCeiling(b *testing.B) {
 		rounds = 7
 		frames = 500_000
 	)
-	drop, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name: "xdp_drop_all", Type: ebpf.XDP, License: "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1 /* XDP_DROP */), asm.Return()},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer drop.Close()
+	drop := dropAllProgram(b)
 	sets := []struct {
 		name string
 		objs *xdpfilterObjects

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 )
 
 // objectsEnv names filter objects to compare with BenchmarkObjectsVsCeiling:
@@ -51,14 +50,7 @@ func BenchmarkObjectsVsCeiling(b *testing.B) {
 	if list == "" {
 		b.Skipf("set %s=name=path.o,... to compare filter objects", objectsEnv)
 	}
-	drop, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name: "xdp_drop_all", Type: ebpf.XDP, License: "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1 /* XDP_DROP */), asm.Return()},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer drop.Close()
+	drop := dropAllProgram(b)
 	type object struct {
 		name string
 		objs *xdpfilterObjects

@@ -2,13 +2,13 @@ package xdplb
 
 import (
 	"net"
-	"slices"
 	"testing"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/bpfleet/bpfleet/bpf/internal/benchprogs"
+	"github.com/bpfleet/bpfleet/test/support/bpfbench"
 	"github.com/bpfleet/bpfleet/test/support/frame"
 	"github.com/bpfleet/bpfleet/test/support/livetraffic"
 	"github.com/bpfleet/bpfleet/test/support/netns"
@@ -153,22 +153,13 @@ func BenchmarkLiveVsTXCeiling(b *testing.B) {
 					shares = append(shares, lc/tc)
 					returned = min(returned, lr)
 				}
-				b.ReportMetric(median(lbWall)/1e6, "lb-Mpps")
-				b.ReportMetric(median(txWall)/1e6, "tx-Mpps")
-				b.ReportMetric(median(lbCPU)/1e6, "lb-cpu-Mpps")
-				b.ReportMetric(median(txCPU)/1e6, "tx-cpu-Mpps")
-				b.ReportMetric(median(shares), "share-cpu")
+				b.ReportMetric(bpfbench.Median(lbWall)/1e6, "lb-Mpps")
+				b.ReportMetric(bpfbench.Median(txWall)/1e6, "tx-Mpps")
+				b.ReportMetric(bpfbench.Median(lbCPU)/1e6, "lb-cpu-Mpps")
+				b.ReportMetric(bpfbench.Median(txCPU)/1e6, "tx-cpu-Mpps")
+				b.ReportMetric(bpfbench.Median(shares), "share-cpu")
 				b.ReportMetric(returned, "lb-returned")
 			}
 		})
 	}
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }

@@ -66,57 +66,13 @@ func Open(ifname string) (*Source, error) {
 	return s, nil
 }
 
-// load creates the counter map and the two programs.
+// load creates the counter maps and the programs.
 func (s *Source) load() error {
 	var err error
-	s.sent, err = ebpf.NewMap(&ebpf.MapSpec{Name: "bpfl_live_sent", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
-	if err != nil {
-		return fmt.Errorf("create sent counter: %w", err)
-	}
-	s.tx, err = ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:    "bpfl_live_tx",
-		Type:    ebpf.XDP,
-		License: "Dual BSD/GPL",
-		Instructions: asm.Instructions{
-			// sent[0] += 1, then XDP_TX.
-			asm.StoreImm(asm.RFP, -4, 0, asm.Word),
-			asm.Mov.Reg(asm.R2, asm.RFP),
-			asm.Add.Imm(asm.R2, -4),
-			asm.LoadMapPtr(asm.R1, s.sent.FD()),
-			asm.FnMapLookupElem.Call(),
-			asm.JEq.Imm(asm.R0, 0, "tx"),
-			asm.Mov.Imm(asm.R1, 1),
-			asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
-			asm.Mov.Imm(asm.R0, 3).WithSymbol("tx"), // XDP_TX
-			asm.Return(),
-		},
-	})
-	if err != nil {
+	if s.sent, s.tx, err = countingProgram("bpfl_live_sent", 3 /* XDP_TX */); err != nil {
 		return fmt.Errorf("load transmit program: %w", err)
 	}
-	s.returned, err = ebpf.NewMap(&ebpf.MapSpec{Name: "bpfl_live_back", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
-	if err != nil {
-		return fmt.Errorf("create returned counter: %w", err)
-	}
-	s.back, err = ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:    "bpfl_live_back",
-		Type:    ebpf.XDP,
-		License: "Dual BSD/GPL",
-		Instructions: asm.Instructions{
-			// returned[0] += 1, then XDP_DROP.
-			asm.StoreImm(asm.RFP, -4, 0, asm.Word),
-			asm.Mov.Reg(asm.R2, asm.RFP),
-			asm.Add.Imm(asm.R2, -4),
-			asm.LoadMapPtr(asm.R1, s.returned.FD()),
-			asm.FnMapLookupElem.Call(),
-			asm.JEq.Imm(asm.R0, 0, "drop"),
-			asm.Mov.Imm(asm.R1, 1),
-			asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
-			asm.Mov.Imm(asm.R0, 1).WithSymbol("drop"), // XDP_DROP
-			asm.Return(),
-		},
-	})
-	if err != nil {
+	if s.returned, s.back, err = countingProgram("bpfl_live_back", 1 /* XDP_DROP */); err != nil {
 		return fmt.Errorf("load return counter program: %w", err)
 	}
 	s.pass, err = ebpf.NewProgram(&ebpf.ProgramSpec{
@@ -129,6 +85,38 @@ func (s *Source) load() error {
 		return fmt.Errorf("load pass program: %w", err)
 	}
 	return nil
+}
+
+// countingProgram creates a one-counter array map and an XDP program that
+// adds one to it for every frame and returns verdict.
+func countingProgram(name string, verdict int32) (*ebpf.Map, *ebpf.Program, error) {
+	counter, err := ebpf.NewMap(&ebpf.MapSpec{Name: name, Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+	if err != nil {
+		return nil, nil, fmt.Errorf("create counter: %w", err)
+	}
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:    name,
+		Type:    ebpf.XDP,
+		License: "Dual BSD/GPL",
+		Instructions: asm.Instructions{
+			// counter[0] += 1, then the verdict.
+			asm.StoreImm(asm.RFP, -4, 0, asm.Word),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -4),
+			asm.LoadMapPtr(asm.R1, counter.FD()),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "verdict"),
+			asm.Mov.Imm(asm.R1, 1),
+			asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
+			asm.Mov.Imm(asm.R0, verdict).WithSymbol("verdict"),
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		_ = counter.Close()
+		return nil, nil, err
+	}
+	return counter, prog, nil
 }
 
 // CountReturns makes the source's interface count and drop the frames that
