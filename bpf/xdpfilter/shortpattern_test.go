@@ -11,17 +11,15 @@ import (
 	"github.com/bpfleet/bpfleet/test/support/frame"
 )
 
-// TestShortPatternFastPath covers the filter's one-load compare of patterns
-// of up to eight bytes (short_pattern_match) and its hand-over to the
-// general compare (deep_match): patterns of 1 to 9 bytes, at payload
-// offsets 0 and 3, followed by 0 to 12 more payload bytes (fewer than eight
-// bytes from the pattern to the frame's end takes the general compare),
-// matching, differing in their last byte, or differing only in the byte
-// after the pattern (which must not count); a masked pattern; and a pattern
-// behind a source prefix (always the general compare). Each frame's verdict
-// and the rule's counter must be the reference's, with the index and
-// scanned.
-func TestShortPatternFastPath(t *testing.T) {
+// TestShortPatterns covers payload patterns around the eight-byte word the
+// filter compares at a time, and around the end of the frame's data, where
+// the compare copies the bytes out instead (bpf_xdp_load_bytes): patterns
+// of 1 to 9 bytes, at payload offsets 0 and 3, followed by 0 to 12 more
+// payload bytes, matching, differing in their last byte, or differing only
+// in the bytes after the pattern (which must not count); a masked pattern;
+// and a pattern behind a source prefix. Each frame's verdict and the
+// rule's counter must be the reference's, with the index and scanned.
+func TestShortPatterns(t *testing.T) {
 	type probe struct {
 		name string
 		in   []byte

@@ -211,37 +211,6 @@ __noinline int deep_match(struct xdp_md *ctx, const struct pkt *p, const struct 
 	return 1;
 }
 
-enum { SHORT_UNDECIDED = -1 };
-
-/*
- * short_pattern_match decides, without a call, the common case of
- * deep_match: no source prefix and a pattern of at most eight bytes lying
- * within the linear data, compared with one load. h is the rule's first
- * eight bytes. Anything else returns SHORT_UNDECIDED for deep_match, which
- * gives the same verdict in these cases (it is the reference).
- */
-static __always_inline int short_pattern_match(struct xdp_md *ctx, const struct pkt *p,
-					       const struct rule *r, __u64 h)
-{
-	__u64 len = (__u8)(h >> 56);
-	if ((__u8)(h >> 48) || len == 0 || len > 8 || !p->has_ports)
-		return SHORT_UNDECIDED;
-	__u64 off = (__u64)p->payload_off + r->pattern_offset;
-	if (off + len > p->payload_end)
-		return 0;
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	if (off > PARSE_FRAME_MAX)
-		return SHORT_UNDECIDED;
-	const __u8 *bytes = data + off;
-	if ((void *)(bytes + 8) > data_end)
-		return SHORT_UNDECIDED;
-	__u64 got = *(const __u64 *)bytes;
-	__u64 pat = *(const __u64 *)r->pattern;
-	__u64 msk = *(const __u64 *)r->mask;
-	return ((got ^ pat) & msk & le_mask(len)) == 0;
-}
-
 /*
  * The cheap fields are a rule's first eight bytes, read with one load.
  * Little-endian byte order: flags, action, l4_proto, family, dst_port (2,
@@ -282,12 +251,9 @@ static __always_inline int rule_matches(struct xdp_md *ctx, const struct pkt *p,
 		return 0;
 	if ((diff & KEY_PORT) && (h & KEY_PORT))
 		return 0;
-	if (!(h >> 48))
-		return 1;
-	int m = short_pattern_match(ctx, p, r, h);
-	if (m != SHORT_UNDECIDED)
-		return m;
-	return deep_match(ctx, p, r);
+	if ((h >> 48) && !deep_match(ctx, p, r))
+		return 0;
+	return 1;
 }
 
 static __always_inline int verdict(struct xdp_md *ctx, const struct rule *r, __u32 slot)
