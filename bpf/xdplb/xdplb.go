@@ -7,7 +7,9 @@
 // destination rewritten to the backend (stateless DNAT with incremental IPv4
 // header and TCP/UDP checksum updates) and is passed to the kernel, which
 // routes it to the backend. Replies from a backend ([RealsMap]) get their
-// source rewritten back to the VIP. The program runs in XDP, not tcx: the
+// source rewritten back to the VIP. With [ForwardActionConstant] set to
+// XDP_TX, rewritten frames go back out of the interface they came in on,
+// to the router that sent them (a one-arm load balancer). The program runs in XDP, not tcx: the
 // rewrite needs no socket buffer, and the kernel's routing after XDP_PASS
 // delivers to backends in other namespaces or hosts without a redirect map.
 //
@@ -48,6 +50,12 @@ const (
 	StatsMap = "backend_stats"
 	// HashSeedConstant is the volatile const seeding the flow hash.
 	HashSeedConstant = "hash_seed"
+	// ForwardActionConstant is the volatile const saying what a rewritten
+	// frame gets: XDP_PASS (2, the default: the kernel routes it) or
+	// XDP_TX (3: a one-arm load balancer sends it back out of the
+	// interface it came in on, Ethernet addresses swapped, to the router
+	// that sent it).
+	ForwardActionConstant = "forward_action"
 )
 
 // Limits of the program's maps.

@@ -60,13 +60,14 @@ type xdplbVipKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	xdplbMapBackendStats = "backend_stats"
-	xdplbMapBackends     = "backends"
-	xdplbMapReals        = "reals"
-	xdplbMapRings        = "rings"
-	xdplbMapVips         = "vips"
-	xdplbProgXdpLb       = "xdp_lb"
-	xdplbVarHashSeed     = "hash_seed"
+	xdplbMapBackendStats  = "backend_stats"
+	xdplbMapBackends      = "backends"
+	xdplbMapReals         = "reals"
+	xdplbMapRings         = "rings"
+	xdplbMapVips          = "vips"
+	xdplbProgXdpLb        = "xdp_lb"
+	xdplbVarForwardAction = "forward_action"
+	xdplbVarHashSeed      = "hash_seed"
 )
 
 // loadXdplb returns the embedded CollectionSpec for xdplb.
@@ -129,7 +130,8 @@ type xdplbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type xdplbVariableSpecs struct {
-	HashSeed *ebpf.VariableSpec `ebpf:"hash_seed"`
+	ForwardAction *ebpf.VariableSpec `ebpf:"forward_action"`
+	HashSeed      *ebpf.VariableSpec `ebpf:"hash_seed"`
 }
 
 // xdplbObjects contains all objects after they have been loaded into the kernel.
@@ -173,7 +175,8 @@ func (m *xdplbMaps) Close() error {
 //
 // It can be passed to loadXdplbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type xdplbVariables struct {
-	HashSeed *ebpf.Variable `ebpf:"hash_seed"`
+	ForwardAction *ebpf.Variable `ebpf:"forward_action"`
+	HashSeed      *ebpf.Variable `ebpf:"hash_seed"`
 }
 
 // xdplbPrograms contains all programs after they have been loaded into the kernel.

@@ -212,30 +212,44 @@ __noinline int deep_match(struct xdp_md *ctx, const struct pkt *p, const struct 
 }
 
 /*
- * rule_matches tells whether the rule in a slot matches the packet; an
- * empty slot returns -1.
+ * The cheap fields are a rule's first eight bytes, read with one load.
+ * Little-endian byte order: flags, action, l4_proto, family, dst_port (2,
+ * network order as in the frame), src_prefix_len, pattern_len.
  */
-static __always_inline int rule_matches(struct xdp_md *ctx, const struct pkt *p, __be16 dport,
+#define KEY_PROTO 0x0000000000ff0000ULL
+#define KEY_FAMILY 0x00000000ff000000ULL
+#define KEY_PORT 0x0000ffff00000000ULL
+
+/*
+ * pkt_key is the packet's protocol, family and destination port placed
+ * where a rule's first eight bytes hold them, so that a field compares
+ * with an xor and a mask.
+ */
+static __always_inline __u64 pkt_key(const struct pkt *p, __be16 dport)
+{
+	return ((__u64)p->l4_proto << 16) | ((__u64)p->family << 24) | ((__u64)dport << 32);
+}
+
+/*
+ * rule_matches tells whether the rule in a slot matches the packet, whose
+ * cheap fields are pkey (pkt_key); an empty slot returns -1. A rule's field
+ * of 0 matches anything.
+ */
+static __always_inline int rule_matches(struct xdp_md *ctx, const struct pkt *p, __u64 pkey,
 					const struct rule *r)
 {
-	/*
-	 * The cheap fields are the rule's first eight bytes: one load.
-	 * Little-endian byte order: flags, action, l4_proto, family,
-	 * dst_port (2), src_prefix_len, pattern_len.
-	 */
 	__u64 h = *(__u64 *)r;
 	__u8 flags = h;
 	if (flags == 0)
 		return -1;
 	if ((flags & (RULE_ACTIVE | RULE_DISABLED)) != RULE_ACTIVE)
 		return 0;
-	__u8 proto = h >> 16, family = h >> 24;
-	__be16 port = h >> 32;
-	if (family && family != p->family)
+	__u64 diff = h ^ pkey;
+	if ((diff & KEY_FAMILY) && (h & KEY_FAMILY))
 		return 0;
-	if (proto && proto != p->l4_proto)
+	if ((diff & KEY_PROTO) && (h & KEY_PROTO))
 		return 0;
-	if (port && port != dport)
+	if ((diff & KEY_PORT) && (h & KEY_PORT))
 		return 0;
 	if ((h >> 48) && !deep_match(ctx, p, r))
 		return 0;
@@ -252,18 +266,18 @@ static __always_inline int verdict(struct xdp_md *ctx, const struct rule *r, __u
 	return r->action == XDP_DROP ? XDP_DROP : XDP_PASS;
 }
 
-/* lowest_bit is the index of the lowest set bit of x (x != 0). */
+/*
+ * lowest_bit is the index of the lowest set bit of x (x != 0): the number
+ * of bits below it, counted without branches (BPF has no ctz instruction;
+ * a binary search compiled to some fifty instructions).
+ */
 static __always_inline __u32 lowest_bit(__u64 x)
 {
-	__u32 i = 0;
-	x &= -x;
-	if (!(x & 0xffffffffULL)) { i += 32; x >>= 32; }
-	if (!(x & 0xffff)) { i += 16; x >>= 16; }
-	if (!(x & 0xff)) { i += 8; x >>= 8; }
-	if (!(x & 0xf)) { i += 4; x >>= 4; }
-	if (!(x & 0x3)) { i += 2; x >>= 2; }
-	if (!(x & 0x1)) { i += 1; }
-	return i;
+	__u64 v = (x & -x) - 1;
+	v = v - ((v >> 1) & 0x5555555555555555ULL);
+	v = (v & 0x3333333333333333ULL) + ((v >> 2) & 0x3333333333333333ULL);
+	v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (v * 0x0101010101010101ULL) >> 56;
 }
 
 enum { INDEX_UNUSABLE = -1 };
@@ -273,16 +287,20 @@ enum { INDEX_UNUSABLE = -1 };
  * order. It returns the verdict, default_action when none matches, or
  * INDEX_UNUSABLE when the index cannot be trusted for this packet.
  */
-static __always_inline int indexed(struct xdp_md *ctx, const struct pkt *p, __be16 dport)
+static __always_inline int indexed(struct xdp_md *ctx, const struct pkt *p, __be16 dport,
+				   __u64 pkey)
 {
-	__u32 k = SEQ_BEGIN;
-	struct index_seq *begin = bpf_map_lookup_elem(&rule_index_seq, &k);
-	k = SEQ_COMMIT;
+	/* The commit word first: without an index it is all the scan pays for. */
+	__u32 k = SEQ_COMMIT;
 	struct index_seq *commit = bpf_map_lookup_elem(&rule_index_seq, &k);
-	if (!begin || !commit)
+	if (!commit)
 		return INDEX_UNUSABLE;
 	__u64 gen = READ_ONCE_U64(commit->gen);
-	if (gen == 0 || READ_ONCE_U64(begin->gen) != gen)
+	if (gen == 0)
+		return INDEX_UNUSABLE;
+	k = SEQ_BEGIN;
+	struct index_seq *begin = bpf_map_lookup_elem(&rule_index_seq, &k);
+	if (!begin || READ_ONCE_U64(begin->gen) != gen)
 		return INDEX_UNUSABLE;
 	__u32 n = commit->rules;
 	if (n > MAX_RULES)
@@ -318,7 +336,7 @@ static __always_inline int indexed(struct xdp_md *ctx, const struct pkt *p, __be
 		struct rule *r = bpf_map_lookup_elem(&rules, &key);
 		if (!r)
 			return INDEX_UNUSABLE;
-		int m = rule_matches(ctx, p, dport, r);
+		int m = rule_matches(ctx, p, pkey, r);
 		if (m < 0)
 			return INDEX_UNUSABLE; /* the index names an empty slot */
 		if (m) {
@@ -346,7 +364,9 @@ int xdp_pod_filter(struct xdp_md *ctx)
 	/* A frame without ports (a later fragment) matches only port-less rules. */
 	__be16 dport = p.has_ports ? p.dport : 0;
 
-	int v = indexed(ctx, &p, dport);
+	__u64 pkey = pkt_key(&p, dport);
+
+	int v = indexed(ctx, &p, dport, pkey);
 	if (v != INDEX_UNUSABLE)
 		return v;
 
@@ -355,7 +375,7 @@ int xdp_pod_filter(struct xdp_md *ctx)
 		struct rule *r = bpf_map_lookup_elem(&rules, &key);
 		if (!r)
 			break;
-		int m = rule_matches(ctx, &p, dport, r);
+		int m = rule_matches(ctx, &p, pkey, r);
 		if (m < 0)
 			break;
 		if (m)

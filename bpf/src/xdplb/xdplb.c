@@ -15,7 +15,9 @@
  * the ones facing the backends.
  *
  * Anything not to a VIP or from a backend is passed untouched. A VIP and its
- * backends share one family (no NAT46/64).
+ * backends share one family (no NAT46/64). With forward_action XDP_TX, the
+ * rewritten frames leave again through the interface they came in on
+ * instead (a one-arm load balancer behind a router).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -23,6 +25,7 @@
 #include "xdp_parse.h"
 
 #define MAX_VIPS 16
+#define ETH_ALEN 6 /* not in vmlinux.h: a macro */
 #define RING_SIZE 65537 /* prime, > 100 x backends per VIP */
 #define MAX_BACKENDS 1024
 
@@ -113,6 +116,33 @@ struct {
 
 /* hash_seed perturbs the flow hash; user space must not depend on its value. */
 volatile const __u32 hash_seed = 0x5bd1e995;
+
+/*
+ * forward_action is what a rewritten frame gets: XDP_PASS (the default:
+ * the kernel routes it to the backend or client), or XDP_TX for a one-arm
+ * load balancer, which sends it back out of the interface it came in on to
+ * the router that sent it, with the Ethernet source and destination
+ * swapped; the router then routes it by its new addresses. Any other value
+ * means XDP_PASS.
+ */
+volatile const __u32 forward_action = XDP_PASS;
+
+/* forward is the verdict for a rewritten frame (forward_action). */
+static __always_inline int forward(struct xdp_md *ctx)
+{
+	if (forward_action != XDP_TX)
+		return XDP_PASS;
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return XDP_DROP; /* cannot happen: the frame was parsed */
+	__u8 mac[ETH_ALEN];
+	__builtin_memcpy(mac, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
+	return XDP_TX;
+}
 
 static __always_inline __u32 mix32(__u32 h)
 {
@@ -249,7 +279,7 @@ int xdp_lb(struct xdp_md *ctx)
 			c->packets++;
 			c->bytes += ctx->data_end - ctx->data;
 		}
-		return XDP_PASS;
+		return forward(ctx);
 	}
 
 	struct real_key rk = {.port = p.sport, .proto = p.l4_proto, .family = p.family};
@@ -258,6 +288,7 @@ int xdp_lb(struct xdp_md *ctx)
 	if (real) {
 		if (rewrite(ctx, &p, 0, real->vip_addr, real->vip_port))
 			return XDP_DROP;
+		return forward(ctx);
 	}
 	return XDP_PASS;
 }

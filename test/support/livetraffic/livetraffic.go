@@ -36,11 +36,13 @@ type xdpMd struct {
 // sent is the kernel's count: BPF_PROG_RUN interrupted by a signal is run
 // again from the start by cilium/ebpf, which sends part of a burst twice.
 type Source struct {
-	ifindex int
-	sent    *ebpf.Map
-	tx      *ebpf.Program
-	pass    *ebpf.Program
-	hook    link.Link
+	ifindex  int
+	sent     *ebpf.Map
+	returned *ebpf.Map
+	tx       *ebpf.Program
+	pass     *ebpf.Program
+	back     *ebpf.Program
+	hook     link.Link
 }
 
 // Open prepares ifname for sending. It attaches an XDP_PASS program to
@@ -64,33 +66,14 @@ func Open(ifname string) (*Source, error) {
 	return s, nil
 }
 
-// load creates the counter map and the two programs.
+// load creates the counter maps and the programs.
 func (s *Source) load() error {
 	var err error
-	s.sent, err = ebpf.NewMap(&ebpf.MapSpec{Name: "bpfl_live_sent", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
-	if err != nil {
-		return fmt.Errorf("create sent counter: %w", err)
-	}
-	s.tx, err = ebpf.NewProgram(&ebpf.ProgramSpec{
-		Name:    "bpfl_live_tx",
-		Type:    ebpf.XDP,
-		License: "Dual BSD/GPL",
-		Instructions: asm.Instructions{
-			// sent[0] += 1, then XDP_TX.
-			asm.StoreImm(asm.RFP, -4, 0, asm.Word),
-			asm.Mov.Reg(asm.R2, asm.RFP),
-			asm.Add.Imm(asm.R2, -4),
-			asm.LoadMapPtr(asm.R1, s.sent.FD()),
-			asm.FnMapLookupElem.Call(),
-			asm.JEq.Imm(asm.R0, 0, "tx"),
-			asm.Mov.Imm(asm.R1, 1),
-			asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
-			asm.Mov.Imm(asm.R0, 3).WithSymbol("tx"), // XDP_TX
-			asm.Return(),
-		},
-	})
-	if err != nil {
+	if s.sent, s.tx, err = countingProgram("bpfl_live_sent", 3 /* XDP_TX */); err != nil {
 		return fmt.Errorf("load transmit program: %w", err)
+	}
+	if s.returned, s.back, err = countingProgram("bpfl_live_back", 1 /* XDP_DROP */); err != nil {
+		return fmt.Errorf("load return counter program: %w", err)
 	}
 	s.pass, err = ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name:         "bpfl_live_pass",
@@ -102,6 +85,59 @@ func (s *Source) load() error {
 		return fmt.Errorf("load pass program: %w", err)
 	}
 	return nil
+}
+
+// countingProgram creates a one-counter array map and an XDP program that
+// adds one to it for every frame and returns verdict.
+func countingProgram(name string, verdict int32) (*ebpf.Map, *ebpf.Program, error) {
+	counter, err := ebpf.NewMap(&ebpf.MapSpec{Name: name, Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+	if err != nil {
+		return nil, nil, fmt.Errorf("create counter: %w", err)
+	}
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:    name,
+		Type:    ebpf.XDP,
+		License: "Dual BSD/GPL",
+		Instructions: asm.Instructions{
+			// counter[0] += 1, then the verdict.
+			asm.StoreImm(asm.RFP, -4, 0, asm.Word),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -4),
+			asm.LoadMapPtr(asm.R1, counter.FD()),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "verdict"),
+			asm.Mov.Imm(asm.R1, 1),
+			asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
+			asm.Mov.Imm(asm.R0, verdict).WithSymbol("verdict"),
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		_ = counter.Close()
+		return nil, nil, err
+	}
+	return counter, prog, nil
+}
+
+// CountReturns makes the source's interface count and drop the frames that
+// come back to it (a peer that bounces frames with XDP_TX) instead of
+// passing them to the kernel's stack: [Source.Returned] counts them, and
+// their cost on the way back is the least XDP can make it.
+func (s *Source) CountReturns() error {
+	if err := s.hook.Update(s.back); err != nil {
+		return fmt.Errorf("attach return counter: %w", err)
+	}
+	return nil
+}
+
+// Returned is how many frames came back to the source's interface since
+// [Source.CountReturns].
+func (s *Source) Returned() (uint64, error) {
+	var n uint64
+	if err := s.returned.Lookup(uint32(0), &n); err != nil {
+		return 0, fmt.Errorf("read returned counter: %w", err)
+	}
+	return n, nil
 }
 
 // Sent is how many frames the source has transmitted since Open.
@@ -132,19 +168,61 @@ func (s *Source) Send(frame []byte, n int) error {
 	return nil
 }
 
+// Cost is what sending a burst took: wall-clock time, and the CPU time of
+// the sending thread.
+type Cost struct {
+	Wall, CPU time.Duration
+}
+
+// SendTimed is Send, returning its cost. The CPU time counts the receiving
+// side's work too when the kernel does it in the sender's thread: the
+// receiver's NAPI poll, which runs the peer's XDP program, runs as a
+// softirq when the send re-enables bottom halves, charged to the sending
+// thread on a kernel without CONFIG_IRQ_TIME_ACCOUNTING. It is the figure
+// to compare under load: the wall time also counts the time other
+// processes held the CPU. The caller must hold its OS thread
+// (runtime.LockOSThread, as netns Do does).
+func (s *Source) SendTimed(frame []byte, n int) (Cost, error) {
+	cpu0, err := threadCPU()
+	if err != nil {
+		return Cost{}, err
+	}
+	start := time.Now()
+	err = s.Send(frame, n)
+	wall := time.Since(start)
+	cpu1, cerr := threadCPU()
+	if err != nil {
+		return Cost{}, err
+	}
+	if cerr != nil {
+		return Cost{}, cerr
+	}
+	return Cost{Wall: wall, CPU: cpu1 - cpu0}, nil
+}
+
+func threadCPU() (time.Duration, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0, fmt.Errorf("read thread CPU time: %w", err)
+	}
+	return time.Duration(ts.Nano()), nil
+}
+
 // Close detaches and unloads the source's programs.
 func (s *Source) Close() error {
 	var errs []error
 	if s.hook != nil {
 		errs = append(errs, s.hook.Close())
 	}
-	for _, p := range []*ebpf.Program{s.tx, s.pass} {
+	for _, p := range []*ebpf.Program{s.tx, s.pass, s.back} {
 		if p != nil {
 			errs = append(errs, p.Close())
 		}
 	}
-	if s.sent != nil {
-		errs = append(errs, s.sent.Close())
+	for _, m := range []*ebpf.Map{s.sent, s.returned} {
+		if m != nil {
+			errs = append(errs, m.Close())
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -238,4 +316,19 @@ func (st *Stream) Stop() ([]uint64, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return append([]uint64(nil), st.sent...), st.err
+}
+
+// AttachXDP attaches prog to the interface in native mode, trying again
+// for up to a second while the kernel answers EBUSY: benchmarks that swap
+// programs on one interface round after round sometimes attach before the
+// previous link's release has finished.
+func AttachXDP(prog *ebpf.Program, ifindex int) (link.Link, error) {
+	deadline := time.Now().Add(time.Second)
+	for {
+		l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: ifindex, Flags: link.XDPDriverMode})
+		if err == nil || !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return l, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -47,6 +47,18 @@ var baselines = map[string]string{
 	"64-rules-same-port-Mpps": "drop-all-Mpps",
 	"3-rules-indexed-Mpps":    "drop-all-Mpps",
 	"64-rules-scan-Mpps":      "drop-all-Mpps",
+	// The same per second of the sending thread's CPU, which runs the
+	// receiver's XDP program too: the goal's figure, since under load the
+	// wall rate also counts the time other processes held the CPU.
+	"3-rules-cpu-Mpps":            "drop-all-cpu-Mpps",
+	"64-rules-cpu-Mpps":           "drop-all-cpu-Mpps",
+	"64-rules-same-port-cpu-Mpps": "drop-all-cpu-Mpps",
+	"3-rules-indexed-cpu-Mpps":    "drop-all-cpu-Mpps",
+	"64-rules-scan-cpu-Mpps":      "drop-all-cpu-Mpps",
+	// The one-arm load balancer against an unconditional XDP_TX on the same
+	// traffic (BenchmarkLiveVsTXCeiling), per wall second and per CPU second.
+	"lb-Mpps":     "tx-Mpps",
+	"lb-cpu-Mpps": "tx-cpu-Mpps",
 }
 
 // goal is an issue goal a row is held to: the ratio to the baseline (or
@@ -59,11 +71,13 @@ type goal struct {
 
 // goals are the goals of some rows, by "benchmark metric".
 var goals = map[string]goal{
-	"ApplyToAttached ms-apply-to-attached":     {1.2, true},  // issue 21, item 1: as fast as bpftool
-	"DropRateVsCeiling 3-rules-Mpps":           {0.8, false}, // issue 21, item 4
-	"DropRateVsCeiling 64-rules-Mpps":          {0.8, false},
-	"VsTXCeiling/udp4-to-vip share-of-ceiling": {0.8, false},
-	"VsTXCeiling/udp6-to-vip share-of-ceiling": {0.8, false},
+	"ApplyToAttached ms-apply-to-attached": {1.2, true},  // issue 21, item 1: as fast as bpftool
+	"DropRateVsCeiling 3-rules-cpu-Mpps":   {0.8, false}, // issue 21, item 4
+	"DropRateVsCeiling 64-rules-cpu-Mpps":  {0.8, false},
+	// The load balancer's goal is held on live traffic: with BPF_PROG_RUN
+	// (VsTXCeiling) the ceiling is the harness's own 8–11 ns.
+	"LiveVsTXCeiling/udp4-to-vip lb-cpu-Mpps": {0.8, false},
+	"LiveVsTXCeiling/udp6-to-vip lb-cpu-Mpps": {0.8, false},
 }
 
 // check says the goal and whether against meets it.
@@ -77,7 +91,8 @@ func (g goal) check(against float64) string {
 // derived are ratios benchmarks report themselves; the table computes them
 // from the pair instead.
 var derived = map[string]bool{"xdp/nft": true, "user/kernel": true, "bpfleet/bpftool": true,
-	"3-rules/ceiling": true, "64-rules/ceiling": true, "64-rules-same-port/ceiling": true, "3-rules-indexed/ceiling": true, "64-rules-scan/ceiling": true}
+	"3-rules/ceiling": true, "64-rules/ceiling": true, "64-rules-same-port/ceiling": true, "3-rules-indexed/ceiling": true, "64-rules-scan/ceiling": true,
+	"share-cpu": true, "3-rules/ceiling-cpu": true, "64-rules/ceiling-cpu": true, "64-rules-same-port/ceiling-cpu": true, "3-rules-indexed/ceiling-cpu": true, "64-rules-scan/ceiling-cpu": true}
 
 func main() {
 	out := flag.String("o", "", "Markdown file to update between the benchreport markers (default: print the table)")
