@@ -165,6 +165,11 @@ type Def struct {
 	// PointPrefixes are the first words of the kind's attach points
 	// (before the first /), to read records that predate the stored kind.
 	PointPrefixes []string
+	// PolicyHooks, for kinds whose blocks choose a hook, are the words
+	// that follow the kind in trust policies' allowedAttachTypes
+	// (tc/ingress, cgroup/device; kind/* names them all). None: policies
+	// name the kind alone.
+	PolicyHooks []string
 	// Parse turns the kind's CRD attach block, as JSON, into the hook of
 	// program name.
 	Parse func(name string, block []byte) (Hook, error)
