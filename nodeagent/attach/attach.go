@@ -194,6 +194,16 @@ func decode(block []byte, v any) error {
 	return json.Unmarshal(block, v)
 }
 
+// decodeHook is a Def.Parse for kinds whose hook type reads its CRD block
+// itself (its fields carry the block's JSON names): it decodes block into
+// h, which names its program already.
+func decodeHook[H Hook](h H, block []byte) (Hook, error) {
+	if err := decode(block, h); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
 // PolicyName names the hook h attaches to as trust policies list it in
 // allowedAttachTypes: the kind, followed by what the kind's blocks choose
 // (tc/ingress, cgroup/device) for kinds whose hooks say so.
@@ -264,8 +274,8 @@ func KindOfPoint(point string) Kind {
 
 // Named is the program a hook attaches; every hook type embeds it.
 type Named struct {
-	// Name is the program's name in the bundle.
-	Name string
+	// Name is the program's name in the bundle (not a field of the block).
+	Name string `json:"-"`
 }
 
 // Program is the program's name in the bundle.
