@@ -54,6 +54,7 @@ deps: ## Install the Debian packages the tests use and mount bpffs/tracefs (root
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Regenerate deepcopy, CRDs, RBAC, the eBPF objects (needs clang) and the Helm chart.
+	$(GO) run ./test/tools/attachkinds   # the CRD rules that list every attach kind, from nodeagent/attach
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=bpfleet-operator paths=./operator/... output:rbac:artifacts:config=config/rbac/operator

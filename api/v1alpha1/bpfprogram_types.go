@@ -18,7 +18,7 @@ type BpfProgramSpec struct {
 	// +kubebuilder:validation:MaxItems=32
 	// +listType=map
 	// +listMapKey=name
-	Programs []ProgramAttachment `json:"programs"`
+	Programs ProgramAttachments `json:"programs"`
 
 	// Constants are written into the programs' read-only data (.rodata
 	// variables declared `volatile const` in C) before load, so the verifier
@@ -127,7 +127,7 @@ type BundleSource struct {
 }
 
 // ProgramAttachment names one program of the bundle and where to attach it.
-// +kubebuilder:validation:XValidation:rule="[has(self.xdp), has(self.tc), has(self.tracepoint), has(self.rawTracepoint), has(self.fentry), has(self.fexit), has(self.kprobe), has(self.uprobe), has(self.cgroup), has(self.skLookup), has(self.netfilter)].filter(x, x).size() == 1",message="exactly one attach block (xdp, tc, tracepoint, rawTracepoint, fentry, fexit, kprobe, uprobe, cgroup, skLookup, netfilter) must be set"
+// Exactly one attach block must be set.
 type ProgramAttachment struct {
 	// Name is the program's name in the bundle (its C function name).
 	// +kubebuilder:validation:MinLength=1

@@ -80,18 +80,19 @@ type BundleTrustPolicySpec struct {
 	AllowedProgramTypes []string `json:"allowedProgramTypes,omitempty"`
 
 	// AllowedAttachTypes, when set, limits the hooks the programs of a
-	// covered bundle may be attached to, as BpfPrograms name them: xdp,
-	// tc/ingress, tc/egress, tracepoint, rawTracepoint, fentry, fexit,
-	// kprobe, uprobe, skLookup, netfilter, or cgroup/<attachType> (cgroup/ingress,
-	// cgroup/device, ...); tc/* and cgroup/* allow every hook of the kind.
-	// A program type alone cannot tell cgroup hooks apart (cgroup_sock_addr
-	// serves connect4 and sendmsg6 alike). Every covering policy's list
-	// applies (intersection); the operator and every agent check it.
+	// covered bundle may be attached to, as BpfPrograms name them: the
+	// attach block (xdp, tracepoint, uprobe, netfilter, ...), followed
+	// for tc by the direction and for cgroup by its attachType (tc/ingress,
+	// tc/egress, cgroup/ingress, cgroup/device, ...); tc/* and cgroup/*
+	// allow every hook of the kind. A program type alone cannot tell
+	// cgroup hooks apart (cgroup_sock_addr serves connect4 and sendmsg6
+	// alike). Every covering policy's list applies (intersection); the
+	// operator and every agent check it. The API server refuses a name
+	// that no attach kind gives.
 	// +optional
 	// +kubebuilder:validation:MaxItems=32
 	// +listType=set
-	// +kubebuilder:validation:items:Pattern=`^(xdp|tracepoint|rawTracepoint|fentry|fexit|kprobe|uprobe|skLookup|netfilter|tc/(ingress|egress|\*)|cgroup/(ingress|egress|sock_create|connect4|connect6|sendmsg4|sendmsg6|recvmsg4|recvmsg6|sock_ops|device|sysctl|getsockopt|setsockopt|\*))$`
-	AllowedAttachTypes []string `json:"allowedAttachTypes,omitempty"`
+	AllowedAttachTypes AttachTypeNames `json:"allowedAttachTypes,omitempty"`
 
 	// NamespaceSelector makes this a policy for application teams: it
 	// covers the BpfPodPrograms of the namespaces it selects (empty selects

@@ -3,11 +3,10 @@
 package exectrace
 
 import (
-	"bytes"
 	_ "embed"
-	"encoding/binary"
 	"errors"
-	"fmt"
+
+	"github.com/bpfleet/bpfleet/bpf/internal/record"
 )
 
 // Names in the ELF object and the bundle.
@@ -70,24 +69,11 @@ type Event struct {
 
 // ParseEvent decodes a ring-buffer record.
 func ParseEvent(raw []byte) (Event, error) {
-	if len(raw) < EventSize {
-		return Event{}, fmt.Errorf("%w: %d bytes, want %d", ErrShortEvent, len(raw), EventSize)
+	r, err := record.New(raw, EventSize, ErrShortEvent)
+	if err != nil {
+		return Event{}, err
 	}
-	ne := binary.NativeEndian
-	return Event{
-		CgroupID: ne.Uint64(raw),
-		PID:      ne.Uint32(raw[8:]),
-		PPID:     ne.Uint32(raw[12:]),
-		UID:      ne.Uint32(raw[16:]),
-		GID:      ne.Uint32(raw[20:]),
-		Comm:     cString(raw[24 : 24+commLen]),
-		Filename: cString(raw[24+commLen : EventSize]),
-	}, nil
-}
-
-func cString(b []byte) string {
-	if i := bytes.IndexByte(b, 0); i >= 0 {
-		b = b[:i]
-	}
-	return string(b)
+	// In the order of struct exec_event (Go evaluates them left to right).
+	return Event{CgroupID: r.Uint64(), PID: r.Uint32(), PPID: r.Uint32(), UID: r.Uint32(), GID: r.Uint32(),
+		Comm: r.String(commLen), Filename: r.String(filenameLen)}, nil
 }

@@ -11,13 +11,14 @@
 package openfilter
 
 import (
-	"bytes"
 	_ "embed"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/bpfleet/bpfleet/bpf/internal/record"
 )
 
 // Names in the ELF object and the bundle.
@@ -151,23 +152,14 @@ type Event struct {
 
 // ParseEvent decodes a ring-buffer record.
 func ParseEvent(raw []byte) (Event, error) {
-	if len(raw) < EventSize {
-		return Event{}, fmt.Errorf("%w: %d bytes, want %d", ErrShortEvent, len(raw), EventSize)
+	r, err := record.New(raw, EventSize, ErrShortEvent)
+	if err != nil {
+		return Event{}, err
 	}
-	ne := binary.NativeEndian
-	return Event{
-		CgroupID: ne.Uint64(raw),
-		PID:      ne.Uint32(raw[8:]),
-		PrefixID: ne.Uint32(raw[12:]),
-		Flags:    int32(ne.Uint32(raw[16:])),
-		Comm:     cString(raw[24 : 24+commLen]),
-		Path:     cString(raw[24+commLen : EventSize]),
-	}, nil
-}
-
-func cString(b []byte) string {
-	if i := bytes.IndexByte(b, 0); i >= 0 {
-		b = b[:i]
-	}
-	return string(b)
+	// In the order of struct open_event (Go evaluates them left to right);
+	// 4 bytes of padding align comm.
+	ev := Event{CgroupID: r.Uint64(), PID: r.Uint32(), PrefixID: r.Uint32(), Flags: int32(r.Uint32())}
+	r.Skip(4)
+	ev.Comm, ev.Path = r.String(commLen), r.String(pathLen)
+	return ev, nil
 }

@@ -22,6 +22,18 @@ type entry[V any] struct {
 	at time.Time
 }
 
+// Clock returns a memo's settings as it uses them: its clock now, or
+// time.Now when nil, and its ttl, or def when not positive.
+func Clock(now func() time.Time, ttl, def time.Duration) (func() time.Time, time.Duration) {
+	if now == nil {
+		now = time.Now
+	}
+	if ttl <= 0 {
+		ttl = def
+	}
+	return now, ttl
+}
+
 // Lookup returns the value stored for key and when it was stored.
 func (s *Store[V]) Lookup(key string) (v V, at time.Time, ok bool) {
 	s.mu.Lock()

@@ -35,14 +35,7 @@ const maxManifests = 256
 // FetchManifest is Client.FetchManifest, answered from memory when read
 // less than TTL ago.
 func (m *ManifestMemo) FetchManifest(ctx context.Context, repository, digest string) (*format.Manifest, error) {
-	now := time.Now
-	if m.Now != nil {
-		now = m.Now
-	}
-	ttl := m.TTL
-	if ttl <= 0 {
-		ttl = DefaultManifestTTL
-	}
+	now, ttl := memo.Clock(m.Now, m.TTL, DefaultManifestTTL)
 	key := repository + "@" + digest
 	if man, ok := m.store.Fresh(key, now(), ttl); ok {
 		return man, nil

@@ -45,14 +45,7 @@ func (m *Memo) VerifyKeys(ctx context.Context, repository, digest string, pubKey
 	if m == nil {
 		return VerifyKeys(ctx, repository, digest, pubKeysPEM, opts)
 	}
-	now := time.Now
-	if m.Now != nil {
-		now = m.Now
-	}
-	ttl := m.TTL
-	if ttl <= 0 {
-		ttl = DefaultMemoTTL
-	}
+	now, ttl := memo.Clock(m.Now, m.TTL, DefaultMemoTTL)
 	key := memoKey(repository, digest, pubKeysPEM)
 	if signed, ok := m.store.Fresh(key, now(), ttl); ok {
 		return slices.Clone(signed), nil

@@ -165,6 +165,11 @@ type Def struct {
 	// PointPrefixes are the first words of the kind's attach points
 	// (before the first /), to read records that predate the stored kind.
 	PointPrefixes []string
+	// PolicyHooks, for kinds whose blocks choose a hook, are the words
+	// that follow the kind in trust policies' allowedAttachTypes
+	// (tc/ingress, cgroup/device; kind/* names them all). None: policies
+	// name the kind alone.
+	PolicyHooks []string
 	// Parse turns the kind's CRD attach block, as JSON, into the hook of
 	// program name.
 	Parse func(name string, block []byte) (Hook, error)
@@ -187,6 +192,16 @@ func Parse(k Kind, name string, block []byte) (Hook, error) {
 // decode reads a kind's attach block into v.
 func decode(block []byte, v any) error {
 	return json.Unmarshal(block, v)
+}
+
+// decodeHook is a Def.Parse for kinds whose hook type reads its CRD block
+// itself (its fields carry the block's JSON names): it decodes block into
+// h, which names its program already.
+func decodeHook[H Hook](h H, block []byte) (Hook, error) {
+	if err := decode(block, h); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 // PolicyName names the hook h attaches to as trust policies list it in
@@ -259,8 +274,8 @@ func KindOfPoint(point string) Kind {
 
 // Named is the program a hook attaches; every hook type embeds it.
 type Named struct {
-	// Name is the program's name in the bundle.
-	Name string
+	// Name is the program's name in the bundle (not a field of the block).
+	Name string `json:"-"`
 }
 
 // Program is the program's name in the bundle.

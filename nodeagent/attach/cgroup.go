@@ -2,8 +2,10 @@ package attach
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -14,6 +16,7 @@ import (
 
 func init() {
 	register(Def{Kind: KindCgroup, Programs: cgroupPrograms(), Updatable: true, PointPrefixes: []string{"cgroup"},
+		PolicyHooks: slices.Sorted(maps.Keys(cgroupHooks)),
 		Parse: func(name string, block []byte) (Hook, error) {
 			var b struct {
 				Path       string    `json:"path"`

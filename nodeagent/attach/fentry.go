@@ -14,11 +14,7 @@ func init() {
 		register(Def{Kind: k, Programs: []ProgramFit{{Type: ebpf.Tracing, AttachType: at}},
 			PointPrefixes: []string{string(k)},
 			Parse: func(name string, block []byte) (Hook, error) {
-				var b struct {
-					Function string `json:"function"`
-				}
-				err := decode(block, &b)
-				return &Fentry{Named: Named{name}, Function: b.Function, Exit: exit}, err
+				return decodeHook(&Fentry{Named: Named{name}, Exit: exit}, block)
 			}})
 	}
 }
@@ -33,9 +29,9 @@ const (
 // return, through its BTF trampoline.
 type Fentry struct {
 	Named
-	Function string
-	// Exit makes it a fexit hook.
-	Exit bool
+	Function string `json:"function"`
+	// Exit makes it a fexit hook (the block's kind, not a field of it).
+	Exit bool `json:"-"`
 }
 
 func (h *Fentry) Kind() Kind {

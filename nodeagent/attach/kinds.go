@@ -65,6 +65,28 @@ func Kinds() []Kind {
 	return slices.Clone(names)
 }
 
+// PolicyNames returns every name a trust policy's allowedAttachTypes may
+// list, sorted: each kind's name, or for kinds with PolicyHooks kind/hook
+// for each and kind/*. api/v1alpha1's generated allowedAttachTypes pattern
+// is made from it.
+func PolicyNames() []string {
+	kindMu.RLock()
+	defer kindMu.RUnlock()
+	var out []string
+	for _, k := range names {
+		hooks := kinds[k].PolicyHooks
+		if len(hooks) == 0 {
+			out = append(out, string(k))
+			continue
+		}
+		for _, h := range hooks {
+			out = append(out, string(k)+"/"+h)
+		}
+		out = append(out, string(k)+"/*")
+	}
+	return out
+}
+
 // KindFits tells whether a program of type t, whose ELF section gives it
 // the expected attach type at, fits a block of kind (false for an unknown
 // kind). It is all an attach hint (a kind without a block) allows

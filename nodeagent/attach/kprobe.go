@@ -10,14 +10,7 @@ import (
 func init() {
 	register(Def{Kind: KindKprobe, Programs: []ProgramFit{AnyAttach(ebpf.Kprobe)},
 		PointPrefixes: []string{"kprobe", "kretprobe"},
-		Parse: func(name string, block []byte) (Hook, error) {
-			var b struct {
-				Function string `json:"function"`
-				Return   bool   `json:"return"`
-			}
-			err := decode(block, &b)
-			return &Kprobe{Named: Named{name}, Function: b.Function, Return: b.Return}, err
-		}})
+		Parse:         func(name string, block []byte) (Hook, error) { return decodeHook(&Kprobe{Named: Named{name}}, block) }})
 }
 
 // KindKprobe is the kprobe attach block.
@@ -26,8 +19,8 @@ const KindKprobe Kind = "kprobe"
 // Kprobe attaches a kprobe or kretprobe to a kernel function.
 type Kprobe struct {
 	Named
-	Function string
-	Return   bool
+	Function string `json:"function"`
+	Return   bool   `json:"return"`
 }
 
 func (h *Kprobe) Kind() Kind { return KindKprobe }

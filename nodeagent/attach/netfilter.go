@@ -13,16 +13,10 @@ func init() {
 	register(Def{Kind: KindNetfilter, Programs: []ProgramFit{{Type: ebpf.Netfilter, AttachType: ebpf.AttachNetfilter}},
 		Exclusive: true, PointPrefixes: []string{"netfilter"},
 		Parse: func(name string, block []byte) (Hook, error) {
-			var b struct {
-				Family   string `json:"family"`
-				Hook     string `json:"hook"`
-				Priority int32  `json:"priority"`
-				NetNS    string `json:"netns"`
-			}
-			if err := decode(block, &b); err != nil {
+			h := &Netfilter{Named: Named{name}}
+			if err := decode(block, h); err != nil {
 				return nil, err
 			}
-			h := &Netfilter{Named: Named{name}, Family: b.Family, Hook: b.Hook, Priority: b.Priority, NetNS: b.NetNS}
 			if _, ok := netfilterFamilies[h.Family]; !ok {
 				return nil, fmt.Errorf("netfilter family %q: %w", h.Family, ErrNoAttachBlock)
 			}
@@ -57,15 +51,15 @@ var (
 type Netfilter struct {
 	Named
 	// Family is ipv4 or ipv6.
-	Family string
+	Family string `json:"family"`
 	// Hook is prerouting, input, forward, output or postrouting.
-	Hook string
+	Hook string `json:"hook"`
 	// Priority orders the programs and netfilter tables of one hook,
 	// lower first.
-	Priority int32
+	Priority int32 `json:"priority"`
 	// NetNS is the path of a network namespace file on the node (under
 	// Env.HostRoot); empty is the agent's own namespace.
-	NetNS string
+	NetNS string `json:"netns"`
 }
 
 func (h *Netfilter) Kind() Kind { return KindNetfilter }

@@ -10,11 +10,7 @@ func init() {
 		{Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp}}, // tp_btf
 		PointPrefixes: []string{"raw_tp"},
 		Parse: func(name string, block []byte) (Hook, error) {
-			var b struct {
-				Name string `json:"name"`
-			}
-			err := decode(block, &b)
-			return &RawTracepoint{Named: Named{name}, Tracepoint: b.Name}, err
+			return decodeHook(&RawTracepoint{Named: Named{name}}, block)
 		}})
 }
 
@@ -26,7 +22,7 @@ const KindRawTP Kind = "rawTracepoint"
 // tp_btf (BTF tracing) program to the tracepoint it was loaded for.
 type RawTracepoint struct {
 	Named
-	Tracepoint string
+	Tracepoint string `json:"name"`
 }
 
 func (h *RawTracepoint) Kind() Kind { return KindRawTP }

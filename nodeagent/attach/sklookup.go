@@ -13,13 +13,7 @@ import (
 func init() {
 	register(Def{Kind: KindSkLookup, Programs: []ProgramFit{{Type: ebpf.SkLookup, AttachType: ebpf.AttachSkLookup}},
 		Updatable: true, PointPrefixes: []string{"sk_lookup"},
-		Parse: func(name string, block []byte) (Hook, error) {
-			var b struct {
-				NetNS string `json:"netns"`
-			}
-			err := decode(block, &b)
-			return &SkLookup{Named: Named{name}, NetNS: b.NetNS}, err
-		}})
+		Parse: func(name string, block []byte) (Hook, error) { return decodeHook(&SkLookup{Named: Named{name}}, block) }})
 }
 
 // KindSkLookup is the skLookup attach block: sk_lookup, on a network
@@ -32,7 +26,7 @@ type SkLookup struct {
 	Named
 	// NetNS is the path of a network namespace file on the node (under
 	// Env.HostRoot); empty is the agent's own namespace.
-	NetNS string
+	NetNS string `json:"netns"`
 }
 
 func (h *SkLookup) Kind() Kind { return KindSkLookup }

@@ -11,6 +11,7 @@ import (
 func init() {
 	register(Def{Kind: KindTCX, Programs: []ProgramFit{AnyAttach(ebpf.SchedCLS)},
 		Updatable: true, PerInterface: true, PointPrefixes: []string{"tcx-ingress", "tcx-egress"},
+		PolicyHooks: []string{"ingress", "egress"},
 		Parse: func(name string, block []byte) (Hook, error) {
 			var b struct {
 				Interfaces interfaceBlock `json:"interfaces"`

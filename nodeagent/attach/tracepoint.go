@@ -9,12 +9,7 @@ func init() {
 	register(Def{Kind: KindTracepoint, Programs: []ProgramFit{AnyAttach(ebpf.TracePoint)},
 		PointPrefixes: []string{"tracepoint"},
 		Parse: func(name string, block []byte) (Hook, error) {
-			var b struct {
-				Group string `json:"group"`
-				Name  string `json:"name"`
-			}
-			err := decode(block, &b)
-			return &Tracepoint{Named: Named{name}, Group: b.Group, Tracepoint: b.Name}, err
+			return decodeHook(&Tracepoint{Named: Named{name}}, block)
 		}})
 }
 
@@ -24,7 +19,8 @@ const KindTracepoint Kind = "tracepoint"
 // Tracepoint attaches to a tracefs tracepoint (events/<group>/<name>).
 type Tracepoint struct {
 	Named
-	Group, Tracepoint string
+	Group      string `json:"group"`
+	Tracepoint string `json:"name"`
 }
 
 func (h *Tracepoint) Kind() Kind { return KindTracepoint }

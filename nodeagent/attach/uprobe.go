@@ -16,22 +16,22 @@ func init() {
 	register(Def{Kind: KindUprobe, Programs: []ProgramFit{AnyAttach(ebpf.Kprobe)},
 		PointPrefixes: []string{"uprobe", "uretprobe"},
 		Parse: func(name string, block []byte) (Hook, error) {
-			var b struct {
-				Path       string `json:"path"`
-				Symbol     string `json:"symbol"`
-				Offset     *int64 `json:"offset"`
-				PID        *int32 `json:"pid"`
-				Return     bool   `json:"return"`
+			h := &Uprobe{Named: Named{name}}
+			var pods struct {
 				Containers *struct {
 					Names []string `json:"names"`
 				} `json:"containers"`
 			}
-			err := decode(block, &b)
-			h := &Uprobe{Named: Named{name}, Path: b.Path, Symbol: b.Symbol, Offset: b.Offset, PID: b.PID, Return: b.Return}
-			if b.Containers != nil {
-				h.Pods.InPods, h.Containers = true, b.Containers.Names
+			if err := decode(block, h); err != nil {
+				return nil, err
 			}
-			return h, err
+			if err := decode(block, &pods); err != nil {
+				return nil, err
+			}
+			if pods.Containers != nil {
+				h.Pods.InPods, h.Containers = true, pods.Containers.Names
+			}
+			return h, nil
 		}})
 }
 
@@ -43,15 +43,16 @@ const KindUprobe Kind = "uprobe"
 type Uprobe struct {
 	Named
 	// Path is the binary's path on the node (under Env.HostRoot).
-	Path   string
-	Symbol string
-	Offset *int64
-	PID    *int32
-	Return bool
+	Path   string `json:"path"`
+	Symbol string `json:"symbol"`
+	Offset *int64 `json:"offset"`
+	PID    *int32 `json:"pid"`
+	Return bool   `json:"return"`
 	// Pods, when InPods, attaches to Path inside each selected container
-	// (Containers names them; empty: every container).
-	Pods       Pods
-	Containers []string
+	// (Containers names them; empty: every container): the block's
+	// containers selector, read apart.
+	Pods       Pods     `json:"-"`
+	Containers []string `json:"-"`
 }
 
 func (h *Uprobe) Kind() Kind { return KindUprobe }

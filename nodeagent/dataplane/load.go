@@ -194,7 +194,25 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 		}
 	}
 	newLinks := map[string]link.Link{}
-	for key, a := range e.links {
+	// fail undoes the swap: the new links go first, so that the points of
+	// exclusive kinds are free again when the old programs re-attach.
+	fail := func(err error) error {
+		for _, l := range newLinks {
+			l.Close()
+		}
+		rollback()
+		discard()
+		return withReason(ReasonAttachFailed, err)
+	}
+	// In key order (program@point), so a failure part way rolls back the
+	// same links on every run.
+	keys := make([]string, 0, len(e.links))
+	for key := range e.links {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		a := e.links[key]
 		np := progs[a.target.Program]
 		if np == nil {
 			continue // program left the spec: reconcileLinks detaches it
@@ -205,9 +223,7 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 			err := a.link.Update(np)
 			d.observe(PhaseAttach, swapStart)
 			if err != nil {
-				rollback()
-				discard()
-				return withReason(ReasonAttachFailed, fmt.Errorf("update link %s: %w", a.target.Point, err))
+				return fail(fmt.Errorf("update link %s: %w", a.target.Point, err))
 			}
 			if old != nil {
 				l := a.link
@@ -230,12 +246,7 @@ func (d *Dataplane) reload(e *entry, ds *Desired, lh string) error {
 		}
 		nl, err := d.attachTarget(t, np)
 		if err != nil {
-			rollback()
-			for _, l := range newLinks {
-				l.Close()
-			}
-			discard()
-			return withReason(ReasonAttachFailed, err)
+			return fail(err)
 		}
 		newLinks[key] = nl
 	}

@@ -219,26 +219,16 @@ func statusRows(ctx context.Context, c client.Client, program, node string) ([]S
 }
 
 func printStatus(w io.Writer, rows []StatusRow, wide bool) error {
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	header := "NODE\tBPFPROGRAM\tPROGRAM\tATTACH POINT\tSTATE\tSIGNER\tID\tTAG\tLOADED\tXLATED\tJITED\tMAPS\tRUNS\tNS/RUN"
-	if wide {
-		header += "\tLINK\tDIGEST\tKEY\tREASON\tMESSAGE"
-	}
-	fmt.Fprintln(tw, header)
+	t := newTable(w, wide, "NODE\tBPFPROGRAM\tPROGRAM\tATTACH POINT\tSTATE\tSIGNER\tID\tTAG\tLOADED\tXLATED\tJITED\tMAPS\tRUNS\tNS/RUN",
+		"LINK\tDIGEST\tKEY\tREASON\tMESSAGE")
 	for _, r := range rows {
-		line := strings.Join([]string{
+		t.row([]string{
 			r.Node, r.BpfProgram, r.Program, dash(r.AttachPoint), string(r.State), shortSigner(r.Signer), num(uint64(r.ID)), dash(r.Tag),
 			age(r.LoadedAt), num(uint64(r.BytesXlated)), num(uint64(r.BytesJited)), ids(r.MapIDs),
 			num(r.RunCount), num(r.NsPerRun),
-		}, "\t")
-		if wide {
-			line += "\t" + strings.Join([]string{
-				num(uint64(r.LinkID)), short(r.Digest), signerKey(r.Signer), dash(r.Reason), dash(oneLine(r.Message)),
-			}, "\t")
-		}
-		fmt.Fprintln(tw, line)
+		}, num(uint64(r.LinkID)), short(r.Digest), signerKey(r.Signer), dash(r.Reason), dash(oneLine(r.Message)))
 	}
-	return tw.Flush()
+	return t.flush()
 }
 
 func (o *options) nodesCommand() *cobra.Command {
@@ -300,28 +290,19 @@ func (o *options) programsCommand() *cobra.Command {
 }
 
 func printPrograms(w io.Writer, items []v1.BpfProgram, wide bool) error {
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	header := "NAME\tDIGEST\tSIGNER\tNODES\tFAILED\tREADY\tROLLOUT"
-	if wide {
-		header += "\tIMAGE\tKERNELS"
-	}
-	fmt.Fprintln(tw, header)
+	t := newTable(w, wide, "NAME\tDIGEST\tSIGNER\tNODES\tFAILED\tREADY\tROLLOUT", "IMAGE\tKERNELS")
 	for _, p := range items {
 		ready := "Unknown"
 		if c := meta.FindStatusCondition(p.Status.Conditions, v1.ConditionReady); c != nil {
 			ready = string(c.Status)
 		}
-		line := strings.Join([]string{
+		t.row([]string{
 			p.Name, short(p.Status.ResolvedDigest), dash(p.Status.Signer),
 			fmt.Sprintf("%d/%d", p.Status.Nodes.Attached, p.Status.Nodes.Selected),
 			fmt.Sprint(p.Status.Nodes.Failed), ready, rolloutState(p),
-		}, "\t")
-		if wide {
-			line += "\t" + p.Spec.Bundle.Image + "\t" + kernels(p.Status.Kernels)
-		}
-		fmt.Fprintln(tw, line)
+		}, p.Spec.Bundle.Image, kernels(p.Status.Kernels))
 	}
-	return tw.Flush()
+	return t.flush()
 }
 
 func rolloutState(p v1.BpfProgram) string {

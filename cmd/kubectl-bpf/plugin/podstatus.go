@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
-	"text/tabwriter"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -52,12 +50,7 @@ func podProgramRows(ctx context.Context, c client.Client, namespace, name string
 }
 
 func printPodPrograms(w io.Writer, rows []PodProgramRow, wide bool) error {
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	header := "NAMESPACE\tBPFPODPROGRAM\tTYPES\tDIGEST\tNODES\tFAILED\tACCEPTED\tREADY\tREASON"
-	if wide {
-		header += "\tIMAGE\tSIGNER\tMESSAGE"
-	}
-	fmt.Fprintln(tw, header)
+	t := newTable(w, wide, "NAMESPACE\tBPFPODPROGRAM\tTYPES\tDIGEST\tNODES\tFAILED\tACCEPTED\tREADY\tREASON", "IMAGE\tSIGNER\tMESSAGE")
 	for _, r := range rows {
 		ready := meta.FindStatusCondition(r.Conditions, v1.ConditionReady)
 		accepted := meta.FindStatusCondition(r.Conditions, v1.ConditionAccepted)
@@ -65,16 +58,12 @@ func printPodPrograms(w io.Writer, rows []PodProgramRow, wide bool) error {
 		if ready != nil {
 			reason, message = ready.Reason, oneLine(ready.Message)
 		}
-		line := strings.Join([]string{
+		t.row([]string{
 			r.Namespace, r.Name, dash(r.AttachTypes), dash(r.ShortDigest), dash(r.Nodes.Summary), num(uint64(r.Nodes.Failed)),
 			conditionStatus(accepted), conditionStatus(ready), reason,
-		}, "\t")
-		if wide {
-			line += "\t" + strings.Join([]string{r.Image, shortSigner(r.Signer), dash(message)}, "\t")
-		}
-		fmt.Fprintln(tw, line)
+		}, r.Image, shortSigner(r.Signer), dash(message))
 	}
-	return tw.Flush()
+	return t.flush()
 }
 
 func conditionStatus(c *metav1.Condition) string {

@@ -50,6 +50,7 @@ const (
 	TPBTF       = "tpbtf_sys_enter" // tp_btf sys_enter
 	Uprobe      = "uprobe_count"    // uprobe, counts
 	CgroupSKB   = "cgroup_egress"   // cgroup_skb egress, counts and allows
+	Netfilter   = "nf_accept"       // netfilter, counts and accepts
 	Kprobe      = "kprobe_open"     // kprobe do_sys_openat2
 	Fentry      = "fentry_open"     // fentry do_sys_openat2
 	Fexit       = "fexit_open"      // fexit do_sys_openat2

@@ -125,6 +125,14 @@ int uprobe_count(void *ctx)
 	return 0;
 }
 
+// nf_accept counts each packet of its netfilter hook and accepts it.
+SEC("netfilter")
+int nf_accept(void *ctx)
+{
+	count(0);
+	return 1; // NF_ACCEPT
+}
+
 SEC("cgroup_skb/egress")
 int cgroup_egress(struct __sk_buff *skb)
 {
