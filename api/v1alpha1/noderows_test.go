@@ -240,3 +240,37 @@ func TestNodeStateRowsThroughAPIServer(t *testing.T) {
 		t.Errorf("the API server serves a 100-program BpfNodeState in %d bytes, want < 16 KiB", len(b))
 	}
 }
+
+// BenchmarkNodeStateDecode decodes a 100-program BpfNodeState as the
+// operator's and agents' informers do on every watch event: stored rows
+// (compact) against the same status with named rows (named, the shape
+// before status.bundles), in the same run.
+func BenchmarkNodeStateDecode(b *testing.B) {
+	st := nodeWithPrograms(100, false)
+	compact, err := json.Marshal(st)
+	if err != nil {
+		b.Fatal(err)
+	}
+	named, err := json.Marshal(st.Status.Programs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("compact", func(b *testing.B) {
+		b.SetBytes(int64(len(compact)))
+		for b.Loop() {
+			var out v1.BpfNodeState
+			if err := json.Unmarshal(compact, &out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("named", func(b *testing.B) {
+		b.SetBytes(int64(len(named)))
+		for b.Loop() {
+			var out []v1.ProgramState
+			if err := json.Unmarshal(named, &out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
