@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -273,4 +274,62 @@ func BenchmarkNodeStateDecode(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestNodeStateRowsKeepEveryField: a row with every field of ProgramState
+// set reads back with every field set, value for value, so that a field
+// added to ProgramState without a place in the stored form fails here.
+func TestNodeStateRowsKeepEveryField(t *testing.T) {
+	var p v1.ProgramState
+	fillFields(t, reflect.ValueOf(&p).Elem(), 1)
+	p.State, p.Reason = v1.PhaseFailed, v1.ReasonAttachFailed // the row's words
+	in := v1.BpfNodeState{Status: v1.BpfNodeStateStatus{Programs: []v1.ProgramState{p}}}
+	b, err := json.Marshal(&in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out v1.BpfNodeState
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	got := reflect.ValueOf(out.Status.Programs[0])
+	for i := range got.NumField() {
+		if got.Field(i).IsZero() {
+			t.Errorf("ProgramState.%s is lost in the stored form %s", got.Type().Field(i).Name, b)
+		}
+	}
+	if !equality.Semantic.DeepEqual(p, out.Status.Programs[0]) {
+		t.Errorf("read back %+v, want %+v", out.Status.Programs[0], p)
+	}
+}
+
+// fillFields sets every field of v to a value that is not its zero, names
+// without spaces.
+func fillFields(t *testing.T, v reflect.Value, n int) {
+	t.Helper()
+	if v.Type() == reflect.TypeOf(metav1.Time{}) {
+		v.Set(reflect.ValueOf(metav1.NewTime(time.Unix(1764784800+int64(n), 0))))
+		return
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(fmt.Sprintf("f%d", n))
+	case reflect.Int32, reflect.Int64:
+		v.SetInt(int64(n))
+	case reflect.Uint32, reflect.Uint64:
+		v.SetUint(uint64(n))
+	case reflect.Pointer:
+		v.Set(reflect.New(v.Type().Elem()))
+		fillFields(t, v.Elem(), n)
+	case reflect.Slice:
+		v.Set(reflect.MakeSlice(v.Type(), 2, 2))
+		fillFields(t, v.Index(0), n)
+		fillFields(t, v.Index(1), n+1)
+	case reflect.Struct:
+		for i := range v.NumField() {
+			fillFields(t, v.Field(i), n+i)
+		}
+	default:
+		t.Fatalf("fillFields: no value for a %s", v.Kind())
+	}
 }
