@@ -67,7 +67,9 @@ type PodAttachCounts struct {
 }
 
 // ProgramState is one program of one BpfProgram at one attach point on this
-// node, with the fields bpftool prog show prints.
+// node, with the fields bpftool prog show prints. BpfNodeStateStatus stores
+// it compactly (BundleEntry and ProgramRow); these names are what Go code
+// and kubectl bpf status -o json show.
 type ProgramState struct {
 	// BpfProgram is the BpfProgram's name.
 	BpfProgram string `json:"bpfProgram"`
@@ -242,15 +244,29 @@ type BpfNodeStateStatus struct {
 	// +listType=map
 	// +listMapKey=name
 	Features []Feature `json:"features,omitempty"`
+	// Bundles holds, once each, what rows of status.programs share: the
+	// bundle (digest, signer, verification time) and the kernel's facts
+	// about one of its programs. Stored form of Programs, written by
+	// MarshalJSON; Go code reads Programs.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=256
+	Bundles []BundleEntry `json:"bundles,omitempty"`
+	// Rows are the stored form of Programs, one per program and attach
+	// point (ProgramRow.Row says its fields), written by MarshalJSON; Go
+	// code reads Programs.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=256
+	Rows []ProgramRow `json:"programs,omitempty"`
 	// Programs lists every managed program and attach point on the node, one
 	// row per attach point. Beyond MaxProgramRows rows (a glob such as
 	// veth* on a busy node), the attach points of each program fold into
 	// one row per program (its attachPoint says how many and which range)
-	// and summary.foldedAttachPoints counts what was folded.
-	// +optional
-	// +listType=atomic
-	// +kubebuilder:validation:MaxItems=256
-	Programs []ProgramState `json:"programs,omitempty"`
+	// and summary.foldedAttachPoints counts what was folded. It is stored
+	// as Bundles and Rows (noderows.go): decoding a status fills it, and
+	// encoding one writes it.
+	Programs []ProgramState `json:"-"`
 	// Summary counts Programs, for printing.
 	// +optional
 	Summary NodeSummary `json:"summary,omitempty"`

@@ -113,6 +113,10 @@ const (
 	ReasonNoPodsOnNode = "NoPodsOnNode"
 	// ReasonAccepted: the operator keeps a BpfProgram for the BpfPodProgram.
 	ReasonAccepted = "Accepted"
+	// ReasonUnreadableRow: a stored status.programs row that its reader
+	// could not decode (written in another shape, e.g. by an older agent);
+	// its agent's next status write replaces it.
+	ReasonUnreadableRow = "UnreadableRow"
 )
 
 // Finalizer and the reasons of deletion.

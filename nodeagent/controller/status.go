@@ -67,6 +67,7 @@ func (r *Reconciler) nodeStatus(prev v1alpha1.BpfNodeStateStatus, states []v1alp
 		programs = append(programs, s)
 	}
 	slices.SortStableFunc(programs, func(a, b v1alpha1.ProgramState) int { return strings.Compare(entryKey(a), entryKey(b)) })
+	shareVerifiedAt(programs)
 
 	next := v1alpha1.BpfNodeStateStatus{
 		Kernel:       r.Dataplane.Kernel(),
@@ -86,6 +87,29 @@ func (r *Reconciler) nodeStatus(prev v1alpha1.BpfNodeStateStatus, states []v1alp
 	setReadyCondition(&next)
 	setFoldedCondition(&next, len(states), folded, dropped)
 	return next
+}
+
+// shareVerifiedAt gives the rows of one bundle admitted by one signer the
+// earliest verification time among them: when this node first verified
+// that bundle under that policy. Rows verified seconds apart (programs
+// added one after the other) then share one status.bundles entry instead of
+// storing the digest and signer again each, and the time stays put while
+// any of them runs, as each row's own did.
+func shareVerifiedAt(programs []v1alpha1.ProgramState) {
+	first := map[[2]string]*metav1.Time{}
+	for i := range programs {
+		p := &programs[i]
+		k := [2]string{p.Digest, p.Signer}
+		if t := first[k]; p.VerifiedAt != nil && (t == nil || p.VerifiedAt.Before(t)) {
+			first[k] = p.VerifiedAt
+		}
+	}
+	for i := range programs {
+		if p := &programs[i]; p.VerifiedAt != nil {
+			t := *first[[2]string{p.Digest, p.Signer}]
+			p.VerifiedAt = &t
+		}
+	}
 }
 
 // entryKey identifies one program entry: BpfProgram uid, program, attach point.

@@ -137,6 +137,9 @@ func TestManyPrograms(t *testing.T) {
 	rep.add(scenario, "watch events sent by resource", describeEvents(add.api.WatchEvents), "", "")
 	rep.add(scenario, "BpfNodeState writes per node: stored / requests (429 among them)",
 		fmt.Sprintf("%.2f / %.2f (%.2f)", add.api.acceptedWrites(nodeStateOnly)/float64(n), add.api.writes(nodeStateOnly)/float64(n), add.api.Throttled/float64(n)), "", "")
+	rep.add(scenario, "BpfNodeState bytes while adding: written by agents (request bodies) / sent to watchers, per node",
+		fmt.Sprintf("%.1f MiB / %.1f MiB (%.0f KiB / %.0f KiB)", add.api.NodeStateWriteBytes/(1<<20), add.api.NodeStateWatchBytes/(1<<20),
+			add.api.NodeStateWriteBytes/1024/float64(n), add.api.NodeStateWatchBytes/1024/float64(n)), "", "")
 	rep.add(scenario, "etcd time per stored BpfNodeState write (mean of etcd_request_duration_seconds, update)",
 		fmt.Sprintf("%s over %.0f updates", fmtDur(add.api.etcdUpdateMean()), add.api.NodeStateEtcdUpdates), "", "")
 	rep.add(scenario, "BpfProgram writes per program (spec, metadata and status)",

@@ -51,6 +51,11 @@ type apiCounts struct {
 	// resource="bpfnodestates"}: how long the API server waited on etcd to
 	// store BpfNodeState writes.
 	NodeStateEtcdUpdates, NodeStateEtcdSeconds float64
+	// NodeStateWriteBytes is the sum of apiserver_request_body_size_bytes
+	// for bpfnodestates (the bodies of the agents' writes), and
+	// NodeStateWatchBytes of apiserver_watch_events_sizes (what the server
+	// sent to BpfNodeState watchers).
+	NodeStateWriteBytes, NodeStateWatchBytes float64
 }
 
 // etcdUpdateMean is the mean time etcd took per stored BpfNodeState write.
@@ -117,6 +122,13 @@ func parseCounts(raw []byte) (apiCounts, error) {
 			}
 		}
 	}
+	for name, sum := range map[string]*float64{"apiserver_request_body_size_bytes": &c.NodeStateWriteBytes, "apiserver_watch_events_sizes": &c.NodeStateWatchBytes} {
+		for _, m := range fams[name].GetMetric() {
+			if labels(m.GetLabel())["resource"] == "bpfnodestates" {
+				*sum += m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
 	if f := fams["apiserver_watch_events_total"]; f != nil {
 		for _, m := range f.GetMetric() {
 			l := labels(m.GetLabel())
@@ -141,7 +153,8 @@ func labels[T interface {
 func (c apiCounts) sub(before apiCounts) apiCounts {
 	d := apiCounts{Requests: map[reqKey]float64{}, Refused: map[reqKey]float64{}, WatchEvents: map[string]float64{}, Conflicts: c.Conflicts - before.Conflicts,
 		Throttled: c.Throttled - before.Throttled, Timeouts: c.Timeouts - before.Timeouts, Watches: c.Watches,
-		NodeStateEtcdUpdates: c.NodeStateEtcdUpdates - before.NodeStateEtcdUpdates, NodeStateEtcdSeconds: c.NodeStateEtcdSeconds - before.NodeStateEtcdSeconds}
+		NodeStateEtcdUpdates: c.NodeStateEtcdUpdates - before.NodeStateEtcdUpdates, NodeStateEtcdSeconds: c.NodeStateEtcdSeconds - before.NodeStateEtcdSeconds,
+		NodeStateWriteBytes: c.NodeStateWriteBytes - before.NodeStateWriteBytes, NodeStateWatchBytes: c.NodeStateWatchBytes - before.NodeStateWatchBytes}
 	for k, v := range c.Requests {
 		if v -= before.Requests[k]; v != 0 {
 			d.Requests[k] = v
