@@ -136,10 +136,18 @@ type scope struct {
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	p := &v1alpha1.BpfProgram{}
 	if err := r.Client.Get(ctx, req.NamespacedName, p); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) {
+			// Gone without the finalizer: agents detach once its target is.
+			return ctrl.Result{}, DeleteTarget(ctx, r.Client, req.Name)
+		}
+		return ctrl.Result{}, err
 	}
 	if !p.DeletionTimestamp.IsZero() {
-		// Agents detach a deleted program; the finalizer waits for them.
+		// Agents detach a deleted program once its target is gone; the
+		// finalizer waits for them.
+		if err := DeleteTarget(ctx, r.Client, p.Name); err != nil {
+			return ctrl.Result{}, err
+		}
 		return r.finalize(ctx, p)
 	}
 	// The node-cleanup finalizer is added by patch, after the status: the
@@ -221,7 +229,8 @@ func (r *Reconciler) now() time.Time {
 	return r.Clock.Now()
 }
 
-// patch writes status once, only when it changed and is not held
+// patch writes the agents' BpfProgramTarget when what they read changed
+// (target.go), status once, only when it changed and is not held
 // (ProgressInterval), then, in one write, the metadata the reconcile added,
 // consumed or recorded (the node-cleanup finalizer when missing, resolve
 // annotation, VerifiedForAnnotation). The status goes first so that the
@@ -230,6 +239,9 @@ func (r *Reconciler) now() time.Time {
 // and collect its pins at start.
 func (r *Reconciler) patch(ctx context.Context, before *v1alpha1.BpfProgram, s *scope) error {
 	p := s.program
+	if _, err := WriteTarget(ctx, r.Client, p); err != nil {
+		return client.IgnoreNotFound(err)
+	}
 	if !s.holdStatus && !equality.Semantic.DeepEqual(before.Status, p.Status) {
 		if err := r.Client.Status().Patch(ctx, p, client.MergeFrom(before)); err != nil {
 			// Deleted meanwhile: nothing left to describe.
