@@ -71,8 +71,8 @@ type Reconciler struct {
 	ResyncPeriod time.Duration
 	// NodeStateDelay is how long a BpfNodeState change waits before it
 	// wakes the BpfPrograms it reports, so that the reports of a wave of
-	// nodes are summed in one reconcile and one status patch (each patch
-	// reaches every agent's watch); zero means DefaultNodeStateDelay,
+	// nodes are summed in one reconcile and one status patch; zero means
+	// DefaultNodeStateDelay,
 	// negative none.
 	NodeStateDelay time.Duration
 	// CleanupTimeout is how long a deleted BpfProgram waits for live nodes
@@ -82,9 +82,10 @@ type Reconciler struct {
 	// ProgressInterval is the shortest time between two status patches of
 	// one BpfProgram whose only change is progress: node counts, kernel
 	// compatibility counts, rollout.updatedNodes and failedNodes, and the
-	// messages of conditions whose status and reason stay. Every status
-	// patch reaches every agent's BpfProgram watch, and agents read none of
-	// these fields; a change of what nodes run (target, stable, wave, halt,
+	// messages of conditions whose status and reason stay. Agents read
+	// none of these (they watch BpfProgramTargets, target.go), but each
+	// patch is an etcd write and an event to every BpfProgram watcher
+	// (BpfPodPrograms' controller, kubectl); a change of what nodes run (target, stable, wave, halt,
 	// paused kernels) or of a condition's status or reason (Ready when the
 	// last node attached, Degraded on a failure) is written at once. Zero
 	// means DefaultProgressInterval, negative none.
@@ -127,8 +128,7 @@ type scope struct {
 	// addFinalizer tells that the node-cleanup finalizer is missing: it is
 	// added with the reconcile's metadata patch, before any status patch
 	// lets agents run the program, so that a new program costs one
-	// metadata write (finalizer and VerifiedForAnnotation) rather than two,
-	// each of which reaches every agent's watch.
+	// metadata write (finalizer and VerifiedForAnnotation) rather than two.
 	addFinalizer bool
 }
 
