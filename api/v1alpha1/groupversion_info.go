@@ -26,6 +26,7 @@ var (
 func addKnownTypes(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion,
 		&BpfProgram{}, &BpfProgramList{},
+		&BpfProgramTarget{}, &BpfProgramTargetList{},
 		&BpfPodProgram{}, &BpfPodProgramList{},
 		&BpfNodeState{}, &BpfNodeStateList{},
 		&BundleTrustPolicy{}, &BundleTrustPolicyList{},

@@ -9,6 +9,7 @@ import (
 
 	"github.com/bpfleet/bpfleet/nodeagent/controller"
 	"github.com/bpfleet/bpfleet/test/support/envtest"
+	"github.com/bpfleet/bpfleet/test/support/targets"
 )
 
 // TestMain runs the agent's main instead of the tests when the test binary
@@ -18,7 +19,9 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(envtest.Run(m, &env))
+	// No operator runs here: the mirror writes the BpfProgramTargets the
+	// agent reads, as the operator would.
+	os.Exit(envtest.Run(m, &env, targets.Mirror))
 }
 
 var env *envtest.Env

@@ -1,5 +1,6 @@
 // Package controller is the node agent's reconciler: it watches the node's own
-// Node, its own BpfNodeState, every BpfProgram and every BundleTrustPolicy,
+// Node, its own BpfNodeState, every BpfProgramTarget (what it needs of each
+// BpfProgram, targets.go) and every BundleTrustPolicy,
 // computes the node's full desired set, pulls and verifies bundles again (the
 // agent trusts no status field alone), hands the set to the dataplane and
 // reports what runs in the node's BpfNodeState, writing only on change.
@@ -39,7 +40,6 @@ import (
 
 // Secrets: no marker. The agent reads only the trust-policy key Secrets the
 // Role bpfleet-trust-keys names (config/rbac/common, kept by the operator).
-// +kubebuilder:rbac:groups=bpfleet.io,resources=bpfprograms,verbs=get;list;watch
 // +kubebuilder:rbac:groups=bpfleet.io,resources=bundletrustpolicies,verbs=get;list;watch
 //
 // BpfNodeStates: the agent creates its own and then writes only its status
@@ -159,16 +159,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		return ctrl.Result{}, fmt.Errorf("get node %s: %w", r.NodeName, err)
 	}
-	var programs v1alpha1.BpfProgramList
-	if err := r.Client.List(ctx, &programs); err != nil {
-		return ctrl.Result{}, fmt.Errorf("list BpfPrograms: %w", err)
+	programs, err := listPrograms(ctx, r.Client)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("list BpfProgramTargets: %w", err)
 	}
 	var policies v1alpha1.BundleTrustPolicyList
 	if err := r.Client.List(ctx, &policies); err != nil {
 		return ctrl.Result{}, fmt.Errorf("list BundleTrustPolicies: %w", err)
 	}
 	var took phaseTimes
-	pl := r.plan(ctx, node, programs.Items, policies.Items, r.Dataplane.Snapshot(), time.Now(), &took)
+	pl := r.plan(ctx, node, programs, policies.Items, r.Dataplane.Snapshot(), time.Now(), &took)
 	if pl.selErr != nil {
 		logger.Error(pl.selErr, "some nodeSelectors cannot be evaluated; keeping what runs of them")
 	}
@@ -193,7 +193,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		took.status = time.Since(start)
 		logger.Info("reported a changed status", "programs", len(states),
 			"verify", took.verify, "pull", took.pull, "apply", took.apply, "status", took.status)
-		r.collectGarbage(ctx, programs.Items, states)
+		r.collectGarbage(ctx, programs, states)
 	}
 	for _, d := range desired {
 		if d.Hold != nil && transientHold(d.Hold) {

@@ -30,9 +30,7 @@ func newStreamer(opts Options, c client.Reader, dp Kernel, bundles *cache.Cache,
 		Log:     opts.Log.WithName("events"),
 		Source: events.Source{
 			Programs: func(ctx context.Context) ([]v1alpha1.BpfProgram, error) {
-				var l v1alpha1.BpfProgramList
-				err := c.List(ctx, &l)
-				return l.Items, err
+				return listPrograms(ctx, c)
 			},
 			Loaded: dp.Snapshot,
 			Bundle: func(ctx context.Context, digest string) (*format.Bundle, error) {
@@ -68,8 +66,7 @@ func newEventServer(opts Options, cfg *rest.Config, c client.Reader, s *events.S
 		Reviewer: &reviewauth.Reviewer{Client: cs},
 		Log:      opts.Log.WithName("events"),
 		Program: func(ctx context.Context, name string) (*v1alpha1.BpfProgram, error) {
-			var p v1alpha1.BpfProgram
-			return &p, c.Get(ctx, client.ObjectKey{Name: name}, &p)
+			return getProgram(ctx, c, name)
 		},
 	}, nil
 }

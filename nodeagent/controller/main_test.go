@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/bpfleet/bpfleet/test/support/envtest"
+	"github.com/bpfleet/bpfleet/test/support/targets"
 )
 
 var env *envtest.Env
@@ -23,7 +24,9 @@ func TestMain(m *testing.M) {
 		// plane, so each fuzz worker starts in milliseconds.
 		os.Exit(m.Run())
 	}
-	os.Exit(envtest.Run(m, &env))
+	// No operator runs here: the mirror writes the BpfProgramTargets agents
+	// read from the BpfPrograms tests write, as the operator would.
+	os.Exit(envtest.Run(m, &env, targets.Mirror))
 }
 
 // fuzzingOnly tells whether this process runs fuzz inputs and no test: a

@@ -23,11 +23,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/bpfleet/bpfleet/api/rollout"
 	"github.com/bpfleet/bpfleet/api/v1alpha1"
 )
 
 // CacheOptions scope a manager's cache to what node needs: its own Node and
-// BpfNodeState (by name), and every BpfProgram and BundleTrustPolicy.
+// BpfNodeState (by name), and every BpfProgramTarget and BundleTrustPolicy.
 func CacheOptions(node string) cache.Options {
 	byName := fields.OneTermEqualSelector("metadata.name", node)
 	return cache.Options{
@@ -82,7 +83,7 @@ func (r *Reconciler) SetupWithManager(_ context.Context, mgr ctrl.Manager) error
 		}).
 		Watches(&corev1.Node{}, toNode, builder.WithPredicates(predicate.Or[client.Object](
 			predicate.LabelChangedPredicate{}, predicate.GenerationChangedPredicate{}))).
-		Watches(&v1alpha1.BpfProgram{}, toNode, builder.WithPredicates(r.programChanged())).
+		Watches(&v1alpha1.BpfProgramTarget{}, toNode, builder.WithPredicates(r.programChanged())).
 		Watches(&v1alpha1.BundleTrustPolicy{}, toNode, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Pod{}, toNode, builder.WithPredicates(r.podChanged())).
 		Watches(&v1alpha1.BpfNodeState{}, toNode).
@@ -102,11 +103,11 @@ func (r *Reconciler) SetupWithManager(_ context.Context, mgr ctrl.Manager) error
 // targets pods.
 func (r *Reconciler) podChanged() predicate.Predicate {
 	targeted := func() bool {
-		var programs v1alpha1.BpfProgramList
-		if err := r.Client.List(context.Background(), &programs); err != nil {
+		programs, err := listPrograms(context.Background(), r.Client)
+		if err != nil {
 			return true
 		}
-		return hasPodTargets(programs.Items)
+		return hasPodTargets(programs)
 	}
 	return predicate.Funcs{
 		CreateFunc:  func(event.CreateEvent) bool { return targeted() },
@@ -135,20 +136,21 @@ func runningContainers(p *corev1.Pod) string {
 	return b.String()
 }
 
-// programChanged passes BpfProgram events that can change this node's
-// desired set: creation, deletion, a new generation, new labels, or another
-// digest for this node. The operator's node counts alone do not.
+// programChanged passes BpfProgramTarget events that can change this
+// node's desired set: creation, deletion, a new program or generation, or
+// another digest for this node. A wave that moves other nodes does not.
 func (r *Reconciler) programChanged() predicate.Predicate {
 	return predicate.Funcs{
 		UpdateFunc: func(e event.UpdateEvent) bool {
-			o, ok1 := e.ObjectOld.(*v1alpha1.BpfProgram)
-			n, ok2 := e.ObjectNew.(*v1alpha1.BpfProgram)
+			ot, ok1 := e.ObjectOld.(*v1alpha1.BpfProgramTarget)
+			nt, ok2 := e.ObjectNew.(*v1alpha1.BpfProgramTarget)
 			if !ok1 || !ok2 {
 				return true
 			}
-			return o.Generation != n.Generation ||
-				!n.DeletionTimestamp.IsZero() ||
-				r.digestFor(o) != r.digestFor(n)
+			o, n := rollout.ProgramOf(ot), rollout.ProgramOf(nt)
+			return o.UID != n.UID || o.Generation != n.Generation ||
+				!nt.DeletionTimestamp.IsZero() ||
+				r.digestFor(&o) != r.digestFor(&n)
 		},
 	}
 }

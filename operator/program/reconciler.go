@@ -71,8 +71,8 @@ type Reconciler struct {
 	ResyncPeriod time.Duration
 	// NodeStateDelay is how long a BpfNodeState change waits before it
 	// wakes the BpfPrograms it reports, so that the reports of a wave of
-	// nodes are summed in one reconcile and one status patch (each patch
-	// reaches every agent's watch); zero means DefaultNodeStateDelay,
+	// nodes are summed in one reconcile and one status patch; zero means
+	// DefaultNodeStateDelay,
 	// negative none.
 	NodeStateDelay time.Duration
 	// CleanupTimeout is how long a deleted BpfProgram waits for live nodes
@@ -82,9 +82,10 @@ type Reconciler struct {
 	// ProgressInterval is the shortest time between two status patches of
 	// one BpfProgram whose only change is progress: node counts, kernel
 	// compatibility counts, rollout.updatedNodes and failedNodes, and the
-	// messages of conditions whose status and reason stay. Every status
-	// patch reaches every agent's BpfProgram watch, and agents read none of
-	// these fields; a change of what nodes run (target, stable, wave, halt,
+	// messages of conditions whose status and reason stay. Agents read
+	// none of these (they watch BpfProgramTargets, target.go), but each
+	// patch is an etcd write and an event to every BpfProgram watcher
+	// (BpfPodPrograms' controller, kubectl); a change of what nodes run (target, stable, wave, halt,
 	// paused kernels) or of a condition's status or reason (Ready when the
 	// last node attached, Degraded on a failure) is written at once. Zero
 	// means DefaultProgressInterval, negative none.
@@ -127,8 +128,7 @@ type scope struct {
 	// addFinalizer tells that the node-cleanup finalizer is missing: it is
 	// added with the reconcile's metadata patch, before any status patch
 	// lets agents run the program, so that a new program costs one
-	// metadata write (finalizer and VerifiedForAnnotation) rather than two,
-	// each of which reaches every agent's watch.
+	// metadata write (finalizer and VerifiedForAnnotation) rather than two.
 	addFinalizer bool
 }
 
@@ -136,10 +136,18 @@ type scope struct {
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	p := &v1alpha1.BpfProgram{}
 	if err := r.Client.Get(ctx, req.NamespacedName, p); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) {
+			// Gone without the finalizer: agents detach once its target is.
+			return ctrl.Result{}, DeleteTarget(ctx, r.Client, req.Name)
+		}
+		return ctrl.Result{}, err
 	}
 	if !p.DeletionTimestamp.IsZero() {
-		// Agents detach a deleted program; the finalizer waits for them.
+		// Agents detach a deleted program once its target is gone; the
+		// finalizer waits for them.
+		if err := DeleteTarget(ctx, r.Client, p.Name); err != nil {
+			return ctrl.Result{}, err
+		}
 		return r.finalize(ctx, p)
 	}
 	// The node-cleanup finalizer is added by patch, after the status: the
@@ -221,7 +229,8 @@ func (r *Reconciler) now() time.Time {
 	return r.Clock.Now()
 }
 
-// patch writes status once, only when it changed and is not held
+// patch writes the agents' BpfProgramTarget when what they read changed
+// (target.go), status once, only when it changed and is not held
 // (ProgressInterval), then, in one write, the metadata the reconcile added,
 // consumed or recorded (the node-cleanup finalizer when missing, resolve
 // annotation, VerifiedForAnnotation). The status goes first so that the
@@ -230,6 +239,9 @@ func (r *Reconciler) now() time.Time {
 // and collect its pins at start.
 func (r *Reconciler) patch(ctx context.Context, before *v1alpha1.BpfProgram, s *scope) error {
 	p := s.program
+	if _, err := WriteTarget(ctx, r.Client, p); err != nil {
+		return client.IgnoreNotFound(err)
+	}
 	if !s.holdStatus && !equality.Semantic.DeepEqual(before.Status, p.Status) {
 		if err := r.Client.Status().Patch(ctx, p, client.MergeFrom(before)); err != nil {
 			// Deleted meanwhile: nothing left to describe.

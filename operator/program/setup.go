@@ -65,6 +65,13 @@ func (r *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) err
 		Watches(&v1alpha1.BpfNodeState{}, r.nodeStateHandler()).
 		Watches(&corev1.Node{}, r.nodeHandler()).
 		Watches(&v1alpha1.BundleTrustPolicy{}, handler.EnqueueRequestsFromMapFunc(r.policyPrograms)).
+		// A target deleted by someone else is written again; the
+		// operator's own target writes wake nothing.
+		Owns(&v1alpha1.BpfProgramTarget{}, builder.WithPredicates(predicate.Funcs{
+			CreateFunc:  func(event.CreateEvent) bool { return false },
+			UpdateFunc:  func(event.UpdateEvent) bool { return false },
+			GenericFunc: func(event.GenericEvent) bool { return false },
+		})).
 		Complete(r)
 	if err != nil {
 		return fmt.Errorf("build bpfprogram controller: %w", err)

@@ -142,10 +142,15 @@ func TestAgentIsConfinedToItsOwnNode(t *testing.T) {
 		t.Fatal("agent without a node-name claim created a node state")
 	}
 
-	// RBAC: the agent reads BpfPrograms but never changes them.
+	// RBAC: the agent reads BpfProgramTargets (what the operator tells it
+	// of each BpfProgram), not BpfPrograms, and changes neither.
+	var targets v1.BpfProgramTargetList
+	if err := agentA.List(ctx, &targets); err != nil {
+		t.Fatalf("agent may not list bpfprogramtargets: %v", err)
+	}
 	var progs v1.BpfProgramList
-	if err := agentA.List(ctx, &progs); err != nil {
-		t.Fatalf("agent may not list bpfprograms: %v", err)
+	if err := agentA.List(ctx, &progs); !apierrors.IsForbidden(err) {
+		t.Fatalf("agent list bpfprograms: want Forbidden, got %v", err)
 	}
 	prog := &v1.BpfProgram{
 		ObjectMeta: metav1.ObjectMeta{Name: "forged"},
@@ -190,6 +195,14 @@ func TestAgentIsConfinedToItsOwnNode(t *testing.T) {
 		}},
 		{name: "delete bpfprogram", write: func() error { return agentA.Delete(ctx, prog.DeepCopy()) }},
 		{name: "delete all bpfprograms", write: func() error { return agentA.DeleteAllOf(ctx, &v1.BpfProgram{}) }},
+		{name: "create bpfprogramtarget", write: func() error {
+			return agentA.Create(ctx, &v1.BpfProgramTarget{ObjectMeta: metav1.ObjectMeta{Name: "forged"},
+				Spec: v1.BpfProgramTargetSpec{ProgramUID: "u", Program: prog.Spec}})
+		}},
+		{name: "patch bpfprogramtarget", write: func() error {
+			return agentA.Patch(ctx, &v1.BpfProgramTarget{ObjectMeta: metav1.ObjectMeta{Name: prog.Name}},
+				client.RawPatch(types.MergePatchType, []byte(`{"spec":{"resolvedDigest":"sha256:`+strings.Repeat("e", 64)+`"}}`)))
+		}},
 		{name: "update trust policy", write: func() error {
 			p := policy.DeepCopy()
 			p.Spec.Images = []string{"**"}

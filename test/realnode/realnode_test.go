@@ -138,19 +138,29 @@ func TestConfinementWithRealTokens(t *testing.T) {
 	if err := agent.Create(ctx, prog); !apierrors.IsForbidden(err) {
 		t.Errorf("agent creating a BpfProgram: %v, want Forbidden", err)
 	}
+	var targets v1.BpfProgramTargetList
+	if err := agent.List(ctx, &targets); err != nil {
+		t.Fatalf("agent lists BpfProgramTargets (it must read them): %v", err)
+	}
 	var programs v1.BpfProgramList
-	if err := agent.List(ctx, &programs); err != nil {
-		t.Fatalf("agent lists BpfPrograms (it must read them): %v", err)
+	if err := agent.List(ctx, &programs); !apierrors.IsForbidden(err) {
+		t.Errorf("agent listing BpfPrograms: %v, want Forbidden (it reads their targets)", err)
 	}
 	prog.ResourceVersion = ""
-	// One the admin made: the agent may read it, never write its status.
+	// One the admin made: the agent may read its target, never write the
+	// program's status.
 	prog.Name = "realnode-confinement"
 	if err := e.client.Create(ctx, prog); err != nil {
 		t.Fatal(err)
 	}
 	e.deleteProgram(t, prog.Name)
+	envtest.Eventually(t, 10*time.Second, func() error {
+		return agent.Get(ctx, client.ObjectKey{Name: prog.Name}, &v1.BpfProgramTarget{})
+	})
 	var mine v1.BpfProgram
-	envtest.Eventually(t, 10*time.Second, func() error { return agent.Get(ctx, client.ObjectKey{Name: prog.Name}, &mine) })
+	if err := e.client.Get(ctx, client.ObjectKey{Name: prog.Name}, &mine); err != nil {
+		t.Fatal(err)
+	}
 	patch := client.MergeFrom(mine.DeepCopy())
 	mine.Status.ResolvedDigest = "sha256:" + strings.Repeat("0", 64)
 	if err := agent.Status().Patch(ctx, &mine, patch); !apierrors.IsForbidden(err) {

@@ -22,7 +22,7 @@
 //
 // Each simulated agent runs in its own controller-runtime manager with the
 // node-scoped cache of controller.CacheOptions (its Node and BpfNodeState
-// by name, every BpfProgram and BundleTrustPolicy) and talks to the API
+// by name, every BpfProgramTarget and BundleTrustPolicy) and talks to the API
 // server as a service account bound to the agent's generated ClusterRole, so
 // the API server holds four watches per node and classifies agent requests
 // like a DaemonSet's. What the simulated nodes share, unlike real nodes, is

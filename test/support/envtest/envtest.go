@@ -153,17 +153,30 @@ func (e *Env) Kubectl(ctx context.Context, args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
-// Run starts the control plane, stores it in *env, runs the package's tests
-// and stops it. Use it from TestMain: os.Exit(envtest.Run(m, &env)).
-// A control plane that does not start fails the package.
-func Run(m *testing.M, env **Env) int {
+// Run starts the control plane, stores it in *env, starts the companions
+// (controllers the package's tests rely on, such as a stand-in for the
+// operator; each returns once started and stops when its context ends),
+// runs the package's tests and stops it all. Use it from TestMain:
+// os.Exit(envtest.Run(m, &env)). A control plane or companion that does not
+// start fails the package.
+func Run(m *testing.M, env **Env, companions ...func(context.Context, *Env) error) int {
 	e, err := Start()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "envtest: %v\n", err)
 		return 1
 	}
 	*env = e
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, start := range companions {
+		if err := start(ctx, e); err != nil {
+			fmt.Fprintf(os.Stderr, "envtest: %v\n", err)
+			_ = e.Stop()
+			return 1
+		}
+	}
 	code := m.Run()
+	cancel()
 	if err := e.Stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "envtest: %v\n", err)
 	}
