@@ -68,7 +68,12 @@ const (
 
 // Reasons on BpfNodeState program entries (ProgramState.Reason).
 const (
-	ReasonWaitingForWave   = "WaitingForWave"
+	ReasonWaitingForWave = "WaitingForWave"
+	// ReasonWaitingForTarget: something of a BpfProgram runs on the node,
+	// the program still exists, and it has no BpfProgramTarget (an operator
+	// that writes none yet, as during an upgrade from a release before
+	// targets): the node keeps what runs instead of detaching it.
+	ReasonWaitingForTarget = "WaitingForTarget"
 	ReasonPulling          = "Pulling"
 	ReasonPullFailed       = "PullFailed"
 	ReasonVerifyFailed     = "VerifyFailed"

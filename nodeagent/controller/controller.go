@@ -128,6 +128,10 @@ type Reconciler struct {
 	// Metrics records the agent's phases, failures and status writes; nil
 	// records nothing.
 	Metrics *metrics.Agent
+	// Programs reads a BpfProgram past the cache when something of it runs
+	// here and it has no target (programsWithoutTarget); nil: a program
+	// without a target is gone.
+	Programs client.Reader
 }
 
 // phaseTimes is how long one reconcile spent in each phase, for the log line
@@ -167,8 +171,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.List(ctx, &policies); err != nil {
 		return ctrl.Result{}, fmt.Errorf("list BundleTrustPolicies: %w", err)
 	}
+	snapshot := r.Dataplane.Snapshot()
+	untargeted, err := r.programsWithoutTarget(ctx, programs, snapshot)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	var took phaseTimes
-	pl := r.plan(ctx, node, programs, policies.Items, r.Dataplane.Snapshot(), time.Now(), &took)
+	pl := r.plan(ctx, node, programs, untargeted, policies.Items, snapshot, time.Now(), &took)
 	if pl.selErr != nil {
 		logger.Error(pl.selErr, "some nodeSelectors cannot be evaluated; keeping what runs of them")
 	}
@@ -223,12 +232,21 @@ type plan struct {
 // plan computes the node's desired set from the API objects and what runs
 // (snapshot): the programs that select node, less those awaitAdmission holds
 // back at now, each with its verified bundle or a Hold saying why it cannot
-// move. It touches no kernel: Reconcile hands the result to the dataplane.
-func (r *Reconciler) plan(ctx context.Context, node *corev1.Node, programs []v1alpha1.BpfProgram, policies []v1alpha1.BundleTrustPolicy,
+// move; untargeted (programsWithoutTarget) are held as they run. It touches
+// no kernel: Reconcile hands the result to the dataplane.
+func (r *Reconciler) plan(ctx context.Context, node *corev1.Node, programs, untargeted []v1alpha1.BpfProgram, policies []v1alpha1.BundleTrustPolicy,
 	snapshot []v1alpha1.ProgramState, now time.Time, took *phaseTimes) plan {
 	var pl plan
 	sel, held, selErr := selected(programs, node, onNode(snapshot))
 	pl.selErr = selErr
+	for i := range untargeted {
+		p := &untargeted[i]
+		if held == nil {
+			held = map[types.UID]error{}
+		}
+		held[p.UID] = fmt.Errorf("BpfProgram %s: %w", p.Name, errWaitingForTarget)
+		sel = append(sel, p)
+	}
 	sel, pl.settle = awaitAdmission(sel, snapshot, r.digestFor, now)
 	pl.desired, pl.verified = r.desired(ctx, sel, held, policies, running(snapshot), took)
 	return pl

@@ -22,6 +22,11 @@ import (
 // its wave).
 var errWaitingForDigest = errors.New("waiting for the operator to roll a verified digest out to this node")
 
+// errWaitingForTarget holds a program that runs here and still exists but
+// has no BpfProgramTarget: the node keeps what runs until the operator
+// writes one (or the program is deleted).
+var errWaitingForTarget = errors.New("the BpfProgram exists but has no BpfProgramTarget; keeping what runs until the operator writes one")
+
 // errTenancyViolation: a BpfPodProgram's program names something outside
 // its namespace's pods; the agent attaches nothing of it.
 var errTenancyViolation = errors.New("a BpfPodProgram may only attach to pods of its own namespace")
@@ -109,6 +114,8 @@ func holdReason(err error) string {
 	switch {
 	case errors.Is(err, errWaitingForDigest):
 		return v1alpha1.ReasonWaitingForWave
+	case errors.Is(err, errWaitingForTarget):
+		return v1alpha1.ReasonWaitingForTarget
 	case errors.Is(err, errNotPinned):
 		return v1alpha1.ReasonDigestNotPinned
 	case errors.Is(err, bundles.ErrKeyUnavailable):

@@ -111,7 +111,7 @@ func FuzzDesired(f *testing.F) {
 		r := &Reconciler{NodeName: nodeName, Dataplane: kernelOnly{release: release}, Bundles: cachedBundles{bundle},
 			Verifier: &VerifyMemo{Verifier: fuzzVerifier(verdict)}}
 
-		pl := r.plan(context.Background(), node, []v1alpha1.BpfProgram{p}, policies, snapshot, now, &phaseTimes{})
+		pl := r.plan(context.Background(), node, []v1alpha1.BpfProgram{p}, nil, policies, snapshot, now, &phaseTimes{})
 
 		if pl.selErr != nil && !strings.Contains(pl.selErr.Error(), "BpfProgram "+p.Name) {
 			t.Fatalf("selector error does not name the BpfProgram: %v", pl.selErr)

@@ -274,6 +274,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 		Pods:     &pods.Finder{CgroupRoot: attach.CgroupRoot()},
 		Triggers: Triggers{ResyncInterval: opts.ResyncInterval, StatsInterval: opts.StatsInterval},
 		Metrics:  agentMetrics,
+		Programs: mgr.GetAPIReader(),
 	}
 	if opts.UnmanagedInterval > 0 {
 		r.Inventory = &inventory.Scanner{Root: opts.BPFFSRoot}
