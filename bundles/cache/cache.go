@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -47,6 +48,15 @@ type Cache struct {
 	// read from.
 	memoMu sync.Mutex
 	memo   map[string]memoEntry
+
+	// KeepUnused is how long GC keeps a bundle its keep list stopped
+	// naming, counted from the first GC that did not name it: a program
+	// deleted and applied again, or a digest replaced and rolled back to,
+	// then loads without the registry. Zero removes it at the first such GC.
+	KeepUnused time.Duration
+	// unusedSince is, per digest GC did not keep, when it first did not
+	// (guarded by mu).
+	unusedSince map[string]time.Time
 }
 
 // memoEntry is a verified cache hit: the bundle (no ELF bytes) and the
@@ -375,10 +385,12 @@ func (c *Cache) digests(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// GC removes every bundle whose digest is not in keep, with the blobs only
-// they used, and returns how many bundles it removed.
+// GC removes every bundle whose digest is not in keep and has not been for
+// KeepUnused, with the blobs only they used, and returns how many bundles
+// it removed.
 func (c *Cache) GC(keep []string) (removed int, err error) {
 	ctx := context.Background()
+	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	kept := make(map[string]bool, len(keep))
@@ -391,7 +403,20 @@ func (c *Cache) GC(keep []string) (removed int, err error) {
 	}
 	for _, d := range all {
 		if kept[d] {
+			delete(c.unusedSince, d)
 			continue
+		}
+		if c.KeepUnused > 0 {
+			since, ok := c.unusedSince[d]
+			if !ok {
+				if c.unusedSince == nil {
+					c.unusedSince = map[string]time.Time{}
+				}
+				c.unusedSince[d] = now
+			}
+			if !ok || now.Sub(since) < c.KeepUnused {
+				continue
+			}
 		}
 		desc, err := c.store.Resolve(ctx, tagPrefix+strings.TrimPrefix(d, "sha256:"))
 		if err != nil {
@@ -401,6 +426,7 @@ func (c *Cache) GC(keep []string) (removed int, err error) {
 			return removed, fmt.Errorf("gc %s: %w", d, err)
 		}
 		c.forget(d)
+		delete(c.unusedSince, d)
 		removed++
 	}
 	if err := c.store.GC(ctx); err != nil {

@@ -577,7 +577,8 @@ func (r *Reconciler) report(ctx context.Context, node *corev1.Node, states []v1a
 // neither the digest this node runs or must run, nor either side of any
 // rollout (a halted rollout returns to the stable digest from the cache, and
 // a node selected again reattaches without the registry). Bundles of deleted
-// programs and superseded digests go.
+// programs and superseded digests go once unused for the cache's
+// KeepUnused.
 func (r *Reconciler) collectGarbage(ctx context.Context, programs []v1alpha1.BpfProgram, states []v1alpha1.ProgramState) {
 	gc, ok := r.Bundles.(interface {
 		GC(keep []string) (int, error)

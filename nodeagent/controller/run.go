@@ -37,6 +37,11 @@ import (
 	"github.com/bpfleet/bpfleet/nodeagent/metrics"
 )
 
+// bundleCacheKeepUnused is how long a bundle no program needs any more stays
+// in the node's cache: a program deleted and applied again within it loads
+// without the registry (the apply benchmark re-applies one bundle).
+const bundleCacheKeepUnused = 10 * time.Minute
+
 // Options configure one node agent.
 type Options struct {
 	// NodeName is the node the agent manages (required).
@@ -198,6 +203,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("open bundle cache: %w", err)
 	}
+	bundleCache.KeepUnused = bundleCacheKeepUnused
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme.New(),
