@@ -24,6 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
@@ -64,6 +65,10 @@ type fleetConfig struct {
 	loadLatency   time.Duration
 	attachLatency time.Duration
 	resync        time.Duration
+	// shared runs the agents in the shared-informer mode (shared_test.go),
+	// group nodes per manager; otherwise one manager per node.
+	shared bool
+	group  int
 }
 
 // fleet is a running simulated fleet: the operator, N agents with
@@ -81,14 +86,17 @@ type fleet struct {
 	// digests by tag.
 	digests map[string]string
 
-	bundles   *cache.Cache
-	fetches   atomic.Int64
-	verifies  atomic.Int64
-	memo      *controller.VerifyMemo
-	nodes     []*simNode
-	failOn    atomic.Pointer[string]
-	watch     *watcher
-	stopFuncs []func()
+	bundles  *cache.Cache
+	fetches  atomic.Int64
+	verifies atomic.Int64
+	memo     *controller.VerifyMemo
+	nodes    []*simNode
+	// sharedKinds are the GroupVersionKinds read from the shared cache in
+	// the shared-informer mode.
+	sharedKinds sync.Map
+	failOn      atomic.Pointer[string]
+	watch       *watcher
+	stopFuncs   []func()
 }
 
 // simNode is one simulated node and its agent.
@@ -103,6 +111,10 @@ type simNode struct {
 func newFleet(t testing.TB, cfg fleetConfig) *fleet {
 	t.Helper()
 	ctx := context.Background()
+	cfg.shared = cfg.shared || *flagShared
+	if cfg.group == 0 {
+		cfg.group = *flagGroup
+	}
 	f := &fleet{cfg: cfg, digests: map[string]string{}}
 	t.Cleanup(f.stop)
 
@@ -302,8 +314,9 @@ func nodeName(i int) string { return fmt.Sprintf("sim-node-%04d", i) }
 
 // startAgents creates the Node objects and starts one agent per node: the
 // real reconciler in its own manager, whose cache is scoped to the node
-// with controller.CacheOptions exactly as controller.Run scopes it. Every
-// tenth node fails digests given to failDigest.
+// with controller.CacheOptions exactly as controller.Run scopes it, or with
+// -scale.shared the same reconcilers sharing the cluster-wide informers
+// (startShared). Every tenth node fails digests given to failDigest.
 func (f *fleet) startAgents(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
@@ -342,6 +355,13 @@ func (f *fleet) startAgents(t testing.TB) {
 				return n.failing && bad != nil && *bad == digest
 			},
 		})
+		f.nodes = append(f.nodes, n)
+	}
+	if f.cfg.shared {
+		f.startShared(t)
+		return
+	}
+	for _, n := range f.nodes {
 		mgr, err := ctrl.NewManager(f.agentCfg, ctrl.Options{
 			Scheme:                 scheme.New(),
 			Logger:                 logr.Discard(),
@@ -352,23 +372,27 @@ func (f *fleet) startAgents(t testing.TB) {
 		if err != nil {
 			t.Fatalf("create manager of %s: %v", n.name, err)
 		}
-		c := mgr.GetClient()
-		r := &controller.Reconciler{
-			Client:    c,
-			NodeName:  n.name,
-			Dataplane: n.dp,
-			Bundles:   f.bundles,
-			Verifier:  f.memo,
-			Recorder:  mgr.GetEventRecorder("bpfleet-agent"),
-			Version:   "scale",
-			Written:   &controller.WrittenStatus{}, // as controller.Run sets it
-			Triggers:  controller.Triggers{ResyncInterval: f.cfg.resync},
-		}
+		r := f.reconciler(n, mgr.GetClient(), mgr.GetEventRecorder("bpfleet-agent"))
 		if err := r.SetupWithManager(ctx, mgr); err != nil {
 			t.Fatalf("set up agent of %s: %v", n.name, err)
 		}
 		f.run("agent "+n.name, mgr)
-		f.nodes = append(f.nodes, n)
+	}
+}
+
+// reconciler is node n's agent: the real reconciler, set up as
+// controller.Run sets it up, on the simulated kernel.
+func (f *fleet) reconciler(n *simNode, c client.Client, rec events.EventRecorder) *controller.Reconciler {
+	return &controller.Reconciler{
+		Client:    c,
+		NodeName:  n.name,
+		Dataplane: n.dp,
+		Bundles:   f.bundles,
+		Verifier:  f.memo,
+		Recorder:  rec,
+		Version:   "scale",
+		Written:   &controller.WrittenStatus{}, // as controller.Run sets it
+		Triggers:  controller.Triggers{ResyncInterval: f.cfg.resync},
 	}
 }
 

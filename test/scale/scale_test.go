@@ -45,6 +45,7 @@ func TestFleet(t *testing.T) {
 		t.Fatalf("find the control plane: %v", err)
 	}
 	f := newFleet(t, fleetConfig{nodes: n, loadLatency: *flagLoad, attachLatency: *flagAttach, resync: resync})
+	rep.mode = f.mode()
 	ctx := context.Background()
 	d1, d2, d3 := f.digests["v1"], f.digests["v2"], f.digests["v3"]
 	m := &meter{t: t, f: f, pids: pids, rep: rep}
@@ -424,6 +425,8 @@ func (c apiCounts) describeWrites() string {
 
 // report collects the figures and writes them as Markdown.
 type report struct {
+	// mode is how the agents run (fleet.mode); empty means one manager each.
+	mode              string
 	nodes, programs   int
 	idle, resync      time.Duration
 	load, attach      time.Duration
@@ -440,10 +443,14 @@ func (r *report) add(scenario, figure, value, goal, met string) {
 func (r *report) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Fleet scale simulation (test/scale)\n\n")
-	fmt.Fprintf(&b, "%d simulated nodes (real agent reconciler, one manager and node-scoped cache each; simulated kernel: load %s, attach %s per program), "+
+	mode := r.mode
+	if mode == "" {
+		mode = "one manager and node-scoped cache each"
+	}
+	fmt.Fprintf(&b, "%d simulated nodes (real agent reconciler, %s; simulated kernel: load %s, attach %s per program), "+
 		"real operator, one envtest kube-apiserver + etcd, loopback registry with signed bundles; %d BpfPrograms at steady state, idle %s, agent resync %s; "+
 		"%d CPUs (GOMAXPROCS %d), load average at the end %s (the machine is shared), %s.\n\n",
-		r.nodes, r.load, r.attach, r.programs, r.idle, r.resync, runtime.NumCPU(), runtime.GOMAXPROCS(0), loadAvg(), time.Now().UTC().Format("2006-01-02"))
+		r.nodes, mode, r.load, r.attach, r.programs, r.idle, r.resync, runtime.NumCPU(), runtime.GOMAXPROCS(0), loadAvg(), time.Now().UTC().Format("2006-01-02"))
 	b.WriteString("| scenario | figure | value | goal | met |\n|---|---|---|---|---|\n")
 	sorted := append([][5]string(nil), r.rows...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i][0] < sorted[j][0] })
