@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -19,6 +20,7 @@ import (
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/bpfleet/bpfleet/api/scheme"
@@ -165,6 +167,10 @@ func (f *fleet) startShared(t testing.TB) {
 				Logger:                 logr.Discard(),
 				Metrics:                metricsserver.Options{BindAddress: "0"},
 				HealthProbeBindAddress: "0",
+				// Thousands of informers list at once on a shared 2-core
+				// machine: the default 2 minutes for a cache to sync stops
+				// the group's controllers, and the run, at 5,000 nodes.
+				Controller: config.Controller{CacheSyncTimeout: 15 * time.Minute},
 			}); err != nil {
 				t.Fatalf("create manager of group %d: %v", i/group, err)
 			}
