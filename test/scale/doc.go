@@ -38,7 +38,8 @@
 // broadcaster and ticker; the cluster-wide kinds (every kind CacheOptions
 // does not scope: BpfPrograms, BundleTrustPolicies, Namespaces) come from
 // one cache for the whole process, and -scale.group nodes (100) share a
-// manager and its HTTP connection. The API server then sends each
+// manager (each keeps its own HTTP connection: the API server serves 100
+// streams per connection). The API server then sends each
 // cluster-wide event once instead of once per node: TestApplyUpgrade
 // reports the events one manager per node would add, and SCALE.md adds
 // their CPU back from the per-node cost measured in the default mode.

@@ -177,7 +177,14 @@ func (f *fleet) startShared(t testing.TB) {
 			// Started after its nodes are set up (below).
 			defer f.run(fmt.Sprintf("agents %d–%d", i, min(i+group, len(f.nodes))-1), mgr)
 		}
-		sc, err := newSplitCache(f.agentCfg, n.name, shared, &f.sharedKinds, mgr.GetHTTPClient(), mgr.GetRESTMapper())
+		// One connection per node, as each agent has its own: the API
+		// server serves at most 100 streams per HTTP/2 connection, and the
+		// client queues a node's watches behind its neighbours' otherwise.
+		hc, err := rest.HTTPClientFor(f.agentCfg)
+		if err != nil {
+			t.Fatalf("create the HTTP client of %s: %v", n.name, err)
+		}
+		sc, err := newSplitCache(f.agentCfg, n.name, shared, &f.sharedKinds, hc, mgr.GetRESTMapper())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -185,7 +192,7 @@ func (f *fleet) startShared(t testing.TB) {
 			t.Fatalf("add the cache of %s: %v", n.name, err)
 		}
 		c, err := client.New(f.agentCfg, client.Options{
-			HTTPClient: mgr.GetHTTPClient(),
+			HTTPClient: hc,
 			Scheme:     mgr.GetScheme(),
 			Mapper:     mgr.GetRESTMapper(),
 			Cache:      &client.CacheOptions{Reader: sc},
@@ -194,7 +201,7 @@ func (f *fleet) startShared(t testing.TB) {
 			t.Fatalf("create the client of %s: %v", n.name, err)
 		}
 		// One event broadcaster per node, as each agent has its own.
-		evc, err := eventsv1client.NewForConfigAndClient(f.agentCfg, mgr.GetHTTPClient())
+		evc, err := eventsv1client.NewForConfigAndClient(f.agentCfg, hc)
 		if err != nil {
 			t.Fatalf("create the event client of %s: %v", n.name, err)
 		}
