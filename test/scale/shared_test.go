@@ -174,8 +174,6 @@ func (f *fleet) startShared(t testing.TB) {
 			}); err != nil {
 				t.Fatalf("create manager of group %d: %v", i/group, err)
 			}
-			// Started after its nodes are set up (below).
-			defer f.run(fmt.Sprintf("agents %d–%d", i, min(i+group, len(f.nodes))-1), mgr)
 		}
 		// One connection per node, as each agent has its own: the API
 		// server serves at most 100 streams per HTTP/2 connection, and the
@@ -213,6 +211,11 @@ func (f *fleet) startShared(t testing.TB) {
 		r := f.reconciler(n, c, b.NewRecorder(mgr.GetScheme(), "bpfleet-agent"))
 		if err := r.SetupWithManager(ctx, nodeManager{Manager: mgr, cache: sc, client: c}); err != nil {
 			t.Fatalf("set up agent of %s: %v", n.name, err)
+		}
+		// A group starts once its nodes are set up, while the next group
+		// is set up: the nodes start in steps, as with one manager each.
+		if i%group == group-1 || i == len(f.nodes)-1 {
+			f.run(fmt.Sprintf("agents %d–%d", i/group*group, i), mgr)
 		}
 	}
 }

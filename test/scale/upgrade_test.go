@@ -54,7 +54,9 @@ func TestApplyUpgrade(t *testing.T) {
 	start := m.phase("start agents", func() time.Duration {
 		start := time.Now()
 		f.startAgents(t)
-		return waitFor(t, start, timeout, func() string { return "agents reporting" }, func() bool {
+		// Thousands of agents starting at once on a loaded machine took
+		// longer than a rollout's timeout (5,000 nodes: over 18 minutes).
+		return waitFor(t, start, 3*timeout, func() string { return "agents reporting" }, func() bool {
 			return f.watch.nodesWhere(func(s *v1alpha1.BpfNodeState) bool {
 				return s.Status.Kernel.Release != "" && meta.FindStatusCondition(s.Status.Conditions, v1alpha1.ConditionReady) != nil
 			}) == n
