@@ -693,3 +693,27 @@ func (f *fleet) createPrograms(t testing.TB, prefix string, from, to int) {
 		t.Fatalf("create BpfProgram: %v", err)
 	}
 }
+
+// rollTo runs change and waits until every node runs program name Attached
+// at digest and the program is Ready with every node attached and done
+// (nil: nothing more; called on every poll); it returns the wall time and
+// the per-node times.
+func (f *fleet) rollTo(t testing.TB, name, digest string, timeout time.Duration, change func(), done func(*v1alpha1.BpfProgram) bool) (time.Duration, []time.Duration) {
+	t.Helper()
+	n := len(f.nodes)
+	tr := f.watch.track(attachedAt(name, digest))
+	start := time.Now()
+	change()
+	took := waitFor(t, start, timeout, func() string {
+		return fmt.Sprintf("%d of %d nodes attached at %s; program %s", f.watch.met(tr), n, digest, describe(f.watch.program(name)))
+	}, func() bool {
+		p := f.watch.program(name)
+		if p == nil {
+			return false
+		}
+		// done first: it may time a step on the way (TestFleet's admission).
+		extra := done == nil || done(p)
+		return extra && f.watch.met(tr) == n && ready(p) && p.Status.Nodes.Attached == int32(n)
+	}, 10*time.Millisecond)
+	return took, f.watch.untrack(tr)
+}

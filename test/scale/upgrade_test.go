@@ -75,40 +75,27 @@ func TestApplyUpgrade(t *testing.T) {
 	const name = "fleet-5k"
 	d1, d2 := f.digests["v1"], f.digests["v2"]
 	var lat []time.Duration
-	apply := m.phase("1. apply one BpfProgram to every node", func() time.Duration {
-		tr := f.watch.track(attachedAt(name, d1))
-		start := time.Now()
-		if err := f.admin.Create(ctx, newProgram(name, f.repo+":v1", v1alpha1.RolloutSpec{})); err != nil {
-			t.Fatalf("create BpfProgram: %v", err)
-		}
-		took := waitFor(t, start, timeout, func() string {
-			return fmt.Sprintf("%d of %d nodes attached; program %s", f.watch.met(tr), n, describe(f.watch.program(name)))
-		}, func() bool {
-			p := f.watch.program(name)
-			return f.watch.met(tr) == n && p != nil && ready(p) && p.Status.Nodes.Attached == int32(n)
-		}, 10*time.Millisecond)
-		lat = f.watch.untrack(tr)
+	apply := m.phase("1. apply one BpfProgram to every node", func() (took time.Duration) {
+		took, lat = f.rollTo(t, name, d1, timeout, func() {
+			if err := f.admin.Create(ctx, newProgram(name, f.repo+":v1", v1alpha1.RolloutSpec{})); err != nil {
+				t.Fatalf("create BpfProgram: %v", err)
+			}
+		}, nil)
 		return took
 	})
 	rep.add("1. apply", "every node Attached, the program Ready", fmtDur(apply.wall), "< 30 s at 5,000 nodes", goalMet5k(n, apply.wall < 30*time.Second))
 	rep.add("1. apply", "per-node latency p50 / p99 (apply → node status Attached)", fmtDur(percentile(lat, 50))+" / "+fmtDur(percentile(lat, 99)), "", "")
 	m.settle(2 * time.Minute)
 
-	upgrade := m.phase("2. upgrade in two waves [50,100]", func() time.Duration {
-		tr := f.watch.track(attachedAt(name, d2))
-		start := time.Now()
-		f.updateProgram(t, name, func(p *v1alpha1.BpfProgram) {
-			p.Spec.Bundle.Image = f.repo + ":v2"
-			p.Spec.Rollout = v1alpha1.RolloutSpec{Strategy: v1alpha1.RolloutWaves, Waves: []int32{50, 100}}
+	upgrade := m.phase("2. upgrade in two waves [50,100]", func() (took time.Duration) {
+		took, lat = f.rollTo(t, name, d2, timeout, func() {
+			f.updateProgram(t, name, func(p *v1alpha1.BpfProgram) {
+				p.Spec.Bundle.Image = f.repo + ":v2"
+				p.Spec.Rollout = v1alpha1.RolloutSpec{Strategy: v1alpha1.RolloutWaves, Waves: []int32{50, 100}}
+			})
+		}, func(p *v1alpha1.BpfProgram) bool {
+			return p.Status.Rollout != nil && p.Status.Rollout.StableDigest == d2 && p.Status.Rollout.TargetDigest == d2
 		})
-		took := waitFor(t, start, timeout, func() string {
-			return fmt.Sprintf("%d of %d nodes at v2; program %s", f.watch.met(tr), n, describe(f.watch.program(name)))
-		}, func() bool {
-			p := f.watch.program(name)
-			return f.watch.met(tr) == n && p != nil && ready(p) && p.Status.Nodes.Attached == int32(n) &&
-				p.Status.Rollout != nil && p.Status.Rollout.StableDigest == d2 && p.Status.Rollout.TargetDigest == d2
-		}, 10*time.Millisecond)
-		lat = f.watch.untrack(tr)
 		return took
 	})
 	w := upgrade.api.acceptedWrites(nodeStateOnly) / float64(n)
