@@ -138,6 +138,14 @@ bench-scale: tools ## 1,000 simulated agents against a real apiserver; report in
 bench-many: tools ## Issue 21 item 2: 1,000 simulated agents running 1 BpfProgram get 99 more; report in bin/many.md.
 	$(GO) test -count=1 -timeout 60m -run TestManyPrograms -v ./test/scale -args -scale.many -scale.nodes=$(or $(SCALE_NODES),1000) -scale.programs=100 -scale.report=$(BIN)/many.md
 
+.PHONY: bench-5k
+bench-5k: tools ## Issue 21 item 3: 5,000 simulated nodes, shared-informer mode: apply one program, then a two-wave upgrade; report in bin/fivek.md.
+	$(GO) test -count=1 -timeout 60m -run TestApplyUpgrade -v ./test/scale -args -scale.upgrade -scale.shared -scale.nodes=$(or $(SCALE_NODES),5000) -scale.report=$(BIN)/fivek.md
+
+.PHONY: bench-5k-pernode
+bench-5k-pernode: tools ## The same scenario with one manager per node (the honest default), at a size that fits (1,000): the per-node watch fan-out the shared mode leaves out; report in bin/fivek-pernode.md.
+	$(GO) test -count=1 -timeout 60m -run TestApplyUpgrade -v ./test/scale -args -scale.upgrade -scale.nodes=$(or $(SCALE_NODES),1000) -scale.report=$(BIN)/fivek-pernode.md
+
 .PHONY: images
 images: ## Build the operator and agent OCI images (linux/amd64+arm64, no Docker) into bin/images; REGISTRY=host/prefix also pushes them.
 	$(GO) run ./config/images -o $(BIN)/images $(if $(VERSION),-version $(VERSION)) $(if $(REGISTRY),-push $(REGISTRY))

@@ -24,6 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
@@ -64,6 +65,10 @@ type fleetConfig struct {
 	loadLatency   time.Duration
 	attachLatency time.Duration
 	resync        time.Duration
+	// shared runs the agents in the shared-informer mode (shared_test.go),
+	// group nodes per manager; otherwise one manager per node.
+	shared bool
+	group  int
 }
 
 // fleet is a running simulated fleet: the operator, N agents with
@@ -81,14 +86,17 @@ type fleet struct {
 	// digests by tag.
 	digests map[string]string
 
-	bundles   *cache.Cache
-	fetches   atomic.Int64
-	verifies  atomic.Int64
-	memo      *controller.VerifyMemo
-	nodes     []*simNode
-	failOn    atomic.Pointer[string]
-	watch     *watcher
-	stopFuncs []func()
+	bundles  *cache.Cache
+	fetches  atomic.Int64
+	verifies atomic.Int64
+	memo     *controller.VerifyMemo
+	nodes    []*simNode
+	// sharedKinds are the GroupVersionKinds read from the shared cache in
+	// the shared-informer mode.
+	sharedKinds sync.Map
+	failOn      atomic.Pointer[string]
+	watch       *watcher
+	stopFuncs   []func()
 }
 
 // simNode is one simulated node and its agent.
@@ -103,6 +111,10 @@ type simNode struct {
 func newFleet(t testing.TB, cfg fleetConfig) *fleet {
 	t.Helper()
 	ctx := context.Background()
+	cfg.shared = cfg.shared || *flagShared
+	if cfg.group == 0 {
+		cfg.group = *flagGroup
+	}
 	f := &fleet{cfg: cfg, digests: map[string]string{}}
 	t.Cleanup(f.stop)
 
@@ -302,8 +314,9 @@ func nodeName(i int) string { return fmt.Sprintf("sim-node-%04d", i) }
 
 // startAgents creates the Node objects and starts one agent per node: the
 // real reconciler in its own manager, whose cache is scoped to the node
-// with controller.CacheOptions exactly as controller.Run scopes it. Every
-// tenth node fails digests given to failDigest.
+// with controller.CacheOptions exactly as controller.Run scopes it, or with
+// -scale.shared the same reconcilers sharing the cluster-wide informers
+// (startShared). Every tenth node fails digests given to failDigest.
 func (f *fleet) startAgents(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
@@ -342,6 +355,13 @@ func (f *fleet) startAgents(t testing.TB) {
 				return n.failing && bad != nil && *bad == digest
 			},
 		})
+		f.nodes = append(f.nodes, n)
+	}
+	if f.cfg.shared {
+		f.startShared(t)
+		return
+	}
+	for _, n := range f.nodes {
 		mgr, err := ctrl.NewManager(f.agentCfg, ctrl.Options{
 			Scheme:                 scheme.New(),
 			Logger:                 logr.Discard(),
@@ -352,23 +372,27 @@ func (f *fleet) startAgents(t testing.TB) {
 		if err != nil {
 			t.Fatalf("create manager of %s: %v", n.name, err)
 		}
-		c := mgr.GetClient()
-		r := &controller.Reconciler{
-			Client:    c,
-			NodeName:  n.name,
-			Dataplane: n.dp,
-			Bundles:   f.bundles,
-			Verifier:  f.memo,
-			Recorder:  mgr.GetEventRecorder("bpfleet-agent"),
-			Version:   "scale",
-			Written:   &controller.WrittenStatus{}, // as controller.Run sets it
-			Triggers:  controller.Triggers{ResyncInterval: f.cfg.resync},
-		}
+		r := f.reconciler(n, mgr.GetClient(), mgr.GetEventRecorder("bpfleet-agent"))
 		if err := r.SetupWithManager(ctx, mgr); err != nil {
 			t.Fatalf("set up agent of %s: %v", n.name, err)
 		}
 		f.run("agent "+n.name, mgr)
-		f.nodes = append(f.nodes, n)
+	}
+}
+
+// reconciler is node n's agent: the real reconciler, set up as
+// controller.Run sets it up, on the simulated kernel.
+func (f *fleet) reconciler(n *simNode, c client.Client, rec events.EventRecorder) *controller.Reconciler {
+	return &controller.Reconciler{
+		Client:    c,
+		NodeName:  n.name,
+		Dataplane: n.dp,
+		Bundles:   f.bundles,
+		Verifier:  f.memo,
+		Recorder:  rec,
+		Version:   "scale",
+		Written:   &controller.WrittenStatus{}, // as controller.Run sets it
+		Triggers:  controller.Triggers{ResyncInterval: f.cfg.resync},
 	}
 }
 
@@ -668,4 +692,28 @@ func (f *fleet) createPrograms(t testing.TB, prefix string, from, to int) {
 	if err := g.Wait(); err != nil {
 		t.Fatalf("create BpfProgram: %v", err)
 	}
+}
+
+// rollTo runs change and waits until every node runs program name Attached
+// at digest and the program is Ready with every node attached and done
+// (nil: nothing more; called on every poll); it returns the wall time and
+// the per-node times.
+func (f *fleet) rollTo(t testing.TB, name, digest string, timeout time.Duration, change func(), done func(*v1alpha1.BpfProgram) bool) (time.Duration, []time.Duration) {
+	t.Helper()
+	n := len(f.nodes)
+	tr := f.watch.track(attachedAt(name, digest))
+	start := time.Now()
+	change()
+	took := waitFor(t, start, timeout, func() string {
+		return fmt.Sprintf("%d of %d nodes attached at %s; program %s", f.watch.met(tr), n, digest, describe(f.watch.program(name)))
+	}, func() bool {
+		p := f.watch.program(name)
+		if p == nil {
+			return false
+		}
+		// done first: it may time a step on the way (TestFleet's admission).
+		extra := done == nil || done(p)
+		return extra && f.watch.met(tr) == n && ready(p) && p.Status.Nodes.Attached == int32(n)
+	}, 10*time.Millisecond)
+	return took, f.watch.untrack(tr)
 }

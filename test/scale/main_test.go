@@ -25,7 +25,10 @@ var (
 	flagLoad     = flag.Duration("scale.load", 5*time.Millisecond, "simulated load latency per program")
 	flagAttach   = flag.Duration("scale.attach", time.Millisecond, "simulated attach latency per program")
 	flagMany     = flag.Bool("scale.many", false, "run TestManyPrograms (issue 21 item 2: add -scale.programs-1 programs to nodes running one)")
+	flagUpgrade  = flag.Bool("scale.upgrade", false, "run TestApplyUpgrade at -scale.nodes (issue 21 item 3: apply one program, then upgrade it in two waves)")
 	flagLimit    = flag.Duration("scale.limit", 10*time.Minute, "how long TestManyPrograms waits for convergence before it reports what it reached")
+	flagShared   = flag.Bool("scale.shared", false, "simulate many nodes per manager: per-node caches of what controller.CacheOptions scopes to the node, one shared cache of the cluster-wide kinds (shared_test.go); the API server then sends every cluster-wide event once, not once per node")
+	flagGroup    = flag.Int("scale.group", 100, "with -scale.shared, simulated nodes per manager")
 	flagReport   = flag.String("scale.report", "", "write the Markdown report here (relative paths are relative to the repository root)")
 )
 

@@ -42,7 +42,7 @@ func TestManyPrograms(t *testing.T) {
 	// Leave the API server as TestFleet expects it, while the agents still
 	// run (cleanups run last first): no program, no node, no node state.
 	t.Cleanup(func() { removeFleetObjects(t, f) })
-	rep := &report{nodes: n, programs: total, resync: 30 * time.Second, load: *flagLoad, attach: *flagAttach}
+	rep := &report{nodes: n, programs: total, resync: 30 * time.Second, load: *flagLoad, attach: *flagAttach, mode: f.mode()}
 	defer rep.write(t)
 	m := &meter{t: t, f: f, pids: pids, rep: rep}
 	timeout := 2*time.Minute + time.Duration(n)*200*time.Millisecond

@@ -44,8 +44,10 @@ type apiCounts struct {
 	// Conflicts counts 409 answers; Throttled 429 (API Priority and
 	// Fairness rejected the request); Timeouts 504.
 	Conflicts, Throttled, Timeouts float64
-	// Watches is apiserver_longrunning_requests{verb="WATCH"} now: open watches.
-	Watches float64
+	// Watches is apiserver_longrunning_requests{verb="WATCH"} now: open
+	// watches; WatchesBy the same by resource.
+	Watches   float64
+	WatchesBy map[string]float64
 	// NodeStateEtcdUpdates and NodeStateEtcdSeconds are the count and sum
 	// of etcd_request_duration_seconds{operation="update",
 	// resource="bpfnodestates"}: how long the API server waited on etcd to
@@ -85,7 +87,7 @@ func parseCounts(raw []byte) (apiCounts, error) {
 	if err != nil {
 		return apiCounts{}, fmt.Errorf("parse /metrics: %w", err)
 	}
-	c := apiCounts{Requests: map[reqKey]float64{}, Refused: map[reqKey]float64{}, WatchEvents: map[string]float64{}}
+	c := apiCounts{Requests: map[reqKey]float64{}, Refused: map[reqKey]float64{}, WatchEvents: map[string]float64{}, WatchesBy: map[string]float64{}}
 	if f := fams["apiserver_request_total"]; f != nil {
 		for _, m := range f.GetMetric() {
 			l := labels(m.GetLabel())
@@ -109,8 +111,9 @@ func parseCounts(raw []byte) (apiCounts, error) {
 	}
 	if f := fams["apiserver_longrunning_requests"]; f != nil {
 		for _, m := range f.GetMetric() {
-			if labels(m.GetLabel())["verb"] == "WATCH" {
+			if l := labels(m.GetLabel()); l["verb"] == "WATCH" {
 				c.Watches += m.GetGauge().GetValue()
+				c.WatchesBy[l["resource"]] += m.GetGauge().GetValue()
 			}
 		}
 	}
@@ -152,7 +155,7 @@ func labels[T interface {
 // sub returns c − before.
 func (c apiCounts) sub(before apiCounts) apiCounts {
 	d := apiCounts{Requests: map[reqKey]float64{}, Refused: map[reqKey]float64{}, WatchEvents: map[string]float64{}, Conflicts: c.Conflicts - before.Conflicts,
-		Throttled: c.Throttled - before.Throttled, Timeouts: c.Timeouts - before.Timeouts, Watches: c.Watches,
+		Throttled: c.Throttled - before.Throttled, Timeouts: c.Timeouts - before.Timeouts, Watches: c.Watches, WatchesBy: c.WatchesBy,
 		NodeStateEtcdUpdates: c.NodeStateEtcdUpdates - before.NodeStateEtcdUpdates, NodeStateEtcdSeconds: c.NodeStateEtcdSeconds - before.NodeStateEtcdSeconds,
 		NodeStateWriteBytes: c.NodeStateWriteBytes - before.NodeStateWriteBytes, NodeStateWatchBytes: c.NodeStateWatchBytes - before.NodeStateWatchBytes}
 	for k, v := range c.Requests {

@@ -45,6 +45,10 @@ func TestFleet(t *testing.T) {
 		t.Fatalf("find the control plane: %v", err)
 	}
 	f := newFleet(t, fleetConfig{nodes: n, loadLatency: *flagLoad, attachLatency: *flagAttach, resync: resync})
+	rep.mode = f.mode()
+	// Leave the API server empty for the tests after it (TestApplyUpgrade
+	// counts every node the watcher sees), while the agents still run.
+	t.Cleanup(func() { removeFleetObjects(t, f) })
 	ctx := context.Background()
 	d1, d2, d3 := f.digests["v1"], f.digests["v2"], f.digests["v3"]
 	m := &meter{t: t, f: f, pids: pids, rep: rep}
@@ -78,22 +82,18 @@ func TestFleet(t *testing.T) {
 	const name = "fleet-probe"
 	var lat []time.Duration
 	var admitted time.Duration
-	m.phase("1. apply one BpfProgram to every node", func() time.Duration {
-		tr := f.watch.track(attachedAt(name, d1))
+	m.phase("1. apply one BpfProgram to every node", func() (took time.Duration) {
 		start := time.Now()
-		if err := f.admin.Create(ctx, newProgram(name, f.repo+":v1", v1alpha1.RolloutSpec{})); err != nil {
-			t.Fatalf("create BpfProgram: %v", err)
-		}
-		took := waitFor(t, start, timeout, func() string {
-			return fmt.Sprintf("%d of %d nodes attached; program %s", f.watch.met(tr), n, describe(f.watch.program(name)))
-		}, func() bool {
-			p := f.watch.program(name)
-			if admitted == 0 && p != nil && p.Status.Rollout != nil && p.Status.Rollout.TargetDigest == d1 {
+		took, lat = f.rollTo(t, name, d1, timeout, func() {
+			if err := f.admin.Create(ctx, newProgram(name, f.repo+":v1", v1alpha1.RolloutSpec{})); err != nil {
+				t.Fatalf("create BpfProgram: %v", err)
+			}
+		}, func(p *v1alpha1.BpfProgram) bool {
+			if admitted == 0 && p.Status.Rollout != nil && p.Status.Rollout.TargetDigest == d1 {
 				admitted = time.Since(start)
 			}
-			return f.watch.met(tr) == n && p != nil && ready(p) && p.Status.Nodes.Attached == int32(n)
-		}, 10*time.Millisecond)
-		lat = f.watch.untrack(tr)
+			return true
+		})
 		rep.add("1. apply to all nodes", "operator admitted the digest (create → status.rollout.targetDigest)", fmtDur(admitted), "", "")
 		return took
 	})
@@ -103,21 +103,15 @@ func TestFleet(t *testing.T) {
 
 	waves := v1alpha1.RolloutSpec{Strategy: v1alpha1.RolloutWaves, Waves: []int32{1, 10, 50, 100}}
 	// Scenario 2: upgrade the digest in waves.
-	m.phase("2. upgrade in waves [1,10,50,100]", func() time.Duration {
-		tr := f.watch.track(attachedAt(name, d2))
-		start := time.Now()
-		f.updateProgram(t, name, func(p *v1alpha1.BpfProgram) {
-			p.Spec.Bundle.Image = f.repo + ":v2"
-			p.Spec.Rollout = waves
+	m.phase("2. upgrade in waves [1,10,50,100]", func() (took time.Duration) {
+		took, lat = f.rollTo(t, name, d2, timeout, func() {
+			f.updateProgram(t, name, func(p *v1alpha1.BpfProgram) {
+				p.Spec.Bundle.Image = f.repo + ":v2"
+				p.Spec.Rollout = waves
+			})
+		}, func(p *v1alpha1.BpfProgram) bool {
+			return p.Status.Rollout != nil && p.Status.Rollout.StableDigest == d2 && p.Status.Rollout.TargetDigest == d2
 		})
-		took := waitFor(t, start, timeout, func() string {
-			return fmt.Sprintf("%d of %d nodes at v2; program %s", f.watch.met(tr), n, describe(f.watch.program(name)))
-		}, func() bool {
-			p := f.watch.program(name)
-			return f.watch.met(tr) == n && p != nil && ready(p) && p.Status.Nodes.Attached == int32(n) &&
-				p.Status.Rollout != nil && p.Status.Rollout.StableDigest == d2 && p.Status.Rollout.TargetDigest == d2
-		}, 10*time.Millisecond)
-		lat = f.watch.untrack(tr)
 		return took
 	})
 	rep.add("2. wave upgrade", "per-node latency p50 (edit → node status at new digest)", fmtDur(percentile(lat, 50)), "", "")
@@ -424,6 +418,8 @@ func (c apiCounts) describeWrites() string {
 
 // report collects the figures and writes them as Markdown.
 type report struct {
+	// mode is how the agents run (fleet.mode); empty means one manager each.
+	mode              string
 	nodes, programs   int
 	idle, resync      time.Duration
 	load, attach      time.Duration
@@ -440,10 +436,14 @@ func (r *report) add(scenario, figure, value, goal, met string) {
 func (r *report) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Fleet scale simulation (test/scale)\n\n")
-	fmt.Fprintf(&b, "%d simulated nodes (real agent reconciler, one manager and node-scoped cache each; simulated kernel: load %s, attach %s per program), "+
+	mode := r.mode
+	if mode == "" {
+		mode = "one manager and node-scoped cache each"
+	}
+	fmt.Fprintf(&b, "%d simulated nodes (real agent reconciler, %s; simulated kernel: load %s, attach %s per program), "+
 		"real operator, one envtest kube-apiserver + etcd, loopback registry with signed bundles; %d BpfPrograms at steady state, idle %s, agent resync %s; "+
 		"%d CPUs (GOMAXPROCS %d), load average at the end %s (the machine is shared), %s.\n\n",
-		r.nodes, r.load, r.attach, r.programs, r.idle, r.resync, runtime.NumCPU(), runtime.GOMAXPROCS(0), loadAvg(), time.Now().UTC().Format("2006-01-02"))
+		r.nodes, mode, r.load, r.attach, r.programs, r.idle, r.resync, runtime.NumCPU(), runtime.GOMAXPROCS(0), loadAvg(), time.Now().UTC().Format("2006-01-02"))
 	b.WriteString("| scenario | figure | value | goal | met |\n|---|---|---|---|---|\n")
 	sorted := append([][5]string(nil), r.rows...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i][0] < sorted[j][0] })
