@@ -154,7 +154,9 @@ func TestConfinementWithRealTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.deleteProgram(t, prog.Name)
-	envtest.Eventually(t, 10*time.Second, func() error {
+	// The first test after the install: the operator may still be
+	// electing its leader and syncing its caches.
+	envtest.Eventually(t, time.Minute, func() error {
 		return agent.Get(ctx, client.ObjectKey{Name: prog.Name}, &v1.BpfProgramTarget{})
 	})
 	var mine v1.BpfProgram
