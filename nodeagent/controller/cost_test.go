@@ -3,7 +3,6 @@ package controller_test
 import (
 	"fmt"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
@@ -67,11 +66,11 @@ func (w *world) createTCProgram(t *testing.T, ref, digest string) *v1alpha1.BpfP
 
 func processCPU(t *testing.T) time.Duration {
 	t.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	d, err := procstat.SelfCPU()
+	if err != nil {
 		t.Fatal(err)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return d
 }
 
 func rssKiB(t *testing.T) int64 {

@@ -2,7 +2,6 @@ package procstat_test
 
 import (
 	"os"
-	"syscall"
 	"testing"
 	"time"
 
@@ -39,12 +38,12 @@ func TestReadSelf(t *testing.T) {
 	}
 }
 
-// rusageCPU is the user and system CPU time of this process by getrusage.
+// rusageCPU is procstat.SelfCPU, failing t on an error.
 func rusageCPU(t *testing.T) time.Duration {
 	t.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	d, err := procstat.SelfCPU()
+	if err != nil {
 		t.Fatal(err)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return d
 }
