@@ -14,8 +14,8 @@ func TestReader(t *testing.T) {
 	raw := binary.NativeEndian.AppendUint64(nil, 1<<40)
 	raw = binary.NativeEndian.AppendUint32(raw, 7)
 	raw = append(raw, 0xff, 0xff, 0xff, 0xff) // padding
-	raw = append(raw, "ls\x00junk!"...) // char[8]
-	raw = append(raw, "full"...) // no NUL: the whole array
+	raw = append(raw, "ls\x00junk!"...)       // char[8]
+	raw = append(raw, "full"...)              // no NUL: the whole array
 	r, err := New(raw, len(raw), errShort)
 	if err != nil {
 		t.Fatal(err)
