@@ -204,6 +204,9 @@ func TestOperatorKilledMidRollout(t *testing.T) {
 	}
 	report(t, "operator SIGKILLed mid-rollout", "waves %v; killed at wave %d (%d node(s) on v2) for %s: nothing moved; new operator took the lease and resumed, all %d nodes on v2 %s after its start",
 		waves, stopped.Wave, count(firstWave), restarted.Sub(stoppedAt).Round(time.Second), len(e.Nodes), time.Since(restarted).Round(100*time.Millisecond))
+	// While the new operator runs: agents detach a deleted program when the
+	// operator deletes its BpfProgramTarget.
+	remove(t, e, p)
 }
 
 // wavesAcross returns cumulative wave percentages with one wave per
