@@ -159,7 +159,7 @@ func ParseEvent(raw []byte) (Event, error) {
 	// In the order of struct open_event (Go evaluates them left to right);
 	// 4 bytes of padding align comm.
 	ev := Event{CgroupID: r.Uint64(), PID: r.Uint32(), PrefixID: r.Uint32(), Flags: int32(r.Uint32())}
-	r.Skip(4)
+	r.Pad(4)
 	ev.Comm, ev.Path = r.String(commLen), r.String(pathLen)
 	return ev, nil
 }

@@ -37,8 +37,8 @@ func (r *Reader) Uint32() uint32 {
 	return v
 }
 
-// Skip passes over n bytes of padding.
-func (r *Reader) Skip(n int) { r.b = r.b[n:] }
+// Pad passes over n bytes of padding.
+func (r *Reader) Pad(n int) { r.b = r.b[n:] }
 
 // String reads a char[n] holding a NUL-terminated string.
 func (r *Reader) String(n int) string {

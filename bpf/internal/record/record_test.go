@@ -21,7 +21,7 @@ func TestReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := r.Uint64(), r.Uint32()
-	r.Skip(4)
+	r.Pad(4)
 	c, d := r.String(8), r.String(4)
 	if a != 1<<40 || b != 7 || c != "ls" || d != "full" {
 		t.Errorf("read %d %d %q %q, want %d 7 \"ls\" \"full\"", a, b, c, d, uint64(1<<40))
