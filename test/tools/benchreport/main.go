@@ -6,6 +6,9 @@
 //
 //	go test -run '^$' -bench . ./... | go run ./test/tools/benchreport -o BENCHMARKS.md
 //
+// With -scenario make-target=report.md, the goal rows of a scale
+// scenario's report (test/scale's -scale.report) follow the table.
+//
 // It rewrites only the part of the file between the generated markers.
 package main
 
@@ -96,6 +99,8 @@ var derived = map[string]bool{"xdp/nft": true, "user/kernel": true, "bpfleet/bpf
 
 func main() {
 	out := flag.String("o", "", "Markdown file to update between the benchreport markers (default: print the table)")
+	var scenarios scenarioFlags
+	flag.Var(&scenarios, "scenario", "make-target=report.md of a scale scenario whose goal rows join the table (repeatable)")
 	flag.Parse()
 	results, failed, err := parse(os.Stdin)
 	if err != nil {
@@ -103,6 +108,12 @@ func main() {
 		os.Exit(1)
 	}
 	table := render(results, failed, machine(), time.Now().UTC())
+	goalRows, err := scenarioGoals(scenarios)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport:", err)
+		os.Exit(1)
+	}
+	table += goalRows
 	if *out == "" {
 		fmt.Print(table)
 		return
